@@ -1,0 +1,122 @@
+// Shared by every kernel: workgroup size, the workgroup reduction, and the
+// elementary functions WGSL lacks or gives too little accuracy for.
+//
+// Vulkan lets `log` carry an absolute error of 2^-21 on [0.5, 2], which is a
+// large relative error for results near 0 (log of a probability near 1, a
+// log-sum-exp dominated by one class). `ln` and `log1p` therefore use a series
+// there and the built-in only outside that range.
+
+const WG: u32 = 256u;
+const LN2: f32 = 0.6931471805599453;
+
+// A run-time 1.0/0.0 may be 0 on some implementations: build sentinels from bits.
+fn inf() -> f32 { return bitcast<f32>(0x7f800000u); }
+fn nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
+fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+
+// Clamps from below without turning NaN into the bound (WGSL's max may drop NaN).
+fn clamp_min(v: f32, lo: f32) -> f32 { return select(v, lo, v < lo); }
+
+// log(1 + u) for u in [-1/3, 1] via 2 atanh(s), s = u / (2 + u), |s| <= 1/3.
+fn log1p_series(u: f32) -> f32 {
+    let s = u / (2.0 + u);
+    let s2 = s * s;
+    var p = 1.0 / 19.0;
+    p = p * s2 + 1.0 / 17.0;
+    p = p * s2 + 1.0 / 15.0;
+    p = p * s2 + 1.0 / 13.0;
+    p = p * s2 + 1.0 / 11.0;
+    p = p * s2 + 1.0 / 9.0;
+    p = p * s2 + 1.0 / 7.0;
+    p = p * s2 + 1.0 / 5.0;
+    p = p * s2 + 1.0 / 3.0;
+    p = p * s2 + 1.0;
+    return 2.0 * s * p;
+}
+
+fn log1p(u: f32) -> f32 {
+    let w = 1.0 + u;
+    if (w >= 0.5 && w <= 2.0) {
+        return log1p_series(u);
+    }
+    if (w == 0.0) {
+        return -inf();
+    }
+    return log(w);
+}
+
+fn ln(x: f32) -> f32 {
+    if (x >= 0.5 && x <= 2.0) {
+        // x - 1 is exact here (Sterbenz).
+        return log1p_series(x - 1.0);
+    }
+    if (x < 1.17549435e-38) {
+        if (x == 0.0) {
+            return -inf();
+        }
+        // Scale subnormals into the normal range: some built-in logs mishandle them.
+        return log(x * 16777216.0) - 16.635532333438686;
+    }
+    return log(x);
+}
+
+// exp(x) - 1 without cancellation for small |x|.
+fn expm1(x: f32) -> f32 {
+    if (abs(x) < 0.25) {
+        var p = 1.0 / 40320.0;
+        p = p * x + 1.0 / 5040.0;
+        p = p * x + 1.0 / 720.0;
+        p = p * x + 1.0 / 120.0;
+        p = p * x + 1.0 / 24.0;
+        p = p * x + 1.0 / 6.0;
+        p = p * x + 0.5;
+        p = p * x + 1.0;
+        return x * p;
+    }
+    return exp(x) - 1.0;
+}
+
+// log(1 + e^z), never overflowing.
+fn softplus(z: f32) -> f32 {
+    return max(z, 0.0) + log1p(exp(-abs(z)));
+}
+
+fn sigmoid(z: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-z));
+}
+
+// u^gamma for u in [0, 1], with 0^0 = 1 and exact small integer powers.
+fn pow_gamma(u: f32, gamma: f32) -> f32 {
+    if (gamma == 0.0) { return 1.0; }
+    if (gamma == 1.0) { return u; }
+    if (gamma == 2.0) { return u * u; }
+    if (u == 0.0) { return 0.0; }
+    return exp2(gamma * log2(u));
+}
+
+// s / d with the reference's answers for an empty or zero-weight denominator.
+fn safe_div(s: f32, d: f32) -> f32 {
+    if (d == 0.0) {
+        if (s == 0.0 || is_nan(s)) { return nan(); }
+        return select(-inf(), inf(), s > 0.0);
+    }
+    return s / d;
+}
+
+var<workgroup> red: array<vec4<f32>, WG>;
+
+// Tree sum over the workgroup; every invocation gets the total. Call from
+// uniform control flow.
+fn reduce_wg(lid: u32, v: vec4<f32>) -> vec4<f32> {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}

@@ -1,0 +1,248 @@
+//! The GPU context: device, queue, limits and the pipeline cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// A WGSL program: the shared prelude plus one family's kernels. Bindings
+/// follow one convention: `reads` read-only storage buffers at 0.., then one
+/// read-write storage buffer, then the params uniform.
+pub(crate) struct Kernel {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub reads: u32,
+}
+
+macro_rules! kernel {
+    ($name:literal, $reads:expr) => {
+        Kernel {
+            name: $name,
+            source: concat!(
+                include_str!("../shaders/common.wgsl"),
+                include_str!(concat!("../shaders/", $name, ".wgsl"))
+            ),
+            reads: $reads,
+        }
+    };
+}
+
+pub(crate) const POINTWISE: Kernel = kernel!("pointwise", 4);
+pub(crate) const ROWS: Kernel = kernel!("rows", 3);
+pub(crate) const PAIRS: Kernel = kernel!("pairs", 4);
+pub(crate) const DICE: Kernel = kernel!("dice", 2);
+pub(crate) const FINALIZE: Kernel = kernel!("finalize", 1);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    kernel: &'static str,
+    entry: &'static str,
+    // Override constants as (name, f64 bits): specialisations never share an entry.
+    constants: Vec<(&'static str, u64)>,
+}
+
+pub(crate) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Owns the device and queue (or shares the caller's) and builds each pipeline
+/// once. `Send + Sync`: one context serves many threads.
+pub struct Context {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    layouts: Mutex<HashMap<u32, wgpu::BindGroupLayout>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let device = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (device, backend)
+}
+
+impl Context {
+    /// Lists the adapters wgpu finds, best first (discrete GPUs, then
+    /// Vulkan/Metal/DX12 over GL). `WGPU_BACKEND` narrows the backends.
+    pub fn adapters() -> Vec<wgpu::Adapter> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        adapters.sort_by_key(|a| rank(&a.get_info()));
+        adapters
+    }
+
+    /// Opens the best adapter, or the first whose name contains
+    /// `WGPU_ADAPTER_NAME`, with the adapter's own limits.
+    pub fn new() -> Result<Context> {
+        let wanted = std::env::var("WGPU_ADAPTER_NAME").ok().map(|s| s.to_lowercase());
+        let adapters = Self::adapters();
+        let adapter = match &wanted {
+            Some(name) => adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(name)),
+            None => adapters.into_iter().next(),
+        };
+        match adapter {
+            Some(a) => Self::from_adapter(&a),
+            None => Err(Error::NoAdapter(match wanted {
+                Some(name) => format!("none matches WGPU_ADAPTER_NAME={name}"),
+                None => "wgpu found no Vulkan, Metal, DX12 or GL adapter".into(),
+            })),
+        }
+    }
+
+    /// Opens a device on `adapter`, requesting its full limits so that large
+    /// batches bind as much as the hardware allows.
+    pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Context> {
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("wgpu-loss"),
+            required_features: wgpu::Features::empty(),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&desc)).map_err(|e| Error::Device(e.to_string()))?;
+        Ok(Self::from_device(device, queue, adapter.get_info()))
+    }
+
+    /// Shares the caller's device and queue.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Context {
+        Context {
+            device,
+            queue,
+            info,
+            modules: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// "name (backend)", as the CLI reports it.
+    pub fn adapter_name(&self) -> String {
+        format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// Largest number of f32 values one storage binding may hold.
+    pub fn max_binding_elements(&self) -> usize {
+        let limits = self.device.limits();
+        (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size) as usize / 4
+    }
+
+    /// Number of pipelines built so far (each is built once).
+    pub fn pipelines_built(&self) -> usize {
+        self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn layout(&self, reads: u32) -> wgpu::BindGroupLayout {
+        let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
+        layouts
+            .entry(reads)
+            .or_insert_with(|| {
+                let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+                    binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                };
+                let mut entries: Vec<_> = (0..reads).map(|b| storage(b, true)).collect();
+                entries.push(storage(reads, false));
+                entries.push(wgpu::BindGroupLayoutEntry {
+                    binding: reads + 1,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                });
+                self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("wgpu-loss"),
+                    entries: &entries,
+                })
+            })
+            .clone()
+    }
+
+    /// The pipeline for `kernel`'s `entry` specialised with `constants`,
+    /// built on first use. Shader errors become `Error::Gpu`.
+    pub(crate) fn pipeline(
+        &self,
+        kernel: &Kernel,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+    ) -> Result<Arc<Pipeline>> {
+        let key = PipelineKey {
+            kernel: kernel.name,
+            entry,
+            constants: constants.iter().map(|(k, v)| (*k, v.to_bits())).collect(),
+        };
+        // Held across the build so that two threads never build the same pipeline.
+        let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pipelines.get(&key) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = {
+            let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            modules
+                .entry(kernel.name)
+                .or_insert_with(|| {
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(kernel.name),
+                        source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                    })
+                })
+                .clone()
+        };
+        let layout = self.layout(kernel.reads);
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let label = format!("wgpu_loss.{}.{}", kernel.name, entry);
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("building {label}: {err}")));
+        }
+        let p = Arc::new(Pipeline { pipeline, layout });
+        pipelines.insert(key, p.clone());
+        Ok(p)
+    }
+}

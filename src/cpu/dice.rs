@@ -1,0 +1,74 @@
+//! CPU twin of `shaders/dice.wgsl`: smp's DiceLoss, summed over batch and
+//! pixels together, per class.
+
+use crate::inputs::{DicePlan, Inputs, Target};
+use crate::loss::{DiceMode, Loss};
+
+use super::pointwise::sigmoid;
+
+/// Per-class sums (Σp, Σt, Σ|p − t|) after masking ignored pixels.
+pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> {
+    let Loss::Dice { mode, from_logits, ignore_index, .. } = loss else { unreachable!("not dice") };
+    let (c, inner) = (plan.classes, plan.inner);
+    let x = inputs.input.data;
+    let mut out = vec![[0.0f64; 3]; c];
+    for n in 0..plan.batch {
+        for s in 0..inner {
+            let at = |k: usize| (n * c + k) * inner + s;
+            let probs: Vec<f64> = if !from_logits {
+                (0..c).map(|k| x[at(k)] as f64).collect()
+            } else if *mode == DiceMode::Multiclass {
+                let z: Vec<f64> = (0..c).map(|k| x[at(k)] as f64).collect();
+                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+                let total: f64 = e.iter().sum();
+                e.iter().map(|v| v / total).collect()
+            } else {
+                (0..c).map(|k| sigmoid(x[at(k)] as f64)).collect()
+            };
+            for k in 0..c {
+                let (t, keep) = match inputs.target {
+                    Some(Target::Class { data, .. }) => {
+                        let y = data[n * inner + s];
+                        let keep = Some(y) != *ignore_index;
+                        ((keep && y == k as i64) as u8 as f64, keep)
+                    }
+                    Some(Target::Float(t)) => {
+                        let y = t.data[at(k)];
+                        (y as f64, ignore_index.map_or(true, |i| y != i as f32))
+                    }
+                    None => unreachable!("validated by plan"),
+                };
+                let (p, t) = if keep { (probs[k], t) } else { (0.0, 0.0) };
+                out[k][0] += p;
+                out[k][1] += t;
+                out[k][2] += (p - t).abs();
+            }
+        }
+    }
+    out
+}
+
+/// smp's rule for one class: L1 soft intersection, eps clamp on the
+/// cardinality, and 0 for a class absent from the whole batch.
+pub fn dice(sp: f64, st: f64, d: f64, smooth: f64, eps: f64, log_loss: bool) -> f64 {
+    let inter = (sp + st - d) / 2.0;
+    let fp = sp - inter;
+    let fneg = st - inter;
+    let card = (inter + 0.5 * fp + 0.5 * fneg + smooth).max(eps);
+    let score = (inter + smooth) / card;
+    let l = if log_loss { -score.max(eps).ln() } else { 1.0 - score };
+    if st > 0.0 {
+        l
+    } else {
+        0.0
+    }
+}
+
+pub fn per_class(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<f64> {
+    let Loss::Dice { smooth, eps, log_loss, .. } = loss else { unreachable!("not dice") };
+    sums(loss, inputs, plan)
+        .into_iter()
+        .map(|[sp, st, d]| dice(sp, st, d, *smooth as f64, *eps as f64, *log_loss))
+        .collect()
+}

@@ -1,0 +1,222 @@
+//! The GPU path: each family records its passes; `Context::evaluate` uploads
+//! the inputs, submits once and reads back the scalar or the items.
+
+mod dice;
+mod pairs;
+mod pointwise;
+mod rows;
+
+use std::sync::Arc;
+
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+use crate::context::{Context, Kernel, Pipeline, FINALIZE};
+use crate::error::{Error, Result};
+use crate::inputs::{plan, Geometry, Inputs};
+use crate::loss::{Loss, Reduction};
+
+pub(crate) const WG: usize = 256;
+const MAX_GROUPS: usize = 65_535;
+
+/// A loss evaluated on the GPU.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// The reduced value; for `none`, the sum of the items (accumulated in f64).
+    pub value: f64,
+    /// Per-item losses for `none`, in `items_shape`.
+    pub items: Option<Vec<f32>>,
+    pub items_shape: Vec<usize>,
+}
+
+/// Must be kept in sync with `Params` in shaders/finalize.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct FinalizeParams {
+    count: u32,
+    mode: u32,
+    divisor: f32,
+    _pad: u32,
+}
+
+/// How the finalize pass turns (Σ loss, Σ denominator) into the value.
+#[derive(Clone, Copy)]
+pub(crate) enum Divide {
+    Not,
+    BySummedDenominator,
+    By(f32),
+}
+
+pub(crate) struct Pass {
+    pipeline: Arc<Pipeline>,
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32),
+}
+
+/// Passes to run in order, and the buffer holding the result.
+pub(crate) struct Job {
+    pub passes: Vec<Pass>,
+    pub output: wgpu::Buffer,
+    pub output_len: usize,
+}
+
+/// Workgroup grid for `groups` workgroups: x up to 65 535, then y.
+pub(crate) fn grid(groups: usize) -> (u32, u32) {
+    let groups = groups.max(1);
+    let x = groups.min(MAX_GROUPS);
+    (x as u32, groups.div_ceil(x) as u32)
+}
+
+impl Context {
+    pub(crate) fn upload<T: Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        // Zero-sized bindings are invalid: absent and empty tensors bind 16 zero bytes.
+        let contents: &[u8] = if bytes.is_empty() { &[0u8; 16] } else { bytes };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents,
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+    }
+
+    pub(crate) fn storage(&self, label: &str, floats: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (floats.max(4) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub(crate) fn pass<P: Pod>(
+        &self,
+        kernel: &Kernel,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        buffers: &[&wgpu::Buffer],
+        params: &P,
+        groups: (u32, u32),
+    ) -> Result<Pass> {
+        let pipeline = self.pipeline(kernel, entry, constants)?;
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("wgpu-loss params"),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        entries.push(wgpu::BindGroupEntry { binding: buffers.len() as u32, resource: uniform.as_entire_binding() });
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        Ok(Pass { pipeline, bind_group, groups })
+    }
+
+    /// The finalize pass over `count` (loss, denominator) partials; returns the
+    /// 4-float result buffer [value, sum, denominator, 0].
+    pub(crate) fn finalize(&self, partials: &wgpu::Buffer, count: usize, divide: Divide) -> Result<(Pass, wgpu::Buffer)> {
+        let (mode, divisor) = match divide {
+            Divide::Not => (0, 0.0),
+            Divide::BySummedDenominator => (1, 0.0),
+            Divide::By(d) => (2, d),
+        };
+        let result = self.storage("wgpu-loss result", 4);
+        let params = FinalizeParams { count: count as u32, mode, divisor, _pad: 0 };
+        let pass = self.pass(&FINALIZE, "main", &[], &[partials, &result], &params, (1, 1))?;
+        Ok((pass, result))
+    }
+
+    fn run(&self, job: Job) -> Result<Vec<f32>> {
+        let bytes = (job.output_len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-loss readback"),
+            size: bytes.max(16),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-loss") });
+        {
+            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-loss"), timestamp_writes: None });
+            for p in &job.passes {
+                cpass.set_pipeline(&p.pipeline.pipeline);
+                cpass.set_bind_group(0, &p.bind_group, &[]);
+                cpass.dispatch_workgroups(p.groups.0, p.groups.1, 1);
+            }
+        }
+        if bytes > 0 {
+            encoder.copy_buffer_to_buffer(&job.output, 0, &staging, 0, bytes);
+        }
+        self.queue.submit([encoder.finish()]);
+        if bytes == 0 {
+            return Ok(vec![]);
+        }
+        let slice = staging.slice(..bytes);
+        let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            tx.send(r).ok();
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        match pollster::block_on(rx.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Gpu(format!("reading back the result: {e}"))),
+            None => return Err(Error::Gpu("the readback was dropped".into())),
+        }
+        let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("mapping the result: {e}")))?;
+        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Evaluates `loss` on the GPU: one submit, one readback of the scalar (or
+    /// of the items for `Reduction::None`).
+    pub fn evaluate(&self, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Result<Evaluation> {
+        let plan = plan(loss, reduction, inputs)?;
+        let limit = self.max_binding_elements();
+        let sizes = [
+            ("input", inputs.input.data.len()),
+            ("target", inputs.target.map_or(0, |t| t.shape().iter().product())),
+        ];
+        for (name, len) in sizes {
+            if len > limit {
+                return Err(Error::TooLarge { loss: loss.name(), name, len, limit });
+            }
+        }
+        let items_shape = plan.items_shape.clone();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let job = match &plan.geometry {
+            Geometry::Point(p) => pointwise::record(self, loss, reduction, inputs, p),
+            Geometry::Rows(r) => rows::record(self, loss, reduction, inputs, r),
+            Geometry::Pairs(p) => pairs::record(self, loss, reduction, inputs, p),
+            Geometry::Dice(d) => dice::record(self, loss, reduction, inputs, d),
+        };
+        let out = job.and_then(|job| self.run(job));
+        let oom = pollster::block_on(oom.pop());
+        let invalid = pollster::block_on(scope.pop());
+        if let Some(e) = oom.or(invalid) {
+            return Err(Error::Gpu(e.to_string()));
+        }
+        let out = out?;
+        Ok(match reduction {
+            Reduction::None if !matches!(plan.geometry, Geometry::Dice(_)) => Evaluation {
+                value: out.iter().map(|v| *v as f64).sum(),
+                items: Some(out),
+                items_shape,
+            },
+            Reduction::None => Evaluation {
+                value: out[1] as f64,
+                items: Some(out[4..].to_vec()),
+                items_shape,
+            },
+            _ => Evaluation { value: out[0] as f64, items: None, items_shape },
+        })
+    }
+}

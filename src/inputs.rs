@@ -1,0 +1,518 @@
+//! Input tensors and the shape checks shared by the GPU path and the CPU
+//! reference. `plan` validates a call once and describes its geometry.
+
+use std::borrow::Cow;
+
+use crate::error::{Error, Result};
+use crate::loss::{DiceMode, Loss, Reduction};
+
+/// A borrowed float tensor: row-major data and its shape (`[]` is a scalar).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tensor<'a> {
+    pub data: &'a [f32],
+    pub shape: &'a [usize],
+}
+
+impl<'a> Tensor<'a> {
+    pub fn new(data: &'a [f32], shape: &'a [usize]) -> Self {
+        Tensor { data, shape }
+    }
+}
+
+/// A target: floats (regression, probabilities, masks) or class indices.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    Float(Tensor<'a>),
+    Class { data: &'a [i64], shape: &'a [usize] },
+}
+
+impl<'a> Target<'a> {
+    pub fn shape(&self) -> &'a [usize] {
+        match self {
+            Target::Float(t) => t.shape,
+            Target::Class { shape, .. } => shape,
+        }
+    }
+}
+
+/// The tensors of one evaluation. Which ones a loss reads is in the README's
+/// table; `input` is the prediction (the anchor for `triplet_margin`, x1 for
+/// `cosine_embedding`, whose x2 is `target`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Inputs<'a> {
+    pub input: Tensor<'a>,
+    pub target: Option<Target<'a>>,
+    pub weight: Option<Tensor<'a>>,
+    pub pos_weight: Option<Tensor<'a>>,
+    pub labels: Option<Tensor<'a>>,
+    pub positive: Option<Tensor<'a>>,
+    pub negative: Option<Tensor<'a>>,
+}
+
+impl<'a> Inputs<'a> {
+    pub fn new(input: Tensor<'a>) -> Self {
+        Inputs { input, ..Default::default() }
+    }
+    pub fn target(mut self, target: Tensor<'a>) -> Self {
+        self.target = Some(Target::Float(target));
+        self
+    }
+    pub fn classes(mut self, data: &'a [i64], shape: &'a [usize]) -> Self {
+        self.target = Some(Target::Class { data, shape });
+        self
+    }
+    pub fn weight(mut self, weight: Tensor<'a>) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+    pub fn pos_weight(mut self, pos_weight: Tensor<'a>) -> Self {
+        self.pos_weight = Some(pos_weight);
+        self
+    }
+    pub fn labels(mut self, labels: Tensor<'a>) -> Self {
+        self.labels = Some(labels);
+        self
+    }
+    pub fn positive(mut self, positive: Tensor<'a>) -> Self {
+        self.positive = Some(positive);
+        self
+    }
+    pub fn negative(mut self, negative: Tensor<'a>) -> Self {
+        self.negative = Some(negative);
+        self
+    }
+}
+
+/// A tensor broadcast against a larger one, read as `data[(i / inner) % len]`
+/// for element `i` of the larger one. Shapes whose non-1 dims are not one
+/// contiguous block are expanded on the host.
+#[derive(Clone, Debug)]
+pub struct Broadcast<'a> {
+    pub data: Cow<'a, [f32]>,
+    pub inner: usize,
+    pub len: usize,
+}
+
+impl Broadcast<'_> {
+    pub fn at(&self, i: usize) -> f32 {
+        self.data[(i / self.inner) % self.len]
+    }
+}
+
+/// Elementwise losses: `n` items, item `i` reads input[i] and target[i / per_target].
+#[derive(Clone, Debug)]
+pub struct PointPlan<'a> {
+    pub n: usize,
+    pub per_target: usize,
+    pub weight: Option<Broadcast<'a>>,
+    /// pos_weight (bce_with_logits) or the quantile list (quantile).
+    pub aux: Option<Broadcast<'a>>,
+    /// `batchmean`'s divisor.
+    pub batch: usize,
+}
+
+/// Softmax-row losses over input `(N, C, inner)`: row `r` is (r / inner, ·, r % inner).
+#[derive(Clone, Debug)]
+pub struct RowsPlan {
+    pub rows: usize,
+    pub classes: usize,
+    pub inner: usize,
+    /// Probability targets of the input's shape instead of class indices.
+    pub prob_target: bool,
+}
+
+/// Row-vector losses over `(N, D)`.
+#[derive(Clone, Debug)]
+pub struct PairsPlan {
+    pub rows: usize,
+    pub dim: usize,
+}
+
+/// Dice over input `(N, C, inner)` (binary: C = 1).
+#[derive(Clone, Debug)]
+pub struct DicePlan {
+    pub batch: usize,
+    pub classes: usize,
+    pub inner: usize,
+}
+
+#[derive(Clone, Debug)]
+pub enum Geometry<'a> {
+    Point(PointPlan<'a>),
+    Rows(RowsPlan),
+    Pairs(PairsPlan),
+    Dice(DicePlan),
+}
+
+/// A validated call: its geometry and the shape of the `none` result.
+#[derive(Clone, Debug)]
+pub struct Plan<'a> {
+    pub geometry: Geometry<'a>,
+    pub items_shape: Vec<usize>,
+}
+
+impl Plan<'_> {
+    pub fn items(&self) -> usize {
+        self.items_shape.iter().product()
+    }
+}
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+fn check_len(name: &'static str, data_len: usize, shape: &[usize]) -> Result<()> {
+    if data_len != numel(shape) {
+        return Err(Error::DataLength {
+            name,
+            shape: shape.to_vec(),
+            expected: numel(shape),
+            actual: data_len,
+        });
+    }
+    Ok(())
+}
+
+struct Checker<'i, 'a> {
+    loss: &'static str,
+    inputs: &'i Inputs<'a>,
+}
+
+impl<'a> Checker<'_, 'a> {
+    fn shape_err<T>(&self, name: &'static str, expected: String, actual: &[usize]) -> Result<T> {
+        Err(Error::Shape { loss: self.loss, name, expected, actual: actual.to_vec() })
+    }
+
+    fn missing<T>(&self, name: &'static str) -> Result<T> {
+        Err(Error::Missing { loss: self.loss, name })
+    }
+
+    /// Rejects tensors the loss would silently ignore.
+    fn only(&self, allowed: &[&'static str]) -> Result<()> {
+        let i = self.inputs;
+        let present = [
+            ("target", i.target.is_some()),
+            ("weight", i.weight.is_some()),
+            ("pos_weight", i.pos_weight.is_some()),
+            ("labels", i.labels.is_some()),
+            ("positive", i.positive.is_some()),
+            ("negative", i.negative.is_some()),
+        ];
+        for (name, there) in present {
+            if there && !allowed.contains(&name) {
+                return Err(Error::Unexpected { loss: self.loss, name });
+            }
+        }
+        Ok(())
+    }
+
+    fn float_target(&self) -> Result<Tensor<'a>> {
+        match self.inputs.target {
+            Some(Target::Float(t)) => Ok(t),
+            Some(Target::Class { shape, .. }) => {
+                self.shape_err("target", "a float tensor, got class indices".into(), shape)
+            }
+            None => self.missing("target"),
+        }
+    }
+
+    fn same_shape(&self, name: &'static str, t: &Tensor<'_>) -> Result<()> {
+        if t.shape != self.inputs.input.shape {
+            return self.shape_err(name, format!("{:?} (the input's shape)", self.inputs.input.shape), t.shape);
+        }
+        Ok(())
+    }
+
+    /// PyTorch broadcasting of `t` against `shape`, aligned on trailing dims.
+    fn broadcast(&self, name: &'static str, t: Tensor<'a>, shape: &[usize]) -> Result<Broadcast<'a>> {
+        let bad = || self.shape_err(name, format!("broadcastable to {shape:?}"), t.shape);
+        if t.shape.len() > shape.len() && t.shape[..t.shape.len() - shape.len()].iter().any(|&d| d != 1) {
+            return bad();
+        }
+        let offset = shape.len() as isize - t.shape.len() as isize;
+        let mut block: Option<(usize, usize)> = None;
+        let mut contiguous = true;
+        for (k, &d) in t.shape.iter().enumerate() {
+            let pos = k as isize + offset;
+            if pos < 0 {
+                continue;
+            }
+            let pos = pos as usize;
+            if d != 1 && d != shape[pos] {
+                return bad();
+            }
+            if d != 1 {
+                block = match block {
+                    None => Some((pos, pos + 1)),
+                    Some((lo, hi)) if hi == pos => Some((lo, pos + 1)),
+                    Some(b) => {
+                        contiguous = false;
+                        Some(b)
+                    }
+                };
+            }
+        }
+        if numel(shape) == 0 {
+            return Ok(Broadcast { data: Cow::Borrowed(t.data), inner: 1, len: t.data.len().max(1) });
+        }
+        match block {
+            None => Ok(Broadcast { data: Cow::Borrowed(t.data), inner: 1, len: 1 }),
+            Some((lo, hi)) if contiguous => Ok(Broadcast {
+                data: Cow::Borrowed(t.data),
+                inner: numel(&shape[hi..]),
+                len: numel(&shape[lo..hi]),
+            }),
+            Some(_) => {
+                // General case: expand through the strides of `t` aligned to `shape`.
+                let mut strides = vec![0usize; shape.len()];
+                let mut s = 1;
+                for (k, &d) in t.shape.iter().enumerate().rev() {
+                    let pos = k as isize + offset;
+                    if pos >= 0 && d != 1 {
+                        strides[pos as usize] = s;
+                    }
+                    s *= d;
+                }
+                let n = numel(shape);
+                let mut out = Vec::with_capacity(n);
+                let mut idx = vec![0usize; shape.len()];
+                for _ in 0..n {
+                    out.push(t.data[idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()]);
+                    for d in (0..shape.len()).rev() {
+                        idx[d] += 1;
+                        if idx[d] < shape[d] {
+                            break;
+                        }
+                        idx[d] = 0;
+                    }
+                }
+                Ok(Broadcast { data: Cow::Owned(out), inner: 1, len: n })
+            }
+        }
+    }
+
+    fn classes(&self, data: &[i64], classes: usize, ignore_index: i64) -> Result<()> {
+        for (index, &value) in data.iter().enumerate() {
+            if value != ignore_index && (value < 0 || value as u64 >= classes as u64) {
+                return Err(Error::ClassOutOfRange { loss: self.loss, index, value, classes, ignore_index });
+            }
+        }
+        Ok(())
+    }
+
+    fn unit_range(&self, name: &'static str, data: &[f32]) -> Result<()> {
+        match data.iter().position(|v| !(*v >= 0.0 && *v <= 1.0)) {
+            Some(index) => Err(Error::OutOfUnitRange { loss: self.loss, name, index, value: data[index] }),
+            None => Ok(()),
+        }
+    }
+
+    /// `(N, C, d1..dK)` (or `(C)`) → (N, C, inner).
+    fn class_dims(&self) -> Result<(usize, usize, usize)> {
+        let s = self.inputs.input.shape;
+        match s.len() {
+            0 => self.shape_err("input", "(C), (N, C) or (N, C, d1, ..)".into(), s),
+            1 => Ok((1, s[0], 1)),
+            _ => Ok((s[0], s[1], numel(&s[2..]))),
+        }
+    }
+
+    /// The class-index target shape that goes with the input: input without dim 1.
+    fn class_target_shape(&self) -> Vec<usize> {
+        let s = self.inputs.input.shape;
+        if s.len() <= 1 {
+            vec![]
+        } else {
+            let mut t = vec![s[0]];
+            t.extend_from_slice(&s[2..]);
+            t
+        }
+    }
+
+    fn class_weight(&self, classes: usize) -> Result<()> {
+        if let Some(w) = &self.inputs.weight {
+            if w.shape != [classes] {
+                return self.shape_err("weight", format!("[{classes}] (one per class)"), w.shape);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Validates parameters, shapes and values of a call and describes its geometry.
+pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Result<Plan<'a>> {
+    loss.validate(reduction)?;
+    let c = Checker { loss: loss.name(), inputs };
+    let input = inputs.input;
+    check_len("input", input.data.len(), input.shape)?;
+    let tensors: [(&'static str, Option<Tensor<'a>>); 5] = [
+        ("weight", inputs.weight),
+        ("pos_weight", inputs.pos_weight),
+        ("labels", inputs.labels),
+        ("positive", inputs.positive),
+        ("negative", inputs.negative),
+    ];
+    for (name, t) in tensors {
+        if let Some(t) = t {
+            check_len(name, t.data.len(), t.shape)?;
+        }
+    }
+    match inputs.target {
+        Some(Target::Float(t)) => check_len("target", t.data.len(), t.shape)?,
+        Some(Target::Class { data, shape }) => check_len("target", data.len(), shape)?,
+        None => {}
+    }
+
+    let n = input.data.len();
+    let point = |per_target, weight, aux| {
+        let batch = input.shape.first().copied().unwrap_or(1);
+        Ok(Plan {
+            geometry: Geometry::Point(PointPlan { n, per_target, weight, aux, batch }),
+            items_shape: input.shape.to_vec(),
+        })
+    };
+    match loss {
+        Loss::Mse | Loss::L1 | Loss::Huber { .. } | Loss::SmoothL1 { .. } | Loss::LogCosh => {
+            let weighted = matches!(loss, Loss::Mse | Loss::L1 | Loss::Huber { .. });
+            c.only(if weighted { &["target", "weight"] } else { &["target"] })?;
+            let t = c.float_target()?;
+            c.same_shape("target", &t)?;
+            let w = inputs.weight.map(|w| c.broadcast("weight", w, input.shape)).transpose()?;
+            point(1, w, None)
+        }
+        Loss::Quantile { quantiles } => {
+            c.only(&["target"])?;
+            let t = c.float_target()?;
+            match quantiles {
+                None => {
+                    c.same_shape("target", &t)?;
+                    point(1, None, None)
+                }
+                Some(q) => {
+                    let s = input.shape;
+                    if s.last() != Some(&q.len()) || t.shape != &s[..s.len() - 1] {
+                        return c.shape_err(
+                            "target",
+                            format!("the input's shape without its last dim of {} quantiles", q.len()),
+                            t.shape,
+                        );
+                    }
+                    let aux = Broadcast { data: Cow::Owned(q.clone()), inner: 1, len: q.len() };
+                    point(q.len(), None, Some(aux))
+                }
+            }
+        }
+        Loss::Bce | Loss::BceWithLogits | Loss::SigmoidFocal { .. } | Loss::KlDiv { .. } => {
+            c.only(match loss {
+                Loss::Bce => &["target", "weight"],
+                Loss::BceWithLogits => &["target", "weight", "pos_weight"],
+                _ => &["target"],
+            })?;
+            let t = c.float_target()?;
+            c.same_shape("target", &t)?;
+            if matches!(loss, Loss::Bce) {
+                c.unit_range("input", input.data)?;
+                c.unit_range("target", t.data)?;
+            }
+            let w = inputs.weight.map(|w| c.broadcast("weight", w, input.shape)).transpose()?;
+            let pw = inputs.pos_weight.map(|p| c.broadcast("pos_weight", p, input.shape)).transpose()?;
+            point(1, w, pw)
+        }
+        Loss::CrossEntropy { ignore_index, .. } | Loss::Nll { ignore_index } | Loss::SoftmaxFocal { ignore_index, .. } => {
+            c.only(&["target", "weight"])?;
+            let (batch, classes, inner) = c.class_dims()?;
+            c.class_weight(classes)?;
+            let items_shape = c.class_target_shape();
+            let prob_target = match inputs.target {
+                Some(Target::Class { data, shape }) => {
+                    if shape != items_shape.as_slice() {
+                        return c.shape_err("target", format!("{items_shape:?} (the input without its class dim)"), shape);
+                    }
+                    c.classes(data, classes, *ignore_index)?;
+                    false
+                }
+                Some(Target::Float(t)) if matches!(loss, Loss::CrossEntropy { .. }) => {
+                    c.same_shape("target", &t)?;
+                    if *ignore_index >= 0 {
+                        return Err(Error::Param {
+                            loss: c.loss,
+                            name: "ignore_index",
+                            expected: "negative with probability targets",
+                            value: ignore_index.to_string(),
+                        });
+                    }
+                    true
+                }
+                Some(Target::Float(t)) => return c.shape_err("target", "class indices (int)".into(), t.shape),
+                None => return c.missing("target"),
+            };
+            Ok(Plan {
+                geometry: Geometry::Rows(RowsPlan { rows: batch * inner, classes, inner, prob_target }),
+                items_shape,
+            })
+        }
+        Loss::CosineEmbedding { .. } | Loss::TripletMargin { .. } => {
+            let s = input.shape;
+            let (rows, dim, items_shape) = match s.len() {
+                1 => (1, s[0], vec![]),
+                2 => (s[0], s[1], vec![s[0]]),
+                _ => return c.shape_err("input", "(N, D) or (D)".into(), s),
+            };
+            if matches!(loss, Loss::CosineEmbedding { .. }) {
+                c.only(&["target", "labels"])?;
+                let t = c.float_target()?;
+                c.same_shape("target", &t)?;
+                if let Some(l) = &inputs.labels {
+                    if l.shape != items_shape.as_slice() {
+                        return c.shape_err("labels", format!("{items_shape:?} (one per pair)"), l.shape);
+                    }
+                }
+            } else {
+                c.only(&["positive", "negative"])?;
+                for (name, t) in [("positive", inputs.positive), ("negative", inputs.negative)] {
+                    match t {
+                        Some(t) => c.same_shape(name, &t)?,
+                        None => return c.missing(name),
+                    }
+                }
+            }
+            Ok(Plan { geometry: Geometry::Pairs(PairsPlan { rows, dim }), items_shape })
+        }
+        Loss::Dice { mode, ignore_index, .. } => {
+            c.only(&["target"])?;
+            let s = input.shape;
+            let (batch, classes, inner) = match mode {
+                DiceMode::Binary => {
+                    let t = c.float_target()?;
+                    c.same_shape("target", &t)?;
+                    let batch = s.first().copied().unwrap_or(1);
+                    (batch, 1, if batch == 0 { 0 } else { n / batch })
+                }
+                DiceMode::Multilabel | DiceMode::Multiclass => {
+                    if s.len() < 2 {
+                        return c.shape_err("input", "(N, C, ...)".into(), s);
+                    }
+                    let dims = (s[0], s[1], numel(&s[2..]));
+                    if *mode == DiceMode::Multilabel {
+                        let t = c.float_target()?;
+                        c.same_shape("target", &t)?;
+                    } else {
+                        match inputs.target {
+                            Some(Target::Class { data, shape }) => {
+                                let want = c.class_target_shape();
+                                if shape != want.as_slice() {
+                                    return c.shape_err("target", format!("{want:?} (the input without its class dim)"), shape);
+                                }
+                                c.classes(data, dims.1, ignore_index.unwrap_or(i64::MIN))?;
+                            }
+                            Some(Target::Float(t)) => return c.shape_err("target", "class indices (int)".into(), t.shape),
+                            None => return c.missing("target"),
+                        }
+                    }
+                    dims
+                }
+            };
+            Ok(Plan { geometry: Geometry::Dice(DicePlan { batch, classes, inner }), items_shape: vec![classes] })
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Shared by the test binaries: one GPU context per binary, seeded data, and
+//! the comparison with the float64 reference.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgpu_loss::{cpu, Context, Inputs, Loss, Reduction};
+
+pub const SIZES: [usize; 6] = [1, 255, 256, 257, 65_537, 1_000_003];
+pub const REDUCTIONS: [Reduction; 3] = [Reduction::None, Reduction::Mean, Reduction::Sum];
+
+pub fn ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| Context::new().expect("a wgpu adapter (install mesa-vulkan-drivers)"))
+}
+
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+pub fn uniform(rng: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// True when `got` matches `want` within 1e-4 relative plus `abs` absolute.
+/// NaN matches only NaN, an infinity only the same infinity.
+pub fn close(got: f64, want: f64, abs: f64) -> bool {
+    if want.is_nan() || got.is_nan() {
+        return want.is_nan() && got.is_nan();
+    }
+    if want.is_infinite() || got.is_infinite() {
+        return got == want;
+    }
+    (got - want).abs() <= 1e-4 * want.abs() + abs
+}
+
+/// Evaluates on the GPU and the CPU twin and checks every item and the value.
+pub fn check(what: &str, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) {
+    check_tol(what, loss, reduction, inputs, 1e-6)
+}
+
+pub fn check_tol(what: &str, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>, abs: f64) {
+    let want = cpu::evaluate(loss, reduction, inputs).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
+    let got = ctx().evaluate(loss, reduction, inputs).unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+    assert_eq!(got.items_shape, want.items_shape, "{what}: items shape");
+    if reduction == Reduction::None {
+        let items = got.items.as_ref().expect("items for none");
+        assert_eq!(items.len(), want.items.len(), "{what}: item count");
+        for (i, (g, w)) in items.iter().zip(&want.items).enumerate() {
+            assert!(close(*g as f64, *w, abs), "{what}: item {i}: gpu {g} vs reference {w}");
+        }
+        // The value is a sum of items: its error scales with the item count.
+        let scale: f64 = want.items.iter().map(|v| v.abs()).sum::<f64>() * 1e-6;
+        assert!(close(got.value, want.value, abs + scale), "{what}: sum of items: gpu {} vs reference {}", got.value, want.value);
+    } else {
+        assert!(close(got.value, want.value, abs), "{what}: gpu {} vs reference {}", got.value, want.value);
+    }
+}

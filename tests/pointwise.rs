@@ -1,0 +1,198 @@
+//! GPU against the float64 CPU twin for the elementwise losses, on seeded
+//! random data at awkward sizes and on extreme values.
+
+mod common;
+
+use common::*;
+use rand::Rng;
+use wgpu_loss::{Inputs, Loss, Reduction, Tensor};
+
+/// (input, target) drawn for the loss's domain.
+fn data(loss: &Loss, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut r = rng(seed);
+    match loss {
+        Loss::Bce => {
+            let mut x = uniform(&mut r, n, 0.0, 1.0);
+            let y: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { r.random_range(0.0..1.0) } else { (i % 2) as f32 }).collect();
+            // Exact 0 and 1 probabilities exercise the −100 clamp.
+            for i in (0..n).step_by(97) {
+                x[i] = (i % 2) as f32;
+            }
+            (x, y)
+        }
+        Loss::BceWithLogits | Loss::SigmoidFocal { .. } => {
+            let mut x = uniform(&mut r, n, -12.0, 12.0);
+            for i in (0..n).step_by(89) {
+                x[i] = if i % 2 == 0 { 100.0 } else { -100.0 };
+            }
+            let y: Vec<f32> = (0..n).map(|i| if i % 5 == 0 { r.random_range(0.0..1.0) } else { (i % 2) as f32 }).collect();
+            (x, y)
+        }
+        Loss::KlDiv { log_target } => {
+            // Rows of 7 log-probabilities against rows of probabilities (some exactly 0).
+            let mut x = uniform(&mut r, n, -3.0, 3.0);
+            let mut y = uniform(&mut r, n, -3.0, 3.0);
+            for row in (0..n).step_by(7) {
+                let end = (row + 7).min(n);
+                let lse = |v: &[f32]| v.iter().map(|a| (*a as f64).exp()).sum::<f64>().ln() as f32;
+                let (lx, ly) = (lse(&x[row..end]), lse(&y[row..end]));
+                for i in row..end {
+                    x[i] -= lx;
+                    y[i] -= ly;
+                    if !log_target {
+                        y[i] = if i % 11 == 0 { 0.0 } else { y[i].exp() };
+                    }
+                }
+            }
+            (x, y)
+        }
+        _ => {
+            let x = uniform(&mut r, n, -4.0, 4.0);
+            // A mix of large and tiny errors: log_cosh's series and the Huber
+            // branches both get exercised.
+            let y: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i % 4 == 0 { v + r.random_range(-1e-3..1e-3) } else { r.random_range(-4.0..4.0) })
+                .collect();
+            (x, y)
+        }
+    }
+}
+
+fn losses() -> Vec<Loss> {
+    vec![
+        Loss::Mse,
+        Loss::L1,
+        Loss::Huber { delta: 1.0 },
+        Loss::Huber { delta: 0.3 },
+        Loss::SmoothL1 { beta: 1.0 },
+        Loss::SmoothL1 { beta: 0.0 },
+        Loss::LogCosh,
+        Loss::Quantile { quantiles: None },
+        Loss::Bce,
+        Loss::BceWithLogits,
+        Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
+        Loss::SigmoidFocal { alpha: -1.0, gamma: 0.5 },
+        Loss::KlDiv { log_target: false },
+        Loss::KlDiv { log_target: true },
+    ]
+}
+
+#[test]
+fn every_pointwise_loss_matches_the_reference_at_awkward_sizes() {
+    for loss in losses() {
+        for (k, &n) in SIZES.iter().enumerate() {
+            let (x, y) = data(&loss, n, 7 * k as u64 + 1);
+            let shape = [n];
+            let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+            let mut reductions = REDUCTIONS.to_vec();
+            if matches!(loss, Loss::KlDiv { .. }) {
+                reductions.push(Reduction::BatchMean);
+            }
+            for red in reductions {
+                check(&format!("{loss:?} n={n} {red:?}"), &loss, red, &inputs);
+            }
+        }
+    }
+}
+
+#[test]
+fn weights_and_pos_weights_broadcast() {
+    let mut r = rng(11);
+    let shape = [37, 5, 9];
+    let n = 37 * 5 * 9;
+    let x = uniform(&mut r, n, -5.0, 5.0);
+    let y: Vec<f32> = (0..n).map(|i| (i % 3 == 0) as u8 as f32).collect();
+    let probs: Vec<f32> = x.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+    let mut full = uniform(&mut r, n, 0.0, 2.0);
+    full[3] = 0.0;
+    let per_class = uniform(&mut r, 5, 0.5, 3.0);
+    let cases: [(&[f32], &[usize]); 4] = [(&full, &shape), (&per_class, &[5, 1]), (&per_class[..1], &[1]), (&full[..9], &[9])];
+    for (w, ws) in cases {
+        for loss in [Loss::Mse, Loss::L1, Loss::Huber { delta: 0.5 }, Loss::Bce, Loss::BceWithLogits] {
+            let x = if loss == Loss::Bce { &probs } else { &x };
+            let base = Inputs::new(Tensor::new(x, &shape)).target(Tensor::new(&y, &shape));
+            for red in REDUCTIONS {
+                check(&format!("{loss:?} weight {ws:?} {red:?}"), &loss, red, &base.weight(Tensor::new(w, ws)));
+            }
+            if loss == Loss::BceWithLogits {
+                for red in REDUCTIONS {
+                    let i = base.pos_weight(Tensor::new(w, ws)).weight(Tensor::new(&full, &shape));
+                    check(&format!("{loss:?} pos_weight {ws:?} {red:?}"), &loss, red, &i);
+                }
+            }
+        }
+    }
+    // A shape whose non-1 dims are not contiguous is expanded on the host.
+    let w = uniform(&mut r, 37 * 9, 0.0, 1.0);
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape)).weight(Tensor::new(&w, &[37, 1, 9]));
+    check("mse weight [37,1,9]", &Loss::Mse, Reduction::Mean, &inputs);
+}
+
+#[test]
+fn quantile_list_reads_one_target_per_row_of_quantiles() {
+    let mut r = rng(5);
+    let q = vec![0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98];
+    for rows in [1, 300, 40_001] {
+        let x = uniform(&mut r, rows * q.len(), -2.0, 2.0);
+        let y = uniform(&mut r, rows, -2.0, 2.0);
+        let (xs, ys) = ([rows, q.len()], [rows]);
+        let inputs = Inputs::new(Tensor::new(&x, &xs)).target(Tensor::new(&y, &ys));
+        for red in REDUCTIONS {
+            check(&format!("quantile rows={rows} {red:?}"), &Loss::Quantile { quantiles: Some(q.clone()) }, red, &inputs);
+        }
+    }
+}
+
+#[test]
+fn extreme_values() {
+    let shape = [8];
+    // Logits at ±100 and ±1e4, huge and tiny differences.
+    let x = [100.0f32, -100.0, 1e4, -1e4, 0.0, 30.0, -30.0, 1e-30];
+    let y = [0.0f32, 1.0, 0.0, 1.0, 0.5, 1.0, 0.0, 1.0];
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+    for loss in [
+        Loss::BceWithLogits,
+        Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
+        Loss::SigmoidFocal { alpha: 0.25, gamma: 0.5 },
+        Loss::Mse,
+        Loss::LogCosh,
+        Loss::Huber { delta: 2.0 },
+    ] {
+        for red in REDUCTIONS {
+            check(&format!("{loss:?} extremes {red:?}"), &loss, red, &inputs);
+        }
+    }
+    // Probabilities of exactly 0 and 1 against hard and soft targets.
+    let p = [0.0f32, 1.0, 0.0, 1.0, 1e-30, 1.0 - 1e-7, 0.5, 1e-45];
+    let t = [0.0f32, 1.0, 1.0, 0.0, 1.0, 0.0, 0.3, 1.0];
+    let inputs = Inputs::new(Tensor::new(&p, &shape)).target(Tensor::new(&t, &shape));
+    for red in REDUCTIONS {
+        check(&format!("bce clamp {red:?}"), &Loss::Bce, red, &inputs);
+    }
+    // KL: zero targets with a −inf log-probability give NaN, as in the reference.
+    let lx = [f32::NEG_INFINITY, -1.0, -0.5, f32::NEG_INFINITY];
+    let ly = [0.0f32, 0.25, 0.75, 0.5];
+    let inputs = Inputs::new(Tensor::new(&lx, &[4])).target(Tensor::new(&ly, &[4]));
+    for red in REDUCTIONS {
+        check(&format!("kl_div -inf {red:?}"), &Loss::KlDiv { log_target: false }, red, &inputs);
+    }
+    // Boundaries of Huber and SmoothL1: |x − y| exactly delta / beta.
+    let x = [1.0f32, -1.0, 0.5, -0.5, 0.0];
+    let y = [0.0f32, 0.0, 0.0, 0.0, 0.0];
+    let inputs = Inputs::new(Tensor::new(&x, &[5])).target(Tensor::new(&y, &[5]));
+    for loss in [Loss::Huber { delta: 1.0 }, Loss::Huber { delta: 0.5 }, Loss::SmoothL1 { beta: 0.5 }, Loss::SmoothL1 { beta: 1.0 }] {
+        check(&format!("{loss:?} boundary"), &loss, Reduction::None, &inputs);
+    }
+}
+
+#[test]
+fn empty_input_gives_nan_mean_and_zero_sum() {
+    let inputs = Inputs::new(Tensor::new(&[], &[0])).target(Tensor::new(&[], &[0]));
+    for loss in losses() {
+        for red in REDUCTIONS {
+            check(&format!("{loss:?} empty {red:?}"), &loss, red, &inputs);
+        }
+    }
+}
