@@ -1,0 +1,162 @@
+//! PyTorch-generated cases (tests/fixtures/torch_cases.json, made by
+//! scripts/make_fixtures.py with torch, torchvision, kornia and smp). Each case
+//! keeps the PyTorch expression that produced it in its "torch" field. The CPU
+//! twin must match them to float64 precision, the GPU to 1e-4 rel + 1e-6 abs.
+
+mod common;
+
+use common::{close, ctx};
+use serde_json::Value;
+use wgpu_loss::{cpu, DiceMode, Inputs, Loss, Reduction, Target, Tensor};
+
+fn num(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => n.as_f64().expect("a number"),
+        Value::String(s) => match s.as_str() {
+            "NaN" => f64::NAN,
+            "inf" => f64::INFINITY,
+            "-inf" => f64::NEG_INFINITY,
+            other => panic!("unexpected number string {other}"),
+        },
+        other => panic!("unexpected value {other}"),
+    }
+}
+
+fn loss_of(case: &Value) -> Loss {
+    let mut loss = Loss::from_name(case["loss"].as_str().unwrap()).expect("a known loss");
+    let params = case["params"].as_object().unwrap();
+    let f = |k: &str| params.get(k).map(|v| num(v) as f32);
+    let b = |k: &str| params.get(k).and_then(Value::as_bool);
+    let i = |k: &str| params.get(k).and_then(Value::as_i64);
+    match &mut loss {
+        Loss::Huber { delta } => *delta = f("delta").unwrap_or(*delta),
+        Loss::SmoothL1 { beta } => *beta = f("beta").unwrap_or(*beta),
+        Loss::Quantile { quantiles } => {
+            *quantiles = params.get("quantiles").map(|q| q.as_array().unwrap().iter().map(|v| num(v) as f32).collect())
+        }
+        Loss::SigmoidFocal { alpha, gamma } => {
+            *alpha = f("alpha").unwrap_or(*alpha);
+            *gamma = f("gamma").unwrap_or(*gamma);
+        }
+        Loss::KlDiv { log_target } => *log_target = b("log_target").unwrap_or(*log_target),
+        Loss::CrossEntropy { ignore_index, label_smoothing } => {
+            *ignore_index = i("ignore_index").unwrap_or(*ignore_index);
+            *label_smoothing = f("label_smoothing").unwrap_or(*label_smoothing);
+        }
+        Loss::Nll { ignore_index } => *ignore_index = i("ignore_index").unwrap_or(*ignore_index),
+        Loss::SoftmaxFocal { gamma, ignore_index } => {
+            *gamma = f("gamma").unwrap_or(*gamma);
+            *ignore_index = i("ignore_index").unwrap_or(*ignore_index);
+        }
+        Loss::CosineEmbedding { margin } => *margin = f("margin").unwrap_or(*margin),
+        Loss::TripletMargin { margin, p, eps, swap } => {
+            *margin = f("margin").unwrap_or(*margin);
+            *p = f("p").unwrap_or(*p);
+            *eps = f("eps").unwrap_or(*eps);
+            *swap = b("swap").unwrap_or(*swap);
+        }
+        Loss::Dice { mode, from_logits, smooth, eps, ignore_index, log_loss } => {
+            if let Some(m) = params.get("mode") {
+                *mode = DiceMode::from_name(m.as_str().unwrap()).expect("a dice mode");
+            }
+            *from_logits = b("from_logits").unwrap_or(*from_logits);
+            *smooth = f("smooth").unwrap_or(*smooth);
+            *eps = f("eps").unwrap_or(*eps);
+            *ignore_index = i("ignore_index").or(*ignore_index);
+            *log_loss = b("log_loss").unwrap_or(*log_loss);
+        }
+        _ => {}
+    }
+    loss
+}
+
+struct Owned {
+    shape: Vec<usize>,
+    floats: Vec<f32>,
+    ints: Vec<i64>,
+}
+
+fn tensor(case: &Value, name: &str) -> Option<Owned> {
+    let t = case["tensors"].get(name)?;
+    let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let data = t["data"].as_array().unwrap();
+    let ints = if t["dtype"] == "int64" { data.iter().map(|v| v.as_i64().unwrap()).collect() } else { vec![] };
+    Some(Owned { shape, floats: data.iter().map(|v| num(v) as f32).collect(), ints })
+}
+
+/// The float64 twin against float64 PyTorch: equal up to summation order.
+fn tight(got: f64, want: f64) -> bool {
+    if got.is_nan() || want.is_nan() || got.is_infinite() || want.is_infinite() {
+        return close(got, want, 0.0);
+    }
+    (got - want).abs() <= 1e-7 * want.abs() + 1e-9
+}
+
+#[test]
+fn pytorch_fixtures() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torch_cases.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let cases = doc["cases"].as_array().unwrap();
+    assert!(cases.len() > 100, "the fixture file lost its cases");
+    let mut failures = vec![];
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let loss = loss_of(case);
+        let reduction = Reduction::from_name(case["reduction"].as_str().unwrap()).unwrap();
+        let input = tensor(case, "input").unwrap();
+        let target = tensor(case, "target");
+        let others: Vec<(&str, Option<Owned>)> =
+            ["weight", "pos_weight", "labels", "positive", "negative"].iter().map(|n| (*n, tensor(case, n))).collect();
+        let get = |n: &str| others.iter().find(|o| o.0 == n).and_then(|o| o.1.as_ref()).map(|t| Tensor::new(&t.floats, &t.shape));
+        let mut inputs = Inputs::new(Tensor::new(&input.floats, &input.shape));
+        inputs.target = target.as_ref().map(|t| {
+            let class_target = !t.ints.is_empty() && !matches!(loss, Loss::CosineEmbedding { .. });
+            if class_target {
+                Target::Class { data: &t.ints, shape: &t.shape }
+            } else {
+                Target::Float(Tensor::new(&t.floats, &t.shape))
+            }
+        });
+        inputs.weight = get("weight");
+        inputs.pos_weight = get("pos_weight");
+        inputs.labels = get("labels");
+        inputs.positive = get("positive");
+        inputs.negative = get("negative");
+
+        let want = num(&case["expected"]["value"]);
+        let want_items: Option<Vec<f64>> = case["expected"].get("none").map(|v| v.as_array().unwrap().iter().map(num).collect());
+        let item_scale = want_items.as_ref().map_or(0.0, |w| w.iter().map(|v| v.abs()).sum::<f64>());
+
+        match cpu::evaluate(&loss, reduction, &inputs) {
+            Err(e) => failures.push(format!("{name}: cpu error {e}")),
+            Ok(r) => {
+                if !tight(r.value, want) {
+                    failures.push(format!("{name}: cpu {} vs torch {want}", r.value));
+                }
+                if let Some(w) = &want_items {
+                    for (k, (g, w)) in r.items.iter().zip(w).enumerate() {
+                        if !tight(*g, *w) {
+                            failures.push(format!("{name}: cpu item {k}: {g} vs torch {w}"));
+                        }
+                    }
+                }
+            }
+        }
+        match ctx().evaluate(&loss, reduction, &inputs) {
+            Err(e) => failures.push(format!("{name}: gpu error {e}")),
+            Ok(g) => {
+                if !close(g.value, want, 1e-6 + 1e-6 * item_scale) {
+                    failures.push(format!("{name}: gpu {} vs torch {want}", g.value));
+                }
+                if let (Some(items), Some(w)) = (&g.items, &want_items) {
+                    for (k, (g, w)) in items.iter().zip(w).enumerate() {
+                        if !close(*g as f64, *w, 1e-6) {
+                            failures.push(format!("{name}: gpu item {k}: {g} vs torch {w}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} fixture mismatches:\n{}", failures.len(), failures.join("\n"));
+}
