@@ -76,7 +76,8 @@ impl Context {
     /// Lists the adapters wgpu finds, best first (discrete GPUs, then
     /// Vulkan/Metal/DX12 over GL). `WGPU_BACKEND` narrows the backends.
     pub fn adapters() -> Vec<wgpu::Adapter> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
         adapters.sort_by_key(|a| rank(&a.get_info()));
         adapters
@@ -85,10 +86,14 @@ impl Context {
     /// Opens the best adapter, or the first whose name contains
     /// `WGPU_ADAPTER_NAME`, with the adapter's own limits.
     pub fn new() -> Result<Context> {
-        let wanted = std::env::var("WGPU_ADAPTER_NAME").ok().map(|s| s.to_lowercase());
+        let wanted = std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .map(|s| s.to_lowercase());
         let adapters = Self::adapters();
         let adapter = match &wanted {
-            Some(name) => adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(name)),
+            Some(name) => adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(name)),
             None => adapters.into_iter().next(),
         };
         match adapter {
@@ -109,13 +114,17 @@ impl Context {
             required_limits: adapter.limits(),
             ..Default::default()
         };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).map_err(|e| Error::Device(e.to_string()))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::Device(e.to_string()))?;
         Ok(Self::from_device(device, queue, adapter.get_info()))
     }
 
     /// Shares the caller's device and queue.
-    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Context {
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+    ) -> Context {
         Context {
             device,
             queue,
@@ -151,7 +160,10 @@ impl Context {
 
     /// Number of pipelines built so far (each is built once).
     pub fn pipelines_built(&self) -> usize {
-        self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     fn layout(&self, reads: u32) -> wgpu::BindGroupLayout {
@@ -181,10 +193,11 @@ impl Context {
                     },
                     count: None,
                 });
-                self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some("wgpu-loss"),
-                    entries: &entries,
-                })
+                self.device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: Some("wgpu-loss"),
+                        entries: &entries,
+                    })
             })
             .clone()
     }
@@ -213,31 +226,36 @@ impl Context {
             modules
                 .entry(kernel.name)
                 .or_insert_with(|| {
-                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(kernel.name),
-                        source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-                    })
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(kernel.name),
+                            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
+                        })
                 })
                 .clone()
         };
         let layout = self.layout(kernel.reads);
-        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some(kernel.name),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
+        let pipeline_layout = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
         let label = format!("wgpu_loss.{}.{}", kernel.name, entry);
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&label),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("building {label}: {err}")));
         }

@@ -11,23 +11,64 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
     #[error("{loss}: `{name}` is required")]
-    Missing { loss: &'static str, name: &'static str },
+    Missing {
+        loss: &'static str,
+        name: &'static str,
+    },
     #[error("{loss}: `{name}` is not used by this loss")]
-    Unexpected { loss: &'static str, name: &'static str },
+    Unexpected {
+        loss: &'static str,
+        name: &'static str,
+    },
     #[error("`{name}`: shape {shape:?} needs {expected} values, got {actual}")]
-    DataLength { name: &'static str, shape: Vec<usize>, expected: usize, actual: usize },
+    DataLength {
+        name: &'static str,
+        shape: Vec<usize>,
+        expected: usize,
+        actual: usize,
+    },
     #[error("{loss}: `{name}` has shape {actual:?}, expected {expected}")]
-    Shape { loss: &'static str, name: &'static str, expected: String, actual: Vec<usize> },
+    Shape {
+        loss: &'static str,
+        name: &'static str,
+        expected: String,
+        actual: Vec<usize>,
+    },
     #[error("{loss}: `{name}` must be {expected}, got {value}")]
-    Param { loss: &'static str, name: &'static str, expected: &'static str, value: String },
+    Param {
+        loss: &'static str,
+        name: &'static str,
+        expected: &'static str,
+        value: String,
+    },
     #[error("{loss}: target[{index}] = {value} is not a class in [0, {classes}) nor ignore_index {ignore_index}")]
-    ClassOutOfRange { loss: &'static str, index: usize, value: i64, classes: usize, ignore_index: i64 },
+    ClassOutOfRange {
+        loss: &'static str,
+        index: usize,
+        value: i64,
+        classes: usize,
+        ignore_index: i64,
+    },
     #[error("{loss}: `{name}`[{index}] = {value} is outside [0, 1]")]
-    OutOfUnitRange { loss: &'static str, name: &'static str, index: usize, value: f32 },
+    OutOfUnitRange {
+        loss: &'static str,
+        name: &'static str,
+        index: usize,
+        value: f32,
+    },
     #[error("{loss}: reduction `{reduction}` is not supported (use {supported})")]
-    Reduction { loss: &'static str, reduction: &'static str, supported: &'static str },
+    Reduction {
+        loss: &'static str,
+        reduction: &'static str,
+        supported: &'static str,
+    },
     #[error("{loss}: `{name}` has {len} elements, more than the adapter can bind ({limit}); split the batch")]
-    TooLarge { loss: &'static str, name: &'static str, len: usize, limit: usize },
+    TooLarge {
+        loss: &'static str,
+        name: &'static str,
+        len: usize,
+        limit: usize,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -51,7 +51,10 @@ pub struct Inputs<'a> {
 
 impl<'a> Inputs<'a> {
     pub fn new(input: Tensor<'a>) -> Self {
-        Inputs { input, ..Default::default() }
+        Inputs {
+            input,
+            ..Default::default()
+        }
     }
     pub fn target(mut self, target: Tensor<'a>) -> Self {
         self.target = Some(Target::Float(target));
@@ -180,11 +183,19 @@ struct Checker<'i, 'a> {
 
 impl<'a> Checker<'_, 'a> {
     fn shape_err<T>(&self, name: &'static str, expected: String, actual: &[usize]) -> Result<T> {
-        Err(Error::Shape { loss: self.loss, name, expected, actual: actual.to_vec() })
+        Err(Error::Shape {
+            loss: self.loss,
+            name,
+            expected,
+            actual: actual.to_vec(),
+        })
     }
 
     fn missing<T>(&self, name: &'static str) -> Result<T> {
-        Err(Error::Missing { loss: self.loss, name })
+        Err(Error::Missing {
+            loss: self.loss,
+            name,
+        })
     }
 
     /// Rejects tensors the loss would silently ignore.
@@ -200,7 +211,10 @@ impl<'a> Checker<'_, 'a> {
         ];
         for (name, there) in present {
             if there && !allowed.contains(&name) {
-                return Err(Error::Unexpected { loss: self.loss, name });
+                return Err(Error::Unexpected {
+                    loss: self.loss,
+                    name,
+                });
             }
         }
         Ok(())
@@ -218,15 +232,28 @@ impl<'a> Checker<'_, 'a> {
 
     fn same_shape(&self, name: &'static str, t: &Tensor<'_>) -> Result<()> {
         if t.shape != self.inputs.input.shape {
-            return self.shape_err(name, format!("{:?} (the input's shape)", self.inputs.input.shape), t.shape);
+            return self.shape_err(
+                name,
+                format!("{:?} (the input's shape)", self.inputs.input.shape),
+                t.shape,
+            );
         }
         Ok(())
     }
 
     /// PyTorch broadcasting of `t` against `shape`, aligned on trailing dims.
-    fn broadcast(&self, name: &'static str, t: Tensor<'a>, shape: &[usize]) -> Result<Broadcast<'a>> {
+    fn broadcast(
+        &self,
+        name: &'static str,
+        t: Tensor<'a>,
+        shape: &[usize],
+    ) -> Result<Broadcast<'a>> {
         let bad = || self.shape_err(name, format!("broadcastable to {shape:?}"), t.shape);
-        if t.shape.len() > shape.len() && t.shape[..t.shape.len() - shape.len()].iter().any(|&d| d != 1) {
+        if t.shape.len() > shape.len()
+            && t.shape[..t.shape.len() - shape.len()]
+                .iter()
+                .any(|&d| d != 1)
+        {
             return bad();
         }
         let offset = shape.len() as isize - t.shape.len() as isize;
@@ -253,10 +280,18 @@ impl<'a> Checker<'_, 'a> {
             }
         }
         if numel(shape) == 0 {
-            return Ok(Broadcast { data: Cow::Borrowed(t.data), inner: 1, len: t.data.len().max(1) });
+            return Ok(Broadcast {
+                data: Cow::Borrowed(t.data),
+                inner: 1,
+                len: t.data.len().max(1),
+            });
         }
         match block {
-            None => Ok(Broadcast { data: Cow::Borrowed(t.data), inner: 1, len: 1 }),
+            None => Ok(Broadcast {
+                data: Cow::Borrowed(t.data),
+                inner: 1,
+                len: 1,
+            }),
             Some((lo, hi)) if contiguous => Ok(Broadcast {
                 data: Cow::Borrowed(t.data),
                 inner: numel(&shape[hi..]),
@@ -286,7 +321,11 @@ impl<'a> Checker<'_, 'a> {
                         idx[d] = 0;
                     }
                 }
-                Ok(Broadcast { data: Cow::Owned(out), inner: 1, len: n })
+                Ok(Broadcast {
+                    data: Cow::Owned(out),
+                    inner: 1,
+                    len: n,
+                })
             }
         }
     }
@@ -294,7 +333,13 @@ impl<'a> Checker<'_, 'a> {
     fn classes(&self, data: &[i64], classes: usize, ignore_index: i64) -> Result<()> {
         for (index, &value) in data.iter().enumerate() {
             if value != ignore_index && (value < 0 || value as u64 >= classes as u64) {
-                return Err(Error::ClassOutOfRange { loss: self.loss, index, value, classes, ignore_index });
+                return Err(Error::ClassOutOfRange {
+                    loss: self.loss,
+                    index,
+                    value,
+                    classes,
+                    ignore_index,
+                });
             }
         }
         Ok(())
@@ -302,7 +347,12 @@ impl<'a> Checker<'_, 'a> {
 
     fn unit_range(&self, name: &'static str, data: &[f32]) -> Result<()> {
         match data.iter().position(|v| !(*v >= 0.0 && *v <= 1.0)) {
-            Some(index) => Err(Error::OutOfUnitRange { loss: self.loss, name, index, value: data[index] }),
+            Some(index) => Err(Error::OutOfUnitRange {
+                loss: self.loss,
+                name,
+                index,
+                value: data[index],
+            }),
             None => Ok(()),
         }
     }
@@ -342,7 +392,10 @@ impl<'a> Checker<'_, 'a> {
 /// Validates parameters, shapes and values of a call and describes its geometry.
 pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Result<Plan<'a>> {
     loss.validate(reduction)?;
-    let c = Checker { loss: loss.name(), inputs };
+    let c = Checker {
+        loss: loss.name(),
+        inputs,
+    };
     let input = inputs.input;
     check_len("input", input.data.len(), input.shape)?;
     let tensors: [(&'static str, Option<Tensor<'a>>); 5] = [
@@ -367,17 +420,30 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
     let point = |per_target, weight, aux| {
         let batch = input.shape.first().copied().unwrap_or(1);
         Ok(Plan {
-            geometry: Geometry::Point(PointPlan { n, per_target, weight, aux, batch }),
+            geometry: Geometry::Point(PointPlan {
+                n,
+                per_target,
+                weight,
+                aux,
+                batch,
+            }),
             items_shape: input.shape.to_vec(),
         })
     };
     match loss {
         Loss::Mse | Loss::L1 | Loss::Huber { .. } | Loss::SmoothL1 { .. } | Loss::LogCosh => {
             let weighted = matches!(loss, Loss::Mse | Loss::L1 | Loss::Huber { .. });
-            c.only(if weighted { &["target", "weight"] } else { &["target"] })?;
+            c.only(if weighted {
+                &["target", "weight"]
+            } else {
+                &["target"]
+            })?;
             let t = c.float_target()?;
             c.same_shape("target", &t)?;
-            let w = inputs.weight.map(|w| c.broadcast("weight", w, input.shape)).transpose()?;
+            let w = inputs
+                .weight
+                .map(|w| c.broadcast("weight", w, input.shape))
+                .transpose()?;
             point(1, w, None)
         }
         Loss::Quantile { quantiles } => {
@@ -393,11 +459,18 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
                     if s.last() != Some(&q.len()) || t.shape != &s[..s.len() - 1] {
                         return c.shape_err(
                             "target",
-                            format!("the input's shape without its last dim of {} quantiles", q.len()),
+                            format!(
+                                "the input's shape without its last dim of {} quantiles",
+                                q.len()
+                            ),
                             t.shape,
                         );
                     }
-                    let aux = Broadcast { data: Cow::Owned(q.clone()), inner: 1, len: q.len() };
+                    let aux = Broadcast {
+                        data: Cow::Owned(q.clone()),
+                        inner: 1,
+                        len: q.len(),
+                    };
                     point(q.len(), None, Some(aux))
                 }
             }
@@ -414,11 +487,19 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
                 c.unit_range("input", input.data)?;
                 c.unit_range("target", t.data)?;
             }
-            let w = inputs.weight.map(|w| c.broadcast("weight", w, input.shape)).transpose()?;
-            let pw = inputs.pos_weight.map(|p| c.broadcast("pos_weight", p, input.shape)).transpose()?;
+            let w = inputs
+                .weight
+                .map(|w| c.broadcast("weight", w, input.shape))
+                .transpose()?;
+            let pw = inputs
+                .pos_weight
+                .map(|p| c.broadcast("pos_weight", p, input.shape))
+                .transpose()?;
             point(1, w, pw)
         }
-        Loss::CrossEntropy { ignore_index, .. } | Loss::Nll { ignore_index } | Loss::SoftmaxFocal { ignore_index, .. } => {
+        Loss::CrossEntropy { ignore_index, .. }
+        | Loss::Nll { ignore_index }
+        | Loss::SoftmaxFocal { ignore_index, .. } => {
             c.only(&["target", "weight"])?;
             let (batch, classes, inner) = c.class_dims()?;
             c.class_weight(classes)?;
@@ -426,7 +507,11 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
             let prob_target = match inputs.target {
                 Some(Target::Class { data, shape }) => {
                     if shape != items_shape.as_slice() {
-                        return c.shape_err("target", format!("{items_shape:?} (the input without its class dim)"), shape);
+                        return c.shape_err(
+                            "target",
+                            format!("{items_shape:?} (the input without its class dim)"),
+                            shape,
+                        );
                     }
                     c.classes(data, classes, *ignore_index)?;
                     false
@@ -443,11 +528,18 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
                     }
                     true
                 }
-                Some(Target::Float(t)) => return c.shape_err("target", "class indices (int)".into(), t.shape),
+                Some(Target::Float(t)) => {
+                    return c.shape_err("target", "class indices (int)".into(), t.shape)
+                }
                 None => return c.missing("target"),
             };
             Ok(Plan {
-                geometry: Geometry::Rows(RowsPlan { rows: batch * inner, classes, inner, prob_target }),
+                geometry: Geometry::Rows(RowsPlan {
+                    rows: batch * inner,
+                    classes,
+                    inner,
+                    prob_target,
+                }),
                 items_shape,
             })
         }
@@ -464,7 +556,11 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
                 c.same_shape("target", &t)?;
                 if let Some(l) = &inputs.labels {
                     if l.shape != items_shape.as_slice() {
-                        return c.shape_err("labels", format!("{items_shape:?} (one per pair)"), l.shape);
+                        return c.shape_err(
+                            "labels",
+                            format!("{items_shape:?} (one per pair)"),
+                            l.shape,
+                        );
                     }
                 }
             } else {
@@ -476,9 +572,14 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
                     }
                 }
             }
-            Ok(Plan { geometry: Geometry::Pairs(PairsPlan { rows, dim }), items_shape })
+            Ok(Plan {
+                geometry: Geometry::Pairs(PairsPlan { rows, dim }),
+                items_shape,
+            })
         }
-        Loss::Dice { mode, ignore_index, .. } => {
+        Loss::Dice {
+            mode, ignore_index, ..
+        } => {
             c.only(&["target"])?;
             let s = input.shape;
             let (batch, classes, inner) = match mode {
@@ -501,18 +602,31 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
                             Some(Target::Class { data, shape }) => {
                                 let want = c.class_target_shape();
                                 if shape != want.as_slice() {
-                                    return c.shape_err("target", format!("{want:?} (the input without its class dim)"), shape);
+                                    return c.shape_err(
+                                        "target",
+                                        format!("{want:?} (the input without its class dim)"),
+                                        shape,
+                                    );
                                 }
                                 c.classes(data, dims.1, ignore_index.unwrap_or(i64::MIN))?;
                             }
-                            Some(Target::Float(t)) => return c.shape_err("target", "class indices (int)".into(), t.shape),
+                            Some(Target::Float(t)) => {
+                                return c.shape_err("target", "class indices (int)".into(), t.shape)
+                            }
                             None => return c.missing("target"),
                         }
                     }
                     dims
                 }
             };
-            Ok(Plan { geometry: Geometry::Dice(DicePlan { batch, classes, inner }), items_shape: vec![classes] })
+            Ok(Plan {
+                geometry: Geometry::Dice(DicePlan {
+                    batch,
+                    classes,
+                    inner,
+                }),
+                items_shape: vec![classes],
+            })
         }
     }
 }

@@ -21,6 +21,6 @@ mod loss;
 
 pub use context::Context;
 pub use error::{Error, Result};
-pub use gpu::Evaluation;
+pub use gpu::{Evaluation, Prepared};
 pub use inputs::{Inputs, Target, Tensor};
 pub use loss::{DiceMode, Loss, Reduction};

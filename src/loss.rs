@@ -96,7 +96,10 @@ pub enum Loss {
     KlDiv { log_target: bool },
     /// `torch.nn.CrossEntropyLoss(weight, ignore_index, label_smoothing)`, class
     /// indices or probabilities as targets.
-    CrossEntropy { ignore_index: i64, label_smoothing: f32 },
+    CrossEntropy {
+        ignore_index: i64,
+        label_smoothing: f32,
+    },
     /// `torch.nn.NLLLoss(weight, ignore_index)`.
     Nll { ignore_index: i64 },
     /// w[y]·(1 − p_t)^γ·(−log p_t), mean over Σ w[y] of non-ignored rows.
@@ -104,7 +107,12 @@ pub enum Loss {
     /// `torch.nn.CosineEmbeddingLoss(margin)`; without labels every pair is similar.
     CosineEmbedding { margin: f32 },
     /// `torch.nn.TripletMarginLoss(margin, p, eps, swap)`.
-    TripletMargin { margin: f32, p: f32, eps: f32, swap: bool },
+    TripletMargin {
+        margin: f32,
+        p: f32,
+        eps: f32,
+        swap: bool,
+    },
     /// `segmentation_models_pytorch.losses.DiceLoss`.
     Dice {
         mode: DiceMode,
@@ -147,13 +155,27 @@ impl Loss {
             "quantile" => Loss::Quantile { quantiles: None },
             "bce" => Loss::Bce,
             "bce_with_logits" => Loss::BceWithLogits,
-            "sigmoid_focal" => Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
+            "sigmoid_focal" => Loss::SigmoidFocal {
+                alpha: 0.25,
+                gamma: 2.0,
+            },
             "kl_div" => Loss::KlDiv { log_target: false },
-            "cross_entropy" => Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.0 },
+            "cross_entropy" => Loss::CrossEntropy {
+                ignore_index: -100,
+                label_smoothing: 0.0,
+            },
             "nll" => Loss::Nll { ignore_index: -100 },
-            "softmax_focal" => Loss::SoftmaxFocal { gamma: 2.0, ignore_index: -100 },
+            "softmax_focal" => Loss::SoftmaxFocal {
+                gamma: 2.0,
+                ignore_index: -100,
+            },
             "cosine_embedding" => Loss::CosineEmbedding { margin: 0.0 },
-            "triplet_margin" => Loss::TripletMargin { margin: 1.0, p: 2.0, eps: 1e-6, swap: false },
+            "triplet_margin" => Loss::TripletMargin {
+                margin: 1.0,
+                p: 2.0,
+                eps: 1e-6,
+                swap: false,
+            },
             "dice" => Loss::Dice {
                 mode: DiceMode::Multiclass,
                 from_logits: true,
@@ -192,7 +214,12 @@ impl Loss {
     pub fn validate(&self, reduction: Reduction) -> Result<()> {
         let loss = self.name();
         let param = |name: &'static str, expected: &'static str, value: String| {
-            Err(Error::Param { loss, name, expected, value })
+            Err(Error::Param {
+                loss,
+                name,
+                expected,
+                value,
+            })
         };
         if reduction == Reduction::BatchMean && !matches!(self, Loss::KlDiv { .. }) {
             return Err(Error::Reduction {
@@ -223,9 +250,9 @@ impl Loss {
                 }
                 check_gamma(loss, *gamma)
             }
-            Loss::CrossEntropy { label_smoothing, .. }
-                if !(*label_smoothing >= 0.0 && *label_smoothing <= 1.0) =>
-            {
+            Loss::CrossEntropy {
+                label_smoothing, ..
+            } if !(*label_smoothing >= 0.0 && *label_smoothing <= 1.0) => {
                 param("label_smoothing", "in [0, 1]", label_smoothing.to_string())
             }
             Loss::SoftmaxFocal { gamma, .. } => check_gamma(loss, *gamma),
@@ -262,6 +289,11 @@ fn check_gamma(loss: &'static str, gamma: f32) -> Result<()> {
     if gamma >= 0.0 && gamma.is_finite() {
         Ok(())
     } else {
-        Err(Error::Param { loss, name: "gamma", expected: "finite and >= 0", value: gamma.to_string() })
+        Err(Error::Param {
+            loss,
+            name: "gamma",
+            expected: "finite and >= 0",
+            value: gamma.to_string(),
+        })
     }
 }

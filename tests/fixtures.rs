@@ -32,30 +32,54 @@ fn loss_of(case: &Value) -> Loss {
         Loss::Huber { delta } => *delta = f("delta").unwrap_or(*delta),
         Loss::SmoothL1 { beta } => *beta = f("beta").unwrap_or(*beta),
         Loss::Quantile { quantiles } => {
-            *quantiles = params.get("quantiles").map(|q| q.as_array().unwrap().iter().map(|v| num(v) as f32).collect())
+            *quantiles = params.get("quantiles").map(|q| {
+                q.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| num(v) as f32)
+                    .collect()
+            })
         }
         Loss::SigmoidFocal { alpha, gamma } => {
             *alpha = f("alpha").unwrap_or(*alpha);
             *gamma = f("gamma").unwrap_or(*gamma);
         }
         Loss::KlDiv { log_target } => *log_target = b("log_target").unwrap_or(*log_target),
-        Loss::CrossEntropy { ignore_index, label_smoothing } => {
+        Loss::CrossEntropy {
+            ignore_index,
+            label_smoothing,
+        } => {
             *ignore_index = i("ignore_index").unwrap_or(*ignore_index);
             *label_smoothing = f("label_smoothing").unwrap_or(*label_smoothing);
         }
         Loss::Nll { ignore_index } => *ignore_index = i("ignore_index").unwrap_or(*ignore_index),
-        Loss::SoftmaxFocal { gamma, ignore_index } => {
+        Loss::SoftmaxFocal {
+            gamma,
+            ignore_index,
+        } => {
             *gamma = f("gamma").unwrap_or(*gamma);
             *ignore_index = i("ignore_index").unwrap_or(*ignore_index);
         }
         Loss::CosineEmbedding { margin } => *margin = f("margin").unwrap_or(*margin),
-        Loss::TripletMargin { margin, p, eps, swap } => {
+        Loss::TripletMargin {
+            margin,
+            p,
+            eps,
+            swap,
+        } => {
             *margin = f("margin").unwrap_or(*margin);
             *p = f("p").unwrap_or(*p);
             *eps = f("eps").unwrap_or(*eps);
             *swap = b("swap").unwrap_or(*swap);
         }
-        Loss::Dice { mode, from_logits, smooth, eps, ignore_index, log_loss } => {
+        Loss::Dice {
+            mode,
+            from_logits,
+            smooth,
+            eps,
+            ignore_index,
+            log_loss,
+        } => {
             if let Some(m) = params.get("mode") {
                 *mode = DiceMode::from_name(m.as_str().unwrap()).expect("a dice mode");
             }
@@ -78,10 +102,23 @@ struct Owned {
 
 fn tensor(case: &Value, name: &str) -> Option<Owned> {
     let t = case["tensors"].get(name)?;
-    let shape = t["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let shape = t["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
     let data = t["data"].as_array().unwrap();
-    let ints = if t["dtype"] == "int64" { data.iter().map(|v| v.as_i64().unwrap()).collect() } else { vec![] };
-    Some(Owned { shape, floats: data.iter().map(|v| num(v) as f32).collect(), ints })
+    let ints = if t["dtype"] == "int64" {
+        data.iter().map(|v| v.as_i64().unwrap()).collect()
+    } else {
+        vec![]
+    };
+    Some(Owned {
+        shape,
+        floats: data.iter().map(|v| num(v) as f32).collect(),
+        ints,
+    })
 }
 
 /// The float64 twin against float64 PyTorch: equal up to summation order.
@@ -94,7 +131,11 @@ fn tight(got: f64, want: f64) -> bool {
 
 #[test]
 fn pytorch_fixtures() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/torch_cases.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/torch_cases.json"
+    ))
+    .unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() > 100, "the fixture file lost its cases");
@@ -106,13 +147,25 @@ fn pytorch_fixtures() {
         let input = tensor(case, "input").unwrap();
         let target = tensor(case, "target");
         let others: Vec<(&str, Option<Owned>)> =
-            ["weight", "pos_weight", "labels", "positive", "negative"].iter().map(|n| (*n, tensor(case, n))).collect();
-        let get = |n: &str| others.iter().find(|o| o.0 == n).and_then(|o| o.1.as_ref()).map(|t| Tensor::new(&t.floats, &t.shape));
+            ["weight", "pos_weight", "labels", "positive", "negative"]
+                .iter()
+                .map(|n| (*n, tensor(case, n)))
+                .collect();
+        let get = |n: &str| {
+            others
+                .iter()
+                .find(|o| o.0 == n)
+                .and_then(|o| o.1.as_ref())
+                .map(|t| Tensor::new(&t.floats, &t.shape))
+        };
         let mut inputs = Inputs::new(Tensor::new(&input.floats, &input.shape));
         inputs.target = target.as_ref().map(|t| {
             let class_target = !t.ints.is_empty() && !matches!(loss, Loss::CosineEmbedding { .. });
             if class_target {
-                Target::Class { data: &t.ints, shape: &t.shape }
+                Target::Class {
+                    data: &t.ints,
+                    shape: &t.shape,
+                }
             } else {
                 Target::Float(Tensor::new(&t.floats, &t.shape))
             }
@@ -124,8 +177,12 @@ fn pytorch_fixtures() {
         inputs.negative = get("negative");
 
         let want = num(&case["expected"]["value"]);
-        let want_items: Option<Vec<f64>> = case["expected"].get("none").map(|v| v.as_array().unwrap().iter().map(num).collect());
-        let item_scale = want_items.as_ref().map_or(0.0, |w| w.iter().map(|v| v.abs()).sum::<f64>());
+        let want_items: Option<Vec<f64>> = case["expected"]
+            .get("none")
+            .map(|v| v.as_array().unwrap().iter().map(num).collect());
+        let item_scale = want_items
+            .as_ref()
+            .map_or(0.0, |w| w.iter().map(|v| v.abs()).sum::<f64>());
 
         match cpu::evaluate(&loss, reduction, &inputs) {
             Err(e) => failures.push(format!("{name}: cpu error {e}")),
@@ -158,5 +215,10 @@ fn pytorch_fixtures() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} fixture mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} fixture mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

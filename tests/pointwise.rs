@@ -13,7 +13,15 @@ fn data(loss: &Loss, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     match loss {
         Loss::Bce => {
             let mut x = uniform(&mut r, n, 0.0, 1.0);
-            let y: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { r.random_range(0.0..1.0) } else { (i % 2) as f32 }).collect();
+            let y: Vec<f32> = (0..n)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        r.random_range(0.0..1.0)
+                    } else {
+                        (i % 2) as f32
+                    }
+                })
+                .collect();
             // Exact 0 and 1 probabilities exercise the −100 clamp.
             for i in (0..n).step_by(97) {
                 x[i] = (i % 2) as f32;
@@ -25,7 +33,15 @@ fn data(loss: &Loss, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
             for i in (0..n).step_by(89) {
                 x[i] = if i % 2 == 0 { 100.0 } else { -100.0 };
             }
-            let y: Vec<f32> = (0..n).map(|i| if i % 5 == 0 { r.random_range(0.0..1.0) } else { (i % 2) as f32 }).collect();
+            let y: Vec<f32> = (0..n)
+                .map(|i| {
+                    if i % 5 == 0 {
+                        r.random_range(0.0..1.0)
+                    } else {
+                        (i % 2) as f32
+                    }
+                })
+                .collect();
             (x, y)
         }
         Loss::KlDiv { log_target } => {
@@ -53,7 +69,13 @@ fn data(loss: &Loss, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
             let y: Vec<f32> = x
                 .iter()
                 .enumerate()
-                .map(|(i, v)| if i % 4 == 0 { v + r.random_range(-1e-3..1e-3) } else { r.random_range(-4.0..4.0) })
+                .map(|(i, v)| {
+                    if i % 4 == 0 {
+                        v + r.random_range(-1e-3..1e-3)
+                    } else {
+                        r.random_range(-4.0..4.0)
+                    }
+                })
                 .collect();
             (x, y)
         }
@@ -72,8 +94,14 @@ fn losses() -> Vec<Loss> {
         Loss::Quantile { quantiles: None },
         Loss::Bce,
         Loss::BceWithLogits,
-        Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
-        Loss::SigmoidFocal { alpha: -1.0, gamma: 0.5 },
+        Loss::SigmoidFocal {
+            alpha: 0.25,
+            gamma: 2.0,
+        },
+        Loss::SigmoidFocal {
+            alpha: -1.0,
+            gamma: 0.5,
+        },
         Loss::KlDiv { log_target: false },
         Loss::KlDiv { log_target: true },
     ]
@@ -108,25 +136,50 @@ fn weights_and_pos_weights_broadcast() {
     let mut full = uniform(&mut r, n, 0.0, 2.0);
     full[3] = 0.0;
     let per_class = uniform(&mut r, 5, 0.5, 3.0);
-    let cases: [(&[f32], &[usize]); 4] = [(&full, &shape), (&per_class, &[5, 1]), (&per_class[..1], &[1]), (&full[..9], &[9])];
+    let cases: [(&[f32], &[usize]); 4] = [
+        (&full, &shape),
+        (&per_class, &[5, 1]),
+        (&per_class[..1], &[1]),
+        (&full[..9], &[9]),
+    ];
     for (w, ws) in cases {
-        for loss in [Loss::Mse, Loss::L1, Loss::Huber { delta: 0.5 }, Loss::Bce, Loss::BceWithLogits] {
+        for loss in [
+            Loss::Mse,
+            Loss::L1,
+            Loss::Huber { delta: 0.5 },
+            Loss::Bce,
+            Loss::BceWithLogits,
+        ] {
             let x = if loss == Loss::Bce { &probs } else { &x };
             let base = Inputs::new(Tensor::new(x, &shape)).target(Tensor::new(&y, &shape));
             for red in REDUCTIONS {
-                check(&format!("{loss:?} weight {ws:?} {red:?}"), &loss, red, &base.weight(Tensor::new(w, ws)));
+                check(
+                    &format!("{loss:?} weight {ws:?} {red:?}"),
+                    &loss,
+                    red,
+                    &base.weight(Tensor::new(w, ws)),
+                );
             }
             if loss == Loss::BceWithLogits {
                 for red in REDUCTIONS {
-                    let i = base.pos_weight(Tensor::new(w, ws)).weight(Tensor::new(&full, &shape));
-                    check(&format!("{loss:?} pos_weight {ws:?} {red:?}"), &loss, red, &i);
+                    let i = base
+                        .pos_weight(Tensor::new(w, ws))
+                        .weight(Tensor::new(&full, &shape));
+                    check(
+                        &format!("{loss:?} pos_weight {ws:?} {red:?}"),
+                        &loss,
+                        red,
+                        &i,
+                    );
                 }
             }
         }
     }
     // A shape whose non-1 dims are not contiguous is expanded on the host.
     let w = uniform(&mut r, 37 * 9, 0.0, 1.0);
-    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape)).weight(Tensor::new(&w, &[37, 1, 9]));
+    let inputs = Inputs::new(Tensor::new(&x, &shape))
+        .target(Tensor::new(&y, &shape))
+        .weight(Tensor::new(&w, &[37, 1, 9]));
     check("mse weight [37,1,9]", &Loss::Mse, Reduction::Mean, &inputs);
 }
 
@@ -140,7 +193,14 @@ fn quantile_list_reads_one_target_per_row_of_quantiles() {
         let (xs, ys) = ([rows, q.len()], [rows]);
         let inputs = Inputs::new(Tensor::new(&x, &xs)).target(Tensor::new(&y, &ys));
         for red in REDUCTIONS {
-            check(&format!("quantile rows={rows} {red:?}"), &Loss::Quantile { quantiles: Some(q.clone()) }, red, &inputs);
+            check(
+                &format!("quantile rows={rows} {red:?}"),
+                &Loss::Quantile {
+                    quantiles: Some(q.clone()),
+                },
+                red,
+                &inputs,
+            );
         }
     }
 }
@@ -154,8 +214,14 @@ fn extreme_values() {
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
     for loss in [
         Loss::BceWithLogits,
-        Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
-        Loss::SigmoidFocal { alpha: 0.25, gamma: 0.5 },
+        Loss::SigmoidFocal {
+            alpha: 0.25,
+            gamma: 2.0,
+        },
+        Loss::SigmoidFocal {
+            alpha: 0.25,
+            gamma: 0.5,
+        },
         Loss::Mse,
         Loss::LogCosh,
         Loss::Huber { delta: 2.0 },
@@ -176,14 +242,29 @@ fn extreme_values() {
     let ly = [0.0f32, 0.25, 0.75, 0.5];
     let inputs = Inputs::new(Tensor::new(&lx, &[4])).target(Tensor::new(&ly, &[4]));
     for red in REDUCTIONS {
-        check(&format!("kl_div -inf {red:?}"), &Loss::KlDiv { log_target: false }, red, &inputs);
+        check(
+            &format!("kl_div -inf {red:?}"),
+            &Loss::KlDiv { log_target: false },
+            red,
+            &inputs,
+        );
     }
     // Boundaries of Huber and SmoothL1: |x − y| exactly delta / beta.
     let x = [1.0f32, -1.0, 0.5, -0.5, 0.0];
     let y = [0.0f32, 0.0, 0.0, 0.0, 0.0];
     let inputs = Inputs::new(Tensor::new(&x, &[5])).target(Tensor::new(&y, &[5]));
-    for loss in [Loss::Huber { delta: 1.0 }, Loss::Huber { delta: 0.5 }, Loss::SmoothL1 { beta: 0.5 }, Loss::SmoothL1 { beta: 1.0 }] {
-        check(&format!("{loss:?} boundary"), &loss, Reduction::None, &inputs);
+    for loss in [
+        Loss::Huber { delta: 1.0 },
+        Loss::Huber { delta: 0.5 },
+        Loss::SmoothL1 { beta: 0.5 },
+        Loss::SmoothL1 { beta: 1.0 },
+    ] {
+        check(
+            &format!("{loss:?} boundary"),
+            &loss,
+            Reduction::None,
+            &inputs,
+        );
     }
 }
 

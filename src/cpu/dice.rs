@@ -8,7 +8,15 @@ use super::pointwise::sigmoid;
 
 /// Per-class sums (Σp, Σt, Σ|p − t|) after masking ignored pixels.
 pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> {
-    let Loss::Dice { mode, from_logits, ignore_index, .. } = loss else { unreachable!("not dice") };
+    let Loss::Dice {
+        mode,
+        from_logits,
+        ignore_index,
+        ..
+    } = loss
+    else {
+        unreachable!("not dice")
+    };
     let (c, inner) = (plan.classes, plan.inner);
     let x = inputs.input.data;
     let mut out = vec![[0.0f64; 3]; c];
@@ -57,7 +65,11 @@ pub fn dice(sp: f64, st: f64, d: f64, smooth: f64, eps: f64, log_loss: bool) -> 
     let fneg = st - inter;
     let card = (inter + 0.5 * fp + 0.5 * fneg + smooth).max(eps);
     let score = (inter + smooth) / card;
-    let l = if log_loss { -score.max(eps).ln() } else { 1.0 - score };
+    let l = if log_loss {
+        -score.max(eps).ln()
+    } else {
+        1.0 - score
+    };
     if st > 0.0 {
         l
     } else {
@@ -66,7 +78,15 @@ pub fn dice(sp: f64, st: f64, d: f64, smooth: f64, eps: f64, log_loss: bool) -> 
 }
 
 pub fn per_class(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<f64> {
-    let Loss::Dice { smooth, eps, log_loss, .. } = loss else { unreachable!("not dice") };
+    let Loss::Dice {
+        smooth,
+        eps,
+        log_loss,
+        ..
+    } = loss
+    else {
+        unreachable!("not dice")
+    };
     sums(loss, inputs, plan)
         .into_iter()
         .map(|[sp, st, d]| dice(sp, st, d, *smooth as f64, *eps as f64, *log_loss))

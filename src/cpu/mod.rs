@@ -24,7 +24,12 @@ pub struct Reference {
 }
 
 /// Per-item (loss, denominator) pairs, reduced as the finalize pass does.
-fn reduce(items: Vec<(f64, f64)>, reduction: Reduction, batch: usize, items_shape: Vec<usize>) -> Reference {
+fn reduce(
+    items: Vec<(f64, f64)>,
+    reduction: Reduction,
+    batch: usize,
+    items_shape: Vec<usize>,
+) -> Reference {
     let sum: f64 = items.iter().map(|v| v.0).sum();
     let denom: f64 = items.iter().map(|v| v.1).sum();
     let value = match reduction {
@@ -32,7 +37,11 @@ fn reduce(items: Vec<(f64, f64)>, reduction: Reduction, batch: usize, items_shap
         Reduction::Mean => sum / denom,
         Reduction::BatchMean => sum / batch as f64,
     };
-    Reference { value, items: items.into_iter().map(|v| v.0).collect(), items_shape }
+    Reference {
+        value,
+        items: items.into_iter().map(|v| v.0).collect(),
+        items_shape,
+    }
 }
 
 /// Evaluates `loss` on the CPU after the same validation as the GPU path.
@@ -46,7 +55,12 @@ pub fn evaluate(loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Resul
         Geometry::Dice(d) => {
             let per_class = dice::per_class(loss, inputs, d);
             let c = per_class.len() as f64;
-            let mut r = reduce(per_class.into_iter().map(|l| (l, 1.0)).collect(), reduction, 1, shape);
+            let mut r = reduce(
+                per_class.into_iter().map(|l| (l, 1.0)).collect(),
+                reduction,
+                1,
+                shape,
+            );
             if reduction == Reduction::Mean {
                 r.value = r.items.iter().sum::<f64>() / c;
             }

@@ -30,7 +30,10 @@ pub fn cosine_embedding(a: &[f32], b: &[f32], label: f64, margin: f64) -> f64 {
 
 /// ‖a − b + eps‖_p, eps added to the difference as in `pairwise_distance`.
 pub fn distance(a: &[f32], b: &[f32], p: f64, eps: f64) -> f64 {
-    let v = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64 + eps).abs());
+    let v = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64 + eps).abs());
     if p.is_infinite() {
         v.fold(0.0, f64::max)
     } else if p == 1.0 {
@@ -42,7 +45,15 @@ pub fn distance(a: &[f32], b: &[f32], p: f64, eps: f64) -> f64 {
     }
 }
 
-pub fn triplet_margin(a: &[f32], pos: &[f32], neg: &[f32], margin: f64, p: f64, eps: f64, swap: bool) -> f64 {
+pub fn triplet_margin(
+    a: &[f32],
+    pos: &[f32],
+    neg: &[f32],
+    margin: f64,
+    p: f64,
+    eps: f64,
+    swap: bool,
+) -> f64 {
     let d_ap = distance(a, pos, p, eps);
     let mut d_an = distance(a, neg, p, eps);
     if swap {
@@ -65,14 +76,29 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &PairsPlan) -> Vec<(f64, f6
             let a = row(inputs.input.data, r);
             let l = match loss {
                 Loss::CosineEmbedding { margin } => {
-                    let Some(Target::Float(b)) = inputs.target else { unreachable!("validated by plan") };
+                    let Some(Target::Float(b)) = inputs.target else {
+                        unreachable!("validated by plan")
+                    };
                     let label = inputs.labels.map_or(1.0, |l| l.data[r] as f64);
                     cosine_embedding(&a, &row(b.data, r), label, *margin as f64)
                 }
-                Loss::TripletMargin { margin, p, eps, swap } => {
+                Loss::TripletMargin {
+                    margin,
+                    p,
+                    eps,
+                    swap,
+                } => {
                     let pos = row(inputs.positive.expect("validated").data, r);
                     let neg = row(inputs.negative.expect("validated").data, r);
-                    triplet_margin(&a, &pos, &neg, *margin as f64, *p as f64, *eps as f64, *swap)
+                    triplet_margin(
+                        &a,
+                        &pos,
+                        &neg,
+                        *margin as f64,
+                        *p as f64,
+                        *eps as f64,
+                        *swap,
+                    )
                 }
                 _ => unreachable!("not a pair loss"),
             };

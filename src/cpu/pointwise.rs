@@ -82,7 +82,9 @@ pub fn kl_div(x: f64, y: f64, log_target: bool) -> f64 {
 
 /// (loss, denominator contribution) per element.
 pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &PointPlan<'_>) -> Vec<(f64, f64)> {
-    let Some(Target::Float(target)) = inputs.target else { unreachable!("validated by plan") };
+    let Some(Target::Float(target)) = inputs.target else {
+        unreachable!("validated by plan")
+    };
     (0..plan.n)
         .map(|i| {
             let x = inputs.input.data[i] as f64;
@@ -98,7 +100,9 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &PointPlan<'_>) -> Vec<(f64
                 Loss::Quantile { .. } => (quantile(x, y, a.unwrap_or(0.5)), 1.0),
                 Loss::Bce => (w * bce(x, y), 1.0),
                 Loss::BceWithLogits => (w * bce_with_logits(x, y, a.unwrap_or(1.0)), 1.0),
-                Loss::SigmoidFocal { alpha, gamma } => (sigmoid_focal(x, y, *alpha as f64, *gamma as f64), 1.0),
+                Loss::SigmoidFocal { alpha, gamma } => {
+                    (sigmoid_focal(x, y, *alpha as f64, *gamma as f64), 1.0)
+                }
                 Loss::KlDiv { log_target } => (kl_div(x, y, *log_target), 1.0),
                 _ => unreachable!("not a pointwise loss"),
             }

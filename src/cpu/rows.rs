@@ -26,7 +26,12 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64
         .map(|r| {
             let x = row(inputs, plan, r);
             match (loss, inputs.target) {
-                (Loss::CrossEntropy { label_smoothing, .. }, Some(Target::Float(t))) => {
+                (
+                    Loss::CrossEntropy {
+                        label_smoothing, ..
+                    },
+                    Some(Target::Float(t)),
+                ) => {
                     let eps = *label_smoothing as f64;
                     let logp = log_softmax(&x);
                     let (n, s) = (r / plan.inner, r % plan.inner);
@@ -54,7 +59,9 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64
                     let wy = w(y);
                     match loss {
                         Loss::Nll { .. } => (-wy * x[y], wy),
-                        Loss::CrossEntropy { label_smoothing, .. } => {
+                        Loss::CrossEntropy {
+                            label_smoothing, ..
+                        } => {
                             let eps = *label_smoothing as f64;
                             let logp = log_softmax(&x);
                             let nll = -wy * logp[y];

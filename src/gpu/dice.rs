@@ -3,9 +3,18 @@
 use super::Job;
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::inputs::{Inputs, DicePlan};
+use crate::inputs::{DicePlan, Inputs};
 use crate::loss::{Loss, Reduction};
 
-pub(super) fn record(_ctx: &Context, loss: &Loss, _reduction: Reduction, _inputs: &Inputs<'_>, _plan: &DicePlan) -> Result<Job> {
-    Err(Error::Gpu(format!("{} is not implemented on the GPU yet", loss.name())))
+pub(super) fn record(
+    _ctx: &Context,
+    loss: &Loss,
+    _reduction: Reduction,
+    _inputs: &Inputs<'_>,
+    _plan: &DicePlan,
+) -> Result<Job> {
+    Err(Error::Gpu(format!(
+        "{} is not implemented on the GPU yet",
+        loss.name()
+    )))
 }

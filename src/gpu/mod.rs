@@ -72,11 +72,12 @@ impl Context {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         // Zero-sized bindings are invalid: absent and empty tensors bind 16 zero bytes.
         let contents: &[u8] = if bytes.is_empty() { &[0u8; 16] } else { bytes };
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents,
-            usage: wgpu::BufferUsages::STORAGE,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
     }
 
     pub(crate) fn storage(&self, label: &str, floats: usize) -> wgpu::Buffer {
@@ -98,40 +99,83 @@ impl Context {
         groups: (u32, u32),
     ) -> Result<Pass> {
         let pipeline = self.pipeline(kernel, entry, constants)?;
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("wgpu-loss params"),
-            contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("wgpu-loss params"),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
         let mut entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
-        entries.push(wgpu::BindGroupEntry { binding: buffers.len() as u32, resource: uniform.as_entire_binding() });
+        entries.push(wgpu::BindGroupEntry {
+            binding: buffers.len() as u32,
+            resource: uniform.as_entire_binding(),
+        });
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name),
             layout: &pipeline.layout,
             entries: &entries,
         });
-        Ok(Pass { pipeline, bind_group, groups })
+        Ok(Pass {
+            pipeline,
+            bind_group,
+            groups,
+        })
     }
 
     /// The finalize pass over `count` (loss, denominator) partials; returns the
     /// 4-float result buffer [value, sum, denominator, 0].
-    pub(crate) fn finalize(&self, partials: &wgpu::Buffer, count: usize, divide: Divide) -> Result<(Pass, wgpu::Buffer)> {
+    pub(crate) fn finalize(
+        &self,
+        partials: &wgpu::Buffer,
+        count: usize,
+        divide: Divide,
+    ) -> Result<(Pass, wgpu::Buffer)> {
         let (mode, divisor) = match divide {
             Divide::Not => (0, 0.0),
             Divide::BySummedDenominator => (1, 0.0),
             Divide::By(d) => (2, d),
         };
         let result = self.storage("wgpu-loss result", 4);
-        let params = FinalizeParams { count: count as u32, mode, divisor, _pad: 0 };
-        let pass = self.pass(&FINALIZE, "main", &[], &[partials, &result], &params, (1, 1))?;
+        let params = FinalizeParams {
+            count: count as u32,
+            mode,
+            divisor,
+            _pad: 0,
+        };
+        let pass = self.pass(
+            &FINALIZE,
+            "main",
+            &[],
+            &[partials, &result],
+            &params,
+            (1, 1),
+        )?;
         Ok((pass, result))
     }
 
-    fn run(&self, job: Job) -> Result<Vec<f32>> {
+    /// Runs `f` inside validation and out-of-memory error scopes, so that wgpu
+    /// errors reach the caller as `Error::Gpu` instead of a panic elsewhere.
+    fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let out = f();
+        let oom = pollster::block_on(oom.pop());
+        let invalid = pollster::block_on(invalid.pop());
+        match oom.or(invalid) {
+            Some(e) => Err(Error::Gpu(e.to_string())),
+            None => out,
+        }
+    }
+
+    fn run(&self, job: &Job) -> Result<Vec<f32>> {
         let bytes = (job.output_len * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-loss readback"),
@@ -139,9 +183,16 @@ impl Context {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgpu-loss") });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgpu-loss"),
+            });
         {
-            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgpu-loss"), timestamp_writes: None });
+            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgpu-loss"),
+                timestamp_writes: None,
+            });
             for p in &job.passes {
                 cpass.set_pipeline(&p.pipeline.pipeline);
                 cpass.set_bind_group(0, &p.bind_group, &[]);
@@ -168,55 +219,105 @@ impl Context {
             Some(Err(e)) => return Err(Error::Gpu(format!("reading back the result: {e}"))),
             None => return Err(Error::Gpu("the readback was dropped".into())),
         }
-        let view = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("mapping the result: {e}")))?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("mapping the result: {e}")))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
         drop(view);
         staging.unmap();
         Ok(out)
     }
 
-    /// Evaluates `loss` on the GPU: one submit, one readback of the scalar (or
-    /// of the items for `Reduction::None`).
-    pub fn evaluate(&self, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Result<Evaluation> {
+    /// Validates the call, uploads the inputs and records its passes, so that
+    /// [`Prepared::run`] can evaluate it any number of times with the data
+    /// already on the device.
+    pub fn prepare(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &Inputs<'_>,
+    ) -> Result<Prepared<'_>> {
         let plan = plan(loss, reduction, inputs)?;
         let limit = self.max_binding_elements();
         let sizes = [
             ("input", inputs.input.data.len()),
-            ("target", inputs.target.map_or(0, |t| t.shape().iter().product())),
+            (
+                "target",
+                inputs.target.map_or(0, |t| t.shape().iter().product()),
+            ),
         ];
         for (name, len) in sizes {
             if len > limit {
-                return Err(Error::TooLarge { loss: loss.name(), name, len, limit });
+                return Err(Error::TooLarge {
+                    loss: loss.name(),
+                    name,
+                    len,
+                    limit,
+                });
             }
         }
-        let items_shape = plan.items_shape.clone();
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let job = match &plan.geometry {
+        let job = self.scoped(|| match &plan.geometry {
             Geometry::Point(p) => pointwise::record(self, loss, reduction, inputs, p),
             Geometry::Rows(r) => rows::record(self, loss, reduction, inputs, r),
             Geometry::Pairs(p) => pairs::record(self, loss, reduction, inputs, p),
             Geometry::Dice(d) => dice::record(self, loss, reduction, inputs, d),
-        };
-        let out = job.and_then(|job| self.run(job));
-        let oom = pollster::block_on(oom.pop());
-        let invalid = pollster::block_on(scope.pop());
-        if let Some(e) = oom.or(invalid) {
-            return Err(Error::Gpu(e.to_string()));
-        }
-        let out = out?;
-        Ok(match reduction {
-            Reduction::None if !matches!(plan.geometry, Geometry::Dice(_)) => Evaluation {
-                value: out.iter().map(|v| *v as f64).sum(),
-                items: Some(out),
-                items_shape,
-            },
-            Reduction::None => Evaluation {
-                value: out[1] as f64,
-                items: Some(out[4..].to_vec()),
-                items_shape,
-            },
-            _ => Evaluation { value: out[0] as f64, items: None, items_shape },
+        })?;
+        let dice = matches!(plan.geometry, Geometry::Dice(_));
+        Ok(Prepared {
+            ctx: self,
+            job,
+            reduction,
+            dice,
+            items_shape: plan.items_shape,
         })
+    }
+
+    /// Evaluates `loss` on the GPU: one submit, one readback of the scalar (or
+    /// of the items for `Reduction::None`).
+    pub fn evaluate(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &Inputs<'_>,
+    ) -> Result<Evaluation> {
+        self.prepare(loss, reduction, inputs)?.run()
+    }
+}
+
+/// A validated loss whose inputs are on the device and whose passes are
+/// recorded; see [`Context::prepare`].
+pub struct Prepared<'c> {
+    ctx: &'c Context,
+    job: Job,
+    reduction: Reduction,
+    dice: bool,
+    items_shape: Vec<usize>,
+}
+
+impl Prepared<'_> {
+    /// Dispatches the recorded passes, submits once and reads back the result.
+    pub fn run(&self) -> Result<Evaluation> {
+        let out = self.ctx.scoped(|| self.ctx.run(&self.job))?;
+        let items_shape = self.items_shape.clone();
+        Ok(match self.reduction {
+            Reduction::None => {
+                let items = if self.dice { out[4..].to_vec() } else { out };
+                Evaluation {
+                    value: items.iter().map(|v| *v as f64).sum(),
+                    items: Some(items),
+                    items_shape,
+                }
+            }
+            _ => Evaluation {
+                value: out[0] as f64,
+                items: None,
+                items_shape,
+            },
+        })
+    }
+
+    /// Dispatches per run: the map pass and the finalize pass, or just the map pass.
+    pub fn dispatches(&self) -> usize {
+        self.job.passes.len()
     }
 }

@@ -6,6 +6,15 @@ use crate::error::{Error, Result};
 use crate::inputs::{Inputs, PairsPlan};
 use crate::loss::{Loss, Reduction};
 
-pub(super) fn record(_ctx: &Context, loss: &Loss, _reduction: Reduction, _inputs: &Inputs<'_>, _plan: &PairsPlan) -> Result<Job> {
-    Err(Error::Gpu(format!("{} is not implemented on the GPU yet", loss.name())))
+pub(super) fn record(
+    _ctx: &Context,
+    loss: &Loss,
+    _reduction: Reduction,
+    _inputs: &Inputs<'_>,
+    _plan: &PairsPlan,
+) -> Result<Job> {
+    Err(Error::Gpu(format!(
+        "{} is not implemented on the GPU yet",
+        loss.name()
+    )))
 }

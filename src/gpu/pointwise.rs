@@ -43,12 +43,23 @@ fn loss_id(loss: &Loss) -> (u32, [f32; 4]) {
     }
 }
 
-pub(super) fn record(ctx: &Context, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>, plan: &PointPlan<'_>) -> Result<Job> {
-    let Some(Target::Float(target)) = inputs.target else { unreachable!("validated by plan") };
+pub(super) fn record(
+    ctx: &Context,
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+    plan: &PointPlan<'_>,
+) -> Result<Job> {
+    let Some(Target::Float(target)) = inputs.target else {
+        unreachable!("validated by plan")
+    };
     let (id, p) = loss_id(loss);
     let x = ctx.upload("input", inputs.input.data);
     let y = ctx.upload("target", target.data);
-    let w = ctx.upload("weight", plan.weight.as_ref().map_or(&[][..], |w| &w.data[..]));
+    let w = ctx.upload(
+        "weight",
+        plan.weight.as_ref().map_or(&[][..], |w| &w.data[..]),
+    );
     let a = ctx.upload("aux", plan.aux.as_ref().map_or(&[][..], |a| &a.data[..]));
     let (groups_x, groups_y) = grid(plan.n.div_ceil(WG * ITEMS));
     let partials = groups_x as usize * groups_y as usize;
@@ -68,10 +79,21 @@ pub(super) fn record(ctx: &Context, loss: &Loss, reduction: Reduction, inputs: &
     let mut passes = Vec::new();
     if plan.n > 0 {
         let constants = [("LOSS", id as f64)];
-        passes.push(ctx.pass(&POINTWISE, "main", &constants, &[&x, &y, &w, &a, &out], &params, (groups_x, groups_y))?);
+        passes.push(ctx.pass(
+            &POINTWISE,
+            "main",
+            &constants,
+            &[&x, &y, &w, &a, &out],
+            &params,
+            (groups_x, groups_y),
+        )?);
     }
     if items {
-        return Ok(Job { passes, output: out, output_len: plan.n });
+        return Ok(Job {
+            passes,
+            output: out,
+            output_len: plan.n,
+        });
     }
     let divide = match reduction {
         Reduction::Sum => Divide::Not,
@@ -81,5 +103,9 @@ pub(super) fn record(ctx: &Context, loss: &Loss, reduction: Reduction, inputs: &
     let count = if plan.n > 0 { partials } else { 0 };
     let (fin, result) = ctx.finalize(&out, count, divide)?;
     passes.push(fin);
-    Ok(Job { passes, output: result, output_len: 4 })
+    Ok(Job {
+        passes,
+        output: result,
+        output_len: 4,
+    })
 }

@@ -42,19 +42,35 @@ pub fn check(what: &str, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>)
 }
 
 pub fn check_tol(what: &str, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>, abs: f64) {
-    let want = cpu::evaluate(loss, reduction, inputs).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
-    let got = ctx().evaluate(loss, reduction, inputs).unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+    let want =
+        cpu::evaluate(loss, reduction, inputs).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
+    let got = ctx()
+        .evaluate(loss, reduction, inputs)
+        .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
     assert_eq!(got.items_shape, want.items_shape, "{what}: items shape");
     if reduction == Reduction::None {
         let items = got.items.as_ref().expect("items for none");
         assert_eq!(items.len(), want.items.len(), "{what}: item count");
         for (i, (g, w)) in items.iter().zip(&want.items).enumerate() {
-            assert!(close(*g as f64, *w, abs), "{what}: item {i}: gpu {g} vs reference {w}");
+            assert!(
+                close(*g as f64, *w, abs),
+                "{what}: item {i}: gpu {g} vs reference {w}"
+            );
         }
         // The value is a sum of items: its error scales with the item count.
         let scale: f64 = want.items.iter().map(|v| v.abs()).sum::<f64>() * 1e-6;
-        assert!(close(got.value, want.value, abs + scale), "{what}: sum of items: gpu {} vs reference {}", got.value, want.value);
+        assert!(
+            close(got.value, want.value, abs + scale),
+            "{what}: sum of items: gpu {} vs reference {}",
+            got.value,
+            want.value
+        );
     } else {
-        assert!(close(got.value, want.value, abs), "{what}: gpu {} vs reference {}", got.value, want.value);
+        assert!(
+            close(got.value, want.value, abs),
+            "{what}: gpu {} vs reference {}",
+            got.value,
+            want.value
+        );
     }
 }
