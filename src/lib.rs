@@ -18,6 +18,7 @@ mod error;
 mod gpu;
 pub mod inputs;
 mod loss;
+pub mod synthetic;
 
 pub use context::Context;
 pub use error::{Error, Result};

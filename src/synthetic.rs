@@ -1,0 +1,171 @@
+//! Seeded synthetic batches of realistic shape for every loss: what the CLI's
+//! `demo`, the benchmarks and examples evaluate.
+
+use crate::inputs::{Inputs, Target, Tensor};
+use crate::loss::{DiceMode, Loss};
+
+/// Owned tensors for one loss; `inputs()` borrows them.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub loss: Loss,
+    pub input: (Vec<f32>, Vec<usize>),
+    pub target: Option<(Vec<f32>, Vec<usize>)>,
+    pub classes: Option<(Vec<i64>, Vec<usize>)>,
+    pub positive: Option<(Vec<f32>, Vec<usize>)>,
+    pub negative: Option<(Vec<f32>, Vec<usize>)>,
+}
+
+impl Batch {
+    pub fn inputs(&self) -> Inputs<'_> {
+        let t = |v: &(Vec<f32>, Vec<usize>)| Tensor::new(&v.0, &v.1);
+        let mut i = Inputs::new(t(&self.input));
+        i.target = match (&self.target, &self.classes) {
+            (_, Some((d, s))) => Some(Target::Class { data: d, shape: s }),
+            (Some(v), None) => Some(Target::Float(t(v))),
+            _ => None,
+        };
+        i.positive = self.positive.as_ref().map(t);
+        i.negative = self.negative.as_ref().map(t);
+        i
+    }
+
+    /// Bytes a kernel must read: every input once.
+    pub fn bytes(&self) -> usize {
+        let f = |v: &Option<(Vec<f32>, Vec<usize>)>| v.as_ref().map_or(0, |v| v.0.len() * 4);
+        self.input.0.len() * 4
+            + f(&self.target)
+            + f(&self.positive)
+            + f(&self.negative)
+            + self.classes.as_ref().map_or(0, |c| c.0.len() * 4)
+    }
+}
+
+/// SplitMix64: small, seeded, and the same on every platform.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.unit()
+    }
+    fn floats(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.range(lo, hi)).collect()
+    }
+}
+
+/// Classes of the row losses in synthetic batches.
+pub const CLASSES: usize = 1000;
+/// Embedding width of the pair losses in synthetic batches.
+pub const DIM: usize = 256;
+
+/// A batch of about `n` input elements for `loss` (its shape rounded to whole
+/// rows), with the loss's own parameters kept.
+pub fn batch(loss: &Loss, n: usize, seed: u64) -> Batch {
+    let mut r = Rng(seed);
+    let n = n.max(1);
+    let mut b = Batch {
+        loss: loss.clone(),
+        input: (vec![], vec![]),
+        target: None,
+        classes: None,
+        positive: None,
+        negative: None,
+    };
+    match loss {
+        Loss::Bce => {
+            b.input = (r.floats(n, 0.0, 1.0), vec![n]);
+            b.target = Some((
+                (0..n).map(|_| (r.unit() < 0.5) as u8 as f32).collect(),
+                vec![n],
+            ));
+        }
+        Loss::BceWithLogits | Loss::SigmoidFocal { .. } => {
+            b.input = (r.floats(n, -8.0, 8.0), vec![n]);
+            b.target = Some((
+                (0..n).map(|_| (r.unit() < 0.3) as u8 as f32).collect(),
+                vec![n],
+            ));
+        }
+        Loss::KlDiv { log_target } => {
+            let (rows, c) = (n.div_ceil(64), 64);
+            let mut x = r.floats(rows * c, -3.0, 3.0);
+            let mut y = r.floats(rows * c, -3.0, 3.0);
+            for row in 0..rows {
+                for v in [&mut x, &mut y] {
+                    let s = &mut v[row * c..(row + 1) * c];
+                    let lse = s.iter().map(|a| (*a as f64).exp()).sum::<f64>().ln() as f32;
+                    s.iter_mut().for_each(|a| *a -= lse);
+                }
+            }
+            if !log_target {
+                y.iter_mut().for_each(|a| *a = a.exp());
+            }
+            b.input = (x, vec![rows, c]);
+            b.target = Some((y, vec![rows, c]));
+        }
+        Loss::Quantile { quantiles: Some(q) } => {
+            let rows = n.div_ceil(q.len());
+            b.input = (r.floats(rows * q.len(), -2.0, 2.0), vec![rows, q.len()]);
+            b.target = Some((r.floats(rows, -2.0, 2.0), vec![rows]));
+        }
+        Loss::CrossEntropy { .. } | Loss::Nll { .. } | Loss::SoftmaxFocal { .. } => {
+            let rows = n.div_ceil(CLASSES);
+            b.input = (r.floats(rows * CLASSES, -6.0, 6.0), vec![rows, CLASSES]);
+            b.classes = Some((
+                (0..rows)
+                    .map(|_| (r.next() % CLASSES as u64) as i64)
+                    .collect(),
+                vec![rows],
+            ));
+        }
+        Loss::CosineEmbedding { .. } | Loss::TripletMargin { .. } => {
+            let rows = n.div_ceil(DIM);
+            let shape = vec![rows, DIM];
+            b.input = (r.floats(rows * DIM, -1.0, 1.0), shape.clone());
+            let other = (r.floats(rows * DIM, -1.0, 1.0), shape.clone());
+            if matches!(loss, Loss::CosineEmbedding { .. }) {
+                b.target = Some(other);
+            } else {
+                b.positive = Some(other);
+                b.negative = Some((r.floats(rows * DIM, -1.0, 1.0), shape));
+            }
+        }
+        Loss::Dice { mode, .. } => {
+            let (batch, c) = (4, if *mode == DiceMode::Binary { 1 } else { 4 });
+            let pixels = n.div_ceil(batch * c);
+            b.input = (
+                r.floats(batch * c * pixels, -4.0, 4.0),
+                vec![batch, c, pixels],
+            );
+            if *mode == DiceMode::Multiclass {
+                b.classes = Some((
+                    (0..batch * pixels)
+                        .map(|_| (r.next() % c as u64) as i64)
+                        .collect(),
+                    vec![batch, pixels],
+                ));
+            } else {
+                b.target = Some((
+                    (0..batch * c * pixels)
+                        .map(|_| (r.unit() < 0.4) as u8 as f32)
+                        .collect(),
+                    vec![batch, c, pixels],
+                ));
+            }
+        }
+        _ => {
+            b.input = (r.floats(n, -3.0, 3.0), vec![n]);
+            b.target = Some((r.floats(n, -3.0, 3.0), vec![n]));
+        }
+    }
+    b
+}
