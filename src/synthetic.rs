@@ -17,7 +17,9 @@ pub struct Batch {
 
 impl Batch {
     pub fn inputs(&self) -> Inputs<'_> {
-        let t = |v: &(Vec<f32>, Vec<usize>)| Tensor::new(&v.0, &v.1);
+        fn t(v: &(Vec<f32>, Vec<usize>)) -> Tensor<'_> {
+            Tensor::new(&v.0, &v.1)
+        }
         let mut i = Inputs::new(t(&self.input));
         i.target = match (&self.target, &self.classes) {
             (_, Some((d, s))) => Some(Target::Class { data: d, shape: s }),
