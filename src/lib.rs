@@ -1,16 +1,4 @@
-//! Deep-learning loss functions evaluated on the GPU through wgpu, each checked
-//! against a float64 CPU twin.
-//!
-//! ```no_run
-//! use wgpu_loss::{Context, Inputs, Loss, Reduction, Tensor};
-//! let ctx = Context::new()?;
-//! let (x, y) = (vec![0.5f32, 1.5, 2.0], vec![1.0f32, 1.0, 1.0]);
-//! let shape = [3];
-//! let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
-//! let out = ctx.evaluate(&Loss::Huber { delta: 1.0 }, Reduction::Mean, &inputs)?;
-//! println!("{}", out.value);
-//! # Ok::<(), wgpu_loss::Error>(())
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod context;
 pub mod cpu;

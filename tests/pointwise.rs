@@ -277,3 +277,25 @@ fn empty_input_gives_nan_mean_and_zero_sum() {
         }
     }
 }
+
+#[test]
+fn inputs_as_long_as_one_binding_allows() {
+    let n = ctx().max_binding_elements();
+    let (x, y) = data(&Loss::Mse, n, 99);
+    let shape = [n];
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+    for red in [Reduction::Mean, Reduction::Sum] {
+        check(&format!("mse n={n} {red:?}"), &Loss::Mse, red, &inputs);
+    }
+    // One more element than a binding holds is refused with a typed error.
+    let big = vec![0.0f32; n + 1];
+    let shape = [n + 1];
+    let inputs = Inputs::new(Tensor::new(&big, &shape)).target(Tensor::new(&big, &shape));
+    let e = ctx()
+        .evaluate(&Loss::Mse, Reduction::Mean, &inputs)
+        .unwrap_err();
+    assert!(
+        matches!(e, wgpu_loss::Error::TooLarge { name: "input", .. }),
+        "{e}"
+    );
+}
