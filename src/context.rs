@@ -221,19 +221,21 @@ impl Context {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = {
-            let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
-            modules
-                .entry(kernel.name)
-                .or_insert_with(|| {
-                    self.device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(kernel.name),
-                            source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
-                        })
+        // A module is cached only once a pipeline built from it validated, so a
+        // broken shader reports its own error on every attempt.
+        let cached = self
+            .modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(kernel.name)
+            .cloned();
+        let module = cached.unwrap_or_else(|| {
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
                 })
-                .clone()
-        };
+        });
         let layout = self.layout(kernel.reads);
         let pipeline_layout = self
             .device
@@ -259,6 +261,11 @@ impl Context {
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("building {label}: {err}")));
         }
+        self.modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(kernel.name)
+            .or_insert(module);
         let p = Arc::new(Pipeline { pipeline, layout });
         pipelines.insert(key, p.clone());
         Ok(p)
