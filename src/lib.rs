@@ -6,6 +6,7 @@ mod error;
 mod gpu;
 pub mod inputs;
 mod loss;
+pub mod npy;
 pub mod synthetic;
 
 pub use context::Context;

@@ -1,1 +1,922 @@
-fn main() {}
+//! `wgpu-loss`: evaluates a loss on `.npy` files on the GPU and on the float64
+//! CPU reference. Only parsing, `.npy` I/O and printing live here; the losses
+//! are the library's.
+
+use std::cell::OnceCell;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+use wgpu_loss::npy::{self, Array, Data, NpyError};
+use wgpu_loss::{cpu, Context, DiceMode, Evaluation, Inputs, Loss, Reduction, Target, Tensor};
+
+#[derive(Parser)]
+#[command(
+    name = "wgpu-loss",
+    version,
+    about = "Deep-learning losses on the GPU through wgpu, checked against a float64 CPU reference"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate LOSS on .npy files, on the GPU and on the CPU reference.
+    Eval(Box<EvalArgs>),
+    /// Evaluate a few losses on seeded random batches and compare with the CPU reference.
+    Demo {
+        /// Keep the generated .npy files in DIR (default: a temporary directory, removed afterwards).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// List the adapters wgpu finds (WGPU_ADAPTER_NAME picks one by name).
+    Adapters,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The loss, one of: mse, l1, huber, smooth_l1, log_cosh, quantile, bce, bce_with_logits,
+    /// sigmoid_focal, kl_div, cross_entropy, nll, softmax_focal, cosine_embedding, triplet_margin, dice.
+    loss: String,
+    /// The prediction (the anchor for triplet_margin, x1 for cosine_embedding).
+    #[arg(long, value_name = "X.npy")]
+    input: PathBuf,
+    /// The target: floats, or int class indices (x2 for cosine_embedding).
+    #[arg(long, value_name = "Y.npy")]
+    target: Option<PathBuf>,
+    /// Element weights, broadcast (mse, l1, huber, bce, bce_with_logits) or one per class (cross_entropy, nll, softmax_focal).
+    #[arg(long, value_name = "W.npy")]
+    weight: Option<PathBuf>,
+    /// bce_with_logits: weight of the positive term, broadcast over trailing dims.
+    #[arg(long, value_name = "P.npy")]
+    pos_weight: Option<PathBuf>,
+    /// ±1 labels for cosine_embedding.
+    #[arg(long, value_name = "L.npy")]
+    labels: Option<PathBuf>,
+    /// triplet_margin: the positive examples.
+    #[arg(long, value_name = "P.npy")]
+    positive: Option<PathBuf>,
+    /// triplet_margin: the negative examples.
+    #[arg(long, value_name = "N.npy")]
+    negative: Option<PathBuf>,
+    /// none, mean, sum or batchmean (kl_div).
+    #[arg(long, default_value = "mean")]
+    reduction: String,
+    /// huber [1].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    delta: Option<f32>,
+    /// smooth_l1 [1].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    beta: Option<f32>,
+    /// Comma-separated quantiles; the input's last dim holds one prediction per quantile.
+    #[arg(long, value_name = "F,F,..", allow_hyphen_values = true)]
+    quantiles: Option<String>,
+    /// cross_entropy, nll, softmax_focal [-100]; dice [none].
+    #[arg(long, value_name = "I", allow_negative_numbers = true)]
+    ignore_index: Option<i64>,
+    /// cross_entropy [0].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    label_smoothing: Option<f32>,
+    /// kl_div: the target holds log-probabilities.
+    #[arg(long)]
+    log_target: bool,
+    /// sigmoid_focal [0.25; negative disables it].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    alpha: Option<f32>,
+    /// sigmoid_focal, softmax_focal [2].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    gamma: Option<f32>,
+    /// cosine_embedding [0], triplet_margin [1].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    margin: Option<f32>,
+    /// triplet_margin: the norm degree [2].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    p: Option<f32>,
+    /// triplet_margin [1e-6], dice [1e-7].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    eps: Option<f32>,
+    /// triplet_margin: use the distance swap.
+    #[arg(long)]
+    swap: bool,
+    /// dice: binary, multiclass or multilabel [multiclass].
+    #[arg(long)]
+    mode: Option<String>,
+    /// dice [true].
+    #[arg(long, value_name = "true|false")]
+    from_logits: Option<bool>,
+    /// dice [0].
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    smooth: Option<f32>,
+    /// dice: −log(dice) instead of 1 − dice.
+    #[arg(long)]
+    log_loss: bool,
+    /// Write the `none` result as a float32 .npy in PyTorch's output shape.
+    #[arg(long, value_name = "OUT.npy")]
+    out: Option<PathBuf>,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure and its exit code: 2 for usage and input errors, 1 for the GPU.
+enum Fail {
+    Usage(String),
+    Gpu(String),
+}
+
+impl From<wgpu_loss::Error> for Fail {
+    fn from(e: wgpu_loss::Error) -> Self {
+        use wgpu_loss::Error::*;
+        match e {
+            NoAdapter(_) | Device(_) | Gpu(_) => Fail::Gpu(e.to_string()),
+            _ => Fail::Usage(e.to_string()),
+        }
+    }
+}
+
+impl From<NpyError> for Fail {
+    fn from(e: NpyError) -> Self {
+        Fail::Usage(e.to_string())
+    }
+}
+
+/// Writes a line to stdout; a closed pipe is not worth a panic.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::from(e.exit_code() as u8);
+            }
+            // clap's message is the first paragraph; usage and tips follow.
+            let text = e.render().to_string();
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = message.join(" ");
+            let message = message.trim_start_matches("error: ");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {message} (see `wgpu-loss --help`)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Eval(args) => eval(&args),
+        Command::Demo { dir } => demo(dir),
+        Command::Adapters => adapters(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(fail) => {
+            let (code, msg) = match fail {
+                Fail::Usage(m) => (2, m),
+                Fail::Gpu(m) => (1, m),
+            };
+            let _ = writeln!(std::io::stderr(), "error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The `.npy` files of one evaluation, by role.
+#[derive(Default)]
+struct Files {
+    input: PathBuf,
+    target: Option<PathBuf>,
+    weight: Option<PathBuf>,
+    pos_weight: Option<PathBuf>,
+    labels: Option<PathBuf>,
+    positive: Option<PathBuf>,
+    negative: Option<PathBuf>,
+}
+
+/// A float tensor read from a file.
+struct Owned {
+    data: Vec<f32>,
+    shape: Vec<usize>,
+}
+
+impl Owned {
+    fn tensor(&self) -> Tensor<'_> {
+        Tensor::new(&self.data, &self.shape)
+    }
+}
+
+enum OwnedTarget {
+    Float(Owned),
+    Class(Vec<i64>, Vec<usize>),
+}
+
+fn floats(a: Array) -> Owned {
+    let shape = a.shape.clone();
+    Owned {
+        data: a.into_f32(),
+        shape,
+    }
+}
+
+/// Reads the file given to `--flag`; messages name both.
+fn read(flag: &str, path: &Path) -> Result<Array, Fail> {
+    npy::read(path).map_err(|e| Fail::Usage(format!("--{flag}: {e}")))
+}
+
+fn read_floats(flag: &str, path: &Option<PathBuf>) -> Result<Option<Owned>, Fail> {
+    Ok(match path {
+        Some(p) => Some(floats(read(flag, p)?)),
+        None => None,
+    })
+}
+
+/// Losses whose target holds class indices; an int file is read as such.
+fn takes_classes(loss: &Loss) -> bool {
+    matches!(
+        loss,
+        Loss::CrossEntropy { .. }
+            | Loss::Nll { .. }
+            | Loss::SoftmaxFocal { .. }
+            | Loss::Dice {
+                mode: DiceMode::Multiclass,
+                ..
+            }
+    )
+}
+
+/// What one evaluation gives.
+struct Outcome {
+    gpu: Evaluation,
+    cpu: cpu::Reference,
+    n: usize,
+    gpu_ms: f64,
+    adapter: wgpu::AdapterInfo,
+    adapter_name: String,
+}
+
+/// Reads the files, validates and evaluates on the CPU reference, then on the
+/// GPU (the context is opened only once the input is known to be valid).
+fn run(
+    ctx: &OnceCell<Context>,
+    loss: &Loss,
+    reduction: Reduction,
+    files: &Files,
+) -> Result<Outcome, Fail> {
+    let input = floats(read("input", &files.input)?);
+    let target = match &files.target {
+        None => None,
+        Some(p) => {
+            let a = read("target", p)?;
+            Some(match a.data {
+                Data::I64(v) if takes_classes(loss) => OwnedTarget::Class(v, a.shape),
+                _ => OwnedTarget::Float(floats(a)),
+            })
+        }
+    };
+    let weight = read_floats("weight", &files.weight)?;
+    let pos_weight = read_floats("pos-weight", &files.pos_weight)?;
+    let labels = read_floats("labels", &files.labels)?;
+    let positive = read_floats("positive", &files.positive)?;
+    let negative = read_floats("negative", &files.negative)?;
+
+    let inputs = Inputs {
+        input: input.tensor(),
+        target: target.as_ref().map(|t| match t {
+            OwnedTarget::Float(f) => Target::Float(f.tensor()),
+            OwnedTarget::Class(data, shape) => Target::Class { data, shape },
+        }),
+        weight: weight.as_ref().map(Owned::tensor),
+        pos_weight: pos_weight.as_ref().map(Owned::tensor),
+        labels: labels.as_ref().map(Owned::tensor),
+        positive: positive.as_ref().map(Owned::tensor),
+        negative: negative.as_ref().map(Owned::tensor),
+    };
+    let cpu = cpu::evaluate(loss, reduction, &inputs)?;
+    let ctx = match ctx.get() {
+        Some(ctx) => ctx,
+        None => {
+            let opened = Context::new()?;
+            ctx.get_or_init(|| opened)
+        }
+    };
+    let start = Instant::now();
+    let gpu = ctx.evaluate(loss, reduction, &inputs)?;
+    let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
+    Ok(Outcome {
+        gpu,
+        cpu,
+        n: input.data.len(),
+        gpu_ms,
+        adapter: ctx.adapter_info().clone(),
+        adapter_name: ctx.adapter_name(),
+    })
+}
+
+/// The parameter flags (without `--`) that each loss takes.
+fn param_flags(loss: &Loss) -> &'static [&'static str] {
+    match loss {
+        Loss::Huber { .. } => &["delta"],
+        Loss::SmoothL1 { .. } => &["beta"],
+        Loss::Quantile { .. } => &["quantiles"],
+        Loss::SigmoidFocal { .. } => &["alpha", "gamma"],
+        Loss::KlDiv { .. } => &["log-target"],
+        Loss::CrossEntropy { .. } => &["ignore-index", "label-smoothing"],
+        Loss::Nll { .. } => &["ignore-index"],
+        Loss::SoftmaxFocal { .. } => &["gamma", "ignore-index"],
+        Loss::CosineEmbedding { .. } => &["margin"],
+        Loss::TripletMargin { .. } => &["margin", "p", "eps", "swap"],
+        Loss::Dice { .. } => &[
+            "mode",
+            "from-logits",
+            "smooth",
+            "eps",
+            "ignore-index",
+            "log-loss",
+        ],
+        _ => &[],
+    }
+}
+
+/// `Loss::from_name`'s defaults overridden by the flags given.
+fn build_loss(a: &EvalArgs) -> Result<Loss, Fail> {
+    let mut loss = Loss::from_name(&a.loss).ok_or_else(|| {
+        Fail::Usage(format!(
+            "unknown loss `{}` (one of: {})",
+            a.loss,
+            Loss::NAMES.join(", ")
+        ))
+    })?;
+    let given = [
+        ("delta", a.delta.is_some()),
+        ("beta", a.beta.is_some()),
+        ("quantiles", a.quantiles.is_some()),
+        ("ignore-index", a.ignore_index.is_some()),
+        ("label-smoothing", a.label_smoothing.is_some()),
+        ("log-target", a.log_target),
+        ("alpha", a.alpha.is_some()),
+        ("gamma", a.gamma.is_some()),
+        ("margin", a.margin.is_some()),
+        ("p", a.p.is_some()),
+        ("eps", a.eps.is_some()),
+        ("swap", a.swap),
+        ("mode", a.mode.is_some()),
+        ("from-logits", a.from_logits.is_some()),
+        ("smooth", a.smooth.is_some()),
+        ("log-loss", a.log_loss),
+    ];
+    let takes = param_flags(&loss);
+    if let Some((flag, _)) = given
+        .iter()
+        .find(|(flag, there)| *there && !takes.contains(flag))
+    {
+        return Err(Fail::Usage(format!(
+            "--{flag} does not apply to {}",
+            loss.name()
+        )));
+    }
+    fn set<T: Copy>(field: &mut T, value: Option<T>) {
+        if let Some(v) = value {
+            *field = v;
+        }
+    }
+    match &mut loss {
+        Loss::Huber { delta } => set(delta, a.delta),
+        Loss::SmoothL1 { beta } => set(beta, a.beta),
+        Loss::Quantile { quantiles } => {
+            if let Some(list) = &a.quantiles {
+                let parsed = list
+                    .split(',')
+                    .map(|q| q.trim().parse::<f32>().map_err(|_| q.trim().to_string()))
+                    .collect::<Result<Vec<f32>, String>>()
+                    .map_err(|bad| Fail::Usage(format!("--quantiles: `{bad}` is not a number")))?;
+                *quantiles = Some(parsed);
+            }
+        }
+        Loss::SigmoidFocal { alpha, gamma } => {
+            set(alpha, a.alpha);
+            set(gamma, a.gamma);
+        }
+        Loss::KlDiv { log_target } => *log_target |= a.log_target,
+        Loss::CrossEntropy {
+            ignore_index,
+            label_smoothing,
+        } => {
+            set(ignore_index, a.ignore_index);
+            set(label_smoothing, a.label_smoothing);
+        }
+        Loss::Nll { ignore_index } => set(ignore_index, a.ignore_index),
+        Loss::SoftmaxFocal {
+            gamma,
+            ignore_index,
+        } => {
+            set(gamma, a.gamma);
+            set(ignore_index, a.ignore_index);
+        }
+        Loss::CosineEmbedding { margin } => set(margin, a.margin),
+        Loss::TripletMargin {
+            margin,
+            p,
+            eps,
+            swap,
+        } => {
+            set(margin, a.margin);
+            set(p, a.p);
+            set(eps, a.eps);
+            *swap |= a.swap;
+        }
+        Loss::Dice {
+            mode,
+            from_logits,
+            smooth,
+            eps,
+            ignore_index,
+            log_loss,
+        } => {
+            if let Some(name) = &a.mode {
+                *mode = DiceMode::from_name(name).ok_or_else(|| {
+                    Fail::Usage(format!(
+                        "unknown --mode `{name}` (use binary, multiclass or multilabel)"
+                    ))
+                })?;
+            }
+            set(from_logits, a.from_logits);
+            set(smooth, a.smooth);
+            set(eps, a.eps);
+            if a.ignore_index.is_some() {
+                *ignore_index = a.ignore_index;
+            }
+            *log_loss |= a.log_loss;
+        }
+        _ => {}
+    }
+    Ok(loss)
+}
+
+/// A JSON number, or "NaN" / "inf" / "-inf".
+fn num(v: f64) -> Value {
+    match serde_json::Number::from_f64(v) {
+        Some(n) => Value::Number(n),
+        None if v.is_nan() => "NaN".into(),
+        None if v > 0.0 => "inf".into(),
+        None => "-inf".into(),
+    }
+}
+
+/// An f32 parameter as written (0.1, not 0.10000000149011612).
+fn num32(v: f32) -> Value {
+    num(v.to_string().parse().unwrap_or(v as f64))
+}
+
+/// The effective parameters of `loss`.
+fn params(loss: &Loss) -> Value {
+    match loss {
+        Loss::Huber { delta } => json!({ "delta": num32(*delta) }),
+        Loss::SmoothL1 { beta } => json!({ "beta": num32(*beta) }),
+        Loss::Quantile { quantiles } => {
+            json!({ "quantiles": quantiles.as_ref().map(|q| q.iter().map(|v| num32(*v)).collect::<Vec<_>>()) })
+        }
+        Loss::SigmoidFocal { alpha, gamma } => {
+            json!({ "alpha": num32(*alpha), "gamma": num32(*gamma) })
+        }
+        Loss::KlDiv { log_target } => json!({ "log_target": log_target }),
+        Loss::CrossEntropy {
+            ignore_index,
+            label_smoothing,
+        } => {
+            json!({ "ignore_index": ignore_index, "label_smoothing": num32(*label_smoothing) })
+        }
+        Loss::Nll { ignore_index } => json!({ "ignore_index": ignore_index }),
+        Loss::SoftmaxFocal {
+            gamma,
+            ignore_index,
+        } => json!({ "gamma": num32(*gamma), "ignore_index": ignore_index }),
+        Loss::CosineEmbedding { margin } => json!({ "margin": num32(*margin) }),
+        Loss::TripletMargin {
+            margin,
+            p,
+            eps,
+            swap,
+        } => {
+            json!({ "margin": num32(*margin), "p": num32(*p), "eps": num32(*eps), "swap": swap })
+        }
+        Loss::Dice {
+            mode,
+            from_logits,
+            smooth,
+            eps,
+            ignore_index,
+            log_loss,
+        } => json!({
+            "mode": mode.name(),
+            "from_logits": from_logits,
+            "smooth": num32(*smooth),
+            "eps": num32(*eps),
+            "ignore_index": ignore_index,
+            "log_loss": log_loss,
+        }),
+        _ => json!({}),
+    }
+}
+
+fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
+    let loss = build_loss(a)?;
+    let reduction = Reduction::from_name(&a.reduction).ok_or_else(|| {
+        Fail::Usage(format!(
+            "unknown reduction `{}` (use none, mean, sum or batchmean)",
+            a.reduction
+        ))
+    })?;
+    loss.validate(reduction)?;
+    if let Some(out) = &a.out {
+        if reduction != Reduction::None {
+            return Err(Fail::Usage(format!(
+                "--out needs --reduction none (got {})",
+                reduction.name()
+            )));
+        }
+        let dir = out
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(Fail::Usage(format!(
+                "--out {}: directory {} does not exist",
+                out.display(),
+                dir.display()
+            )));
+        }
+    }
+    let files = Files {
+        input: a.input.clone(),
+        target: a.target.clone(),
+        weight: a.weight.clone(),
+        pos_weight: a.pos_weight.clone(),
+        labels: a.labels.clone(),
+        positive: a.positive.clone(),
+        negative: a.negative.clone(),
+    };
+    let ctx = OnceCell::new();
+    let o = run(&ctx, &loss, reduction, &files)?;
+    if let (Some(out), Some(items)) = (&a.out, &o.gpu.items) {
+        npy::write_f32(out, &o.gpu.items_shape, items)?;
+    }
+    let info = &o.adapter;
+    if a.json {
+        let mut doc = json!({
+            "loss": loss.name(),
+            "reduction": reduction.name(),
+            "value": num(o.gpu.value),
+            "cpu_reference": num(o.cpu.value),
+            "n": o.n,
+            "items": o.cpu.items.len(),
+            "items_shape": o.gpu.items_shape,
+            "adapter": {
+                "name": info.name,
+                "backend": format!("{:?}", info.backend),
+                "device_type": format!("{:?}", info.device_type),
+                "driver": info.driver,
+            },
+            "params": params(&loss),
+            "gpu_ms": o.gpu_ms,
+        });
+        if let Some(out) = &a.out {
+            doc["out"] = out.display().to_string().into();
+        }
+        say(&doc.to_string());
+    } else {
+        let wrote = a
+            .out
+            .as_ref()
+            .map(|p| format!("; wrote {}", p.display()))
+            .unwrap_or_default();
+        say(&format!(
+            "{} {} = {} (cpu reference {}, {} items, {}, {:.1} ms{wrote})",
+            loss.name(),
+            reduction.name(),
+            o.gpu.value as f32,
+            o.cpu.value as f32,
+            o.cpu.items.len(),
+            o.adapter_name,
+            o.gpu_ms,
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn adapters() -> Result<ExitCode, Fail> {
+    let adapters = Context::adapters();
+    if adapters.is_empty() {
+        return Err(wgpu_loss::Error::NoAdapter(
+            "wgpu found no Vulkan, Metal, DX12 or GL adapter".into(),
+        )
+        .into());
+    }
+    let wanted = std::env::var("WGPU_ADAPTER_NAME")
+        .ok()
+        .map(|s| s.to_lowercase());
+    let mut picked = false;
+    for (i, adapter) in adapters.iter().enumerate() {
+        let info = adapter.get_info();
+        let chosen = !picked
+            && wanted
+                .as_ref()
+                .is_none_or(|w| info.name.to_lowercase().contains(w));
+        picked |= chosen;
+        let driver = if info.driver.is_empty() {
+            String::new()
+        } else {
+            format!(", driver {}", info.driver)
+        };
+        say(&format!(
+            "{i}: {} ({:?}, {:?}{driver}){}",
+            info.name,
+            info.backend,
+            info.device_type,
+            if chosen { "  <- used" } else { "" }
+        ));
+    }
+    if !picked {
+        say("none matches WGPU_ADAPTER_NAME; set it to part of one of the names above");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// splitmix64: a seeded generator small enough to keep the demo dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f32 {
+        let (u, v) = (1.0 - self.unit(), self.unit());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+
+    fn normals(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.normal() * scale).collect()
+    }
+
+    fn below(&mut self, n: usize) -> i64 {
+        (self.next() % n as u64) as i64
+    }
+}
+
+/// One demo case: the loss, its reduction and the files it reads.
+struct Case {
+    loss: Loss,
+    reduction: Reduction,
+    shape: Vec<usize>,
+    files: Vec<(&'static str, Array)>,
+}
+
+fn f32_array(shape: &[usize], data: Vec<f32>) -> Array {
+    Array {
+        shape: shape.to_vec(),
+        data: Data::F32(data),
+        dtype: "<f4".into(),
+    }
+}
+
+fn i64_array(shape: &[usize], data: Vec<i64>) -> Array {
+    Array {
+        shape: shape.to_vec(),
+        data: Data::I64(data),
+        dtype: "<i8".into(),
+    }
+}
+
+/// Realistic batches: regression residuals, logits with matching labels,
+/// class scores, embeddings and a segmentation map.
+fn demo_cases() -> Vec<Case> {
+    let mut rng = Rng(20_240_601);
+    let mut cases = Vec::new();
+
+    let n = 1 << 20;
+    let truth = rng.normals(n, 1.0);
+    let pred: Vec<f32> = truth.iter().map(|t| t + 0.1 * rng.normal()).collect();
+    cases.push(Case {
+        loss: Loss::Mse,
+        reduction: Reduction::Mean,
+        shape: vec![n],
+        files: vec![
+            ("input", f32_array(&[n], pred)),
+            ("target", f32_array(&[n], truth)),
+        ],
+    });
+
+    let (rows, labels) = (1024, 1024);
+    let logits = rng.normals(rows * labels, 3.0);
+    let targets: Vec<f32> = logits
+        .iter()
+        .map(|x| (rng.unit() < 1.0 / (1.0 + (-*x as f64).exp())) as u8 as f32)
+        .collect();
+    let pos_weight: Vec<f32> = (0..labels).map(|_| 0.5 + 2.0 * rng.unit() as f32).collect();
+    cases.push(Case {
+        loss: Loss::BceWithLogits,
+        reduction: Reduction::Mean,
+        shape: vec![rows, labels],
+        files: vec![
+            ("input", f32_array(&[rows, labels], logits)),
+            ("target", f32_array(&[rows, labels], targets)),
+            ("pos_weight", f32_array(&[labels], pos_weight)),
+        ],
+    });
+
+    let (batch, classes) = (8192, 1000);
+    let scores = rng.normals(batch * classes, 2.0);
+    let class: Vec<i64> = (0..batch).map(|_| rng.below(classes)).collect();
+    cases.push(Case {
+        loss: Loss::from_name("cross_entropy").unwrap_or(Loss::Mse),
+        reduction: Reduction::Mean,
+        shape: vec![batch, classes],
+        files: vec![
+            ("input", f32_array(&[batch, classes], scores)),
+            ("target", i64_array(&[batch], class)),
+        ],
+    });
+
+    let (pairs, dim) = (4096, 128);
+    let anchor = rng.normals(pairs * dim, 1.0);
+    let positive: Vec<f32> = anchor.iter().map(|a| a + 0.3 * rng.normal()).collect();
+    let negative = rng.normals(pairs * dim, 1.0);
+    cases.push(Case {
+        loss: Loss::from_name("triplet_margin").unwrap_or(Loss::Mse),
+        reduction: Reduction::Mean,
+        shape: vec![pairs, dim],
+        files: vec![
+            ("input", f32_array(&[pairs, dim], anchor)),
+            ("positive", f32_array(&[pairs, dim], positive)),
+            ("negative", f32_array(&[pairs, dim], negative)),
+        ],
+    });
+
+    let (images, channels, side) = (8, 5, 128);
+    let logits = rng.normals(images * channels * side * side, 2.0);
+    let mask: Vec<i64> = (0..images * side * side)
+        .map(|_| rng.below(channels))
+        .collect();
+    cases.push(Case {
+        loss: Loss::from_name("dice").unwrap_or(Loss::Mse),
+        reduction: Reduction::Mean,
+        shape: vec![images, channels, side, side],
+        files: vec![
+            ("input", f32_array(&[images, channels, side, side], logits)),
+            ("target", i64_array(&[images, side, side], mask)),
+        ],
+    });
+    cases
+}
+
+/// |gpu − cpu| ≤ 1e-4·|cpu| + 1e-6; NaN agrees only with NaN.
+fn agrees(gpu: f64, cpu: f64) -> bool {
+    if gpu.is_nan() || cpu.is_nan() {
+        return gpu.is_nan() && cpu.is_nan();
+    }
+    gpu == cpu || (gpu - cpu).abs() <= 1e-4 * cpu.abs() + 1e-6
+}
+
+fn demo(keep: Option<PathBuf>) -> Result<ExitCode, Fail> {
+    let ctx = OnceCell::new();
+    let opened = Context::new()?;
+    let info = opened.adapter_info().clone();
+    let ctx_name = opened.adapter_name();
+    let _ = ctx.set(opened);
+    say(&format!(
+        "adapter: {ctx_name}, a {:?} device{} (`wgpu-loss adapters` lists the others; WGPU_ADAPTER_NAME picks one)",
+        info.device_type,
+        if info.driver.is_empty() { String::new() } else { format!(", driver {}", info.driver) }
+    ));
+    let dir = match &keep {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| Fail::Usage(format!("{}: {e}", d.display())))?;
+            d.clone()
+        }
+        None => {
+            let base = std::env::temp_dir();
+            let mut k = 0;
+            loop {
+                let d = base.join(format!("wgpu-loss-demo-{}-{k}", std::process::id()));
+                match std::fs::create_dir(&d) {
+                    Ok(()) => break d,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && k < 100 => k += 1,
+                    Err(e) => return Err(Fail::Usage(format!("{}: {e}", d.display()))),
+                }
+            }
+        }
+    };
+    say(&format!(
+        "inputs: seeded random batches written as .npy to {} and read back as `wgpu-loss eval` reads them",
+        dir.display()
+    ));
+    let result = demo_in(&ctx, &dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        say(&format!(
+            "try: wgpu-loss eval mse --input {0}/mse_input.npy --target {0}/mse_target.npy --json",
+            dir.display()
+        ));
+    }
+    result
+}
+
+fn demo_in(ctx: &OnceCell<Context>, dir: &Path) -> Result<ExitCode, Fail> {
+    say(&format!(
+        "{:<16} {:<18} {:<9} {:>14} {:>14} {:>9} {:>10}",
+        "loss", "input shape", "reduction", "gpu value", "cpu reference", "rel diff", "time"
+    ));
+    let (mut evaluated, mut attempted, mut failed) = (0, 0, 0);
+    for case in demo_cases() {
+        let name = case.loss.name();
+        let mut files = Files::default();
+        for (role, array) in &case.files {
+            let path = dir.join(format!("{name}_{role}.npy"));
+            match &array.data {
+                Data::F32(v) => npy::write_f32(&path, &array.shape, v)?,
+                Data::I64(v) => npy::write_i64(&path, &array.shape, v)?,
+            }
+            let slot = match *role {
+                "input" => {
+                    files.input = path;
+                    continue;
+                }
+                "target" => &mut files.target,
+                "pos_weight" => &mut files.pos_weight,
+                "positive" => &mut files.positive,
+                _ => &mut files.negative,
+            };
+            *slot = Some(path);
+        }
+        let head = format!(
+            "{name:<16} {:<18} {:<9}",
+            format!("{:?}", case.shape),
+            case.reduction.name()
+        );
+        let result = run(ctx, &case.loss, case.reduction, &files);
+        attempted += usize::from(
+            !matches!(&result, Err(Fail::Gpu(m)) if m.contains("not implemented on the GPU")),
+        );
+        match result {
+            Ok(o) => {
+                evaluated += 1;
+                let ok = agrees(o.gpu.value, o.cpu.value);
+                failed += usize::from(!ok);
+                let rel =
+                    (o.gpu.value - o.cpu.value).abs() / o.cpu.value.abs().max(f64::MIN_POSITIVE);
+                say(&format!(
+                    "{head} {:>14} {:>14} {:>9.1e} {:>7.1} ms{}",
+                    o.gpu.value as f32,
+                    o.cpu.value as f32,
+                    rel,
+                    o.gpu_ms,
+                    if ok { "" } else { "  DISAGREES" }
+                ));
+            }
+            Err(Fail::Gpu(msg)) if msg.contains("not implemented on the GPU") => {
+                say(&format!("{head} skipped: {msg}"))
+            }
+            Err(Fail::Gpu(msg) | Fail::Usage(msg)) => {
+                failed += 1;
+                say(&format!("{head} error: {msg}"));
+            }
+        }
+    }
+    if failed == 0 {
+        say(&format!(
+            "ok: all {evaluated} evaluated losses agree with the float64 CPU reference (1e-4 relative + 1e-6 absolute); \
+             times include upload, first-use shader compilation and readback"
+        ));
+        Ok(ExitCode::SUCCESS)
+    } else {
+        say(&format!(
+            "FAILED: {failed} of {attempted} losses disagree with the CPU reference or failed"
+        ));
+        Ok(ExitCode::from(1))
+    }
+}

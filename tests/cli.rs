@@ -1,0 +1,705 @@
+//! The `wgpu-loss` binary end to end: .npy files in, a JSON line or an .npy
+//! file out, and one-line errors with the right exit code for bad input.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use npyz::WriterBuilder;
+use serde_json::Value;
+use wgpu_loss::npy::{self, Data};
+use wgpu_loss::{cpu, Inputs, Loss, Reduction, Tensor};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wgpu-loss");
+
+/// A fresh directory per test, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("wgpu-loss-cli-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    fn f32(&self, file: &str, shape: &[usize], data: &[f32]) -> String {
+        let path = self.path(file);
+        npy::write_f32(&path, shape, data).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    fn i64(&self, file: &str, shape: &[usize], data: &[i64]) -> String {
+        let path = self.path(file);
+        npy::write_i64(&path, shape, data).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    /// Written by npyz, an independent writer.
+    fn npyz<T: npyz::AutoSerialize + Copy>(
+        &self,
+        file: &str,
+        shape: &[u64],
+        data: &[T],
+        order: npyz::Order,
+    ) -> String {
+        let path = self.path(file);
+        let mut out = std::io::BufWriter::new(fs::File::create(&path).unwrap());
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(shape)
+            .order(order)
+            .writer(&mut out)
+            .begin_nd()
+            .unwrap();
+        w.extend(data.iter().copied()).unwrap();
+        w.finish().unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    /// A hand-made file: any descr, order and shape text, any body.
+    fn raw(&self, file: &str, descr: &str, fortran: bool, shape: &str, body: &[u8]) -> String {
+        let order = if fortran { "True" } else { "False" };
+        let dict =
+            format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}\n");
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        bytes.extend_from_slice(body);
+        let path = self.path(file);
+        fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run wgpu-loss")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and parses the JSON line, failing with stderr on a non-zero exit.
+fn json(args: &[&str]) -> Value {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "one JSON line: {out}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn close(got: f64, want: f64) -> bool {
+    (got - want).abs() <= 1e-4 * want.abs() + 1e-6
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// A usage/input error: exit 2, one line on stderr naming `key`, no panic.
+fn rejects(args: &[&str], key: &str) {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{args:?}: exit code; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: one line expected: {err}"
+    );
+    assert!(err.contains(key), "{args:?}: `{key}` not in: {err}");
+    assert!(o.stdout.is_empty(), "{args:?}: nothing on stdout");
+}
+
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 250.0 - 2.0)
+        .collect()
+}
+
+#[test]
+fn json_value_matches_the_cpu_reference() {
+    let dir = Dir::new("json");
+    let shape = [37, 29];
+    let (x, y) = (data(37 * 29, 1), data(37 * 29, 2));
+    let (xf, yf) = (dir.f32("x.npy", &shape, &x), dir.f32("y.npy", &shape, &y));
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+    for (loss, reduction, extra) in [
+        (Loss::Mse, Reduction::Mean, vec![]),
+        (
+            Loss::Huber { delta: 0.5 },
+            Reduction::Sum,
+            vec!["--delta", "0.5"],
+        ),
+        (Loss::SmoothL1 { beta: 1.0 }, Reduction::Mean, vec![]),
+        (Loss::BceWithLogits, Reduction::Mean, vec![]),
+    ] {
+        let want = cpu::evaluate(&loss, reduction, &inputs).unwrap().value;
+        let mut args = vec![
+            "eval",
+            loss.name(),
+            "--input",
+            &xf,
+            "--target",
+            &yf,
+            "--reduction",
+            reduction.name(),
+            "--json",
+        ];
+        args.extend(extra);
+        let j = json(&args);
+        let (value, reference) = (num(&j["value"]), num(&j["cpu_reference"]));
+        assert!(
+            close(reference, want),
+            "{}: cpu_reference {reference} vs {want}",
+            loss.name()
+        );
+        assert!(
+            close(value, want),
+            "{}: value {value} vs {want}",
+            loss.name()
+        );
+        assert_eq!(j["loss"], loss.name());
+        assert_eq!(j["reduction"], reduction.name());
+        assert_eq!(j["n"], 37 * 29);
+        assert_eq!(j["items"], 37 * 29);
+        assert!(
+            j["adapter"]["name"].is_string() && j["adapter"]["backend"].is_string(),
+            "{j}"
+        );
+        assert!(j["gpu_ms"].as_f64().unwrap() >= 0.0);
+        assert!(j["params"].is_object());
+    }
+    let j = json(&[
+        "eval", "huber", "--input", &xf, "--target", &yf, "--delta", "0.1", "--json",
+    ]);
+    assert_eq!(j["params"]["delta"], 0.1);
+    let j = json(&[
+        "eval",
+        "sigmoid_focal",
+        "--input",
+        &xf,
+        "--target",
+        &dir.f32("t.npy", &shape, &vec![1.0; 37 * 29]),
+        "--json",
+    ]);
+    assert_eq!(
+        j["params"],
+        serde_json::json!({ "alpha": 0.25, "gamma": 2.0 })
+    );
+}
+
+#[test]
+fn human_line() {
+    let dir = Dir::new("human");
+    let (x, y) = (
+        dir.f32("x.npy", &[4], &[1.0, 2.0, 3.0, 4.0]),
+        dir.f32("y.npy", &[4], &[1.0, 2.0, 3.0, 6.0]),
+    );
+    let o = run(&["eval", "mse", "--input", &x, "--target", &y]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with("mse mean = 1 (cpu reference 1, 4 items, "),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with(" ms)"), "{out}");
+}
+
+#[test]
+fn float64_and_integer_files() {
+    let dir = Dir::new("dtypes");
+    let x: Vec<f64> = (0..60).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
+    let y: Vec<f64> = (0..60).map(|i| (i as f64 * 0.11).cos()).collect();
+    let xf = dir.npyz("x64.npy", &[5, 12], &x, npyz::Order::C);
+    let yf = dir.npyz("y64.npy", &[5, 12], &y, npyz::Order::C);
+    let (x32, y32): (Vec<f32>, Vec<f32>) = (
+        x.iter().map(|v| *v as f32).collect(),
+        y.iter().map(|v| *v as f32).collect(),
+    );
+    let shape = [5, 12];
+    let want = cpu::evaluate(
+        &Loss::L1,
+        Reduction::Mean,
+        &Inputs::new(Tensor::new(&x32, &shape)).target(Tensor::new(&y32, &shape)),
+    )
+    .unwrap()
+    .value;
+    let j = json(&["eval", "l1", "--input", &xf, "--target", &yf, "--json"]);
+    assert!(
+        close(num(&j["value"]), want) && close(num(&j["cpu_reference"]), want),
+        "{j} vs {want}"
+    );
+
+    // Integer 0/1 targets of a float loss are read as floats.
+    let mask: Vec<u8> = (0..60).map(|i| (i % 3 == 0) as u8).collect();
+    let maskf = dir.npyz("mask.npy", &[5, 12], &mask, npyz::Order::C);
+    let m32: Vec<f32> = mask.iter().map(|v| *v as f32).collect();
+    let want = cpu::evaluate(
+        &Loss::BceWithLogits,
+        Reduction::Sum,
+        &Inputs::new(Tensor::new(&x32, &shape)).target(Tensor::new(&m32, &shape)),
+    )
+    .unwrap()
+    .value;
+    let j = json(&[
+        "eval",
+        "bce_with_logits",
+        "--input",
+        &xf,
+        "--target",
+        &maskf,
+        "--reduction",
+        "sum",
+        "--json",
+    ]);
+    assert!(close(num(&j["value"]), want), "{j} vs {want}");
+
+    // Class indices as int32 and int64: read as classes, checked against C = 12.
+    let ok32 = dir.npyz("ok32.npy", &[5], &[0i32, 11, 3, -100, 7], npyz::Order::C);
+    let ok64 = dir.npyz("ok64.npy", &[5], &[0i64, 11, 3, -100, 7], npyz::Order::C);
+    let bad32 = dir.npyz("bad32.npy", &[5], &[0i32, 12, 3, 4, 7], npyz::Order::C);
+    let bad64 = dir.npyz("bad64.npy", &[5], &[0i64, 1, -1, 4, 7], npyz::Order::C);
+    rejects(
+        &["eval", "cross_entropy", "--input", &xf, "--target", &bad32],
+        "target[1] = 12 is not a class",
+    );
+    rejects(
+        &["eval", "nll", "--input", &xf, "--target", &bad64],
+        "target[2] = -1 is not a class",
+    );
+    rejects(
+        &["eval", "nll", "--input", &xf, "--target", &yf],
+        "class indices",
+    );
+    let classes = [0i64, 11, 3, -100, 7];
+    for (file, loss) in [
+        (&ok32, Loss::from_name("cross_entropy").unwrap()),
+        (&ok64, Loss::from_name("nll").unwrap()),
+    ] {
+        let want = cpu::evaluate(
+            &loss,
+            Reduction::Mean,
+            &Inputs::new(Tensor::new(&x32, &shape)).classes(&classes, &[5]),
+        )
+        .unwrap()
+        .value;
+        let o = run(&[
+            "eval",
+            loss.name(),
+            "--input",
+            &xf,
+            "--target",
+            file,
+            "--json",
+        ]);
+        if o.status.success() {
+            let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
+            assert!(
+                close(num(&j["value"]), want) && close(num(&j["cpu_reference"]), want),
+                "{j} vs {want}"
+            );
+        } else {
+            // Until the softmax-row kernels land, the GPU says so (exit 1).
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            assert!(
+                stderr(&o).contains("not implemented on the GPU"),
+                "{}",
+                stderr(&o)
+            );
+        }
+    }
+}
+
+#[test]
+fn out_writes_the_items_in_pytorch_shape() {
+    let dir = Dir::new("out");
+    let shape = [2, 3, 4];
+    let (x, y) = (data(24, 5), data(24, 6));
+    let (xf, yf) = (dir.f32("x.npy", &shape, &x), dir.f32("y.npy", &shape, &y));
+    let out = dir.path("items.npy");
+    let j = json(&[
+        "eval",
+        "bce_with_logits",
+        "--input",
+        &xf,
+        "--target",
+        &yf,
+        "--reduction",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    let want = cpu::evaluate(
+        &Loss::BceWithLogits,
+        Reduction::None,
+        &Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape)),
+    )
+    .unwrap();
+    assert_eq!(j["items"], 24);
+    assert!(close(num(&j["value"]), want.value), "{j}");
+    let got = npy::read(&out).unwrap();
+    assert_eq!(got.shape, vec![2, 3, 4]);
+    assert_eq!(got.dtype, "<f4");
+    let Data::F32(items) = got.data else {
+        panic!("float32 items")
+    };
+    for (i, (g, w)) in items.iter().zip(&want.items).enumerate() {
+        assert!(close(*g as f64, *w), "item {i}: {g} vs {w}");
+    }
+    // npyz reads what we wrote.
+    let bytes = fs::read(&out).unwrap();
+    let file = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(file.shape(), &[2, 3, 4]);
+    assert_eq!(file.into_vec::<f32>().unwrap(), items);
+
+    // 0-d input: a 0-d output.
+    let (s, t) = (dir.f32("s.npy", &[], &[3.0]), dir.f32("t.npy", &[], &[1.0]));
+    let out0 = dir.path("scalar.npy");
+    let o = run(&[
+        "eval",
+        "mse",
+        "--input",
+        &s,
+        "--target",
+        &t,
+        "--reduction",
+        "none",
+        "--out",
+        out0.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = npy::read(&out0).unwrap();
+    assert_eq!((got.shape, got.data), (vec![], Data::F32(vec![4.0])));
+    assert!(
+        fs::read_dir(&dir.0).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "no temp files left"
+    );
+}
+
+#[test]
+fn out_is_untouched_when_evaluation_fails() {
+    let dir = Dir::new("atomic");
+    let out = dir.path("keep.npy");
+    let before = dir.f32("keep.npy", &[2], &[7.0, 8.0]);
+    let bytes = fs::read(&out).unwrap();
+    let x = dir.f32("x.npy", &[3], &[1.0, 2.0, 3.0]);
+    let y = dir.f32("y.npy", &[4], &[1.0, 2.0, 3.0, 4.0]);
+    rejects(
+        &[
+            "eval",
+            "mse",
+            "--input",
+            &x,
+            "--target",
+            &y,
+            "--reduction",
+            "none",
+            "--out",
+            &before,
+        ],
+        "shape",
+    );
+    rejects(
+        &[
+            "eval",
+            "mse",
+            "--input",
+            &x,
+            "--target",
+            "/nonexistent/y.npy",
+            "--reduction",
+            "none",
+            "--out",
+            &before,
+        ],
+        "/nonexistent/y.npy",
+    );
+    rejects(
+        &[
+            "eval", "mse", "--input", &x, "--target", &x, "--out", &before,
+        ],
+        "--out",
+    );
+    assert_eq!(fs::read(&out).unwrap(), bytes);
+    assert_eq!(
+        fs::read_dir(&dir.0).unwrap().count(),
+        3,
+        "no temp files left"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_with_the_reason() {
+    let dir = Dir::new("bad");
+    let x = dir.f32("x.npy", &[4], &[0.1, 0.2, 0.3, 0.4]);
+    let y = dir.f32("y.npy", &[4], &[0.0, 1.0, 1.0, 0.0]);
+    let y5 = dir.f32("y5.npy", &[5], &[0.0; 5]);
+    let rows = dir.f32("rows.npy", &[2, 3], &[0.0; 6]);
+    let missing = dir.path("missing.npy");
+    let missing = missing.to_str().unwrap();
+    fs::write(dir.path("text.npy"), "just text").unwrap();
+    let text = dir.path("text.npy");
+    let text = text.to_str().unwrap();
+    let truncated = dir.raw("truncated.npy", "<f4", false, "(4,)", &[0u8; 10]);
+    let lying = dir.raw("lying.npy", "<f4", false, "(1000000000000,)", &[0u8; 16]);
+    let fortran = dir.raw("fortran.npy", "<f4", true, "(2, 2)", &[0u8; 16]);
+    let complex = dir.raw("complex.npy", "<c8", false, "(4,)", &[0u8; 32]);
+    let unicode = dir.raw("unicode.npy", "<U3", false, "(4,)", &[0u8; 48]);
+    let dir_path = dir.0.to_str().unwrap();
+    let npz_fortran = dir.npyz(
+        "npyz_fortran.npy",
+        &[2, 2],
+        &[1.0f32, 2.0, 3.0, 4.0],
+        npyz::Order::Fortran,
+    );
+
+    let eval = |loss: &str, input: &str, target: &str, extra: &[&str], key: &str| {
+        let mut args = vec!["eval", loss, "--input", input, "--target", target];
+        args.extend_from_slice(extra);
+        rejects(&args, key);
+    };
+    eval("mse", missing, &y, &[], "missing.npy");
+    eval("mse", &x, missing, &[], "missing.npy");
+    eval("mse", &x, text, &[], "not a .npy");
+    eval("mse", &x, dir_path, &[], "directory");
+    eval("mse", &x, &y5, &[], "shape");
+    eval("mse", &x, &truncated, &[], "truncated");
+    eval("mse", &x, &lying, &[], "truncated");
+    eval("mse", &fortran, &y, &[], "Fortran");
+    eval("mse", &npz_fortran, &y, &[], "Fortran");
+    eval("mse", &complex, &y, &[], "complex");
+    eval("mse", &x, &unicode, &[], "unicode");
+    eval("bce", &x, &y5, &[], "shape");
+    eval("bce", &y5, &y5, &["--weight", &rows], "weight");
+    eval("huber", &x, &y, &["--delta", "0"], "delta");
+    eval("huber", &x, &y, &["--delta", "-1"], "delta");
+    eval("huber", &x, &y, &["--delta", "nan"], "delta");
+    eval("huber", &x, &y, &["--delta", "abc"], "--delta");
+    eval(
+        "cross_entropy",
+        &rows,
+        &y,
+        &["--label-smoothing", "1.5"],
+        "label_smoothing",
+    );
+    eval("dice", &rows, &y, &["--mode", "multiway"], "mode");
+    eval(
+        "dice",
+        &rows,
+        &y,
+        &["--from-logits", "maybe"],
+        "--from-logits",
+    );
+    eval(
+        "mse",
+        &x,
+        &y,
+        &["--delta", "1"],
+        "--delta does not apply to mse",
+    );
+    eval(
+        "cross_entropy",
+        &rows,
+        &y,
+        &["--swap"],
+        "--swap does not apply to cross_entropy",
+    );
+    eval("mse", &x, &y, &["--reduction", "median"], "reduction");
+    eval("mse", &x, &y, &["--reduction", "batchmean"], "batchmean");
+    eval("mse", &x, &y, &["--out", "o.npy"], "--out");
+    eval("mse", &x, &y, &["--bogus"], "--bogus");
+    eval("mse", &x, &y, &["--labels", &y], "labels");
+    eval("quantile", &x, &y, &["--quantiles", "0.1,x"], "quantiles");
+    eval("quantile", &x, &y, &["--quantiles", "0.1,1.5"], "quantiles");
+    eval(
+        "bce",
+        &x,
+        &dir.f32("p.npy", &[4], &[0.0, 2.0, 0.5, 1.0]),
+        &[],
+        "outside [0, 1]",
+    );
+    eval(
+        "softmax",
+        &x,
+        &y,
+        &[],
+        "unknown loss `softmax` (one of: mse, l1,",
+    );
+    rejects(
+        &[
+            "eval",
+            "triplet_margin",
+            "--input",
+            &rows,
+            "--positive",
+            &rows,
+            "--negative",
+            &rows,
+            "--margin",
+            "0",
+        ],
+        "margin",
+    );
+    rejects(
+        &[
+            "eval",
+            "triplet_margin",
+            "--input",
+            &rows,
+            "--positive",
+            &rows,
+        ],
+        "negative",
+    );
+    rejects(&["eval", "mse", "--input", &x], "target");
+    rejects(&["eval", "mse", "--target", &y], "--input");
+    rejects(&["frobnicate"], "frobnicate");
+}
+
+#[test]
+fn no_adapter_is_a_gpu_error() {
+    let dir = Dir::new("noadapter");
+    let x = dir.f32("x.npy", &[2], &[1.0, 2.0]);
+    let o = Command::new(BIN)
+        .args(["eval", "mse", "--input", &x, "--target", &x])
+        .env("WGPU_ADAPTER_NAME", "no-such-adapter-anywhere")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Drivers may log their own lines first; ours is the last.
+    let last = err.trim_end().lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("error: no GPU adapter found") && last.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
+}
+
+#[test]
+fn non_finite_json_values_are_strings() {
+    let dir = Dir::new("nan");
+    let e = dir.f32("e.npy", &[0], &[]);
+    let j = json(&["eval", "mse", "--input", &e, "--target", &e, "--json"]);
+    assert_eq!(j["value"], "NaN");
+    assert_eq!(j["cpu_reference"], "NaN");
+    assert_eq!((j["n"].as_u64(), j["items"].as_u64()), (Some(0), Some(0)));
+    let j = json(&[
+        "eval",
+        "mse",
+        "--input",
+        &e,
+        "--target",
+        &e,
+        "--reduction",
+        "sum",
+        "--json",
+    ]);
+    assert_eq!(j["value"], 0.0);
+    let zero = dir.f32("zero.npy", &[1], &[0.0]);
+    let one = dir.f32("one.npy", &[1], &[1.0]);
+    let inf = dir.f32("inf.npy", &[1], &[f32::INFINITY]);
+    let j = json(&[
+        "eval", "kl_div", "--input", &inf, "--target", &one, "--json",
+    ]);
+    assert_eq!(
+        (&j["value"], &j["cpu_reference"]),
+        (&"-inf".into(), &"-inf".into())
+    );
+    let ninf = dir.f32("ninf.npy", &[1], &[f32::NEG_INFINITY]);
+    let j = json(&["eval", "l1", "--input", &ninf, "--target", &zero, "--json"]);
+    assert_eq!(
+        (&j["value"], &j["cpu_reference"]),
+        (&"inf".into(), &"inf".into())
+    );
+    let j = json(&["eval", "mse", "--input", &ninf, "--target", &ninf, "--json"]);
+    assert_eq!(j["value"], "NaN");
+    let o = run(&["eval", "mse", "--input", &e, "--target", &e]);
+    assert!(
+        stdout(&o).starts_with("mse mean = NaN (cpu reference NaN, 0 items"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn class_targets_of_ints_and_ignore_index() {
+    let dir = Dir::new("classes");
+    let x = dir.f32("x.npy", &[3, 4], &data(12, 9));
+    let t = dir.i64("t.npy", &[3], &[1, 5, 2]);
+    rejects(
+        &["eval", "cross_entropy", "--input", &x, "--target", &t],
+        "target[1] = 5",
+    );
+    // With --ignore-index 5 the row is ignored: validation passes (GPU may still lack the kernel).
+    let o = run(&[
+        "eval",
+        "cross_entropy",
+        "--input",
+        &x,
+        "--target",
+        &t,
+        "--ignore-index",
+        "5",
+    ]);
+    assert!(
+        o.status.success() || stderr(&o).contains("not implemented on the GPU"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn demo_agrees_with_the_reference() {
+    let o = run(&["demo"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.starts_with("adapter: "), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("mse ")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("bce_with_logits ")),
+        "{out}"
+    );
+    assert!(out.lines().last().unwrap().starts_with("ok: "), "{out}");
+}
+
+#[test]
+fn adapters_are_listed() {
+    let o = run(&["adapters"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).lines().next().unwrap().starts_with("0: "),
+        "{}",
+        stdout(&o)
+    );
+}
