@@ -11,7 +11,9 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use wgpu_loss::npy::{self, Array, Data, NpyError};
-use wgpu_loss::{cpu, Context, DiceMode, Evaluation, Inputs, Loss, Reduction, Target, Tensor};
+use wgpu_loss::{
+    cpu, synthetic, Context, DiceMode, Evaluation, Inputs, Loss, Reduction, Target, Tensor,
+};
 
 #[derive(Parser)]
 #[command(
@@ -656,141 +658,43 @@ fn adapters() -> Result<ExitCode, Fail> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// splitmix64: a seeded generator small enough to keep the demo dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f32 {
-        let (u, v) = (1.0 - self.unit(), self.unit());
-        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-    }
-
-    fn normals(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal() * scale).collect()
-    }
-
-    fn below(&mut self, n: usize) -> i64 {
-        (self.next() % n as u64) as i64
-    }
+/// The demo's batch for `loss`: a realistic size (an ImageNet-sized
+/// cross_entropy batch, 2^20 elements for the others).
+fn demo_batch(loss: &Loss) -> synthetic::Batch {
+    let n = match loss {
+        Loss::CrossEntropy { .. } => 8192 * synthetic::CLASSES,
+        _ => 1 << 20,
+    };
+    synthetic::batch(loss, n, 20_240_601)
 }
 
-/// One demo case: the loss, its reduction and the files it reads.
-struct Case {
-    loss: Loss,
-    reduction: Reduction,
-    shape: Vec<usize>,
-    files: Vec<(&'static str, Array)>,
-}
-
-fn f32_array(shape: &[usize], data: Vec<f32>) -> Array {
-    Array {
-        shape: shape.to_vec(),
-        data: Data::F32(data),
-        dtype: "<f4".into(),
+/// Writes the batch's tensors as .npy files in `dir`, named after the loss.
+fn write_batch(dir: &Path, b: &synthetic::Batch) -> Result<Files, Fail> {
+    let name = b.loss.name();
+    let path = |role: &str| dir.join(format!("{name}_{role}.npy"));
+    let floats =
+        |role: &str, t: &Option<(Vec<f32>, Vec<usize>)>| -> Result<Option<PathBuf>, Fail> {
+            match t {
+                Some((data, shape)) => {
+                    npy::write_f32(path(role), shape, data)?;
+                    Ok(Some(path(role)))
+                }
+                None => Ok(None),
+            }
+        };
+    let mut files = Files {
+        input: path("input"),
+        target: floats("target", &b.target)?,
+        positive: floats("positive", &b.positive)?,
+        negative: floats("negative", &b.negative)?,
+        ..Files::default()
+    };
+    npy::write_f32(&files.input, &b.input.1, &b.input.0)?;
+    if let Some((data, shape)) = &b.classes {
+        npy::write_i64(path("target"), shape, data)?;
+        files.target = Some(path("target"));
     }
-}
-
-fn i64_array(shape: &[usize], data: Vec<i64>) -> Array {
-    Array {
-        shape: shape.to_vec(),
-        data: Data::I64(data),
-        dtype: "<i8".into(),
-    }
-}
-
-/// Realistic batches: regression residuals, logits with matching labels,
-/// class scores, embeddings and a segmentation map.
-fn demo_cases() -> Vec<Case> {
-    let mut rng = Rng(20_240_601);
-    let mut cases = Vec::new();
-
-    let n = 1 << 20;
-    let truth = rng.normals(n, 1.0);
-    let pred: Vec<f32> = truth.iter().map(|t| t + 0.1 * rng.normal()).collect();
-    cases.push(Case {
-        loss: Loss::Mse,
-        reduction: Reduction::Mean,
-        shape: vec![n],
-        files: vec![
-            ("input", f32_array(&[n], pred)),
-            ("target", f32_array(&[n], truth)),
-        ],
-    });
-
-    let (rows, labels) = (1024, 1024);
-    let logits = rng.normals(rows * labels, 3.0);
-    let targets: Vec<f32> = logits
-        .iter()
-        .map(|x| (rng.unit() < 1.0 / (1.0 + (-*x as f64).exp())) as u8 as f32)
-        .collect();
-    let pos_weight: Vec<f32> = (0..labels).map(|_| 0.5 + 2.0 * rng.unit() as f32).collect();
-    cases.push(Case {
-        loss: Loss::BceWithLogits,
-        reduction: Reduction::Mean,
-        shape: vec![rows, labels],
-        files: vec![
-            ("input", f32_array(&[rows, labels], logits)),
-            ("target", f32_array(&[rows, labels], targets)),
-            ("pos_weight", f32_array(&[labels], pos_weight)),
-        ],
-    });
-
-    let (batch, classes) = (8192, 1000);
-    let scores = rng.normals(batch * classes, 2.0);
-    let class: Vec<i64> = (0..batch).map(|_| rng.below(classes)).collect();
-    cases.push(Case {
-        loss: Loss::from_name("cross_entropy").unwrap_or(Loss::Mse),
-        reduction: Reduction::Mean,
-        shape: vec![batch, classes],
-        files: vec![
-            ("input", f32_array(&[batch, classes], scores)),
-            ("target", i64_array(&[batch], class)),
-        ],
-    });
-
-    let (pairs, dim) = (4096, 128);
-    let anchor = rng.normals(pairs * dim, 1.0);
-    let positive: Vec<f32> = anchor.iter().map(|a| a + 0.3 * rng.normal()).collect();
-    let negative = rng.normals(pairs * dim, 1.0);
-    cases.push(Case {
-        loss: Loss::from_name("triplet_margin").unwrap_or(Loss::Mse),
-        reduction: Reduction::Mean,
-        shape: vec![pairs, dim],
-        files: vec![
-            ("input", f32_array(&[pairs, dim], anchor)),
-            ("positive", f32_array(&[pairs, dim], positive)),
-            ("negative", f32_array(&[pairs, dim], negative)),
-        ],
-    });
-
-    let (images, channels, side) = (8, 5, 128);
-    let logits = rng.normals(images * channels * side * side, 2.0);
-    let mask: Vec<i64> = (0..images * side * side)
-        .map(|_| rng.below(channels))
-        .collect();
-    cases.push(Case {
-        loss: Loss::from_name("dice").unwrap_or(Loss::Mse),
-        reduction: Reduction::Mean,
-        shape: vec![images, channels, side, side],
-        files: vec![
-            ("input", f32_array(&[images, channels, side, side], logits)),
-            ("target", i64_array(&[images, side, side], mask)),
-        ],
-    });
-    cases
+    Ok(files)
 }
 
 /// |gpu − cpu| ≤ 1e-4·|cpu| + 1e-6; NaN agrees only with NaN.
@@ -852,33 +756,17 @@ fn demo_in(ctx: &OnceCell<Context>, dir: &Path) -> Result<ExitCode, Fail> {
         "loss", "input shape", "reduction", "gpu value", "cpu reference", "rel diff", "time"
     ));
     let (mut evaluated, mut attempted, mut failed) = (0, 0, 0);
-    for case in demo_cases() {
-        let name = case.loss.name();
-        let mut files = Files::default();
-        for (role, array) in &case.files {
-            let path = dir.join(format!("{name}_{role}.npy"));
-            match &array.data {
-                Data::F32(v) => npy::write_f32(&path, &array.shape, v)?,
-                Data::I64(v) => npy::write_i64(&path, &array.shape, v)?,
-            }
-            let slot = match *role {
-                "input" => {
-                    files.input = path;
-                    continue;
-                }
-                "target" => &mut files.target,
-                "pos_weight" => &mut files.pos_weight,
-                "positive" => &mut files.positive,
-                _ => &mut files.negative,
-            };
-            *slot = Some(path);
-        }
-        let head = format!(
-            "{name:<16} {:<18} {:<9}",
-            format!("{:?}", case.shape),
-            case.reduction.name()
-        );
-        let result = run(ctx, &case.loss, case.reduction, &files);
+    let reduction = Reduction::Mean;
+    for name in Loss::NAMES {
+        let Some(loss) = Loss::from_name(name) else {
+            continue;
+        };
+        let batch = demo_batch(&loss);
+        let files = write_batch(dir, &batch)?;
+        let shape = format!("{:?}", batch.input.1);
+        drop(batch);
+        let head = format!("{name:<16} {shape:<18} {:<9}", reduction.name());
+        let result = run(ctx, &loss, reduction, &files);
         attempted += usize::from(
             !matches!(&result, Err(Fail::Gpu(m)) if m.contains("not implemented on the GPU")),
         );
