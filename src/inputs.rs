@@ -160,6 +160,9 @@ impl Plan<'_> {
     }
 }
 
+/// Dice keeps per-class sums on the host and the device.
+pub const MAX_DICE_CLASSES: usize = 65_536;
+
 fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
@@ -592,6 +595,14 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
                 DiceMode::Multilabel | DiceMode::Multiclass => {
                     if s.len() < 2 {
                         return c.shape_err("input", "(N, C, ...)".into(), s);
+                    }
+                    // The result holds one value per class even for an empty batch.
+                    if s[1] > MAX_DICE_CLASSES {
+                        return c.shape_err(
+                            "input",
+                            format!("at most {MAX_DICE_CLASSES} classes in dim 1"),
+                            s,
+                        );
                     }
                     let dims = (s[0], s[1], numel(&s[2..]));
                     if *mode == DiceMode::Multilabel {

@@ -289,3 +289,14 @@ fn probabilities_outside_the_unit_interval() {
         );
     }
 }
+
+#[test]
+fn an_empty_tensor_cannot_declare_a_huge_class_count() {
+    let dice = Loss::from_name("dice").unwrap();
+    let e = rejects(
+        &dice,
+        Reduction::Mean,
+        &Inputs::new(Tensor::new(&[], &[0, 1 << 40])).classes(&[], &[0]),
+    );
+    assert!(matches!(e, Error::Shape { name: "input", .. }), "{e}");
+}
