@@ -1,0 +1,167 @@
+// smp's DiceLoss in two passes. `main`: each workgroup sums, per class, the
+// (Σp, Σt, Σ|p − t|) of its pixels into partials[group][class] (vec4).
+// `finish` (one workgroup; binding 0 = the partials, binding 1 unused) sums
+// the partials per class over all groups and applies smp's per-class rule.
+// Output of `finish`: [value, Σ loss, C, 0, loss_0 .. loss_{C-1}].
+//
+// Params must be kept in sync with `DiceParams` in src/gpu/dice.rs.
+struct Params {
+    // batch * inner: the pixels summed over (dims 0 and 2 of (N, C, inner)).
+    pixels: u32,
+    classes: u32,
+    inner: u32,
+    groups_x: u32,
+    // Number of partial groups (`finish`).
+    groups: u32,
+    // Targets are class indices (i32 bits; negative = ignored) of shape
+    // (N, inner); otherwise floats of the input's shape.
+    class_target: u32,
+    // 0: input is probabilities; 1: sigmoid; 2: softmax over the classes.
+    activation: u32,
+    // Float targets equal to `ignore` are masked out.
+    has_ignore: u32,
+    ignore: f32,
+    smoothing: f32,
+    eps: f32,
+    log_loss: u32,
+    // 1: value = mean over classes; else the sum.
+    mean: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+const ITEMS: u32 = 8u;
+const SIGMOID: u32 = 1u;
+const SOFTMAX: u32 = 2u;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let group = wid.x + wid.y * params.groups_x;
+    let base = group * WG * ITEMS;
+    let classes = params.classes;
+    let inner = params.inner;
+    // Softmax statistics of each of this thread's pixels, computed once for
+    // all classes.
+    var row_max: array<f32, ITEMS>;
+    var row_sum: array<f32, ITEMS>;
+    if (params.activation == SOFTMAX) {
+        for (var k = 0u; k < ITEMS; k = k + 1u) {
+            let q = base + k * WG + lid;
+            if (q < params.pixels) {
+                let n = q / inner;
+                let first = n * classes * inner + (q - n * inner);
+                // NaN or infinite logits make the sum NaN, as in the reference.
+                var m = -inf();
+                for (var c = 0u; c < classes; c = c + 1u) {
+                    m = max(m, input[first + c * inner]);
+                }
+                var s = 0.0;
+                for (var c = 0u; c < classes; c = c + 1u) {
+                    s = s + exp(input[first + c * inner] - m);
+                }
+                row_max[k] = m;
+                row_sum[k] = s;
+            }
+        }
+    }
+    for (var c = 0u; c < classes; c = c + 1u) {
+        var acc = vec4<f32>(0.0);
+        for (var k = 0u; k < ITEMS; k = k + 1u) {
+            let q = base + k * WG + lid;
+            if (q < params.pixels) {
+                let n = q / inner;
+                let i = (n * classes + c) * inner + (q - n * inner);
+                let x = input[i];
+                var p = x;
+                if (params.activation == SIGMOID) {
+                    p = sigmoid(x);
+                } else if (params.activation == SOFTMAX) {
+                    p = exp(x - row_max[k]) / row_sum[k];
+                }
+                var t: f32;
+                var keep: bool;
+                if (params.class_target != 0u) {
+                    let y = bitcast<i32>(targets[q]);
+                    keep = y >= 0;
+                    t = select(0.0, 1.0, y == i32(c));
+                } else {
+                    t = targets[i];
+                    keep = params.has_ignore == 0u || t != params.ignore;
+                }
+                // smp multiplies by the mask, so a NaN prediction stays NaN.
+                let w = select(0.0, 1.0, keep);
+                p = p * w;
+                t = t * w;
+                acc = acc + vec4(p, t, abs(p - t), 0.0);
+            }
+        }
+        let r = reduce_wg(lid, acc);
+        if (lid == 0u) {
+            let j = 4u * (group * classes + c);
+            out[j] = r.x;
+            out[j + 1u] = r.y;
+            out[j + 2u] = r.z;
+            out[j + 3u] = 0.0;
+        }
+    }
+}
+
+// smp's rule: I = (Sp + St − D) / 2, dice = (I + smooth) / clamp_min(Sp/2 +
+// St/2 + smooth, eps); 0 for a class absent from the whole batch (NaN stays NaN).
+// Where the clamp is inactive, 1 − dice = (D / 2) / cardinality exactly,
+// which avoids the cancellation of 1 − dice for good predictions.
+fn class_loss(sp: f32, st: f32, d: f32) -> f32 {
+    let smoothing = params.smoothing;
+    let eps = params.eps;
+    let card = 0.5 * (sp + st) + smoothing;
+    var l: f32;
+    if (card >= eps) {
+        let miss = 0.5 * d / card;
+        if (params.log_loss == 0u) {
+            l = miss;
+        } else if (1.0 - miss < eps) {
+            l = -ln(eps);
+        } else {
+            l = -log1p(-miss);
+        }
+    } else {
+        let dice = ((sp + st - d) * 0.5 + smoothing) / eps;
+        if (params.log_loss == 0u) {
+            l = 1.0 - dice;
+        } else {
+            l = -ln(clamp_min(dice, eps));
+        }
+    }
+    return l * select(0.0, 1.0, st > 0.0);
+}
+
+@compute @workgroup_size(256)
+fn finish(@builtin(local_invocation_index) lid: u32) {
+    let classes = params.classes;
+    var total = 0.0;
+    for (var c = 0u; c < classes; c = c + 1u) {
+        var acc = vec4<f32>(0.0);
+        for (var g = lid; g < params.groups; g = g + WG) {
+            let j = 4u * (g * classes + c);
+            acc = acc + vec4(input[j], input[j + 1u], input[j + 2u], 0.0);
+        }
+        let r = reduce_wg(lid, acc);
+        if (lid == 0u) {
+            let l = class_loss(r.x, r.y, r.z);
+            out[4u + c] = l;
+            total = total + l;
+        }
+    }
+    if (lid == 0u) {
+        out[0] = select(total, safe_div(total, f32(classes)), params.mean != 0u);
+        out[1] = total;
+        out[2] = f32(classes);
+        out[3] = 0.0;
+    }
+}

@@ -47,7 +47,9 @@ pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> 
                     }
                     None => unreachable!("validated by plan"),
                 };
-                let (p, t) = if keep { (probs[k], t) } else { (0.0, 0.0) };
+                // smp multiplies by the mask: a NaN prediction stays NaN.
+                let mask = keep as u8 as f64;
+                let (p, t) = (probs[k] * mask, t * mask);
                 out[k][0] += p;
                 out[k][1] += t;
                 out[k][2] += (p - t).abs();
@@ -58,23 +60,21 @@ pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> 
 }
 
 /// smp's rule for one class: L1 soft intersection, eps clamp on the
-/// cardinality, and 0 for a class absent from the whole batch.
+/// cardinality, and 0 for a class absent from the whole batch. As in smp the
+/// clamps keep NaN and the absent-class zero is a product (NaN · 0 = NaN).
 pub fn dice(sp: f64, st: f64, d: f64, smooth: f64, eps: f64, log_loss: bool) -> f64 {
+    let clamp_min = |v: f64, lo: f64| if v < lo { lo } else { v };
     let inter = (sp + st - d) / 2.0;
     let fp = sp - inter;
     let fneg = st - inter;
-    let card = (inter + 0.5 * fp + 0.5 * fneg + smooth).max(eps);
+    let card = clamp_min(inter + 0.5 * fp + 0.5 * fneg + smooth, eps);
     let score = (inter + smooth) / card;
     let l = if log_loss {
-        -score.max(eps).ln()
+        -clamp_min(score, eps).ln()
     } else {
         1.0 - score
     };
-    if st > 0.0 {
-        l
-    } else {
-        0.0
-    }
+    l * (st > 0.0) as u8 as f64
 }
 
 pub fn per_class(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<f64> {

@@ -5,11 +5,20 @@ use crate::inputs::{Inputs, PairsPlan, Target};
 use crate::loss::Loss;
 
 /// CosineEmbeddingLoss's own cosine: 1e-12 is added to each squared norm.
+/// Sums beyond the f32 range become infinite, as they do in the reference's
+/// f32 arithmetic (x = 1e20 gives NaN there, not 1).
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let m1: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() + 1e-12;
-    let m2: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() + 1e-12;
-    dot / (m1 * m2).sqrt()
+    let f32_range = |s: f64| {
+        if s.abs() > f32::MAX as f64 {
+            s.signum() * f64::INFINITY
+        } else {
+            s
+        }
+    };
+    let dot = f32_range(a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum());
+    let m1 = f32_range(a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>()) + 1e-12;
+    let m2 = f32_range(b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>()) + 1e-12;
+    dot / (m1.sqrt() * m2.sqrt())
 }
 
 pub fn cosine_embedding(a: &[f32], b: &[f32], label: f64, margin: f64) -> f64 {
@@ -35,7 +44,8 @@ pub fn distance(a: &[f32], b: &[f32], p: f64, eps: f64) -> f64 {
         .zip(b)
         .map(|(x, y)| (*x as f64 - *y as f64 + eps).abs());
     if p.is_infinite() {
-        v.fold(0.0, f64::max)
+        // NaN-propagating, as torch's max norm.
+        v.fold(0.0, |m, d| if d.is_nan() || d > m { d } else { m })
     } else if p == 1.0 {
         v.sum()
     } else if p == 2.0 {
@@ -57,7 +67,11 @@ pub fn triplet_margin(
     let d_ap = distance(a, pos, p, eps);
     let mut d_an = distance(a, neg, p, eps);
     if swap {
-        d_an = d_an.min(distance(pos, neg, p, eps));
+        // torch.min propagates NaN; f64::min would drop it.
+        let d_pn = distance(pos, neg, p, eps);
+        if d_pn.is_nan() || d_pn < d_an {
+            d_an = d_pn;
+        }
     }
     let v = margin + d_ap - d_an;
     if v < 0.0 {

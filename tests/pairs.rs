@@ -1,0 +1,412 @@
+//! GPU against the float64 CPU twin for cosine_embedding and triplet_margin,
+//! on seeded random rows at awkward sizes and on degenerate rows.
+
+mod common;
+
+use common::*;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use wgpu_loss::{Inputs, Loss, Reduction, Tensor};
+
+fn cosine(margin: f32) -> Loss {
+    Loss::CosineEmbedding { margin }
+}
+
+fn triplet(margin: f32, p: f32, swap: bool) -> Loss {
+    Loss::TripletMargin {
+        margin,
+        p,
+        eps: 1e-6,
+        swap,
+    }
+}
+
+fn triplets() -> Vec<Loss> {
+    vec![
+        triplet(1.0, 2.0, false),
+        triplet(1.0, 2.0, true),
+        triplet(0.5, 2.0, false),
+        triplet(1.0, 1.0, false),
+        triplet(1.0, 1.0, true),
+        triplet(1.0, 3.0, false),
+        triplet(1.0, 1.5, true),
+        triplet(1.0, f32::INFINITY, false),
+        triplet(1.0, f32::INFINITY, true),
+    ]
+}
+
+/// `base` plus per-row noise of a random scale: rows of every distance, from
+/// nearly identical to unrelated.
+fn near(r: &mut ChaCha8Rng, base: &[f32], dim: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(base.len());
+    for row in base.chunks(dim.max(1)) {
+        let scale: f32 = match r.random_range(0..4) {
+            0 => 1e-3,
+            1 => r.random_range(0.0..0.3),
+            _ => r.random_range(0.0..1.5),
+        };
+        out.extend(row.iter().map(|v| v + scale * r.random_range(-1.0f32..1.0)));
+    }
+    out
+}
+
+/// Labels ±1 with some 0 (a silent 0 loss in the reference).
+fn labels(r: &mut ChaCha8Rng, rows: usize) -> Vec<f32> {
+    (0..rows)
+        .map(|i| {
+            if i % 17 == 5 {
+                0.0
+            } else if r.random_range(0..2) == 0 {
+                1.0
+            } else {
+                -1.0
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn pair_losses_match_the_reference_at_awkward_sizes() {
+    for (k, &rows) in [1usize, 255, 256, 257, 65_537].iter().enumerate() {
+        for &dim in &[1usize, 3, 64, 300] {
+            let mut r = rng(100 * k as u64 + dim as u64);
+            let n = rows * dim;
+            let a = uniform(&mut r, n, -1.0, 1.0);
+            let p = near(&mut r, &a, dim);
+            let neg = near(&mut r, &a, dim);
+            let y = labels(&mut r, rows);
+            let shape = [rows, dim];
+            let large = n > 1_000_000;
+            let cos = Inputs::new(Tensor::new(&a, &shape)).target(Tensor::new(&p, &shape));
+            let labelled = cos.labels(Tensor::new(&y, &shape[..1]));
+            for red in REDUCTIONS {
+                check(
+                    &format!("cosine rows={rows} dim={dim} {red:?}"),
+                    &cosine(0.0),
+                    red,
+                    &cos,
+                );
+                check(
+                    &format!("cosine labels rows={rows} dim={dim} {red:?}"),
+                    &cosine(0.0),
+                    red,
+                    &labelled,
+                );
+                if !large {
+                    check(
+                        &format!("cosine margin 0.5 rows={rows} dim={dim} {red:?}"),
+                        &cosine(0.5),
+                        red,
+                        &labelled,
+                    );
+                    check(
+                        &format!("cosine margin -0.3 rows={rows} dim={dim} {red:?}"),
+                        &cosine(-0.3),
+                        red,
+                        &labelled,
+                    );
+                }
+            }
+            let trip = Inputs::new(Tensor::new(&a, &shape))
+                .positive(Tensor::new(&p, &shape))
+                .negative(Tensor::new(&neg, &shape));
+            for loss in triplets() {
+                let reductions: &[Reduction] = if large {
+                    &[Reduction::None]
+                } else {
+                    &REDUCTIONS
+                };
+                for &red in reductions {
+                    check(
+                        &format!("{loss:?} rows={rows} dim={dim} {red:?}"),
+                        &loss,
+                        red,
+                        &trip,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_million_elements() {
+    let mut r = rng(9);
+    let (rows, dim) = (4000, 256);
+    let a = uniform(&mut r, rows * dim, -2.0, 2.0);
+    let p = near(&mut r, &a, dim);
+    let neg = near(&mut r, &a, dim);
+    let y = labels(&mut r, rows);
+    let shape = [rows, dim];
+    let cos = Inputs::new(Tensor::new(&a, &shape))
+        .target(Tensor::new(&p, &shape))
+        .labels(Tensor::new(&y, &shape[..1]));
+    let trip = Inputs::new(Tensor::new(&a, &shape))
+        .positive(Tensor::new(&p, &shape))
+        .negative(Tensor::new(&neg, &shape));
+    for red in REDUCTIONS {
+        check(&format!("cosine 4000x256 {red:?}"), &cosine(0.1), red, &cos);
+        check(
+            &format!("triplet 4000x256 {red:?}"),
+            &triplet(1.0, 2.0, false),
+            red,
+            &trip,
+        );
+        check(
+            &format!("triplet p=1.5 swap 4000x256 {red:?}"),
+            &triplet(1.0, 1.5, true),
+            red,
+            &trip,
+        );
+    }
+}
+
+#[test]
+fn one_dimensional_inputs_are_a_single_pair() {
+    let mut r = rng(3);
+    let a = uniform(&mut r, 7, -1.0, 1.0);
+    let b = near(&mut r, &a, 7);
+    let c = uniform(&mut r, 7, -1.0, 1.0);
+    let shape = [7];
+    for label in [1.0f32, -1.0, 0.0] {
+        let l = [label];
+        let inputs = Inputs::new(Tensor::new(&a, &shape))
+            .target(Tensor::new(&b, &shape))
+            .labels(Tensor::new(&l, &[]));
+        for red in REDUCTIONS {
+            check(
+                &format!("cosine 1-d label {label} {red:?}"),
+                &cosine(-0.5),
+                red,
+                &inputs,
+            );
+        }
+    }
+    let inputs = Inputs::new(Tensor::new(&a, &shape)).target(Tensor::new(&b, &shape));
+    let got = ctx()
+        .evaluate(&cosine(0.0), Reduction::None, &inputs)
+        .unwrap();
+    assert!(got.items_shape.is_empty(), "a 1-d pair gives a scalar");
+    let trip = Inputs::new(Tensor::new(&a, &shape))
+        .positive(Tensor::new(&b, &shape))
+        .negative(Tensor::new(&c, &shape));
+    for loss in triplets() {
+        for red in REDUCTIONS {
+            check(&format!("{loss:?} 1-d {red:?}"), &loss, red, &trip);
+        }
+    }
+}
+
+#[test]
+fn zero_and_identical_vectors() {
+    // Rows: zero vs nonzero, nonzero vs zero, both zero, identical, opposite,
+    // tiny, parallel with different lengths.
+    #[rustfmt::skip]
+    let x1 = [
+        0.0f32, 0.0, 0.0, 0.0,
+        1.0, 2.0, 3.0, 4.0,
+        0.0, 0.0, 0.0, 0.0,
+        1.0, 2.0, 3.0, 4.0,
+        1.0, 2.0, 3.0, 4.0,
+        1e-7, 0.0, 1e-7, 0.0,
+        1.0, 1.0, 1.0, 1.0,
+    ];
+    #[rustfmt::skip]
+    let x2 = [
+        1.0f32, 1.0, 1.0, 1.0,
+        0.0, 0.0, 0.0, 0.0,
+        0.0, 0.0, 0.0, 0.0,
+        1.0, 2.0, 3.0, 4.0,
+        -1.0, -2.0, -3.0, -4.0,
+        1e-7, 0.0, 1e-7, 0.0,
+        3.0, 3.0, 3.0, 3.0,
+    ];
+    let shape = [7, 4];
+    let cases: [&[f32]; 3] = [
+        &[1.0; 7],
+        &[-1.0; 7],
+        &[1.0, -1.0, 0.0, -1.0, 1.0, -1.0, 1.0],
+    ];
+    for y in cases {
+        let inputs = Inputs::new(Tensor::new(&x1, &shape))
+            .target(Tensor::new(&x2, &shape))
+            .labels(Tensor::new(y, &[7]));
+        for margin in [0.0, 0.5, -0.5] {
+            for red in REDUCTIONS {
+                check(
+                    &format!("cosine degenerate {y:?} margin {margin} {red:?}"),
+                    &cosine(margin),
+                    red,
+                    &inputs,
+                );
+            }
+        }
+    }
+    // A zero vector has cos 0: loss 1 for a similar pair, as in the reference.
+    let got = ctx()
+        .evaluate(
+            &cosine(0.0),
+            Reduction::None,
+            &Inputs::new(Tensor::new(&x1[..4], &[4])).target(Tensor::new(&x2[..4], &[4])),
+        )
+        .unwrap();
+    assert_eq!(got.items.unwrap(), vec![1.0]);
+
+    // Triplets of identical rows: d = eps D^(1/p), the loss is the margin.
+    let a: Vec<f32> = (0..20).map(|i| (i as f32 * 0.37).sin()).collect();
+    let zeros = [0.0f32; 20];
+    let shape = [5, 4];
+    for loss in triplets() {
+        for red in REDUCTIONS {
+            let same = Inputs::new(Tensor::new(&a, &shape))
+                .positive(Tensor::new(&a, &shape))
+                .negative(Tensor::new(&a, &shape));
+            check(&format!("{loss:?} identical {red:?}"), &loss, red, &same);
+            let zero = Inputs::new(Tensor::new(&zeros, &shape))
+                .positive(Tensor::new(&a, &shape))
+                .negative(Tensor::new(&zeros, &shape));
+            check(&format!("{loss:?} zero rows {red:?}"), &loss, red, &zero);
+        }
+    }
+    // eps = 0 makes identical rows exactly 0 apart.
+    for p in [1.0, 2.0, 3.0, 1.5, f32::INFINITY] {
+        let loss = Loss::TripletMargin {
+            margin: 0.5,
+            p,
+            eps: 0.0,
+            swap: true,
+        };
+        let same = Inputs::new(Tensor::new(&a, &shape))
+            .positive(Tensor::new(&a, &shape))
+            .negative(Tensor::new(&a, &shape));
+        check(
+            &format!("{loss:?} identical eps=0"),
+            &loss,
+            Reduction::None,
+            &same,
+        );
+        let got = ctx().evaluate(&loss, Reduction::Mean, &same).unwrap();
+        assert_eq!(got.value, 0.5, "{loss:?}");
+    }
+}
+
+#[test]
+fn worked_examples() {
+    // LOSS_SEMANTICS.md §10b and §15.
+    let x1 = [1.0f32, 0.0, 1.0, 2.0];
+    let x2 = [1.0f32, 1.0, -2.0, -4.0];
+    let y = [1.0f32, -1.0];
+    let inputs = Inputs::new(Tensor::new(&x1, &[2, 2]))
+        .target(Tensor::new(&x2, &[2, 2]))
+        .labels(Tensor::new(&y, &[2]));
+    let got = ctx()
+        .evaluate(&cosine(0.5), Reduction::None, &inputs)
+        .unwrap()
+        .items
+        .unwrap();
+    assert!(
+        (got[0] - 0.2928932).abs() < 1e-6 && got[1] == 0.0,
+        "{got:?}"
+    );
+    let neg = [-1.0f32, -1.0];
+    let inputs = inputs.labels(Tensor::new(&neg, &[2]));
+    let got = ctx()
+        .evaluate(&cosine(-0.9), Reduction::None, &inputs)
+        .unwrap()
+        .items
+        .unwrap();
+    assert!(
+        (got[0] - 1.6071068).abs() < 1e-6 && got[1] == 0.0,
+        "{got:?}"
+    );
+
+    let tri = |a: &[f32; 2], p: &[f32; 2], n: &[f32; 2], loss: &Loss| {
+        let i = Inputs::new(Tensor::new(a, &[1, 2]))
+            .positive(Tensor::new(p, &[1, 2]))
+            .negative(Tensor::new(n, &[1, 2]));
+        ctx().evaluate(loss, Reduction::Mean, &i).unwrap().value
+    };
+    let v = tri(
+        &[0.0, 0.0],
+        &[0.0, 1.0],
+        &[0.0, 1.5],
+        &triplet(1.0, 2.0, false),
+    );
+    assert!((v - 0.5).abs() < 1e-6, "{v}");
+    let v = tri(
+        &[0.0, 0.0],
+        &[3.0, 0.0],
+        &[4.0, 0.0],
+        &triplet(1.0, 2.0, true),
+    );
+    assert!((v - 3.0).abs() < 1e-6, "{v}");
+    let v = tri(
+        &[0.0, 0.0],
+        &[1.0, 1.0],
+        &[2.0, 0.0],
+        &triplet(1.0, 1.0, false),
+    );
+    assert!((v - 0.999998).abs() < 1e-6, "{v}");
+}
+
+#[test]
+fn overflow_gives_nan_as_in_the_reference() {
+    // Squared norms of 1e20 overflow f32: inf / inf in the reference.
+    let x = [1e20f32, 1e20, 1.0, 2.0];
+    let shape = [2, 2];
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&x, &shape));
+    for red in REDUCTIONS {
+        check(&format!("cosine 1e20 {red:?}"), &cosine(0.0), red, &inputs);
+    }
+    let got = ctx()
+        .evaluate(&cosine(0.0), Reduction::None, &inputs)
+        .unwrap()
+        .items
+        .unwrap();
+    assert!(got[0].is_nan() && got[1].abs() < 1e-6, "{got:?}");
+    // Large but representable rows keep their cosine: the norms are multiplied
+    // after their square roots.
+    let x = [1e18f32, 1e18, 3e17, -1e18];
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&x, &shape));
+    check("cosine 1e18", &cosine(0.0), Reduction::None, &inputs);
+    // NaN in a row stays NaN in both losses.
+    let x = [f32::NAN, 1.0, 1.0, 2.0];
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&x, &shape));
+    check("cosine NaN", &cosine(0.0), Reduction::None, &inputs);
+    let trip = Inputs::new(Tensor::new(&x, &shape))
+        .positive(Tensor::new(&x, &shape))
+        .negative(Tensor::new(&x, &shape));
+    for loss in triplets() {
+        check(&format!("{loss:?} NaN"), &loss, Reduction::None, &trip);
+    }
+}
+
+#[test]
+fn empty_batch_gives_nan_mean_and_zero_sum() {
+    let shape = [0, 5];
+    let cos = Inputs::new(Tensor::new(&[], &shape)).target(Tensor::new(&[], &shape));
+    let trip = Inputs::new(Tensor::new(&[], &shape))
+        .positive(Tensor::new(&[], &shape))
+        .negative(Tensor::new(&[], &shape));
+    for red in REDUCTIONS {
+        check(&format!("cosine empty {red:?}"), &cosine(0.0), red, &cos);
+        check(
+            &format!("triplet empty {red:?}"),
+            &triplet(1.0, 2.0, false),
+            red,
+            &trip,
+        );
+    }
+    // Rows of zero length: cos = 0, distances 0.
+    let shape = [3, 0];
+    let cos = Inputs::new(Tensor::new(&[], &shape)).target(Tensor::new(&[], &shape));
+    let trip = Inputs::new(Tensor::new(&[], &shape))
+        .positive(Tensor::new(&[], &shape))
+        .negative(Tensor::new(&[], &shape));
+    for red in REDUCTIONS {
+        check(&format!("cosine dim 0 {red:?}"), &cosine(0.0), red, &cos);
+        for loss in triplets() {
+            check(&format!("{loss:?} dim 0 {red:?}"), &loss, red, &trip);
+        }
+    }
+}
