@@ -175,6 +175,41 @@ impl Context {
         }
     }
 
+    /// A family's map pass (absent when there is nothing to map) followed,
+    /// for a reduced call, by the finalize pass over its `partials`. `none`
+    /// returns the map pass's `items` directly.
+    pub(crate) fn map_then_finalize(
+        &self,
+        map: Option<Pass>,
+        out: wgpu::Buffer,
+        items: usize,
+        partials: usize,
+        reduction: Reduction,
+        batch: usize,
+    ) -> Result<Job> {
+        let divide = match reduction {
+            Reduction::None => {
+                let passes = map.into_iter().collect();
+                return Ok(Job {
+                    passes,
+                    output: out,
+                    output_len: items,
+                });
+            }
+            Reduction::Sum => Divide::Not,
+            Reduction::Mean => Divide::BySummedDenominator,
+            Reduction::BatchMean => Divide::By(batch as f32),
+        };
+        let count = if map.is_some() { partials } else { 0 };
+        let (fin, result) = self.finalize(&out, count, divide)?;
+        let passes = map.into_iter().chain([fin]).collect();
+        Ok(Job {
+            passes,
+            output: result,
+            output_len: 4,
+        })
+    }
+
     fn run(&self, job: &Job) -> Result<Vec<f32>> {
         let bytes = (job.output_len * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{grid, Divide, Job, WG};
+use super::{grid, Job, WG};
 use crate::context::{Context, PAIRS};
 use crate::error::Result;
 use crate::inputs::{Inputs, PairsPlan, Target};
@@ -104,36 +104,18 @@ pub(super) fn record(
         eps,
         _pad: [0; 3],
     };
-    let mut passes = Vec::new();
-    if plan.rows > 0 {
-        let constants = [("LOSS", id as f64)];
-        passes.push(ctx.pass(
-            &PAIRS,
-            "main",
-            &constants,
-            &[&x, &b, &c, &l, &out],
-            &params,
-            (groups_x, groups_y),
-        )?);
-    }
-    if items {
-        return Ok(Job {
-            passes,
-            output: out,
-            output_len: plan.rows,
-        });
-    }
-    let divide = if reduction == Reduction::Sum {
-        Divide::Not
-    } else {
-        Divide::BySummedDenominator
-    };
-    let count = if plan.rows > 0 { partials } else { 0 };
-    let (fin, result) = ctx.finalize(&out, count, divide)?;
-    passes.push(fin);
-    Ok(Job {
-        passes,
-        output: result,
-        output_len: 4,
-    })
+    let map = (plan.rows > 0)
+        .then(|| {
+            let constants = [("LOSS", id as f64)];
+            ctx.pass(
+                &PAIRS,
+                "main",
+                &constants,
+                &[&x, &b, &c, &l, &out],
+                &params,
+                (groups_x, groups_y),
+            )
+        })
+        .transpose()?;
+    ctx.map_then_finalize(map, out, plan.rows, partials, reduction, 1)
 }

@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{grid, Divide, Job, WG};
+use super::{grid, Job, WG};
 use crate::context::{Context, POINTWISE};
 use crate::error::Result;
 use crate::inputs::{Inputs, PointPlan, Target};
@@ -76,36 +76,18 @@ pub(super) fn record(
         groups_x,
         p,
     };
-    let mut passes = Vec::new();
-    if plan.n > 0 {
-        let constants = [("LOSS", id as f64)];
-        passes.push(ctx.pass(
-            &POINTWISE,
-            "main",
-            &constants,
-            &[&x, &y, &w, &a, &out],
-            &params,
-            (groups_x, groups_y),
-        )?);
-    }
-    if items {
-        return Ok(Job {
-            passes,
-            output: out,
-            output_len: plan.n,
-        });
-    }
-    let divide = match reduction {
-        Reduction::Sum => Divide::Not,
-        Reduction::BatchMean => Divide::By(plan.batch as f32),
-        _ => Divide::BySummedDenominator,
-    };
-    let count = if plan.n > 0 { partials } else { 0 };
-    let (fin, result) = ctx.finalize(&out, count, divide)?;
-    passes.push(fin);
-    Ok(Job {
-        passes,
-        output: result,
-        output_len: 4,
-    })
+    let map = (plan.n > 0)
+        .then(|| {
+            let constants = [("LOSS", id as f64)];
+            ctx.pass(
+                &POINTWISE,
+                "main",
+                &constants,
+                &[&x, &y, &w, &a, &out],
+                &params,
+                (groups_x, groups_y),
+            )
+        })
+        .transpose()?;
+    ctx.map_then_finalize(map, out, plan.n, partials, reduction, plan.batch)
 }

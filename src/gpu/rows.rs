@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{grid, Divide, Job, WG};
+use super::{grid, Job, WG};
 use crate::context::{Context, ROWS};
 use crate::error::Result;
 use crate::inputs::{Inputs, RowsPlan, Target};
@@ -106,35 +106,18 @@ pub(super) fn record(
         eps,
         gamma,
     };
-    let mut passes = Vec::new();
-    if plan.rows > 0 {
-        let constants = [("LOSS", id as f64)];
-        passes.push(ctx.pass(
-            &ROWS,
-            entry,
-            &constants,
-            &[&x, &y, &w, &out],
-            &params,
-            (groups_x, groups_y),
-        )?);
-    }
-    if items {
-        return Ok(Job {
-            passes,
-            output: out,
-            output_len: plan.rows,
-        });
-    }
-    let divide = match reduction {
-        Reduction::Sum => Divide::Not,
-        _ => Divide::BySummedDenominator,
-    };
-    let count = if plan.rows > 0 { partials } else { 0 };
-    let (fin, result) = ctx.finalize(&out, count, divide)?;
-    passes.push(fin);
-    Ok(Job {
-        passes,
-        output: result,
-        output_len: 4,
-    })
+    let map = (plan.rows > 0)
+        .then(|| {
+            let constants = [("LOSS", id as f64)];
+            ctx.pass(
+                &ROWS,
+                entry,
+                &constants,
+                &[&x, &y, &w, &out],
+                &params,
+                (groups_x, groups_y),
+            )
+        })
+        .transpose()?;
+    ctx.map_then_finalize(map, out, plan.rows, partials, reduction, 1)
 }
