@@ -1,5 +1,6 @@
 // Second pass of every reduced loss: sums the per-workgroup (loss, denominator)
-// partials and applies the reduction. Writes [value, loss sum, denominator, 0].
+// partials and applies the reduction. Writes the value, and where the output
+// has room the loss sum and the denominator after it (for mergeable partials).
 //
 // Params must be kept in sync with `FinalizeParams` in src/gpu/mod.rs.
 struct Params {
@@ -29,8 +30,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             v = safe_div(r.x, params.divisor);
         }
         result[0] = v;
-        result[1] = r.x;
-        result[2] = r.y;
-        result[3] = 0.0;
+        if (arrayLength(&result) >= 3u) {
+            result[1] = r.x;
+            result[2] = r.y;
+        }
     }
 }

@@ -1,6 +1,8 @@
 // Elementwise losses, each fused with its reduction: one pass maps every
 // element and sums (loss, denominator) per workgroup; finalize.wgsl combines
 // the partials. With `write_items` set it writes the per-element losses instead.
+// A dispatch covers one slice of the input (inputs may be longer than one
+// binding): `base` is the slice's first element in the whole tensor.
 //
 // Params must be kept in sync with `PointParams` in src/gpu/pointwise.rs.
 struct Params {
@@ -15,6 +17,12 @@ struct Params {
     a_len: u32,
     write_items: u32,
     groups_x: u32,
+    base: u32,
+    // First partial of this slice in the scratch shared by all slices.
+    partial_base: u32,
+    // A broadcast tensor as long as the input is bound slice by slice.
+    w_sliced: u32,
+    a_sliced: u32,
     p0: f32,
     p1: f32,
     p2: f32,
@@ -131,17 +139,22 @@ fn kl_div(x: f32, y: f32, log_target: bool) -> f32 {
     return y * (ln(y) - x);
 }
 
-// Returns (loss, denominator contribution) of element i.
+// Returns (loss, denominator contribution) of the slice's element i.
 fn item(i: u32) -> vec2<f32> {
     let x = input[i];
     let y = targets[i / params.per_target];
+    let g = params.base + i;
     var w = 1.0;
-    if (params.w_len != 0u) {
-        w = weight[(i / params.w_inner) % params.w_len];
+    if (params.w_sliced != 0u) {
+        w = weight[i];
+    } else if (params.w_len != 0u) {
+        w = weight[(g / params.w_inner) % params.w_len];
     }
     var a = params.p0;
-    if (params.a_len != 0u) {
-        a = aux[(i / params.a_inner) % params.a_len];
+    if (params.a_sliced != 0u) {
+        a = aux[i];
+    } else if (params.a_len != 0u) {
+        a = aux[(g / params.a_inner) % params.a_len];
     }
     switch LOSS {
         case MSE: { return vec2(w * mse(x, y), w); }
@@ -181,8 +194,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (params.write_items == 0u) {
         let r = reduce_wg(lid, acc);
         if (lid == 0u) {
-            out[2u * group] = r.x;
-            out[2u * group + 1u] = r.y;
+            let at = 2u * (params.partial_base + group);
+            out[at] = r.x;
+            out[at + 1u] = r.y;
         }
     }
 }

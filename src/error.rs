@@ -62,6 +62,8 @@ pub enum Error {
         reduction: &'static str,
         supported: &'static str,
     },
+    #[error("buffer `{name}`: {problem}")]
+    Buffer { name: &'static str, problem: String },
     #[error("{loss}: `{name}` has {len} elements, more than the adapter can bind ({limit}); split the batch")]
     TooLarge {
         loss: &'static str,

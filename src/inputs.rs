@@ -182,6 +182,8 @@ fn check_len(name: &'static str, data_len: usize, shape: &[usize]) -> Result<()>
 struct Checker<'i, 'a> {
     loss: &'static str,
     inputs: &'i Inputs<'a>,
+    /// False for tensors that live on the device: only their shapes are known.
+    values: bool,
 }
 
 impl<'a> Checker<'_, 'a> {
@@ -286,7 +288,7 @@ impl<'a> Checker<'_, 'a> {
             return Ok(Broadcast {
                 data: Cow::Borrowed(t.data),
                 inner: 1,
-                len: t.data.len().max(1),
+                len: numel(t.shape).max(1),
             });
         }
         match block {
@@ -300,6 +302,11 @@ impl<'a> Checker<'_, 'a> {
                 inner: numel(&shape[hi..]),
                 len: numel(&shape[lo..hi]),
             }),
+            Some(_) if !self.values => self.shape_err(
+                name,
+                format!("broadcastable to {shape:?} with its non-1 dims adjacent (a device tensor is not expanded)"),
+                t.shape,
+            ),
             Some(_) => {
                 // General case: expand through the strides of `t` aligned to `shape`.
                 let mut strides = vec![0usize; shape.len()];
@@ -334,6 +341,9 @@ impl<'a> Checker<'_, 'a> {
     }
 
     fn classes(&self, data: &[i64], classes: usize, ignore_index: i64) -> Result<()> {
+        if !self.values {
+            return Ok(());
+        }
         for (index, &value) in data.iter().enumerate() {
             if value != ignore_index && (value < 0 || value as u64 >= classes as u64) {
                 return Err(Error::ClassOutOfRange {
@@ -349,6 +359,9 @@ impl<'a> Checker<'_, 'a> {
     }
 
     fn unit_range(&self, name: &'static str, data: &[f32]) -> Result<()> {
+        if !self.values {
+            return Ok(());
+        }
         match data.iter().position(|v| !(*v >= 0.0 && *v <= 1.0)) {
             Some(index) => Err(Error::OutOfUnitRange {
                 loss: self.loss,
@@ -394,10 +407,33 @@ impl<'a> Checker<'_, 'a> {
 
 /// Validates parameters, shapes and values of a call and describes its geometry.
 pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Result<Plan<'a>> {
+    plan_checked(loss, reduction, inputs, true)
+}
+
+/// Validates parameters and shapes only: for tensors on the device, whose
+/// `data` are empty and whose values the kernels check instead.
+pub fn plan_shapes<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Result<Plan<'a>> {
+    plan_checked(loss, reduction, inputs, false)
+}
+
+fn plan_checked<'a>(
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'a>,
+    values: bool,
+) -> Result<Plan<'a>> {
     loss.validate(reduction)?;
     let c = Checker {
         loss: loss.name(),
         inputs,
+        values,
+    };
+    let check_len = |name, len, shape: &[usize]| {
+        if values {
+            check_len(name, len, shape)
+        } else {
+            Ok(())
+        }
     };
     let input = inputs.input;
     check_len("input", input.data.len(), input.shape)?;
@@ -419,7 +455,7 @@ pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Resul
         None => {}
     }
 
-    let n = input.data.len();
+    let n = numel(input.shape);
     let point = |per_target, weight, aux| {
         let batch = input.shape.first().copied().unwrap_or(1);
         Ok(Plan {

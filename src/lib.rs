@@ -2,6 +2,7 @@
 
 mod context;
 pub mod cpu;
+mod device;
 mod error;
 mod gpu;
 pub mod inputs;
@@ -10,7 +11,9 @@ pub mod npy;
 pub mod synthetic;
 
 pub use context::Context;
+pub use device::{BufferView, DeviceInputs, DeviceTensor};
 pub use error::{Error, Result};
+pub use gpu::evaluator::Evaluator;
 pub use gpu::{Evaluation, Prepared};
 pub use inputs::{Inputs, Target, Tensor};
 pub use loss::{DiceMode, Loss, Reduction};

@@ -278,24 +278,26 @@ fn empty_input_gives_nan_mean_and_zero_sum() {
     }
 }
 
+/// More elements than one storage binding holds: the input is bound in
+/// 256-byte-aligned slices, one dispatch each, and the partials of all slices
+/// meet in one finalize pass.
 #[test]
-fn inputs_as_long_as_one_binding_allows() {
-    let n = ctx().max_binding_elements();
+fn inputs_longer_than_one_binding() {
+    let n = ctx().max_binding_elements() + 1000;
     let (x, y) = data(&Loss::Mse, n, 99);
+    let w: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.25).collect();
     let shape = [n];
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
-    for red in [Reduction::Mean, Reduction::Sum] {
+    for red in [Reduction::Mean, Reduction::Sum, Reduction::None] {
         check(&format!("mse n={n} {red:?}"), &Loss::Mse, red, &inputs);
     }
-    // One more element than a binding holds is refused with a typed error.
-    let big = vec![0.0f32; n + 1];
-    let shape = [n + 1];
-    let inputs = Inputs::new(Tensor::new(&big, &shape)).target(Tensor::new(&big, &shape));
-    let e = ctx()
-        .evaluate(&Loss::Mse, Reduction::Mean, &inputs)
-        .unwrap_err();
-    assert!(
-        matches!(e, wgpu_loss::Error::TooLarge { name: "input", .. }),
-        "{e}"
+    // A weight as long as the input is sliced with it.
+    check(
+        "weighted mse beyond a binding",
+        &Loss::Mse,
+        Reduction::Mean,
+        &inputs.weight(Tensor::new(&w, &shape)),
     );
+    let prepared = ctx().prepare(&Loss::Mse, Reduction::Mean, &inputs).unwrap();
+    assert_eq!(prepared.dispatches(), 3, "two slices and the finalize pass");
 }

@@ -2,19 +2,23 @@
 //! the inputs, submits once and reads back the scalar or the items.
 
 mod dice;
+pub(crate) mod evaluator;
 mod pairs;
 mod pointwise;
 mod rows;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 use crate::context::{Context, Kernel, Pipeline, FINALIZE};
+use crate::device::{BufferView, DeviceInputs, DeviceTensor};
 use crate::error::{Error, Result};
-use crate::inputs::{plan, Geometry, Inputs};
+use crate::inputs::{plan, Geometry, Inputs, Plan, Target};
 use crate::loss::{Loss, Reduction};
+use evaluator::Evaluator;
 
 pub(crate) const WG: usize = 256;
 const MAX_GROUPS: usize = 65_535;
@@ -210,32 +214,23 @@ impl Context {
         })
     }
 
-    fn run(&self, job: &Job) -> Result<Vec<f32>> {
-        let bytes = (job.output_len * 4) as u64;
+    /// Submits `encoder` with a copy of `len` f32 from `output` appended, waits,
+    /// and reads them back.
+    pub(crate) fn read_after(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        output: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        let bytes = (len * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-loss readback"),
             size: bytes.max(16),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgpu-loss"),
-            });
-        {
-            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("wgpu-loss"),
-                timestamp_writes: None,
-            });
-            for p in &job.passes {
-                cpass.set_pipeline(&p.pipeline.pipeline);
-                cpass.set_bind_group(0, &p.bind_group, &[]);
-                cpass.dispatch_workgroups(p.groups.0, p.groups.1, 1);
-            }
-        }
         if bytes > 0 {
-            encoder.copy_buffer_to_buffer(&job.output, 0, &staging, 0, bytes);
+            encoder.copy_buffer_to_buffer(output, 0, &staging, 0, bytes);
         }
         self.queue.submit([encoder.finish()]);
         if bytes == 0 {
@@ -263,6 +258,99 @@ impl Context {
         Ok(out)
     }
 
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgpu-loss"),
+            })
+    }
+
+    fn run(&self, job: &Job) -> Result<Vec<f32>> {
+        let mut encoder = self.encoder();
+        {
+            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgpu-loss"),
+                timestamp_writes: None,
+            });
+            for p in &job.passes {
+                cpass.set_pipeline(&p.pipeline.pipeline);
+                cpass.set_bind_group(0, &p.bind_group, &[]);
+                cpass.dispatch_workgroups(p.groups.0, p.groups.1, 1);
+            }
+        }
+        self.read_after(encoder, &job.output, job.output_len)
+    }
+
+    /// Uploads validated host tensors as device tensors: class indices as
+    /// i32 (an ignore_index beyond i32 maps to i32::MIN, which no class
+    /// equals), broadcasts that had to be expanded in their expanded shape.
+    fn upload_inputs(&self, loss: &Loss, inputs: &Inputs<'_>, plan: &Plan<'_>) -> Uploads {
+        let mut tensors = Vec::new();
+        let up = |name: &'static str, data: &[f32], shape: &[usize]| {
+            (name, self.upload(name, data), shape.to_vec())
+        };
+        let mut add = |t| tensors.push(t);
+        add(up("input", inputs.input.data, inputs.input.shape));
+        let mut class_target = false;
+        match inputs.target {
+            Some(Target::Float(t)) => add(up("target", t.data, t.shape)),
+            Some(Target::Class { data, shape }) => {
+                let ignore = ignore_index(loss);
+                let classes: Vec<i32> = data
+                    .iter()
+                    .map(|&c| {
+                        if Some(c) == ignore {
+                            ignore_i32(c)
+                        } else {
+                            c as i32
+                        }
+                    })
+                    .collect();
+                add(("target", self.upload("target", &classes), shape.to_vec()));
+                class_target = true;
+            }
+            None => {}
+        }
+        let point = match &plan.geometry {
+            Geometry::Point(p) => Some(p),
+            _ => None,
+        };
+        let broadcasts = [
+            (
+                "weight",
+                inputs.weight,
+                point.and_then(|p| p.weight.as_ref()),
+            ),
+            (
+                "pos_weight",
+                inputs.pos_weight,
+                point.and_then(|p| p.aux.as_ref()),
+            ),
+        ];
+        for (name, t, b) in broadcasts {
+            match (t, b) {
+                (Some(_), Some(b)) if matches!(b.data, Cow::Owned(_)) => {
+                    add(up(name, &b.data, inputs.input.shape))
+                }
+                (Some(t), _) => add(up(name, t.data, t.shape)),
+                _ => {}
+            }
+        }
+        for (name, t) in [
+            ("labels", inputs.labels),
+            ("positive", inputs.positive),
+            ("negative", inputs.negative),
+        ] {
+            if let Some(t) = t {
+                add(up(name, t.data, t.shape));
+            }
+        }
+        Uploads {
+            tensors,
+            class_target,
+        }
+    }
+
     /// Validates the call, uploads the inputs and records its passes, so that
     /// [`Prepared::run`] can evaluate it any number of times with the data
     /// already on the device.
@@ -273,15 +361,27 @@ impl Context {
         inputs: &Inputs<'_>,
     ) -> Result<Prepared<'_>> {
         let plan = plan(loss, reduction, inputs)?;
+        if let Geometry::Point(_) = plan.geometry {
+            return self.scoped(|| {
+                let uploads = self.upload_inputs(loss, inputs, &plan);
+                let evaluator = self.evaluator(loss, reduction, &uploads.device_inputs())?;
+                let output = self.storage("wgpu-loss output", evaluator.output_len().max(3));
+                Ok(Prepared {
+                    ctx: self,
+                    work: Work::Encoded {
+                        evaluator,
+                        uploads,
+                        output,
+                    },
+                    reduction,
+                    dice: false,
+                    items_shape: plan.items_shape,
+                })
+            });
+        }
         let limit = self.max_binding_elements();
-        let sizes = [
-            ("input", inputs.input.data.len()),
-            (
-                "target",
-                inputs.target.map_or(0, |t| t.shape().iter().product()),
-            ),
-        ];
-        for (name, len) in sizes {
+        let target_len = inputs.target.map_or(0, |t| t.shape().iter().product());
+        for (name, len) in [("input", inputs.input.data.len()), ("target", target_len)] {
             if len > limit {
                 return Err(Error::TooLarge {
                     loss: loss.name(),
@@ -292,7 +392,7 @@ impl Context {
             }
         }
         let job = self.scoped(|| match &plan.geometry {
-            Geometry::Point(p) => pointwise::record(self, loss, reduction, inputs, p),
+            Geometry::Point(_) => unreachable!("on the encode layer"),
             Geometry::Rows(r) => rows::record(self, loss, reduction, inputs, r),
             Geometry::Pairs(p) => pairs::record(self, loss, reduction, inputs, p),
             Geometry::Dice(d) => dice::record(self, loss, reduction, inputs, d),
@@ -300,7 +400,7 @@ impl Context {
         let dice = matches!(plan.geometry, Geometry::Dice(_));
         Ok(Prepared {
             ctx: self,
-            job,
+            work: Work::Legacy(job),
             reduction,
             dice,
             items_shape: plan.items_shape,
@@ -319,11 +419,64 @@ impl Context {
     }
 }
 
+/// Host tensors uploaded for the slice API: (role, buffer, shape).
+struct Uploads {
+    tensors: Vec<(&'static str, wgpu::Buffer, Vec<usize>)>,
+    class_target: bool,
+}
+
+impl Uploads {
+    fn device_inputs(&self) -> DeviceInputs<'_> {
+        let get = |name: &str| {
+            self.tensors
+                .iter()
+                .find(|t| t.0 == name)
+                .map(|(_, buffer, shape)| {
+                    DeviceTensor::new(BufferView::new(buffer, 0, shape.iter().product()), shape)
+                })
+        };
+        let mut d = DeviceInputs::new(get("input").expect("the input is always uploaded"));
+        d.target = get("target");
+        d.class_target = self.class_target;
+        d.weight = get("weight");
+        d.pos_weight = get("pos_weight");
+        d.labels = get("labels");
+        d.positive = get("positive");
+        d.negative = get("negative");
+        d
+    }
+}
+
+fn ignore_index(loss: &Loss) -> Option<i64> {
+    match loss {
+        Loss::CrossEntropy { ignore_index, .. }
+        | Loss::Nll { ignore_index }
+        | Loss::SoftmaxFocal { ignore_index, .. } => Some(*ignore_index),
+        Loss::Dice { ignore_index, .. } => *ignore_index,
+        _ => None,
+    }
+}
+
+/// ignore_index as the kernels compare it against i32 class indices.
+pub(crate) fn ignore_i32(ignore_index: i64) -> i32 {
+    i32::try_from(ignore_index).unwrap_or(i32::MIN)
+}
+
+enum Work<'c> {
+    /// Families not yet on the encode layer.
+    Legacy(Job),
+    Encoded {
+        evaluator: Evaluator<'c>,
+        uploads: Uploads,
+        output: wgpu::Buffer,
+    },
+}
+
 /// A validated loss whose inputs are on the device and whose passes are
 /// recorded; see [`Context::prepare`].
 pub struct Prepared<'c> {
     ctx: &'c Context,
-    job: Job,
+    work: Work<'c>,
     reduction: Reduction,
     dice: bool,
     items_shape: Vec<usize>,
@@ -332,7 +485,22 @@ pub struct Prepared<'c> {
 impl Prepared<'_> {
     /// Dispatches the recorded passes, submits once and reads back the result.
     pub fn run(&self) -> Result<Evaluation> {
-        let out = self.ctx.scoped(|| self.ctx.run(&self.job))?;
+        let out = self.ctx.scoped(|| match &self.work {
+            Work::Legacy(job) => self.ctx.run(job),
+            Work::Encoded {
+                evaluator,
+                uploads,
+                output,
+            } => {
+                let mut encoder = self.ctx.encoder();
+                evaluator.encode(
+                    &mut encoder,
+                    &uploads.device_inputs(),
+                    BufferView::whole(output),
+                )?;
+                self.ctx.read_after(encoder, output, evaluator.output_len())
+            }
+        })?;
         let items_shape = self.items_shape.clone();
         Ok(match self.reduction {
             Reduction::None => {
@@ -351,8 +519,11 @@ impl Prepared<'_> {
         })
     }
 
-    /// Dispatches per run: the map pass and the finalize pass, or just the map pass.
+    /// Dispatches per run.
     pub fn dispatches(&self) -> usize {
-        self.job.passes.len()
+        match &self.work {
+            Work::Legacy(job) => job.passes.len(),
+            Work::Encoded { evaluator, .. } => evaluator.dispatches(),
+        }
     }
 }

@@ -2,10 +2,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{grid, Job, WG};
-use crate::context::{Context, POINTWISE};
-use crate::error::Result;
-use crate::inputs::{Inputs, PointPlan, Target};
+use super::evaluator::{chunk_len, finalize, Dispatch, Role, Schedule, Slice, OFFSET_ALIGN};
+use super::{grid, WG};
+use crate::context::POINTWISE;
+use crate::error::{Error, Result};
+use crate::inputs::{Broadcast, PointPlan};
 use crate::loss::{Loss, Reduction};
 
 /// Elements per thread: must match ITEMS in shaders/pointwise.wgsl.
@@ -23,10 +24,14 @@ struct PointParams {
     a_len: u32,
     write_items: u32,
     groups_x: u32,
+    base: u32,
+    partial_base: u32,
+    w_sliced: u32,
+    a_sliced: u32,
     p: [f32; 4],
 }
 
-/// The shader's LOSS override constant for each loss.
+/// The shader's LOSS override constant and scalar parameters for each loss.
 fn loss_id(loss: &Loss) -> (u32, [f32; 4]) {
     match loss {
         Loss::Mse => (0, [0.0; 4]),
@@ -43,51 +48,129 @@ fn loss_id(loss: &Loss) -> (u32, [f32; 4]) {
     }
 }
 
-pub(super) fn record(
-    ctx: &Context,
+/// How a broadcast tensor is bound: whole (indexed by the global element) or,
+/// when it is as long as the input and longer than a binding, sliced with it.
+fn bind_broadcast(
+    loss: &Loss,
+    name: &'static str,
+    role: Role,
+    b: Option<&Broadcast<'_>>,
+    n: usize,
+    limit: usize,
+) -> Result<(Role, bool)> {
+    match b {
+        None => Ok((Role::Absent, false)),
+        Some(b) if b.len <= limit => Ok((role, false)),
+        Some(b) if b.inner == 1 && b.len == n => Ok((role, true)),
+        Some(b) => Err(Error::TooLarge {
+            loss: loss.name(),
+            name,
+            len: b.len,
+            limit,
+        }),
+    }
+}
+
+pub(super) fn schedule(
     loss: &Loss,
     reduction: Reduction,
-    inputs: &Inputs<'_>,
     plan: &PointPlan<'_>,
-) -> Result<Job> {
-    let Some(Target::Float(target)) = inputs.target else {
-        unreachable!("validated by plan")
-    };
+    limit: usize,
+) -> Result<Schedule> {
     let (id, p) = loss_id(loss);
-    let x = ctx.upload("input", inputs.input.data);
-    let y = ctx.upload("target", target.data);
-    let w = ctx.upload(
+    let q = plan.per_target;
+    // Slices hold whole groups of Q quantiles and start 256-byte aligned, in
+    // the input and in the target alike.
+    let step = chunk_len(limit.min(u32::MAX as usize / 2), OFFSET_ALIGN * q);
+    let (w_role, w_sliced) = bind_broadcast(
+        loss,
         "weight",
-        plan.weight.as_ref().map_or(&[][..], |w| &w.data[..]),
-    );
-    let a = ctx.upload("aux", plan.aux.as_ref().map_or(&[][..], |a| &a.data[..]));
-    let (groups_x, groups_y) = grid(plan.n.div_ceil(WG * ITEMS));
-    let partials = groups_x as usize * groups_y as usize;
-    let items = reduction == Reduction::None;
-    let out = ctx.storage("pointwise out", if items { plan.n } else { 2 * partials });
-    let params = PointParams {
-        n: plan.n as u32,
-        per_target: plan.per_target as u32,
-        w_inner: plan.weight.as_ref().map_or(1, |w| w.inner as u32),
-        w_len: plan.weight.as_ref().map_or(0, |w| w.len as u32),
-        a_inner: plan.aux.as_ref().map_or(1, |a| a.inner as u32),
-        a_len: plan.aux.as_ref().map_or(0, |a| a.len as u32),
-        write_items: items as u32,
-        groups_x,
-        p,
+        Role::Weight,
+        plan.weight.as_ref(),
+        plan.n,
+        limit,
+    )?;
+    let aux_role = if matches!(loss, Loss::Quantile { .. }) {
+        Role::Owned(0)
+    } else {
+        Role::PosWeight
     };
-    let map = (plan.n > 0)
-        .then(|| {
-            let constants = [("LOSS", id as f64)];
-            ctx.pass(
-                &POINTWISE,
-                "main",
-                &constants,
-                &[&x, &y, &w, &a, &out],
-                &params,
-                (groups_x, groups_y),
-            )
-        })
-        .transpose()?;
-    ctx.map_then_finalize(map, out, plan.n, partials, reduction, plan.batch)
+    let (a_role, a_sliced) = bind_broadcast(
+        loss,
+        "pos_weight",
+        aux_role,
+        plan.aux.as_ref(),
+        plan.n,
+        limit,
+    )?;
+    let items = reduction == Reduction::None;
+    let mut dispatches = Vec::new();
+    let mut partials = 0;
+    let mut base = 0;
+    while base < plan.n {
+        let len = step.min(plan.n - base);
+        let (groups_x, groups_y) = grid(len.div_ceil(WG * ITEMS));
+        let params = PointParams {
+            n: len as u32,
+            per_target: q as u32,
+            w_inner: plan.weight.as_ref().map_or(1, |w| w.inner as u32),
+            w_len: plan.weight.as_ref().map_or(0, |w| w.len as u32),
+            a_inner: plan.aux.as_ref().map_or(1, |a| a.inner as u32),
+            a_len: plan.aux.as_ref().map_or(0, |a| a.len as u32),
+            write_items: items as u32,
+            groups_x,
+            base: base as u32,
+            partial_base: partials as u32,
+            w_sliced: w_sliced as u32,
+            a_sliced: a_sliced as u32,
+            p,
+        };
+        let sliced = |role: Role, yes: bool| {
+            if yes {
+                Slice::range(role, base, len)
+            } else {
+                Slice::whole(role)
+            }
+        };
+        let out = if items {
+            Slice::range(Role::Output, base, len)
+        } else {
+            Slice::whole(Role::Scratch)
+        };
+        dispatches.push(Dispatch {
+            kernel: &POINTWISE,
+            entry: "main",
+            constants: vec![("LOSS", id as f64)],
+            params: bytemuck::bytes_of(&params).to_vec(),
+            bindings: vec![
+                Slice::range(Role::Input, base, len),
+                Slice::range(Role::Target, base / q, len.div_ceil(q)),
+                sliced(w_role, w_sliced),
+                sliced(a_role, a_sliced),
+                out,
+            ],
+            groups: (groups_x, groups_y),
+        });
+        partials += groups_x as usize * groups_y as usize;
+        base += len;
+    }
+    let owned = match (loss, &plan.aux) {
+        (Loss::Quantile { .. }, Some(a)) => vec![a.data.to_vec()],
+        _ => vec![],
+    };
+    if items {
+        return Ok(Schedule {
+            dispatches,
+            scratch: 0,
+            owned,
+            output_len: plan.n,
+        });
+    }
+    dispatches.push(finalize(partials, reduction, plan.batch));
+    Ok(Schedule {
+        dispatches,
+        scratch: 2 * partials,
+        owned,
+        output_len: 1,
+    })
 }

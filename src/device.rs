@@ -1,0 +1,191 @@
+//! Tensors that already live in caller-owned wgpu buffers.
+
+use crate::error::{Error, Result};
+use crate::inputs::{Inputs, Target, Tensor};
+
+/// `len` 4-byte values (f32, or i32 class indices) of a caller-owned buffer,
+/// starting `offset` bytes in. Offsets must be multiples of the device's
+/// `min_storage_buffer_offset_alignment` (256 on most adapters).
+#[derive(Clone, Copy, Debug)]
+pub struct BufferView<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub len: usize,
+}
+
+impl<'a> BufferView<'a> {
+    pub fn new(buffer: &'a wgpu::Buffer, offset: u64, len: usize) -> Self {
+        BufferView {
+            buffer,
+            offset,
+            len,
+        }
+    }
+
+    /// The whole buffer as 4-byte values.
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        BufferView {
+            buffer,
+            offset: 0,
+            len: (buffer.size() / 4) as usize,
+        }
+    }
+
+    /// Checks usage, alignment and bounds; `name` goes into the error.
+    pub(crate) fn validate(&self, name: &'static str, device: &wgpu::Device) -> Result<()> {
+        let bad = |problem: String| Err(Error::Buffer { name, problem });
+        if !self.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return bad(format!(
+                "needs STORAGE usage, has {:?}",
+                self.buffer.usage()
+            ));
+        }
+        let align = device.limits().min_storage_buffer_offset_alignment as u64;
+        if self.offset % align != 0 {
+            return bad(format!(
+                "offset {} is not a multiple of {align} bytes",
+                self.offset
+            ));
+        }
+        let end = self.offset + 4 * self.len as u64;
+        if end > self.buffer.size() {
+            return bad(format!(
+                "offset {} + {} values x 4 bytes = {end} bytes exceeds its size of {} bytes",
+                self.offset,
+                self.len,
+                self.buffer.size()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A device tensor: a view and the shape of its values.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceTensor<'a> {
+    pub view: BufferView<'a>,
+    pub shape: &'a [usize],
+}
+
+impl<'a> DeviceTensor<'a> {
+    pub fn new(view: BufferView<'a>, shape: &'a [usize]) -> Self {
+        DeviceTensor { view, shape }
+    }
+}
+
+/// The device-side twin of [`Inputs`]. Class targets are i32 on the device;
+/// the kernels give NaN for a class index out of range (the host path rejects
+/// it instead), so a bad index never yields a plausible number.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceInputs<'a> {
+    pub input: DeviceTensor<'a>,
+    pub target: Option<DeviceTensor<'a>>,
+    /// `target` holds i32 class indices rather than floats.
+    pub class_target: bool,
+    pub weight: Option<DeviceTensor<'a>>,
+    pub pos_weight: Option<DeviceTensor<'a>>,
+    pub labels: Option<DeviceTensor<'a>>,
+    pub positive: Option<DeviceTensor<'a>>,
+    pub negative: Option<DeviceTensor<'a>>,
+}
+
+impl<'a> DeviceInputs<'a> {
+    pub fn new(input: DeviceTensor<'a>) -> Self {
+        DeviceInputs {
+            input,
+            target: None,
+            class_target: false,
+            weight: None,
+            pos_weight: None,
+            labels: None,
+            positive: None,
+            negative: None,
+        }
+    }
+    pub fn target(mut self, target: DeviceTensor<'a>) -> Self {
+        self.target = Some(target);
+        self.class_target = false;
+        self
+    }
+    /// i32 class indices.
+    pub fn classes(mut self, target: DeviceTensor<'a>) -> Self {
+        self.target = Some(target);
+        self.class_target = true;
+        self
+    }
+    pub fn weight(mut self, weight: DeviceTensor<'a>) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+    pub fn pos_weight(mut self, pos_weight: DeviceTensor<'a>) -> Self {
+        self.pos_weight = Some(pos_weight);
+        self
+    }
+    pub fn labels(mut self, labels: DeviceTensor<'a>) -> Self {
+        self.labels = Some(labels);
+        self
+    }
+    pub fn positive(mut self, positive: DeviceTensor<'a>) -> Self {
+        self.positive = Some(positive);
+        self
+    }
+    pub fn negative(mut self, negative: DeviceTensor<'a>) -> Self {
+        self.negative = Some(negative);
+        self
+    }
+
+    /// Every tensor with its role's name.
+    pub(crate) fn named(&self) -> [(&'static str, Option<DeviceTensor<'a>>); 7] {
+        [
+            ("input", Some(self.input)),
+            ("target", self.target),
+            ("weight", self.weight),
+            ("pos_weight", self.pos_weight),
+            ("labels", self.labels),
+            ("positive", self.positive),
+            ("negative", self.negative),
+        ]
+    }
+
+    /// The shapes as host `Inputs` without data, for `plan_shapes`.
+    pub(crate) fn shapes(&self) -> Inputs<'a> {
+        let t = |d: &DeviceTensor<'a>| Tensor::new(&[], d.shape);
+        Inputs {
+            input: t(&self.input),
+            target: self.target.map(|d| {
+                if self.class_target {
+                    Target::Class {
+                        data: &[],
+                        shape: d.shape,
+                    }
+                } else {
+                    Target::Float(t(&d))
+                }
+            }),
+            weight: self.weight.as_ref().map(t),
+            pos_weight: self.pos_weight.as_ref().map(t),
+            labels: self.labels.as_ref().map(t),
+            positive: self.positive.as_ref().map(t),
+            negative: self.negative.as_ref().map(t),
+        }
+    }
+
+    /// Usage, alignment, bounds, and element counts against the shapes.
+    pub(crate) fn validate(&self, device: &wgpu::Device) -> Result<()> {
+        for (name, t) in self.named() {
+            if let Some(t) = t {
+                t.view.validate(name, device)?;
+                let want: usize = t.shape.iter().product();
+                if t.view.len != want {
+                    return Err(Error::DataLength {
+                        name,
+                        shape: t.shape.to_vec(),
+                        expected: want,
+                        actual: t.view.len,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
