@@ -4,8 +4,9 @@ use crate::error::{Error, Result};
 use crate::inputs::{Inputs, Target, Tensor};
 
 /// `len` 4-byte values (f32, or i32 class indices) of a caller-owned buffer,
-/// starting `offset` bytes in. Offsets must be multiples of the device's
-/// `min_storage_buffer_offset_alignment` (256 on most adapters).
+/// starting `offset` bytes in. Offsets must be multiples of 256 bytes (the
+/// largest `min_storage_buffer_offset_alignment` any adapter asks for), so a
+/// call that works on one adapter works on all.
 #[derive(Clone, Copy, Debug)]
 pub struct BufferView<'a> {
     pub buffer: &'a wgpu::Buffer,
@@ -40,7 +41,7 @@ impl<'a> BufferView<'a> {
                 self.buffer.usage()
             ));
         }
-        let align = device.limits().min_storage_buffer_offset_alignment as u64;
+        let align = (device.limits().min_storage_buffer_offset_alignment as u64).max(256);
         if self.offset % align != 0 {
             return bad(format!(
                 "offset {} is not a multiple of {align} bytes",
