@@ -52,9 +52,12 @@ pub struct Context {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
+    /// Why the device was lost, once it is: every later call reports it.
+    pub(crate) lost: Arc<Mutex<Option<String>>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     layouts: Mutex<HashMap<u32, wgpu::BindGroupLayout>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    builds: std::sync::atomic::AtomicUsize,
 }
 
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
@@ -116,7 +119,15 @@ impl Context {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| Error::Device(e.to_string()))?;
-        Ok(Self::from_device(device, queue, adapter.get_info()))
+        let ctx = Self::from_device(device, queue, adapter.get_info());
+        // Only a device the crate created gets our callback: a caller's device
+        // keeps its own, and its loss surfaces through failed submissions.
+        let lost = ctx.lost.clone();
+        ctx.device.set_device_lost_callback(move |reason, message| {
+            *lost.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("{reason:?}: {message}"));
+        });
+        Ok(ctx)
     }
 
     /// Shares the caller's device and queue.
@@ -129,9 +140,11 @@ impl Context {
             device,
             queue,
             info,
+            lost: Arc::new(Mutex::new(None)),
             modules: Mutex::new(HashMap::new()),
             layouts: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            builds: Default::default(),
         }
     }
 
@@ -244,6 +257,8 @@ impl Context {
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
+        self.builds
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let label = format!("wgpu_loss.{}.{}", kernel.name, entry);
         let pipeline = self
             .device

@@ -10,6 +10,10 @@ pub enum Error {
     Device(String),
     #[error("GPU error: {0}")]
     Gpu(String),
+    #[error("the GPU device is lost ({0}); create a new context")]
+    DeviceLost(String),
+    #[error("the GPU is out of memory: {0}")]
+    OutOfMemory(String),
     #[error("{loss}: `{name}` is required")]
     Missing {
         loss: &'static str,

@@ -10,8 +10,6 @@
 
 use std::sync::Arc;
 
-use wgpu::util::DeviceExt;
-
 use crate::context::{Context, Kernel, Pipeline, FINALIZE};
 use crate::device::{BufferView, DeviceInputs};
 use crate::error::{Error, Result};
@@ -190,17 +188,7 @@ impl Context {
                 groups: d.groups,
             });
         }
-        // Padded to 16 bytes: zero-sized bindings are invalid.
-        let init = |label: &str, bytes: &[u8], usage| {
-            let mut contents = bytes.to_vec();
-            contents.resize(bytes.len().max(16), 0);
-            self.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: &contents,
-                    usage,
-                })
-        };
+        let init = |label: &str, bytes: &[u8], usage| self.buffer_with(label, bytes, usage);
         let params = init("wgpu-loss params", &params, wgpu::BufferUsages::UNIFORM);
         let scratch = init(
             "wgpu-loss scratch",

@@ -11,7 +11,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytemuck::{Pod, Zeroable};
-use wgpu::util::DeviceExt;
 
 use crate::context::{Context, Kernel, Pipeline, FINALIZE};
 use crate::device::{BufferView, DeviceInputs, DeviceTensor};
@@ -72,16 +71,34 @@ pub(crate) fn grid(groups: usize) -> (u32, u32) {
 }
 
 impl Context {
+    /// A buffer holding `bytes`, padded to 16 bytes (zero-sized bindings are
+    /// invalid). Written through the queue rather than `create_buffer_init`,
+    /// which panics when the device is gone.
+    pub(crate) fn buffer_with(
+        &self,
+        label: &str,
+        bytes: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
+        let size = bytes.len().max(16).next_multiple_of(4) as u64;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !bytes.is_empty() {
+            self.queue.write_buffer(&buffer, 0, bytes);
+        }
+        buffer
+    }
+
     pub(crate) fn upload<T: Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
-        let bytes: &[u8] = bytemuck::cast_slice(data);
-        // Zero-sized bindings are invalid: absent and empty tensors bind 16 zero bytes.
-        let contents: &[u8] = if bytes.is_empty() { &[0u8; 16] } else { bytes };
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage: wgpu::BufferUsages::STORAGE,
-            })
+        self.buffer_with(
+            label,
+            bytemuck::cast_slice(data),
+            wgpu::BufferUsages::STORAGE,
+        )
     }
 
     pub(crate) fn storage(&self, label: &str, floats: usize) -> wgpu::Buffer {
@@ -103,13 +120,11 @@ impl Context {
         groups: (u32, u32),
     ) -> Result<Pass> {
         let pipeline = self.pipeline(kernel, entry, constants)?;
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("wgpu-loss params"),
-                contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+        let uniform = self.buffer_with(
+            "wgpu-loss params",
+            bytemuck::bytes_of(params),
+            wgpu::BufferUsages::UNIFORM,
+        );
         let mut entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -167,15 +182,36 @@ impl Context {
 
     /// Runs `f` inside validation and out-of-memory error scopes, so that wgpu
     /// errors reach the caller as `Error::Gpu` instead of a panic elsewhere.
-    fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let lost = || self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(why) = lost() {
+            return Err(Error::DeviceLost(why));
+        }
         let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let out = f();
         let oom = pollster::block_on(oom.pop());
         let invalid = pollster::block_on(invalid.pop());
-        match oom.or(invalid) {
-            Some(e) => Err(Error::Gpu(e.to_string())),
-            None => out,
+        if oom.is_some() || invalid.is_some() || out.is_err() {
+            // Lets a pending device-lost callback run before the error is named.
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
+        if let Some(why) = lost() {
+            return Err(Error::DeviceLost(why));
+        }
+        match (oom, invalid) {
+            (Some(e), _) => Err(Error::OutOfMemory(e.to_string())),
+            (_, Some(e)) => Err(Error::Gpu(e.to_string())),
+            _ => {
+                if let Err(Error::Gpu(why)) = &out {
+                    // A failed wait or mapping after the device went away.
+                    if why.contains("lost") || why.contains("destroyed") {
+                        *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
+                        return Err(Error::DeviceLost(why.clone()));
+                    }
+                }
+                out
+            }
         }
     }
 
