@@ -62,6 +62,10 @@ pub enum Error {
         reduction: &'static str,
         supported: &'static str,
     },
+    #[error("a per-item upstream gradient needs reduction `none`, not `{reduction}`")]
+    UpstreamReduction { reduction: &'static str },
+    #[error("the upstream gradient has {actual} values, expected {expected} (one per loss item)")]
+    UpstreamLength { expected: usize, actual: usize },
     #[error("{loss}: `{name}` has {len} elements, more than the adapter can bind ({limit}); split the batch")]
     TooLarge {
         loss: &'static str,

@@ -12,5 +12,5 @@ pub mod synthetic;
 pub use context::Context;
 pub use error::{Error, Result};
 pub use gpu::{Evaluation, Prepared};
-pub use inputs::{Inputs, Target, Tensor};
+pub use inputs::{Inputs, Target, Tensor, Upstream};
 pub use loss::{DiceMode, Loss, Reduction};
