@@ -42,7 +42,7 @@ fn pixel(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan, n: usize, s: usize) 
                 }
                 Some(Target::Float(t)) => {
                     let y = t.data[at(k)];
-                    (y as f64, ignore_index.map_or(true, |i| y != i as f32))
+                    (y as f64, ignore_index.is_none_or(|i| y != i as f32))
                 }
                 None => unreachable!("validated by plan"),
             };

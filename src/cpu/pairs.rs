@@ -197,7 +197,8 @@ pub fn triplet_margin_grad(
             (w_an, w_pn) = (0.5, 0.5);
         }
     }
-    if !(margin + d_ap - d_neg > 0.0) {
+    let hinge = margin + d_ap - d_neg;
+    if hinge.is_nan() || hinge <= 0.0 {
         return [vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]];
     }
     let n_ap = norm_grad(&v_ap, d_ap, p);
