@@ -68,6 +68,10 @@ pub enum Error {
     },
     #[error("buffer `{name}`: {problem}")]
     Buffer { name: &'static str, problem: String },
+    #[error("a per-item upstream gradient needs reduction `none`, not `{reduction}`")]
+    UpstreamReduction { reduction: &'static str },
+    #[error("the upstream gradient has {actual} values, expected {expected} (one per loss item)")]
+    UpstreamLength { expected: usize, actual: usize },
     #[error("{loss}: `{name}` has {len} elements, more than the adapter can bind ({limit}); split the batch")]
     TooLarge {
         loss: &'static str,

@@ -86,6 +86,35 @@ impl<'a> Inputs<'a> {
     }
 }
 
+/// The upstream gradient, dL/d(loss output), as autograd hands it to a loss's
+/// backward. Values are f32 like every tensor here; the CPU reference widens them.
+#[derive(Clone, Copy, Debug)]
+pub enum Upstream<'a> {
+    /// One g. For `mean`, `sum` and `batchmean` it is dL/dvalue; for `none`
+    /// every item gets it, i.e. g times the gradient of the items' sum.
+    Scalar(f32),
+    /// One g per item of the `none` result, in its row-major order (`none` only).
+    Items(&'a [f32]),
+}
+
+impl Upstream<'_> {
+    /// Checks it against a call with `items` per-item losses: `Items` only
+    /// for `none`, with exactly one value per item.
+    pub fn check(&self, reduction: Reduction, items: usize) -> Result<()> {
+        match self {
+            Upstream::Scalar(_) => Ok(()),
+            Upstream::Items(_) if reduction != Reduction::None => Err(Error::UpstreamReduction {
+                reduction: reduction.name(),
+            }),
+            Upstream::Items(g) if g.len() != items => Err(Error::UpstreamLength {
+                expected: items,
+                actual: g.len(),
+            }),
+            Upstream::Items(_) => Ok(()),
+        }
+    }
+}
+
 /// A tensor broadcast against a larger one, read as `data[(i / inner) % len]`
 /// for element `i` of the larger one. Shapes whose non-1 dims are not one
 /// contiguous block are expanded on the host.

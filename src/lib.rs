@@ -15,5 +15,5 @@ pub use device::{BufferView, DeviceInputs, DeviceTensor};
 pub use error::{Error, Result};
 pub use gpu::evaluator::Evaluator;
 pub use gpu::{Evaluation, Prepared};
-pub use inputs::{Inputs, Target, Tensor};
+pub use inputs::{Inputs, Target, Tensor, Upstream};
 pub use loss::{DiceMode, Loss, Reduction};

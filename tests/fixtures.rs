@@ -7,7 +7,7 @@ mod common;
 
 use common::{close, ctx};
 use serde_json::Value;
-use wgpu_loss::{cpu, DiceMode, Inputs, Loss, Reduction, Target, Tensor};
+use wgpu_loss::{cpu, DiceMode, Inputs, Loss, Reduction, Target, Tensor, Upstream};
 
 fn num(v: &Value) -> f64 {
     match v {
@@ -195,6 +195,38 @@ fn pytorch_fixtures() {
                         if !tight(*g, *w) {
                             failures.push(format!("{name}: cpu item {k}: {g} vs torch {w}"));
                         }
+                    }
+                }
+            }
+        }
+        // The float64 backward against autograd: `grads` holds d(value)/d(tensor),
+        // for `none` the gradient of the items' sum.
+        match cpu::gradient(&loss, reduction, &inputs, Upstream::Scalar(1.0)) {
+            Err(e) => failures.push(format!("{name}: cpu gradient error {e}")),
+            Ok((_, g)) => {
+                let grads = case["grads"].as_object().unwrap();
+                for (tensor, want) in grads {
+                    let got = match tensor.as_str() {
+                        "input" => Some(&g.input),
+                        "target" => g.target.as_ref(),
+                        "positive" => g.positive.as_ref(),
+                        "negative" => g.negative.as_ref(),
+                        _ => None,
+                    };
+                    let want: Vec<f64> = want.as_array().unwrap().iter().map(num).collect();
+                    match got {
+                        Some(got) if got.len() == want.len() => {
+                            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                                if !tight(*g, *w) {
+                                    failures.push(format!(
+                                        "{name}: d/d{tensor}[{k}]: cpu {g} vs torch {w}"
+                                    ));
+                                }
+                            }
+                        }
+                        _ => failures.push(format!(
+                            "{name}: no cpu gradient for {tensor} of its length"
+                        )),
                     }
                 }
             }

@@ -4,10 +4,11 @@
 use crate::inputs::{DicePlan, Inputs, Target};
 use crate::loss::{DiceMode, Loss};
 
-use super::pointwise::sigmoid;
+use super::pointwise::{sigmoid, sign};
 
-/// Per-class sums (Σp, Σt, Σ|p − t|) after masking ignored pixels.
-pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> {
+/// Pixel (n, s) of every class: (probability, target, mask), the target
+/// already masked, the probability not (smp multiplies it by the mask later).
+fn pixel(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan, n: usize, s: usize) -> Vec<[f64; 3]> {
     let Loss::Dice {
         mode,
         from_logits,
@@ -19,37 +20,46 @@ pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> 
     };
     let (c, inner) = (plan.classes, plan.inner);
     let x = inputs.input.data;
-    let mut out = vec![[0.0f64; 3]; c];
-    for n in 0..plan.batch {
-        for s in 0..inner {
-            let at = |k: usize| (n * c + k) * inner + s;
-            let probs: Vec<f64> = if !from_logits {
-                (0..c).map(|k| x[at(k)] as f64).collect()
-            } else if *mode == DiceMode::Multiclass {
-                let z: Vec<f64> = (0..c).map(|k| x[at(k)] as f64).collect();
-                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-                let total: f64 = e.iter().sum();
-                e.iter().map(|v| v / total).collect()
-            } else {
-                (0..c).map(|k| sigmoid(x[at(k)] as f64)).collect()
+    let at = |k: usize| (n * c + k) * inner + s;
+    let probs: Vec<f64> = if !from_logits {
+        (0..c).map(|k| x[at(k)] as f64).collect()
+    } else if *mode == DiceMode::Multiclass {
+        let z: Vec<f64> = (0..c).map(|k| x[at(k)] as f64).collect();
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+        let total: f64 = e.iter().sum();
+        e.iter().map(|v| v / total).collect()
+    } else {
+        (0..c).map(|k| sigmoid(x[at(k)] as f64)).collect()
+    };
+    (0..c)
+        .map(|k| {
+            let (t, keep) = match inputs.target {
+                Some(Target::Class { data, .. }) => {
+                    let y = data[n * inner + s];
+                    let keep = Some(y) != *ignore_index;
+                    ((keep && y == k as i64) as u8 as f64, keep)
+                }
+                Some(Target::Float(t)) => {
+                    let y = t.data[at(k)];
+                    (y as f64, ignore_index.is_none_or(|i| y != i as f32))
+                }
+                None => unreachable!("validated by plan"),
             };
-            for k in 0..c {
-                let (t, keep) = match inputs.target {
-                    Some(Target::Class { data, .. }) => {
-                        let y = data[n * inner + s];
-                        let keep = Some(y) != *ignore_index;
-                        ((keep && y == k as i64) as u8 as f64, keep)
-                    }
-                    Some(Target::Float(t)) => {
-                        let y = t.data[at(k)];
-                        (y as f64, ignore_index.map_or(true, |i| y != i as f32))
-                    }
-                    None => unreachable!("validated by plan"),
-                };
+            let mask = keep as u8 as f64;
+            [probs[k], t * mask, mask]
+        })
+        .collect()
+}
+
+/// Per-class sums (Σp, Σt, Σ|p − t|) after masking ignored pixels.
+pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> {
+    let mut out = vec![[0.0f64; 3]; plan.classes];
+    for n in 0..plan.batch {
+        for s in 0..plan.inner {
+            for (k, [prob, t, mask]) in pixel(loss, inputs, plan, n, s).into_iter().enumerate() {
                 // smp multiplies by the mask: a NaN prediction stays NaN.
-                let mask = keep as u8 as f64;
-                let (p, t) = (probs[k] * mask, t * mask);
+                let p = prob * mask;
                 out[k][0] += p;
                 out[k][1] += t;
                 out[k][2] += (p - t).abs();
@@ -59,11 +69,18 @@ pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> 
     out
 }
 
+fn clamp_min(v: f64, lo: f64) -> f64 {
+    if v < lo {
+        lo
+    } else {
+        v
+    }
+}
+
 /// smp's rule for one class: L1 soft intersection, eps clamp on the
 /// cardinality, and 0 for a class absent from the whole batch. As in smp the
 /// clamps keep NaN and the absent-class zero is a product (NaN · 0 = NaN).
 pub fn dice(sp: f64, st: f64, d: f64, smooth: f64, eps: f64, log_loss: bool) -> f64 {
-    let clamp_min = |v: f64, lo: f64| if v < lo { lo } else { v };
     let inter = (sp + st - d) / 2.0;
     let fp = sp - inter;
     let fneg = st - inter;
@@ -75,6 +92,43 @@ pub fn dice(sp: f64, st: f64, d: f64, smooth: f64, eps: f64, log_loss: bool) -> 
         1.0 - score
     };
     l * (st > 0.0) as u8 as f64
+}
+
+/// The backward of [`dice`] for one class with upstream `g`, as autograd runs
+/// through smp's expression: (d/dΣp, d/dΣ|p − t|). A clamp that is active
+/// (at or below eps) passes no gradient; an absent class gets 0.
+pub fn dice_grad(
+    sp: f64,
+    st: f64,
+    d: f64,
+    smooth: f64,
+    eps: f64,
+    log_loss: bool,
+    g: f64,
+) -> (f64, f64) {
+    let inter = (sp + st - d) / 2.0;
+    let fp = sp - inter;
+    let fneg = st - inter;
+    let raw = inter + 0.5 * fp + 0.5 * fneg + smooth;
+    let card = clamp_min(raw, eps);
+    let score = (inter + smooth) / card;
+    let gl = g * (st > 0.0) as u8 as f64;
+    let gscore = if !log_loss {
+        -gl
+    } else if score > eps {
+        -gl / score
+    } else {
+        0.0
+    };
+    let gnum = gscore / card;
+    let gcard = if raw > eps {
+        -gscore * (inter + smooth) / (card * card)
+    } else {
+        0.0
+    };
+    // The cardinality's own intersection term cancels against fp and fn.
+    let ginter = gnum + gcard - 0.5 * gcard - 0.5 * gcard;
+    (0.5 * gcard + 0.5 * ginter, -0.5 * ginter)
 }
 
 pub fn per_class(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<f64> {
@@ -91,4 +145,65 @@ pub fn per_class(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<f64> 
         .into_iter()
         .map(|[sp, st, d]| dice(sp, st, d, *smooth as f64, *eps as f64, *log_loss))
         .collect()
+}
+
+/// d/d(input) of the per-class losses weighted by `g[c]` (already scaled by
+/// the reduction). Σ|p − t| has gradient sign(p − t), 0 at p == t; ignored
+/// pixels get 0; with `from_logits` the chain goes on through the softmax
+/// (multiclass) or each sigmoid.
+pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan, g: &[f64]) -> Vec<f64> {
+    let Loss::Dice {
+        mode,
+        from_logits,
+        smooth,
+        eps,
+        log_loss,
+        ..
+    } = loss
+    else {
+        unreachable!("not dice")
+    };
+    let class_grads: Vec<(f64, f64)> = sums(loss, inputs, plan)
+        .into_iter()
+        .zip(g)
+        .map(|([sp, st, d], g)| dice_grad(sp, st, d, *smooth as f64, *eps as f64, *log_loss, *g))
+        .collect();
+    let (c, inner) = (plan.classes, plan.inner);
+    let x = inputs.input.data;
+    let mut out = vec![0.0; x.len()];
+    for n in 0..plan.batch {
+        for s in 0..inner {
+            let at = |k: usize| (n * c + k) * inner + s;
+            let px = pixel(loss, inputs, plan, n, s);
+            let gprob: Vec<f64> = px
+                .iter()
+                .zip(&class_grads)
+                .map(|([prob, t, mask], (gsp, gd))| (gsp + gd * sign(prob * mask - t)) * mask)
+                .collect();
+            let gx: Vec<f64> = if !from_logits {
+                gprob
+            } else if *mode == DiceMode::Multiclass {
+                // p = exp(log_softmax(z)).
+                let glogp: Vec<f64> = gprob.iter().zip(&px).map(|(g, q)| g * q[0]).collect();
+                let total: f64 = glogp.iter().sum();
+                glogp
+                    .iter()
+                    .zip(&px)
+                    .map(|(g, q)| g - q[0] * total)
+                    .collect()
+            } else {
+                // p = exp(logsigmoid(z)): dp/dz = p·σ(−z).
+                gprob
+                    .iter()
+                    .zip(&px)
+                    .enumerate()
+                    .map(|(k, (g, q))| g * q[0] * sigmoid(-(x[at(k)] as f64)))
+                    .collect()
+            };
+            for (k, v) in gx.into_iter().enumerate() {
+                out[at(k)] = v;
+            }
+        }
+    }
+    out
 }

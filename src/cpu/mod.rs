@@ -3,6 +3,8 @@
 //! `cpu_reference`; it is not a fallback.
 //!
 //! One file per shader: `pointwise.rs` ↔ `shaders/pointwise.wgsl`, and so on.
+//! Next to each forward twin sits its gradient, PyTorch autograd's backward of
+//! the same expression (conventions in LOSS_SEMANTICS.md and on each function).
 
 pub mod dice;
 pub mod pairs;
@@ -10,7 +12,7 @@ pub mod pointwise;
 pub mod rows;
 
 use crate::error::Result;
-use crate::inputs::{plan, Geometry, Inputs};
+use crate::inputs::{plan, Geometry, Inputs, Plan, Upstream};
 use crate::loss::{Loss, Reduction};
 
 /// A loss evaluated in float64.
@@ -23,13 +25,29 @@ pub struct Reference {
     pub items_shape: Vec<usize>,
 }
 
+/// Gradients in float64, each in the layout of the tensor it belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gradients {
+    /// d/d`input`: the prediction (the logits for the logit losses and for
+    /// dice with `from_logits`), the anchor of `triplet_margin`, x1 of
+    /// `cosine_embedding`.
+    pub input: Vec<f64>,
+    /// x2 of `cosine_embedding`; `None` for every other loss.
+    pub target: Option<Vec<f64>>,
+    /// `triplet_margin` only.
+    pub positive: Option<Vec<f64>>,
+    /// `triplet_margin` only.
+    pub negative: Option<Vec<f64>>,
+}
+
 /// Per-item (loss, denominator) pairs, reduced as the finalize pass does.
+/// Also returns what `mean` divides by.
 fn reduce(
     items: Vec<(f64, f64)>,
     reduction: Reduction,
     batch: usize,
     items_shape: Vec<usize>,
-) -> Reference {
+) -> (Reference, f64) {
     let sum: f64 = items.iter().map(|v| v.0).sum();
     let denom: f64 = items.iter().map(|v| v.1).sum();
     let value = match reduction {
@@ -37,34 +55,94 @@ fn reduce(
         Reduction::Mean => sum / denom,
         Reduction::BatchMean => sum / batch as f64,
     };
-    Reference {
+    let reference = Reference {
         value,
         items: items.into_iter().map(|v| v.0).collect(),
         items_shape,
+    };
+    (reference, denom)
+}
+
+fn forward(
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+    plan: &Plan<'_>,
+) -> (Reference, f64) {
+    let shape = plan.items_shape.clone();
+    match &plan.geometry {
+        Geometry::Point(p) => reduce(pointwise::items(loss, inputs, p), reduction, p.batch, shape),
+        Geometry::Rows(r) => reduce(rows::items(loss, inputs, r), reduction, 1, shape),
+        Geometry::Pairs(p) => reduce(pairs::items(loss, inputs, p), reduction, 1, shape),
+        // smp's mean over classes: every class counts, absent ones as 0.
+        Geometry::Dice(d) => reduce(
+            dice::per_class(loss, inputs, d)
+                .into_iter()
+                .map(|l| (l, 1.0))
+                .collect(),
+            reduction,
+            1,
+            shape,
+        ),
     }
 }
 
 /// Evaluates `loss` on the CPU after the same validation as the GPU path.
 pub fn evaluate(loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Result<Reference> {
     let plan = plan(loss, reduction, inputs)?;
-    let shape = plan.items_shape.clone();
-    Ok(match &plan.geometry {
-        Geometry::Point(p) => reduce(pointwise::items(loss, inputs, p), reduction, p.batch, shape),
-        Geometry::Rows(r) => reduce(rows::items(loss, inputs, r), reduction, 1, shape),
-        Geometry::Pairs(p) => reduce(pairs::items(loss, inputs, p), reduction, 1, shape),
-        Geometry::Dice(d) => {
-            let per_class = dice::per_class(loss, inputs, d);
-            let c = per_class.len() as f64;
-            let mut r = reduce(
-                per_class.into_iter().map(|l| (l, 1.0)).collect(),
-                reduction,
-                1,
-                shape,
-            );
-            if reduction == Reduction::Mean {
-                r.value = r.items.iter().sum::<f64>() / c;
-            }
-            r
+    Ok(forward(loss, reduction, inputs, &plan).0)
+}
+
+/// The value and the gradients of `loss` as PyTorch autograd gives them,
+/// for the upstream gradient `upstream` (see [`Upstream`]).
+///
+/// The reduction scales each item's gradient: `mean` by 1/Σ of the forward's
+/// denominators (Σw for weighted mse/l1, Σw[y] over non-ignored rows for
+/// class-index cross_entropy/nll/softmax_focal, the class count for dice, the
+/// item count otherwise), `batchmean` by 1/N, `sum` by 1. Ignored rows and
+/// pixels get exactly 0, so an all-ignored mean has a NaN value and a zero
+/// gradient. A zero total weight over rows that are not ignored gives NaN
+/// gradients there, as in PyTorch (g/0 times a weight of 0), except for
+/// softmax_focal, whose mean over a zero weight is defined with a zero gradient.
+pub fn gradient(
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+    upstream: Upstream<'_>,
+) -> Result<(Reference, Gradients)> {
+    let plan = plan(loss, reduction, inputs)?;
+    upstream.check(reduction, plan.items())?;
+    let (reference, denom) = forward(loss, reduction, inputs, &plan);
+    let n = reference.items.len();
+    let g: Vec<f64> = match upstream {
+        Upstream::Items(g) => g.iter().map(|v| *v as f64).collect(),
+        Upstream::Scalar(g) => {
+            let g = g as f64;
+            let scaled = match (reduction, &plan.geometry) {
+                (Reduction::None | Reduction::Sum, _) => g,
+                (Reduction::Mean, _)
+                    if denom == 0.0 && matches!(loss, Loss::SoftmaxFocal { .. }) =>
+                {
+                    0.0
+                }
+                (Reduction::Mean, _) => g / denom,
+                (Reduction::BatchMean, Geometry::Point(p)) => g / p.batch as f64,
+                (Reduction::BatchMean, _) => unreachable!("validated: kl_div only"),
+            };
+            vec![scaled; n]
         }
-    })
+    };
+    let only_input = |input| Gradients {
+        input,
+        target: None,
+        positive: None,
+        negative: None,
+    };
+    let grads = match &plan.geometry {
+        Geometry::Point(p) => only_input(pointwise::gradient(loss, inputs, p, &g)),
+        Geometry::Rows(r) => only_input(rows::gradient(loss, inputs, r, &g)),
+        Geometry::Pairs(p) => pairs::gradient(loss, inputs, p, &g),
+        Geometry::Dice(d) => only_input(dice::gradient(loss, inputs, d, &g)),
+    };
+    Ok((reference, grads))
 }

@@ -80,6 +80,154 @@ pub fn kl_div(x: f64, y: f64, log_target: bool) -> f64 {
     }
 }
 
+/// PyTorch's `EPSILON` in the BCE backward: a float constant, 9.99999996e-13.
+pub const BCE_EPSILON: f64 = 1e-12_f32 as f64;
+
+/// sign(v) with sign(±0) = 0, as torch's `sgn` (NaN stays NaN).
+pub fn sign(v: f64) -> f64 {
+    if v == 0.0 {
+        0.0
+    } else {
+        v.signum()
+    }
+}
+
+pub fn mse_grad(x: f64, y: f64) -> f64 {
+    2.0 * (x - y)
+}
+
+/// 0 at x == y (abs has gradient 0 at 0).
+pub fn l1_grad(x: f64, y: f64) -> f64 {
+    sign(x - y)
+}
+
+/// |x − y| == delta takes the linear branch: ±delta.
+pub fn huber_grad(x: f64, y: f64, delta: f64) -> f64 {
+    let d = x - y;
+    if d <= -delta {
+        -delta
+    } else if d >= delta {
+        delta
+    } else {
+        d
+    }
+}
+
+/// beta = 0 is l1_loss; |x − y| == beta takes the linear branch: ±1.
+pub fn smooth_l1_grad(x: f64, y: f64, beta: f64) -> f64 {
+    let d = x - y;
+    if beta == 0.0 {
+        sign(d)
+    } else if d <= -beta {
+        -1.0
+    } else if d >= beta {
+        1.0
+    } else {
+        d / beta
+    }
+}
+
+pub fn log_cosh_grad(x: f64, y: f64) -> f64 {
+    (x - y).tanh()
+}
+
+/// torch.maximum of the two branches: at e = 0 each gets half the gradient,
+/// (1 − q)/2 − q/2; a NaN passes the whole gradient to both.
+pub fn quantile_grad(x: f64, y: f64, q: f64) -> f64 {
+    let e = y - x;
+    let (under, over) = ((q - 1.0) * e, q * e);
+    if under > over {
+        1.0 - q
+    } else if over > under {
+        -q
+    } else if under == over {
+        0.5 - q
+    } else {
+        1.0 - 2.0 * q
+    }
+}
+
+/// PyTorch's backward, not the derivative of the clamped forward: up to
+/// ±1/BCE_EPSILON at x ∈ {0, 1}, and 0 at x == y.
+pub fn bce_grad(x: f64, y: f64) -> f64 {
+    let d = (1.0 - x) * x;
+    (x - y) / if d < BCE_EPSILON { BCE_EPSILON } else { d }
+}
+
+/// (pw·y + 1 − y)·σ(x) − pw·y, or σ(x) − y without pos_weight.
+pub fn bce_with_logits_grad(x: f64, y: f64, pos_weight: Option<f64>) -> f64 {
+    match pos_weight {
+        Some(pw) => {
+            let t = pw * y;
+            (t + 1.0 - y) * sigmoid(x) - t
+        }
+        None => sigmoid(x) - y,
+    }
+}
+
+/// The chain through torchvision's expression: ce' · u^γ + ce · γu^(γ−1) · u',
+/// u = 1 − p_t. With γ = 0 the second term is 0 (pow's backward at exponent 0);
+/// with 0 < γ < 1 at a saturated p (u = 0) it is NaN, as in PyTorch.
+pub fn sigmoid_focal_grad(x: f64, y: f64, alpha: f64, gamma: f64) -> f64 {
+    let p = sigmoid(x);
+    let ce = bce_with_logits(x, y, 1.0);
+    let u = 1.0 - (p * y + (1.0 - p) * (1.0 - y));
+    let du = (1.0 - 2.0 * y) * (p * (1.0 - p));
+    let dfocal = if gamma == 0.0 {
+        0.0
+    } else {
+        gamma * u.powf(gamma - 1.0)
+    };
+    let g = (p - y) * u.powf(gamma) + ce * dfocal * du;
+    if alpha >= 0.0 {
+        g * (alpha * y + (1.0 - alpha) * (1.0 - y))
+    } else {
+        g
+    }
+}
+
+/// −y, or −exp(y) for log targets.
+pub fn kl_div_grad(y: f64, log_target: bool) -> f64 {
+    if log_target {
+        -y.exp()
+    } else {
+        -y
+    }
+}
+
+/// d/dx of every element's loss times its upstream `g[i]` (already scaled
+/// by the reduction).
+pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &PointPlan<'_>, g: &[f64]) -> Vec<f64> {
+    let Some(Target::Float(target)) = inputs.target else {
+        unreachable!("validated by plan")
+    };
+    (0..plan.n)
+        .map(|i| {
+            let x = inputs.input.data[i] as f64;
+            let y = target.data[i / plan.per_target] as f64;
+            let w = plan.weight.as_ref().map_or(1.0, |w| w.at(i) as f64);
+            let a = plan.aux.as_ref().map(|a| a.at(i) as f64);
+            // The upstream meets the weight first: g/0 · 0 is NaN as in PyTorch.
+            let gw = g[i] * w;
+            match loss {
+                Loss::Mse => gw * mse_grad(x, y),
+                Loss::L1 => gw * l1_grad(x, y),
+                Loss::Huber { delta } => gw * huber_grad(x, y, *delta as f64),
+                Loss::SmoothL1 { beta } => g[i] * smooth_l1_grad(x, y, *beta as f64),
+                Loss::LogCosh => g[i] * log_cosh_grad(x, y),
+                Loss::Quantile { .. } => g[i] * quantile_grad(x, y, a.unwrap_or(0.5)),
+                Loss::Bce => gw * bce_grad(x, y),
+                Loss::BceWithLogits => gw * bce_with_logits_grad(x, y, a),
+                Loss::SigmoidFocal { alpha, gamma } => {
+                    g[i] * sigmoid_focal_grad(x, y, *alpha as f64, *gamma as f64)
+                }
+                Loss::KlDiv { log_target } => g[i] * kl_div_grad(y, *log_target),
+                _ => unreachable!("not a pointwise loss"),
+            }
+        })
+        .collect()
+}
+
 /// (loss, denominator contribution) per element.
 pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &PointPlan<'_>) -> Vec<(f64, f64)> {
     let Some(Target::Float(target)) = inputs.target else {

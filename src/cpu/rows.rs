@@ -85,3 +85,97 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64
         })
         .collect()
 }
+
+/// log_softmax's backward: grad_logp − softmax · Σ grad_logp.
+fn log_softmax_grad(logp: &[f64], grad_logp: &[f64]) -> Vec<f64> {
+    let total: f64 = grad_logp.iter().sum();
+    logp.iter()
+        .zip(grad_logp)
+        .map(|(lp, g)| g - lp.exp() * total)
+        .collect()
+}
+
+/// d/d(logits) of every row's loss times its upstream `g[r]` (already scaled
+/// by the reduction), scattered back into the input's layout. Ignored rows
+/// get 0. The backward goes through d/d(log-probabilities) as autograd's
+/// does, so that a zero total weight (g = inf) meets the weights and gives
+/// NaN where PyTorch does.
+pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) -> Vec<f64> {
+    let c = plan.classes;
+    let w = |k: usize| inputs.weight.map_or(1.0, |w| w.data[k] as f64);
+    let mut out = vec![0.0; inputs.input.data.len()];
+    for r in 0..plan.rows {
+        let (n, s) = (r / plan.inner, r % plan.inner);
+        let at = |k: usize| (n * c + k) * plan.inner + s;
+        let x = row(inputs, plan, r);
+        let gr = g[r];
+        let mut grad_logp = vec![0.0; c];
+        match (loss, inputs.target) {
+            (
+                Loss::CrossEntropy {
+                    label_smoothing, ..
+                },
+                Some(Target::Float(t)),
+            ) => {
+                let eps = *label_smoothing as f64;
+                for (k, gl) in grad_logp.iter_mut().enumerate() {
+                    let tk = t.data[at(k)] as f64;
+                    let tk = tk * (1.0 - eps) + eps / c as f64;
+                    *gl = -gr * w(k) * tk;
+                }
+            }
+            (_, Some(Target::Class { data, .. })) => {
+                let y = data[r];
+                let ignore = match loss {
+                    Loss::CrossEntropy { ignore_index, .. }
+                    | Loss::Nll { ignore_index }
+                    | Loss::SoftmaxFocal { ignore_index, .. } => *ignore_index,
+                    _ => unreachable!("not a row loss"),
+                };
+                if y == ignore {
+                    continue;
+                }
+                let y = y as usize;
+                match loss {
+                    Loss::Nll { .. } => {
+                        out[at(y)] = -w(y) * gr;
+                        continue;
+                    }
+                    Loss::CrossEntropy {
+                        label_smoothing, ..
+                    } => {
+                        let eps = *label_smoothing as f64;
+                        grad_logp[y] = -w(y) * ((1.0 - eps) * gr);
+                        if eps > 0.0 {
+                            let smooth = gr * (eps / c as f64);
+                            for (k, gl) in grad_logp.iter_mut().enumerate() {
+                                *gl -= w(k) * smooth;
+                            }
+                        }
+                    }
+                    Loss::SoftmaxFocal { gamma, .. } => {
+                        // l = w[y]·u^γ·(−log p_t), u = 1 − p_t; pow's backward
+                        // is 0 at γ = 0.
+                        let gamma = *gamma as f64;
+                        let logp_t = log_softmax(&x)[y];
+                        let u = -logp_t.exp_m1();
+                        let dfocal = if gamma == 0.0 {
+                            0.0
+                        } else {
+                            gamma * u.powf(gamma - 1.0)
+                        };
+                        let dl = -u.powf(gamma) + dfocal * logp_t.exp() * logp_t;
+                        grad_logp[y] = gr * w(y) * dl;
+                    }
+                    _ => unreachable!("not a row loss"),
+                }
+            }
+            _ => unreachable!("validated by plan"),
+        }
+        let gz = log_softmax_grad(&log_softmax(&x), &grad_logp);
+        for (k, v) in gz.into_iter().enumerate() {
+            out[at(k)] = v;
+        }
+    }
+    out
+}
