@@ -122,6 +122,8 @@ pub struct RowsPlan {
     pub inner: usize,
     /// Probability targets of the input's shape instead of class indices.
     pub prob_target: bool,
+    /// A class weight (C values) is given.
+    pub weight: bool,
 }
 
 /// Row-vector losses over `(N, D)`.
@@ -578,6 +580,7 @@ fn plan_checked<'a>(
                     classes,
                     inner,
                     prob_target,
+                    weight: inputs.weight.is_some(),
                 }),
                 items_shape,
             })
