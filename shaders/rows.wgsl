@@ -5,6 +5,12 @@
 // (loss, denominator) partials that finalize.wgsl combines, or written as
 // items with `write_items` set.
 //
+// A dispatch covers a slice of whole batch entries (inputs may be longer than
+// one binding). Its bindings start at the 256-byte boundary at or before the
+// slice's first logit, target and item; `x_skip`, `t_skip` and `o_skip` say
+// how far in the slice starts. Its partials start at `partial_base` in the
+// scratch that all slices share.
+//
 // `main` gives each thread one row. `wide` gives each workgroup one row and
 // merges its threads' states with a tree: it is for large class counts, where
 // one thread per row would walk the whole vocabulary alone. (Mesa's llvmpipe
@@ -23,10 +29,19 @@ struct Params {
     eps: f32,
     // gamma (softmax_focal).
     gamma: f32,
+    // The class index of ignored rows.
+    ignore: i32,
+    x_skip: u32,
+    t_skip: u32,
+    o_skip: u32,
+    partial_base: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
-// Class indices as i32 (ignored rows are -1, whatever ignore_index was), or
-// the bits of f32 probability targets of the input's shape.
+// Class indices as i32 (ignored rows hold `ignore`), or the bits of f32
+// probability targets of the input's shape.
 @group(0) @binding(0) var<storage, read> input: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<i32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
@@ -110,23 +125,57 @@ fn class_weight(c: u32) -> f32 {
     return 1.0;
 }
 
-// The factor t_c of class c in row element `i` (see State): the class weight
-// for label smoothing, times the smoothed probability for probability targets.
-fn factor(c: u32, i: u32) -> f32 {
+// The factor t_c of class c at logit `j` of the slice (see State): the class
+// weight for label smoothing, times the smoothed probability for probability
+// targets.
+fn factor(c: u32, j: u32) -> f32 {
     let w = class_weight(c);
     if (LOSS == CROSS_ENTROPY_PROB) {
-        let t = bitcast<f32>(targets[i]);
+        let t = bitcast<f32>(targets[params.t_skip + j]);
         return w * (t * (1.0 - params.eps) + params.eps / f32(params.classes));
     }
     return w;
 }
 
-// (loss, denominator) of a row from its complete state, its target class y
-// (-1: ignored; unused for probability targets) and the target's logit x_y.
-fn finish(st: State, y: i32, xy: f32) -> vec2<f32> {
-    if (LOSS != CROSS_ENTROPY_PROB && y < 0) {
-        return vec2(0.0, 0.0);
+// Row codes of `target_class` besides a class index.
+const IGNORED: i32 = -1;
+const BAD: i32 = -2;
+
+// The target class of row r: its index, IGNORED, or BAD for an index outside
+// [0, C) (the device path does not range-check indices on the host; the row
+// must not read out of bounds nor pass for a plausible loss). Probability
+// targets have no class: IGNORED, which `skipped` never sees for them.
+fn target_class(r: u32) -> i32 {
+    if (LOSS == CROSS_ENTROPY_PROB) {
+        return IGNORED;
     }
+    let y = targets[params.t_skip + r];
+    if (y == params.ignore) {
+        return IGNORED;
+    }
+    if (y < 0 || u32(y) >= params.classes) {
+        return BAD;
+    }
+    return y;
+}
+
+// Whether row class y reads no logits: an ignored or bad class index.
+fn skipped(y: i32) -> bool {
+    return LOSS != CROSS_ENTROPY_PROB && y < 0;
+}
+
+// (loss, denominator) of a skipped row: nothing for an ignored one, NaN for a
+// bad index, so that the mean is NaN as well.
+fn skipped_loss(y: i32) -> vec2<f32> {
+    if (y == BAD) {
+        return vec2(nan(), nan());
+    }
+    return vec2(0.0, 0.0);
+}
+
+// (loss, denominator) of a row from its complete state, its target class y
+// (unused for probability targets) and the target's logit x_y.
+fn finish(st: State, y: i32, xy: f32) -> vec2<f32> {
     // log(s) = lse - m >= 0.
     var ls = log1p(st.r);
     // All logits -inf, or a +inf one: the reference's log_softmax is NaN.
@@ -153,26 +202,20 @@ fn finish(st: State, y: i32, xy: f32) -> vec2<f32> {
     return vec2(l, wy);
 }
 
-// Index of logit (r, 0); class c is `inner` further along per class.
+// Index of logit (r, 0) in the slice; class c is `inner` further along per class.
 fn row_base(r: u32) -> u32 {
     return (r / params.inner) * params.classes * params.inner + r % params.inner;
 }
 
 fn row_loss(r: u32) -> vec2<f32> {
+    let y = target_class(r);
+    if (skipped(y)) {
+        return skipped_loss(y);
+    }
     let base = row_base(r);
-    var y = -1;
-    if (LOSS != CROSS_ENTROPY_PROB) {
-        y = targets[r];
-    }
     if (LOSS == NLL) {
-        if (y < 0) {
-            return vec2(0.0, 0.0);
-        }
         let wy = class_weight(u32(y));
-        return vec2(-wy * input[base + u32(y) * params.inner], wy);
-    }
-    if (LOSS != CROSS_ENTROPY_PROB && y < 0) {
-        return vec2(0.0, 0.0);
+        return vec2(-wy * input[params.x_skip + base + u32(y) * params.inner], wy);
     }
     var st = empty();
     var xy = 0.0;
@@ -181,12 +224,12 @@ fn row_loss(r: u32) -> vec2<f32> {
         let end = min(c + CHUNK, params.classes);
         var part = empty();
         for (; c < end; c = c + 1u) {
-            let i = base + c * params.inner;
-            let x = input[i];
+            let j = base + c * params.inner;
+            let x = input[params.x_skip + j];
             if (i32(c) == y) {
                 xy = x;
             }
-            part = push(part, x, factor(c, i));
+            part = push(part, x, factor(c, j));
         }
         st = merge(st, part);
     }
@@ -201,20 +244,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (r < params.rows) {
         v = row_loss(r);
         if (params.write_items != 0u) {
-            out[r] = v.x;
+            out[params.o_skip + r] = v.x;
         }
     }
     if (params.write_items == 0u) {
         let t = reduce_wg(lid, vec4(v, 0.0, 0.0));
         if (lid == 0u) {
-            out[2u * group] = t.x;
-            out[2u * group + 1u] = t.y;
+            let at = 2u * (params.partial_base + group);
+            out[at] = t.x;
+            out[at + 1u] = t.y;
         }
     }
 }
 
 var<workgroup> wg_y: i32;
 var<workgroup> wg_xy: f32;
+
+fn write_row(r: u32, v: vec2<f32>) {
+    if (params.write_items != 0u) {
+        out[params.o_skip + r] = v.x;
+    } else {
+        let at = 2u * (params.partial_base + r);
+        out[at] = v.x;
+        out[at + 1u] = v.y;
+    }
+}
 
 fn to_vec(st: State) -> vec4<f32> {
     return vec4(st.m, st.r, st.a, st.b);
@@ -232,34 +286,25 @@ fn wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     if (lid == 0u) {
-        var y0 = -1;
-        if (LOSS != CROSS_ENTROPY_PROB) {
-            y0 = targets[r];
-        }
-        wg_y = y0;
+        wg_y = target_class(r);
     }
     let y = workgroupUniformLoad(&wg_y);
-    // Ignored rows skip their logits altogether.
-    if (LOSS != CROSS_ENTROPY_PROB && y < 0) {
+    // Ignored rows, and rows with a bad class index, read no logits.
+    if (skipped(y)) {
         if (lid == 0u) {
-            if (params.write_items != 0u) {
-                out[r] = 0.0;
-            } else {
-                out[2u * r] = 0.0;
-                out[2u * r + 1u] = 0.0;
-            }
+            write_row(r, skipped_loss(y));
         }
         return;
     }
     let base = row_base(r);
     var st = empty();
     for (var c = lid; c < params.classes; c = c + WG) {
-        let i = base + c * params.inner;
-        let x = input[i];
+        let j = base + c * params.inner;
+        let x = input[params.x_skip + j];
         if (i32(c) == y) {
             wg_xy = x;
         }
-        st = push(st, x, factor(c, i));
+        st = push(st, x, factor(c, j));
     }
     red[lid] = to_vec(st);
     workgroupBarrier();
@@ -270,12 +315,6 @@ fn wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
     if (lid == 0u) {
-        let v = finish(from_vec(red[0]), y, wg_xy);
-        if (params.write_items != 0u) {
-            out[r] = v.x;
-        } else {
-            out[2u * r] = v.x;
-            out[2u * r + 1u] = v.y;
-        }
+        write_row(r, finish(from_vec(red[0]), y, wg_xy));
     }
 }

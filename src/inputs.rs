@@ -151,6 +151,8 @@ pub struct RowsPlan {
     pub inner: usize,
     /// Probability targets of the input's shape instead of class indices.
     pub prob_target: bool,
+    /// A class weight (C values) is given.
+    pub weight: bool,
 }
 
 /// Row-vector losses over `(N, D)`.
@@ -607,6 +609,7 @@ fn plan_checked<'a>(
                     classes,
                     inner,
                     prob_target,
+                    weight: inputs.weight.is_some(),
                 }),
                 items_shape,
             })

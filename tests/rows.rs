@@ -7,8 +7,11 @@ mod common;
 
 use common::*;
 use rand::Rng;
+use wgpu::util::DeviceExt;
 use wgpu_loss::cpu::rows::log_softmax;
-use wgpu_loss::{Inputs, Loss, Reduction, Tensor};
+use wgpu_loss::{
+    cpu, BufferView, Context, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
+};
 
 const IGNORE: i64 = -100;
 
@@ -555,5 +558,334 @@ fn long_strided_rows() {
             &inputs,
             &w,
         );
+    }
+}
+
+/// A context whose storage bindings hold only `values` f32, so that small
+/// inputs already need many slices.
+fn small_binding_ctx(values: u64) -> Context {
+    let adapter = Context::adapters()
+        .into_iter()
+        .next()
+        .expect("a wgpu adapter");
+    let mut limits = adapter.limits();
+    limits.max_storage_buffer_binding_size = 4 * values;
+    let desc = wgpu::DeviceDescriptor {
+        label: Some("small bindings"),
+        required_limits: limits,
+        ..Default::default()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&desc)).expect("a device");
+    Context::from_device(device, queue, adapter.get_info())
+}
+
+/// `check` on another context.
+fn check_on(ctx: &Context, what: &str, loss: &Loss, red: Reduction, inputs: &Inputs<'_>) {
+    let want = cpu::evaluate(loss, red, inputs).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
+    let got = ctx
+        .evaluate(loss, red, inputs)
+        .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+    if let Some(items) = &got.items {
+        assert_eq!(items.len(), want.items.len(), "{what}: item count");
+        for (i, (g, w)) in items.iter().zip(&want.items).enumerate() {
+            assert!(
+                close(*g as f64, *w, 1e-6),
+                "{what}: item {i}: gpu {g} vs reference {w}"
+            );
+        }
+    } else {
+        assert!(
+            close(got.value, want.value, 1e-6),
+            "{what}: gpu {} vs reference {}",
+            got.value,
+            want.value
+        );
+    }
+}
+
+/// Slices that start off the 256-byte grid in the logits, the targets and
+/// the items: bound from the boundary before, with the skip as a parameter.
+#[test]
+fn small_bindings_cut_the_batch_into_slices() {
+    let ctx = small_binding_ctx(4096);
+    assert_eq!(ctx.max_binding_elements(), 4096);
+    // (N, C, inner): plain rows, K-dim rows, rows of one batch entry per
+    // slice, wide rows (C >= 2048) two per slice.
+    for shape in [
+        vec![3001usize, 7],
+        vec![517, 5, 13],
+        vec![9, 3, 1111],
+        vec![7, 2048],
+        vec![3, 2, 2001],
+    ] {
+        let n: usize = shape.iter().product();
+        let c = shape[1];
+        let mut items = vec![shape[0]];
+        items.extend_from_slice(&shape[2..]);
+        let rows: usize = items.iter().product();
+        let x = uniform(&mut rng(30), n, -5.0, 5.0);
+        let y = classes(31, rows, c, 7, IGNORE);
+        let w = class_weight(32, c);
+        let ws = [c];
+        let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
+        let weighted = inputs.weight(Tensor::new(&w, &ws));
+        for loss in losses(IGNORE).into_iter().chain([ce(IGNORE, 0.1)]) {
+            for red in REDUCTIONS {
+                let what = format!("{shape:?} {loss:?} {red:?}");
+                check_on(&ctx, &what, &loss, red, &inputs);
+                check_on(&ctx, &format!("{what} weighted"), &loss, red, &weighted);
+            }
+        }
+        let t = prob_targets(33, &shape);
+        let inputs = Inputs::new(Tensor::new(&x, &shape))
+            .target(Tensor::new(&t, &shape))
+            .weight(Tensor::new(&w, &ws));
+        for red in REDUCTIONS {
+            let what = format!("{shape:?} probabilities {red:?}");
+            check_on(&ctx, &what, &ce(IGNORE, 0.1), red, &inputs);
+        }
+    }
+    // 4097 logits per batch entry fit no binding.
+    let x = vec![0.0f32; 4097];
+    let inputs = Inputs::new(Tensor::new(&x, &[1, 4097])).classes(&[0], &[1]);
+    let err = ctx.evaluate(&ce(IGNORE, 0.0), Reduction::Mean, &inputs);
+    assert!(matches!(err, Err(Error::TooLarge { .. })), "{err:?}");
+}
+
+/// 70 000 x 512 logits: more than one 2^25-value binding on lavapipe.
+#[test]
+fn logits_longer_than_one_binding() {
+    let (n, c) = (70_000, 512);
+    let x = uniform(&mut rng(40), n * c, -8.0, 8.0);
+    let y = classes(41, n, c, 13, IGNORE);
+    let w = class_weight(42, c);
+    let (shape, items, ws) = ([n, c], [n], [c]);
+    let inputs = Inputs::new(Tensor::new(&x, &shape))
+        .classes(&y, &items)
+        .weight(Tensor::new(&w, &ws));
+    for red in REDUCTIONS {
+        check(&format!("{n}x{c} {red:?}"), &ce(IGNORE, 0.0), red, &inputs);
+    }
+    let slices = (n * c).div_ceil(ctx().max_binding_elements());
+    let prepared = ctx()
+        .prepare(&ce(IGNORE, 0.0), Reduction::Mean, &inputs)
+        .unwrap();
+    assert_eq!(
+        prepared.dispatches(),
+        slices + 1,
+        "slices and the finalize pass"
+    );
+}
+
+/// K-dim logits (130, 4, 65 536), longer than a binding on lavapipe: each
+/// batch entry's rows are strided by 65 536.
+#[test]
+fn k_dim_logits_longer_than_one_binding() {
+    let shape = [130usize, 4, 65_536];
+    let n: usize = shape.iter().product();
+    let x = uniform(&mut rng(43), n, -4.0, 4.0);
+    let items = [130usize, 65_536];
+    let y = classes(44, 130 * 65_536, 4, 11, IGNORE);
+    let w = class_weight(45, 4);
+    let inputs = Inputs::new(Tensor::new(&x, &shape))
+        .classes(&y, &items)
+        .weight(Tensor::new(&w, &[4]));
+    for red in [Reduction::Mean, Reduction::None] {
+        check(
+            &format!("{shape:?} {red:?}"),
+            &ce(IGNORE, 0.0),
+            red,
+            &inputs,
+        );
+    }
+}
+
+/// A storage buffer holding `data` at byte `offset`.
+fn buffer<T: bytemuck::Pod>(ctx: &Context, data: &[T], offset: usize) -> wgpu::Buffer {
+    let mut bytes = vec![0u8; offset];
+    bytes.extend_from_slice(bytemuck::cast_slice(data));
+    bytes.resize(bytes.len().max(16), 0);
+    ctx.device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("test data"),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+        })
+}
+
+fn output(ctx: &Context, values: usize) -> wgpu::Buffer {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("test output"),
+        size: 4 * values.max(4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// Submits `encoder` and reads the first `values` f32 of each buffer.
+fn read(
+    ctx: &Context,
+    mut encoder: wgpu::CommandEncoder,
+    buffers: &[&wgpu::Buffer],
+    values: usize,
+) -> Vec<Vec<f32>> {
+    let size = 4 * values.max(1) as u64;
+    let staging: Vec<wgpu::Buffer> = buffers
+        .iter()
+        .map(|b| {
+            let s = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("test readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            encoder.copy_buffer_to_buffer(b, 0, &s, 0, size);
+            s
+        })
+        .collect();
+    ctx.queue().submit([encoder.finish()]);
+    for s in &staging {
+        s.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    }
+    ctx.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
+    staging
+        .iter()
+        .map(|s| {
+            let view = s.slice(..).get_mapped_range().unwrap();
+            bytemuck::cast_slice::<u8, f32>(&view)[..values].to_vec()
+        })
+        .collect()
+}
+
+fn encoder(ctx: &Context) -> wgpu::CommandEncoder {
+    ctx.device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+}
+
+/// One evaluator, two sets of buffers of the same shapes (the second at an
+/// offset into larger buffers), both encoded before one submit.
+#[test]
+fn an_evaluator_serves_other_buffers_of_the_same_shapes() {
+    let ctx = small_binding_ctx(4096);
+    let (n, c) = (1500usize, 11usize);
+    let (shape, items, ws) = ([n, c], [n], [c]);
+    let data = |seed| {
+        let x = uniform(&mut rng(seed), n * c, -6.0, 6.0);
+        let y = classes(seed + 1, n, c, 9, IGNORE);
+        (x, y)
+    };
+    let w = class_weight(50, c);
+    let sets = [data(51), data(52)];
+    let offsets = [0usize, 512];
+    let bufs: Vec<_> = sets
+        .iter()
+        .zip(offsets)
+        .map(|((x, y), at)| {
+            let y: Vec<i32> = y.iter().map(|&v| v as i32).collect();
+            (buffer(&ctx, x, at), buffer(&ctx, &y, at))
+        })
+        .collect();
+    let wbuf = buffer(&ctx, &w, 0);
+    let device = |k: usize| {
+        let (xb, yb) = &bufs[k];
+        let at = offsets[k] as u64;
+        DeviceInputs::new(DeviceTensor::new(BufferView::new(xb, at, n * c), &shape))
+            .classes(DeviceTensor::new(BufferView::new(yb, at, n), &items))
+            .weight(DeviceTensor::new(BufferView::new(&wbuf, 0, c), &ws))
+    };
+    for loss in losses(IGNORE) {
+        for red in REDUCTIONS {
+            let eval = ctx.evaluator(&loss, red, &device(0)).unwrap();
+            let len = eval.output_len();
+            let outs = [output(&ctx, len), output(&ctx, len)];
+            let mut enc = encoder(&ctx);
+            for (k, out) in outs.iter().enumerate() {
+                eval.encode(&mut enc, &device(k), BufferView::whole(out))
+                    .unwrap();
+            }
+            let got = read(&ctx, enc, &[&outs[0], &outs[1]], len);
+            for (k, (x, y)) in sets.iter().enumerate() {
+                let inputs = Inputs::new(Tensor::new(x, &shape))
+                    .classes(y, &items)
+                    .weight(Tensor::new(&w, &ws));
+                let want = cpu::evaluate(&loss, red, &inputs).unwrap();
+                let want = if red == Reduction::None {
+                    want.items
+                } else {
+                    vec![want.value]
+                };
+                for (i, (g, w)) in got[k].iter().zip(&want).enumerate() {
+                    assert!(
+                        close(*g as f64, *w, 1e-6),
+                        "{loss:?} {red:?} set {k} value {i}: gpu {g} vs reference {w}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A class index outside [0, C) that is not ignore_index gives NaN for its
+/// row (and the mean) rather than a read out of bounds; ignored rows stay 0.
+#[test]
+fn bad_class_indices_on_the_device_give_nan() {
+    let ctx = ctx();
+    // `main` (C = 3) and `wide` (C = 3000) rows.
+    for c in [3usize, 3000] {
+        let n = 6;
+        let (shape, items, ws) = ([n, c], [n], [c]);
+        let x = uniform(&mut rng(60), n * c, -3.0, 3.0);
+        let w = class_weight(61, c);
+        for ignore in [IGNORE, -1] {
+            let y = [0i32, c as i32, ignore as i32, -2, 2, i32::MAX];
+            let bad = [false, true, false, true, false, true];
+            let (xb, yb, wb) = (buffer(ctx, &x, 0), buffer(ctx, &y, 0), buffer(ctx, &w, 0));
+            let device = DeviceInputs::new(DeviceTensor::new(BufferView::whole(&xb), &shape))
+                .classes(DeviceTensor::new(BufferView::new(&yb, 0, n), &items))
+                .weight(DeviceTensor::new(BufferView::new(&wb, 0, c), &ws));
+            // The good rows as the reference sees them.
+            let good: Vec<i64> = y
+                .iter()
+                .zip(bad)
+                .map(|(&v, b)| if b { ignore } else { v as i64 })
+                .collect();
+            let host = Inputs::new(Tensor::new(&x, &shape))
+                .classes(&good, &items)
+                .weight(Tensor::new(&w, &ws));
+            let losses = [
+                ce(ignore, 0.0),
+                ce(ignore, 0.1),
+                Loss::Nll {
+                    ignore_index: ignore,
+                },
+                focal(2.0, ignore),
+            ];
+            for loss in losses {
+                let want = cpu::evaluate(&loss, Reduction::None, &host).unwrap();
+                for red in REDUCTIONS {
+                    let eval = ctx.evaluator(&loss, red, &device).unwrap();
+                    let out = output(ctx, eval.output_len());
+                    let mut enc = encoder(ctx);
+                    eval.encode(&mut enc, &device, BufferView::whole(&out))
+                        .unwrap();
+                    let got = &read(ctx, enc, &[&out], eval.output_len())[0];
+                    let what = format!("C={c} ignore={ignore} {loss:?} {red:?}");
+                    if red != Reduction::None {
+                        assert!(got[0].is_nan(), "{what}: {}", got[0]);
+                        continue;
+                    }
+                    for (i, g) in got.iter().enumerate() {
+                        if bad[i] {
+                            assert!(g.is_nan(), "{what}: row {i}: {g}");
+                        } else {
+                            let w = want.items[i];
+                            assert!(close(*g as f64, w, 1e-6), "{what}: row {i}: {g} vs {w}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

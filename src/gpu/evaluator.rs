@@ -161,6 +161,7 @@ impl Context {
         let limit = self.max_binding_elements();
         let schedule = match &plan.geometry {
             Geometry::Point(p) => super::pointwise::schedule(loss, reduction, p, limit)?,
+            Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit)?,
             _ => {
                 return Err(Error::Gpu(format!(
                     "{} is not yet available on caller-owned buffers",

@@ -397,7 +397,7 @@ impl Context {
         inputs: &Inputs<'_>,
     ) -> Result<Prepared<'_>> {
         let plan = plan(loss, reduction, inputs)?;
-        if let Geometry::Point(_) = plan.geometry {
+        if let Geometry::Point(_) | Geometry::Rows(_) = plan.geometry {
             return self.scoped(|| {
                 let uploads = self.upload_inputs(loss, inputs, &plan);
                 let evaluator = self.evaluator(loss, reduction, &uploads.device_inputs())?;
@@ -428,8 +428,7 @@ impl Context {
             }
         }
         let job = self.scoped(|| match &plan.geometry {
-            Geometry::Point(_) => unreachable!("on the encode layer"),
-            Geometry::Rows(r) => rows::record(self, loss, reduction, inputs, r),
+            Geometry::Point(_) | Geometry::Rows(_) => unreachable!("on the encode layer"),
             Geometry::Pairs(p) => pairs::record(self, loss, reduction, inputs, p),
             Geometry::Dice(d) => dice::record(self, loss, reduction, inputs, d),
         })?;
