@@ -20,20 +20,21 @@ pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> 
     let (c, inner) = (plan.classes, plan.inner);
     let x = inputs.input.data;
     let mut out = vec![[0.0f64; 3]; c];
+    let mut probs = vec![0.0f64; c];
     for n in 0..plan.batch {
         for s in 0..inner {
             let at = |k: usize| (n * c + k) * inner + s;
-            let probs: Vec<f64> = if !from_logits {
-                (0..c).map(|k| x[at(k)] as f64).collect()
-            } else if *mode == DiceMode::Multiclass {
-                let z: Vec<f64> = (0..c).map(|k| x[at(k)] as f64).collect();
-                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-                let total: f64 = e.iter().sum();
-                e.iter().map(|v| v / total).collect()
-            } else {
-                (0..c).map(|k| sigmoid(x[at(k)] as f64)).collect()
-            };
+            for (k, p) in probs.iter_mut().enumerate() {
+                *p = x[at(k)] as f64;
+            }
+            if *from_logits && *mode == DiceMode::Multiclass {
+                let m = probs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                probs.iter_mut().for_each(|p| *p = (*p - m).exp());
+                let total: f64 = probs.iter().sum();
+                probs.iter_mut().for_each(|p| *p /= total);
+            } else if *from_logits {
+                probs.iter_mut().for_each(|p| *p = sigmoid(*p));
+            }
             for k in 0..c {
                 let (t, keep) = match inputs.target {
                     Some(Target::Class { data, .. }) => {
@@ -43,7 +44,7 @@ pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> 
                     }
                     Some(Target::Float(t)) => {
                         let y = t.data[at(k)];
-                        (y as f64, ignore_index.map_or(true, |i| y != i as f32))
+                        (y as f64, ignore_index.is_none_or(|i| y != i as f32))
                     }
                     None => unreachable!("validated by plan"),
                 };

@@ -361,7 +361,7 @@ impl Context {
         inputs: &Inputs<'_>,
     ) -> Result<Prepared<'_>> {
         let plan = plan(loss, reduction, inputs)?;
-        if let Geometry::Point(_) = plan.geometry {
+        if let Geometry::Point(_) | Geometry::Pairs(_) | Geometry::Dice(_) = plan.geometry {
             return self.scoped(|| {
                 let uploads = self.upload_inputs(loss, inputs, &plan);
                 let evaluator = self.evaluator(loss, reduction, &uploads.device_inputs())?;
@@ -374,7 +374,6 @@ impl Context {
                         output,
                     },
                     reduction,
-                    dice: false,
                     items_shape: plan.items_shape,
                 })
             });
@@ -392,17 +391,13 @@ impl Context {
             }
         }
         let job = self.scoped(|| match &plan.geometry {
-            Geometry::Point(_) => unreachable!("on the encode layer"),
             Geometry::Rows(r) => rows::record(self, loss, reduction, inputs, r),
-            Geometry::Pairs(p) => pairs::record(self, loss, reduction, inputs, p),
-            Geometry::Dice(d) => dice::record(self, loss, reduction, inputs, d),
+            _ => unreachable!("on the encode layer"),
         })?;
-        let dice = matches!(plan.geometry, Geometry::Dice(_));
         Ok(Prepared {
             ctx: self,
             work: Work::Legacy(job),
             reduction,
-            dice,
             items_shape: plan.items_shape,
         })
     }
@@ -478,7 +473,6 @@ pub struct Prepared<'c> {
     ctx: &'c Context,
     work: Work<'c>,
     reduction: Reduction,
-    dice: bool,
     items_shape: Vec<usize>,
 }
 
@@ -503,14 +497,11 @@ impl Prepared<'_> {
         })?;
         let items_shape = self.items_shape.clone();
         Ok(match self.reduction {
-            Reduction::None => {
-                let items = if self.dice { out[4..].to_vec() } else { out };
-                Evaluation {
-                    value: items.iter().map(|v| *v as f64).sum(),
-                    items: Some(items),
-                    items_shape,
-                }
-            }
+            Reduction::None => Evaluation {
+                value: out.iter().map(|v| *v as f64).sum(),
+                items: Some(out),
+                items_shape,
+            },
             _ => Evaluation {
                 value: out[0] as f64,
                 items: None,
