@@ -1,34 +1,45 @@
 // smp's DiceLoss in two passes. `main`: each workgroup sums, per class, the
-// (Σp, Σt, Σ|p − t|) of its pixels into partials[group][class] (vec4).
+// (Σp, Σt, Σ|p − t|) of its pixels into partials[partial_base + group][class]
+// (vec4). A dispatch covers one slice of whole batch entries (inputs may be
+// longer than one binding); all slices share the partials.
 // `finish` (one workgroup; binding 0 = the partials, binding 1 unused) sums
 // the partials per class over all groups and applies smp's per-class rule.
-// Output of `finish`: [value, Σ loss, C, 0, loss_0 .. loss_{C-1}].
+// Output of `finish`: with `write_items` the C per-class losses; otherwise
+// [value], and where the output holds 3 + 3C values [value, Σ loss, C,
+// (Σp, Σt, Σ|p − t|) of class 0, of class 1, ...] for mergeable partials.
 //
 // Params must be kept in sync with `DiceParams` in src/gpu/dice.rs.
 struct Params {
-    // batch * inner: the pixels summed over (dims 0 and 2 of (N, C, inner)).
+    // Pixels of this slice: entries * inner (dims 0 and 2 of (N, C, inner)).
     pixels: u32,
     classes: u32,
     inner: u32,
     groups_x: u32,
     // Number of partial groups (`finish`).
     groups: u32,
-    // Targets are class indices (i32 bits; negative = ignored) of shape
-    // (N, inner); otherwise floats of the input's shape.
+    // Targets are i32 class indices of shape (N, inner); otherwise floats of
+    // the input's shape.
     class_target: u32,
     // 0: input is probabilities; 1: sigmoid; 2: softmax over the classes.
     activation: u32,
-    // Float targets equal to `ignore` are masked out.
+    // Targets equal to `ignore` (floats) or `ignore_class` (class indices)
+    // are masked out.
     has_ignore: u32,
     ignore: f32,
+    ignore_class: i32,
     smoothing: f32,
     eps: f32,
     log_loss: u32,
     // 1: value = mean over classes; else the sum.
     mean: u32,
+    write_items: u32,
+    // Values bound before the slice's first entry: bindings start 256-byte
+    // aligned, slices need not. Float targets share the input's layout and skip.
+    skip: u32,
+    target_skip: u32,
+    partial_base: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> input: array<f32>;
@@ -46,24 +57,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let base = group * WG * ITEMS;
     let classes = params.classes;
     let inner = params.inner;
-    // Softmax statistics of each of this thread's pixels, computed once for
-    // all classes.
+    // Each of this thread's pixels: the index of its class 0 (one integer
+    // division, not one per class), and its softmax statistics, computed once
+    // for all classes.
+    var first: array<u32, ITEMS>;
     var row_max: array<f32, ITEMS>;
     var row_sum: array<f32, ITEMS>;
-    if (params.activation == SOFTMAX) {
-        for (var k = 0u; k < ITEMS; k = k + 1u) {
-            let q = base + k * WG + lid;
-            if (q < params.pixels) {
-                let n = q / inner;
-                let first = n * classes * inner + (q - n * inner);
+    for (var k = 0u; k < ITEMS; k = k + 1u) {
+        let q = base + k * WG + lid;
+        if (q < params.pixels) {
+            let n = q / inner;
+            first[k] = params.skip + n * classes * inner + (q - n * inner);
+            if (params.activation == SOFTMAX) {
                 // NaN or infinite logits make the sum NaN, as in the reference.
                 var m = -inf();
                 for (var c = 0u; c < classes; c = c + 1u) {
-                    m = max(m, input[first + c * inner]);
+                    m = max(m, input[first[k] + c * inner]);
                 }
                 var s = 0.0;
                 for (var c = 0u; c < classes; c = c + 1u) {
-                    s = s + exp(input[first + c * inner] - m);
+                    s = s + exp(input[first[k] + c * inner] - m);
                 }
                 row_max[k] = m;
                 row_sum[k] = s;
@@ -75,8 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         for (var k = 0u; k < ITEMS; k = k + 1u) {
             let q = base + k * WG + lid;
             if (q < params.pixels) {
-                let n = q / inner;
-                let i = (n * classes + c) * inner + (q - n * inner);
+                let i = first[k] + c * inner;
                 let x = input[i];
                 var p = x;
                 if (params.activation == SIGMOID) {
@@ -87,9 +99,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 var t: f32;
                 var keep: bool;
                 if (params.class_target != 0u) {
-                    let y = bitcast<i32>(targets[q]);
-                    keep = y >= 0;
+                    let y = bitcast<i32>(targets[params.target_skip + q]);
+                    keep = params.has_ignore == 0u || y != params.ignore_class;
                     t = select(0.0, 1.0, y == i32(c));
+                    // The host never sends a class out of range; device
+                    // buffers may. Its one-hot row is undefined: NaN in every
+                    // class, never a plausible loss.
+                    if (keep && (y < 0 || y >= i32(classes))) {
+                        t = nan();
+                    }
                 } else {
                     t = targets[i];
                     keep = params.has_ignore == 0u || t != params.ignore;
@@ -103,7 +121,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         let r = reduce_wg(lid, acc);
         if (lid == 0u) {
-            let j = 4u * (group * classes + c);
+            let j = 4u * ((params.partial_base + group) * classes + c);
             out[j] = r.x;
             out[j + 1u] = r.y;
             out[j + 2u] = r.z;
@@ -144,6 +162,7 @@ fn class_loss(sp: f32, st: f32, d: f32) -> f32 {
 @compute @workgroup_size(256)
 fn finish(@builtin(local_invocation_index) lid: u32) {
     let classes = params.classes;
+    let sums = arrayLength(&out) >= 3u + 3u * classes;
     var total = 0.0;
     for (var c = 0u; c < classes; c = c + 1u) {
         var acc = vec4<f32>(0.0);
@@ -154,14 +173,22 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
         let r = reduce_wg(lid, acc);
         if (lid == 0u) {
             let l = class_loss(r.x, r.y, r.z);
-            out[4u + c] = l;
             total = total + l;
+            if (params.write_items != 0u) {
+                out[c] = l;
+            } else if (sums) {
+                let j = 3u + 3u * c;
+                out[j] = r.x;
+                out[j + 1u] = r.y;
+                out[j + 2u] = r.z;
+            }
         }
     }
-    if (lid == 0u) {
+    if (lid == 0u && params.write_items == 0u) {
         out[0] = select(total, safe_div(total, f32(classes)), params.mean != 0u);
-        out[1] = total;
-        out[2] = f32(classes);
-        out[3] = 0.0;
+        if (sums) {
+            out[1] = total;
+            out[2] = f32(classes);
+        }
     }
 }

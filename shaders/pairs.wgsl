@@ -1,6 +1,8 @@
 // Row-vector losses over (rows, dim): one thread per row loops over the row,
 // then the workgroup sums (loss, 1) partials for finalize.wgsl, or writes the
-// per-row losses with `write_items` set.
+// per-row losses with `write_items` set. A dispatch covers one slice of whole
+// rows (inputs may be longer than one binding); every partial goes to
+// `partial_base + group` in the scratch shared by all slices.
 //
 // Row sums use compensated (Neumaier) summation: 1 - cos and margin + d_ap -
 // d_an are small differences of large quantities, so the sums must carry more
@@ -19,9 +21,12 @@ struct Params {
     margin: f32,
     p: f32,
     eps: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // Values bound before the slice's first row: bindings start 256-byte
+    // aligned, slices need not (`skip` in the row tensors, `row_skip` in the
+    // labels and the items).
+    skip: u32,
+    row_skip: u32,
+    partial_base: u32,
 }
 
 // cosine_embedding: input = x1, second = x2, labels. triplet_margin: input =
@@ -69,7 +74,7 @@ fn max_nan(a: f32, b: f32) -> f32 {
 // The norms are multiplied after their square roots, which cannot overflow
 // where the product of the squares would.
 fn cosine_embedding(r: u32) -> f32 {
-    let base = r * params.dim;
+    let base = params.skip + r * params.dim;
     var dot = Acc(0.0, 0.0);
     var m1 = Acc(0.0, 0.0);
     var m2 = Acc(0.0, 0.0);
@@ -84,7 +89,7 @@ fn cosine_embedding(r: u32) -> f32 {
     let cos = acc_total(dot) / denom;
     var y = 1.0;
     if (params.flag != 0u) {
-        y = labels[r];
+        y = labels[params.row_skip + r];
     }
     if (y == 1.0) {
         return 1.0 - cos;
@@ -147,7 +152,7 @@ fn distance_gap(s_ap: f32, s_x: f32, ds: f32) -> f32 {
 // TripletMarginLoss: max(margin + d(a, p) - d(a, n), 0), d(u, w) = |u - w + eps|_p,
 // with swap d(a, n) -> min(d(a, n), d(p, n)).
 fn triplet_margin(r: u32) -> f32 {
-    let base = r * params.dim;
+    let base = params.skip + r * params.dim;
     let eps = params.eps;
     let swap = params.flag != 0u;
     if (params.norm == NORM_INF) {
@@ -214,7 +219,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (r < params.rows) {
         let l = item(r);
         if (params.write_items != 0u) {
-            out[r] = l;
+            out[params.row_skip + r] = l;
         } else {
             acc = vec4(l, 1.0, 0.0, 0.0);
         }
@@ -222,8 +227,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (params.write_items == 0u) {
         let total = reduce_wg(lid, acc);
         if (lid == 0u) {
-            out[2u * group] = total.x;
-            out[2u * group + 1u] = total.y;
+            let at = 2u * (params.partial_base + group);
+            out[at] = total.x;
+            out[at + 1u] = total.y;
         }
     }
 }

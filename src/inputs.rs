@@ -160,6 +160,8 @@ pub struct RowsPlan {
 pub struct PairsPlan {
     pub rows: usize,
     pub dim: usize,
+    /// cosine_embedding was given labels.
+    pub labels: bool,
 }
 
 /// Dice over input `(N, C, inner)` (binary: C = 1).
@@ -644,7 +646,11 @@ fn plan_checked<'a>(
                 }
             }
             Ok(Plan {
-                geometry: Geometry::Pairs(PairsPlan { rows, dim }),
+                geometry: Geometry::Pairs(PairsPlan {
+                    rows,
+                    dim,
+                    labels: inputs.labels.is_some(),
+                }),
                 items_shape,
             })
         }

@@ -3,10 +3,15 @@
 
 mod common;
 
+use common::device::*;
 use common::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use wgpu_loss::{DiceMode, Inputs, Loss, Reduction, Tensor};
+use wgpu_loss::inputs::{plan, Geometry};
+use wgpu_loss::{
+    cpu, BufferView, Context, DeviceInputs, DeviceTensor, DiceMode, Error, Inputs, Loss, Reduction,
+    Tensor,
+};
 
 const MODES: [DiceMode; 3] = [DiceMode::Binary, DiceMode::Multiclass, DiceMode::Multilabel];
 
@@ -429,4 +434,355 @@ fn ignore_index_outside_i32_and_empty_batches() {
 fn inputs_minus_one(x: &[f32]) -> Inputs<'_> {
     static Y: [i64; 10] = [0, -1, 2, 1, -1, 0, 0, 2, -1, 1];
     Inputs::new(Tensor::new(x, &[2, 3, 5])).classes(&Y, &[2, 5])
+}
+
+/// The twin's per-class sums (Σp, Σt, Σ|p − t|) and losses of a host call.
+fn reference(loss: &Loss, inputs: &Inputs<'_>) -> (Vec<[f64; 3]>, Vec<f64>) {
+    let Loss::Dice {
+        smooth,
+        eps,
+        log_loss,
+        ..
+    } = *loss
+    else {
+        unreachable!()
+    };
+    let p = plan(loss, Reduction::Mean, inputs).expect("valid");
+    let Geometry::Dice(d) = &p.geometry else {
+        unreachable!()
+    };
+    let sums = cpu::dice::sums(loss, inputs, d);
+    let per_class = sums
+        .iter()
+        .map(|s| cpu::dice::dice(s[0], s[1], s[2], smooth as f64, eps as f64, log_loss))
+        .collect();
+    (sums, per_class)
+}
+
+/// Encodes `loss` on device buffers holding `x` and the i32 classes `y`, and
+/// checks for each of `reductions` the value and, in an output view with room
+/// for them, Σ loss, C and each class's (Σp, Σt, Σ|p − t|) against the twin
+/// on `host` (the same data with i64 classes).
+fn check_device(
+    ctx: &Context,
+    what: &str,
+    loss: &Loss,
+    reductions: &[Reduction],
+    (x, shape): (&[f32], &[usize]),
+    y: &[i32],
+    host: &Inputs<'_>,
+) {
+    let c = shape[1];
+    let mut target_shape = vec![shape[0]];
+    target_shape.extend_from_slice(&shape[2..]);
+    let (bx, by) = (buffer(ctx, x), buffer(ctx, y));
+    let inputs =
+        DeviceInputs::new(DeviceTensor::new(BufferView::new(&bx, 0, x.len()), shape)).classes(
+            DeviceTensor::new(BufferView::new(&by, 0, y.len()), &target_shape),
+        );
+    let (sums, per_class) = reference(loss, host);
+    let total: f64 = per_class.iter().sum();
+    for &red in reductions {
+        let ev = ctx.evaluator(loss, red, &inputs).expect("evaluator");
+        let len = if red == Reduction::None { c } else { 3 + 3 * c };
+        let out = buffer(ctx, &vec![f32::NAN; len]);
+        let mut enc = encoder(ctx);
+        ev.encode(&mut enc, &inputs, BufferView::new(&out, 0, len))
+            .expect("encode");
+        let got = read(ctx, enc, &out, len);
+        if red == Reduction::None {
+            for (k, (g, w)) in got.iter().zip(&per_class).enumerate() {
+                assert!(
+                    close(*g as f64, *w, 1e-6),
+                    "{what}: class {k}: gpu {g} vs {w}"
+                );
+            }
+            continue;
+        }
+        let want = match red {
+            Reduction::Mean => total / c as f64,
+            _ => total,
+        };
+        let (v, t) = (got[0] as f64, got[1] as f64);
+        assert!(close(v, want, 1e-6), "{what} {red:?}: gpu {v} vs {want}");
+        assert!(close(t, total, 1e-6), "{what}: Σ loss: gpu {t} vs {total}");
+        assert_eq!(got[2], c as f32, "{what}: class count");
+        for (k, s) in sums.iter().enumerate() {
+            // Each sum is within f32 rounding of its largest part.
+            let scale = s.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (j, name) in ["Σp", "Σt", "Σ|p − t|"].iter().enumerate() {
+                let g = got[3 + 3 * k + j] as f64;
+                assert!(
+                    (g - s[j]).abs() <= 1e-5 * scale + 1e-6,
+                    "{what}: class {k} {name}: gpu {g} vs {}",
+                    s[j]
+                );
+            }
+        }
+    }
+}
+
+/// More values than one storage binding holds, 64 entries fitting one: the
+/// batch is cut into aligned slices of whole entries, one dispatch each, all
+/// meeting in `finish`; the per-class sums come out exact.
+#[test]
+fn multiclass_longer_than_one_binding() {
+    let loss = with(&dice(DiceMode::Multiclass, true), 0.0, Some(255), false);
+    let shape = [130, 4, 65_536];
+    let n: usize = shape.iter().product();
+    assert!(n > ctx().max_binding_elements());
+    let mut r = rng(40);
+    let x = predictions(&mut r, n, true);
+    let yc = classes(&mut r, n / 4, 4, true, false);
+    let host = Inputs::new(Tensor::new(&x, &shape)).classes(&yc, &[130, 65_536]);
+    let y: Vec<i32> = yc.iter().map(|&v| v as i32).collect();
+    check_device(
+        ctx(),
+        "multiclass beyond a binding",
+        &loss,
+        &[Reduction::Mean, Reduction::None],
+        (&x, &shape),
+        &y,
+        &host,
+    );
+    let prepared = ctx().prepare(&loss, Reduction::Sum, &host).unwrap();
+    assert_eq!(prepared.dispatches(), 3, "two slices and the finish pass");
+}
+
+/// On a context with small bindings: slices of 64 entries and more (aligned),
+/// slices of fewer (starting up to 63 values into their bindings), each
+/// target kind, every reduction, and the per-class sums of all slices.
+#[test]
+fn slices_on_small_bindings() {
+    let small = small_ctx();
+    let limit = small.max_binding_elements();
+    let mut r = rng(41);
+    for (mode, shape, ignore) in [
+        (DiceMode::Multiclass, [50, 3, 1000], Some(255)),
+        (DiceMode::Multiclass, [700, 2, 100], None),
+        (DiceMode::Multilabel, [40, 2, 1999], Some(255)),
+        (DiceMode::Multilabel, [700, 2, 100], None),
+        (DiceMode::Binary, [9, 1, 20_011], None),
+    ] {
+        let n: usize = shape.iter().product();
+        assert!(n > limit, "{shape:?} fits one binding");
+        for from_logits in [true, false] {
+            let loss = with(&dice(mode, from_logits), 0.0, ignore, false);
+            let x = predictions(&mut r, n, from_logits);
+            let what = format!("{loss:?} {shape:?}");
+            if mode == DiceMode::Multiclass {
+                let yc = classes(&mut r, n / shape[1], shape[1], ignore.is_some(), false);
+                let target_shape = [shape[0], shape[2]];
+                let host = Inputs::new(Tensor::new(&x, &shape)).classes(&yc, &target_shape);
+                for red in REDUCTIONS {
+                    check_on(small, &format!("{what} {red:?}"), &loss, red, &host, 1e-6);
+                }
+                let y: Vec<i32> = yc.iter().map(|&v| v as i32).collect();
+                check_device(small, &what, &loss, &REDUCTIONS, (&x, &shape), &y, &host);
+            } else {
+                let y = masks(&mut r, n, ignore.is_some());
+                let host = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+                for red in REDUCTIONS {
+                    check_on(small, &format!("{what} {red:?}"), &loss, red, &host, 1e-6);
+                }
+            }
+        }
+    }
+}
+
+/// One evaluator, two encodes into one encoder on different buffers: each
+/// output matches the twin on its own data.
+#[test]
+fn an_evaluator_encodes_twice() {
+    let loss = with(&dice(DiceMode::Multiclass, true), 0.5, Some(255), false);
+    let shape = [3, 4, 100];
+    let mut r = rng(42);
+    let data: Vec<(Vec<f32>, Vec<i64>)> = (0..2)
+        .map(|_| {
+            (
+                predictions(&mut r, 1200, true),
+                classes(&mut r, 300, 4, true, true),
+            )
+        })
+        .collect();
+    let bufs: Vec<_> = data
+        .iter()
+        .map(|(x, y)| {
+            let y: Vec<i32> = y.iter().map(|&v| v as i32).collect();
+            (buffer(ctx(), x), buffer(ctx(), &y))
+        })
+        .collect();
+    let device = |k: usize| {
+        DeviceInputs::new(DeviceTensor::new(
+            BufferView::new(&bufs[k].0, 0, 1200),
+            &shape,
+        ))
+        .classes(DeviceTensor::new(
+            BufferView::new(&bufs[k].1, 0, 300),
+            &[3, 100],
+        ))
+    };
+    let ev = ctx().evaluator(&loss, Reduction::Mean, &device(0)).unwrap();
+    assert_eq!(ev.output_len(), 1);
+    // Two 256-byte-aligned views of one buffer, each with room for the sums.
+    let out = buffer(ctx(), &[f32::NAN; 64 + 15]);
+    let mut enc = encoder(ctx());
+    for k in 0..2 {
+        ev.encode(
+            &mut enc,
+            &device(k),
+            BufferView::new(&out, 256 * k as u64, 15),
+        )
+        .unwrap();
+    }
+    let got = read(ctx(), enc, &out, 64 + 15);
+    for (k, (x, y)) in data.iter().enumerate() {
+        let host = Inputs::new(Tensor::new(x, &shape)).classes(y, &[3, 100]);
+        let want = cpu::evaluate(&loss, Reduction::Mean, &host).unwrap().value;
+        let (_, per_class) = reference(&loss, &host);
+        let g = &got[64 * k..64 * k + 15];
+        assert!(
+            close(g[0] as f64, want, 1e-6),
+            "encode {k}: {} vs {want}",
+            g[0]
+        );
+        let total: f64 = per_class.iter().sum();
+        assert!(close(g[1] as f64, total, 1e-6), "encode {k}: Σ loss");
+        assert_eq!(g[2], 4.0);
+    }
+    // A view too small for the sums gets the value alone.
+    let small = buffer(ctx(), &[f32::NAN; 4]);
+    let mut enc = encoder(ctx());
+    ev.encode(&mut enc, &device(1), BufferView::new(&small, 0, 4))
+        .unwrap();
+    let got = read(ctx(), enc, &small, 4);
+    assert!(
+        got[0].is_finite() && got[1..].iter().all(|v| v.is_nan()),
+        "{got:?}"
+    );
+}
+
+/// The extended output of a sum and of an all-ignored batch on device
+/// buffers, and the per-class sums of float targets.
+#[test]
+fn per_class_sums_match_the_twin() {
+    let loss = with(&dice(DiceMode::Multiclass, false), 0.0, Some(-1), true);
+    let shape = [2, 5, 257];
+    let mut r = rng(43);
+    let x = uniform(&mut r, 2 * 5 * 257, 0.0, 1.0);
+    let yc: Vec<i64> = (0..514)
+        .map(|i| if i % 7 == 0 { -1 } else { r.random_range(0..4) })
+        .collect();
+    let host = Inputs::new(Tensor::new(&x, &shape)).classes(&yc, &[2, 257]);
+    let y: Vec<i32> = yc.iter().map(|&v| v as i32).collect();
+    let all = REDUCTIONS;
+    check_device(ctx(), "sums", &loss, &all, (&x, &shape), &y, &host);
+    let ignored = vec![-1i64; 514];
+    let host = Inputs::new(Tensor::new(&x, &shape)).classes(&ignored, &[2, 257]);
+    check_device(
+        ctx(),
+        "all ignored",
+        &loss,
+        &all,
+        (&x, &shape),
+        &[-1; 514],
+        &host,
+    );
+}
+
+/// Class indices on the device are not checked by the host: one out of
+/// [0, C) that is not the ignore value gives NaN, never a plausible loss.
+#[test]
+fn a_class_index_out_of_range_gives_nan() {
+    let shape = [2, 3, 5];
+    let mut r = rng(44);
+    let x = predictions(&mut r, 30, true);
+    let bx = buffer(ctx(), &x);
+    let run = |loss: &Loss, red: Reduction, y: &[i32]| -> Vec<f32> {
+        let by = buffer(ctx(), y);
+        let inputs = DeviceInputs::new(DeviceTensor::new(BufferView::new(&bx, 0, 30), &shape))
+            .classes(DeviceTensor::new(BufferView::new(&by, 0, 10), &[2, 5]));
+        let ev = ctx().evaluator(loss, red, &inputs).unwrap();
+        let len = if red == Reduction::None { 3 } else { 12 };
+        let out = buffer(ctx(), &vec![0.0f32; len]);
+        let mut enc = encoder(ctx());
+        ev.encode(&mut enc, &inputs, BufferView::new(&out, 0, len))
+            .unwrap();
+        read(ctx(), enc, &out, len)
+    };
+    let good = [0, 1, 2, 255, 1, 0, 2, 2, 1, 0];
+    for ignore in [None, Some(255)] {
+        let loss = with(&dice(DiceMode::Multiclass, true), 0.0, ignore, false);
+        for bad in [3, 7, -1, -4, i32::MIN, i32::MAX, 255] {
+            let mut y = good;
+            y[6] = bad;
+            if ignore.is_none() {
+                y[3] = 0;
+            }
+            let ignored = ignore == Some(bad as i64);
+            for red in REDUCTIONS {
+                let got = run(&loss, red, &y);
+                if ignored {
+                    assert!(got.iter().all(|v| v.is_finite()), "{bad} ignored: {got:?}");
+                    continue;
+                }
+                // The losses, and Σt and Σ|p − t| of every class (Σp stays).
+                let nan: Vec<usize> = match red {
+                    Reduction::None => vec![0, 1, 2],
+                    _ => vec![0, 1, 4, 5, 7, 8, 10, 11],
+                };
+                assert!(
+                    nan.iter().all(|&i| got[i].is_nan()),
+                    "class {bad} {red:?}: {got:?}"
+                );
+            }
+        }
+    }
+    // The ignore value itself, as the host maps it (i32::MIN beyond i32).
+    let big = 1i64 << 40;
+    let loss = with(&dice(DiceMode::Multiclass, true), 0.0, Some(big), false);
+    let mut y = good;
+    y[3] = i32::MIN;
+    let yc: Vec<i64> = y
+        .iter()
+        .map(|&v| if v == i32::MIN { big } else { v as i64 })
+        .collect();
+    let host = Inputs::new(Tensor::new(&x, &shape)).classes(&yc, &[2, 5]);
+    let want = cpu::evaluate(&loss, Reduction::Mean, &host).unwrap().value;
+    let got = run(&loss, Reduction::Mean, &y)[0] as f64;
+    assert!(close(got, want, 1e-6), "{got} vs {want}");
+}
+
+/// A batch entry is never cut (softmax needs all its classes): one longer
+/// than a binding cannot be evaluated. Only shapes are read, so tiny buffers do.
+#[test]
+fn an_entry_longer_than_a_binding_is_too_large() {
+    let limit = ctx().max_binding_elements();
+    let tiny = buffer(ctx(), &[0.0f32; 4]);
+    let view = BufferView::new(&tiny, 0, 4);
+    let loss = dice(DiceMode::Multilabel, true);
+    for (shape, ok) in [
+        ([2, 2, limit / 2], false),
+        ([1, 2, limit / 2], true),
+        ([3, 1, limit / 64 + 1], true),
+    ] {
+        let inputs = DeviceInputs::new(DeviceTensor::new(view, &shape))
+            .target(DeviceTensor::new(view, &shape));
+        match ctx().evaluator(&loss, Reduction::Mean, &inputs) {
+            Err(Error::TooLarge { .. }) => assert!(!ok, "{shape:?}"),
+            Ok(_) => assert!(ok, "{shape:?}"),
+            Err(e) => panic!("{shape:?}: {e}"),
+        }
+    }
+    // The host path says so too.
+    let small = small_ctx();
+    let entry = small.max_binding_elements() / 2 + 1;
+    let x = vec![0.5f32; 4 * entry];
+    let shape = [2, 2, entry];
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&x, &shape));
+    let loss = dice(DiceMode::Multilabel, false);
+    match small.evaluate(&loss, Reduction::Mean, &inputs) {
+        Err(Error::TooLarge { .. }) => {}
+        other => panic!("{other:?}"),
+    }
 }

@@ -3,10 +3,13 @@
 
 mod common;
 
+use common::device::*;
 use common::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use wgpu_loss::{Inputs, Loss, Reduction, Tensor};
+use wgpu_loss::{
+    cpu, BufferView, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
+};
 
 fn cosine(margin: f32) -> Loss {
     Loss::CosineEmbedding { margin }
@@ -409,4 +412,172 @@ fn empty_batch_gives_nan_mean_and_zero_sum() {
             check(&format!("{loss:?} dim 0 {red:?}"), &loss, red, &trip);
         }
     }
+}
+
+/// More rows than one binding holds: slices of 64k whole rows, aligned in
+/// every tensor, one dispatch each, partials meeting in one finalize pass.
+#[test]
+fn inputs_longer_than_one_binding() {
+    let (rows, dim) = (140_000, 256);
+    assert!(rows * dim > ctx().max_binding_elements());
+    let mut r = rng(50);
+    let a = uniform(&mut r, rows * dim, -1.0, 1.0);
+    let b = near(&mut r, &a, dim);
+    let y = labels(&mut r, rows);
+    let shape = [rows, dim];
+    let inputs = Inputs::new(Tensor::new(&a, &shape))
+        .target(Tensor::new(&b, &shape))
+        .labels(Tensor::new(&y, &shape[..1]));
+    for red in [Reduction::Mean, Reduction::None] {
+        check(
+            &format!("cosine 140000x256 {red:?}"),
+            &cosine(0.2),
+            red,
+            &inputs,
+        );
+    }
+    let prepared = ctx()
+        .prepare(&cosine(0.2), Reduction::Sum, &inputs)
+        .unwrap();
+    assert_eq!(prepared.dispatches(), 3, "two slices and the finalize pass");
+}
+
+/// On a context with small bindings: slices of 64 rows and more (aligned),
+/// slices of fewer (starting up to 63 values, and up to 63 labels and items,
+/// into their bindings), every loss and reduction.
+#[test]
+fn slices_on_small_bindings() {
+    let small = small_ctx();
+    let limit = small.max_binding_elements();
+    let mut r = rng(51);
+    for (rows, dim) in [(1000, 100), (500, 1500), (3, 30_000)] {
+        assert!(rows * dim > limit);
+        let a = uniform(&mut r, rows * dim, -1.0, 1.0);
+        let p = near(&mut r, &a, dim);
+        let n = near(&mut r, &a, dim);
+        let y = labels(&mut r, rows);
+        let shape = [rows, dim];
+        let cos = Inputs::new(Tensor::new(&a, &shape)).target(Tensor::new(&p, &shape));
+        let labelled = cos.labels(Tensor::new(&y, &shape[..1]));
+        let trip = Inputs::new(Tensor::new(&a, &shape))
+            .positive(Tensor::new(&p, &shape))
+            .negative(Tensor::new(&n, &shape));
+        for red in REDUCTIONS {
+            let what = format!("{rows}x{dim} {red:?}");
+            check_on(
+                small,
+                &format!("cosine {what}"),
+                &cosine(0.1),
+                red,
+                &cos,
+                1e-6,
+            );
+            check_on(
+                small,
+                &format!("labels {what}"),
+                &cosine(0.1),
+                red,
+                &labelled,
+                1e-6,
+            );
+            for loss in [triplet(1.0, 2.0, true), triplet(1.0, 1.5, false)] {
+                check_on(small, &format!("{loss:?} {what}"), &loss, red, &trip, 1e-6);
+            }
+        }
+    }
+}
+
+/// A row longer than a binding cannot be evaluated; one that fits with its
+/// slice's offset can. Only shapes are read, so tiny buffers do.
+#[test]
+fn a_row_longer_than_a_binding_is_too_large() {
+    let limit = ctx().max_binding_elements();
+    let tiny = buffer(ctx(), &[0.0f32; 4]);
+    let view = BufferView::new(&tiny, 0, 4);
+    for (shape, ok) in [
+        ([2, limit], false),
+        ([1, limit], true),
+        ([2, limit / 2], true),
+        ([100, limit / 64 + 1], true),
+    ] {
+        let t = DeviceTensor::new(view, &shape);
+        let inputs = DeviceInputs::new(t).target(t);
+        match ctx().evaluator(&cosine(0.0), Reduction::Mean, &inputs) {
+            Err(Error::TooLarge { .. }) => assert!(!ok, "{shape:?}"),
+            Ok(_) => assert!(ok, "{shape:?}"),
+            Err(e) => panic!("{shape:?}: {e}"),
+        }
+    }
+    let small = small_ctx();
+    let dim = small.max_binding_elements() - 10;
+    let x = vec![0.5f32; 2 * dim];
+    let shape = [2, dim];
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&x, &shape));
+    match small.evaluate(&cosine(0.0), Reduction::Mean, &inputs) {
+        Err(Error::TooLarge { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// One evaluator, two encodes into one encoder on different buffers, items
+/// written into two views of one output buffer.
+#[test]
+fn an_evaluator_encodes_twice() {
+    let (rows, dim) = (300, 17);
+    let shape = [rows, dim];
+    let mut r = rng(52);
+    let data: Vec<[Vec<f32>; 3]> = (0..2)
+        .map(|_| {
+            let a = uniform(&mut r, rows * dim, -1.0, 1.0);
+            let b = near(&mut r, &a, dim);
+            [a, b, labels(&mut r, rows)]
+        })
+        .collect();
+    let bufs: Vec<Vec<wgpu::Buffer>> = data
+        .iter()
+        .map(|d| d.iter().map(|v| buffer(ctx(), v)).collect())
+        .collect();
+    let device = |k: usize| {
+        let t = |i: usize| BufferView::new(&bufs[k][i], 0, data[k][i].len());
+        DeviceInputs::new(DeviceTensor::new(t(0), &shape))
+            .target(DeviceTensor::new(t(1), &shape))
+            .labels(DeviceTensor::new(t(2), &shape[..1]))
+    };
+    let loss = cosine(-0.2);
+    let ev = ctx().evaluator(&loss, Reduction::None, &device(0)).unwrap();
+    assert_eq!(ev.output_len(), rows);
+    assert_eq!(ev.items_shape(), &[rows]);
+    let out = buffer(ctx(), &vec![f32::NAN; 320 + rows]);
+    let mut enc = encoder(ctx());
+    for k in 0..2 {
+        let view = BufferView::new(&out, 4 * 320 * k as u64, rows);
+        ev.encode(&mut enc, &device(k), view).unwrap();
+    }
+    let got = read(ctx(), enc, &out, 320 + rows);
+    for (k, [a, b, y]) in data.iter().enumerate() {
+        let host = Inputs::new(Tensor::new(a, &shape))
+            .target(Tensor::new(b, &shape))
+            .labels(Tensor::new(y, &shape[..1]));
+        let want = cpu::evaluate(&loss, Reduction::None, &host).unwrap().items;
+        for (i, w) in want.iter().enumerate() {
+            let g = got[320 * k + i] as f64;
+            assert!(close(g, *w, 1e-6), "encode {k} item {i}: {g} vs {w}");
+        }
+    }
+    // A reduced evaluator writes the value, and the loss sum and the row
+    // count where the view has room.
+    let ev = ctx().evaluator(&loss, Reduction::Mean, &device(0)).unwrap();
+    let out = buffer(ctx(), &[f32::NAN; 3]);
+    let mut enc = encoder(ctx());
+    ev.encode(&mut enc, &device(1), BufferView::whole(&out))
+        .unwrap();
+    let got = read(ctx(), enc, &out, 3);
+    let [a, b, y] = &data[1];
+    let host = Inputs::new(Tensor::new(a, &shape))
+        .target(Tensor::new(b, &shape))
+        .labels(Tensor::new(y, &shape[..1]));
+    let want = cpu::evaluate(&loss, Reduction::Mean, &host).unwrap().value;
+    assert!(close(got[0] as f64, want, 1e-6), "{got:?} vs {want}");
+    assert!(close(got[1] as f64, want * rows as f64, 1e-5), "{got:?}");
+    assert_eq!(got[2], rows as f32);
 }

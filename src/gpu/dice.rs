@@ -2,10 +2,11 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{grid, Job, WG};
-use crate::context::{Context, DICE};
-use crate::error::Result;
-use crate::inputs::{DicePlan, Inputs, Target};
+use super::evaluator::{aligned, units_per_slice, Dispatch, Role, Schedule, Slice, OFFSET_ALIGN};
+use super::{grid, ignore_i32, WG};
+use crate::context::DICE;
+use crate::error::{Error, Result};
+use crate::inputs::DicePlan;
 use crate::loss::{DiceMode, Loss, Reduction};
 
 /// Pixels per thread: must match ITEMS in shaders/dice.wgsl.
@@ -24,20 +25,34 @@ struct DiceParams {
     activation: u32,
     has_ignore: u32,
     ignore: f32,
+    ignore_class: i32,
     smoothing: f32,
     eps: f32,
     log_loss: u32,
     mean: u32,
-    _pad: [u32; 3],
+    write_items: u32,
+    skip: u32,
+    target_skip: u32,
+    partial_base: u32,
+    _pad: [u32; 2],
 }
 
-pub(super) fn record(
-    ctx: &Context,
+/// Pass 1 runs once per slice of whole batch entries (the same entries of the
+/// input and the target), writing per-(group, class) partials at its
+/// `partial_base`; `finish` sums them per class and applies smp's rule.
+/// Softmax needs every class of a pixel, so an entry (C × inner values) is
+/// never cut: one longer than a binding is `Error::TooLarge`.
+///
+/// Output of `finish`: for `none` the C per-class losses; otherwise
+/// `[value]`, and where the output view holds 3 + 3C values `[value, Σ loss,
+/// C]` followed by each class's (Σp, Σt, Σ|p − t|) after masking, before
+/// smp's rule (what merging partial evaluations needs).
+pub(super) fn schedule(
     loss: &Loss,
     reduction: Reduction,
-    inputs: &Inputs<'_>,
     plan: &DicePlan,
-) -> Result<Job> {
+    limit: usize,
+) -> Result<Schedule> {
     let Loss::Dice {
         mode,
         from_logits,
@@ -49,85 +64,100 @@ pub(super) fn record(
     else {
         unreachable!("not dice")
     };
-    let x = ctx.upload("input", inputs.input.data);
-    let (y, class_target, has_ignore, ignore) = match inputs.target {
-        // Validated classes lie in [0, C); ignored pixels become -1, whatever
-        // the (i64) ignore_index.
-        Some(Target::Class { data, .. }) => {
-            let classes: Vec<i32> = data
-                .iter()
-                .map(|&v| {
-                    if Some(v) == *ignore_index {
-                        -1
-                    } else {
-                        v as i32
-                    }
-                })
-                .collect();
-            (ctx.upload("target", &classes), 1, 0, 0.0)
-        }
-        Some(Target::Float(t)) => (
-            ctx.upload("target", t.data),
-            0,
-            ignore_index.is_some() as u32,
-            ignore_index.map_or(0.0, |i| i as f32),
-        ),
-        None => unreachable!("validated by plan"),
-    };
+    // Multiclass targets are class indices of shape (N, inner), the others
+    // floats of the input's shape.
+    let class_target = *mode == DiceMode::Multiclass;
     let activation = match (from_logits, mode) {
         (false, _) => 0,
         (true, DiceMode::Multiclass) => 2,
         (true, _) => 1,
     };
-    let pixels = plan.batch * plan.inner;
-    let classes = plan.classes;
-    let (groups_x, groups_y) = grid(pixels.div_ceil(WG * ITEMS));
-    let groups = if pixels > 0 && classes > 0 {
-        groups_x as usize * groups_y as usize
-    } else {
-        0
-    };
-    let partials = ctx.storage("dice partials", 4 * groups * classes);
-    let result = ctx.storage("dice result", 4 + classes);
-    let params = DiceParams {
-        pixels: pixels as u32,
+    let (classes, inner) = (plan.classes, plan.inner);
+    let entry = classes * inner;
+    let step = units_per_slice(entry, plan.batch, limit).ok_or(Error::TooLarge {
+        loss: loss.name(),
+        name: "input",
+        len: plan.batch * entry,
+        limit,
+    })?;
+    let mut params = DiceParams {
+        pixels: 0,
         classes: classes as u32,
-        inner: plan.inner as u32,
-        groups_x,
-        groups: groups as u32,
-        class_target,
+        inner: inner as u32,
+        groups_x: 1,
+        groups: 0,
+        class_target: class_target as u32,
         activation,
-        has_ignore,
-        ignore,
+        has_ignore: ignore_index.is_some() as u32,
+        ignore: ignore_index.map_or(0.0, |i| i as f32),
+        ignore_class: ignore_index.map_or(0, ignore_i32),
         smoothing: *smooth,
         eps: *eps,
         log_loss: *log_loss as u32,
         mean: (reduction == Reduction::Mean) as u32,
-        _pad: [0; 3],
+        write_items: (reduction == Reduction::None) as u32,
+        skip: 0,
+        target_skip: 0,
+        partial_base: 0,
+        _pad: [0; 2],
     };
-    let mut passes = Vec::new();
-    if groups > 0 {
-        passes.push(ctx.pass(
-            &DICE,
-            "main",
-            &[],
-            &[&x, &y, &partials],
-            &params,
-            (groups_x, groups_y),
-        )?);
+    let mut dispatches = Vec::new();
+    let mut groups = 0;
+    let mut first = 0;
+    while first < plan.batch && entry > 0 {
+        let entries = step.min(plan.batch - first);
+        let pixels = entries * inner;
+        let (groups_x, groups_y) = grid(pixels.div_ceil(WG * ITEMS));
+        let (target_start, target_len) = if class_target {
+            (first * inner, pixels)
+        } else {
+            (first * entry, entries * entry)
+        };
+        let p = DiceParams {
+            pixels: pixels as u32,
+            groups_x,
+            skip: (first * entry % OFFSET_ALIGN) as u32,
+            target_skip: (target_start % OFFSET_ALIGN) as u32,
+            partial_base: groups as u32,
+            ..params
+        };
+        dispatches.push(Dispatch {
+            kernel: &DICE,
+            entry: "main",
+            constants: vec![],
+            params: bytemuck::bytes_of(&p).to_vec(),
+            bindings: vec![
+                aligned(Role::Input, first * entry, entries * entry),
+                aligned(Role::Target, target_start, target_len),
+                Slice::whole(Role::Scratch),
+            ],
+            groups: (groups_x, groups_y),
+        });
+        groups += groups_x as usize * groups_y as usize;
+        first += entries;
     }
+    params.groups = groups as u32;
     // `finish` reads the partials through binding 0; binding 1 is unused.
-    passes.push(ctx.pass(
-        &DICE,
-        "finish",
-        &[],
-        &[&partials, &y, &result],
-        &params,
-        (1, 1),
-    )?);
-    Ok(Job {
-        passes,
-        output: result,
-        output_len: 4 + classes,
+    dispatches.push(Dispatch {
+        kernel: &DICE,
+        entry: "finish",
+        constants: vec![],
+        params: bytemuck::bytes_of(&params).to_vec(),
+        bindings: vec![
+            Slice::whole(Role::Scratch),
+            Slice::whole(Role::Absent),
+            Slice::whole(Role::Output),
+        ],
+        groups: (1, 1),
+    });
+    Ok(Schedule {
+        dispatches,
+        scratch: 4 * groups * classes,
+        owned: vec![],
+        output_len: if reduction == Reduction::None {
+            classes
+        } else {
+            1
+        },
     })
 }

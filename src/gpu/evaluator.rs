@@ -122,6 +122,32 @@ pub(crate) fn chunk_len(limit: usize, align: usize) -> usize {
 /// Storage offsets are 256-byte aligned: 64 f32 values.
 pub(crate) const OFFSET_ALIGN: usize = 64;
 
+/// Whole units of `size` values (rows, batch entries) per slice, of `count`
+/// units in all, for bindings of at most `limit` values. All of them when
+/// they fit; else a multiple of `OFFSET_ALIGN` units where that many fit, so
+/// that slices of every tensor holding a fixed count per unit start aligned;
+/// else fewer, and a slice may have to start up to `OFFSET_ALIGN - 1` values
+/// early (see `aligned`). None: one unit does not fit.
+pub(crate) fn units_per_slice(size: usize, count: usize, limit: usize) -> Option<usize> {
+    let limit = limit.min(u32::MAX as usize / 2);
+    let size = size.max(1);
+    if count.saturating_mul(size) <= limit {
+        return Some(count.max(1));
+    }
+    if limit / size >= OFFSET_ALIGN {
+        return Some(chunk_len(limit / size, OFFSET_ALIGN));
+    }
+    let units = limit.saturating_sub(OFFSET_ALIGN - 1) / size;
+    (units > 0).then_some(units)
+}
+
+/// `len` elements of `role` from element `start`, bound from the aligned
+/// offset at or before it: the kernel skips the first `start % OFFSET_ALIGN`.
+pub(crate) fn aligned(role: Role, start: usize, len: usize) -> Slice {
+    let skip = start % OFFSET_ALIGN;
+    Slice::range(role, start - skip, len + skip)
+}
+
 struct Step {
     pipeline: Arc<Pipeline>,
     params_offset: u64,
@@ -162,12 +188,8 @@ impl Context {
         let schedule = match &plan.geometry {
             Geometry::Point(p) => super::pointwise::schedule(loss, reduction, p, limit)?,
             Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit)?,
-            _ => {
-                return Err(Error::Gpu(format!(
-                    "{} is not yet available on caller-owned buffers",
-                    loss.name()
-                )))
-            }
+            Geometry::Pairs(p) => super::pairs::schedule(loss, reduction, p, limit)?,
+            Geometry::Dice(d) => super::dice::schedule(loss, reduction, d, limit)?,
         };
         let align = self
             .device

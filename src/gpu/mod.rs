@@ -8,11 +8,10 @@ mod pointwise;
 mod rows;
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Pod;
 
-use crate::context::{Context, Kernel, Pipeline, FINALIZE};
+use crate::context::Context;
 use crate::device::{BufferView, DeviceInputs, DeviceTensor};
 use crate::error::{Error, Result};
 use crate::inputs::{plan, Geometry, Inputs, Plan, Target};
@@ -30,37 +29,6 @@ pub struct Evaluation {
     /// Per-item losses for `none`, in `items_shape`.
     pub items: Option<Vec<f32>>,
     pub items_shape: Vec<usize>,
-}
-
-/// Must be kept in sync with `Params` in shaders/finalize.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct FinalizeParams {
-    count: u32,
-    mode: u32,
-    divisor: f32,
-    _pad: u32,
-}
-
-/// How the finalize pass turns (Σ loss, Σ denominator) into the value.
-#[derive(Clone, Copy)]
-pub(crate) enum Divide {
-    Not,
-    BySummedDenominator,
-    By(f32),
-}
-
-pub(crate) struct Pass {
-    pipeline: Arc<Pipeline>,
-    bind_group: wgpu::BindGroup,
-    groups: (u32, u32),
-}
-
-/// Passes to run in order, and the buffer holding the result.
-pub(crate) struct Job {
-    pub passes: Vec<Pass>,
-    pub output: wgpu::Buffer,
-    pub output_len: usize,
 }
 
 /// Workgroup grid for `groups` workgroups: x up to 65 535, then y.
@@ -110,76 +78,6 @@ impl Context {
         })
     }
 
-    pub(crate) fn pass<P: Pod>(
-        &self,
-        kernel: &Kernel,
-        entry: &'static str,
-        constants: &[(&'static str, f64)],
-        buffers: &[&wgpu::Buffer],
-        params: &P,
-        groups: (u32, u32),
-    ) -> Result<Pass> {
-        let pipeline = self.pipeline(kernel, entry, constants)?;
-        let uniform = self.buffer_with(
-            "wgpu-loss params",
-            bytemuck::bytes_of(params),
-            wgpu::BufferUsages::UNIFORM,
-        );
-        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        entries.push(wgpu::BindGroupEntry {
-            binding: buffers.len() as u32,
-            resource: uniform.as_entire_binding(),
-        });
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.name),
-            layout: &pipeline.layout,
-            entries: &entries,
-        });
-        Ok(Pass {
-            pipeline,
-            bind_group,
-            groups,
-        })
-    }
-
-    /// The finalize pass over `count` (loss, denominator) partials; returns the
-    /// 4-float result buffer [value, sum, denominator, 0].
-    pub(crate) fn finalize(
-        &self,
-        partials: &wgpu::Buffer,
-        count: usize,
-        divide: Divide,
-    ) -> Result<(Pass, wgpu::Buffer)> {
-        let (mode, divisor) = match divide {
-            Divide::Not => (0, 0.0),
-            Divide::BySummedDenominator => (1, 0.0),
-            Divide::By(d) => (2, d),
-        };
-        let result = self.storage("wgpu-loss result", 4);
-        let params = FinalizeParams {
-            count: count as u32,
-            mode,
-            divisor,
-            _pad: 0,
-        };
-        let pass = self.pass(
-            &FINALIZE,
-            "main",
-            &[],
-            &[partials, &result],
-            &params,
-            (1, 1),
-        )?;
-        Ok((pass, result))
-    }
-
     /// Runs `f` inside validation and out-of-memory error scopes, so that wgpu
     /// errors reach the caller as `Error::Gpu` instead of a panic elsewhere.
     pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -213,41 +111,6 @@ impl Context {
                 out
             }
         }
-    }
-
-    /// A family's map pass (absent when there is nothing to map) followed,
-    /// for a reduced call, by the finalize pass over its `partials`. `none`
-    /// returns the map pass's `items` directly.
-    pub(crate) fn map_then_finalize(
-        &self,
-        map: Option<Pass>,
-        out: wgpu::Buffer,
-        items: usize,
-        partials: usize,
-        reduction: Reduction,
-        batch: usize,
-    ) -> Result<Job> {
-        let divide = match reduction {
-            Reduction::None => {
-                let passes = map.into_iter().collect();
-                return Ok(Job {
-                    passes,
-                    output: out,
-                    output_len: items,
-                });
-            }
-            Reduction::Sum => Divide::Not,
-            Reduction::Mean => Divide::BySummedDenominator,
-            Reduction::BatchMean => Divide::By(batch as f32),
-        };
-        let count = if map.is_some() { partials } else { 0 };
-        let (fin, result) = self.finalize(&out, count, divide)?;
-        let passes = map.into_iter().chain([fin]).collect();
-        Ok(Job {
-            passes,
-            output: result,
-            output_len: 4,
-        })
     }
 
     /// Submits `encoder` with a copy of `len` f32 from `output` appended, waits,
@@ -299,22 +162,6 @@ impl Context {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgpu-loss"),
             })
-    }
-
-    fn run(&self, job: &Job) -> Result<Vec<f32>> {
-        let mut encoder = self.encoder();
-        {
-            let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("wgpu-loss"),
-                timestamp_writes: None,
-            });
-            for p in &job.passes {
-                cpass.set_pipeline(&p.pipeline.pipeline);
-                cpass.set_bind_group(0, &p.bind_group, &[]);
-                cpass.dispatch_workgroups(p.groups.0, p.groups.1, 1);
-            }
-        }
-        self.read_after(encoder, &job.output, job.output_len)
     }
 
     /// Uploads validated host tensors as device tensors: class indices as
@@ -397,48 +244,18 @@ impl Context {
         inputs: &Inputs<'_>,
     ) -> Result<Prepared<'_>> {
         let plan = plan(loss, reduction, inputs)?;
-        if let Geometry::Point(_) | Geometry::Rows(_) = plan.geometry {
-            return self.scoped(|| {
-                let uploads = self.upload_inputs(loss, inputs, &plan);
-                let evaluator = self.evaluator(loss, reduction, &uploads.device_inputs())?;
-                let output = self.storage("wgpu-loss output", evaluator.output_len().max(3));
-                Ok(Prepared {
-                    ctx: self,
-                    work: Work::Encoded {
-                        evaluator,
-                        uploads,
-                        output,
-                    },
-                    reduction,
-                    dice: false,
-                    items_shape: plan.items_shape,
-                })
-            });
-        }
-        let limit = self.max_binding_elements();
-        let target_len = inputs.target.map_or(0, |t| t.shape().iter().product());
-        for (name, len) in [("input", inputs.input.data.len()), ("target", target_len)] {
-            if len > limit {
-                return Err(Error::TooLarge {
-                    loss: loss.name(),
-                    name,
-                    len,
-                    limit,
-                });
-            }
-        }
-        let job = self.scoped(|| match &plan.geometry {
-            Geometry::Point(_) | Geometry::Rows(_) => unreachable!("on the encode layer"),
-            Geometry::Pairs(p) => pairs::record(self, loss, reduction, inputs, p),
-            Geometry::Dice(d) => dice::record(self, loss, reduction, inputs, d),
-        })?;
-        let dice = matches!(plan.geometry, Geometry::Dice(_));
-        Ok(Prepared {
-            ctx: self,
-            work: Work::Legacy(job),
-            reduction,
-            dice,
-            items_shape: plan.items_shape,
+        self.scoped(|| {
+            let uploads = self.upload_inputs(loss, inputs, &plan);
+            let evaluator = self.evaluator(loss, reduction, &uploads.device_inputs())?;
+            let output = self.storage("wgpu-loss output", evaluator.output_len().max(3));
+            Ok(Prepared {
+                ctx: self,
+                evaluator,
+                uploads,
+                output,
+                reduction,
+                items_shape: plan.items_shape,
+            })
         })
     }
 
@@ -497,55 +314,35 @@ pub(crate) fn ignore_i32(ignore_index: i64) -> i32 {
     i32::try_from(ignore_index).unwrap_or(i32::MIN)
 }
 
-enum Work<'c> {
-    /// Families not yet on the encode layer.
-    Legacy(Job),
-    Encoded {
-        evaluator: Evaluator<'c>,
-        uploads: Uploads,
-        output: wgpu::Buffer,
-    },
-}
-
 /// A validated loss whose inputs are on the device and whose passes are
 /// recorded; see [`Context::prepare`].
 pub struct Prepared<'c> {
     ctx: &'c Context,
-    work: Work<'c>,
+    evaluator: Evaluator<'c>,
+    uploads: Uploads,
+    output: wgpu::Buffer,
     reduction: Reduction,
-    dice: bool,
     items_shape: Vec<usize>,
 }
 
-impl Prepared<'_> {
+impl<'c> Prepared<'c> {
     /// Dispatches the recorded passes, submits once and reads back the result.
     pub fn run(&self) -> Result<Evaluation> {
-        let out = self.ctx.scoped(|| match &self.work {
-            Work::Legacy(job) => self.ctx.run(job),
-            Work::Encoded {
-                evaluator,
-                uploads,
-                output,
-            } => {
-                let mut encoder = self.ctx.encoder();
-                evaluator.encode(
-                    &mut encoder,
-                    &uploads.device_inputs(),
-                    BufferView::whole(output),
-                )?;
-                self.ctx.read_after(encoder, output, evaluator.output_len())
-            }
+        let out = self.ctx.scoped(|| {
+            let mut encoder = self.ctx.encoder();
+            let output = BufferView::whole(&self.output);
+            self.evaluator
+                .encode(&mut encoder, &self.uploads.device_inputs(), output)?;
+            self.ctx
+                .read_after(encoder, &self.output, self.evaluator.output_len())
         })?;
         let items_shape = self.items_shape.clone();
         Ok(match self.reduction {
-            Reduction::None => {
-                let items = if self.dice { out[4..].to_vec() } else { out };
-                Evaluation {
-                    value: items.iter().map(|v| *v as f64).sum(),
-                    items: Some(items),
-                    items_shape,
-                }
-            }
+            Reduction::None => Evaluation {
+                value: out.iter().map(|v| *v as f64).sum(),
+                items: Some(out),
+                items_shape,
+            },
             _ => Evaluation {
                 value: out[0] as f64,
                 items: None,
@@ -556,9 +353,11 @@ impl Prepared<'_> {
 
     /// Dispatches per run.
     pub fn dispatches(&self) -> usize {
-        match &self.work {
-            Work::Legacy(job) => job.passes.len(),
-            Work::Encoded { evaluator, .. } => evaluator.dispatches(),
-        }
+        self.evaluator.dispatches()
+    }
+
+    /// The evaluator behind this call, for encoding it elsewhere.
+    pub fn evaluator(&self) -> &Evaluator<'c> {
+        &self.evaluator
     }
 }

@@ -2,10 +2,12 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{grid, Job, WG};
-use crate::context::{Context, PAIRS};
-use crate::error::Result;
-use crate::inputs::{Inputs, PairsPlan, Target};
+use super::evaluator::OFFSET_ALIGN;
+use super::evaluator::{aligned, finalize, units_per_slice, Dispatch, Role, Schedule, Slice};
+use super::{grid, WG};
+use crate::context::PAIRS;
+use crate::error::{Error, Result};
+use crate::inputs::PairsPlan;
 use crate::loss::{Loss, Reduction};
 
 /// Must be kept in sync with `Params` in shaders/pairs.wgsl.
@@ -21,7 +23,9 @@ struct PairsParams {
     margin: f32,
     p: f32,
     eps: f32,
-    _pad: [u32; 3],
+    skip: u32,
+    row_skip: u32,
+    partial_base: u32,
 }
 
 /// The norm selector of the shader: 0 general p, 1, 2, 3 = inf.
@@ -37,30 +41,25 @@ fn norm_id(p: f32) -> u32 {
     }
 }
 
-pub(super) fn record(
-    ctx: &Context,
+/// Slices of whole rows, one dispatch each (the same rows of every tensor),
+/// then the finalize pass over all their partials; `none` writes each slice's
+/// items at its first row. A row longer than a binding is `Error::TooLarge`.
+pub(super) fn schedule(
     loss: &Loss,
     reduction: Reduction,
-    inputs: &Inputs<'_>,
     plan: &PairsPlan,
-) -> Result<Job> {
+    limit: usize,
+) -> Result<Schedule> {
     let (id, second, third, labels, flag, norm, margin, p, eps) = match loss {
         Loss::CosineEmbedding { margin } => {
-            let Some(Target::Float(x2)) = inputs.target else {
-                unreachable!("validated by plan")
+            let labels = if plan.labels {
+                Role::Labels
+            } else {
+                Role::Absent
             };
-            let labels = inputs.labels.map_or(&[][..], |l| l.data);
-            (
-                0,
-                x2.data,
-                &[][..],
-                labels,
-                inputs.labels.is_some() as u32,
-                0,
-                *margin,
-                0.0,
-                0.0,
-            )
+            let flag = plan.labels as u32;
+            let (second, third) = (Role::Target, Role::Absent);
+            (0, second, third, labels, flag, 0, *margin, 0.0, 0.0)
         }
         Loss::TripletMargin {
             margin,
@@ -68,14 +67,14 @@ pub(super) fn record(
             eps,
             swap,
         } => {
-            let pos = inputs.positive.expect("validated by plan").data;
-            let neg = inputs.negative.expect("validated by plan").data;
+            let (second, third) = (Role::Positive, Role::Negative);
+            let flag = *swap as u32;
             (
                 1,
-                pos,
-                neg,
-                &[][..],
-                *swap as u32,
+                second,
+                third,
+                Role::Absent,
+                flag,
                 norm_id(*p),
                 *margin,
                 *p,
@@ -84,38 +83,82 @@ pub(super) fn record(
         }
         _ => unreachable!("not a pair loss"),
     };
-    let x = ctx.upload("input", inputs.input.data);
-    let b = ctx.upload("second", second);
-    let c = ctx.upload("third", third);
-    let l = ctx.upload("labels", labels);
-    let (groups_x, groups_y) = grid(plan.rows.div_ceil(WG));
-    let partials = groups_x as usize * groups_y as usize;
-    let items = reduction == Reduction::None;
-    let out = ctx.storage("pairs out", if items { plan.rows } else { 2 * partials });
-    let params = PairsParams {
-        rows: plan.rows as u32,
-        dim: plan.dim as u32,
-        write_items: items as u32,
-        groups_x,
-        flag,
-        norm,
-        margin,
-        p,
-        eps,
-        _pad: [0; 3],
+    let dim = plan.dim;
+    let step = match units_per_slice(dim, plan.rows, limit) {
+        Some(step) => step,
+        None => {
+            return Err(Error::TooLarge {
+                loss: loss.name(),
+                name: "input",
+                len: plan.rows * dim,
+                limit,
+            })
+        }
     };
-    let map = (plan.rows > 0)
-        .then(|| {
-            let constants = [("LOSS", id as f64)];
-            ctx.pass(
-                &PAIRS,
-                "main",
-                &constants,
-                &[&x, &b, &c, &l, &out],
-                &params,
-                (groups_x, groups_y),
-            )
-        })
-        .transpose()?;
-    ctx.map_then_finalize(map, out, plan.rows, partials, reduction, 1)
+    let items = reduction == Reduction::None;
+    let mut dispatches = Vec::new();
+    let mut partials = 0;
+    let mut first = 0;
+    while first < plan.rows {
+        let rows = step.min(plan.rows - first);
+        let (groups_x, groups_y) = grid(rows.div_ceil(WG));
+        let params = PairsParams {
+            rows: rows as u32,
+            dim: dim as u32,
+            write_items: items as u32,
+            groups_x,
+            flag,
+            norm,
+            margin,
+            p,
+            eps,
+            skip: (first * dim % OFFSET_ALIGN) as u32,
+            row_skip: (first % OFFSET_ALIGN) as u32,
+            partial_base: partials as u32,
+        };
+        let data = |role: Role| match role {
+            Role::Absent => Slice::whole(role),
+            _ => aligned(role, first * dim, rows * dim),
+        };
+        let per_row = |role: Role| match role {
+            Role::Absent => Slice::whole(role),
+            _ => aligned(role, first, rows),
+        };
+        let out = if items {
+            per_row(Role::Output)
+        } else {
+            Slice::whole(Role::Scratch)
+        };
+        dispatches.push(Dispatch {
+            kernel: &PAIRS,
+            entry: "main",
+            constants: vec![("LOSS", id as f64)],
+            params: bytemuck::bytes_of(&params).to_vec(),
+            bindings: vec![
+                data(Role::Input),
+                data(second),
+                data(third),
+                per_row(labels),
+                out,
+            ],
+            groups: (groups_x, groups_y),
+        });
+        partials += groups_x as usize * groups_y as usize;
+        first += rows;
+    }
+    if items {
+        return Ok(Schedule {
+            dispatches,
+            scratch: 0,
+            owned: vec![],
+            output_len: plan.rows,
+        });
+    }
+    dispatches.push(finalize(partials, reduction, 1));
+    Ok(Schedule {
+        dispatches,
+        scratch: 2 * partials,
+        owned: vec![],
+        output_len: 1,
+    })
 }

@@ -2,6 +2,8 @@
 //! the comparison with the float64 reference.
 #![allow(dead_code)]
 
+pub mod device;
+
 use std::sync::OnceLock;
 
 use rand::{Rng, SeedableRng};
@@ -42,9 +44,20 @@ pub fn check(what: &str, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>)
 }
 
 pub fn check_tol(what: &str, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>, abs: f64) {
+    check_on(ctx(), what, loss, reduction, inputs, abs)
+}
+
+pub fn check_on(
+    ctx: &Context,
+    what: &str,
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+    abs: f64,
+) {
     let want =
         cpu::evaluate(loss, reduction, inputs).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
-    let got = ctx()
+    let got = ctx
         .evaluate(loss, reduction, inputs)
         .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
     assert_eq!(got.items_shape, want.items_shape, "{what}: items shape");
