@@ -1,6 +1,7 @@
 //! The GPU context: device, queue, limits and the pipeline cache.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -55,6 +56,7 @@ pub struct Context {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     layouts: Mutex<HashMap<u32, wgpu::BindGroupLayout>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    pub(crate) submits: AtomicUsize,
 }
 
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
@@ -106,11 +108,12 @@ impl Context {
     }
 
     /// Opens a device on `adapter`, requesting its full limits so that large
-    /// batches bind as much as the hardware allows.
+    /// batches bind as much as the hardware allows, and timestamp queries where
+    /// offered so that benchmarks can read GPU time.
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Context> {
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgpu-loss"),
-            required_features: wgpu::Features::empty(),
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: adapter.limits(),
             ..Default::default()
         };
@@ -132,6 +135,7 @@ impl Context {
             modules: Mutex::new(HashMap::new()),
             layouts: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            submits: AtomicUsize::new(0),
         }
     }
 
@@ -145,6 +149,13 @@ impl Context {
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
+    }
+
+    /// Whether GPU timestamps can time a run (see [`crate::Prepared::run_timed`]).
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// "name (backend)", as the CLI reports it.
@@ -164,6 +175,11 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+
+    /// Queue submits made through this context so far.
+    pub fn submits(&self) -> usize {
+        self.submits.load(Ordering::Relaxed)
     }
 
     fn layout(&self, reads: u32) -> wgpu::BindGroupLayout {

@@ -6,7 +6,8 @@ mod pairs;
 mod pointwise;
 mod rows;
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
@@ -58,6 +59,12 @@ pub(crate) struct Job {
     pub passes: Vec<Pass>,
     pub output: wgpu::Buffer,
     pub output_len: usize,
+}
+
+/// A timestamp query set and the buffer its two ticks resolve into.
+pub(crate) struct Timer {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
 }
 
 /// Workgroup grid for `groups` workgroups: x up to 65 535, then y.
@@ -163,7 +170,7 @@ impl Context {
 
     /// Runs `f` inside validation and out-of-memory error scopes, so that wgpu
     /// errors reach the caller as `Error::Gpu` instead of a panic elsewhere.
-    fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(crate) fn scoped<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let invalid = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let out = f();
@@ -175,11 +182,45 @@ impl Context {
         }
     }
 
-    fn run(&self, job: &Job) -> Result<Vec<f32>> {
+    /// Two timestamp queries around the compute pass of a run, where the
+    /// device has them.
+    pub(crate) fn timer(&self) -> Option<Timer> {
+        if !self.has_timestamps() {
+            return None;
+        }
+        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("wgpu-loss timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-loss timestamps"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        Some(Timer { queries, resolve })
+    }
+
+    /// Dispatches the job's passes in one compute pass, submits once and reads
+    /// back its output. With a timer, the pass's GPU time in milliseconds comes
+    /// back in the same readback (`None` if the timestamps did not advance).
+    pub(crate) fn execute(
+        &self,
+        job: &Job,
+        timer: Option<&Timer>,
+    ) -> Result<(Vec<f32>, Option<f64>)> {
         let bytes = (job.output_len * 4) as u64;
+        // The two u64 timestamps follow the output, 8-byte aligned.
+        let stamps_at = bytes.next_multiple_of(8);
+        let size = if timer.is_some() {
+            stamps_at + 16
+        } else {
+            bytes
+        };
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-loss readback"),
-            size: bytes.max(16),
+            size: size.max(16),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
@@ -191,7 +232,11 @@ impl Context {
         {
             let mut cpass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("wgpu-loss"),
-                timestamp_writes: None,
+                timestamp_writes: timer.map(|t| wgpu::ComputePassTimestampWrites {
+                    query_set: &t.queries,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                }),
             });
             for p in &job.passes {
                 cpass.set_pipeline(&p.pipeline.pipeline);
@@ -202,11 +247,16 @@ impl Context {
         if bytes > 0 {
             encoder.copy_buffer_to_buffer(&job.output, 0, &staging, 0, bytes);
         }
-        self.queue.submit([encoder.finish()]);
-        if bytes == 0 {
-            return Ok(vec![]);
+        if let Some(t) = timer {
+            encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, &staging, stamps_at, 16);
         }
-        let slice = staging.slice(..bytes);
+        self.queue.submit([encoder.finish()]);
+        self.submits.fetch_add(1, Ordering::Relaxed);
+        if size == 0 {
+            return Ok((vec![], None));
+        }
+        let slice = staging.slice(..size);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             tx.send(r).ok();
@@ -222,10 +272,17 @@ impl Context {
         let view = slice
             .get_mapped_range()
             .map_err(|e| Error::Gpu(format!("mapping the result: {e}")))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        let out = bytemuck::cast_slice::<u8, f32>(&view[..bytes as usize]).to_vec();
+        let ms = timer.and_then(|_| {
+            let at = stamps_at as usize;
+            let stamps: &[u64] = bytemuck::cast_slice(&view[at..at + 16]);
+            let ns =
+                stamps[1].checked_sub(stamps[0])? as f64 * self.queue.get_timestamp_period() as f64;
+            (ns > 0.0).then_some(ns / 1e6)
+        });
         drop(view);
         staging.unmap();
-        Ok(out)
+        Ok((out, ms))
     }
 
     /// Validates the call, uploads the inputs and records its passes, so that
@@ -266,6 +323,7 @@ impl Context {
         Ok(Prepared {
             ctx: self,
             job,
+            timer: OnceLock::new(),
             reduction,
             dice,
             items_shape: plan.items_shape,
@@ -289,6 +347,7 @@ impl Context {
 pub struct Prepared<'c> {
     ctx: &'c Context,
     job: Job,
+    timer: OnceLock<Option<Timer>>,
     reduction: Reduction,
     dice: bool,
     items_shape: Vec<usize>,
@@ -297,9 +356,22 @@ pub struct Prepared<'c> {
 impl Prepared<'_> {
     /// Dispatches the recorded passes, submits once and reads back the result.
     pub fn run(&self) -> Result<Evaluation> {
-        let out = self.ctx.scoped(|| self.ctx.run(&self.job))?;
+        let (out, _) = self.ctx.scoped(|| self.ctx.execute(&self.job, None))?;
+        Ok(self.evaluation(out))
+    }
+
+    /// [`Prepared::run`], also returning the GPU time of its passes in
+    /// milliseconds, read from timestamp queries. `None` where the adapter has
+    /// no timestamps ([`Context::has_timestamps`]) or they did not advance.
+    pub fn run_timed(&self) -> Result<(Evaluation, Option<f64>)> {
+        let timer = self.timer.get_or_init(|| self.ctx.timer()).as_ref();
+        let (out, ms) = self.ctx.scoped(|| self.ctx.execute(&self.job, timer))?;
+        Ok((self.evaluation(out), ms))
+    }
+
+    fn evaluation(&self, out: Vec<f32>) -> Evaluation {
         let items_shape = self.items_shape.clone();
-        Ok(match self.reduction {
+        match self.reduction {
             Reduction::None => {
                 let items = if self.dice { out[4..].to_vec() } else { out };
                 Evaluation {
@@ -313,7 +385,7 @@ impl Prepared<'_> {
                 items: None,
                 items_shape,
             },
-        })
+        }
     }
 
     /// Dispatches per run: the map pass and the finalize pass, or just the map pass.
