@@ -33,6 +33,7 @@ pub(crate) const ROWS: Kernel = kernel!("rows", 3);
 pub(crate) const PAIRS: Kernel = kernel!("pairs", 4);
 pub(crate) const DICE: Kernel = kernel!("dice", 2);
 pub(crate) const FINALIZE: Kernel = kernel!("finalize", 1);
+pub(crate) const COPY: Kernel = kernel!("copy", 1);
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct PipelineKey {
