@@ -178,6 +178,19 @@ impl Context {
             .len()
     }
 
+    /// Workgroups a pass should offer the adapter at least, where the data
+    /// allow: a GPU needs thousands in flight to hide memory latency, while a
+    /// CPU adapter (lavapipe) runs one per core at a time and pays for every
+    /// workgroup's barriers, so fewer, longer workgroups serve it better.
+    pub(crate) fn groups_wanted(&self) -> usize {
+        match self.info.device_type {
+            wgpu::DeviceType::Cpu => {
+                4 * std::thread::available_parallelism().map_or(4, |n| n.get())
+            }
+            _ => 2048,
+        }
+    }
+
     /// Queue submits made through this context so far.
     pub fn submits(&self) -> usize {
         self.submits.load(Ordering::Relaxed)

@@ -8,8 +8,20 @@ use crate::error::Result;
 use crate::inputs::{Inputs, PointPlan, Target};
 use crate::loss::{Loss, Reduction};
 
-/// Elements per thread: must match ITEMS in shaders/pointwise.wgsl.
-const ITEMS: usize = 8;
+/// Elements per thread, at least: enough to keep the threads busy between
+/// workgroup reductions.
+const MIN_ITEMS: usize = 8;
+/// And at most: each thread sums its items in one running f32 sum, so this
+/// bounds its rounding error (64 ulp) before the tree reduction.
+const MAX_ITEMS: usize = 64;
+
+/// Elements per thread for `n` elements: more than the minimum only where
+/// that still leaves the adapter the workgroups it wants in flight, so that
+/// large batches pay for fewer workgroup reductions and partials.
+fn per_thread(n: usize, groups_wanted: usize) -> usize {
+    n.div_ceil(WG * groups_wanted.max(1))
+        .clamp(MIN_ITEMS, MAX_ITEMS)
+}
 
 /// Must be kept in sync with `Params` in shaders/pointwise.wgsl.
 #[repr(C)]
@@ -24,6 +36,8 @@ struct PointParams {
     write_items: u32,
     groups_x: u32,
     p: [f32; 4],
+    per_thread: u32,
+    _pad: [u32; 3],
 }
 
 /// The shader's LOSS override constant for each loss.
@@ -61,7 +75,8 @@ pub(super) fn record(
         plan.weight.as_ref().map_or(&[][..], |w| &w.data[..]),
     );
     let a = ctx.upload("aux", plan.aux.as_ref().map_or(&[][..], |a| &a.data[..]));
-    let (groups_x, groups_y) = grid(plan.n.div_ceil(WG * ITEMS));
+    let items_per_thread = per_thread(plan.n, ctx.groups_wanted());
+    let (groups_x, groups_y) = grid(plan.n.div_ceil(WG * items_per_thread));
     let partials = groups_x as usize * groups_y as usize;
     let items = reduction == Reduction::None;
     let out = ctx.storage("pointwise out", if items { plan.n } else { 2 * partials });
@@ -75,6 +90,8 @@ pub(super) fn record(
         write_items: items as u32,
         groups_x,
         p,
+        per_thread: items_per_thread as u32,
+        _pad: [0; 3],
     };
     let mut passes = Vec::new();
     if plan.n > 0 {
