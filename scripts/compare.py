@@ -52,23 +52,30 @@ def main():
         ("disp", ">4"), ("eager ms", ">9"), ("compile ms", ">10"), ("vs eager", ">8"),
         ("vs compile", ">10"), ("rt ours", ">7"), ("rt eager", ">8"),
     ]
+    # Ours in their order; then what only PyTorch ran (a loss we skipped).
+    by_key = {(r["loss"], r["size"]): r for r in ours}
+    keys = list(by_key)
+    for loss, size, _ in torch:
+        if (loss, size) not in by_key and (loss, size) not in keys:
+            keys.append((loss, size))
     rows = []
-    for r in ours:
-        e = torch.get((r["loss"], r["size"], "eager"))
-        c = torch.get((r["loss"], r["size"], "compile"))
-        ms = r["gpu_ms"]
+    for key in keys:
+        r = by_key.get(key)
+        e = torch.get(key + ("eager",))
+        c = torch.get(key + ("compile",))
+        ms = r and r["gpu_ms"]
         rows.append([
-            r["loss"],
-            str(r["n"]),
+            key[0],
+            str((r or e or c)["n"]),
             fmt(ms, ".4f"),
-            fmt(r["gbps"], ".2f"),
-            fmt(r["efficiency"], ".2f"),
-            str(r["dispatches"]),
+            fmt(r and r["gbps"], ".2f"),
+            fmt(r and r["efficiency"], ".2f"),
+            str(r["dispatches"]) if r else "-",
             fmt(e and e["ms"], ".4f"),
             fmt(c and c["ms"], ".4f"),
-            fmt(e and e["ms"] / ms, ".2f"),
-            fmt(c and c["ms"] / ms, ".2f"),
-            fmt(r["roundtrip_ms"], ".3f"),
+            fmt(e and ms and e["ms"] / ms, ".2f"),
+            fmt(c and ms and c["ms"] / ms, ".2f"),
+            fmt(r and r["roundtrip_ms"], ".3f"),
             fmt(e and e["roundtrip_ms"], ".3f"),
         ])
 
