@@ -242,6 +242,9 @@ impl<'c> Bench<'c> {
     /// Times the forward call of `loss` on a synthetic batch of about `size`
     /// elements, its inputs already on the device.
     pub fn forward(&mut self, loss: &Loss, size: usize) -> Result<Outcome> {
+        if let Err(e) = loss.validate(self.reduction) {
+            return skipped(e);
+        }
         let limit = self.ctx.max_binding_elements();
         if size > limit {
             return Ok(Outcome::Skipped(format!(
@@ -316,11 +319,11 @@ pub fn must_read(batch: &synthetic::Batch) -> usize {
     }
 }
 
-/// A loss the GPU cannot run yet, or a batch over a limit, is skipped;
-/// anything else is an error.
+/// A loss the GPU cannot run yet, a reduction the loss does not have, or a
+/// batch over a limit is skipped; anything else is an error.
 fn skipped(e: Error) -> Result<Outcome> {
     match e {
-        Error::TooLarge { .. } => Ok(Outcome::Skipped(e.to_string())),
+        Error::TooLarge { .. } | Error::Reduction { .. } => Ok(Outcome::Skipped(e.to_string())),
         Error::Gpu(m) if m.contains("not implemented on the GPU") => Ok(Outcome::Skipped(m)),
         e => Err(e),
     }
@@ -468,4 +471,34 @@ pub fn plot_svg(
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_rates() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&[]).is_nan());
+        assert_eq!(gbps(2_000_000, 1.0), 2.0);
+        assert_eq!(default_sizes().first(), Some(&4096));
+        assert_eq!(default_sizes().last(), Some(&(1 << 26)));
+        assert_eq!(human_bytes(1536.0), "1.5 KiB");
+    }
+
+    #[test]
+    fn bytes_that_must_move() {
+        let mse = synthetic::batch(&Loss::Mse, 1000, 1);
+        assert_eq!(must_read(&mse), 8000);
+        let nll = Loss::from_name("nll").unwrap();
+        let b = synthetic::batch(&nll, 3000, 1);
+        assert_eq!(b.bytes(), 4 * 3000 + 4 * 3);
+        assert_eq!(
+            must_read(&b),
+            8 * 3,
+            "a class index and one input value per row"
+        );
+    }
 }
