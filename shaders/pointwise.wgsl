@@ -27,6 +27,12 @@ struct Params {
     p1: f32,
     p2: f32,
     p3: f32,
+    // Elements each thread maps before the workgroup reduction (see
+    // `per_thread` in src/gpu/pointwise.rs).
+    per_thread: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> input: array<f32>;
@@ -48,8 +54,6 @@ const BCE: u32 = 6u;
 const BCE_WITH_LOGITS: u32 = 7u;
 const SIGMOID_FOCAL: u32 = 8u;
 const KL_DIV: u32 = 9u;
-
-const ITEMS: u32 = 8u;
 
 fn mse(x: f32, y: f32) -> f32 {
     let e = x - y;
@@ -178,9 +182,9 @@ fn item(i: u32) -> vec2<f32> {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
-    let base = group * WG * ITEMS;
+    let base = group * WG * params.per_thread;
     var acc = vec4<f32>(0.0);
-    for (var k = 0u; k < ITEMS; k = k + 1u) {
+    for (var k = 0u; k < params.per_thread; k = k + 1u) {
         let i = base + k * WG + lid;
         if (i < params.n) {
             let v = item(i);

@@ -1,6 +1,7 @@
 //! The GPU context: device, queue, limits and the pipeline cache.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -32,6 +33,7 @@ pub(crate) const ROWS: Kernel = kernel!("rows", 3);
 pub(crate) const PAIRS: Kernel = kernel!("pairs", 4);
 pub(crate) const DICE: Kernel = kernel!("dice", 2);
 pub(crate) const FINALIZE: Kernel = kernel!("finalize", 1);
+pub(crate) const COPY: Kernel = kernel!("copy", 1);
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct PipelineKey {
@@ -58,6 +60,7 @@ pub struct Context {
     layouts: Mutex<HashMap<u32, wgpu::BindGroupLayout>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     builds: std::sync::atomic::AtomicUsize,
+    pub(crate) submits: AtomicUsize,
 }
 
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
@@ -109,11 +112,12 @@ impl Context {
     }
 
     /// Opens a device on `adapter`, requesting its full limits so that large
-    /// batches bind as much as the hardware allows.
+    /// batches bind as much as the hardware allows, and timestamp queries where
+    /// offered so that benchmarks can read GPU time.
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Context> {
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgpu-loss"),
-            required_features: wgpu::Features::empty(),
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: adapter.limits(),
             ..Default::default()
         };
@@ -145,6 +149,7 @@ impl Context {
             layouts: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             builds: Default::default(),
+            submits: AtomicUsize::new(0),
         }
     }
 
@@ -158,6 +163,13 @@ impl Context {
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
+    }
+
+    /// Whether GPU timestamps can time a run (see [`crate::Prepared::run_timed`]).
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// "name (backend)", as the CLI reports it.
@@ -177,6 +189,24 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+
+    /// Workgroups a pass should offer the adapter at least, where the data
+    /// allow: a GPU needs thousands in flight to hide memory latency, while a
+    /// CPU adapter (lavapipe) runs one per core at a time and pays for every
+    /// workgroup's barriers, so fewer, longer workgroups serve it better.
+    pub(crate) fn groups_wanted(&self) -> usize {
+        match self.info.device_type {
+            wgpu::DeviceType::Cpu => {
+                4 * std::thread::available_parallelism().map_or(4, |n| n.get())
+            }
+            _ => 2048,
+        }
+    }
+
+    /// Queue submits made through this context so far.
+    pub fn submits(&self) -> usize {
+        self.submits.load(Ordering::Relaxed)
     }
 
     fn layout(&self, reads: u32) -> wgpu::BindGroupLayout {

@@ -896,3 +896,48 @@ fn adapters_are_listed() {
         stdout(&o)
     );
 }
+
+#[test]
+fn bench_writes_records_and_a_plot() {
+    let dir = Dir::new("bench");
+    let svg = dir.path("bench.svg");
+    let o = run(&[
+        "bench",
+        "--loss",
+        "mse,cross_entropy",
+        "--sizes",
+        "4096",
+        "--max-runs",
+        "5",
+        "--json",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let records: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(records.len(), 2, "{}", stdout(&o));
+    for (r, loss) in records.iter().zip(["mse", "cross_entropy"]) {
+        assert_eq!(r["loss"], loss);
+        assert_eq!(r["call"], "forward");
+        assert!(r["n"].as_u64().unwrap() >= 4096, "{r}");
+        assert!(r["bytes"].as_u64().unwrap() >= 4 * 4096, "{r}");
+        for key in ["gpu_ms", "gbps", "copy_gbps", "efficiency", "roundtrip_ms"] {
+            let v = num(&r[key]);
+            assert!(v.is_finite() && v > 0.0, "{key}: {r}");
+        }
+        assert!(num(&r["dispatches"]) >= 1.0, "{r}");
+        assert_eq!(num(&r["submits"]), 1.0, "{r}");
+        assert!(r["adapter"].as_str().is_some_and(|a| !a.is_empty()), "{r}");
+    }
+    let svg = fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("cross_entropy"),
+        "{svg}"
+    );
+
+    rejects(&["bench", "--loss", "softmax"], "unknown loss `softmax`");
+    rejects(&["bench", "--sizes", "0"], "--sizes");
+}

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
+use wgpu_loss::bench::{self, Bench};
 use wgpu_loss::npy::{self, Array, Data, NpyError};
 use wgpu_loss::{
     cpu, synthetic, Context, DiceMode, Evaluation, Inputs, Loss, Reduction, Target, Tensor,
@@ -38,6 +40,37 @@ enum Command {
     },
     /// List the adapters wgpu finds (WGPU_ADAPTER_NAME picks one by name).
     Adapters,
+    /// Time each loss against a copy kernel's bandwidth over the same bytes.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Comma-separated losses [all].
+    #[arg(long, value_name = "NAME,..", value_delimiter = ',')]
+    loss: Vec<String>,
+    /// Comma-separated input sizes in elements, as numbers or powers like 2^20
+    /// [2^12, 2^14, .., 2^26, as far as the adapter allows].
+    #[arg(long, value_name = "N,..", value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// none, mean, sum or batchmean.
+    #[arg(long, default_value = "mean")]
+    reduction: String,
+    /// Timed runs at least, after one warm-up.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    min_runs: usize,
+    /// Timed runs at most.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    max_runs: usize,
+    /// Repeat until this many seconds have passed (and min-runs ran).
+    #[arg(long, default_value_t = 0.3, value_name = "S")]
+    seconds: f64,
+    /// Print one JSON record per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Draw GB/s against bytes per call, for each loss and the copy kernel, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -184,6 +217,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval(&args),
         Command::Demo { dir } => demo(dir),
         Command::Adapters => adapters(),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(code) => code,
@@ -807,4 +841,127 @@ fn demo_in(ctx: &OnceCell<Context>, dir: &Path) -> Result<ExitCode, Fail> {
         ));
         Ok(ExitCode::from(1))
     }
+}
+
+/// "65536", "2^16" or "1e6" as a count.
+fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    if let Some((b, e)) = s.split_once('^') {
+        return b.parse::<usize>().ok()?.checked_pow(e.parse().ok()?);
+    }
+    s.parse::<usize>().ok().or_else(|| {
+        let f = s.parse::<f64>().ok()?;
+        (f >= 0.0 && f.fract() == 0.0 && f < 1e15).then_some(f as usize)
+    })
+}
+
+fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
+    let losses = if a.loss.is_empty() {
+        Loss::NAMES.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.loss.clone()
+    };
+    let losses = losses
+        .iter()
+        .map(|name| {
+            Loss::from_name(name.trim()).ok_or_else(|| {
+                Fail::Usage(format!(
+                    "--loss: unknown loss `{name}` (one of: {})",
+                    Loss::NAMES.join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let reduction = Reduction::from_name(&a.reduction).ok_or_else(|| {
+        Fail::Usage(format!(
+            "unknown reduction `{}` (use none, mean, sum or batchmean)",
+            a.reduction
+        ))
+    })?;
+    let sizes = if a.sizes.is_empty() {
+        bench::default_sizes()
+    } else {
+        a.sizes
+            .iter()
+            .map(|s| {
+                parse_size(s)
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Fail::Usage(format!("--sizes: `{s}` is not a positive count")))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if a.seconds.is_nan() || a.seconds < 0.0 || a.min_runs == 0 || a.max_runs < a.min_runs {
+        return Err(Fail::Usage(
+            "need --seconds >= 0 and 1 <= --min-runs <= --max-runs".into(),
+        ));
+    }
+    let ctx = Context::new()?;
+    let mut b = Bench::new(&ctx);
+    b.reduction = reduction;
+    b.repeats = bench::Repeats {
+        min_runs: a.min_runs,
+        max_runs: a.max_runs,
+        target_s: a.seconds,
+    };
+    let timing = if b.timestamps() {
+        "GPU time from timestamp queries"
+    } else {
+        "no timestamp queries on this adapter: times are wall clock (submit to readback)"
+    };
+    let note = |line: String| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
+    note(format!("adapter: {}; {timing}", ctx.adapter_name()));
+    let bar = ProgressBar::with_draw_target(
+        Some((losses.len() * sizes.len()) as u64),
+        ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut records = vec![];
+    for loss in &losses {
+        for &size in &sizes {
+            bar.set_message(format!("{} n={size}", loss.name()));
+            let outcome = b.forward(loss, size);
+            bar.inc(1);
+            match outcome? {
+                bench::Outcome::Done(r) => {
+                    if a.json {
+                        bar.suspend(|| say(&serde_json::to_string(&r).unwrap_or_default()));
+                    }
+                    records.push(*r);
+                }
+                bench::Outcome::Skipped(why) => {
+                    bar.suspend(|| note(format!("skipped {} at {size}: {why}", loss.name())))
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if !a.json {
+        say(&format!(
+            "adapter: {} ({:?}); {timing}",
+            ctx.adapter_name(),
+            ctx.adapter_info().device_type
+        ));
+        say(&format!(
+            "forward call, reduction {}, inputs on the device; efficiency = GB/s / copy-kernel GB/s over the same bytes; \
+             rt ms = blocking call on {} elements (inputs on the device), eval ms = the same from host data",
+            reduction.name(),
+            bench::ROUNDTRIP_N
+        ));
+        print!("{}", bench::table(&records));
+    }
+    if let Some(path) = &a.plot {
+        let title = format!(
+            "wgpu-loss forward ({}), {}",
+            reduction.name(),
+            ctx.adapter_name()
+        );
+        bench::plot_svg(&records, path, &title).map_err(Fail::Usage)?;
+        note(format!("wrote {}", path.display()));
+    }
+    Ok(ExitCode::SUCCESS)
 }

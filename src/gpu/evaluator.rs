@@ -176,17 +176,41 @@ pub struct Evaluator<'c> {
 
 impl Context {
     /// Compiles `loss` for the shapes of `inputs` (their buffers are not read).
+    /// Build errors (shaders, allocations beyond the device) are typed errors.
     pub fn evaluator(
         &self,
         loss: &Loss,
         reduction: Reduction,
         inputs: &DeviceInputs<'_>,
     ) -> Result<Evaluator<'_>> {
+        self.scoped(|| self.build_evaluator(loss, reduction, inputs))
+    }
+
+    fn build_evaluator(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &DeviceInputs<'_>,
+    ) -> Result<Evaluator<'_>> {
+        // Kernels index with u32.
+        for (name, t) in inputs.named() {
+            let len = t.map_or(0, |t| t.shape.iter().product::<usize>());
+            if len > u32::MAX as usize {
+                return Err(Error::TooLarge {
+                    loss: loss.name(),
+                    name,
+                    len,
+                    limit: u32::MAX as usize,
+                });
+            }
+        }
         let shapes = inputs.shapes();
         let plan = plan_shapes(loss, reduction, &shapes)?;
         let limit = self.max_binding_elements();
         let schedule = match &plan.geometry {
-            Geometry::Point(p) => super::pointwise::schedule(loss, reduction, p, limit)?,
+            Geometry::Point(p) => {
+                super::pointwise::schedule(loss, reduction, p, limit, self.groups_wanted())?
+            }
             Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit)?,
             Geometry::Pairs(p) => super::pairs::schedule(loss, reduction, p, limit)?,
             Geometry::Dice(d) => super::dice::schedule(loss, reduction, d, limit)?,
@@ -285,6 +309,18 @@ impl Evaluator<'_> {
         inputs: &DeviceInputs<'_>,
         output: BufferView<'_>,
     ) -> Result<()> {
+        self.ctx
+            .scoped(|| self.record(encoder, inputs, output, None))
+    }
+
+    /// `encode`, with the compute pass's start and end written to `timestamps`.
+    pub(crate) fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &DeviceInputs<'_>,
+        output: BufferView<'_>,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<()> {
         let device = &self.ctx.device;
         inputs.validate(device)?;
         for ((name, want), (_, got)) in self.shapes.iter().zip(inputs.named()) {
@@ -369,7 +405,7 @@ impl Evaluator<'_> {
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgpu-loss"),
-            timestamp_writes: None,
+            timestamp_writes: timestamps,
         });
         for (step, bind_group) in self.steps.iter().zip(&groups) {
             pass.set_pipeline(&step.pipeline.pipeline);

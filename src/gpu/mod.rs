@@ -31,6 +31,22 @@ pub struct Evaluation {
     pub items_shape: Vec<usize>,
 }
 
+/// A timestamp query set and the buffer its two ticks resolve into.
+pub(crate) struct Timer {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+}
+
+impl Timer {
+    pub(crate) fn writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }
+    }
+}
+
 /// Workgroup grid for `groups` workgroups: x up to 65 535, then y.
 pub(crate) fn grid(groups: usize) -> (u32, u32) {
     let groups = groups.max(1);
@@ -113,29 +129,75 @@ impl Context {
         }
     }
 
+    /// Two timestamp queries around a compute pass, where the device has them.
+    pub(crate) fn timer(&self) -> Option<Timer> {
+        if !self.has_timestamps() {
+            return None;
+        }
+        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("wgpu-loss timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-loss timestamps"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        Some(Timer { queries, resolve })
+    }
+
     /// Submits `encoder` with a copy of `len` f32 from `output` appended, waits,
     /// and reads them back.
+    #[allow(dead_code)]
     pub(crate) fn read_after(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        output: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<f32>> {
+        self.read_timed(encoder, output, len, None).map(|r| r.0)
+    }
+
+    /// `read_after`, also resolving `timer`'s two ticks (written by the
+    /// encoder's compute pass) into milliseconds in the same readback; `None`
+    /// if the timestamps did not advance.
+    pub(crate) fn read_timed(
         &self,
         mut encoder: wgpu::CommandEncoder,
         output: &wgpu::Buffer,
         len: usize,
-    ) -> Result<Vec<f32>> {
+        timer: Option<&Timer>,
+    ) -> Result<(Vec<f32>, Option<f64>)> {
         let bytes = (len * 4) as u64;
+        // The two u64 timestamps follow the output, 8-byte aligned.
+        let stamps_at = bytes.next_multiple_of(8);
+        let size = if timer.is_some() {
+            stamps_at + 16
+        } else {
+            bytes
+        };
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-loss readback"),
-            size: bytes.max(16),
+            size: size.max(16),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         if bytes > 0 {
             encoder.copy_buffer_to_buffer(output, 0, &staging, 0, bytes);
         }
-        self.queue.submit([encoder.finish()]);
-        if bytes == 0 {
-            return Ok(vec![]);
+        if let Some(t) = timer {
+            encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, &staging, stamps_at, 16);
         }
-        let slice = staging.slice(..bytes);
+        self.queue.submit([encoder.finish()]);
+        self.submits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if size == 0 {
+            return Ok((vec![], None));
+        }
+        let slice = staging.slice(..size);
         let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             tx.send(r).ok();
@@ -151,13 +213,19 @@ impl Context {
         let view = slice
             .get_mapped_range()
             .map_err(|e| Error::Gpu(format!("mapping the result: {e}")))?;
-        let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+        let out = bytemuck::cast_slice::<u8, f32>(&view[..bytes as usize]).to_vec();
+        let ms = timer.and_then(|_| {
+            let ticks: &[u64] =
+                bytemuck::cast_slice(&view[stamps_at as usize..stamps_at as usize + 16]);
+            let period = self.queue.get_timestamp_period() as f64;
+            (ticks[1] > ticks[0]).then(|| (ticks[1] - ticks[0]) as f64 * period / 1e6)
+        });
         drop(view);
         staging.unmap();
-        Ok(out)
+        Ok((out, ms))
     }
 
-    fn encoder(&self) -> wgpu::CommandEncoder {
+    pub(crate) fn encoder(&self) -> wgpu::CommandEncoder {
         self.device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgpu-loss"),
@@ -255,6 +323,7 @@ impl Context {
                 output,
                 reduction,
                 items_shape: plan.items_shape,
+                timer: Default::default(),
             })
         })
     }
@@ -323,21 +392,34 @@ pub struct Prepared<'c> {
     output: wgpu::Buffer,
     reduction: Reduction,
     items_shape: Vec<usize>,
+    timer: std::sync::OnceLock<Option<Timer>>,
 }
 
 impl<'c> Prepared<'c> {
     /// Dispatches the recorded passes, submits once and reads back the result.
     pub fn run(&self) -> Result<Evaluation> {
-        let out = self.ctx.scoped(|| {
+        self.execute(None).map(|r| r.0)
+    }
+
+    /// `run`, with the GPU time of its compute pass in milliseconds from
+    /// timestamp queries (`None` where the adapter has none).
+    pub fn run_timed(&self) -> Result<(Evaluation, Option<f64>)> {
+        let timer = self.timer.get_or_init(|| self.ctx.timer()).as_ref();
+        self.execute(timer)
+    }
+
+    fn execute(&self, timer: Option<&Timer>) -> Result<(Evaluation, Option<f64>)> {
+        let (out, ms) = self.ctx.scoped(|| {
             let mut encoder = self.ctx.encoder();
             let output = BufferView::whole(&self.output);
+            let inputs = self.uploads.device_inputs();
             self.evaluator
-                .encode(&mut encoder, &self.uploads.device_inputs(), output)?;
+                .record(&mut encoder, &inputs, output, timer.map(Timer::writes))?;
             self.ctx
-                .read_after(encoder, &self.output, self.evaluator.output_len())
+                .read_timed(encoder, &self.output, self.evaluator.output_len(), timer)
         })?;
         let items_shape = self.items_shape.clone();
-        Ok(match self.reduction {
+        let evaluation = match self.reduction {
             Reduction::None => Evaluation {
                 value: out.iter().map(|v| *v as f64).sum(),
                 items: Some(out),
@@ -348,7 +430,8 @@ impl<'c> Prepared<'c> {
                 items: None,
                 items_shape,
             },
-        })
+        };
+        Ok((evaluation, ms))
     }
 
     /// Dispatches per run.

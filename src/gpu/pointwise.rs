@@ -9,8 +9,20 @@ use crate::error::{Error, Result};
 use crate::inputs::{Broadcast, PointPlan};
 use crate::loss::{Loss, Reduction};
 
-/// Elements per thread: must match ITEMS in shaders/pointwise.wgsl.
-const ITEMS: usize = 8;
+/// Elements per thread, at least: enough to keep the threads busy between
+/// workgroup reductions.
+const MIN_ITEMS: usize = 8;
+/// And at most: each thread sums its items in one running f32 sum, so this
+/// bounds its rounding error (64 ulp) before the tree reduction.
+const MAX_ITEMS: usize = 64;
+
+/// Elements per thread for `n` elements: more than the minimum only where
+/// that still leaves the adapter the workgroups it wants in flight, so that
+/// large batches pay for fewer workgroup reductions and partials.
+fn per_thread(n: usize, groups_wanted: usize) -> usize {
+    n.div_ceil(WG * groups_wanted.max(1))
+        .clamp(MIN_ITEMS, MAX_ITEMS)
+}
 
 /// Must be kept in sync with `Params` in shaders/pointwise.wgsl.
 #[repr(C)]
@@ -29,6 +41,8 @@ struct PointParams {
     w_sliced: u32,
     a_sliced: u32,
     p: [f32; 4],
+    per_thread: u32,
+    _pad: [u32; 3],
 }
 
 /// The shader's LOSS override constant and scalar parameters for each loss.
@@ -76,6 +90,7 @@ pub(super) fn schedule(
     reduction: Reduction,
     plan: &PointPlan<'_>,
     limit: usize,
+    groups_wanted: usize,
 ) -> Result<Schedule> {
     let (id, p) = loss_id(loss);
     let q = plan.per_target;
@@ -109,7 +124,8 @@ pub(super) fn schedule(
     let mut base = 0;
     while base < plan.n {
         let len = step.min(plan.n - base);
-        let (groups_x, groups_y) = grid(len.div_ceil(WG * ITEMS));
+        let items_per_thread = per_thread(len, groups_wanted);
+        let (groups_x, groups_y) = grid(len.div_ceil(WG * items_per_thread));
         let params = PointParams {
             n: len as u32,
             per_target: q as u32,
@@ -124,6 +140,8 @@ pub(super) fn schedule(
             w_sliced: w_sliced as u32,
             a_sliced: a_sliced as u32,
             p,
+            per_thread: items_per_thread as u32,
+            _pad: [0; 3],
         };
         let sliced = |role: Role, yes: bool| {
             if yes {

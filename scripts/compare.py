@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Joins `wgpu-loss bench --json` and `benches/torch_peer.py --json` into one table.
+
+    python3 scripts/compare.py wgpu.json torch.json [--markdown]
+
+Both files hold one JSON record per line. Rows are matched on (loss, size).
+Speedups are PyTorch's time over ours: above 1, wgpu-loss is faster. Ours is
+the forward call's GPU time (timestamps) with the inputs on the device;
+PyTorch's is the same call timed with CUDA events (or wall clock on a CPU).
+GB/s count the bytes wgpu-loss counts for the call, for both.
+"""
+
+import argparse
+import json
+import sys
+
+
+def load(path):
+    records = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or not line.startswith("{"):
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                sys.exit(f"error: {path}:{i}: {e}")
+    return records
+
+
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("wgpu", help="wgpu-loss bench --json output")
+    ap.add_argument("torch", help="benches/torch_peer.py --json output")
+    ap.add_argument("--markdown", action="store_true", help="a Markdown table")
+    a = ap.parse_args()
+
+    ours = load(a.wgpu)
+    torch = {}
+    for r in load(a.torch):
+        torch[(r["loss"], r["size"], r["mode"])] = r
+    if not ours:
+        sys.exit(f"error: no records in {a.wgpu}")
+
+    cols = [
+        ("loss", "<16"), ("n", ">9"), ("ours ms", ">9"), ("GB/s", ">8"), ("eff.", ">5"),
+        ("disp", ">4"), ("eager ms", ">9"), ("compile ms", ">10"), ("vs eager", ">8"),
+        ("vs compile", ">10"), ("rt ours", ">7"), ("rt eager", ">8"),
+    ]
+    # Ours in their order; then what only PyTorch ran (a loss we skipped).
+    by_key = {(r["loss"], r["size"]): r for r in ours}
+    keys = list(by_key)
+    for loss, size, _ in torch:
+        if (loss, size) not in by_key and (loss, size) not in keys:
+            keys.append((loss, size))
+    rows = []
+    for key in keys:
+        r = by_key.get(key)
+        e = torch.get(key + ("eager",))
+        c = torch.get(key + ("compile",))
+        ms = r and r["gpu_ms"]
+        rows.append([
+            key[0],
+            str((r or e or c)["n"]),
+            fmt(ms, ".4f"),
+            fmt(r and r["gbps"], ".2f"),
+            fmt(r and r["efficiency"], ".2f"),
+            str(r["dispatches"]) if r else "-",
+            fmt(e and e["ms"], ".4f"),
+            fmt(c and c["ms"], ".4f"),
+            fmt(e and ms and e["ms"] / ms, ".2f"),
+            fmt(c and ms and c["ms"] / ms, ".2f"),
+            fmt(r and r["roundtrip_ms"], ".3f"),
+            fmt(e and e["roundtrip_ms"], ".3f"),
+        ])
+
+    first = ours[0]
+    peer = next(iter(torch.values()), None)
+    print(f"wgpu-loss: {first['adapter']} ({first['device_type']}), {first['timing']}, reduction {first['reduction']}")
+    if peer:
+        print(f"PyTorch {peer['torch']} on {peer['device']}, timing {peer['timing']}")
+    else:
+        print("PyTorch: no records")
+    print("vs eager / vs compile: PyTorch's time over ours (above 1: wgpu-loss is faster); "
+          "rt: blocking call on 1000 elements, scalar read back, ms")
+    print()
+    if a.markdown:
+        print("| " + " | ".join(c for c, _ in cols) + " |")
+        print("|" + "|".join("---" if s.startswith("<") else "---:" for _, s in cols) + "|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    else:
+        print(" ".join(format(c, s) for c, s in cols))
+        for row in rows:
+            print(" ".join(format(v, s) for v, (_, s) in zip(row, cols)))
+
+
+if __name__ == "__main__":
+    main()

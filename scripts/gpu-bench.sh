@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The whole real-GPU benchmark in one call, on a machine with an NVIDIA GPU
+# and PyTorch:
+#   1. the Vulkan loader (Debian packages carried in .gl/, unpacked into /),
+#      and NVIDIA's Vulkan driver if the loader finds none by itself;
+#   2. the build (cargo build --release; where the machine has no Rust, a
+#      wgpu-loss binary built elsewhere: target/release/wgpu-loss or $WGPU_LOSS_BIN);
+#   3. wgpu-loss bench --json (and --plot);
+#   4. benches/torch_peer.py --json: the same losses and sizes with PyTorch
+#      eager and torch.compile, CUDA events, medians;
+#   5. one comparison table (scripts/compare.py).
+# Results go to $OUT (default bench-out/): wgpu.json, wgpu.svg, torch.json,
+# compare.txt, compare.md, adapters.txt.
+#
+# Environment: SIZES (e.g. 2^16,2^20,2^24) and LOSSES (e.g. mse,cross_entropy)
+# narrow both runs; MODES=eager skips torch.compile; SKIP_TORCH=1 skips PyTorch.
+# Without a GPU the same script runs on lavapipe and PyTorch's CPU path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench-out}
+mkdir -p "$OUT"
+
+# 1. Vulkan loader and driver.
+if compgen -G ".gl/*.deb" >/dev/null; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+fi
+NVIDIA_ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+
+# 2. Build, or take the binary that came along.
+BIN=${WGPU_LOSS_BIN:-target/release/wgpu-loss}
+if command -v cargo >/dev/null; then
+    cargo build --release --locked
+elif [ ! -x "$BIN" ]; then
+    echo "error: no cargo here and no $BIN: build it elsewhere and bring it" >&2
+    exit 1
+fi
+
+"$BIN" adapters | tee "$OUT/adapters.txt" || true
+used=$(grep -- "<- used" "$OUT/adapters.txt" || true)
+if { [[ "$used" != *Vulkan* ]] || [[ "$used" == *Cpu* ]]; } && [ -f "$NVIDIA_ICD" ]; then
+    echo "no hardware adapter found: using $NVIDIA_ICD" >&2
+    export VK_DRIVER_FILES=$NVIDIA_ICD
+    "$BIN" adapters | tee "$OUT/adapters.txt"
+fi
+
+# 3. Ours.
+args=()
+[ -n "${SIZES:-}" ] && args+=(--sizes "$SIZES")
+[ -n "${LOSSES:-}" ] && args+=(--loss "$LOSSES")
+"$BIN" bench --json --plot "$OUT/wgpu.svg" "${args[@]}" >"$OUT/wgpu.json"
+
+# 4. PyTorch's.
+if [ -z "${SKIP_TORCH:-}" ]; then
+    PYTHONUNBUFFERED=1 python3 benches/torch_peer.py --json --modes "${MODES:-eager,compile}" \
+        "${args[@]}" >"$OUT/torch.json"
+else
+    : >"$OUT/torch.json"
+fi
+
+# 5. One table.
+python3 scripts/compare.py "$OUT/wgpu.json" "$OUT/torch.json" | tee "$OUT/compare.txt"
+python3 scripts/compare.py --markdown "$OUT/wgpu.json" "$OUT/torch.json" >"$OUT/compare.md"
