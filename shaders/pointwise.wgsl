@@ -34,7 +34,7 @@ struct Params {
     scale_mode: u32,
     d_at: u32,
     divisor: f32,
-    // weight_total: elements per weight value.
+    // total: elements per weight value.
     repeat: f32,
 }
 
@@ -404,9 +404,11 @@ fn weight_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
 }
 
-// Sums weight_sum's `n` partials into Σw over all elements at out[d_at].
+// Sums `n` single-float partials of the scratch from `partial_base` into
+// out[d_at], times `repeat`: the weight's total for weight_sum's partials, and
+// the same for other families' denominators.
 @compute @workgroup_size(256)
-fn weight_total(@builtin(local_invocation_index) lid: u32) {
+fn total(@builtin(local_invocation_index) lid: u32) {
     var acc = vec4<f32>(0.0);
     for (var i = lid; i < params.n; i = i + WG) {
         acc.x = acc.x + out[params.partial_base + i];

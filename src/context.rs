@@ -35,7 +35,9 @@ macro_rules! kernel {
 /// Reads input, target, weight, aux and the upstream gradient; writes the
 /// items or partials, and the gradient.
 pub(crate) const POINTWISE: Kernel = kernel!("pointwise", 5, 2);
-pub(crate) const ROWS: Kernel = kernel!("rows", 3);
+/// Reads logits, targets, class weight and the upstream gradient; writes the
+/// items or partials, and the gradient.
+pub(crate) const ROWS: Kernel = kernel!("rows", 4, 2);
 pub(crate) const PAIRS: Kernel = kernel!("pairs", 4);
 pub(crate) const DICE: Kernel = kernel!("dice", 2);
 pub(crate) const FINALIZE: Kernel = kernel!("finalize", 1);

@@ -1,12 +1,14 @@
 //! Gradients on the GPU against the float64 backward (`cpu::gradient`): every
 //! element of every gradient within 1e-4 relative + 1e-6 absolute, for each
-//! reduction and both kinds of upstream, at awkward sizes and extreme values;
-//! then the encode-level call on caller buffers and its typed errors.
+//! reduction and both kinds of upstream, at awkward sizes and extreme values,
+//! for the elementwise and the softmax-row losses; then the encode-level call
+//! on caller buffers and its typed errors.
 
 mod common;
 
 use common::points::{data, losses};
 use common::*;
+use rand::Rng;
 use wgpu::util::DeviceExt;
 use wgpu_loss::{
     cpu, BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, Error, GradViews, Inputs, Loss,
@@ -654,21 +656,296 @@ fn slice_api_errors_are_typed() {
         }
     );
     // Families whose backward is not on the GPU yet say so.
-    let logits = [0.1f32, 0.2, 0.3, 0.4];
-    let ce = Loss::from_name("cross_entropy").unwrap();
-    let rows = Inputs::new(Tensor::new(&logits, &[2, 2])).classes(&[0, 1], &[2]);
+    let x1 = [0.1f32, 0.2, 0.3, 0.4];
+    let loss = Loss::from_name("cosine_embedding").unwrap();
+    let pairs = Inputs::new(Tensor::new(&x1, &[2, 2])).target(Tensor::new(&x1, &[2, 2]));
     let e = ctx()
-        .evaluate_with_grad(&ce, Reduction::Mean, &rows, Upstream::Scalar(1.0))
+        .evaluate_with_grad(&loss, Reduction::Mean, &pairs, Upstream::Scalar(1.0))
         .unwrap_err();
     assert_eq!(
         e,
         Error::NotYetOnGpu {
-            loss: "cross_entropy",
+            loss: "cosine_embedding",
             what: "gradients"
         }
     );
     assert_eq!(
         e.to_string(),
-        "gradients of cross_entropy are not yet on the GPU"
+        "gradients of cosine_embedding are not yet on the GPU"
     );
+}
+
+const IGNORE: i64 = -100;
+
+fn ce(label_smoothing: f32) -> Loss {
+    Loss::CrossEntropy {
+        ignore_index: IGNORE,
+        label_smoothing,
+    }
+}
+
+fn focal(gamma: f32) -> Loss {
+    Loss::SoftmaxFocal {
+        gamma,
+        ignore_index: IGNORE,
+    }
+}
+
+fn row_losses() -> Vec<Loss> {
+    vec![
+        ce(0.0),
+        ce(0.1),
+        Loss::Nll {
+            ignore_index: IGNORE,
+        },
+        focal(2.0),
+        focal(0.5),
+        focal(0.0),
+    ]
+}
+
+/// Class indices in [0, C), every 7th row ignored.
+fn class_indices(seed: u64, rows: usize, c: usize) -> Vec<i64> {
+    let mut r = rng(seed);
+    (0..rows)
+        .map(|i| {
+            if i % 7 == 3 {
+                IGNORE
+            } else {
+                r.random_range(0..c as i64)
+            }
+        })
+        .collect()
+}
+
+/// A random distribution per row of `(N, C, inner)`, every 5th row one-hot.
+fn distributions(seed: u64, n: usize, c: usize, inner: usize) -> Vec<f32> {
+    let mut r = rng(seed);
+    let mut t = uniform(&mut r, n * c * inner, 0.0, 1.0);
+    for row in 0..n * inner {
+        let at = |k: usize| ((row / inner) * c + k) * inner + row % inner;
+        let hot = (row % 5 == 0).then(|| r.random_range(0..c));
+        let total: f32 = (0..c).map(|k| t[at(k)]).sum();
+        for k in 0..c {
+            t[at(k)] = match hot {
+                Some(h) => (k == h) as u8 as f32,
+                None => t[at(k)] / total,
+            };
+        }
+    }
+    t
+}
+
+/// Class weights in [0.5, 3) with class 1 weighted 0.
+fn class_weights(seed: u64, c: usize) -> Vec<f32> {
+    let mut w = uniform(&mut rng(seed), c, 0.5, 3.0);
+    if c > 1 {
+        w[1] = 0.0;
+    }
+    w
+}
+
+/// Every row loss and reduction on `(N, C, d..)` logits, with and without a
+/// class weight, and cross_entropy on probability targets.
+fn check_rows(ctx: &wgpu_loss::Context, shape: &[usize], seed: u64) {
+    let n: usize = shape.iter().product();
+    let (c, inner) = (shape[1], shape[2..].iter().product::<usize>());
+    let mut items = vec![shape[0]];
+    items.extend_from_slice(&shape[2..]);
+    let rows: usize = items.iter().product();
+    let x = uniform(&mut rng(seed), n, -6.0, 6.0);
+    let y = class_indices(seed + 1, rows, c);
+    let w = class_weights(seed + 2, c);
+    let ws = [c];
+    let u = upstream_items(rows, seed + 3);
+    let inputs = Inputs::new(Tensor::new(&x, shape)).classes(&y, &items);
+    let weighted = inputs.weight(Tensor::new(&w, &ws));
+    for loss in row_losses() {
+        for (red, up) in calls(&loss, &u, 1) {
+            let what = format!("{shape:?} {loss:?} {red:?}");
+            check_grad_on(ctx, &what, &loss, red, &inputs, up);
+            check_grad_on(ctx, &format!("{what} weighted"), &loss, red, &weighted, up);
+        }
+    }
+    let t = distributions(seed + 4, shape[0], c, inner);
+    let probs = Inputs::new(Tensor::new(&x, shape)).target(Tensor::new(&t, shape));
+    for loss in [ce(0.0), ce(0.1)] {
+        for (red, up) in calls(&loss, &u, 1) {
+            let what = format!("{shape:?} {loss:?} probabilities {red:?}");
+            check_grad_on(ctx, &what, &loss, red, &probs, up);
+            let weighted = probs.weight(Tensor::new(&w, &ws));
+            check_grad_on(ctx, &format!("{what} weighted"), &loss, red, &weighted, up);
+        }
+    }
+}
+
+#[test]
+fn every_row_gradient_matches_the_reference() {
+    // Thread-per-row at awkward row counts, K-dim rows, one-class rows, and
+    // workgroup-per-row (`wide`) for 2048 contiguous and 16 384 strided classes.
+    for (k, shape) in [
+        vec![1usize, 5],
+        vec![255, 7],
+        vec![257, 3],
+        vec![4099, 10],
+        vec![6, 1],
+        vec![5, 4, 3, 7],
+        vec![3, 2048],
+        vec![2, 16_384, 2],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        check_rows(ctx(), &shape, 10 * k as u64);
+    }
+}
+
+#[test]
+fn row_gradients_in_slices_beyond_one_binding() {
+    // Bindings of 4096 values: the batch is cut into slices that start off the
+    // 256-byte grid; each slice writes its part of the gradient in place.
+    let small = small_binding_ctx(4096);
+    for (k, shape) in [vec![3001usize, 7], vec![517, 5, 13], vec![7, 2048]]
+        .into_iter()
+        .enumerate()
+    {
+        check_rows(&small, &shape, 100 + k as u64);
+    }
+}
+
+#[test]
+fn row_gradients_at_extreme_logits() {
+    let ninf = f32::NEG_INFINITY;
+    let c = 4;
+    #[rustfmt::skip]
+    let x = [
+        100.0, -100.0, 0.0, 1.0,
+        -100.0, 100.0, 100.0, -100.0,
+        100.0, 100.0, 100.0, 100.0,
+        ninf, 1.0, 2.0, ninf,
+        1.0, 1.0 + 1e-6, 30.0, -30.0,
+        50.0, 0.0, 0.0, 0.0,
+        0.0, -40.0, -40.0, -40.0,
+        20.0, -20.0, -20.0, -20.0,
+        1000.0, 968.5, 900.0, 900.0,
+        1.0, -30.5, -99.0, -99.0,
+    ];
+    let rows = x.len() / c;
+    let y = [0i64, 3, 2, 2, 0, 0, 0, 0, 0, 0];
+    let w = [1.0f32, 2.0, 0.5, 3.0];
+    let (shape, items) = ([rows, c], [rows]);
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
+    let weighted = inputs.weight(Tensor::new(&w, &[4]));
+    for loss in row_losses().into_iter().chain([focal(3.0), focal(1.0)]) {
+        for (red, up) in calls(&loss, &upstream_items(rows, 7), 1) {
+            let what = format!("extremes {loss:?} {red:?}");
+            check_grad(&what, &loss, red, &inputs, up);
+            check_grad(&format!("{what} weighted"), &loss, red, &weighted, up);
+        }
+    }
+    // A dominating target saturates the float64 p_t: focal with 0 < γ < 1 is
+    // NaN there (0·∞ in PyTorch's backward). Rows 8 and 9 have the same
+    // 2e-14 share of the other classes: lse = m + 2e-14 rounds to m only at
+    // m = 1000.
+    let g = check_grad(
+        "saturated focal",
+        &focal(0.5),
+        Reduction::Sum,
+        &inputs,
+        Upstream::Scalar(1.0),
+    );
+    let nan_rows: Vec<usize> = (0..rows)
+        .filter(|r| g.input[r * c..(r + 1) * c].iter().any(|v| v.is_nan()))
+        .collect();
+    assert_eq!(nan_rows, vec![0, 5, 6, 7, 8]);
+}
+
+#[test]
+fn row_means_over_nothing_and_over_zero_weight() {
+    let z = [1.0f32, 2.0, 3.0, 1.0, 1.0, 1.0];
+    // All rows ignored: NaN value and a zero gradient.
+    let ignored = Inputs::new(Tensor::new(&z, &[2, 3])).classes(&[IGNORE, IGNORE], &[2]);
+    for loss in row_losses() {
+        let g = check_grad(
+            &format!("{loss:?} all ignored"),
+            &loss,
+            Reduction::Mean,
+            &ignored,
+            Upstream::Scalar(1.0),
+        );
+        assert_eq!(g.input, vec![0.0; 6], "{loss:?}");
+    }
+    // Kept rows of total weight 0: NaN through g / 0, except focal's zero.
+    let w = [0.0f32, 1.0, 1.0];
+    let zero = Inputs::new(Tensor::new(&z, &[2, 3]))
+        .classes(&[0, 0], &[2])
+        .weight(Tensor::new(&w, &[3]));
+    for loss in row_losses() {
+        let g = check_grad(
+            &format!("{loss:?} zero weight"),
+            &loss,
+            Reduction::Mean,
+            &zero,
+            Upstream::Scalar(1.0),
+        );
+        if matches!(loss, Loss::SoftmaxFocal { .. }) {
+            assert_eq!(g.input, vec![0.0; 6]);
+        } else {
+            assert!(g.input.iter().any(|v| v.is_nan()), "{loss:?}");
+        }
+    }
+    // An empty batch.
+    let empty = Inputs::new(Tensor::new(&[], &[0, 3])).classes(&[], &[0]);
+    for loss in row_losses() {
+        for (red, up) in calls(&loss, &[], 1) {
+            let g = check_grad(&format!("{loss:?} empty {red:?}"), &loss, red, &empty, up);
+            assert!(g.input.is_empty());
+        }
+    }
+}
+
+#[test]
+fn row_gradient_passes_and_bad_class_indices_on_the_device() {
+    let (n, c) = (300, 5);
+    let x = uniform(&mut rng(61), n * c, -3.0, 3.0);
+    let mut y: Vec<i32> = (0..n as i32).map(|i| i % c as i32).collect();
+    y[7] = 5;
+    y[8] = -3;
+    y[9] = IGNORE as i32;
+    let (xb, yb) = (buffer(&x, S), buffer(bytemuck::cast_slice(&y), S));
+    let results = buffer(&vec![0.0; 4096], SC);
+    let (shape, items) = ([n, c], [n]);
+    let inputs = DeviceInputs::new(DeviceTensor::new(BufferView::whole(&xb), &shape))
+        .classes(DeviceTensor::new(BufferView::whole(&yb), &items));
+    // Class-index mean: the denominator's pre-pass and its total, the fused
+    // pass, the finalize; sum: the fused pass and the finalize; none: one.
+    for (red, dispatches) in [
+        (Reduction::Mean, 4),
+        (Reduction::Sum, 2),
+        (Reduction::None, 1),
+    ] {
+        let ev = ctx().grad_evaluator(&ce(0.1), red, &inputs).unwrap();
+        assert_eq!(ev.dispatches(), dispatches, "{red:?}");
+        let mut encoder = ctx().device().create_command_encoder(&Default::default());
+        let output = BufferView::new(&results, 0, ev.output_len());
+        let grads = GradViews::new(BufferView::new(&results, 4 * 1024, n * c));
+        ev.encode_with_grad(
+            &mut encoder,
+            &inputs,
+            DeviceUpstream::Scalar(1.0),
+            output,
+            &grads,
+        )
+        .unwrap();
+        let got = read(&results, encoder);
+        let row = |r: usize| &got[1024 + r * c..1024 + (r + 1) * c];
+        // Indices out of range give NaN; ignored rows give 0.
+        assert!(row(7).iter().chain(row(8)).all(|v| v.is_nan()), "{red:?}");
+        assert!(row(9).iter().all(|v| *v == 0.0), "{red:?}");
+        if red == Reduction::None {
+            assert!(row(0).iter().all(|v| v.is_finite()));
+        } else {
+            assert!(got[0].is_nan(), "{red:?}: a bad index makes the value NaN");
+        }
+    }
 }

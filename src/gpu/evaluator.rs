@@ -89,7 +89,7 @@ const ALL_WRT: [Wrt; 4] = [Wrt::Input, Wrt::Target, Wrt::Positive, Wrt::Negative
 /// Whether the GPU has the backward of `loss`.
 pub(crate) fn gradients_on_gpu(loss: &Loss, geometry: &Geometry<'_>) -> Result<()> {
     match geometry {
-        Geometry::Point(_) => Ok(()),
+        Geometry::Point(_) | Geometry::Rows(_) => Ok(()),
         _ => Err(Error::NotYetOnGpu {
             loss: loss.name(),
             what: "gradients",
@@ -264,7 +264,7 @@ impl Context {
         }
         let schedule = match &plan.geometry {
             Geometry::Point(p) => super::pointwise::schedule(loss, reduction, p, limit, grad)?,
-            Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit)?,
+            Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit, grad)?,
             _ => {
                 return Err(Error::Gpu(format!(
                     "{} is not yet available on caller-owned buffers",

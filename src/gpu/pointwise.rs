@@ -217,28 +217,12 @@ pub(super) fn schedule(
             } else {
                 Slice::whole(Role::Weight)
             };
-            pre.push(weight_pass(
-                "weight_sum",
-                &params,
-                weight,
-                (groups_x, groups_y),
-            ));
+            pre.push(weight_pass(&params, weight, (groups_x, groups_y)));
             scratch += groups_x as usize * groups_y as usize;
         }
         // Each weight value stands for n / len elements.
-        let params = PointParams {
-            n: (scratch - first) as u32,
-            partial_base: first as u32,
-            d_at: scratch as u32,
-            repeat: (plan.n / w.len) as f32,
-            ..common
-        };
-        pre.push(weight_pass(
-            "weight_total",
-            &params,
-            Slice::whole(Role::Absent),
-            (1, 1),
-        ));
+        let repeat = (plan.n / w.len) as f32;
+        pre.push(total(first, scratch - first, scratch, repeat));
         for (params, _, _) in &mut fused {
             params.d_at = scratch as u32;
         }
@@ -284,7 +268,24 @@ pub(super) fn schedule(
 }
 
 /// A pre-pass over the weight: it reads `weight` and writes the scratch.
-fn weight_pass(
+fn weight_pass(params: &PointParams, weight: Slice, groups: (u32, u32)) -> Dispatch {
+    scratch_pass("weight_sum", params, weight, groups)
+}
+
+/// The pass that sums `count` single-float partials of the scratch from
+/// `first` into the scratch's value `at`, times `repeat`.
+pub(super) fn total(first: usize, count: usize, at: usize, repeat: f32) -> Dispatch {
+    let params = PointParams {
+        n: count as u32,
+        partial_base: first as u32,
+        d_at: at as u32,
+        repeat,
+        ..PointParams::zeroed()
+    };
+    scratch_pass("total", &params, Slice::whole(Role::Absent), (1, 1))
+}
+
+fn scratch_pass(
     entry: &'static str,
     params: &PointParams,
     weight: Slice,

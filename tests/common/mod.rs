@@ -18,6 +18,24 @@ pub fn ctx() -> &'static Context {
     CTX.get_or_init(|| Context::new().expect("a wgpu adapter (install mesa-vulkan-drivers)"))
 }
 
+/// A context whose storage bindings hold only `values` f32, so that small
+/// inputs already need many slices.
+pub fn small_binding_ctx(values: u64) -> Context {
+    let adapter = Context::adapters()
+        .into_iter()
+        .next()
+        .expect("a wgpu adapter");
+    let mut limits = adapter.limits();
+    limits.max_storage_buffer_binding_size = 4 * values;
+    let desc = wgpu::DeviceDescriptor {
+        label: Some("small bindings"),
+        required_limits: limits,
+        ..Default::default()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&desc)).expect("a device");
+    Context::from_device(device, queue, adapter.get_info())
+}
+
 pub fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
@@ -97,9 +115,21 @@ pub fn check_grad(
     inputs: &Inputs<'_>,
     upstream: Upstream<'_>,
 ) -> Gradients {
+    check_grad_on(ctx(), what, loss, reduction, inputs, upstream)
+}
+
+/// `check_grad` on another context.
+pub fn check_grad_on(
+    ctx: &Context,
+    what: &str,
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+    upstream: Upstream<'_>,
+) -> Gradients {
     let (want, want_grads) = cpu::gradient(loss, reduction, inputs, upstream)
         .unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
-    let (got, got_grads) = ctx()
+    let (got, got_grads) = ctx
         .evaluate_with_grad(loss, reduction, inputs, upstream)
         .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
     compare(what, reduction, &got, &want, 1e-6);
