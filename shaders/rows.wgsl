@@ -11,6 +11,10 @@
 // how far in the slice starts. Its partials start at `partial_base` in the
 // scratch that all slices share.
 //
+// With GRAD the pass also writes d loss / d logit for every logit: a second
+// walk over the row once its log-sum-exp is known (none for nll), scaled by
+// the upstream and the reduction.
+//
 // `main` gives each thread one row. `wide` gives each workgroup one row and
 // merges its threads' states with a tree: it is for large class counts, where
 // one thread per row would walk the whole vocabulary alone. (Mesa's llvmpipe
@@ -35,9 +39,11 @@ struct Params {
     t_skip: u32,
     o_skip: u32,
     partial_base: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // The upstream's scale: 0: none; 1: 1 / divisor; 2: 1 / out[d_at] (the
+    // summed class weights of the rows that are not ignored).
+    scale_mode: u32,
+    d_at: u32,
+    divisor: f32,
 }
 
 // Class indices as i32 (ignored rows hold `ignore`), or the bits of f32
@@ -45,8 +51,14 @@ struct Params {
 @group(0) @binding(0) var<storage, read> input: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<i32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
+// One value per row of the slice (from `o_skip`), or a single one for all.
+@group(0) @binding(3) var<storage, read> upstream: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// The input's layout, from `x_skip`.
+@group(0) @binding(5) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
+
+override GRAD: bool = false;
 
 // Loss ids: must match `loss_id` in src/gpu/rows.rs.
 override LOSS: u32 = 0u;
@@ -67,7 +79,8 @@ const CHUNK: u32 = 64u;
 //   a = sum of t_c (m - x_c) and b = sum of t_c, for the class factors t_c
 //       (w_c, or w_c times the smoothed probability target).
 // Then sum_c t_c (lse - x_c) = b ln(s) + a. A -inf logit adds t_c * inf to a
-// directly (NaN for t_c = 0, as the reference's 0 * inf).
+// directly (NaN for t_c = 0, as the reference's 0 * inf), and its t_c to b,
+// which the gradient needs whole (the loss is inf or NaN then anyway).
 struct State {
     m: f32,
     r: f32,
@@ -83,6 +96,7 @@ fn push(st: State, x: f32, t: f32) -> State {
     var o = st;
     if (x == -inf()) {
         o.a = o.a + t * inf();
+        o.b = o.b + t;
         return o;
     }
     if (x > o.m) {
@@ -103,10 +117,10 @@ fn push(st: State, x: f32, t: f32) -> State {
 
 fn merge(p: State, q: State) -> State {
     if (q.m == -inf()) {
-        return State(p.m, p.r, p.a + q.a, p.b);
+        return State(p.m, p.r, p.a + q.a, p.b + q.b);
     }
     if (p.m == -inf()) {
-        return State(q.m, q.r, p.a + q.a, q.b);
+        return State(q.m, q.r, p.a + q.a, p.b + q.b);
     }
     var hi = p;
     var lo = q;
@@ -207,16 +221,128 @@ fn row_base(r: u32) -> u32 {
     return (r / params.inner) * params.classes * params.inner + r % params.inner;
 }
 
-fn row_loss(r: u32) -> vec2<f32> {
-    let y = target_class(r);
-    if (skipped(y)) {
-        return skipped_loss(y);
+// The backward, as autograd takes it through log_softmax (conventions on the
+// CPU twin in src/cpu/rows.rs): with p_k = exp(x_k - lse),
+//   d loss / d x_k = p_k * (k == y ? py : p) - b * t_k + (k == y ? ey : 0),
+// t_k being the class factor (see State). The coefficients are per row.
+struct Coef {
+    lse: f32,
+    p: f32,
+    py: f32,
+    b: f32,
+    ey: f32,
+}
+
+// The upstream of row r, scaled by the reduction.
+fn row_scale(r: u32) -> f32 {
+    if (params.write_items != 0u) {
+        if (arrayLength(&upstream) > 1u) {
+            return upstream[params.o_skip + r];
+        }
+        return upstream[0];
     }
+    let g = upstream[0];
+    if (params.scale_mode == 1u) {
+        return g / params.divisor;
+    }
+    if (params.scale_mode == 2u) {
+        let d = out[params.d_at];
+        // softmax_focal defines its mean over a zero total weight with a zero
+        // gradient; elsewhere g / 0 meets the zero weights: NaN, as in PyTorch.
+        if (LOSS == SOFTMAX_FOCAL && d == 0.0) {
+            return 0.0;
+        }
+        return safe_div(g, d);
+    }
+    return g;
+}
+
+// Whether the float64 reference's log p_y is exactly 0: y the arg-max and
+// lse = m + ln(1 + r) rounding to m, in 1 + r or in the sum with m. Focal's
+// u = 1 - p_y is then 0 there, as in PyTorch, though float32 still resolves it.
+fn saturated(st: State, xy: f32) -> bool {
+    if (xy != st.m) {
+        return false;
+    }
+    if (st.r <= 1.1102230246251565e-16) {
+        return true;
+    }
+    return st.m != 0.0 && log1p(st.r) <= ldexp(1.0, frexp(st.m).exp - 54);
+}
+
+fn nll_coef(y: i32, s: f32) -> Coef {
+    return Coef(0.0, 0.0, 0.0, 0.0, -class_weight(u32(y)) * s);
+}
+
+// The coefficients of a row from its complete state, for upstream s.
+fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
+    var ls = log1p(st.r);
+    if ((st.m == -inf() && params.classes > 0u) || st.m == inf()) {
+        ls = nan();
+    }
+    let lse = st.m + ls;
+    if (LOSS == CROSS_ENTROPY_PROB) {
+        return Coef(lse, s * st.b, s * st.b, s, 0.0);
+    }
+    let wy = class_weight(u32(y));
+    // -log p_y, and 1 - p_y without cancellation.
+    var ce = ls + (st.m - xy);
+    var u = -expm1(-ce);
+    if (LOSS == SOFTMAX_FOCAL) {
+        if (saturated(st, xy)) {
+            ce = 0.0;
+            u = 0.0;
+        }
+        let gamma = params.gamma;
+        // gamma u^(gamma - 1) is infinite at u = 0 for 0 < gamma < 1 and
+        // meets log p_y = 0: NaN, as in PyTorch.
+        if (u == 0.0 && gamma > 0.0 && gamma < 1.0) {
+            return Coef(lse, nan(), nan(), 0.0, nan());
+        }
+        var focal = 0.0;
+        if (gamma != 0.0) {
+            focal = gamma * pow_gamma(u, gamma - 1.0);
+        }
+        // d loss / d log p_y; the softmax's backward splits it.
+        let dl = -pow_gamma(u, gamma) - focal * exp(-ce) * ce;
+        let gy = s * wy * dl;
+        return Coef(lse, -gy, 0.0, 0.0, gy * u);
+    }
+    // Cross entropy: (1 - eps) on the target, eps / C spread by class weight.
+    let a = s * (1.0 - params.eps) * wy;
+    var b = 0.0;
+    if (params.eps > 0.0) {
+        b = s * (params.eps / f32(params.classes));
+    }
+    return Coef(lse, a + b * st.b, b * st.b, b, -a * u);
+}
+
+fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
+    let j = row_base(r) + c * params.inner;
+    var g = 0.0;
+    if (LOSS != NLL) {
+        let p = exp(input[params.x_skip + j] - co.lse);
+        g = p * select(co.p, co.py, i32(c) == y) - co.b * factor(c, j);
+    }
+    if (i32(c) == y) {
+        g = g + co.ey;
+    }
+    grad[params.x_skip + j] = g;
+}
+
+// Ignored rows pass no gradient; a bad class index gives NaN.
+fn skip_grad(r: u32, c: u32, y: i32) {
+    grad[params.x_skip + row_base(r) + c * params.inner] = select(0.0, nan(), y == BAD);
+}
+
+// A row's complete state and its target's logit.
+struct Scan {
+    st: State,
+    xy: f32,
+}
+
+fn scan(r: u32, y: i32) -> Scan {
     let base = row_base(r);
-    if (LOSS == NLL) {
-        let wy = class_weight(u32(y));
-        return vec2(-wy * input[params.x_skip + base + u32(y) * params.inner], wy);
-    }
     var st = empty();
     var xy = 0.0;
     var c = 0u;
@@ -233,7 +359,12 @@ fn row_loss(r: u32) -> vec2<f32> {
         }
         st = merge(st, part);
     }
-    return finish(st, y, xy);
+    return Scan(st, xy);
+}
+
+fn nll(r: u32, y: i32) -> vec2<f32> {
+    let wy = class_weight(u32(y));
+    return vec2(-wy * input[params.x_skip + row_base(r) + u32(y) * params.inner], wy);
 }
 
 @compute @workgroup_size(256)
@@ -242,7 +373,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let r = group * WG + lid;
     var v = vec2(0.0, 0.0);
     if (r < params.rows) {
-        v = row_loss(r);
+        let y = target_class(r);
+        if (skipped(y)) {
+            v = skipped_loss(y);
+            if (GRAD) {
+                for (var c = 0u; c < params.classes; c = c + 1u) {
+                    skip_grad(r, c, y);
+                }
+            }
+        } else if (LOSS == NLL) {
+            v = nll(r, y);
+            if (GRAD) {
+                let co = nll_coef(y, row_scale(r));
+                for (var c = 0u; c < params.classes; c = c + 1u) {
+                    logit_grad(r, c, y, co);
+                }
+            }
+        } else {
+            let sc = scan(r, y);
+            v = finish(sc.st, y, sc.xy);
+            if (GRAD) {
+                let co = coef(sc.st, y, sc.xy, row_scale(r));
+                for (var c = 0u; c < params.classes; c = c + 1u) {
+                    logit_grad(r, c, y, co);
+                }
+            }
+        }
         if (params.write_items != 0u) {
             out[params.o_skip + r] = v.x;
         }
@@ -294,6 +450,11 @@ fn wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (lid == 0u) {
             write_row(r, skipped_loss(y));
         }
+        if (GRAD) {
+            for (var c = lid; c < params.classes; c = c + WG) {
+                skip_grad(r, c, y);
+            }
+        }
         return;
     }
     let base = row_base(r);
@@ -314,7 +475,35 @@ fn wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
     }
+    let whole = from_vec(red[0]);
     if (lid == 0u) {
-        write_row(r, finish(from_vec(red[0]), y, wg_xy));
+        write_row(r, finish(whole, y, wg_xy));
+    }
+    if (GRAD) {
+        let co = coef(whole, y, wg_xy, row_scale(r));
+        for (var c = lid; c < params.classes; c = c + WG) {
+            logit_grad(r, c, y, co);
+        }
+    }
+}
+
+// Pre-pass of a class-index mean's gradient: per-workgroup sums of the
+// denominator, w[y] over the rows that are not ignored (NaN for a bad index).
+@compute @workgroup_size(256)
+fn denominator(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let group = wid.x + wid.y * params.groups_x;
+    let r = group * WG + lid;
+    var d = 0.0;
+    if (r < params.rows) {
+        let y = target_class(r);
+        if (y == BAD) {
+            d = nan();
+        } else if (y != IGNORED) {
+            d = class_weight(u32(y));
+        }
+    }
+    let t = reduce_wg(lid, vec4(d, 0.0, 0.0, 0.0));
+    if (lid == 0u) {
+        out[params.partial_base + group] = t.x;
     }
 }

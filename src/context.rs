@@ -7,16 +7,20 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 /// A WGSL program: the shared prelude plus one family's kernels. Bindings
-/// follow one convention: `reads` read-only storage buffers at 0.., then one
-/// read-write storage buffer, then the params uniform.
+/// follow one convention: `reads` read-only storage buffers at 0.., then
+/// `writes` read-write storage buffers, then the params uniform.
 pub(crate) struct Kernel {
     pub name: &'static str,
     pub source: &'static str,
     pub reads: u32,
+    pub writes: u32,
 }
 
 macro_rules! kernel {
     ($name:literal, $reads:expr) => {
+        kernel!($name, $reads, 1)
+    };
+    ($name:literal, $reads:expr, $writes:expr) => {
         Kernel {
             name: $name,
             source: concat!(
@@ -24,12 +28,17 @@ macro_rules! kernel {
                 include_str!(concat!("../shaders/", $name, ".wgsl"))
             ),
             reads: $reads,
+            writes: $writes,
         }
     };
 }
 
-pub(crate) const POINTWISE: Kernel = kernel!("pointwise", 4);
-pub(crate) const ROWS: Kernel = kernel!("rows", 3);
+/// Reads input, target, weight, aux and the upstream gradient; writes the
+/// items or partials, and the gradient.
+pub(crate) const POINTWISE: Kernel = kernel!("pointwise", 5, 2);
+/// Reads logits, targets, class weight and the upstream gradient; writes the
+/// items or partials, and the gradient.
+pub(crate) const ROWS: Kernel = kernel!("rows", 4, 2);
 pub(crate) const PAIRS: Kernel = kernel!("pairs", 4);
 pub(crate) const DICE: Kernel = kernel!("dice", 2);
 pub(crate) const FINALIZE: Kernel = kernel!("finalize", 1);
@@ -57,7 +66,7 @@ pub struct Context {
     /// Why the device was lost, once it is: every later call reports it.
     pub(crate) lost: Arc<Mutex<Option<String>>>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    layouts: Mutex<HashMap<u32, wgpu::BindGroupLayout>>,
+    layouts: Mutex<HashMap<(u32, u32), wgpu::BindGroupLayout>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     builds: std::sync::atomic::AtomicUsize,
     pub(crate) submits: AtomicUsize,
@@ -209,10 +218,10 @@ impl Context {
         self.submits.load(Ordering::Relaxed)
     }
 
-    fn layout(&self, reads: u32) -> wgpu::BindGroupLayout {
+    fn layout(&self, reads: u32, writes: u32) -> wgpu::BindGroupLayout {
         let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
         layouts
-            .entry(reads)
+            .entry((reads, writes))
             .or_insert_with(|| {
                 let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
                     binding,
@@ -224,10 +233,10 @@ impl Context {
                     },
                     count: None,
                 };
-                let mut entries: Vec<_> = (0..reads).map(|b| storage(b, true)).collect();
-                entries.push(storage(reads, false));
+                let mut entries: Vec<_> =
+                    (0..reads + writes).map(|b| storage(b, b < reads)).collect();
                 entries.push(wgpu::BindGroupLayoutEntry {
-                    binding: reads + 1,
+                    binding: reads + writes,
                     visibility: wgpu::ShaderStages::COMPUTE,
                     ty: wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Uniform,
@@ -279,7 +288,7 @@ impl Context {
                     source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
                 })
         });
-        let layout = self.layout(kernel.reads);
+        let layout = self.layout(kernel.reads, kernel.writes);
         let pipeline_layout = self
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {

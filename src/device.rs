@@ -190,3 +190,67 @@ impl<'a> DeviceInputs<'a> {
         Ok(())
     }
 }
+
+/// The upstream gradient dL/d(loss output) on the device, as autograd hands
+/// it to a backward.
+#[derive(Clone, Copy, Debug)]
+pub enum DeviceUpstream<'a> {
+    /// One g from the host: dL/dvalue for a reduced loss; for `none` every
+    /// item gets it. Costs one 16-byte buffer per encode.
+    Scalar(f32),
+    /// One value for a reduced loss, or one per item of the `none` result in
+    /// its row-major order.
+    Buffer(BufferView<'a>),
+}
+
+/// Caller-owned buffers for the gradients, each the layout of the tensor it
+/// belongs to. Each may alias nothing else of the call (no input, the
+/// output, another gradient), and shares no buffer with a tensor the call
+/// reads: wgpu forbids one buffer as read-only and writable storage in one
+/// dispatch.
+#[derive(Clone, Copy, Debug)]
+pub struct GradViews<'a> {
+    /// d/d`input`: the prediction (the logits for the logit losses).
+    pub input: BufferView<'a>,
+    /// d/d`target`: x2 of `cosine_embedding` only.
+    pub target: Option<BufferView<'a>>,
+    /// `triplet_margin` only.
+    pub positive: Option<BufferView<'a>>,
+    /// `triplet_margin` only.
+    pub negative: Option<BufferView<'a>>,
+}
+
+impl<'a> GradViews<'a> {
+    pub fn new(input: BufferView<'a>) -> Self {
+        GradViews {
+            input,
+            target: None,
+            positive: None,
+            negative: None,
+        }
+    }
+    pub fn target(mut self, target: BufferView<'a>) -> Self {
+        self.target = Some(target);
+        self
+    }
+    pub fn positive(mut self, positive: BufferView<'a>) -> Self {
+        self.positive = Some(positive);
+        self
+    }
+    pub fn negative(mut self, negative: BufferView<'a>) -> Self {
+        self.negative = Some(negative);
+        self
+    }
+}
+
+impl BufferView<'_> {
+    /// Shares at least one byte with `other`.
+    pub(crate) fn overlaps(&self, other: &BufferView<'_>) -> bool {
+        let end = |v: &BufferView<'_>| v.offset + 4 * v.len as u64;
+        self.buffer == other.buffer
+            && self.len > 0
+            && other.len > 0
+            && self.offset < end(other)
+            && other.offset < end(self)
+    }
+}

@@ -12,9 +12,9 @@ pub mod npy;
 pub mod synthetic;
 
 pub use context::Context;
-pub use device::{BufferView, DeviceInputs, DeviceTensor};
+pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 pub use error::{Error, Result};
 pub use gpu::evaluator::Evaluator;
-pub use gpu::{Evaluation, Prepared};
+pub use gpu::{Evaluation, Gradients, Prepared};
 pub use inputs::{Inputs, Target, Tensor, Upstream};
 pub use loss::{DiceMode, Loss, Reduction};

@@ -7,7 +7,7 @@ mod common;
 
 use common::{close, ctx};
 use serde_json::Value;
-use wgpu_loss::{cpu, DiceMode, Inputs, Loss, Reduction, Target, Tensor, Upstream};
+use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Target, Tensor, Upstream};
 
 fn num(v: &Value) -> f64 {
     match v {
@@ -140,6 +140,7 @@ fn pytorch_fixtures() {
     let cases = doc["cases"].as_array().unwrap();
     assert!(cases.len() > 100, "the fixture file lost its cases");
     let mut failures = vec![];
+    let mut gpu_gradients = 0;
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let loss = loss_of(case);
@@ -231,6 +232,40 @@ fn pytorch_fixtures() {
                 }
             }
         }
+        // The GPU backward against the same autograd gradients, for the
+        // families whose backward is on the GPU.
+        match ctx().evaluate_with_grad(&loss, reduction, &inputs, Upstream::Scalar(1.0)) {
+            Err(Error::NotYetOnGpu { .. }) => {}
+            Err(e) => failures.push(format!("{name}: gpu gradient error {e}")),
+            Ok((_, g)) => {
+                gpu_gradients += 1;
+                let grads = case["grads"].as_object().unwrap();
+                for (tensor, want) in grads {
+                    let got = match tensor.as_str() {
+                        "input" => Some(&g.input),
+                        "target" => g.target.as_ref(),
+                        "positive" => g.positive.as_ref(),
+                        "negative" => g.negative.as_ref(),
+                        _ => None,
+                    };
+                    let want: Vec<f64> = want.as_array().unwrap().iter().map(num).collect();
+                    match got {
+                        Some(got) if got.len() == want.len() => {
+                            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                                if !close(*g as f64, *w, 1e-6) {
+                                    failures.push(format!(
+                                        "{name}: d/d{tensor}[{k}]: gpu {g} vs torch {w}"
+                                    ));
+                                }
+                            }
+                        }
+                        _ => failures.push(format!(
+                            "{name}: no gpu gradient for {tensor} of its length"
+                        )),
+                    }
+                }
+            }
+        }
         match ctx().evaluate(&loss, reduction, &inputs) {
             Err(e) => failures.push(format!("{name}: gpu error {e}")),
             Ok(g) => {
@@ -247,6 +282,11 @@ fn pytorch_fixtures() {
             }
         }
     }
+    // Every elementwise case at least.
+    assert!(
+        gpu_gradients >= 100,
+        "only {gpu_gradients} GPU gradient cases ran"
+    );
     assert!(
         failures.is_empty(),
         "{} fixture mismatches:\n{}",

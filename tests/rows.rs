@@ -561,24 +561,6 @@ fn long_strided_rows() {
     }
 }
 
-/// A context whose storage bindings hold only `values` f32, so that small
-/// inputs already need many slices.
-fn small_binding_ctx(values: u64) -> Context {
-    let adapter = Context::adapters()
-        .into_iter()
-        .next()
-        .expect("a wgpu adapter");
-    let mut limits = adapter.limits();
-    limits.max_storage_buffer_binding_size = 4 * values;
-    let desc = wgpu::DeviceDescriptor {
-        label: Some("small bindings"),
-        required_limits: limits,
-        ..Default::default()
-    };
-    let (device, queue) = pollster::block_on(adapter.request_device(&desc)).expect("a device");
-    Context::from_device(device, queue, adapter.get_info())
-}
-
 /// `check` on another context.
 fn check_on(ctx: &Context, what: &str, loss: &Loss, red: Reduction, inputs: &Inputs<'_>) {
     let want = cpu::evaluate(loss, red, inputs).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));

@@ -7,11 +7,15 @@
 //! dispatch each, all writing partials into one scratch buffer that the final
 //! pass reduces. `Evaluator::new` builds the pipelines and writes every
 //! dispatch's params once; `encode` only binds and dispatches.
+//!
+//! A gradient evaluator (`Context::grad_evaluator`) runs the forward and the
+//! backward together: `encode_with_grad` also reads the upstream gradient and
+//! writes the gradients into caller-owned views.
 
 use std::sync::Arc;
 
 use crate::context::{Context, Kernel, Pipeline, FINALIZE};
-use crate::device::{BufferView, DeviceInputs};
+use crate::device::{BufferView, DeviceInputs, DeviceUpstream, GradViews};
 use crate::error::{Error, Result};
 use crate::inputs::{plan_shapes, Geometry};
 use crate::loss::{Loss, Reduction};
@@ -32,8 +36,75 @@ pub(crate) enum Role {
     Scratch,
     /// The caller's output view.
     Output,
-    /// An absent optional tensor: 16 zero bytes.
+    /// The upstream gradient: one value, or one per item of `none`.
+    Upstream,
+    /// The caller's view for the gradient with respect to a tensor.
+    Grad(Wrt),
+    /// An absent optional tensor, or a write a dispatch does not make: 16
+    /// zero bytes.
     Absent,
+}
+
+/// A tensor a loss is differentiated with respect to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Wrt {
+    Input,
+    Target,
+    Positive,
+    Negative,
+}
+
+impl Wrt {
+    /// The gradient view's name in errors.
+    fn view_name(self) -> &'static str {
+        match self {
+            Wrt::Input => "grad_input",
+            Wrt::Target => "grad_target",
+            Wrt::Positive => "grad_positive",
+            Wrt::Negative => "grad_negative",
+        }
+    }
+
+    fn tensor(self) -> &'static str {
+        match self {
+            Wrt::Input => "input",
+            Wrt::Target => "target",
+            Wrt::Positive => "positive",
+            Wrt::Negative => "negative",
+        }
+    }
+
+    fn view<'a>(self, grads: &GradViews<'a>) -> Option<BufferView<'a>> {
+        match self {
+            Wrt::Input => Some(grads.input),
+            Wrt::Target => grads.target,
+            Wrt::Positive => grads.positive,
+            Wrt::Negative => grads.negative,
+        }
+    }
+}
+
+const ALL_WRT: [Wrt; 4] = [Wrt::Input, Wrt::Target, Wrt::Positive, Wrt::Negative];
+
+/// Whether the GPU has the backward of `loss`.
+pub(crate) fn gradients_on_gpu(loss: &Loss, geometry: &Geometry<'_>) -> Result<()> {
+    match geometry {
+        Geometry::Point(_) | Geometry::Rows(_) => Ok(()),
+        _ => Err(Error::NotYetOnGpu {
+            loss: loss.name(),
+            what: "gradients",
+        }),
+    }
+}
+
+/// The tensors whose gradients a loss has: its prediction, and both sides of
+/// the symmetric pair losses.
+fn wrt(loss: &Loss) -> &'static [Wrt] {
+    match loss {
+        Loss::CosineEmbedding { .. } => &[Wrt::Input, Wrt::Target],
+        Loss::TripletMargin { .. } => &[Wrt::Input, Wrt::Positive, Wrt::Negative],
+        _ => &[Wrt::Input],
+    }
 }
 
 /// A binding: `len` elements of `role` from element `offset` (`None`: to the end).
@@ -150,6 +221,8 @@ pub(crate) fn aligned(role: Role, start: usize, len: usize) -> Slice {
 
 struct Step {
     pipeline: Arc<Pipeline>,
+    /// Bindings from this index on are writable.
+    reads: u32,
     params_offset: u64,
     params_len: u64,
     bindings: Vec<Slice>,
@@ -171,26 +244,43 @@ pub struct Evaluator<'c> {
     scratch: wgpu::Buffer,
     owned: Vec<wgpu::Buffer>,
     absent: wgpu::Buffer,
+    // A separate stand-in for writes: one buffer may not be bound read-only
+    // and writable in one dispatch.
+    absent_rw: wgpu::Buffer,
     output_len: usize,
+    /// The gradients it writes; empty for a forward evaluator.
+    wrt: &'static [Wrt],
 }
 
 impl Context {
     /// Compiles `loss` for the shapes of `inputs` (their buffers are not read).
-    /// Build errors (shaders, allocations beyond the device) are typed errors.
     pub fn evaluator(
         &self,
         loss: &Loss,
         reduction: Reduction,
         inputs: &DeviceInputs<'_>,
     ) -> Result<Evaluator<'_>> {
-        self.scoped(|| self.build_evaluator(loss, reduction, inputs))
+        self.scoped(|| self.compile(loss, reduction, inputs, false))
     }
 
-    fn build_evaluator(
+    /// Compiles `loss` with its backward for the shapes of `inputs`: see
+    /// [`Evaluator::encode_with_grad`]. Gradients follow PyTorch autograd, as
+    /// `cpu::gradient` does.
+    pub fn grad_evaluator(
         &self,
         loss: &Loss,
         reduction: Reduction,
         inputs: &DeviceInputs<'_>,
+    ) -> Result<Evaluator<'_>> {
+        self.scoped(|| self.compile(loss, reduction, inputs, true))
+    }
+
+    fn compile(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &DeviceInputs<'_>,
+        grad: bool,
     ) -> Result<Evaluator<'_>> {
         // Kernels index with u32.
         for (name, t) in inputs.named() {
@@ -207,11 +297,14 @@ impl Context {
         let shapes = inputs.shapes();
         let plan = plan_shapes(loss, reduction, &shapes)?;
         let limit = self.max_binding_elements();
+        if grad {
+            gradients_on_gpu(loss, &plan.geometry)?;
+        }
         let schedule = match &plan.geometry {
             Geometry::Point(p) => {
-                super::pointwise::schedule(loss, reduction, p, limit, self.groups_wanted())?
+                super::pointwise::schedule(loss, reduction, p, limit, grad, self.groups_wanted())?
             }
-            Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit)?,
+            Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit, grad)?,
             Geometry::Pairs(p) => super::pairs::schedule(loss, reduction, p, limit)?,
             Geometry::Dice(d) => super::dice::schedule(loss, reduction, d, limit)?,
         };
@@ -229,6 +322,7 @@ impl Context {
             params.resize(params.len().div_ceil(align) * align, 0);
             steps.push(Step {
                 pipeline,
+                reads: d.kernel.reads,
                 params_offset,
                 params_len: d.params.len() as u64,
                 bindings: d.bindings.clone(),
@@ -254,6 +348,7 @@ impl Context {
             })
             .collect();
         let absent = init("wgpu-loss absent", &[], wgpu::BufferUsages::STORAGE);
+        let absent_rw = init("wgpu-loss absent", &[], wgpu::BufferUsages::STORAGE);
         Ok(Evaluator {
             ctx: self,
             loss: loss.clone(),
@@ -269,7 +364,9 @@ impl Context {
             scratch,
             owned,
             absent,
+            absent_rw,
             output_len: schedule.output_len,
+            wrt: if grad { wrt(loss) } else { &[] },
         })
     }
 }
@@ -300,6 +397,27 @@ impl Evaluator<'_> {
         self.steps.len()
     }
 
+    /// Whether it was built by [`Context::grad_evaluator`].
+    pub fn has_gradients(&self) -> bool {
+        !self.wrt.is_empty()
+    }
+
+    /// The gradients it writes with the element count of each.
+    pub(crate) fn grad_lens(&self) -> Vec<(Wrt, usize)> {
+        self.wrt
+            .iter()
+            .map(|w| (*w, self.tensor_len(w.tensor())))
+            .collect()
+    }
+
+    fn tensor_len(&self, name: &str) -> usize {
+        self.shapes
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, s)| s.as_ref())
+            .map_or(0, |s| s.iter().product())
+    }
+
     /// Records the loss into `encoder`: reads `inputs`, writes `output`. No
     /// submit, no readback, no buffer allocation. The buffers are validated
     /// first (usage, 256-byte offsets, bounds, element counts, shapes).
@@ -309,17 +427,124 @@ impl Evaluator<'_> {
         inputs: &DeviceInputs<'_>,
         output: BufferView<'_>,
     ) -> Result<()> {
-        self.ctx
-            .scoped(|| self.record(encoder, inputs, output, None))
+        if self.has_gradients() {
+            return Err(Error::Buffer {
+                name: "grad_input",
+                problem: "this evaluator writes gradients: record it with encode_with_grad".into(),
+            });
+        }
+        self.ctx.scoped(|| {
+            self.check(inputs, output, None)?;
+            self.record(encoder, inputs, output, None, None, None)
+        })
     }
 
-    /// `encode`, with the compute pass's start and end written to `timestamps`.
-    pub(crate) fn record(
+    /// Records the loss and its backward into `encoder`: reads `inputs` and
+    /// `upstream`, writes the value (or the items) to `output` and each
+    /// gradient to its view in `grads`, scaled by the reduction and the
+    /// upstream as autograd would. Validated like [`Evaluator::encode`], and
+    /// every gradient view must hold its tensor's element count and alias
+    /// nothing else of the call (see [`GradViews`]).
+    pub fn encode_with_grad(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         inputs: &DeviceInputs<'_>,
+        upstream: DeviceUpstream<'_>,
         output: BufferView<'_>,
-        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+        grads: &GradViews<'_>,
+    ) -> Result<()> {
+        if !self.has_gradients() {
+            return Err(Error::Buffer {
+                name: "grad_input",
+                problem: "this evaluator was built without gradients: build it with Context::grad_evaluator".into(),
+            });
+        }
+        let device = &self.ctx.device;
+        let scalar;
+        let upstream = match upstream {
+            DeviceUpstream::Scalar(g) => {
+                scalar = self.ctx.buffer_with(
+                    "wgpu-loss upstream",
+                    bytemuck::bytes_of(&g),
+                    wgpu::BufferUsages::STORAGE,
+                );
+                BufferView::new(&scalar, 0, 1)
+            }
+            DeviceUpstream::Buffer(v) => {
+                v.validate("upstream", device)?;
+                let expected = if self.reduction == Reduction::None {
+                    self.output_len
+                } else {
+                    1
+                };
+                if v.len != expected {
+                    return Err(Error::UpstreamLength {
+                        expected,
+                        actual: v.len,
+                    });
+                }
+                v
+            }
+        };
+        self.check(inputs, output, Some(upstream))?;
+        let mut reads: Vec<(&'static str, BufferView<'_>)> = inputs
+            .named()
+            .into_iter()
+            .filter_map(|(name, t)| t.map(|t| (name, t.view)))
+            .collect();
+        reads.push(("upstream", upstream));
+        let mut written = vec![("output", output)];
+        for w in ALL_WRT {
+            let name = w.view_name();
+            let bad = |problem: String| Err(Error::Buffer { name, problem });
+            let v = match (w.view(grads), self.wrt.contains(&w)) {
+                (None, false) => continue,
+                (Some(_), false) => {
+                    return bad(format!(
+                        "{} has no gradient for `{}`",
+                        self.loss.name(),
+                        w.tensor()
+                    ))
+                }
+                (None, true) => {
+                    return bad(format!(
+                        "{} has a gradient for `{}`: give a view for it",
+                        self.loss.name(),
+                        w.tensor()
+                    ))
+                }
+                (Some(v), true) => v,
+            };
+            v.validate(name, device)?;
+            let want = self.tensor_len(w.tensor());
+            if v.len != want {
+                return bad(format!(
+                    "holds {} values, the gradient of `{}` needs {want}",
+                    v.len,
+                    w.tensor()
+                ));
+            }
+            if let Some((other, _)) = written.iter().find(|(_, o)| v.overlaps(o)) {
+                return bad(format!("overlaps `{other}`"));
+            }
+            if let Some((other, r)) = reads.iter().find(|(_, r)| shares(&v, r)) {
+                return bad(if v.overlaps(r) {
+                    format!("aliases `{other}`")
+                } else {
+                    format!("shares its buffer with `{other}`, which the call reads; wgpu forbids one buffer as read-only and writable storage in one dispatch")
+                });
+            }
+            written.push((name, v));
+        }
+        self.record(encoder, inputs, output, Some(upstream), Some(grads), None)
+    }
+
+    /// The checks common to both encodes.
+    fn check(
+        &self,
+        inputs: &DeviceInputs<'_>,
+        output: BufferView<'_>,
+        upstream: Option<BufferView<'_>>,
     ) -> Result<()> {
         let device = &self.ctx.device;
         inputs.validate(device)?;
@@ -341,17 +566,42 @@ impl Evaluator<'_> {
             });
         }
         output.validate("output", device)?;
-        let min = if self.output_len == 0 {
-            0
-        } else {
-            self.output_len
-        };
-        if output.len < min {
+        if output.len < self.output_len {
             return Err(Error::Buffer {
                 name: "output",
-                problem: format!("holds {} values, the result needs {min}", output.len),
+                problem: format!(
+                    "holds {} values, the result needs {}",
+                    output.len, self.output_len
+                ),
             });
         }
+        // `none` writes its items in the passes that read the inputs.
+        if self.reduction == Reduction::None {
+            let reads = inputs
+                .named()
+                .into_iter()
+                .filter_map(|(n, t)| t.map(|t| (n, t.view)));
+            let upstream = upstream.map(|u| ("upstream", u));
+            if let Some((other, _)) = reads.chain(upstream).find(|(_, r)| shares(&output, r)) {
+                return Err(Error::Buffer {
+                    name: "output",
+                    problem: format!("shares its buffer with `{other}`, which the call reads; wgpu forbids one buffer as read-only and writable storage in one dispatch"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        inputs: &DeviceInputs<'_>,
+        output: BufferView<'_>,
+        upstream: Option<BufferView<'_>>,
+        grads: Option<&GradViews<'_>>,
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) -> Result<()> {
+        let device = &self.ctx.device;
         let view = |role: Role| -> Option<BufferView<'_>> {
             match role {
                 Role::Input => Some(inputs.input.view),
@@ -362,6 +612,8 @@ impl Evaluator<'_> {
                 Role::Positive => inputs.positive.map(|t| t.view),
                 Role::Negative => inputs.negative.map(|t| t.view),
                 Role::Output => Some(output),
+                Role::Upstream => upstream,
+                Role::Grad(w) => grads.and_then(|g| w.view(g)),
                 _ => None,
             }
         };
@@ -370,15 +622,20 @@ impl Evaluator<'_> {
             let mut entries = Vec::with_capacity(step.bindings.len() + 1);
             for (i, slice) in step.bindings.iter().enumerate() {
                 let (buffer, offset, len) = match (slice.role, view(slice.role)) {
-                    (Role::Scratch, _) => (&self.scratch, 0, self.scratch.size() / 4),
-                    (Role::Owned(k), _) => (&self.owned[k], 0, self.owned[k].size() / 4),
+                    (Role::Scratch, _) => whole(&self.scratch),
+                    (Role::Owned(k), _) => whole(&self.owned[k]),
                     (_, Some(v)) if v.len > 0 => (v.buffer, v.offset, v.len as u64),
+                    _ if i as u32 >= step.reads => (&self.absent_rw, 0, 4),
                     _ => (&self.absent, 0, 4),
                 };
-                let start = offset + 4 * slice.offset as u64;
-                let size = match slice.len {
-                    Some(l) => 4 * l.max(1) as u64,
-                    None => 4 * (len - slice.offset as u64).max(1),
+                let (start, size) = match slice.len {
+                    // One upstream value serves every slice of the items.
+                    _ if slice.role == Role::Upstream && len == 1 => (offset, 4),
+                    Some(l) => (offset + 4 * slice.offset as u64, 4 * l.max(1) as u64),
+                    None => (
+                        offset + 4 * slice.offset as u64,
+                        4 * (len - slice.offset as u64).max(1),
+                    ),
                 };
                 entries.push(wgpu::BindGroupEntry {
                     binding: i as u32,
@@ -414,4 +671,13 @@ impl Evaluator<'_> {
         }
         Ok(())
     }
+}
+
+fn whole(b: &wgpu::Buffer) -> (&wgpu::Buffer, u64, u64) {
+    (b, 0, b.size() / 4)
+}
+
+/// Both views hold values of one buffer.
+fn shares(a: &BufferView<'_>, b: &BufferView<'_>) -> bool {
+    a.buffer == b.buffer && a.len > 0 && b.len > 0
 }

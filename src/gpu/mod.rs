@@ -12,11 +12,11 @@ use std::borrow::Cow;
 use bytemuck::Pod;
 
 use crate::context::Context;
-use crate::device::{BufferView, DeviceInputs, DeviceTensor};
+use crate::device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 use crate::error::{Error, Result};
-use crate::inputs::{plan, Geometry, Inputs, Plan, Target};
+use crate::inputs::{plan, Geometry, Inputs, Plan, Target, Upstream};
 use crate::loss::{Loss, Reduction};
-use evaluator::Evaluator;
+use evaluator::{gradients_on_gpu, Evaluator, Wrt, OFFSET_ALIGN};
 
 pub(crate) const WG: usize = 256;
 const MAX_GROUPS: usize = 65_535;
@@ -29,6 +29,20 @@ pub struct Evaluation {
     /// Per-item losses for `none`, in `items_shape`.
     pub items: Option<Vec<f32>>,
     pub items_shape: Vec<usize>,
+}
+
+/// Gradients computed on the GPU, each in the layout of the tensor it belongs
+/// to (the f32 counterpart of [`crate::cpu::Gradients`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gradients {
+    /// d/d`input`: the prediction (the logits for the logit losses).
+    pub input: Vec<f32>,
+    /// x2 of `cosine_embedding`; `None` for every other loss.
+    pub target: Option<Vec<f32>>,
+    /// `triplet_margin` only.
+    pub positive: Option<Vec<f32>>,
+    /// `triplet_margin` only.
+    pub negative: Option<Vec<f32>>,
 }
 
 /// A timestamp query set and the buffer its two ticks resolve into.
@@ -340,6 +354,93 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Evaluates `loss` and its gradients as PyTorch autograd gives them for
+    /// `upstream` (see [`Upstream`]): one fused forward and backward, one
+    /// submit, one readback of the value and every gradient.
+    pub fn evaluate_with_grad(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &Inputs<'_>,
+        upstream: Upstream<'_>,
+    ) -> Result<(Evaluation, Gradients)> {
+        let plan = plan(loss, reduction, inputs)?;
+        upstream.check(reduction, plan.items())?;
+        gradients_on_gpu(loss, &plan.geometry)?;
+        self.scoped(|| {
+            let uploads = self.upload_inputs(loss, inputs, &plan);
+            let device_inputs = uploads.device_inputs();
+            let evaluator = self.grad_evaluator(loss, reduction, &device_inputs)?;
+            // The output and each gradient in one buffer, 256-byte aligned.
+            let output_len = evaluator.output_len();
+            let mut end = output_len;
+            let mut places = Vec::new();
+            for (wrt, len) in evaluator.grad_lens() {
+                let at = end.next_multiple_of(OFFSET_ALIGN);
+                places.push((wrt, at, len));
+                end = at + len;
+            }
+            let result = self.storage("wgpu-loss result", end);
+            let view = |wrt: Wrt| {
+                places
+                    .iter()
+                    .find(|p| p.0 == wrt)
+                    .map(|&(_, at, len)| BufferView::new(&result, 4 * at as u64, len))
+            };
+            let mut grads = GradViews::new(view(Wrt::Input).expect("every loss has d/dinput"));
+            grads.target = view(Wrt::Target);
+            grads.positive = view(Wrt::Positive);
+            grads.negative = view(Wrt::Negative);
+            let items;
+            let upstream = match upstream {
+                Upstream::Scalar(g) => DeviceUpstream::Scalar(g),
+                Upstream::Items(g) => {
+                    items = self.upload("upstream", g);
+                    DeviceUpstream::Buffer(BufferView::new(&items, 0, g.len()))
+                }
+            };
+            let mut encoder = self.encoder();
+            evaluator.encode_with_grad(
+                &mut encoder,
+                &device_inputs,
+                upstream,
+                BufferView::new(&result, 0, output_len),
+                &grads,
+            )?;
+            let out = self.read_timed(encoder, &result, end, None)?.0;
+            let part = |wrt: Wrt| {
+                places
+                    .iter()
+                    .find(|p| p.0 == wrt)
+                    .map(|&(_, at, len)| out[at..at + len].to_vec())
+            };
+            let evaluation = match reduction {
+                Reduction::None => {
+                    let items = out[..output_len].to_vec();
+                    Evaluation {
+                        value: items.iter().map(|v| *v as f64).sum(),
+                        items: Some(items),
+                        items_shape: plan.items_shape.clone(),
+                    }
+                }
+                _ => Evaluation {
+                    value: out[0] as f64,
+                    items: None,
+                    items_shape: plan.items_shape.clone(),
+                },
+            };
+            let gradients = Gradients {
+                input: part(Wrt::Input).unwrap_or_default(),
+                target: part(Wrt::Target),
+                positive: part(Wrt::Positive),
+                negative: part(Wrt::Negative),
+            };
+            Ok((evaluation, gradients))
+        })
+    }
+}
+
 /// Host tensors uploaded for the slice API: (role, buffer, shape).
 struct Uploads {
     tensors: Vec<(&'static str, wgpu::Buffer, Vec<usize>)>,
@@ -413,8 +514,14 @@ impl<'c> Prepared<'c> {
             let mut encoder = self.ctx.encoder();
             let output = BufferView::whole(&self.output);
             let inputs = self.uploads.device_inputs();
-            self.evaluator
-                .record(&mut encoder, &inputs, output, timer.map(Timer::writes))?;
+            self.evaluator.record(
+                &mut encoder,
+                &inputs,
+                output,
+                None,
+                None,
+                timer.map(Timer::writes),
+            )?;
             self.ctx
                 .read_timed(encoder, &self.output, self.evaluator.output_len(), timer)
         })?;

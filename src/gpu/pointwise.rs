@@ -2,15 +2,18 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::evaluator::{chunk_len, finalize, Dispatch, Role, Schedule, Slice, OFFSET_ALIGN};
+use super::evaluator::{chunk_len, finalize, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN};
 use super::{grid, WG};
 use crate::context::POINTWISE;
 use crate::error::{Error, Result};
 use crate::inputs::{Broadcast, PointPlan};
 use crate::loss::{Loss, Reduction};
 
-/// Elements per thread, at least: enough to keep the threads busy between
-/// workgroup reductions.
+/// Elements per thread of the weight pre-pass: must match ITEMS in
+/// shaders/pointwise.wgsl.
+const ITEMS: usize = 8;
+/// Elements per thread of the map pass, at least: enough to keep the threads
+/// busy between workgroup reductions.
 const MIN_ITEMS: usize = 8;
 /// And at most: each thread sums its items in one running f32 sum, so this
 /// bounds its rounding error (64 ulp) before the tree reduction.
@@ -41,6 +44,10 @@ struct PointParams {
     w_sliced: u32,
     a_sliced: u32,
     p: [f32; 4],
+    scale_mode: u32,
+    d_at: u32,
+    divisor: f32,
+    repeat: f32,
     per_thread: u32,
     _pad: [u32; 3],
 }
@@ -90,6 +97,7 @@ pub(super) fn schedule(
     reduction: Reduction,
     plan: &PointPlan<'_>,
     limit: usize,
+    grad: bool,
     groups_wanted: usize,
 ) -> Result<Schedule> {
     let (id, p) = loss_id(loss);
@@ -119,29 +127,49 @@ pub(super) fn schedule(
         limit,
     )?;
     let items = reduction == Reduction::None;
-    let mut dispatches = Vec::new();
+    // What `mean` divides the gradient by: Σw for weighted mse/l1, which a
+    // pre-pass over the weight alone sums before the fused pass reads it.
+    let weight_sum = grad
+        && reduction == Reduction::Mean
+        && matches!(loss, Loss::Mse | Loss::L1)
+        && plan.weight.is_some();
+    let (scale_mode, divisor) = match reduction {
+        _ if !grad => (0, 0.0),
+        Reduction::None | Reduction::Sum => (0, 0.0),
+        Reduction::Mean if weight_sum => (2, 0.0),
+        Reduction::Mean => (1, plan.n as f32),
+        Reduction::BatchMean => (1, plan.batch as f32),
+    };
+    let common = PointParams {
+        per_target: q as u32,
+        w_inner: plan.weight.as_ref().map_or(1, |w| w.inner as u32),
+        w_len: plan.weight.as_ref().map_or(0, |w| w.len as u32),
+        a_inner: plan.aux.as_ref().map_or(1, |a| a.inner as u32),
+        a_len: plan.aux.as_ref().map_or(0, |a| a.len as u32),
+        write_items: items as u32,
+        w_sliced: w_sliced as u32,
+        a_sliced: a_sliced as u32,
+        p,
+        scale_mode,
+        divisor,
+        ..PointParams::zeroed()
+    };
+    let slices: Vec<(usize, usize)> = (0..plan.n)
+        .step_by(step.max(1))
+        .map(|base| (base, step.min(plan.n - base)))
+        .collect();
+    let mut fused = Vec::new();
     let mut partials = 0;
-    let mut base = 0;
-    while base < plan.n {
-        let len = step.min(plan.n - base);
+    for &(base, len) in &slices {
         let items_per_thread = per_thread(len, groups_wanted);
         let (groups_x, groups_y) = grid(len.div_ceil(WG * items_per_thread));
         let params = PointParams {
             n: len as u32,
-            per_target: q as u32,
-            w_inner: plan.weight.as_ref().map_or(1, |w| w.inner as u32),
-            w_len: plan.weight.as_ref().map_or(0, |w| w.len as u32),
-            a_inner: plan.aux.as_ref().map_or(1, |a| a.inner as u32),
-            a_len: plan.aux.as_ref().map_or(0, |a| a.len as u32),
-            write_items: items as u32,
             groups_x,
+            per_thread: items_per_thread as u32,
             base: base as u32,
             partial_base: partials as u32,
-            w_sliced: w_sliced as u32,
-            a_sliced: a_sliced as u32,
-            p,
-            per_thread: items_per_thread as u32,
-            _pad: [0; 3],
+            ..common
         };
         let sliced = |role: Role, yes: bool| {
             if yes {
@@ -150,28 +178,93 @@ pub(super) fn schedule(
                 Slice::whole(role)
             }
         };
-        let out = if items {
-            Slice::range(Role::Output, base, len)
-        } else {
-            Slice::whole(Role::Scratch)
+        let (out, upstream, grad_view) = match (items, grad) {
+            (true, true) => (
+                Slice::range(Role::Output, base, len),
+                Slice::range(Role::Upstream, base, len),
+                Slice::range(Role::Grad(Wrt::Input), base, len),
+            ),
+            (true, false) => (
+                Slice::range(Role::Output, base, len),
+                Slice::whole(Role::Absent),
+                Slice::whole(Role::Absent),
+            ),
+            (false, true) => (
+                Slice::whole(Role::Scratch),
+                Slice::whole(Role::Upstream),
+                Slice::range(Role::Grad(Wrt::Input), base, len),
+            ),
+            (false, false) => (
+                Slice::whole(Role::Scratch),
+                Slice::whole(Role::Absent),
+                Slice::whole(Role::Absent),
+            ),
         };
-        dispatches.push(Dispatch {
-            kernel: &POINTWISE,
-            entry: "main",
-            constants: vec![("LOSS", id as f64)],
-            params: bytemuck::bytes_of(&params).to_vec(),
-            bindings: vec![
-                Slice::range(Role::Input, base, len),
-                Slice::range(Role::Target, base / q, len.div_ceil(q)),
-                sliced(w_role, w_sliced),
-                sliced(a_role, a_sliced),
-                out,
-            ],
-            groups: (groups_x, groups_y),
-        });
+        let bindings = vec![
+            Slice::range(Role::Input, base, len),
+            Slice::range(Role::Target, base / q, len.div_ceil(q)),
+            sliced(w_role, w_sliced),
+            sliced(a_role, a_sliced),
+            upstream,
+            out,
+            grad_view,
+        ];
+        fused.push((params, bindings, (groups_x, groups_y)));
         partials += groups_x as usize * groups_y as usize;
-        base += len;
     }
+    // Scratch: the fused pass's (loss, denominator) partials, then the
+    // weight's partials, then Σw.
+    let mut pre = Vec::new();
+    let mut scratch = if items { 0 } else { 2 * partials };
+    if weight_sum && plan.n > 0 {
+        let w = plan.weight.as_ref().expect("weighted");
+        let w_slices = if w_sliced {
+            slices.clone()
+        } else {
+            vec![(0, w.len)]
+        };
+        let first = scratch;
+        for (base, len) in w_slices {
+            let (groups_x, groups_y) = grid(len.div_ceil(WG * ITEMS));
+            let params = PointParams {
+                n: len as u32,
+                groups_x,
+                partial_base: scratch as u32,
+                ..common
+            };
+            let weight = if w_sliced {
+                Slice::range(Role::Weight, base, len)
+            } else {
+                Slice::whole(Role::Weight)
+            };
+            pre.push(weight_pass(&params, weight, (groups_x, groups_y)));
+            scratch += groups_x as usize * groups_y as usize;
+        }
+        // Each weight value stands for n / len elements.
+        let repeat = (plan.n / w.len) as f32;
+        pre.push(total(first, scratch - first, scratch, repeat));
+        for (params, _, _) in &mut fused {
+            params.d_at = scratch as u32;
+        }
+        scratch += 1;
+    }
+    let mut constants = vec![("LOSS", id as f64)];
+    if grad {
+        constants.push(("GRAD", 1.0));
+    }
+    let mut dispatches = pre;
+    dispatches.extend(
+        fused
+            .into_iter()
+            .map(|(params, bindings, groups)| Dispatch {
+                kernel: &POINTWISE,
+                entry: "main",
+                constants: constants.clone(),
+                params: bytemuck::bytes_of(&params).to_vec(),
+                bindings,
+                groups,
+            }),
+    );
     let owned = match (loss, &plan.aux) {
         (Loss::Quantile { .. }, Some(a)) => vec![a.data.to_vec()],
         _ => vec![],
@@ -187,8 +280,52 @@ pub(super) fn schedule(
     dispatches.push(finalize(partials, reduction, plan.batch));
     Ok(Schedule {
         dispatches,
-        scratch: 2 * partials,
+        // An even count keeps the scratch a whole array of vec2 partials.
+        scratch: scratch.next_multiple_of(2),
         owned,
         output_len: 1,
     })
+}
+
+/// A pre-pass over the weight: it reads `weight` and writes the scratch.
+fn weight_pass(params: &PointParams, weight: Slice, groups: (u32, u32)) -> Dispatch {
+    scratch_pass("weight_sum", params, weight, groups)
+}
+
+/// The pass that sums `count` single-float partials of the scratch from
+/// `first` into the scratch's value `at`, times `repeat`.
+pub(super) fn total(first: usize, count: usize, at: usize, repeat: f32) -> Dispatch {
+    let params = PointParams {
+        n: count as u32,
+        partial_base: first as u32,
+        d_at: at as u32,
+        repeat,
+        ..PointParams::zeroed()
+    };
+    scratch_pass("total", &params, Slice::whole(Role::Absent), (1, 1))
+}
+
+fn scratch_pass(
+    entry: &'static str,
+    params: &PointParams,
+    weight: Slice,
+    groups: (u32, u32),
+) -> Dispatch {
+    let absent = Slice::whole(Role::Absent);
+    Dispatch {
+        kernel: &POINTWISE,
+        entry,
+        constants: vec![],
+        params: bytemuck::bytes_of(params).to_vec(),
+        bindings: vec![
+            absent,
+            absent,
+            weight,
+            absent,
+            absent,
+            Slice::whole(Role::Scratch),
+            absent,
+        ],
+        groups,
+    }
 }

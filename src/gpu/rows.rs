@@ -2,7 +2,8 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::evaluator::{finalize, Dispatch, Role, Schedule, Slice, OFFSET_ALIGN};
+use super::evaluator::{finalize, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN};
+use super::pointwise::total;
 use super::{grid, ignore_i32, ignore_index, WG};
 use crate::context::ROWS;
 use crate::error::{Error, Result};
@@ -36,7 +37,9 @@ struct RowsParams {
     t_skip: u32,
     o_skip: u32,
     partial_base: u32,
-    _pad: [u32; 3],
+    scale_mode: u32,
+    d_at: u32,
+    divisor: f32,
 }
 
 /// The shader's LOSS override constant, label smoothing and gamma.
@@ -76,11 +79,16 @@ fn entries_from(n0: usize, plan: &RowsPlan, batch: usize, limit: usize) -> usize
 /// scratch and one finalize pass; `none` writes each slice's items in place.
 /// A batch entry must fit one binding together with the up to 63 values
 /// between its first logit and the 256-byte boundary before it.
+///
+/// With `grad` the same passes write the gradient of the logits (bound like
+/// them); a class-index `mean` first sums its denominator, Σ w[y] over the
+/// rows not ignored, in a pre-pass over the targets.
 pub(super) fn schedule(
     loss: &Loss,
     reduction: Reduction,
     plan: &RowsPlan,
     limit: usize,
+    grad: bool,
 ) -> Result<Schedule> {
     let (id, eps, gamma) = loss_id(loss, plan.prob_target);
     // Indices within a slice stay far from u32 overflow.
@@ -95,8 +103,18 @@ pub(super) fn schedule(
     let items = reduction == Reduction::None;
     let batch = plan.rows.checked_div(plan.inner).unwrap_or(0);
     let logits = plan.classes * plan.inner;
-    let mut dispatches = Vec::new();
-    let mut partials = 0;
+    let denominator = grad && reduction == Reduction::Mean && !plan.prob_target;
+    let (scale_mode, divisor) = match reduction {
+        _ if !grad => (0, 0.0),
+        Reduction::Mean if denominator => (2, 0.0),
+        Reduction::Mean => (1, plan.rows as f32),
+        _ => (0, 0.0),
+    };
+    let mut constants = vec![("LOSS", id as f64)];
+    if grad {
+        constants.push(("GRAD", 1.0));
+    }
+    let mut slices = Vec::new();
     let mut n0 = 0;
     while n0 < batch {
         let b = entries_from(n0, plan, batch, limit);
@@ -108,6 +126,36 @@ pub(super) fn schedule(
                 limit,
             });
         }
+        slices.push((n0, b));
+        n0 += b;
+    }
+    let groups = |rows: usize| grid(if wide { rows } else { rows.div_ceil(WG) });
+    // `wide` writes a partial per row, `main` one per workgroup.
+    let partials_of = |rows: usize| {
+        let (x, y) = groups(rows);
+        if wide {
+            rows
+        } else {
+            x as usize * y as usize
+        }
+    };
+    let count = |f: &dyn Fn(usize) -> usize| -> usize {
+        slices.iter().map(|&(_, b)| f(b * plan.inner)).sum()
+    };
+    let pre_groups = |rows: usize| grid(rows.div_ceil(WG));
+    // Scratch: the (loss, denominator) partials, then the denominator
+    // pre-pass's partials, one per workgroup, then their total at `d_at`.
+    let partials = count(&partials_of);
+    let d_at = 2 * partials
+        + count(&|rows| {
+            let (x, y) = pre_groups(rows);
+            x as usize * y as usize
+        });
+    let mut pre = Vec::new();
+    let mut dispatches = Vec::new();
+    let mut partial_base = 0;
+    let mut pre_base = 2 * partials;
+    for &(n0, b) in &slices {
         let rows = b * plan.inner;
         let r0 = n0 * plan.inner;
         let (x, x_skip) = aligned(Role::Input, n0 * logits, b * logits);
@@ -121,8 +169,14 @@ pub(super) fn schedule(
         } else {
             (Slice::whole(Role::Scratch), 0)
         };
-        let groups = if wide { rows } else { rows.div_ceil(WG) };
-        let (groups_x, groups_y) = grid(groups);
+        let absent = Slice::whole(Role::Absent);
+        let dx = aligned(Role::Grad(Wrt::Input), n0 * logits, b * logits).0;
+        let (upstream, dx) = match (grad, items) {
+            (false, _) => (absent, absent),
+            (true, true) => (aligned(Role::Upstream, r0, rows).0, dx),
+            (true, false) => (Slice::whole(Role::Upstream), dx),
+        };
+        let (groups_x, groups_y) = groups(rows);
         let params = RowsParams {
             rows: rows as u32,
             classes: plan.classes as u32,
@@ -136,23 +190,39 @@ pub(super) fn schedule(
             x_skip,
             t_skip,
             o_skip,
-            partial_base: partials as u32,
-            _pad: [0; 3],
+            partial_base: partial_base as u32,
+            scale_mode,
+            d_at: d_at as u32,
+            divisor,
         };
+        if denominator {
+            let (groups_x, groups_y) = pre_groups(rows);
+            let params = RowsParams {
+                groups_x,
+                partial_base: pre_base as u32,
+                ..params
+            };
+            let weight = Slice::whole(Role::Weight);
+            let scratch = Slice::whole(Role::Scratch);
+            pre.push(Dispatch {
+                kernel: &ROWS,
+                entry: "denominator",
+                constants: vec![("LOSS", id as f64)],
+                params: bytemuck::bytes_of(&params).to_vec(),
+                bindings: vec![absent, t, weight, absent, scratch, absent],
+                groups: (groups_x, groups_y),
+            });
+            pre_base += groups_x as usize * groups_y as usize;
+        }
         dispatches.push(Dispatch {
             kernel: &ROWS,
             entry,
-            constants: vec![("LOSS", id as f64)],
+            constants: constants.clone(),
             params: bytemuck::bytes_of(&params).to_vec(),
-            bindings: vec![x, t, Slice::whole(Role::Weight), out],
+            bindings: vec![x, t, Slice::whole(Role::Weight), upstream, out, dx],
             groups: (groups_x, groups_y),
         });
-        partials += if wide {
-            rows
-        } else {
-            groups_x as usize * groups_y as usize
-        };
-        n0 += b;
+        partial_base += partials_of(rows);
     }
     if items {
         return Ok(Schedule {
@@ -162,10 +232,17 @@ pub(super) fn schedule(
             output_len: plan.rows,
         });
     }
+    let mut scratch = 2 * partials;
+    if !pre.is_empty() {
+        pre.push(total(2 * partials, d_at - 2 * partials, d_at, 1.0));
+        scratch = d_at + 1;
+    }
+    pre.extend(dispatches);
+    let mut dispatches = pre;
     dispatches.push(finalize(partials, reduction, 1));
     Ok(Schedule {
         dispatches,
-        scratch: 2 * partials,
+        scratch: scratch.next_multiple_of(2),
         owned: vec![],
         output_len: 1,
     })
