@@ -8,6 +8,8 @@ mod gpu;
 pub mod inputs;
 mod loss;
 pub mod npy;
+pub mod partial;
+pub mod stream;
 pub mod synthetic;
 
 pub use context::Context;
@@ -17,3 +19,5 @@ pub use gpu::evaluator::Evaluator;
 pub use gpu::{Evaluation, Prepared};
 pub use inputs::{Inputs, Target, Tensor};
 pub use loss::{DiceMode, Loss, Reduction};
+pub use partial::Partial;
+pub use stream::Chunks;

@@ -6,6 +6,7 @@ pub(crate) mod evaluator;
 mod pairs;
 mod pointwise;
 mod rows;
+mod stream;
 
 use std::borrow::Cow;
 use std::sync::Arc;
