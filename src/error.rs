@@ -84,6 +84,9 @@ pub enum Error {
         len: usize,
         limit: usize,
     },
+    /// Partials that do not merge, or an output that holds none.
+    #[error("partial: {0}")]
+    Partial(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,6 +9,8 @@ mod gpu;
 pub mod inputs;
 mod loss;
 pub mod npy;
+pub mod partial;
+pub mod stream;
 pub mod synthetic;
 
 pub use context::Context;
@@ -18,3 +20,5 @@ pub use gpu::evaluator::Evaluator;
 pub use gpu::{Evaluation, Gradients, Prepared};
 pub use inputs::{Inputs, Target, Tensor, Upstream};
 pub use loss::{DiceMode, Loss, Reduction};
+pub use partial::Partial;
+pub use stream::Chunks;

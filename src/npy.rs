@@ -186,6 +186,133 @@ pub fn read(path: impl AsRef<Path>) -> Result<Array, NpyError> {
     })
 }
 
+/// A `.npy` file mapped into memory instead of read: its header is checked
+/// as [`read`] checks it (the declared data must fill the file exactly), and
+/// little-endian float32 and int64 data are used in place, so a file larger
+/// than RAM costs only the pages being read. Other dtypes are converted
+/// whole by [`Mapped::to_array`].
+///
+/// The file must not be truncated or rewritten while it is mapped: the
+/// operating system would then show the new bytes or end the process with
+/// SIGBUS.
+pub struct Mapped {
+    map: memmap2::Mmap,
+    header: Header,
+}
+
+impl Mapped {
+    /// Maps `path` after validating its header against its length.
+    pub fn open(path: impl AsRef<Path>) -> Result<Mapped, NpyError> {
+        let path = path.as_ref();
+        let io_err = |source| NpyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        if meta.is_dir() {
+            return Err(io_err(io::Error::other("is a directory, not a .npy file")));
+        }
+        let mut head = Vec::new();
+        (&mut file)
+            .take(12)
+            .read_to_end(&mut head)
+            .map_err(io_err)?;
+        let header_len = preamble(path, &head)?;
+        let want = header_len.saturating_sub(head.len());
+        (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut head)
+            .map_err(io_err)?;
+        let header = header(path, &head, meta.len())?;
+        // SAFETY: a read-only shared mapping; the caller keeps the file
+        // unchanged while it is mapped (see the type's docs).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
+        // The length check above used the metadata; the file may have changed since.
+        if map.len() as u64 != header.offset as u64 + header.bytes {
+            return Err(truncated(path, &header, map.len() as u64));
+        }
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(Mapped { map, header })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.header.shape
+    }
+
+    /// The file's dtype, e.g. `<f4`.
+    pub fn dtype(&self) -> &str {
+        &self.header.descr
+    }
+
+    /// Bytes of data (after the header).
+    pub fn data_bytes(&self) -> u64 {
+        self.header.bytes
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.map[self.header.offset..]
+    }
+
+    fn native(&self, kind: Kind, size: usize) -> bool {
+        let d = self.header.dtype;
+        d.kind == kind && d.size == size && d.big_endian == cfg!(target_endian = "big")
+    }
+
+    /// The data in place, for native-endian float32 whose data starts
+    /// 4-byte aligned (numpy aligns it to 64 bytes).
+    pub fn f32(&self) -> Option<&[f32]> {
+        if !self.native(Kind::Float, 4) {
+            return None;
+        }
+        bytemuck::try_cast_slice(self.body()).ok()
+    }
+
+    /// The data in place, for native-endian int64 whose data starts 8-byte aligned.
+    pub fn i64(&self) -> Option<&[i64]> {
+        if !self.native(Kind::Int, 8) {
+            return None;
+        }
+        bytemuck::try_cast_slice(self.body()).ok()
+    }
+
+    /// A converted copy of the whole array, as [`read`] gives it.
+    pub fn to_array(&self) -> Array {
+        Array {
+            shape: self.header.shape.clone(),
+            data: convert(&self.header.dtype, self.header.count, self.body()),
+            dtype: self.header.descr.clone(),
+        }
+    }
+
+    /// Drops the resident pages of the first `done / total` of the data
+    /// from this process (not from the page cache): what a stream has read
+    /// then stops counting towards its memory. Reading them again reloads them
+    /// from the file, so this never changes what the data reads as.
+    pub fn release(&self, done: usize, total: usize) {
+        if total == 0 {
+            return;
+        }
+        let data = (self.header.bytes as u128 * done.min(total) as u128 / total as u128) as usize;
+        let len = (self.header.offset + data) / PAGE * PAGE;
+        #[cfg(unix)]
+        if len > 0 {
+            // SAFETY: the mapping is shared, read-only and file-backed: its
+            // dropped pages read back as the same bytes of the unchanged file.
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len)
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = len;
+    }
+}
+
+/// Pages released by [`Mapped::release`] start and end on multiples of this.
+const PAGE: usize = 4096;
+
 /// Parses a whole `.npy` file held in memory; `name` is used in messages.
 pub fn parse(name: impl AsRef<Path>, bytes: &[u8]) -> Result<Array, NpyError> {
     let path = name.as_ref();
@@ -793,6 +920,45 @@ mod tests {
         for cut in 0..good.len() {
             assert!(parse("f.npy", &good[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn mapped_files_are_read_in_place_or_converted() {
+        let dir = std::env::temp_dir().join(format!("wgpu-loss-npy-map-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let data: Vec<f32> = (0..1000).map(|i| i as f32 * 0.25).collect();
+        write_f32(dir.join("f.npy"), &[10, 100], &data).unwrap();
+        let m = Mapped::open(dir.join("f.npy")).unwrap();
+        assert_eq!(
+            (m.shape(), m.dtype(), m.data_bytes()),
+            (&[10, 100][..], "<f4", 4000)
+        );
+        assert_eq!(m.f32(), Some(&data[..]));
+        assert_eq!(m.i64(), None);
+        m.release(1, 2);
+        assert_eq!(
+            m.f32(),
+            Some(&data[..]),
+            "released pages read back the same"
+        );
+        write_i64(dir.join("i.npy"), &[3], &[-1, 5, 7]).unwrap();
+        let m = Mapped::open(dir.join("i.npy")).unwrap();
+        assert_eq!(m.i64(), Some(&[-1i64, 5, 7][..]));
+        // Big-endian and unaligned data are converted instead.
+        let f8: Vec<u8> = [1.5f64, -2.0]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        fs::write(dir.join("b.npy"), npy(">f8", false, "(2,)", &f8)).unwrap();
+        let m = Mapped::open(dir.join("b.npy")).unwrap();
+        assert_eq!(m.f32(), None);
+        assert_eq!(m.to_array().data, Data::F32(vec![1.5, -2.0]));
+        fs::write(dir.join("t.npy"), npy("<f4", false, "(3,)", &[0; 8])).unwrap();
+        assert!(matches!(
+            Mapped::open(dir.join("t.npy")),
+            Err(NpyError::Truncated { .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! CPU reference. Only parsing, `.npy` I/O and printing live here; the losses
 //! are the library's.
 
+#[path = "wgpu-loss/streamed.rs"]
+mod streamed;
+
 use std::cell::OnceCell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -156,6 +159,10 @@ struct EvalArgs {
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     json: bool,
+    /// Files holding more than this many MiB in all are memory-mapped and streamed through the
+    /// GPU in chunks that keep its buffers within the budget.
+    #[arg(long, value_name = "MIB", default_value_t = 256.0)]
+    budget_mb: f64,
 }
 
 /// A failure and its exit code: 2 for usage and input errors, 1 for the GPU.
@@ -303,6 +310,10 @@ struct Outcome {
     gpu_ms: f64,
     adapter: wgpu::AdapterInfo,
     adapter_name: String,
+    /// Items of the `none` result (per-item losses behind a reduced value).
+    items: usize,
+    /// The chunk count of a streamed evaluation.
+    chunks: Option<usize>,
 }
 
 /// Reads the files, validates and evaluates on the CPU reference, then on the
@@ -354,6 +365,8 @@ fn run(
     let gpu = ctx.evaluate(loss, reduction, &inputs)?;
     let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(Outcome {
+        items: cpu.items.len(),
+        chunks: None,
         gpu,
         cpu,
         n: input.data.len(),
@@ -606,8 +619,19 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
         positive: a.positive.clone(),
         negative: a.negative.clone(),
     };
+    if !(a.budget_mb > 0.0) {
+        return Err(Fail::Usage(format!(
+            "--budget-mb must be > 0, got {}",
+            a.budget_mb
+        )));
+    }
+    let budget = (a.budget_mb * (1u64 << 20) as f64) as u64;
     let ctx = OnceCell::new();
-    let o = run(&ctx, &loss, reduction, &files)?;
+    let o = if streamed::bytes(&files) > budget {
+        streamed::run(&ctx, &loss, reduction, &files, budget)?
+    } else {
+        run(&ctx, &loss, reduction, &files)?
+    };
     if let (Some(out), Some(items)) = (&a.out, &o.gpu.items) {
         npy::write_f32(out, &o.gpu.items_shape, items)?;
     }
@@ -619,7 +643,7 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
             "value": num(o.gpu.value),
             "cpu_reference": num(o.cpu.value),
             "n": o.n,
-            "items": o.cpu.items.len(),
+            "items": o.items,
             "items_shape": o.gpu.items_shape,
             "adapter": {
                 "name": info.name,
@@ -629,7 +653,11 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
             },
             "params": params(&loss),
             "gpu_ms": o.gpu_ms,
+            "streamed": o.chunks.is_some(),
         });
+        if let Some(k) = o.chunks {
+            doc["chunks"] = k.into();
+        }
         if let Some(out) = &a.out {
             doc["out"] = out.display().to_string().into();
         }
@@ -646,7 +674,7 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
             reduction.name(),
             o.gpu.value as f32,
             o.cpu.value as f32,
-            o.cpu.items.len(),
+            o.items,
             o.adapter_name,
             o.gpu_ms,
         ));

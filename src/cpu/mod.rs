@@ -14,6 +14,7 @@ pub mod rows;
 use crate::error::Result;
 use crate::inputs::{plan, Geometry, Inputs, Plan, Upstream};
 use crate::loss::{Loss, Reduction};
+use crate::partial::Partial;
 
 /// A loss evaluated in float64.
 #[derive(Clone, Debug, PartialEq)]
@@ -145,4 +146,24 @@ pub fn gradient(
         Geometry::Dice(d) => only_input(dice::gradient(loss, inputs, d, &g)),
     };
     Ok((reference, grads))
+}
+
+/// The float64 twin of `Context::partial`: the sums that a reduced loss
+/// merges over parts of a batch (see [`Partial`]).
+pub fn partial(loss: &Loss, inputs: &Inputs<'_>) -> Result<Partial> {
+    let plan = plan(loss, Reduction::Sum, inputs)?;
+    let mut out = Partial::empty(loss, 0);
+    out.batch = inputs.input.shape.first().map_or(1, |&n| n as u64);
+    let items = match &plan.geometry {
+        Geometry::Point(p) => pointwise::items(loss, inputs, p),
+        Geometry::Rows(r) => rows::items(loss, inputs, r),
+        Geometry::Pairs(p) => pairs::items(loss, inputs, p),
+        Geometry::Dice(d) => {
+            out.classes = Some(dice::sums(loss, inputs, d));
+            return Ok(out);
+        }
+    };
+    out.sum = items.iter().map(|v| v.0).sum();
+    out.denom = items.iter().map(|v| v.1).sum();
+    Ok(out)
 }

@@ -388,6 +388,11 @@ impl Evaluator<'_> {
         &self.loss
     }
 
+    /// The input shape this evaluator was built for.
+    pub fn input_shape(&self) -> &[usize] {
+        self.shapes[0].1.as_deref().unwrap_or(&[])
+    }
+
     pub fn reduction(&self) -> Reduction {
         self.reduction
     }

@@ -6,6 +6,7 @@ pub(crate) mod evaluator;
 mod pairs;
 mod pointwise;
 mod rows;
+mod stream;
 
 use std::borrow::Cow;
 
@@ -164,7 +165,6 @@ impl Context {
 
     /// Submits `encoder` with a copy of `len` f32 from `output` appended, waits,
     /// and reads them back.
-    #[allow(dead_code)]
     pub(crate) fn read_after(
         &self,
         encoder: wgpu::CommandEncoder,

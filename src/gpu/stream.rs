@@ -1,0 +1,412 @@
+//! Partials on the GPU, and evaluation of host data larger than the device
+//! by streaming it through two sets of device buffers.
+
+use futures_intrusive::channel::shared::{oneshot_channel, OneshotReceiver};
+
+use super::evaluator::Evaluator;
+use super::{ignore_i32, ignore_index, Evaluation};
+use crate::context::Context;
+use crate::device::{BufferView, DeviceInputs, DeviceTensor};
+use crate::error::{Error, Result};
+use crate::inputs::{plan, Inputs};
+use crate::loss::{Loss, Reduction};
+use crate::partial::{partial_len, Partial};
+use crate::stream::{Chunk, Chunks, ROLES};
+
+impl Evaluator<'_> {
+    /// f32 values an output view needs to hold a [`Partial`] as well as the
+    /// value: 3, or 3 + 3C for Dice. Only for evaluators reduced with `sum`
+    /// or `mean`.
+    pub fn partial_len(&self) -> usize {
+        partial_len(
+            self.loss(),
+            self.items_shape().first().copied().unwrap_or(0),
+        )
+    }
+
+    /// The partial in an output view of [`partial_len`](Self::partial_len)
+    /// values that this evaluator wrote.
+    pub fn partial(&self, output: &[f32]) -> Result<Partial> {
+        let batch = self.input_shape().first().map_or(1, |&n| n as u64);
+        Partial::from_output(self.loss(), batch, output)
+    }
+}
+
+impl Context {
+    /// The mergeable sums of `loss` over `inputs` (see [`Partial`]): one
+    /// upload, one submit, a readback of 3 values (3 + 3C for Dice).
+    pub fn partial(&self, loss: &Loss, inputs: &Inputs<'_>) -> Result<Partial> {
+        let plan = plan(loss, Reduction::Sum, inputs)?;
+        self.scoped(|| {
+            let uploads = self.upload_inputs(loss, inputs, &plan);
+            let device = uploads.device_inputs();
+            let evaluator = self.evaluator(loss, Reduction::Sum, &device)?;
+            let len = evaluator.partial_len();
+            let output = self.storage("wgpu-loss partial", len);
+            let mut encoder = self.encoder();
+            evaluator.encode(&mut encoder, &device, BufferView::new(&output, 0, len))?;
+            let out = self.read_after(encoder, &output, len)?;
+            evaluator.partial(&out)
+        })
+    }
+
+    /// Evaluates a call on host data of any size: cuts it into chunks of at
+    /// most `chunk_elems` input values (whole units: see [`Chunks`]) and
+    /// streams them through the device, merging the chunks' partials in f64
+    /// (for `none`, concatenating their items). `progress(done, total)` is
+    /// called as each chunk's result arrives, in units.
+    pub fn evaluate_streamed(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &Inputs<'_>,
+        chunk_elems: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Evaluation> {
+        let chunk_elems = chunk_elems.min(self.max_binding_elements());
+        let chunks = Chunks::new(loss, reduction, inputs, chunk_elems)?;
+        self.evaluate_chunks(&chunks, progress)
+    }
+
+    /// [`evaluate_streamed`](Self::evaluate_streamed) on chunks cut already.
+    ///
+    /// Two sets of device buffers ("slots") are made once for the largest
+    /// chunk: chunk k+1 is copied into the free slot and submitted before
+    /// chunk k's small result is read back, so that reading the host data
+    /// (page faults of a memory-mapped file included) overlaps the GPU's work.
+    /// When `progress` reports a chunk, the next one has been copied out of
+    /// the host data already, so a caller may drop the pages of both.
+    pub fn evaluate_chunks(
+        &self,
+        chunks: &Chunks<'_>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Evaluation> {
+        self.scoped(|| {
+            let mut acc = Acc::new(chunks);
+            self.stream_slots(chunks, &mut acc, progress)?;
+            acc.finish(chunks)
+        })
+    }
+
+    /// The double-buffered stream.
+    fn stream_slots(
+        &self,
+        chunks: &Chunks<'_>,
+        acc: &mut Acc,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        let loss = chunks.loss();
+        let reduction = if acc.partials {
+            Reduction::Sum
+        } else {
+            Reduction::None
+        };
+        let count = chunks.len();
+        let first = chunks.chunk(0)?;
+        // Tensors that every chunk shares are uploaded once.
+        let whole: Vec<Option<wgpu::Buffer>> = (0..ROLES.len())
+            .map(|r| match first.floats(r) {
+                Some(d) if chunks.is_whole(r) => Some(self.upload(ROLES[r], d)),
+                _ => None,
+            })
+            .collect();
+        let buffers = slot_buffers(self, chunks, &first, 0);
+        let build = |chunk: &Chunk<'_>, buffers: &[Option<wgpu::Buffer>]| {
+            self.evaluator(loss, reduction, &device_inputs(chunk, buffers, &whole))
+        };
+        let full = build(&first, &buffers)?;
+        let out_len = if acc.partials {
+            full.partial_len()
+        } else {
+            full.output_len()
+        };
+        let mut slots = vec![Slot::new(self, buffers, out_len)];
+        if count > 1 {
+            slots.push(Slot::new(
+                self,
+                slot_buffers(self, chunks, &first, 1),
+                out_len,
+            ));
+        }
+        let full_shapes: Vec<Vec<usize>> =
+            (0..ROLES.len()).map(|r| first.shape(r).to_vec()).collect();
+        let mut last: Option<Evaluator<'_>> = None;
+        let mut pending: Option<Pending> = None;
+        let mut staged: Vec<i32> = Vec::new();
+        let mut next = Some(first);
+        for k in 0..count {
+            let chunk = match next.take() {
+                Some(c) => c,
+                None => chunks.chunk(k)?,
+            };
+            let s = k % slots.len();
+            let slot = &slots[s];
+            slot.write(self, &chunk, &mut staged, ignore_index(loss));
+            let device = device_inputs(&chunk, &slot.buffers, &whole);
+            let evaluator = if (0..ROLES.len()).all(|r| chunk.shape(r) == full_shapes[r]) {
+                &full
+            } else {
+                if last.is_none() {
+                    last = Some(build(&chunk, &slot.buffers)?);
+                }
+                last.as_ref().expect("built above")
+            };
+            let len = if acc.partials {
+                out_len
+            } else {
+                evaluator.output_len()
+            };
+            let mut encoder = self.encoder();
+            evaluator.encode(&mut encoder, &device, BufferView::new(&slot.output, 0, len))?;
+            let bytes = (4 * len) as u64;
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(&slot.output, 0, &slot.readback, 0, bytes);
+            }
+            let index = self.queue.submit([encoder.finish()]);
+            let (tx, rx) = oneshot_channel();
+            if bytes > 0 {
+                slot.readback
+                    .slice(..bytes)
+                    .map_async(wgpu::MapMode::Read, move |r| {
+                        tx.send(r).ok();
+                    });
+            } else {
+                tx.send(Ok(())).ok();
+            }
+            // The previous chunk's result is read while this one runs.
+            if let Some(p) = pending.take() {
+                self.collect(p, &slots, acc, chunks, progress)?;
+            }
+            pending = Some(Pending {
+                slot: s,
+                index,
+                rx,
+                len,
+                batch: evaluator.input_shape().first().map_or(1, |&n| n as u64),
+                done: chunk.units.end,
+            });
+        }
+        if let Some(p) = pending.take() {
+            self.collect(p, &slots, acc, chunks, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for one chunk's submission and folds its result into `acc`.
+    fn collect(
+        &self,
+        p: Pending,
+        slots: &[Slot],
+        acc: &mut Acc,
+        chunks: &Chunks<'_>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(p.index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        match pollster::block_on(p.rx.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Gpu(format!("reading back a chunk: {e}"))),
+            None => return Err(Error::Gpu("a chunk's readback was dropped".into())),
+        }
+        let out = if p.len == 0 {
+            vec![]
+        } else {
+            let readback = &slots[p.slot].readback;
+            let slice = readback.slice(..(4 * p.len) as u64);
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("mapping a chunk's result: {e}")))?;
+            let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+            drop(view);
+            readback.unmap();
+            out
+        };
+        if acc.partials {
+            acc.merge(&Partial::from_output(chunks.loss(), p.batch, &out)?)?;
+        } else {
+            acc.items.extend_from_slice(&out);
+        }
+        progress(p.done, chunks.units());
+        Ok(())
+    }
+}
+
+/// A chunk whose result is still on its way back.
+struct Pending {
+    slot: usize,
+    index: wgpu::SubmissionIndex,
+    rx: OneshotReceiver<Result<(), wgpu::BufferAsyncError>>,
+    len: usize,
+    batch: u64,
+    done: usize,
+}
+
+/// Device buffers for a chunk's per-chunk tensors, sized for `first`, the
+/// largest chunk.
+fn slot_buffers(
+    ctx: &Context,
+    chunks: &Chunks<'_>,
+    first: &Chunk<'_>,
+    k: usize,
+) -> Vec<Option<wgpu::Buffer>> {
+    (0..ROLES.len())
+        .map(|r| {
+            if chunks.is_whole(r) {
+                return None;
+            }
+            let len = match (first.floats(r), r) {
+                (Some(d), _) => d.len(),
+                (None, 1) => first.classes()?.len(),
+                _ => return None,
+            };
+            Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("wgpu-loss stream {} {k}", ROLES[r])),
+                size: (4 * len as u64).max(16),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }))
+        })
+        .collect()
+}
+
+/// One set of device buffers: a chunk's per-chunk tensors, its output and the
+/// readback of that output.
+struct Slot {
+    buffers: Vec<Option<wgpu::Buffer>>,
+    output: wgpu::Buffer,
+    readback: wgpu::Buffer,
+}
+
+impl Slot {
+    fn new(ctx: &Context, buffers: Vec<Option<wgpu::Buffer>>, out_len: usize) -> Slot {
+        Slot {
+            buffers,
+            output: ctx.storage("wgpu-loss stream output", out_len),
+            readback: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgpu-loss stream readback"),
+                size: (4 * out_len as u64).max(16),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        }
+    }
+
+    /// Queues the chunk's values for the slot's buffers: wgpu copies them at
+    /// once, and the copy reaches the device before the next submit.
+    fn write(&self, ctx: &Context, chunk: &Chunk<'_>, staged: &mut Vec<i32>, ignore: Option<i64>) {
+        for (r, buffer) in self.buffers.iter().enumerate() {
+            let Some(buffer) = buffer else { continue };
+            let bytes: &[u8] = match (chunk.floats(r), chunk.classes()) {
+                (Some(d), _) => bytemuck::cast_slice(d),
+                (None, Some(c)) if r == 1 => {
+                    staged.clear();
+                    staged.extend(c.iter().map(|&v| {
+                        if Some(v) == ignore {
+                            ignore_i32(v)
+                        } else {
+                            v as i32
+                        }
+                    }));
+                    bytemuck::cast_slice(staged)
+                }
+                _ => continue,
+            };
+            if !bytes.is_empty() {
+                ctx.queue.write_buffer(buffer, 0, bytes);
+            }
+        }
+    }
+}
+
+/// The chunk's tensors in a slot's `buffers` (shared ones in `whole`).
+fn device_inputs<'b>(
+    chunk: &'b Chunk<'_>,
+    buffers: &'b [Option<wgpu::Buffer>],
+    whole: &'b [Option<wgpu::Buffer>],
+) -> DeviceInputs<'b> {
+    let tensor = |r: usize| {
+        let len = match (chunk.floats(r), r) {
+            (Some(d), _) => d.len(),
+            (None, 1) => chunk.classes()?.len(),
+            _ => return None,
+        };
+        let buffer = buffers[r].as_ref().or(whole[r].as_ref())?;
+        Some(DeviceTensor::new(
+            BufferView::new(buffer, 0, len),
+            chunk.shape(r),
+        ))
+    };
+    let mut d = DeviceInputs::new(tensor(0).expect("every chunk has an input"));
+    d.target = tensor(1);
+    d.class_target = chunk.classes().is_some();
+    d.weight = tensor(2);
+    d.pos_weight = tensor(3);
+    d.labels = tensor(4);
+    d.positive = tensor(5);
+    d.negative = tensor(6);
+    d
+}
+
+/// What the chunks add up to: a merged partial, or the items in order.
+struct Acc {
+    partials: bool,
+    partial: Option<Partial>,
+    items: Vec<f32>,
+}
+
+impl Acc {
+    fn new(chunks: &Chunks<'_>) -> Acc {
+        Acc {
+            // Dice's `none` (one loss per class) comes from the merged sums too.
+            partials: chunks.reduction() != Reduction::None
+                || matches!(chunks.loss(), Loss::Dice { .. }),
+            partial: None,
+            items: Vec::new(),
+        }
+    }
+
+    fn merge(&mut self, p: &Partial) -> Result<()> {
+        match &mut self.partial {
+            Some(acc) => acc.merge(p),
+            None => {
+                self.partial = Some(p.clone());
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self, chunks: &Chunks<'_>) -> Result<Evaluation> {
+        let items_shape = chunks.items_shape().to_vec();
+        let loss = chunks.loss();
+        let Some(mut partial) = self.partial else {
+            return Ok(Evaluation {
+                value: self.items.iter().map(|v| *v as f64).sum(),
+                items: Some(self.items),
+                items_shape,
+            });
+        };
+        // Chunks of the pointwise losses are reshaped: the batch is the call's.
+        partial.batch = chunks.batch();
+        if chunks.reduction() == Reduction::None {
+            let items: Vec<f32> = partial
+                .dice_items(loss)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+            return Ok(Evaluation {
+                value: items.iter().map(|v| *v as f64).sum(),
+                items: Some(items),
+                items_shape,
+            });
+        }
+        Ok(Evaluation {
+            value: partial.value(loss, chunks.reduction())?,
+            items: None,
+            items_shape,
+        })
+    }
+}
