@@ -180,7 +180,7 @@ fn triplet_margin(r: u32) -> f32 {
         if (swap && (m_pn < m_an || is_nan(m_pn))) {
             m_neg = m_pn;
         }
-        return clamp_min(params.margin + m_ap - m_neg, 0.0);
+        return clamp_min(params.margin + (m_ap - m_neg), 0.0);
     }
     var s_ap = Acc(0.0, 0.0);
     var s_an = Acc(0.0, 0.0);

@@ -306,6 +306,16 @@ impl<'a> Checker<'_, 'a> {
             if d != 1 && d != shape[pos] {
                 return bad();
             }
+            // A dim of 1 in both shapes lies inside a block as well as outside:
+            // [2, 1, 2] against itself is one block, not two.
+            if d == 1 && shape[pos] == 1 {
+                if let Some((lo, hi)) = block {
+                    if hi == pos {
+                        block = Some((lo, pos + 1));
+                    }
+                }
+                continue;
+            }
             if d != 1 {
                 block = match block {
                     None => Some((pos, pos + 1)),
