@@ -184,6 +184,8 @@ impl Context {
     ) -> Result<Evaluator<'_>> {
         let shapes = inputs.shapes();
         let plan = plan_shapes(loss, reduction, &shapes)?;
+        let max_values = (self.device.limits().max_buffer_size / 4) as usize;
+        inputs.check_sizes(loss.name(), max_values)?;
         let limit = self.max_binding_elements();
         let schedule = match &plan.geometry {
             Geometry::Point(p) => super::pointwise::schedule(loss, reduction, p, limit)?,
@@ -211,6 +213,38 @@ impl Context {
                 groups: d.groups,
             });
         }
+        if schedule.scratch > max_values || schedule.output_len > max_values {
+            return Err(Error::TooLarge {
+                loss: loss.name(),
+                name: "input",
+                len: plan.items(),
+                limit: max_values,
+            });
+        }
+        self.scoped(|| {
+            self.build(
+                loss,
+                reduction,
+                inputs,
+                plan.items_shape,
+                schedule,
+                steps,
+                params,
+            )
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build<'c>(
+        &'c self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &DeviceInputs<'_>,
+        items_shape: Vec<usize>,
+        schedule: Schedule,
+        steps: Vec<Step>,
+        params: Vec<u8>,
+    ) -> Result<Evaluator<'c>> {
         let init = |label: &str, bytes: &[u8], usage| self.buffer_with(label, bytes, usage);
         let params = init("wgpu-loss params", &params, wgpu::BufferUsages::UNIFORM);
         let scratch = init(
@@ -239,7 +273,7 @@ impl Context {
                 .map(|(n, t)| (n, t.map(|t| t.shape.to_vec())))
                 .to_vec(),
             class_target: inputs.class_target,
-            items_shape: plan.items_shape,
+            items_shape,
             steps,
             params,
             scratch,
@@ -329,6 +363,9 @@ impl Evaluator<'_> {
                 _ => None,
             }
         };
+        // A buffer of another device fails validation here, which wgpu would
+        // otherwise hand to the device's uncaptured-error handler (a panic).
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut groups = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let mut entries = Vec::with_capacity(step.bindings.len() + 1);
@@ -366,6 +403,15 @@ impl Evaluator<'_> {
                 layout: &step.pipeline.layout,
                 entries: &entries,
             }));
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(match inputs.foreign(&output, device) {
+                Some(name) => Error::Buffer {
+                    name,
+                    problem: "belongs to another device than this evaluator's context".into(),
+                },
+                None => Error::Gpu(e.to_string()),
+            });
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgpu-loss"),
