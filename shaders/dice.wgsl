@@ -116,7 +116,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let w = select(0.0, 1.0, keep);
                 p = p * w;
                 t = t * w;
-                acc = acc + vec4(p, t, abs(p - t), 0.0);
+                // min(p, t) = (p + t - |p - t|) / 2 per pixel: the intersection
+                // without the cancellation of (Sp + St - D) / 2 when it is tiny.
+                let both = select(min(p, t), nan(), is_nan(p) || is_nan(t));
+                acc = acc + vec4(p, t, abs(p - t), both);
             }
         }
         let r = reduce_wg(lid, acc);
@@ -125,7 +128,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             out[j] = r.x;
             out[j + 1u] = r.y;
             out[j + 2u] = r.z;
-            out[j + 3u] = 0.0;
+            out[j + 3u] = r.w;
         }
     }
 }
@@ -133,8 +136,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 // smp's rule: I = (Sp + St − D) / 2, dice = (I + smooth) / clamp_min(Sp/2 +
 // St/2 + smooth, eps); 0 for a class absent from the whole batch (NaN stays NaN).
 // Where the clamp is inactive, 1 − dice = (D / 2) / cardinality exactly,
-// which avoids the cancellation of 1 − dice for good predictions.
-fn class_loss(sp: f32, st: f32, d: f32) -> f32 {
+// which avoids the cancellation of 1 − dice for good predictions; a log loss
+// of a poor one takes dice from the intersection I = Σ min(p, t) instead.
+fn class_loss(sp: f32, st: f32, d: f32, i: f32) -> f32 {
     let smoothing = params.smoothing;
     let eps = params.eps;
     let card = 0.5 * (sp + st) + smoothing;
@@ -143,8 +147,8 @@ fn class_loss(sp: f32, st: f32, d: f32) -> f32 {
         let miss = 0.5 * d / card;
         if (params.log_loss == 0u) {
             l = miss;
-        } else if (1.0 - miss < eps) {
-            l = -ln(eps);
+        } else if (miss > 0.5) {
+            l = -ln(clamp_min((i + smoothing) / card, eps));
         } else {
             l = -log1p(-miss);
         }
@@ -168,11 +172,11 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
         var acc = vec4<f32>(0.0);
         for (var g = lid; g < params.groups; g = g + WG) {
             let j = 4u * (g * classes + c);
-            acc = acc + vec4(input[j], input[j + 1u], input[j + 2u], 0.0);
+            acc = acc + vec4(input[j], input[j + 1u], input[j + 2u], input[j + 3u]);
         }
         let r = reduce_wg(lid, acc);
         if (lid == 0u) {
-            let l = class_loss(r.x, r.y, r.z);
+            let l = class_loss(r.x, r.y, r.z, r.w);
             total = total + l;
             if (params.write_items != 0u) {
                 out[c] = l;

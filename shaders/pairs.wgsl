@@ -135,6 +135,11 @@ fn distance_gap(s_ap: f32, s_x: f32, ds: f32) -> f32 {
     if (params.norm == NORM_2) {
         // d_ap - d_x = (s_ap - s_x) / (d_ap + d_x).
         let d = sqrt(s_ap) + sqrt(s_x);
+        // An infinite distance takes the plain difference (inf - x, or NaN
+        // for inf - inf), where ds / d would be inf / inf.
+        if (d == inf()) {
+            return sqrt(s_ap) - sqrt(s_x);
+        }
         return select(ds / d, 0.0, d == 0.0);
     }
     // d_ap - d_x = d_x (w^(1/p) - 1), w = s_ap / s_x = 1 + ds / s_x: the
@@ -169,11 +174,13 @@ fn triplet_margin(r: u32) -> f32 {
                 m_pn = max_nan(m_pn, abs(p - n + eps));
             }
         }
-        var gap = m_ap - m_an;
-        if (swap) {
-            gap = max_nan(gap, m_ap - m_pn);
+        // torch.min(d(a, n), d(p, n)) before the difference: inf - min(inf, x)
+        // is inf, where the larger of inf - inf and inf - x would be NaN.
+        var m_neg = m_an;
+        if (swap && (m_pn < m_an || is_nan(m_pn))) {
+            m_neg = m_pn;
         }
-        return clamp_min(params.margin + gap, 0.0);
+        return clamp_min(params.margin + (m_ap - m_neg), 0.0);
     }
     var s_ap = Acc(0.0, 0.0);
     var s_an = Acc(0.0, 0.0);
@@ -196,11 +203,14 @@ fn triplet_margin(r: u32) -> f32 {
         }
     }
     let sap = acc_total(s_ap);
-    var gap = distance_gap(sap, acc_total(s_an), acc_total(ds_an));
-    if (swap) {
-        gap = max_nan(gap, distance_gap(sap, acc_total(s_pn), acc_total(ds_pn)));
+    let san = acc_total(s_an);
+    let spn = acc_total(s_pn);
+    // torch.min(d(a, n), d(p, n)) first (the p-th powers order as the
+    // distances do), then the gap to the smaller one.
+    if (swap && (spn < san || is_nan(spn))) {
+        return clamp_min(params.margin + distance_gap(sap, spn, acc_total(ds_pn)), 0.0);
     }
-    return clamp_min(params.margin + gap, 0.0);
+    return clamp_min(params.margin + distance_gap(sap, san, acc_total(ds_an)), 0.0);
 }
 
 fn item(r: u32) -> f32 {

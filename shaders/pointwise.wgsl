@@ -111,7 +111,8 @@ fn quantile(x: f32, y: f32, q: f32) -> f32 {
     let e = y - x;
     let lo = (q - 1.0) * e;
     let hi = q * e;
-    return select(lo, hi, hi > lo);
+    // torch.maximum: NaN if either is (q = 0 or 1 times an infinite error).
+    return select(select(lo, hi, hi > lo), nan(), is_nan(lo) || is_nan(hi));
 }
 
 // Each log is clamped at -100 before it meets the target, so 0 * log(0) never
@@ -129,6 +130,11 @@ fn bce_with_logits(x: f32, y: f32, pw: f32) -> f32 {
     let tail = lw * log1p(exp(-abs(x)));
     if (x >= 0.0) {
         return (1.0 - y) * x + tail;
+    }
+    // The reference's (1 - y) x - lw log(sigmoid(x)) is -inf + inf or 0 * inf
+    // at x = -inf, for every y: NaN, which the rearranged form would not give.
+    if (x == -inf()) {
+        return nan();
     }
     return -pw * y * x + tail;
 }

@@ -171,6 +171,72 @@ impl<'a> DeviceInputs<'a> {
         }
     }
 
+    /// Every tensor must fit in one buffer of the device (`max_values` 4-byte
+    /// values), whatever its buffer: shapes alone can declare more.
+    pub(crate) fn check_sizes(&self, loss: &'static str, max_values: usize) -> Result<()> {
+        for (name, t) in self.named() {
+            if let Some(t) = t {
+                let len = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                match len {
+                    Some(len) if len <= max_values => {}
+                    _ => {
+                        return Err(Error::TooLarge {
+                            loss,
+                            name,
+                            len: len.unwrap_or(usize::MAX),
+                            limit: max_values,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first view (or `output`) whose buffer belongs to another device of
+    /// this instance: binding it alone in a bind group fails validation.
+    /// wgpu offers no other way to ask; a buffer of another *instance* cannot
+    /// be told apart at all (its id is looked up in this instance).
+    pub(crate) fn foreign(
+        &self,
+        output: &BufferView<'_>,
+        device: &wgpu::Device,
+    ) -> Option<&'static str> {
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wgpu-loss probe"),
+            entries: &[wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: false },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            }],
+        });
+        let views = self
+            .named()
+            .into_iter()
+            .filter_map(|(name, t)| t.map(|t| (name, t.view)))
+            .chain(std::iter::once(("output", *output)));
+        for (name, view) in views {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let _ = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("wgpu-loss probe"),
+                layout: &layout,
+                entries: &[wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: view.buffer.as_entire_binding(),
+                }],
+            });
+            if pollster::block_on(scope.pop()).is_some() {
+                return Some(name);
+            }
+        }
+        None
+    }
+
     /// Usage, alignment, bounds, and element counts against the shapes.
     pub(crate) fn validate(&self, device: &wgpu::Device) -> Result<()> {
         for (name, t) in self.named() {

@@ -306,6 +306,16 @@ impl<'a> Checker<'_, 'a> {
             if d != 1 && d != shape[pos] {
                 return bad();
             }
+            // A dim of 1 in both shapes lies inside a block as well as outside:
+            // [2, 1, 2] against itself is one block, not two.
+            if d == 1 && shape[pos] == 1 {
+                if let Some((lo, hi)) = block {
+                    if hi == pos {
+                        block = Some((lo, pos + 1));
+                    }
+                }
+                continue;
+            }
             if d != 1 {
                 block = match block {
                     None => Some((pos, pos + 1)),
@@ -440,13 +450,58 @@ impl<'a> Checker<'_, 'a> {
 
 /// Validates parameters, shapes and values of a call and describes its geometry.
 pub fn plan<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Result<Plan<'a>> {
-    plan_checked(loss, reduction, inputs, true)
+    bounded(loss, inputs, plan_checked(loss, reduction, inputs, true)?)
 }
 
 /// Validates parameters and shapes only: for tensors on the device, whose
 /// `data` are empty and whose values the kernels check instead.
 pub fn plan_shapes<'a>(loss: &Loss, reduction: Reduction, inputs: &Inputs<'a>) -> Result<Plan<'a>> {
-    plan_checked(loss, reduction, inputs, false)
+    bounded(loss, inputs, plan_checked(loss, reduction, inputs, false)?)
+}
+
+/// Results beyond the input's values: an input with a dim of 0 still
+/// declares rows (`(N, 0)` pairs, `(N, 0)` probability rows), which the
+/// result would hold without any data behind them.
+pub const MAX_EMPTY_ITEMS: usize = 65_536;
+
+fn bounded<'a>(loss: &Loss, inputs: &Inputs<'a>, plan: Plan<'a>) -> Result<Plan<'a>> {
+    let items = plan
+        .items_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d));
+    let values = numel(inputs.input.shape);
+    match items {
+        Some(n) if n <= values.max(MAX_EMPTY_ITEMS) => Ok(plan),
+        _ => Err(Error::Shape {
+            loss: loss.name(),
+            name: "input",
+            expected: format!(
+                "at most {MAX_EMPTY_ITEMS} result items ({:?}) beyond its {values} values",
+                plan.items_shape
+            ),
+            actual: inputs.input.shape.to_vec(),
+        }),
+    }
+}
+
+/// Every dim's product must fit in usize, also skipping dims of 0, so that
+/// any part of a shape can be multiplied out.
+fn check_shape(loss: &Loss, name: &'static str, shape: &[usize]) -> Result<()> {
+    let fits = shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .is_some_and(|n| n <= isize::MAX as usize);
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            loss: loss.name(),
+            name,
+            expected: "dims whose product (zeros left out) fits in memory".into(),
+            actual: shape.to_vec(),
+        })
+    }
 }
 
 fn plan_checked<'a>(
@@ -456,6 +511,20 @@ fn plan_checked<'a>(
     values: bool,
 ) -> Result<Plan<'a>> {
     loss.validate(reduction)?;
+    let shapes = [
+        ("input", Some(inputs.input.shape)),
+        ("target", inputs.target.map(|t| t.shape())),
+        ("weight", inputs.weight.map(|t| t.shape)),
+        ("pos_weight", inputs.pos_weight.map(|t| t.shape)),
+        ("labels", inputs.labels.map(|t| t.shape)),
+        ("positive", inputs.positive.map(|t| t.shape)),
+        ("negative", inputs.negative.map(|t| t.shape)),
+    ];
+    for (name, shape) in shapes {
+        if let Some(shape) = shape {
+            check_shape(loss, name, shape)?;
+        }
+    }
     let c = Checker {
         loss: loss.name(),
         inputs,

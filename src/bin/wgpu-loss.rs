@@ -175,7 +175,9 @@ impl From<wgpu_loss::Error> for Fail {
     fn from(e: wgpu_loss::Error) -> Self {
         use wgpu_loss::Error::*;
         match e {
-            NoAdapter(_) | Device(_) | Gpu(_) => Fail::Gpu(e.to_string()),
+            NoAdapter(_) | Device(_) | Gpu(_) | DeviceLost(_) | OutOfMemory(_) => {
+                Fail::Gpu(e.to_string())
+            }
             _ => Fail::Usage(e.to_string()),
         }
     }
@@ -302,6 +304,57 @@ fn takes_classes(loss: &Loss) -> bool {
     )
 }
 
+/// The tensors of one evaluation, read from their files.
+struct Loaded {
+    input: Owned,
+    target: Option<OwnedTarget>,
+    weight: Option<Owned>,
+    pos_weight: Option<Owned>,
+    labels: Option<Owned>,
+    positive: Option<Owned>,
+    negative: Option<Owned>,
+}
+
+impl Loaded {
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            input: self.input.tensor(),
+            target: self.target.as_ref().map(|t| match t {
+                OwnedTarget::Float(f) => Target::Float(f.tensor()),
+                OwnedTarget::Class(data, shape) => Target::Class { data, shape },
+            }),
+            weight: self.weight.as_ref().map(Owned::tensor),
+            pos_weight: self.pos_weight.as_ref().map(Owned::tensor),
+            labels: self.labels.as_ref().map(Owned::tensor),
+            positive: self.positive.as_ref().map(Owned::tensor),
+            negative: self.negative.as_ref().map(Owned::tensor),
+        }
+    }
+}
+
+fn load(loss: &Loss, files: &Files) -> Result<Loaded, Fail> {
+    let input = floats(read("input", &files.input)?);
+    let target = match &files.target {
+        None => None,
+        Some(p) => {
+            let a = read("target", p)?;
+            Some(match a.data {
+                Data::I64(v) if takes_classes(loss) => OwnedTarget::Class(v, a.shape),
+                _ => OwnedTarget::Float(floats(a)),
+            })
+        }
+    };
+    Ok(Loaded {
+        input,
+        target,
+        weight: read_floats("weight", &files.weight)?,
+        pos_weight: read_floats("pos-weight", &files.pos_weight)?,
+        labels: read_floats("labels", &files.labels)?,
+        positive: read_floats("positive", &files.positive)?,
+        negative: read_floats("negative", &files.negative)?,
+    })
+}
+
 /// What one evaluation gives.
 struct Outcome {
     gpu: Evaluation,
@@ -324,35 +377,8 @@ fn run(
     reduction: Reduction,
     files: &Files,
 ) -> Result<Outcome, Fail> {
-    let input = floats(read("input", &files.input)?);
-    let target = match &files.target {
-        None => None,
-        Some(p) => {
-            let a = read("target", p)?;
-            Some(match a.data {
-                Data::I64(v) if takes_classes(loss) => OwnedTarget::Class(v, a.shape),
-                _ => OwnedTarget::Float(floats(a)),
-            })
-        }
-    };
-    let weight = read_floats("weight", &files.weight)?;
-    let pos_weight = read_floats("pos-weight", &files.pos_weight)?;
-    let labels = read_floats("labels", &files.labels)?;
-    let positive = read_floats("positive", &files.positive)?;
-    let negative = read_floats("negative", &files.negative)?;
-
-    let inputs = Inputs {
-        input: input.tensor(),
-        target: target.as_ref().map(|t| match t {
-            OwnedTarget::Float(f) => Target::Float(f.tensor()),
-            OwnedTarget::Class(data, shape) => Target::Class { data, shape },
-        }),
-        weight: weight.as_ref().map(Owned::tensor),
-        pos_weight: pos_weight.as_ref().map(Owned::tensor),
-        labels: labels.as_ref().map(Owned::tensor),
-        positive: positive.as_ref().map(Owned::tensor),
-        negative: negative.as_ref().map(Owned::tensor),
-    };
+    let loaded = load(loss, files)?;
+    let inputs = loaded.inputs();
     let cpu = cpu::evaluate(loss, reduction, &inputs)?;
     let ctx = match ctx.get() {
         Some(ctx) => ctx,
@@ -369,7 +395,7 @@ fn run(
         chunks: None,
         gpu,
         cpu,
-        n: input.data.len(),
+        n: loaded.input.data.len(),
         gpu_ms,
         adapter: ctx.adapter_info().clone(),
         adapter_name: ctx.adapter_name(),
@@ -582,7 +608,8 @@ fn params(loss: &Loss) -> Value {
     }
 }
 
-fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
+/// The loss and reduction the flags ask for, validated.
+fn loss_and_reduction(a: &EvalArgs) -> Result<(Loss, Reduction), Fail> {
     let loss = build_loss(a)?;
     let reduction = Reduction::from_name(&a.reduction).ok_or_else(|| {
         Fail::Usage(format!(
@@ -591,6 +618,39 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
         ))
     })?;
     loss.validate(reduction)?;
+    Ok((loss, reduction))
+}
+
+/// Everything `eval` does before it opens a GPU: parsing, validation, the
+/// `.npy` files and the CPU reference. tests/fuzz.rs includes this file and
+/// drives it in-process; the message is what the CLI would print.
+#[allow(dead_code)]
+pub(crate) fn check_args(args: &[String]) -> Result<(), String> {
+    let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+    let Command::Eval(a) = cli.command else {
+        return Ok(());
+    };
+    let fail = |f: Fail| match f {
+        Fail::Usage(m) | Fail::Gpu(m) => m,
+    };
+    let (loss, reduction) = loss_and_reduction(&a).map_err(fail)?;
+    let files = Files {
+        input: a.input.clone(),
+        target: a.target.clone(),
+        weight: a.weight.clone(),
+        pos_weight: a.pos_weight.clone(),
+        labels: a.labels.clone(),
+        positive: a.positive.clone(),
+        negative: a.negative.clone(),
+    };
+    let loaded = load(&loss, &files).map_err(fail)?;
+    cpu::evaluate(&loss, reduction, &loaded.inputs())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
+    let (loss, reduction) = loss_and_reduction(a)?;
     if let Some(out) = &a.out {
         if reduction != Reduction::None {
             return Err(Fail::Usage(format!(

@@ -197,13 +197,13 @@ pub fn triplet_margin_grad(
             (w_an, w_pn) = (0.5, 0.5);
         }
     }
+    // clamp_min passes no gradient at or below 0 (nor at NaN), but autograd
+    // still multiplies that 0 into every distance's backward: 0 · NaN = NaN.
     let hinge = margin + d_ap - d_neg;
-    if hinge.is_nan() || hinge <= 0.0 {
-        return [vec![0.0; dim], vec![0.0; dim], vec![0.0; dim]];
-    }
+    let g = if hinge > 0.0 { g } else { 0.0 };
     let n_ap = norm_grad(&v_ap, d_ap, p);
     let n_an = norm_grad(&v_an, d_an, p);
-    let n_pn = if w_pn > 0.0 {
+    let n_pn = if swap {
         norm_grad(&v_pn, norm(&v_pn, p), p)
     } else {
         vec![0.0; dim]

@@ -34,9 +34,16 @@ pub fn log_cosh(x: f64, y: f64) -> f64 {
     a + (-2.0 * a).exp().ln_1p() - std::f64::consts::LN_2
 }
 
+/// torch.maximum of the two branches: NaN if either is (q = 0 or 1 times an
+/// infinite error), where f64::max would return the other.
 pub fn quantile(x: f64, y: f64, q: f64) -> f64 {
     let e = y - x;
-    ((q - 1.0) * e).max(q * e)
+    let (under, over) = ((q - 1.0) * e, q * e);
+    if under.is_nan() || over.is_nan() {
+        f64::NAN
+    } else {
+        under.max(over)
+    }
 }
 
 /// Each log is clamped at −100 before it is multiplied by the target.
@@ -83,9 +90,9 @@ pub fn kl_div(x: f64, y: f64, log_target: bool) -> f64 {
 /// PyTorch's `EPSILON` in the BCE backward: a float constant, 9.99999996e-13.
 pub const BCE_EPSILON: f64 = 1e-12_f32 as f64;
 
-/// sign(v) with sign(±0) = 0, as torch's `sgn` (NaN stays NaN).
+/// sign(v) with sign(±0) = 0 and sign(NaN) = 0, as torch's `sign`/`sgn`.
 pub fn sign(v: f64) -> f64 {
-    if v == 0.0 {
+    if v == 0.0 || v.is_nan() {
         0.0
     } else {
         v.signum()
@@ -178,7 +185,9 @@ pub fn sigmoid_focal_grad(x: f64, y: f64, alpha: f64, gamma: f64) -> f64 {
     } else {
         gamma * u.powf(gamma - 1.0)
     };
-    let g = (p - y) * u.powf(gamma) + ce * dfocal * du;
+    // pow's backward at γ = 0 is exactly 0, even against an infinite ce.
+    let focal_term = if gamma == 0.0 { 0.0 } else { ce * dfocal * du };
+    let g = (p - y) * u.powf(gamma) + focal_term;
     if alpha >= 0.0 {
         g * (alpha * y + (1.0 - alpha) * (1.0 - y))
     } else {

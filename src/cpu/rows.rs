@@ -97,7 +97,7 @@ fn log_softmax_grad(logp: &[f64], grad_logp: &[f64]) -> Vec<f64> {
 
 /// d/d(logits) of every row's loss times its upstream `g[r]` (already scaled
 /// by the reduction), scattered back into the input's layout. Ignored rows
-/// get 0. The backward goes through d/d(log-probabilities) as autograd's
+/// get 0 (NaN where their softmax is NaN, autograd's 0 · NaN). The backward goes through d/d(log-probabilities) as autograd's
 /// does, so that a zero total weight (g = inf) meets the weights and gives
 /// NaN where PyTorch does.
 pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) -> Vec<f64> {
@@ -132,42 +132,51 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) ->
                     | Loss::SoftmaxFocal { ignore_index, .. } => *ignore_index,
                     _ => unreachable!("not a row loss"),
                 };
+                // An ignored row's zero gradient still meets its softmax, as in
+                // autograd: 0 · NaN where the row's softmax is NaN.
                 if y == ignore {
-                    continue;
-                }
-                let y = y as usize;
-                match loss {
-                    Loss::Nll { .. } => {
-                        out[at(y)] = -w(y) * gr;
+                    if matches!(loss, Loss::Nll { .. }) {
                         continue;
                     }
-                    Loss::CrossEntropy {
-                        label_smoothing, ..
-                    } => {
-                        let eps = *label_smoothing as f64;
-                        grad_logp[y] = -w(y) * ((1.0 - eps) * gr);
-                        if eps > 0.0 {
-                            let smooth = gr * (eps / c as f64);
-                            for (k, gl) in grad_logp.iter_mut().enumerate() {
-                                *gl -= w(k) * smooth;
+                } else {
+                    let y = y as usize;
+                    match loss {
+                        Loss::Nll { .. } => {
+                            out[at(y)] = -w(y) * gr;
+                            continue;
+                        }
+                        Loss::CrossEntropy {
+                            label_smoothing, ..
+                        } => {
+                            let eps = *label_smoothing as f64;
+                            grad_logp[y] = -w(y) * ((1.0 - eps) * gr);
+                            if eps > 0.0 {
+                                let smooth = gr * (eps / c as f64);
+                                for (k, gl) in grad_logp.iter_mut().enumerate() {
+                                    *gl -= w(k) * smooth;
+                                }
                             }
                         }
+                        Loss::SoftmaxFocal { gamma, .. } => {
+                            // l = w[y]·u^γ·(−log p_t), u = 1 − p_t; pow's backward
+                            // is 0 at γ = 0.
+                            let gamma = *gamma as f64;
+                            let logp_t = log_softmax(&x)[y];
+                            let u = -logp_t.exp_m1();
+                            let dfocal = if gamma == 0.0 {
+                                0.0
+                            } else {
+                                gamma * u.powf(gamma - 1.0)
+                            };
+                            let dl = if gamma == 0.0 {
+                                -1.0
+                            } else {
+                                -u.powf(gamma) + dfocal * logp_t.exp() * logp_t
+                            };
+                            grad_logp[y] = gr * w(y) * dl;
+                        }
+                        _ => unreachable!("not a row loss"),
                     }
-                    Loss::SoftmaxFocal { gamma, .. } => {
-                        // l = w[y]·u^γ·(−log p_t), u = 1 − p_t; pow's backward
-                        // is 0 at γ = 0.
-                        let gamma = *gamma as f64;
-                        let logp_t = log_softmax(&x)[y];
-                        let u = -logp_t.exp_m1();
-                        let dfocal = if gamma == 0.0 {
-                            0.0
-                        } else {
-                            gamma * u.powf(gamma - 1.0)
-                        };
-                        let dl = -u.powf(gamma) + dfocal * logp_t.exp() * logp_t;
-                        grad_logp[y] = gr * w(y) * dl;
-                    }
-                    _ => unreachable!("not a row loss"),
                 }
             }
             _ => unreachable!("validated by plan"),

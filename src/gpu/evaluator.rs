@@ -282,7 +282,11 @@ impl Context {
         inputs: &DeviceInputs<'_>,
         grad: bool,
     ) -> Result<Evaluator<'_>> {
-        // Kernels index with u32.
+        let shapes = inputs.shapes();
+        let plan = plan_shapes(loss, reduction, &shapes)?;
+        let max_values = (self.device.limits().max_buffer_size / 4) as usize;
+        inputs.check_sizes(loss.name(), max_values)?;
+        // Kernels index with u32 (binding-sized slices keep this rare).
         for (name, t) in inputs.named() {
             let len = t.map_or(0, |t| t.shape.iter().product::<usize>());
             if len > u32::MAX as usize {
@@ -294,8 +298,6 @@ impl Context {
                 });
             }
         }
-        let shapes = inputs.shapes();
-        let plan = plan_shapes(loss, reduction, &shapes)?;
         let limit = self.max_binding_elements();
         if grad {
             gradients_on_gpu(loss, &plan.geometry)?;
@@ -329,6 +331,38 @@ impl Context {
                 groups: d.groups,
             });
         }
+        if schedule.scratch > max_values || schedule.output_len > max_values {
+            return Err(Error::TooLarge {
+                loss: loss.name(),
+                name: "input",
+                len: plan.items(),
+                limit: max_values,
+            });
+        }
+        self.build(
+            loss,
+            reduction,
+            inputs,
+            grad,
+            plan.items_shape,
+            schedule,
+            steps,
+            params,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build<'c>(
+        &'c self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &DeviceInputs<'_>,
+        grad: bool,
+        items_shape: Vec<usize>,
+        schedule: Schedule,
+        steps: Vec<Step>,
+        params: Vec<u8>,
+    ) -> Result<Evaluator<'c>> {
         let init = |label: &str, bytes: &[u8], usage| self.buffer_with(label, bytes, usage);
         let params = init("wgpu-loss params", &params, wgpu::BufferUsages::UNIFORM);
         let scratch = init(
@@ -358,7 +392,7 @@ impl Context {
                 .map(|(n, t)| (n, t.map(|t| t.shape.to_vec())))
                 .to_vec(),
             class_target: inputs.class_target,
-            items_shape: plan.items_shape,
+            items_shape,
             steps,
             params,
             scratch,
@@ -622,6 +656,9 @@ impl Evaluator<'_> {
                 _ => None,
             }
         };
+        // A buffer of another device fails validation here, which wgpu would
+        // otherwise hand to the device's uncaptured-error handler (a panic).
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut groups = Vec::with_capacity(self.steps.len());
         for step in &self.steps {
             let mut entries = Vec::with_capacity(step.bindings.len() + 1);
@@ -664,6 +701,15 @@ impl Evaluator<'_> {
                 layout: &step.pipeline.layout,
                 entries: &entries,
             }));
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(match inputs.foreign(&output, device) {
+                Some(name) => Error::Buffer {
+                    name,
+                    problem: "belongs to another device than this evaluator's context".into(),
+                },
+                None => Error::Gpu(e.to_string()),
+            });
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgpu-loss"),

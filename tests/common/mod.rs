@@ -2,6 +2,7 @@
 //! the comparison with the float64 reference.
 #![allow(dead_code)]
 
+pub mod cases;
 pub mod device;
 pub mod points;
 
