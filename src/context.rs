@@ -40,7 +40,9 @@ pub(crate) const POINTWISE: Kernel = kernel!("pointwise", 5, 2);
 /// items or partials, and the gradient.
 pub(crate) const ROWS: Kernel = kernel!("rows", 4, 2);
 pub(crate) const PAIRS: Kernel = kernel!("pairs", 4);
-pub(crate) const DICE: Kernel = kernel!("dice", 2);
+/// Reads input, targets and the upstream or the per-class coefficients;
+/// writes the output or the gradient, and the scratch.
+pub(crate) const DICE: Kernel = kernel!("dice", 3, 2);
 pub(crate) const FINALIZE: Kernel = kernel!("finalize", 1);
 pub(crate) const COPY: Kernel = kernel!("copy", 1);
 

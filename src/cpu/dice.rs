@@ -96,7 +96,8 @@ pub fn dice(sp: f64, st: f64, d: f64, smooth: f64, eps: f64, log_loss: bool) -> 
 
 /// The backward of [`dice`] for one class with upstream `g`, as autograd runs
 /// through smp's expression: (d/dΣp, d/dΣ|p − t|). A clamp that is active
-/// (at or below eps) passes no gradient; an absent class gets 0.
+/// (below eps) passes no gradient: PyTorch's clamp_min passes it where its
+/// argument is at or above the bound. An absent class gets 0.
 pub fn dice_grad(
     sp: f64,
     st: f64,
@@ -115,13 +116,13 @@ pub fn dice_grad(
     let gl = g * (st > 0.0) as u8 as f64;
     let gscore = if !log_loss {
         -gl
-    } else if score > eps {
+    } else if score >= eps {
         -gl / score
     } else {
         0.0
     };
     let gnum = gscore / card;
-    let gcard = if raw > eps {
+    let gcard = if raw >= eps {
         -gscore * (inter + smooth) / (card * card)
     } else {
         0.0

@@ -2,7 +2,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::evaluator::{aligned, units_per_slice, Dispatch, Role, Schedule, Slice, OFFSET_ALIGN};
+use super::evaluator::{
+    aligned, units_per_slice, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN,
+};
 use super::{grid, ignore_i32, WG};
 use crate::context::DICE;
 use crate::error::{Error, Result};
@@ -34,7 +36,8 @@ struct DiceParams {
     skip: u32,
     target_skip: u32,
     partial_base: u32,
-    _pad: [u32; 2],
+    grad: u32,
+    coef_at: u32,
 }
 
 /// Pass 1 runs once per slice of whole batch entries (the same entries of the
@@ -47,11 +50,18 @@ struct DiceParams {
 /// `[value]`, and where the output view holds 3 + 3C values `[value, Σ loss,
 /// C]` followed by each class's (Σp, Σt, Σ|p − t|) after masking, before
 /// smp's rule (what merging partial evaluations needs).
+///
+/// With `grad`, `finish` also turns the sums and the upstream into two
+/// coefficients per class, stored after the partials, and a `gradient` pass
+/// per slice (one thread per pixel) writes d/d input at the slice's offsets:
+/// 2S + 1 dispatches for S slices. Each gradient pass reads every input value
+/// once (thrice for softmax: max, normaliser, write) and the targets once.
 pub(super) fn schedule(
     loss: &Loss,
     reduction: Reduction,
     plan: &DicePlan,
     limit: usize,
+    grad: bool,
 ) -> Result<Schedule> {
     let Loss::Dice {
         mode,
@@ -99,9 +109,12 @@ pub(super) fn schedule(
         skip: 0,
         target_skip: 0,
         partial_base: 0,
-        _pad: [0; 2],
+        grad: grad as u32,
+        coef_at: 0,
     };
+    let absent = Slice::whole(Role::Absent);
     let mut dispatches = Vec::new();
+    let mut gradients = Vec::new();
     let mut groups = 0;
     let mut first = 0;
     while first < plan.batch && entry > 0 {
@@ -121,38 +134,68 @@ pub(super) fn schedule(
             partial_base: groups as u32,
             ..params
         };
+        let x = aligned(Role::Input, first * entry, entries * entry);
+        let t = aligned(Role::Target, target_start, target_len);
         dispatches.push(Dispatch {
             kernel: &DICE,
             entry: "main",
             constants: vec![],
             params: bytemuck::bytes_of(&p).to_vec(),
-            bindings: vec![
-                aligned(Role::Input, first * entry, entries * entry),
-                aligned(Role::Target, target_start, target_len),
-                Slice::whole(Role::Scratch),
-            ],
+            bindings: vec![x, t, absent, absent, Slice::whole(Role::Scratch)],
             groups: (groups_x, groups_y),
         });
+        if grad {
+            // Same slice, one pixel per thread; `coef_at` is set below.
+            let (gx, gy) = grid(pixels.div_ceil(WG));
+            let dx = aligned(Role::Grad(Wrt::Input), first * entry, entries * entry);
+            gradients.push((
+                DiceParams { groups_x: gx, ..p },
+                vec![x, t, Slice::whole(Role::Scratch), dx, absent],
+                (gx, gy),
+            ));
+        }
         groups += groups_x as usize * groups_y as usize;
         first += entries;
     }
+    let coef_at = 4 * groups * classes;
     params.groups = groups as u32;
-    // `finish` reads the partials through binding 0; binding 1 is unused.
+    params.coef_at = coef_at as u32;
+    let upstream = if grad {
+        Slice::whole(Role::Upstream)
+    } else {
+        absent
+    };
     dispatches.push(Dispatch {
         kernel: &DICE,
         entry: "finish",
         constants: vec![],
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![
-            Slice::whole(Role::Scratch),
-            Slice::whole(Role::Absent),
+            absent,
+            absent,
+            upstream,
             Slice::whole(Role::Output),
+            Slice::whole(Role::Scratch),
         ],
         groups: (1, 1),
     });
+    for (p, bindings, groups) in gradients {
+        let p = DiceParams {
+            coef_at: coef_at as u32,
+            ..p
+        };
+        dispatches.push(Dispatch {
+            kernel: &DICE,
+            entry: "gradient",
+            constants: vec![],
+            params: bytemuck::bytes_of(&p).to_vec(),
+            bindings,
+            groups,
+        });
+    }
     Ok(Schedule {
         dispatches,
-        scratch: 4 * groups * classes,
+        scratch: coef_at + if grad { 2 * classes } else { 0 },
         owned: vec![],
         output_len: if reduction == Reduction::None {
             classes

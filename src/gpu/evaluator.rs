@@ -89,7 +89,7 @@ const ALL_WRT: [Wrt; 4] = [Wrt::Input, Wrt::Target, Wrt::Positive, Wrt::Negative
 /// Whether the GPU has the backward of `loss`.
 pub(crate) fn gradients_on_gpu(loss: &Loss, geometry: &Geometry<'_>) -> Result<()> {
     match geometry {
-        Geometry::Point(_) | Geometry::Rows(_) => Ok(()),
+        Geometry::Point(_) | Geometry::Rows(_) | Geometry::Dice(_) => Ok(()),
         _ => Err(Error::NotYetOnGpu {
             loss: loss.name(),
             what: "gradients",
@@ -308,7 +308,7 @@ impl Context {
             }
             Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit, grad)?,
             Geometry::Pairs(p) => super::pairs::schedule(loss, reduction, p, limit)?,
-            Geometry::Dice(d) => super::dice::schedule(loss, reduction, d, limit)?,
+            Geometry::Dice(d) => super::dice::schedule(loss, reduction, d, limit, grad)?,
         };
         let align = self
             .device
