@@ -182,3 +182,97 @@ fn split_errors_name_the_whole_tensor() {
         "{err:?}"
     );
 }
+
+/// `wgpu-loss eval --adapters all`: the same value as the reference, the
+/// adapters that took a share in the JSON, and items in batch order.
+#[test]
+fn cli_adapters_all() {
+    use std::process::Command;
+    let bin = env!("CARGO_BIN_EXE_wgpu-loss");
+    let dir = std::env::temp_dir().join(format!("wgpu-loss-split-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let mut r = rng(14);
+    let (n, c) = (300, 5);
+    let x = uniform(&mut r, n * c, -3.0, 3.0);
+    let y: Vec<i64> = (0..n)
+        .map(|i| {
+            if i % 5 == 0 {
+                7
+            } else {
+                r.random_range(0..c as i64)
+            }
+        })
+        .collect();
+    let w = uniform(&mut r, c, 0.5, 2.0);
+    wgpu_loss::npy::write_f32(dir.join("x.npy"), &[n, c], &x).unwrap();
+    wgpu_loss::npy::write_i64(dir.join("y.npy"), &[n], &y).unwrap();
+    wgpu_loss::npy::write_f32(dir.join("w.npy"), &[c], &w).unwrap();
+    let (xs, ys, ws, out) = (path("x.npy"), path("y.npy"), path("w.npy"), path("out.npy"));
+    let args = |reduction: &'static str, adapters: &'static str| {
+        vec![
+            "eval",
+            "cross_entropy",
+            "--input",
+            &xs,
+            "--target",
+            &ys,
+            "--weight",
+            &ws,
+            "--ignore-index",
+            "7",
+            "--reduction",
+            reduction,
+            "--adapters",
+            adapters,
+            "--json",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let run = |args: &[String]| Command::new(bin).args(args).output().unwrap();
+    let json = |args: &[String]| {
+        let o = run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {err}");
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let ce = Loss::CrossEntropy {
+        ignore_index: 7,
+        label_smoothing: 0.0,
+    };
+    let (sx, sy, sw) = ([n, c], [n], [c]);
+    let inputs = Inputs::new(Tensor::new(&x, &sx))
+        .classes(&y, &sy)
+        .weight(Tensor::new(&w, &sw));
+    let names: Vec<String> = contexts().iter().map(Context::adapter_name).collect();
+
+    let doc = json(&args("mean", "all"));
+    let want = cpu::evaluate(&ce, Reduction::Mean, &inputs).unwrap().value;
+    assert!(close(doc["value"].as_f64().unwrap(), want, 1e-6), "{doc}");
+    assert_eq!(doc["adapters"], serde_json::json!(names), "{doc}");
+    let one = json(&args("mean", "one"));
+    assert_eq!(one["adapters"].as_array().map(Vec::len), Some(1), "{one}");
+
+    let mut none = args("none", "all");
+    none.extend(["--out".to_string(), out.clone()]);
+    let doc = json(&none);
+    assert_eq!(doc["adapters"], serde_json::json!(names), "{doc}");
+    let want = cpu::evaluate(&ce, Reduction::None, &inputs).unwrap();
+    let got = wgpu_loss::npy::read(&out).unwrap().into_f32();
+    assert_eq!(got.len(), want.items.len());
+    for (i, (g, w)) in got.iter().zip(&want.items).enumerate() {
+        assert!(close(*g as f64, *w, 1e-6), "item {i}: {g} vs {w}");
+    }
+
+    // A bad value, and files beyond the budget: usage errors, exit 2.
+    let o = run(&args("mean", "some"));
+    assert_eq!(o.status.code(), Some(2));
+    let mut big = args("mean", "all");
+    big.extend(["--budget-mb".to_string(), "0.001".to_string()]);
+    let o = run(&big);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--adapters all"));
+    std::fs::remove_dir_all(&dir).ok();
+}
