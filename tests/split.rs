@@ -136,6 +136,28 @@ fn split_dice_with_absent_class() {
 }
 
 #[test]
+fn split_triplet_margin_with_nan_rows() {
+    let mut r = rng(15);
+    let (rows, d) = (400, 8);
+    let mut a = uniform(&mut r, rows * d, -1.0, 1.0);
+    let p = uniform(&mut r, rows * d, -1.0, 1.0);
+    let n = uniform(&mut r, rows * d, -1.0, 1.0);
+    // A NaN row in each share: its item and every mean stay NaN (a GL
+    // compiler that assumes no NaN once turned the hinge into 0 here).
+    a[10 * d] = f32::NAN;
+    a[300 * d + 3] = f32::NAN;
+    let s = [rows, d];
+    let inputs = Inputs::new(Tensor::new(&a, &s))
+        .positive(Tensor::new(&p, &s))
+        .negative(Tensor::new(&n, &s));
+    split_matches(
+        "triplet_margin NaN rows",
+        &Loss::from_name("triplet_margin").unwrap(),
+        &inputs,
+    );
+}
+
+#[test]
 fn split_small_and_empty_batches() {
     let all = contexts();
     // One row: one share, on the best adapter.
