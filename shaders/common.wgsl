@@ -14,8 +14,10 @@ fn inf() -> f32 { return bitcast<f32>(0x7f800000u); }
 fn nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
 fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 
-// Clamps from below without turning NaN into the bound (WGSL's max may drop NaN).
-fn clamp_min(v: f32, lo: f32) -> f32 { return select(v, lo, v < lo); }
+// Clamps from below without turning NaN into the bound. WGSL's max may drop
+// NaN, and a compiler that assumes no NaN may turn a select of a comparison
+// into max (Mesa's GL path does): the bit test keeps NaN either way.
+fn clamp_min(v: f32, lo: f32) -> f32 { return select(select(v, lo, v < lo), v, is_nan(v)); }
 
 // log(1 + u) for u in [-1/3, 1] via 2 atanh(s), s = u / (2 + u), |s| <= 1/3.
 fn log1p_series(u: f32) -> f32 {

@@ -122,6 +122,35 @@ impl Context {
         }
     }
 
+    /// Opens every adapter that [`adapters`](Self::adapters) finds, best
+    /// first, each with its own device, to split batches across them (see
+    /// [`crate::split`]). An adapter whose device fails to open is skipped;
+    /// the call fails only if none opens.
+    pub fn all() -> Result<Vec<Context>> {
+        let adapters = Self::adapters();
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(
+                "wgpu found no Vulkan, Metal, DX12 or GL adapter".into(),
+            ));
+        }
+        let mut failed = Vec::new();
+        let contexts: Vec<Context> = adapters
+            .iter()
+            .filter_map(|a| match Self::from_adapter(a) {
+                Ok(ctx) => Some(ctx),
+                Err(e) => {
+                    let info = a.get_info();
+                    failed.push(format!("{} ({:?}): {e}", info.name, info.backend));
+                    None
+                }
+            })
+            .collect();
+        if contexts.is_empty() {
+            return Err(Error::Device(failed.join("; ")));
+        }
+        Ok(contexts)
+    }
+
     /// Opens a device on `adapter`, requesting its full limits so that large
     /// batches bind as much as the hardware allows, and timestamp queries where
     /// offered so that benchmarks can read GPU time.

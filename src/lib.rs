@@ -10,6 +10,7 @@ pub mod inputs;
 mod loss;
 pub mod npy;
 pub mod partial;
+pub mod split;
 pub mod stream;
 pub mod synthetic;
 

@@ -163,6 +163,10 @@ struct EvalArgs {
     /// GPU in chunks that keep its buffers within the budget.
     #[arg(long, value_name = "MIB", default_value_t = 256.0)]
     budget_mb: f64,
+    /// `one`: the best adapter (or WGPU_ADAPTER_NAME's); `all`: split the batch across every
+    /// adapter `wgpu-loss adapters` lists, one share each, and merge their partials.
+    #[arg(long, value_name = "one|all", default_value = "one", value_parser = ["one", "all"])]
+    adapters: String,
 }
 
 /// A failure and its exit code: 2 for usage and input errors, 1 for the GPU.
@@ -400,6 +404,34 @@ fn run(
         adapter: ctx.adapter_info().clone(),
         adapter_name: ctx.adapter_name(),
     })
+}
+
+/// `run` with the batch split across every adapter (`--adapters all`); also
+/// gives the adapters that evaluated a share, in batch order.
+fn run_split(
+    loss: &Loss,
+    reduction: Reduction,
+    files: &Files,
+) -> Result<(Outcome, Vec<String>), Fail> {
+    let loaded = load(loss, files)?;
+    let inputs = loaded.inputs();
+    let cpu = cpu::evaluate(loss, reduction, &inputs)?;
+    let contexts = Context::all()?;
+    let start = Instant::now();
+    let split = wgpu_loss::split::evaluate(&contexts, loss, reduction, &inputs)?;
+    let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
+    let names: Vec<String> = split.shares.iter().map(|s| s.adapter.clone()).collect();
+    let outcome = Outcome {
+        items: cpu.items.len(),
+        chunks: None,
+        gpu: split.evaluation,
+        cpu,
+        n: loaded.input.data.len(),
+        gpu_ms,
+        adapter: contexts[0].adapter_info().clone(),
+        adapter_name: names.join(" + "),
+    };
+    Ok((outcome, names))
 }
 
 /// The parameter flags (without `--`) that each loss takes.
@@ -687,7 +719,18 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
     }
     let budget = (a.budget_mb * (1u64 << 20) as f64) as u64;
     let ctx = OnceCell::new();
-    let o = if streamed::bytes(&files) > budget {
+    let mut split = None;
+    let o = if a.adapters == "all" {
+        if streamed::bytes(&files) > budget {
+            return Err(Fail::Usage(format!(
+                "--adapters all reads the files whole, and they exceed --budget-mb {}: raise it, or stream them on one adapter",
+                a.budget_mb
+            )));
+        }
+        let (o, names) = run_split(&loss, reduction, &files)?;
+        split = Some(names);
+        o
+    } else if streamed::bytes(&files) > budget {
         streamed::run(&ctx, &loss, reduction, &files, budget)?
     } else {
         run(&ctx, &loss, reduction, &files)?
@@ -714,6 +757,7 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
             "params": params(&loss),
             "gpu_ms": o.gpu_ms,
             "streamed": o.chunks.is_some(),
+            "adapters": split.unwrap_or_else(|| vec![o.adapter_name.clone()]),
         });
         if let Some(k) = o.chunks {
             doc["chunks"] = k.into();

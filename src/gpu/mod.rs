@@ -6,7 +6,7 @@ pub(crate) mod evaluator;
 mod pairs;
 mod pointwise;
 mod rows;
-mod stream;
+pub(crate) mod stream;
 
 use std::borrow::Cow;
 

@@ -88,6 +88,16 @@ impl Context {
         })
     }
 
+    /// Every chunk of `chunks` streamed through this device, merged but not
+    /// finished: one adapter's share of a split batch.
+    pub(crate) fn stream_share(&self, chunks: &Chunks<'_>) -> Result<Acc> {
+        self.scoped(|| {
+            let mut acc = Acc::new(chunks);
+            self.stream_slots(chunks, &mut acc, &mut |_, _| {})?;
+            Ok(acc)
+        })
+    }
+
     /// The double-buffered stream.
     fn stream_slots(
         &self,
@@ -163,6 +173,8 @@ impl Context {
                 encoder.copy_buffer_to_buffer(&slot.output, 0, &slot.readback, 0, bytes);
             }
             let index = self.queue.submit([encoder.finish()]);
+            self.submits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let (tx, rx) = oneshot_channel();
             if bytes > 0 {
                 slot.readback
@@ -352,14 +364,14 @@ fn device_inputs<'b>(
 }
 
 /// What the chunks add up to: a merged partial, or the items in order.
-struct Acc {
+pub(crate) struct Acc {
     partials: bool,
     partial: Option<Partial>,
     items: Vec<f32>,
 }
 
 impl Acc {
-    fn new(chunks: &Chunks<'_>) -> Acc {
+    pub(crate) fn new(chunks: &Chunks<'_>) -> Acc {
         Acc {
             // Dice's `none` (one loss per class) comes from the merged sums too.
             partials: chunks.reduction() != Reduction::None
@@ -379,7 +391,17 @@ impl Acc {
         }
     }
 
-    fn finish(self, chunks: &Chunks<'_>) -> Result<Evaluation> {
+    /// Appends the result of the chunks that follow this one's.
+    pub(crate) fn absorb(&mut self, next: Acc) -> Result<()> {
+        if let Some(p) = &next.partial {
+            self.merge(p)?;
+        }
+        self.items.extend(next.items);
+        Ok(())
+    }
+
+    /// The result of the whole call that `chunks` cut.
+    pub(crate) fn finish(self, chunks: &Chunks<'_>) -> Result<Evaluation> {
         let items_shape = chunks.items_shape().to_vec();
         let loss = chunks.loss();
         let Some(mut partial) = self.partial else {
