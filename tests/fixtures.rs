@@ -141,10 +141,17 @@ fn pytorch_fixtures() {
     assert!(cases.len() > 100, "the fixture file lost its cases");
     let mut failures = vec![];
     let mut gpu_gradients = 0;
+    // (pair cases, of them with GPU gradients checked)
+    let mut pair_gradients = (0, 0);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let loss = loss_of(case);
         let reduction = Reduction::from_name(case["reduction"].as_str().unwrap()).unwrap();
+        let pair = matches!(
+            loss,
+            Loss::CosineEmbedding { .. } | Loss::TripletMargin { .. }
+        );
+        pair_gradients.0 += pair as usize;
         let input = tensor(case, "input").unwrap();
         let target = tensor(case, "target");
         let others: Vec<(&str, Option<Owned>)> =
@@ -239,6 +246,7 @@ fn pytorch_fixtures() {
             Err(e) => failures.push(format!("{name}: gpu gradient error {e}")),
             Ok((_, g)) => {
                 gpu_gradients += 1;
+                pair_gradients.1 += pair as usize;
                 let grads = case["grads"].as_object().unwrap();
                 for (tensor, want) in grads {
                     let got = match tensor.as_str() {
@@ -286,6 +294,14 @@ fn pytorch_fixtures() {
     assert!(
         gpu_gradients >= 100,
         "only {gpu_gradients} GPU gradient cases ran"
+    );
+    assert!(
+        pair_gradients.0 >= 20,
+        "the fixture file lost its pair cases"
+    );
+    assert_eq!(
+        pair_gradients.0, pair_gradients.1,
+        "every pair case has its GPU gradients checked"
     );
     assert!(
         failures.is_empty(),

@@ -89,7 +89,7 @@ const ALL_WRT: [Wrt; 4] = [Wrt::Input, Wrt::Target, Wrt::Positive, Wrt::Negative
 /// Whether the GPU has the backward of `loss`.
 pub(crate) fn gradients_on_gpu(loss: &Loss, geometry: &Geometry<'_>) -> Result<()> {
     match geometry {
-        Geometry::Point(_) | Geometry::Rows(_) => Ok(()),
+        Geometry::Point(_) | Geometry::Rows(_) | Geometry::Pairs(_) => Ok(()),
         _ => Err(Error::NotYetOnGpu {
             loss: loss.name(),
             what: "gradients",
@@ -307,7 +307,7 @@ impl Context {
                 super::pointwise::schedule(loss, reduction, p, limit, grad, self.groups_wanted())?
             }
             Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit, grad)?,
-            Geometry::Pairs(p) => super::pairs::schedule(loss, reduction, p, limit)?,
+            Geometry::Pairs(p) => super::pairs::schedule(loss, reduction, p, limit, grad)?,
             Geometry::Dice(d) => super::dice::schedule(loss, reduction, d, limit)?,
         };
         let align = self
