@@ -152,9 +152,10 @@ fn pair_gradients_match_the_reference_at_awkward_sizes() {
         for &dim in &[1usize, 3, 64, 300] {
             let n = rows * dim;
             // Above a few hundred thousand values one call of each loss keeps
-            // the file quick; the float64 backward dominates the time.
+            // the file quick (the float64 backward dominates the time), and
+            // 65 537 rows of 64 and 300 are left out.
             let large = n > 300_000;
-            if n > 5_000_000 {
+            if n > 2_000_000 {
                 continue;
             }
             let data = Rows::new(rows, dim, 100 * k as u64 + dim as u64);
