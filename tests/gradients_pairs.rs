@@ -256,10 +256,9 @@ fn degenerate_rows() {
             [1.0, 1.0, 1.0, 1.0],
         ),
     ];
-    let flat = |f: fn(&([f32; 4], [f32; 4], [f32; 4])) -> [f32; 4]| -> Vec<f32> {
-        rows.iter().flat_map(|r| f(r)).collect()
-    };
-    let (a, p, n) = (flat(|r| r.0), flat(|r| r.1), flat(|r| r.2));
+    let a: Vec<f32> = rows.iter().flat_map(|r| r.0).collect();
+    let p: Vec<f32> = rows.iter().flat_map(|r| r.1).collect();
+    let n: Vec<f32> = rows.iter().flat_map(|r| r.2).collect();
     let shape = [rows.len(), dim];
     let y: Vec<f32> = (0..rows.len()).map(|i| [1.0, -1.0, 0.0][i % 3]).collect();
     let up = upstream_rows(rows.len(), 77);
