@@ -8,6 +8,10 @@
 // d_an are small differences of large quantities, so the sums must carry more
 // than f32 precision for rows of a few thousand elements.
 //
+// With GRAD the thread then walks its row once more and writes the gradient
+// of every tensor, the row's upstream scaled by the reduction times the row's
+// derivative (rows are independent: no second pass).
+//
 // Params must be kept in sync with `PairsParams` in src/gpu/pairs.rs.
 struct Params {
     rows: u32,
@@ -22,21 +26,36 @@ struct Params {
     p: f32,
     eps: f32,
     // Values bound before the slice's first row: bindings start 256-byte
-    // aligned, slices need not (`skip` in the row tensors, `row_skip` in the
-    // labels and the items).
+    // aligned, slices need not (`skip` in the row tensors and gradients,
+    // `row_skip` in the labels, the items and a per-item upstream).
     skip: u32,
     row_skip: u32,
     partial_base: u32,
+    // What a reduced call divides its upstream by: the row count for mean, 1
+    // for sum.
+    divisor: f32,
+    // cosine_embedding's 1e-12, as a value the compiler cannot fold into the
+    // compensated sums (it simplifies (s - (s + c)) + c to 0 for a constant c).
+    cos_eps: f32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
-// cosine_embedding: input = x1, second = x2, labels. triplet_margin: input =
-// anchor, second = positive, third = negative.
+// cosine_embedding: input = x1, second = x2, third = labels (one per row).
+// triplet_margin: input = anchor, second = positive, third = negative.
 @group(0) @binding(0) var<storage, read> input: array<f32>;
 @group(0) @binding(1) var<storage, read> second: array<f32>;
 @group(0) @binding(2) var<storage, read> third: array<f32>;
-@group(0) @binding(3) var<storage, read> labels: array<f32>;
+// One value per row of the slice (from `row_skip`), or a single one for all.
+@group(0) @binding(3) var<storage, read> upstream: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
+// The gradients of input, second and third, in their layout (from `skip`).
+@group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_second: array<f32>;
+@group(0) @binding(7) var<storage, read_write> grad_third: array<f32>;
+@group(0) @binding(8) var<uniform> params: Params;
+
+override GRAD: bool = false;
 
 // Loss ids: must match `loss_id` in src/gpu/pairs.rs.
 override LOSS: u32 = 0u;
@@ -65,14 +84,54 @@ fn acc_total(a: Acc) -> f32 {
     return select(a.s + a.c, a.s, abs(a.s) == inf());
 }
 
-// max that propagates NaN (WGSL's max may drop it).
-fn max_nan(a: f32, b: f32) -> f32 {
-    return select(max(a, b), nan(), is_nan(a) || is_nan(b));
+// The row's upstream, scaled by the reduction.
+fn row_upstream(r: u32) -> f32 {
+    if (params.write_items != 0u) {
+        if (arrayLength(&upstream) > 1u) {
+            return upstream[params.row_skip + r];
+        }
+        return upstream[0];
+    }
+    return upstream[0] / params.divisor;
+}
+
+// The high half of a: its top 12 significant bits. a - hi_half(a) is exact
+// and also fits 12 bits, so the product of any two halves is exact in f32.
+fn hi_half(a: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(a) & 0xfffff000u);
+}
+
+// acc + a * b, the product added exactly as its four partial products.
+fn acc_mul(acc: Acc, a: f32, b: f32) -> Acc {
+    let ah = hi_half(a);
+    let al = a - ah;
+    let bh = hi_half(b);
+    let bl = b - bh;
+    return acc_add(acc_add(acc_add(acc_add(acc, ah * bh), ah * bl), al * bh), al * bl);
+}
+
+// d cos / d x_k = (m w_k - dot x_k) / (m den) for the vector x with squared
+// norm m (+ eps), w being the other vector. For nearly parallel vectors the
+// two terms of the numerator cancel far below their f32 rounding (for D = 1
+// to eps w_k), so it is summed from exact products of the double-length sums
+// m and dot. Rows whose numerator overflows (or is not finite) take the
+// reference's own formula.
+fn cosine_grad(w: f32, x: f32, m: Acc, dot: Acc, m_total: f32, den: f32, cos: f32) -> f32 {
+    var t = acc_mul(Acc(0.0, 0.0), m.s, w);
+    t = acc_add(t, m.c * w);
+    t = acc_mul(t, -dot.s, x);
+    t = acc_add(t, -(dot.c * x));
+    let num = acc_total(t);
+    if (abs(num) < inf()) {
+        return num / m_total / den;
+    }
+    return w / den - cos * x / m_total;
 }
 
 // CosineEmbeddingLoss: cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)).
 // The norms are multiplied after their square roots, which cannot overflow
-// where the product of the squares would.
+// where the product of the squares would. With GRAD the sums take exact
+// products (see cosine_grad).
 fn cosine_embedding(r: u32) -> f32 {
     let base = params.skip + r * params.dim;
     var dot = Acc(0.0, 0.0);
@@ -81,23 +140,47 @@ fn cosine_embedding(r: u32) -> f32 {
     for (var k = 0u; k < params.dim; k = k + 1u) {
         let a = input[base + k];
         let b = second[base + k];
-        dot = acc_add(dot, a * b);
-        m1 = acc_add(m1, a * a);
-        m2 = acc_add(m2, b * b);
+        if (GRAD) {
+            dot = acc_mul(dot, a, b);
+            m1 = acc_mul(m1, a, a);
+            m2 = acc_mul(m2, b, b);
+        } else {
+            dot = acc_add(dot, a * b);
+            m1 = acc_add(m1, a * a);
+            m2 = acc_add(m2, b * b);
+        }
     }
-    let denom = sqrt(acc_total(m1) + 1e-12) * sqrt(acc_total(m2) + 1e-12);
-    let cos = acc_total(dot) / denom;
+    m1 = acc_add(m1, params.cos_eps);
+    m2 = acc_add(m2, params.cos_eps);
+    let n1 = acc_total(m1);
+    let n2 = acc_total(m2);
+    let den = sqrt(n1) * sqrt(n2);
+    let cos = acc_total(dot) / den;
     var y = 1.0;
     if (params.flag != 0u) {
-        y = labels[params.row_skip + r];
+        y = third[params.row_skip + r];
     }
+    // The loss and d loss / d cos: the hinge passes no gradient at exactly
+    // cos = margin, labels other than +-1 none.
+    var l = 0.0;
+    var dl = 0.0;
     if (y == 1.0) {
-        return 1.0 - cos;
+        l = 1.0 - cos;
+        dl = -1.0;
+    } else if (y == -1.0) {
+        l = clamp_min(cos - params.margin, 0.0);
+        dl = select(0.0, 1.0, cos - params.margin > 0.0);
     }
-    if (y == -1.0) {
-        return clamp_min(cos - params.margin, 0.0);
+    if (GRAD) {
+        let s = dl * row_upstream(r);
+        for (var k = 0u; k < params.dim; k = k + 1u) {
+            let a = input[base + k];
+            let b = second[base + k];
+            grad_input[base + k] = s * cosine_grad(b, a, m1, dot, n1, den, cos);
+            grad_second[base + k] = s * cosine_grad(a, b, m2, dot, n2, den, cos);
+        }
     }
-    return 0.0;
+    return l;
 }
 
 // |v|^p, plain products for p = 1 and 2; 0 stays 0 (the log of 0 is not
@@ -154,63 +237,265 @@ fn distance_gap(s_ap: f32, s_x: f32, ds: f32) -> f32 {
     return root_p(s_x) * expm1(lw / params.p);
 }
 
+// The largest |v_k| so far, how many components reach it and how many are
+// NaN: the p = inf norm (NaN if any component is) and the share of its
+// gradient that each component at the max gets.
+struct MaxAcc {
+    m: f32,
+    count: f32,
+    nans: f32,
+}
+
+fn max_add(s: MaxAcc, v: f32) -> MaxAcc {
+    let a = abs(v);
+    if (is_nan(a)) {
+        return MaxAcc(s.m, s.count, s.nans + 1.0);
+    }
+    if (a > s.m) {
+        return MaxAcc(a, 1.0, s.nans);
+    }
+    if (a == s.m) {
+        return MaxAcc(s.m, s.count + 1.0, s.nans);
+    }
+    return s;
+}
+
+fn max_norm(s: MaxAcc) -> f32 {
+    return select(s.m, nan(), s.nans > 0.0);
+}
+
+fn max_count(s: MaxAcc) -> f32 {
+    return select(s.count, s.nans, s.nans > 0.0);
+}
+
+// sign(v), 0 for 0 and NaN, as the reference's.
+fn sign0(v: f32) -> f32 {
+    return select(0.0, select(-1.0, 1.0, v > 0.0), v > 0.0 || v < 0.0);
+}
+
+const LN2_HI: f32 = 0.693145751953125;
+const LN2_LO: f32 = 1.4286068e-6;
+
+// ln x to about an ulp: the exponent's multiple of ln 2 in two parts, the
+// mantissa in [0.707, 1.414) through the series.
+fn ln_acc(x: f32) -> f32 {
+    if (!(x > 0.0 && x < inf())) {
+        return ln(x);
+    }
+    let f = frexp(x);
+    var m = f.fract;
+    var e = f.exp;
+    if (m < 0.70710678) {
+        m = m * 2.0;
+        e = e - 1;
+    }
+    let k = f32(e);
+    return k * LN2_HI + (log1p_series(m - 1.0) + k * LN2_LO);
+}
+
+// e^y to about an ulp (the built-in may be off by 3 + 2|y| ulp): y = n ln 2
+// + f with |f| <= ln 2 / 2, a polynomial for e^f, then the power of two.
+fn exp_acc(y: f32) -> f32 {
+    if (!(abs(y) < 80.0)) {
+        return exp(y);
+    }
+    let n = round(y / LN2);
+    let f = (y - n * LN2_HI) - n * LN2_LO;
+    var q = 1.0 / 40320.0;
+    q = q * f + 1.0 / 5040.0;
+    q = q * f + 1.0 / 720.0;
+    q = q * f + 1.0 / 120.0;
+    q = q * f + 1.0 / 24.0;
+    q = q * f + 1.0 / 6.0;
+    q = q * f + 0.5;
+    q = q * f + 1.0;
+    return ldexp(1.0 + f * q, i32(n));
+}
+
+// |v_k| / vmax raised to p, for the scaled sums of the general norm.
+fn scaled_pow(v: f32, vmax: f32) -> f32 {
+    let r = abs(v) / vmax;
+    if (r == 0.0) {
+        return 0.0;
+    }
+    return exp_acc(params.p * ln_acc(r));
+}
+
+// d |v|_p / d v_k as torch's norm_backward (see norm_grad in src/cpu/pairs.rs).
+// `d` is the norm, except for the general p: there the largest |v_k|, with
+// `aux` = ln sum (|v_k| / d)^p; for p = inf, `aux` components share the
+// gradient.
+fn norm_grad(v: f32, d: f32, aux: f32) -> f32 {
+    switch params.norm {
+        case NORM_INF: {
+            return select(0.0, sign0(v) / aux, abs(v) == d || is_nan(v));
+        }
+        case NORM_1: {
+            return sign0(v);
+        }
+        case NORM_2: {
+            return select(v / d, 0.0, d == 0.0);
+        }
+        default: {
+            if (d == 0.0 || v == 0.0) {
+                return 0.0;
+            }
+            // |v_k|^(p-1) / |v|_p^(p-1) with |v|_p = vmax S^(1/p): as one
+            // exponential of small arguments, so that no power overflows and
+            // a single component gives exactly sign(v_k).
+            let q = params.p - 1.0;
+            return sign0(v) * exp_acc(q * ln_acc(abs(v) / d) - q / params.p * aux);
+        }
+    }
+}
+
 // TripletMarginLoss: max(margin + d(a, p) - d(a, n), 0), d(u, w) = |u - w + eps|_p,
 // with swap d(a, n) -> min(d(a, n), d(p, n)).
 fn triplet_margin(r: u32) -> f32 {
     let base = params.skip + r * params.dim;
     let eps = params.eps;
     let swap = params.flag != 0u;
+    var l = 0.0;
+    // For GRAD: the norms and their `aux` (see norm_grad), and whether d(p, n)
+    // is the negative distance or ties with d(a, n).
+    var d_ap = 0.0;
+    var d_an = 0.0;
+    var d_pn = 0.0;
+    var aux_ap = 1.0;
+    var aux_an = 1.0;
+    var aux_pn = 1.0;
+    var use_pn = false;
+    var tie = false;
     if (params.norm == NORM_INF) {
-        var m_ap = 0.0;
-        var m_an = 0.0;
-        var m_pn = 0.0;
+        var m_ap = MaxAcc(0.0, 0.0, 0.0);
+        var m_an = MaxAcc(0.0, 0.0, 0.0);
+        var m_pn = MaxAcc(0.0, 0.0, 0.0);
         for (var k = 0u; k < params.dim; k = k + 1u) {
             let a = input[base + k];
             let p = second[base + k];
             let n = third[base + k];
-            m_ap = max_nan(m_ap, abs(a - p + eps));
-            m_an = max_nan(m_an, abs(a - n + eps));
+            m_ap = max_add(m_ap, a - p + eps);
+            m_an = max_add(m_an, a - n + eps);
             if (swap) {
-                m_pn = max_nan(m_pn, abs(p - n + eps));
+                m_pn = max_add(m_pn, p - n + eps);
             }
         }
+        d_ap = max_norm(m_ap);
+        d_an = max_norm(m_an);
+        d_pn = max_norm(m_pn);
+        aux_ap = max_count(m_ap);
+        aux_an = max_count(m_an);
+        aux_pn = max_count(m_pn);
         // torch.min(d(a, n), d(p, n)) before the difference: inf - min(inf, x)
         // is inf, where the larger of inf - inf and inf - x would be NaN.
-        var m_neg = m_an;
-        if (swap && (m_pn < m_an || is_nan(m_pn))) {
-            m_neg = m_pn;
+        use_pn = swap && (d_pn < d_an || is_nan(d_pn));
+        tie = swap && d_pn == d_an;
+        l = clamp_min(params.margin + (d_ap - select(d_an, d_pn, use_pn)), 0.0);
+    } else {
+        var s_ap = Acc(0.0, 0.0);
+        var s_an = Acc(0.0, 0.0);
+        var s_pn = Acc(0.0, 0.0);
+        var ds_an = Acc(0.0, 0.0);
+        var ds_pn = Acc(0.0, 0.0);
+        let scaled = GRAD && params.norm == NORM_P;
+        var m_ap = MaxAcc(0.0, 0.0, 0.0);
+        var m_an = MaxAcc(0.0, 0.0, 0.0);
+        var m_pn = MaxAcc(0.0, 0.0, 0.0);
+        for (var k = 0u; k < params.dim; k = k + 1u) {
+            let a = input[base + k];
+            let p = second[base + k];
+            let n = third[base + k];
+            if (scaled) {
+                m_ap = max_add(m_ap, a - p + eps);
+                m_an = max_add(m_an, a - n + eps);
+                m_pn = max_add(m_pn, p - n + eps);
+            }
+            let t_ap = pow_p(a - p + eps);
+            let t_an = pow_p(a - n + eps);
+            s_ap = acc_add(s_ap, t_ap);
+            s_an = acc_add(s_an, t_an);
+            ds_an = acc_add(ds_an, t_ap - t_an);
+            if (swap) {
+                let t_pn = pow_p(p - n + eps);
+                s_pn = acc_add(s_pn, t_pn);
+                ds_pn = acc_add(ds_pn, t_ap - t_pn);
+            }
         }
-        return clamp_min(params.margin + (m_ap - m_neg), 0.0);
-    }
-    var s_ap = Acc(0.0, 0.0);
-    var s_an = Acc(0.0, 0.0);
-    var s_pn = Acc(0.0, 0.0);
-    var ds_an = Acc(0.0, 0.0);
-    var ds_pn = Acc(0.0, 0.0);
-    for (var k = 0u; k < params.dim; k = k + 1u) {
-        let a = input[base + k];
-        let p = second[base + k];
-        let n = third[base + k];
-        let t_ap = pow_p(a - p + eps);
-        let t_an = pow_p(a - n + eps);
-        s_ap = acc_add(s_ap, t_ap);
-        s_an = acc_add(s_an, t_an);
-        ds_an = acc_add(ds_an, t_ap - t_an);
-        if (swap) {
-            let t_pn = pow_p(p - n + eps);
-            s_pn = acc_add(s_pn, t_pn);
-            ds_pn = acc_add(ds_pn, t_ap - t_pn);
+        let sap = acc_total(s_ap);
+        let san = acc_total(s_an);
+        let spn = acc_total(s_pn);
+        // torch.min(d(a, n), d(p, n)) first (the p-th powers order as the
+        // distances do), then the gap to the smaller one.
+        use_pn = swap && (spn < san || is_nan(spn));
+        tie = swap && spn == san;
+        if (use_pn) {
+            l = clamp_min(params.margin + distance_gap(sap, spn, acc_total(ds_pn)), 0.0);
+        } else {
+            l = clamp_min(params.margin + distance_gap(sap, san, acc_total(ds_an)), 0.0);
+        }
+        if (GRAD && params.norm == NORM_2) {
+            d_ap = sqrt(sap);
+            d_an = sqrt(san);
+            d_pn = sqrt(spn);
+        }
+        if (scaled) {
+            // The sums of |v_k|^p accurate enough for the gradient: scaled by
+            // the largest |v_k| (one more walk over the row), each power to
+            // about an ulp.
+            d_ap = max_norm(m_ap);
+            d_an = max_norm(m_an);
+            d_pn = max_norm(m_pn);
+            var q_ap = Acc(0.0, 0.0);
+            var q_an = Acc(0.0, 0.0);
+            var q_pn = Acc(0.0, 0.0);
+            for (var k = 0u; k < params.dim; k = k + 1u) {
+                let a = input[base + k];
+                let p = second[base + k];
+                let n = third[base + k];
+                q_ap = acc_add(q_ap, scaled_pow(a - p + eps, d_ap));
+                q_an = acc_add(q_an, scaled_pow(a - n + eps, d_an));
+                if (swap) {
+                    q_pn = acc_add(q_pn, scaled_pow(p - n + eps, d_pn));
+                }
+            }
+            // An infinite component leaves only 0 and NaN gradients: the
+            // others' ratios are 0 whatever the sum.
+            aux_ap = select(ln_acc(acc_total(q_ap)), 0.0, d_ap == inf());
+            aux_an = select(ln_acc(acc_total(q_an)), 0.0, d_an == inf());
+            aux_pn = select(ln_acc(acc_total(q_pn)), 0.0, d_pn == inf());
         }
     }
-    let sap = acc_total(s_ap);
-    let san = acc_total(s_an);
-    let spn = acc_total(s_pn);
-    // torch.min(d(a, n), d(p, n)) first (the p-th powers order as the
-    // distances do), then the gap to the smaller one.
-    if (swap && (spn < san || is_nan(spn))) {
-        return clamp_min(params.margin + distance_gap(sap, spn, acc_total(ds_pn)), 0.0);
+    if (GRAD) {
+        // The shares of the negative distance's gradient, (a, n) and (p, n):
+        // torch.min splits it evenly at a tie.
+        var w_an = 1.0;
+        var w_pn = 0.0;
+        if (use_pn) {
+            w_an = 0.0;
+            w_pn = 1.0;
+        } else if (tie) {
+            w_an = 0.5;
+            w_pn = 0.5;
+        }
+        // No gradient where the hinge is at or below 0 (or NaN); the zero
+        // still meets every term, so NaN terms stay NaN, as in autograd.
+        let g = select(0.0, row_upstream(r), l > 0.0);
+        for (var k = 0u; k < params.dim; k = k + 1u) {
+            let a = input[base + k];
+            let p = second[base + k];
+            let n = third[base + k];
+            let n_ap = norm_grad(a - p + eps, d_ap, aux_ap);
+            let n_an = norm_grad(a - n + eps, d_an, aux_an);
+            var n_pn = 0.0;
+            if (swap) {
+                n_pn = norm_grad(p - n + eps, d_pn, aux_pn);
+            }
+            grad_input[base + k] = g * (n_ap - w_an * n_an);
+            grad_second[base + k] = g * (-n_ap - w_pn * n_pn);
+            grad_third[base + k] = g * (w_an * n_an + w_pn * n_pn);
+        }
     }
-    return clamp_min(params.margin + distance_gap(sap, san, acc_total(ds_an)), 0.0);
+    return l;
 }
 
 fn item(r: u32) -> f32 {

@@ -39,7 +39,10 @@ pub(crate) const POINTWISE: Kernel = kernel!("pointwise", 5, 2);
 /// Reads logits, targets, class weight and the upstream gradient; writes the
 /// items or partials, and the gradient.
 pub(crate) const ROWS: Kernel = kernel!("rows", 4, 2);
-pub(crate) const PAIRS: Kernel = kernel!("pairs", 4);
+/// Reads the two or three row tensors (or cosine_embedding's labels in the
+/// third) and the upstream gradient; writes the items or partials, and up to
+/// three gradients.
+pub(crate) const PAIRS: Kernel = kernel!("pairs", 4, 4);
 /// Reads input, targets and the upstream or the per-class coefficients;
 /// writes the output or the gradient, and the scratch.
 pub(crate) const DICE: Kernel = kernel!("dice", 3, 2);

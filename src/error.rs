@@ -72,11 +72,6 @@ pub enum Error {
     UpstreamReduction { reduction: &'static str },
     #[error("the upstream gradient has {actual} values, expected {expected} (one per loss item)")]
     UpstreamLength { expected: usize, actual: usize },
-    #[error("{what} of {loss} are not yet on the GPU")]
-    NotYetOnGpu {
-        loss: &'static str,
-        what: &'static str,
-    },
     #[error("{loss}: `{name}` has {len} elements, more than the adapter can bind ({limit}); split the batch")]
     TooLarge {
         loss: &'static str,

@@ -7,7 +7,7 @@ mod common;
 
 use common::{close, ctx};
 use serde_json::Value;
-use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Target, Tensor, Upstream};
+use wgpu_loss::{cpu, DiceMode, Inputs, Loss, Reduction, Target, Tensor, Upstream};
 
 fn num(v: &Value) -> f64 {
     match v {
@@ -142,10 +142,17 @@ fn pytorch_fixtures() {
     let mut failures = vec![];
     let mut gpu_gradients = 0;
     let mut dice_gradients = 0;
+    // (pair cases, of them with GPU gradients checked)
+    let mut pair_gradients = (0, 0);
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let loss = loss_of(case);
         let reduction = Reduction::from_name(case["reduction"].as_str().unwrap()).unwrap();
+        let pair = matches!(
+            loss,
+            Loss::CosineEmbedding { .. } | Loss::TripletMargin { .. }
+        );
+        pair_gradients.0 += pair as usize;
         let input = tensor(case, "input").unwrap();
         let target = tensor(case, "target");
         let others: Vec<(&str, Option<Owned>)> =
@@ -236,12 +243,11 @@ fn pytorch_fixtures() {
         // The GPU backward against the same autograd gradients, for the
         // families whose backward is on the GPU.
         match ctx().evaluate_with_grad(&loss, reduction, &inputs, Upstream::Scalar(1.0)) {
-            // Only the pair losses are still on the CPU.
-            Err(Error::NotYetOnGpu { .. }) if !matches!(loss, Loss::Dice { .. }) => {}
             Err(e) => failures.push(format!("{name}: gpu gradient error {e}")),
             Ok((_, g)) => {
                 gpu_gradients += 1;
                 dice_gradients += matches!(loss, Loss::Dice { .. }) as usize;
+                pair_gradients.1 += pair as usize;
                 let grads = case["grads"].as_object().unwrap();
                 for (tensor, want) in grads {
                     let got = match tensor.as_str() {
@@ -293,6 +299,14 @@ fn pytorch_fixtures() {
     assert!(
         dice_gradients >= 31,
         "only {dice_gradients} dice GPU gradient cases ran"
+    );
+    assert!(
+        pair_gradients.0 >= 20,
+        "the fixture file lost its pair cases"
+    );
+    assert_eq!(
+        pair_gradients.0, pair_gradients.1,
+        "every pair case has its GPU gradients checked"
     );
     assert!(
         failures.is_empty(),

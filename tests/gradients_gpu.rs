@@ -655,24 +655,6 @@ fn slice_api_errors_are_typed() {
             actual: 2
         }
     );
-    // Families whose backward is not on the GPU yet say so.
-    let x1 = [0.1f32, 0.2, 0.3, 0.4];
-    let loss = Loss::from_name("cosine_embedding").unwrap();
-    let pairs = Inputs::new(Tensor::new(&x1, &[2, 2])).target(Tensor::new(&x1, &[2, 2]));
-    let e = ctx()
-        .evaluate_with_grad(&loss, Reduction::Mean, &pairs, Upstream::Scalar(1.0))
-        .unwrap_err();
-    assert_eq!(
-        e,
-        Error::NotYetOnGpu {
-            loss: "cosine_embedding",
-            what: "gradients"
-        }
-    );
-    assert_eq!(
-        e.to_string(),
-        "gradients of cosine_embedding are not yet on the GPU"
-    );
 }
 
 const IGNORE: i64 = -100;

@@ -86,17 +86,6 @@ impl Wrt {
 
 const ALL_WRT: [Wrt; 4] = [Wrt::Input, Wrt::Target, Wrt::Positive, Wrt::Negative];
 
-/// Whether the GPU has the backward of `loss`.
-pub(crate) fn gradients_on_gpu(loss: &Loss, geometry: &Geometry<'_>) -> Result<()> {
-    match geometry {
-        Geometry::Point(_) | Geometry::Rows(_) | Geometry::Dice(_) => Ok(()),
-        _ => Err(Error::NotYetOnGpu {
-            loss: loss.name(),
-            what: "gradients",
-        }),
-    }
-}
-
 /// The tensors whose gradients a loss has: its prediction, and both sides of
 /// the symmetric pair losses.
 fn wrt(loss: &Loss) -> &'static [Wrt] {
@@ -299,15 +288,12 @@ impl Context {
             }
         }
         let limit = self.max_binding_elements();
-        if grad {
-            gradients_on_gpu(loss, &plan.geometry)?;
-        }
         let schedule = match &plan.geometry {
             Geometry::Point(p) => {
                 super::pointwise::schedule(loss, reduction, p, limit, grad, self.groups_wanted())?
             }
             Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit, grad)?,
-            Geometry::Pairs(p) => super::pairs::schedule(loss, reduction, p, limit)?,
+            Geometry::Pairs(p) => super::pairs::schedule(loss, reduction, p, limit, grad)?,
             Geometry::Dice(d) => super::dice::schedule(loss, reduction, d, limit, grad)?,
         };
         let align = self

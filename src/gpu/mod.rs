@@ -17,7 +17,7 @@ use crate::device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, Grad
 use crate::error::{Error, Result};
 use crate::inputs::{plan, Geometry, Inputs, Plan, Target, Upstream};
 use crate::loss::{Loss, Reduction};
-use evaluator::{gradients_on_gpu, Evaluator, Wrt, OFFSET_ALIGN};
+use evaluator::{Evaluator, Wrt, OFFSET_ALIGN};
 
 pub(crate) const WG: usize = 256;
 const MAX_GROUPS: usize = 65_535;
@@ -367,7 +367,6 @@ impl Context {
     ) -> Result<(Evaluation, Gradients)> {
         let plan = plan(loss, reduction, inputs)?;
         upstream.check(reduction, plan.items())?;
-        gradients_on_gpu(loss, &plan.geometry)?;
         self.scoped(|| {
             let uploads = self.upload_inputs(loss, inputs, &plan);
             let device_inputs = uploads.device_inputs();

@@ -2,8 +2,9 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::evaluator::OFFSET_ALIGN;
-use super::evaluator::{aligned, finalize, units_per_slice, Dispatch, Role, Schedule, Slice};
+use super::evaluator::{
+    aligned, finalize, units_per_slice, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN,
+};
 use super::{grid, WG};
 use crate::context::PAIRS;
 use crate::error::{Error, Result};
@@ -26,6 +27,9 @@ struct PairsParams {
     skip: u32,
     row_skip: u32,
     partial_base: u32,
+    divisor: f32,
+    cos_eps: f32,
+    _pad: [u32; 2],
 }
 
 /// The norm selector of the shader: 0 general p, 1, 2, 3 = inf.
@@ -44,12 +48,19 @@ fn norm_id(p: f32) -> u32 {
 /// Slices of whole rows, one dispatch each (the same rows of every tensor),
 /// then the finalize pass over all their partials; `none` writes each slice's
 /// items at its first row. A row longer than a binding is `Error::TooLarge`.
+///
+/// With `grad` the same passes write the gradients of both (cosine) or all
+/// three (triplet) tensors, bound like them: rows are independent, so the
+/// upstream and the reduction's scale (1 / rows for mean) are known up front.
 pub(super) fn schedule(
     loss: &Loss,
     reduction: Reduction,
     plan: &PairsPlan,
     limit: usize,
+    grad: bool,
 ) -> Result<Schedule> {
+    // The third binding holds cosine_embedding's labels (one per row) or
+    // triplet_margin's negatives (rows like the others).
     let (id, second, third, labels, flag, norm, margin, p, eps) = match loss {
         Loss::CosineEmbedding { margin } => {
             let labels = if plan.labels {
@@ -58,31 +69,40 @@ pub(super) fn schedule(
                 Role::Absent
             };
             let flag = plan.labels as u32;
-            let (second, third) = (Role::Target, Role::Absent);
-            (0, second, third, labels, flag, 0, *margin, 0.0, 0.0)
+            (0, Wrt::Target, None, labels, flag, 0, *margin, 0.0, 0.0)
         }
         Loss::TripletMargin {
             margin,
             p,
             eps,
             swap,
-        } => {
-            let (second, third) = (Role::Positive, Role::Negative);
-            let flag = *swap as u32;
-            (
-                1,
-                second,
-                third,
-                Role::Absent,
-                flag,
-                norm_id(*p),
-                *margin,
-                *p,
-                *eps,
-            )
-        }
+        } => (
+            1,
+            Wrt::Positive,
+            Some(Wrt::Negative),
+            Role::Absent,
+            *swap as u32,
+            norm_id(*p),
+            *margin,
+            *p,
+            *eps,
+        ),
         _ => unreachable!("not a pair loss"),
     };
+    let role = |w: Wrt| match w {
+        Wrt::Input => Role::Input,
+        Wrt::Target => Role::Target,
+        Wrt::Positive => Role::Positive,
+        Wrt::Negative => Role::Negative,
+    };
+    let divisor = match reduction {
+        Reduction::Mean => plan.rows as f32,
+        _ => 1.0,
+    };
+    let mut constants = vec![("LOSS", id as f64)];
+    if grad {
+        constants.push(("GRAD", 1.0));
+    }
     let dim = plan.dim;
     let step = match units_per_slice(dim, plan.rows, limit) {
         Some(step) => step,
@@ -115,6 +135,9 @@ pub(super) fn schedule(
             skip: (first * dim % OFFSET_ALIGN) as u32,
             row_skip: (first % OFFSET_ALIGN) as u32,
             partial_base: partials as u32,
+            divisor,
+            cos_eps: crate::cpu::pairs::COSINE_EPSILON as f32,
+            _pad: [0; 2],
         };
         let data = |role: Role| match role {
             Role::Absent => Slice::whole(role),
@@ -129,17 +152,33 @@ pub(super) fn schedule(
         } else {
             Slice::whole(Role::Scratch)
         };
+        let third_binding = match third {
+            Some(w) => data(role(w)),
+            None => per_row(labels),
+        };
+        let gradient = |w: Option<Wrt>| match w {
+            Some(w) if grad => data(Role::Grad(w)),
+            _ => Slice::whole(Role::Absent),
+        };
+        let upstream = match (grad, items) {
+            (false, _) => Slice::whole(Role::Absent),
+            (true, true) => per_row(Role::Upstream),
+            (true, false) => Slice::whole(Role::Upstream),
+        };
         dispatches.push(Dispatch {
             kernel: &PAIRS,
             entry: "main",
-            constants: vec![("LOSS", id as f64)],
+            constants: constants.clone(),
             params: bytemuck::bytes_of(&params).to_vec(),
             bindings: vec![
                 data(Role::Input),
-                data(second),
-                data(third),
-                per_row(labels),
+                data(role(second)),
+                third_binding,
+                upstream,
                 out,
+                gradient(Some(Wrt::Input)),
+                gradient(Some(second)),
+                gradient(third),
             ],
             groups: (groups_x, groups_y),
         });
