@@ -135,7 +135,7 @@ pub fn run(steps: usize) -> Result<Trained, Box<dyn std::error::Error>> {
     let x = init("x", bytemuck::cast_slice(&xs), storage);
     let labels = init("labels", bytemuck::cast_slice(&ys), storage);
     let copy_src = storage | wgpu::BufferUsages::COPY_SRC;
-    let weights = init("weights", &vec![0u8; 4 * C * (D + 1)], copy_src);
+    let weights = init("weights", &[0u8; 4 * C * (D + 1)], copy_src);
     let dims = [N as u32, D as u32, C as u32, LR.to_bits()];
     let dims = init(
         "dims",
