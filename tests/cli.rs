@@ -918,10 +918,22 @@ fn bench_writes_records_and_a_plot() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert_eq!(records.len(), 2, "{}", stdout(&o));
-    for (r, loss) in records.iter().zip(["mse", "cross_entropy"]) {
+    assert_eq!(records.len(), 4, "{}", stdout(&o));
+    let expected = [
+        ("mse", "forward"),
+        ("mse", "fused"),
+        ("cross_entropy", "forward"),
+        ("cross_entropy", "fused"),
+    ];
+    for (r, (loss, call)) in records.iter().zip(expected) {
         assert_eq!(r["loss"], loss);
-        assert_eq!(r["call"], "forward");
+        assert_eq!(r["call"], call);
+        if call == "fused" {
+            let v = num(&r["vs_forward"]);
+            assert!(v.is_finite() && v > 0.0, "{r}");
+        } else {
+            assert!(r.get("vs_forward").is_none(), "{r}");
+        }
         assert!(r["n"].as_u64().unwrap() >= 4096, "{r}");
         assert!(r["bytes"].as_u64().unwrap() >= 4 * 4096, "{r}");
         for key in ["gpu_ms", "gbps", "copy_gbps", "efficiency", "roundtrip_ms"] {
@@ -938,6 +950,26 @@ fn bench_writes_records_and_a_plot() {
         "{svg}"
     );
 
+    // The fused call moves the gradient too.
+    for pair in records.chunks(2) {
+        assert!(num(&pair[1]["bytes"]) > num(&pair[0]["bytes"]), "{pair:?}");
+    }
+    let o = run(&[
+        "bench",
+        "--loss",
+        "mse",
+        "--sizes",
+        "4096",
+        "--max-runs",
+        "3",
+        "--calls",
+        "fused",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("mse")).collect();
+    assert!(rows.len() == 1 && rows[0].contains("fused"), "{table}");
+    rejects(&["bench", "--calls", "backward"], "unknown call `backward`");
     rejects(&["bench", "--loss", "softmax"], "unknown loss `softmax`");
     rejects(&["bench", "--sizes", "0"], "--sizes");
 }

@@ -60,6 +60,10 @@ struct BenchArgs {
     /// none, mean, sum or batchmean.
     #[arg(long, default_value = "mean")]
     reduction: String,
+    /// Comma-separated calls: forward (the value), fused (the value and every gradient,
+    /// where the GPU has them) [forward,fused].
+    #[arg(long, value_name = "CALL,..", value_delimiter = ',')]
+    calls: Vec<String>,
     /// Timed runs at least, after one warm-up.
     #[arg(long, default_value_t = 3, value_name = "N")]
     min_runs: usize,
@@ -1194,6 +1198,25 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
             "need --seconds >= 0 and 1 <= --min-runs <= --max-runs".into(),
         ));
     }
+    let mut fused = false;
+    let mut forward = a.calls.is_empty();
+    for call in &a.calls {
+        match call.trim() {
+            "forward" => forward = true,
+            "fused" => fused = true,
+            other => {
+                return Err(Fail::Usage(format!(
+                    "--calls: unknown call `{other}` (use forward, fused)"
+                )))
+            }
+        }
+    }
+    fused |= a.calls.is_empty();
+    let calls = [("forward", forward), ("fused", fused)]
+        .into_iter()
+        .filter(|c| c.1)
+        .map(|c| c.0)
+        .collect::<Vec<_>>();
     let ctx = Context::new()?;
     let mut b = Bench::new(&ctx);
     b.reduction = reduction;
@@ -1212,7 +1235,7 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
     };
     note(format!("adapter: {}; {timing}", ctx.adapter_name()));
     let bar = ProgressBar::with_draw_target(
-        Some((losses.len() * sizes.len()) as u64),
+        Some((losses.len() * sizes.len() * calls.len()) as u64),
         ProgressDrawTarget::stderr(),
     );
     bar.set_style(
@@ -1222,18 +1245,24 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
     let mut records = vec![];
     for loss in &losses {
         for &size in &sizes {
-            bar.set_message(format!("{} n={size}", loss.name()));
-            let outcome = b.forward(loss, size);
-            bar.inc(1);
-            match outcome? {
-                bench::Outcome::Done(r) => {
-                    if a.json {
-                        bar.suspend(|| say(&serde_json::to_string(&r).unwrap_or_default()));
+            for &call in &calls {
+                bar.set_message(format!("{} {call} n={size}", loss.name()));
+                let outcome = if call == "fused" {
+                    b.fused(loss, size)
+                } else {
+                    b.forward(loss, size)
+                };
+                bar.inc(1);
+                match outcome? {
+                    bench::Outcome::Done(r) => {
+                        if a.json {
+                            bar.suspend(|| say(&serde_json::to_string(&r).unwrap_or_default()));
+                        }
+                        records.push(*r);
                     }
-                    records.push(*r);
-                }
-                bench::Outcome::Skipped(why) => {
-                    bar.suspend(|| note(format!("skipped {} at {size}: {why}", loss.name())))
+                    bench::Outcome::Skipped(why) => bar.suspend(|| {
+                        note(format!("skipped {} {call} at {size}: {why}", loss.name()))
+                    }),
                 }
             }
         }
@@ -1246,8 +1275,10 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
             ctx.adapter_info().device_type
         ));
         say(&format!(
-            "forward call, reduction {}, inputs on the device; efficiency = GB/s / copy-kernel GB/s over the same bytes; \
-             rt ms = blocking call on {} elements (inputs on the device), eval ms = the same from host data",
+            "reduction {}, inputs on the device; forward: the value; fused: the value and every gradient (upstream 1, \
+             gradients left on the device); efficiency = GB/s / copy-kernel GB/s over the same bytes; \
+             rt ms = blocking call on {} elements (inputs on the device), eval ms = the same from host data; \
+             /fwd = fused gpu ms / forward gpu ms",
             reduction.name(),
             bench::ROUNDTRIP_N
         ));
@@ -1255,7 +1286,8 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
     }
     if let Some(path) = &a.plot {
         let title = format!(
-            "wgpu-loss forward ({}), {}",
+            "wgpu-loss {} ({}), {}",
+            calls.join(" and "),
             reduction.name(),
             ctx.adapter_name()
         );
