@@ -40,7 +40,8 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="a Markdown table")
     a = ap.parse_args()
 
-    ours = load(a.wgpu)
+    # The forward call's records: PyTorch's peer times the forward only.
+    ours = [r for r in load(a.wgpu) if r.get("call", "forward") == "forward"]
     torch = {}
     for r in load(a.torch):
         torch[(r["loss"], r["size"], r["mode"])] = r

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::context::{Context, COPY};
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Prepared, WG};
+use crate::inputs::Upstream;
 use crate::loss::{Loss, Reduction};
 use crate::synthetic;
 
@@ -58,13 +59,16 @@ impl Default for Repeats {
 pub struct Record {
     pub loss: String,
     /// "forward": the loss value with its inputs already on the device.
+    /// "fused": the value and every gradient in one call (upstream 1), the
+    /// value read back and the gradients left on the device.
     pub call: String,
     pub reduction: String,
     /// Elements asked for; `n` is the input's, rounded to whole rows.
     pub size: usize,
     pub n: usize,
     pub shape: Vec<usize>,
-    /// Bytes that must move: every input read once, the output written once.
+    /// Bytes that must move: every input read once, the output written once
+    /// (and, for "fused", every gradient written once).
     pub bytes: usize,
     /// Median GPU time of the call's passes (timestamps), or its wall time
     /// where `timing` is "wall".
@@ -72,7 +76,9 @@ pub struct Record {
     /// Median wall time of the whole blocking call: submit, wait, readback.
     pub wall_ms: f64,
     pub gbps: f64,
-    /// A copy kernel's bandwidth over a buffer of the same bytes (read + write).
+    /// A copy kernel's bandwidth (read + write) over a buffer of the input
+    /// bytes; for "fused", of half the bytes it moves, so that the copy moves
+    /// as many.
     pub copy_gbps: f64,
     /// `gbps / copy_gbps`.
     pub efficiency: f64,
@@ -84,6 +90,11 @@ pub struct Record {
     /// The same call from host data: upload, bind groups, run and readback.
     pub evaluate_ms: f64,
     pub runs: usize,
+    /// "fused" only: its `gpu_ms` over the "forward" call's on the same batch
+    /// (both measured in this run); the cost of the backward on top of the
+    /// forward, plus one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_forward: Option<f64>,
     /// "timestamps" or "wall".
     pub timing: String,
     pub adapter: String,
@@ -144,6 +155,8 @@ pub struct Bench<'c> {
     pub seed: u64,
     copies: HashMap<usize, f64>,
     roundtrips: HashMap<String, (f64, f64)>,
+    /// The forward call's GPU ms by (loss, size), for the fused call's ratio.
+    forwards: HashMap<(String, usize), f64>,
 }
 
 impl<'c> Bench<'c> {
@@ -155,6 +168,7 @@ impl<'c> Bench<'c> {
             seed: 1,
             copies: HashMap::new(),
             roundtrips: HashMap::new(),
+            forwards: HashMap::new(),
         }
     }
 
@@ -241,13 +255,26 @@ impl<'c> Bench<'c> {
     /// Median wall times of a blocking call on `ROUNDTRIP_N` elements: with
     /// the inputs on the device, and from host data (`Context::evaluate`).
     pub fn roundtrip(&mut self, loss: &Loss) -> Result<(f64, f64)> {
-        let key = format!("{loss:?}");
+        self.roundtrip_of(loss, false)
+    }
+
+    /// `roundtrip`, or with `fused` the value-and-gradient call's: the value
+    /// read back with the inputs on the device, and from host data
+    /// (`Context::evaluate_with_grad`, which also reads back the gradients).
+    fn roundtrip_of(&mut self, loss: &Loss, fused: bool) -> Result<(f64, f64)> {
+        let key = format!("{loss:?} {fused}");
         if let Some(r) = self.roundtrips.get(&key) {
             return Ok(*r);
         }
         let batch = synthetic::batch(loss, ROUNDTRIP_N, self.seed);
         let inputs = batch.inputs();
-        let prepared = self.ctx.prepare(loss, self.reduction, &inputs)?;
+        let one = Upstream::Scalar(1.0);
+        let prepared = if fused {
+            self.ctx
+                .prepare_with_grad(loss, self.reduction, &inputs, one)?
+        } else {
+            self.ctx.prepare(loss, self.reduction, &inputs)?
+        };
         let many = Repeats {
             min_runs: 20,
             max_runs: 200,
@@ -255,9 +282,15 @@ impl<'c> Bench<'c> {
         };
         let (_, device, _, _) = measure(many, || prepared.run().map(|_| None))?;
         let (_, host, _, _) = measure(many, || {
-            self.ctx
-                .evaluate(loss, self.reduction, &inputs)
-                .map(|_| None)
+            if fused {
+                self.ctx
+                    .evaluate_with_grad(loss, self.reduction, &inputs, one)
+                    .map(|_| None)
+            } else {
+                self.ctx
+                    .evaluate(loss, self.reduction, &inputs)
+                    .map(|_| None)
+            }
         })?;
         self.roundtrips.insert(key, (device, host));
         Ok((device, host))
@@ -288,6 +321,60 @@ impl<'c> Bench<'c> {
         };
         let read = must_read(&batch);
         let record = self.time(loss, size, &batch, &prepared, read, read + 4 * items)?;
+        self.forwards
+            .insert((loss.name().into(), size), record.gpu_ms);
+        Ok(Outcome::Done(Box::new(record)))
+    }
+
+    /// Times the fused value-and-gradient call of `loss` (upstream 1) on the
+    /// batch `forward` uses, its inputs on the device: the value is read
+    /// back, the gradients stay on the device. Its `vs_forward` is set when
+    /// `forward` ran on the same (loss, size) first.
+    pub fn fused(&mut self, loss: &Loss, size: usize) -> Result<Outcome> {
+        if let Err(e) = loss.validate(self.reduction) {
+            return skipped(e);
+        }
+        let limit = self.ctx.max_binding_elements();
+        if size > limit {
+            return Ok(Outcome::Skipped(format!(
+                "{size} elements exceed the adapter's {limit} per binding"
+            )));
+        }
+        let batch = synthetic::batch(loss, size, self.seed);
+        let inputs = batch.inputs();
+        let prepared =
+            match self
+                .ctx
+                .prepare_with_grad(loss, self.reduction, &inputs, Upstream::Scalar(1.0))
+            {
+                Ok(p) => p,
+                Err(e) => return skipped(e),
+            };
+        // The output, then every gradient.
+        let written = match prepared.run_with_grad() {
+            Ok((ev, g)) => {
+                let items = match ev.items {
+                    Some(_) => ev.items_shape.iter().product(),
+                    None => 1,
+                };
+                let others = [&g.target, &g.positive, &g.negative];
+                items
+                    + g.input.len()
+                    + others
+                        .iter()
+                        .flat_map(|v| v.iter())
+                        .map(Vec::len)
+                        .sum::<usize>()
+            }
+            Err(e) => return skipped(e),
+        };
+        // The copy yardstick moves as many bytes as the call: half read, half written.
+        let bytes = must_read(&batch) + 4 * written;
+        let mut record = self.time(loss, size, &batch, &prepared, bytes / 2, bytes)?;
+        record.vs_forward = self
+            .forwards
+            .get(&(loss.name().to_string(), size))
+            .map(|f| record.gpu_ms / f);
         Ok(Outcome::Done(Box::new(record)))
     }
 
@@ -297,20 +384,22 @@ impl<'c> Bench<'c> {
         size: usize,
         batch: &synthetic::Batch,
         prepared: &Prepared<'_>,
-        read: usize,
+        copy_bytes: usize,
         bytes: usize,
     ) -> Result<Record> {
         let submits = self.ctx.submits();
         let (gpu_ms, wall_ms, runs, timed) =
             measure(self.repeats, || prepared.run_timed().map(|(_, ms)| ms))?;
         let submits = (self.ctx.submits() - submits) / (runs + 1);
-        let copy_gbps = self.copy_gbps(read)?;
-        let (roundtrip_ms, evaluate_ms) = self.roundtrip(loss)?;
+        let copy_gbps = self.copy_gbps(copy_bytes)?;
+        let fused = prepared.evaluator().has_gradients();
+        let (roundtrip_ms, evaluate_ms) = self.roundtrip_of(loss, fused)?;
         let g = gbps(bytes, gpu_ms);
         let info = self.ctx.adapter_info();
         Ok(Record {
+            vs_forward: None,
             loss: loss.name().into(),
-            call: "forward".into(),
+            call: if fused { "fused" } else { "forward" }.into(),
             reduction: self.reduction.name().into(),
             size,
             n: batch.input.0.len(),
@@ -348,7 +437,6 @@ pub fn must_read(batch: &synthetic::Batch) -> usize {
 fn skipped(e: Error) -> Result<Outcome> {
     match e {
         Error::TooLarge { .. } | Error::Reduction { .. } => Ok(Outcome::Skipped(e.to_string())),
-        Error::Gpu(m) if m.contains("not implemented on the GPU") => Ok(Outcome::Skipped(m)),
         e => Err(e),
     }
 }
@@ -372,8 +460,9 @@ pub fn human_bytes(bytes: f64) -> String {
 /// The records as a plain-text table, one line per record.
 pub fn table(records: &[Record]) -> String {
     let mut s = format!(
-        "{:<16} {:>9} {:>9} {:>10} {:>9} {:>9} {:>6} {:>4} {:>4} {:>9} {:>9}\n",
+        "{:<16} {:<7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>6} {:>4} {:>4} {:>9} {:>9} {:>6}\n",
         "loss",
+        "call",
         "n",
         "bytes",
         "gpu ms",
@@ -383,12 +472,15 @@ pub fn table(records: &[Record]) -> String {
         "disp",
         "subm",
         "rt ms",
-        "eval ms"
+        "eval ms",
+        "/fwd"
     );
     for r in records {
+        let vs = r.vs_forward.map(|v| format!("{v:.2}")).unwrap_or_default();
         s += &format!(
-            "{:<16} {:>9} {:>9} {:>10.4} {:>9.3} {:>9.3} {:>6.3} {:>4} {:>4} {:>9.3} {:>9.3}\n",
+            "{:<16} {:<7} {:>9} {:>9} {:>10.4} {:>9.3} {:>9.3} {:>6.3} {:>4} {:>4} {:>9.3} {:>9.3} {:>6}\n",
             r.loss,
+            r.call,
             r.n,
             human_bytes(r.bytes as f64),
             r.gpu_ms,
@@ -398,7 +490,8 @@ pub fn table(records: &[Record]) -> String {
             r.dispatches,
             r.submits,
             r.roundtrip_ms,
-            r.evaluate_ms
+            r.evaluate_ms,
+            vs
         );
     }
     s
@@ -461,24 +554,29 @@ pub fn plot_svg(
         .map_err(|e| err(&e))?
         .label("copy kernel (read + write)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], thick));
-    let mut losses: Vec<&str> = vec![];
+    // One line per loss and call: "mse", "mse fused".
+    let series = |r: &Record| match r.call.as_str() {
+        "forward" => r.loss.clone(),
+        call => format!("{} {call}", r.loss),
+    };
+    let mut losses: Vec<String> = vec![];
     for r in &finite {
-        if !losses.contains(&r.loss.as_str()) {
-            losses.push(&r.loss);
+        if !losses.contains(&series(r)) {
+            losses.push(series(r));
         }
     }
     for (i, loss) in losses.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let mut pts: Vec<(f64, f64)> = finite
             .iter()
-            .filter(|r| r.loss == *loss)
+            .filter(|r| series(r) == *loss)
             .map(|r| (x(r), r.gbps))
             .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(|e| err(&e))?
-            .label(*loss)
+            .label(loss.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });

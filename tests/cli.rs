@@ -720,19 +720,10 @@ fn class_targets_of_ints_and_ignore_index() {
     );
 }
 
-/// Runs a loss whose GPU kernels may not be merged yet: either the value
-/// matches `want`, or the GPU says it lacks the kernel (exit 1).
-fn json_or_not_on_gpu(args: &[&str], want: f64) -> Option<Value> {
+/// Runs `args` with `--json` expected to succeed with `want`.
+fn json_matching(args: &[&str], want: f64) -> Option<Value> {
     let o = run(args);
-    if !o.status.success() {
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
-        assert!(
-            stderr(&o).contains("not implemented on the GPU"),
-            "{args:?}: {}",
-            stderr(&o)
-        );
-        return None;
-    }
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
     let j: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(
         close(num(&j["value"]), want) && close(num(&j["cpu_reference"]), want),
@@ -788,7 +779,7 @@ fn pair_and_dice_losses_read_their_tensors() {
         "sum",
         "--json",
     ];
-    if let Some(j) = json_or_not_on_gpu(&args, want) {
+    if let Some(j) = json_matching(&args, want) {
         assert_eq!(
             j["params"],
             serde_json::json!({ "margin": 0.5, "p": 1.0, "eps": 1e-6, "swap": true })
@@ -821,7 +812,7 @@ fn pair_and_dice_losses_read_their_tensors() {
         "0.1",
         "--json",
     ];
-    json_or_not_on_gpu(&args, want);
+    json_matching(&args, want);
 
     // Dice: class-index masks as int64; `none` is one value per class.
     let logits = data(2 * 3 * 8, 14);
@@ -847,7 +838,7 @@ fn pair_and_dice_losses_read_their_tensors() {
         out.to_str().unwrap(),
         "--json",
     ];
-    if json_or_not_on_gpu(&args, want.value).is_some() {
+    if json_matching(&args, want.value).is_some() {
         let got = npy::read(&out).unwrap();
         assert_eq!(got.shape, vec![3], "one value per class");
         let Data::F32(items) = got.data else {
@@ -918,10 +909,22 @@ fn bench_writes_records_and_a_plot() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert_eq!(records.len(), 2, "{}", stdout(&o));
-    for (r, loss) in records.iter().zip(["mse", "cross_entropy"]) {
+    assert_eq!(records.len(), 4, "{}", stdout(&o));
+    let expected = [
+        ("mse", "forward"),
+        ("mse", "fused"),
+        ("cross_entropy", "forward"),
+        ("cross_entropy", "fused"),
+    ];
+    for (r, (loss, call)) in records.iter().zip(expected) {
         assert_eq!(r["loss"], loss);
-        assert_eq!(r["call"], "forward");
+        assert_eq!(r["call"], call);
+        if call == "fused" {
+            let v = num(&r["vs_forward"]);
+            assert!(v.is_finite() && v > 0.0, "{r}");
+        } else {
+            assert!(r.get("vs_forward").is_none(), "{r}");
+        }
         assert!(r["n"].as_u64().unwrap() >= 4096, "{r}");
         assert!(r["bytes"].as_u64().unwrap() >= 4 * 4096, "{r}");
         for key in ["gpu_ms", "gbps", "copy_gbps", "efficiency", "roundtrip_ms"] {
@@ -938,6 +941,373 @@ fn bench_writes_records_and_a_plot() {
         "{svg}"
     );
 
+    // The fused call moves the gradient too.
+    for pair in records.chunks(2) {
+        assert!(num(&pair[1]["bytes"]) > num(&pair[0]["bytes"]), "{pair:?}");
+    }
+    let o = run(&[
+        "bench",
+        "--loss",
+        "mse",
+        "--sizes",
+        "4096",
+        "--max-runs",
+        "3",
+        "--calls",
+        "fused",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("mse")).collect();
+    assert!(rows.len() == 1 && rows[0].contains("fused"), "{table}");
+    rejects(&["bench", "--calls", "backward"], "unknown call `backward`");
     rejects(&["bench", "--loss", "softmax"], "unknown loss `softmax`");
     rejects(&["bench", "--sizes", "0"], "--sizes");
+}
+
+/// The float32 array of an .npy file and its shape.
+fn read_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
+    let got = npy::read(path).unwrap();
+    assert_eq!(got.dtype, "<f4", "{}", path.display());
+    let Data::F32(v) = got.data else {
+        panic!("float32 gradient")
+    };
+    (got.shape, v)
+}
+
+fn assert_grad(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(close(*g as f64, *w), "{what}[{i}]: {g} vs {w}");
+    }
+}
+
+#[test]
+fn grad_out_writes_the_input_gradient() {
+    let dir = Dir::new("grad");
+    // An elementwise loss with a broadcast weight.
+    let shape = [2, 3, 4];
+    let (x, y) = (data(24, 5), data(24, 6));
+    let y: Vec<f32> = y.iter().map(|v| (v + 2.0) / 4.0).collect();
+    let pw = [0.5f32, 1.0, 2.0, 3.0];
+    let (xf, yf, pf) = (
+        dir.f32("x.npy", &shape, &x),
+        dir.f32("y.npy", &shape, &y),
+        dir.f32("pw.npy", &[4], &pw),
+    );
+    let g = dir.path("g.npy");
+    let j = json(&[
+        "eval",
+        "bce_with_logits",
+        "--input",
+        &xf,
+        "--target",
+        &yf,
+        "--pos-weight",
+        &pf,
+        "--grad-out",
+        g.to_str().unwrap(),
+        "--json",
+    ]);
+    let inputs = Inputs::new(Tensor::new(&x, &shape))
+        .target(Tensor::new(&y, &shape))
+        .pos_weight(Tensor::new(&pw, &[4]));
+    let (want, grads) = cpu::gradient(
+        &Loss::BceWithLogits,
+        Reduction::Mean,
+        &inputs,
+        wgpu_loss::Upstream::Scalar(1.0),
+    )
+    .unwrap();
+    assert!(close(num(&j["value"]), want.value), "{j}");
+    assert_eq!(j["grad_out"], g.to_str().unwrap());
+    let diff = num(&j["grad_max_abs_diff"]);
+    assert!((0.0..1e-6).contains(&diff), "{j}");
+    let (got_shape, got) = read_f32(&g);
+    assert_eq!(got_shape, shape);
+    assert_grad("bce_with_logits", &got, &grads.input);
+
+    // cross_entropy on class indices, an ignored row and label smoothing:
+    // the gradient is the logits', in their shape.
+    let x = data(5 * 7, 8);
+    let classes = [3i64, -100, 0, 6, 2];
+    let (xf, tf) = (
+        dir.f32("logits.npy", &[5, 7], &x),
+        dir.i64("t.npy", &[5], &classes),
+    );
+    let g = dir.path("ce_grad.npy");
+    let o = run(&[
+        "eval",
+        "cross_entropy",
+        "--input",
+        &xf,
+        "--target",
+        &tf,
+        "--label-smoothing",
+        "0.1",
+        "--reduction",
+        "sum",
+        "--grad-out",
+        g.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("gradient max |gpu - cpu|") && stdout(&o).contains("ce_grad.npy"),
+        "{}",
+        stdout(&o)
+    );
+    let loss = Loss::CrossEntropy {
+        ignore_index: -100,
+        label_smoothing: 0.1,
+    };
+    let inputs = Inputs::new(Tensor::new(&x, &[5, 7])).classes(&classes, &[5]);
+    let (_, grads) = cpu::gradient(
+        &loss,
+        Reduction::Sum,
+        &inputs,
+        wgpu_loss::Upstream::Scalar(1.0),
+    )
+    .unwrap();
+    let (got_shape, got) = read_f32(&g);
+    assert_eq!(got_shape, vec![5, 7]);
+    assert!(got[7..14].iter().all(|v| *v == 0.0), "the ignored row");
+    assert_grad("cross_entropy", &got, &grads.input);
+}
+
+#[test]
+fn grad_out_of_none_is_the_gradient_of_the_sum() {
+    let dir = Dir::new("grad-none");
+    let shape = [3, 5];
+    let (x, y) = (data(15, 1), data(15, 2));
+    let (xf, yf) = (dir.f32("x.npy", &shape, &x), dir.f32("y.npy", &shape, &y));
+    let (g, items) = (dir.path("g.npy"), dir.path("items.npy"));
+    let j = json(&[
+        "eval",
+        "mse",
+        "--input",
+        &xf,
+        "--target",
+        &yf,
+        "--reduction",
+        "none",
+        "--out",
+        items.to_str().unwrap(),
+        "--grad-out",
+        g.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(j["out"], items.to_str().unwrap());
+    let (got_shape, got) = read_f32(&g);
+    assert_eq!(got_shape, shape);
+    // d/dx Σ (x − y)² = 2 (x − y).
+    let want: Vec<f64> = x
+        .iter()
+        .zip(&y)
+        .map(|(x, y)| 2.0 * (*x as f64 - *y as f64))
+        .collect();
+    assert_grad("mse none", &got, &want);
+    assert_eq!(read_f32(&items).0, shape);
+}
+
+#[test]
+fn grad_files_are_untouched_when_evaluation_fails() {
+    let dir = Dir::new("grad-atomic");
+    let keep = dir.f32("keep.npy", &[2], &[7.0, 8.0]);
+    let bytes = fs::read(&keep).unwrap();
+    let x = dir.f32("x.npy", &[3], &[1.0, 2.0, 3.0]);
+    let y = dir.f32("y.npy", &[4], &[1.0, 2.0, 3.0, 4.0]);
+    rejects(
+        &[
+            "eval",
+            "mse",
+            "--input",
+            &x,
+            "--target",
+            &y,
+            "--grad-out",
+            &keep,
+        ],
+        "shape",
+    );
+    rejects(
+        &[
+            "eval",
+            "mse",
+            "--input",
+            &x,
+            "--target",
+            "/nonexistent/y.npy",
+            "--grad-out",
+            &keep,
+        ],
+        "/nonexistent/y.npy",
+    );
+    // The gradient is checked like the value: a bce target outside [0, 1].
+    rejects(
+        &[
+            "eval",
+            "bce",
+            "--input",
+            &x,
+            "--target",
+            &x,
+            "--grad-out",
+            &keep,
+        ],
+        "outside [0, 1]",
+    );
+    assert_eq!(fs::read(&keep).unwrap(), bytes);
+    assert_eq!(
+        fs::read_dir(&dir.0).unwrap().count(),
+        3,
+        "no temp files left"
+    );
+}
+
+#[test]
+fn grad_flags_are_checked() {
+    let dir = Dir::new("grad-flags");
+    let shape = [4, 3];
+    let (x, y) = (
+        dir.f32("x.npy", &shape, &data(12, 3)),
+        dir.f32("y.npy", &shape, &data(12, 4)),
+    );
+    let labels = dir.f32("l.npy", &[4], &[1.0, -1.0, 1.0, -1.0]);
+    let g = dir.path("g.npy");
+    let g = g.to_str().unwrap();
+    let mse = ["eval", "mse", "--input", &x, "--target", &y];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [base, extra].concat()
+    }
+    rejects(
+        &with(&mse, &["--grad-target", g]),
+        "--grad-target does not apply to mse",
+    );
+    rejects(
+        &with(&mse, &["--grad-negative", g]),
+        "--grad-negative does not apply to mse",
+    );
+    rejects(
+        &[
+            "eval",
+            "cosine_embedding",
+            "--input",
+            &x,
+            "--target",
+            &y,
+            "--labels",
+            &labels,
+            "--grad-positive",
+            g,
+        ],
+        "--grad-positive does not apply to cosine_embedding",
+    );
+    rejects(
+        &with(&mse, &["--grad-out", "/nonexistent/dir/g.npy"]),
+        "directory /nonexistent/dir does not exist",
+    );
+    rejects(&with(&mse, &["--grad-out"]), "--grad-out");
+    rejects(
+        &with(&mse, &["--grad-out", g, "--budget-mb", "0.00001"]),
+        "gradients are not streamed",
+    );
+    assert!(!dir.path("g.npy").exists());
+}
+
+#[test]
+fn grad_flags_of_the_pair_losses() {
+    let dir = Dir::new("grad-pairs");
+    let shape = [6, 5];
+    let (a, p, n) = (data(30, 11), data(30, 12), data(30, 13));
+    let labels = [1.0f32, -1.0, 1.0, -1.0, 1.0, 1.0];
+    let (af, pf, nf, lf) = (
+        dir.f32("a.npy", &shape, &a),
+        dir.f32("p.npy", &shape, &p),
+        dir.f32("n.npy", &shape, &n),
+        dir.f32("l.npy", &[6], &labels),
+    );
+    let path = |f: &str| dir.path(f).to_str().unwrap().to_string();
+    let (ga, gp, gn, gt) = (
+        path("ga.npy"),
+        path("gp.npy"),
+        path("gn.npy"),
+        path("gt.npy"),
+    );
+    let before = dir.f32("gp.npy", &[1], &[5.0]);
+    let kept = fs::read(&before).unwrap();
+    let up = wgpu_loss::Upstream::Scalar(1.0);
+    let (at, pt, nt) = (
+        Tensor::new(&a, &shape),
+        Tensor::new(&p, &shape),
+        Tensor::new(&n, &shape),
+    );
+
+    // Until the GPU has these gradients: exit 1, one line, nothing written.
+    let o = run(&[
+        "eval",
+        "triplet_margin",
+        "--input",
+        &af,
+        "--positive",
+        &pf,
+        "--negative",
+        &nf,
+        "--grad-out",
+        &ga,
+        "--grad-positive",
+        &gp,
+        "--grad-negative",
+        &gn,
+        "--json",
+    ]);
+    if o.status.success() {
+        let loss = Loss::from_name("triplet_margin").unwrap();
+        let inputs = Inputs::new(at).positive(pt).negative(nt);
+        let (_, want) = cpu::gradient(&loss, Reduction::Mean, &inputs, up).unwrap();
+        for (file, w) in [
+            (&ga, &want.input),
+            (&gp, want.positive.as_ref().unwrap()),
+            (&gn, want.negative.as_ref().unwrap()),
+        ] {
+            let (s, g) = read_f32(std::path::Path::new(file));
+            assert_eq!(s, shape);
+            assert_grad(file, &g, w);
+        }
+    } else {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("gradients of triplet_margin are not yet on the GPU"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(fs::read(&before).unwrap(), kept);
+        assert!(!dir.path("ga.npy").exists() && !dir.path("gn.npy").exists());
+    }
+
+    let o = run(&[
+        "eval",
+        "cosine_embedding",
+        "--input",
+        &af,
+        "--target",
+        &pf,
+        "--labels",
+        &lf,
+        "--grad-target",
+        &gt,
+    ]);
+    if o.status.success() {
+        let loss = Loss::from_name("cosine_embedding").unwrap();
+        let inputs = Inputs::new(at)
+            .target(pt)
+            .labels(Tensor::new(&labels, &[6]));
+        let (_, want) = cpu::gradient(&loss, Reduction::Mean, &inputs, up).unwrap();
+        let (s, g) = read_f32(dir.path("gt.npy").as_path());
+        assert_eq!(s, shape);
+        assert_grad("x2", &g, want.target.as_ref().unwrap());
+    } else {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("not yet on the GPU"), "{}", stderr(&o));
+        assert!(!dir.path("gt.npy").exists());
+    }
 }

@@ -18,6 +18,7 @@ use wgpu_loss::bench::{self, Bench};
 use wgpu_loss::npy::{self, Array, Data, NpyError};
 use wgpu_loss::{
     cpu, synthetic, Context, DiceMode, Evaluation, Inputs, Loss, Reduction, Target, Tensor,
+    Upstream,
 };
 
 #[derive(Parser)]
@@ -59,6 +60,10 @@ struct BenchArgs {
     /// none, mean, sum or batchmean.
     #[arg(long, default_value = "mean")]
     reduction: String,
+    /// Comma-separated calls: forward (the value), fused (the value and every gradient,
+    /// where the GPU has them) [forward,fused].
+    #[arg(long, value_name = "CALL,..", value_delimiter = ',')]
+    calls: Vec<String>,
     /// Timed runs at least, after one warm-up.
     #[arg(long, default_value_t = 3, value_name = "N")]
     min_runs: usize,
@@ -156,6 +161,19 @@ struct EvalArgs {
     /// Write the `none` result as a float32 .npy in PyTorch's output shape.
     #[arg(long, value_name = "OUT.npy")]
     out: Option<PathBuf>,
+    /// Write d(loss)/d(input) as a float32 .npy in the input's shape (for `none`, the gradient
+    /// of the items' sum), from the fused value-and-gradient call.
+    #[arg(long, value_name = "G.npy")]
+    grad_out: Option<PathBuf>,
+    /// cosine_embedding: write d(loss)/d(target), x2's gradient.
+    #[arg(long, value_name = "G.npy")]
+    grad_target: Option<PathBuf>,
+    /// triplet_margin: write d(loss)/d(positive).
+    #[arg(long, value_name = "G.npy")]
+    grad_positive: Option<PathBuf>,
+    /// triplet_margin: write d(loss)/d(negative).
+    #[arg(long, value_name = "G.npy")]
+    grad_negative: Option<PathBuf>,
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     json: bool,
@@ -371,19 +389,126 @@ struct Outcome {
     items: usize,
     /// The chunk count of a streamed evaluation.
     chunks: Option<usize>,
+    /// The gradients, where the call asked for them.
+    grads: Option<GradOutcome>,
+}
+
+/// The gradients of one evaluation, with their shapes and the largest
+/// difference from the CPU reference's.
+struct GradOutcome {
+    gpu: wgpu_loss::Gradients,
+    shapes: [Vec<usize>; 4],
+    max_abs_diff: f64,
+}
+
+impl GradOutcome {
+    /// The GPU gradient of `wrt` and its shape.
+    fn get(&self, wrt: Grad) -> Option<(&[f32], &[usize])> {
+        let data = match wrt {
+            Grad::Input => Some(&self.gpu.input),
+            Grad::Target => self.gpu.target.as_ref(),
+            Grad::Positive => self.gpu.positive.as_ref(),
+            Grad::Negative => self.gpu.negative.as_ref(),
+        };
+        data.map(|d| (d.as_slice(), self.shapes[wrt as usize].as_slice()))
+    }
+}
+
+/// A tensor whose gradient `eval` can write.
+#[derive(Clone, Copy, PartialEq)]
+enum Grad {
+    Input,
+    Target,
+    Positive,
+    Negative,
+}
+
+impl Grad {
+    fn flag(self) -> &'static str {
+        match self {
+            Grad::Input => "grad-out",
+            Grad::Target => "grad-target",
+            Grad::Positive => "grad-positive",
+            Grad::Negative => "grad-negative",
+        }
+    }
+
+    /// The JSON key of the written path.
+    fn key(self) -> &'static str {
+        match self {
+            Grad::Input => "grad_out",
+            Grad::Target => "grad_target",
+            Grad::Positive => "grad_positive",
+            Grad::Negative => "grad_negative",
+        }
+    }
+
+    /// The losses the flag is for.
+    fn owner(self) -> &'static str {
+        match self {
+            Grad::Input => "every loss",
+            Grad::Target => "cosine_embedding's x2",
+            Grad::Positive | Grad::Negative => "triplet_margin",
+        }
+    }
+
+    /// Whether `loss` has this input (and so its gradient).
+    fn applies(self, loss: &Loss) -> bool {
+        match self {
+            Grad::Input => true,
+            Grad::Target => matches!(loss, Loss::CosineEmbedding { .. }),
+            Grad::Positive | Grad::Negative => matches!(loss, Loss::TripletMargin { .. }),
+        }
+    }
+}
+
+/// The largest |gpu − cpu| over every gradient element; 0 where both are
+/// NaN or the same infinity, NaN where only one is NaN.
+fn max_abs_diff(gpu: &wgpu_loss::Gradients, cpu: &cpu::Gradients) -> f64 {
+    let pairs = [
+        (Some(&gpu.input), Some(&cpu.input)),
+        (gpu.target.as_ref(), cpu.target.as_ref()),
+        (gpu.positive.as_ref(), cpu.positive.as_ref()),
+        (gpu.negative.as_ref(), cpu.negative.as_ref()),
+    ];
+    let mut worst = 0.0f64;
+    for (g, c) in pairs {
+        let (Some(g), Some(c)) = (g, c) else { continue };
+        for (&g, &c) in g.iter().zip(c) {
+            let g = g as f64;
+            let d = if g == c || (g.is_nan() && c.is_nan()) {
+                0.0
+            } else {
+                (g - c).abs()
+            };
+            if d.is_nan() {
+                return f64::NAN;
+            }
+            worst = worst.max(d);
+        }
+    }
+    worst
 }
 
 /// Reads the files, validates and evaluates on the CPU reference, then on the
 /// GPU (the context is opened only once the input is known to be valid).
+/// With `grad`, the fused value-and-gradient call (upstream 1: for `none`,
+/// the gradient of the items' sum) and its CPU twin.
 fn run(
     ctx: &OnceCell<Context>,
     loss: &Loss,
     reduction: Reduction,
     files: &Files,
+    grad: bool,
 ) -> Result<Outcome, Fail> {
     let loaded = load(loss, files)?;
     let inputs = loaded.inputs();
-    let cpu = cpu::evaluate(loss, reduction, &inputs)?;
+    let (cpu, cpu_grads) = if grad {
+        let (r, g) = cpu::gradient(loss, reduction, &inputs, Upstream::Scalar(1.0))?;
+        (r, Some(g))
+    } else {
+        (cpu::evaluate(loss, reduction, &inputs)?, None)
+    };
     let ctx = match ctx.get() {
         Some(ctx) => ctx,
         None => {
@@ -392,11 +517,35 @@ fn run(
         }
     };
     let start = Instant::now();
-    let gpu = ctx.evaluate(loss, reduction, &inputs)?;
+    let (gpu, grads) = match cpu_grads {
+        Some(cpu_grads) => {
+            let (gpu, g) =
+                ctx.evaluate_with_grad(loss, reduction, &inputs, Upstream::Scalar(1.0))?;
+            let shape = |t: Option<&Owned>| t.map(|t| t.shape.clone()).unwrap_or_default();
+            let target = match &loaded.target {
+                Some(OwnedTarget::Float(t)) => t.shape.clone(),
+                Some(OwnedTarget::Class(_, s)) => s.clone(),
+                None => vec![],
+            };
+            let grads = GradOutcome {
+                max_abs_diff: max_abs_diff(&g, &cpu_grads),
+                gpu: g,
+                shapes: [
+                    loaded.input.shape.clone(),
+                    target,
+                    shape(loaded.positive.as_ref()),
+                    shape(loaded.negative.as_ref()),
+                ],
+            };
+            (gpu, Some(grads))
+        }
+        None => (ctx.evaluate(loss, reduction, &inputs)?, None),
+    };
     let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(Outcome {
         items: cpu.items.len(),
         chunks: None,
+        grads,
         gpu,
         cpu,
         n: loaded.input.data.len(),
@@ -430,6 +579,7 @@ fn run_split(
         gpu_ms,
         adapter: contexts[0].adapter_info().clone(),
         adapter_name: names.join(" + "),
+        grads: None,
     };
     Ok((outcome, names))
 }
@@ -666,6 +816,7 @@ pub(crate) fn check_args(args: &[String]) -> Result<(), String> {
         Fail::Usage(m) | Fail::Gpu(m) => m,
     };
     let (loss, reduction) = loss_and_reduction(&a).map_err(fail)?;
+    let grads = grad_paths(&a, &loss).map_err(fail)?;
     let files = Files {
         input: a.input.clone(),
         target: a.target.clone(),
@@ -676,9 +827,55 @@ pub(crate) fn check_args(args: &[String]) -> Result<(), String> {
         negative: a.negative.clone(),
     };
     let loaded = load(&loss, &files).map_err(fail)?;
-    cpu::evaluate(&loss, reduction, &loaded.inputs())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    if grads.is_empty() {
+        cpu::evaluate(&loss, reduction, &loaded.inputs()).map(|_| ())
+    } else {
+        cpu::gradient(&loss, reduction, &loaded.inputs(), Upstream::Scalar(1.0)).map(|_| ())
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Fails unless the directory `path` would be written in exists.
+fn check_dir(flag: &str, path: &Path) -> Result<(), Fail> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Fail::Usage(format!(
+            "--{flag} {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )))
+    }
+}
+
+/// The gradients asked for and where they go, checked against the loss's
+/// inputs and the file system.
+fn grad_paths(a: &EvalArgs, loss: &Loss) -> Result<Vec<(Grad, PathBuf)>, Fail> {
+    let asked = [
+        (Grad::Input, &a.grad_out),
+        (Grad::Target, &a.grad_target),
+        (Grad::Positive, &a.grad_positive),
+        (Grad::Negative, &a.grad_negative),
+    ];
+    let mut out = vec![];
+    for (wrt, path) in asked {
+        let Some(path) = path else { continue };
+        if !wrt.applies(loss) {
+            return Err(Fail::Usage(format!(
+                "--{} does not apply to {} (it is for {})",
+                wrt.flag(),
+                loss.name(),
+                wrt.owner()
+            )));
+        }
+        check_dir(wrt.flag(), path)?;
+        out.push((wrt, path.clone()));
+    }
+    Ok(out)
 }
 
 fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
@@ -690,18 +887,9 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
                 reduction.name()
             )));
         }
-        let dir = out
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            return Err(Fail::Usage(format!(
-                "--out {}: directory {} does not exist",
-                out.display(),
-                dir.display()
-            )));
-        }
+        check_dir("out", out)?;
     }
+    let grads = grad_paths(a, &loss)?;
     let files = Files {
         input: a.input.clone(),
         target: a.target.clone(),
@@ -721,6 +909,12 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
     let ctx = OnceCell::new();
     let mut split = None;
     let o = if a.adapters == "all" {
+        if let Some((wrt, _)) = grads.first() {
+            return Err(Fail::Usage(format!(
+                "--{}: gradients are computed on one adapter; drop --adapters all",
+                wrt.flag()
+            )));
+        }
         if streamed::bytes(&files) > budget {
             return Err(Fail::Usage(format!(
                 "--adapters all reads the files whole, and they exceed --budget-mb {}: raise it, or stream them on one adapter",
@@ -731,12 +925,27 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
         split = Some(names);
         o
     } else if streamed::bytes(&files) > budget {
+        if let Some((wrt, _)) = grads.first() {
+            return Err(Fail::Usage(format!(
+                "--{}: gradients are not streamed, and the inputs exceed --budget-mb {}; raise it to evaluate them in one call",
+                wrt.flag(),
+                a.budget_mb
+            )));
+        }
         streamed::run(&ctx, &loss, reduction, &files, budget)?
     } else {
-        run(&ctx, &loss, reduction, &files)?
+        run(&ctx, &loss, reduction, &files, !grads.is_empty())?
     };
     if let (Some(out), Some(items)) = (&a.out, &o.gpu.items) {
         npy::write_f32(out, &o.gpu.items_shape, items)?;
+    }
+    if let Some(g) = &o.grads {
+        for (wrt, path) in &grads {
+            let (data, shape) = g.get(*wrt).ok_or_else(|| {
+                Fail::Gpu(format!("--{}: the GPU gave no such gradient", wrt.flag()))
+            })?;
+            npy::write_f32(path, shape, data)?;
+        }
     }
     let info = &o.adapter;
     if a.json {
@@ -765,13 +974,23 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
         if let Some(out) = &a.out {
             doc["out"] = out.display().to_string().into();
         }
+        if let Some(g) = &o.grads {
+            doc["grad_max_abs_diff"] = num(g.max_abs_diff);
+            for (wrt, path) in &grads {
+                doc[wrt.key()] = path.display().to_string().into();
+            }
+        }
         say(&doc.to_string());
     } else {
-        let wrote = a
+        let mut wrote: String = a
             .out
-            .as_ref()
+            .iter()
+            .chain(grads.iter().map(|(_, p)| p))
             .map(|p| format!("; wrote {}", p.display()))
-            .unwrap_or_default();
+            .collect();
+        if let Some(g) = &o.grads {
+            wrote = format!("; gradient max |gpu - cpu| {:.1e}{wrote}", g.max_abs_diff);
+        }
         say(&format!(
             "{} {} = {} (cpu reference {}, {} items, {}, {:.1} ms{wrote})",
             loss.name(),
@@ -932,10 +1151,8 @@ fn demo_in(ctx: &OnceCell<Context>, dir: &Path) -> Result<ExitCode, Fail> {
         let shape = format!("{:?}", batch.input.1);
         drop(batch);
         let head = format!("{name:<16} {shape:<18} {:<9}", reduction.name());
-        let result = run(ctx, &loss, reduction, &files);
-        attempted += usize::from(
-            !matches!(&result, Err(Fail::Gpu(m)) if m.contains("not implemented on the GPU")),
-        );
+        let result = run(ctx, &loss, reduction, &files, false);
+        attempted += 1;
         match result {
             Ok(o) => {
                 evaluated += 1;
@@ -951,9 +1168,6 @@ fn demo_in(ctx: &OnceCell<Context>, dir: &Path) -> Result<ExitCode, Fail> {
                     o.gpu_ms,
                     if ok { "" } else { "  DISAGREES" }
                 ));
-            }
-            Err(Fail::Gpu(msg)) if msg.contains("not implemented on the GPU") => {
-                say(&format!("{head} skipped: {msg}"))
             }
             Err(Fail::Gpu(msg) | Fail::Usage(msg)) => {
                 failed += 1;
@@ -1027,6 +1241,25 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
             "need --seconds >= 0 and 1 <= --min-runs <= --max-runs".into(),
         ));
     }
+    let mut fused = false;
+    let mut forward = a.calls.is_empty();
+    for call in &a.calls {
+        match call.trim() {
+            "forward" => forward = true,
+            "fused" => fused = true,
+            other => {
+                return Err(Fail::Usage(format!(
+                    "--calls: unknown call `{other}` (use forward, fused)"
+                )))
+            }
+        }
+    }
+    fused |= a.calls.is_empty();
+    let calls = [("forward", forward), ("fused", fused)]
+        .into_iter()
+        .filter(|c| c.1)
+        .map(|c| c.0)
+        .collect::<Vec<_>>();
     let ctx = Context::new()?;
     let mut b = Bench::new(&ctx);
     b.reduction = reduction;
@@ -1045,7 +1278,7 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
     };
     note(format!("adapter: {}; {timing}", ctx.adapter_name()));
     let bar = ProgressBar::with_draw_target(
-        Some((losses.len() * sizes.len()) as u64),
+        Some((losses.len() * sizes.len() * calls.len()) as u64),
         ProgressDrawTarget::stderr(),
     );
     bar.set_style(
@@ -1055,18 +1288,24 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
     let mut records = vec![];
     for loss in &losses {
         for &size in &sizes {
-            bar.set_message(format!("{} n={size}", loss.name()));
-            let outcome = b.forward(loss, size);
-            bar.inc(1);
-            match outcome? {
-                bench::Outcome::Done(r) => {
-                    if a.json {
-                        bar.suspend(|| say(&serde_json::to_string(&r).unwrap_or_default()));
+            for &call in &calls {
+                bar.set_message(format!("{} {call} n={size}", loss.name()));
+                let outcome = if call == "fused" {
+                    b.fused(loss, size)
+                } else {
+                    b.forward(loss, size)
+                };
+                bar.inc(1);
+                match outcome? {
+                    bench::Outcome::Done(r) => {
+                        if a.json {
+                            bar.suspend(|| say(&serde_json::to_string(&r).unwrap_or_default()));
+                        }
+                        records.push(*r);
                     }
-                    records.push(*r);
-                }
-                bench::Outcome::Skipped(why) => {
-                    bar.suspend(|| note(format!("skipped {} at {size}: {why}", loss.name())))
+                    bench::Outcome::Skipped(why) => bar.suspend(|| {
+                        note(format!("skipped {} {call} at {size}: {why}", loss.name()))
+                    }),
                 }
             }
         }
@@ -1079,8 +1318,10 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
             ctx.adapter_info().device_type
         ));
         say(&format!(
-            "forward call, reduction {}, inputs on the device; efficiency = GB/s / copy-kernel GB/s over the same bytes; \
-             rt ms = blocking call on {} elements (inputs on the device), eval ms = the same from host data",
+            "reduction {}, inputs on the device; forward: the value; fused: the value and every gradient (upstream 1, \
+             gradients left on the device); efficiency = GB/s / copy-kernel GB/s over the same bytes; \
+             rt ms = blocking call on {} elements (inputs on the device), eval ms = the same from host data; \
+             /fwd = fused gpu ms / forward gpu ms",
             reduction.name(),
             bench::ROUNDTRIP_N
         ));
@@ -1088,7 +1329,8 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
     }
     if let Some(path) = &a.plot {
         let title = format!(
-            "wgpu-loss forward ({}), {}",
+            "wgpu-loss {} ({}), {}",
+            calls.join(" and "),
             reduction.name(),
             ctx.adapter_name()
         );

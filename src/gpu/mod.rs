@@ -338,6 +338,56 @@ impl Context {
                 reduction,
                 items_shape: plan.items_shape,
                 timer: Default::default(),
+                grad: None,
+            })
+        })
+    }
+
+    /// [`Context::prepare`] for the fused value and gradient call: each run
+    /// records the forward and the backward for `upstream` (see
+    /// [`Upstream`]). [`Prepared::run`] reads back the value only, the
+    /// gradients staying on the device; [`Prepared::run_with_grad`] also reads
+    /// them.
+    pub fn prepare_with_grad(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &Inputs<'_>,
+        upstream: Upstream<'_>,
+    ) -> Result<Prepared<'_>> {
+        let plan = plan(loss, reduction, inputs)?;
+        upstream.check(reduction, plan.items())?;
+        self.scoped(|| {
+            let uploads = self.upload_inputs(loss, inputs, &plan);
+            let evaluator = self.grad_evaluator(loss, reduction, &uploads.device_inputs())?;
+            // The output, then each gradient 256-byte aligned, in one buffer.
+            let output_len = evaluator.output_len().max(3);
+            let mut end = output_len;
+            let mut places = Vec::new();
+            for (wrt, len) in evaluator.grad_lens() {
+                let at = end.next_multiple_of(OFFSET_ALIGN);
+                places.push((wrt, at, len));
+                end = at + len;
+            }
+            let values = match upstream {
+                Upstream::Scalar(g) => vec![g],
+                Upstream::Items(g) => g.to_vec(),
+            };
+            Ok(Prepared {
+                ctx: self,
+                output: self.storage("wgpu-loss result", end),
+                evaluator,
+                uploads,
+                reduction,
+                items_shape: plan.items_shape,
+                timer: Default::default(),
+                grad: Some(GradPlaces {
+                    upstream: self.upload("upstream", &values),
+                    upstream_len: values.len(),
+                    output_len,
+                    places,
+                    end,
+                }),
             })
         })
     }
@@ -483,8 +533,19 @@ pub(crate) fn ignore_i32(ignore_index: i64) -> i32 {
     i32::try_from(ignore_index).unwrap_or(i32::MIN)
 }
 
+/// Where a prepared fused call keeps its upstream and writes its gradients.
+struct GradPlaces {
+    upstream: wgpu::Buffer,
+    upstream_len: usize,
+    /// Values of the output view, at the start of the result buffer.
+    output_len: usize,
+    /// (tensor, first value, length) of each gradient in the result buffer.
+    places: Vec<(Wrt, usize, usize)>,
+    end: usize,
+}
+
 /// A validated loss whose inputs are on the device and whose passes are
-/// recorded; see [`Context::prepare`].
+/// recorded; see [`Context::prepare`] and [`Context::prepare_with_grad`].
 pub struct Prepared<'c> {
     ctx: &'c Context,
     evaluator: Evaluator<'c>,
@@ -493,6 +554,7 @@ pub struct Prepared<'c> {
     reduction: Reduction,
     items_shape: Vec<usize>,
     timer: std::sync::OnceLock<Option<Timer>>,
+    grad: Option<GradPlaces>,
 }
 
 impl<'c> Prepared<'c> {
@@ -508,24 +570,89 @@ impl<'c> Prepared<'c> {
         self.execute(timer)
     }
 
-    fn execute(&self, timer: Option<&Timer>) -> Result<(Evaluation, Option<f64>)> {
-        let (out, ms) = self.ctx.scoped(|| {
+    /// The fused call's value and gradients, all read back; an error for a
+    /// call prepared without gradients.
+    pub fn run_with_grad(&self) -> Result<(Evaluation, Gradients)> {
+        let Some(g) = &self.grad else {
+            return Err(Error::Buffer {
+                name: "grad_input",
+                problem: "this call was prepared without gradients: use Context::prepare_with_grad"
+                    .into(),
+            });
+        };
+        let (out, _) = self.record_and_read(None, g.end)?;
+        let part = |wrt: Wrt| {
+            g.places
+                .iter()
+                .find(|p| p.0 == wrt)
+                .map(|&(_, at, len)| out[at..at + len].to_vec())
+        };
+        let gradients = Gradients {
+            input: part(Wrt::Input).unwrap_or_default(),
+            target: part(Wrt::Target),
+            positive: part(Wrt::Positive),
+            negative: part(Wrt::Negative),
+        };
+        let mut out = out;
+        out.truncate(self.evaluator.output_len());
+        Ok((self.evaluation(out), gradients))
+    }
+
+    /// Records the call (with its backward, if prepared so), submits and
+    /// reads back the first `len` values of the result.
+    fn record_and_read(
+        &self,
+        timer: Option<&Timer>,
+        len: usize,
+    ) -> Result<(Vec<f32>, Option<f64>)> {
+        self.ctx.scoped(|| {
             let mut encoder = self.ctx.encoder();
-            let output = BufferView::whole(&self.output);
             let inputs = self.uploads.device_inputs();
-            self.evaluator.record(
-                &mut encoder,
-                &inputs,
-                output,
-                None,
-                None,
-                timer.map(Timer::writes),
-            )?;
-            self.ctx
-                .read_timed(encoder, &self.output, self.evaluator.output_len(), timer)
-        })?;
+            let timestamps = timer.map(Timer::writes);
+            match &self.grad {
+                None => self.evaluator.record(
+                    &mut encoder,
+                    &inputs,
+                    BufferView::whole(&self.output),
+                    None,
+                    None,
+                    timestamps,
+                )?,
+                Some(g) => {
+                    let view = |wrt: Wrt| {
+                        g.places
+                            .iter()
+                            .find(|p| p.0 == wrt)
+                            .map(|&(_, at, len)| BufferView::new(&self.output, 4 * at as u64, len))
+                    };
+                    let mut grads =
+                        GradViews::new(view(Wrt::Input).expect("every loss has d/dinput"));
+                    grads.target = view(Wrt::Target);
+                    grads.positive = view(Wrt::Positive);
+                    grads.negative = view(Wrt::Negative);
+                    self.evaluator.record(
+                        &mut encoder,
+                        &inputs,
+                        BufferView::new(&self.output, 0, g.output_len),
+                        Some(BufferView::new(&g.upstream, 0, g.upstream_len)),
+                        Some(&grads),
+                        timestamps,
+                    )?
+                }
+            }
+            self.ctx.read_timed(encoder, &self.output, len, timer)
+        })
+    }
+
+    fn execute(&self, timer: Option<&Timer>) -> Result<(Evaluation, Option<f64>)> {
+        let (out, ms) = self.record_and_read(timer, self.evaluator.output_len())?;
+        Ok((self.evaluation(out), ms))
+    }
+
+    /// The evaluation from the output's values.
+    fn evaluation(&self, out: Vec<f32>) -> Evaluation {
         let items_shape = self.items_shape.clone();
-        let evaluation = match self.reduction {
+        match self.reduction {
             Reduction::None => Evaluation {
                 value: out.iter().map(|v| *v as f64).sum(),
                 items: Some(out),
@@ -536,8 +663,7 @@ impl<'c> Prepared<'c> {
                 items: None,
                 items_shape,
             },
-        };
-        Ok((evaluation, ms))
+        }
     }
 
     /// Dispatches per run.

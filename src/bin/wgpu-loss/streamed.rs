@@ -227,6 +227,7 @@ pub(super) fn run(
     progress.bar.finish_and_clear();
     let items = chunks.items_shape().iter().product();
     Ok(Outcome {
+        grads: None,
         cpu: cpu::Reference {
             value: cpu_value,
             items: vec![],
