@@ -222,11 +222,13 @@ fn row_base(r: u32) -> u32 {
 }
 
 // The backward, as autograd takes it through log_softmax (conventions on the
-// CPU twin in src/cpu/rows.rs): with p_k = exp(x_k - lse),
+// CPU twin in src/cpu/rows.rs): with p_k = exp((x_k - m) - ln s) — never
+// exp(x_k - lse), whose lse carries an ulp of m (1e-3 at |m| = 1e4),
 //   d loss / d x_k = p_k * (k == y ? py : p) - b * t_k + (k == y ? ey : 0),
 // t_k being the class factor (see State). The coefficients are per row.
 struct Coef {
-    lse: f32,
+    m: f32,
+    ls: f32,
     p: f32,
     py: f32,
     b: f32,
@@ -271,7 +273,7 @@ fn saturated(st: State, xy: f32) -> bool {
 }
 
 fn nll_coef(y: i32, s: f32) -> Coef {
-    return Coef(0.0, 0.0, 0.0, 0.0, -class_weight(u32(y)) * s);
+    return Coef(0.0, 0.0, 0.0, 0.0, 0.0, -class_weight(u32(y)) * s);
 }
 
 // The coefficients of a row from its complete state, for upstream s.
@@ -280,9 +282,8 @@ fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
     if ((st.m == -inf() && params.classes > 0u) || st.m == inf()) {
         ls = nan();
     }
-    let lse = st.m + ls;
     if (LOSS == CROSS_ENTROPY_PROB) {
-        return Coef(lse, s * st.b, s * st.b, s, 0.0);
+        return Coef(st.m, ls, s * st.b, s * st.b, s, 0.0);
     }
     let wy = class_weight(u32(y));
     // -log p_y, and 1 - p_y without cancellation.
@@ -297,7 +298,7 @@ fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
         // gamma u^(gamma - 1) is infinite at u = 0 for 0 < gamma < 1 and
         // meets log p_y = 0: NaN, as in PyTorch.
         if (u == 0.0 && gamma > 0.0 && gamma < 1.0) {
-            return Coef(lse, nan(), nan(), 0.0, nan());
+            return Coef(st.m, ls, nan(), nan(), 0.0, nan());
         }
         var focal = 0.0;
         if (gamma != 0.0) {
@@ -306,7 +307,7 @@ fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
         // d loss / d log p_y; the softmax's backward splits it.
         let dl = -pow_gamma(u, gamma) - focal * exp(-ce) * ce;
         let gy = s * wy * dl;
-        return Coef(lse, -gy, 0.0, 0.0, gy * u);
+        return Coef(st.m, ls, -gy, 0.0, 0.0, gy * u);
     }
     // Cross entropy: (1 - eps) on the target, eps / C spread by class weight.
     let a = s * (1.0 - params.eps) * wy;
@@ -314,14 +315,14 @@ fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
     if (params.eps > 0.0) {
         b = s * (params.eps / f32(params.classes));
     }
-    return Coef(lse, a + b * st.b, b * st.b, b, -a * u);
+    return Coef(st.m, ls, a + b * st.b, b * st.b, b, -a * u);
 }
 
 fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
     let j = row_base(r) + c * params.inner;
     var g = 0.0;
     if (LOSS != NLL) {
-        let p = exp(input[params.x_skip + j] - co.lse);
+        let p = exp((input[params.x_skip + j] - co.m) - co.ls);
         g = p * select(co.p, co.py, i32(c) == y) - co.b * factor(c, j);
     }
     if (i32(c) == y) {

@@ -13,19 +13,26 @@
 
 mod common;
 
-use common::check;
+use common::{check, check_grad};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
-use wgpu_loss::{DiceMode, Inputs, Loss, Reduction, Tensor};
+use proptest::test_runner::{FileFailurePersistence, RngSeed};
+use wgpu_loss::{DiceMode, Inputs, Loss, Reduction, Tensor, Upstream};
 
 /// Few cases per property by default, so the file runs in well under a minute
-/// on two cores with lavapipe; PROPTEST_CASES overrides it.
+/// on two cores with lavapipe; PROPTEST_CASES overrides it. The seed is fixed
+/// so that a run is repeatable (CI included); PROPTEST_RNG_SEED=<u64> explores
+/// other cases.
 fn config(cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(cases);
+    let rng_seed = match std::env::var("PROPTEST_RNG_SEED") {
+        Ok(v) => v.parse().unwrap_or(RngSeed::Random),
+        Err(_) => RngSeed::Fixed(20_261_127),
+    };
     ProptestConfig {
+        rng_seed,
         cases,
         max_shrink_iters: 2000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
@@ -477,5 +484,103 @@ fn weight_of_the_inputs_shape_with_an_inner_dim_of_1() {
                 check(&format!("{loss:?} weight {s:?}"), &loss, r, &inputs);
             }
         }
+    }
+}
+
+/// An upstream for `reduction` over `items` items: a scalar, or for `none`
+/// sometimes one value per item.
+fn upstream_for(r: Reduction, items: usize, per_item: bool, scale: f32) -> (Option<Vec<f32>>, f32) {
+    if r == Reduction::None && per_item {
+        (
+            Some(
+                (0..items)
+                    .map(|k| ((k % 7) as f32 - 3.0) * 0.5 * scale)
+                    .collect(),
+            ),
+            scale,
+        )
+    } else {
+        (None, scale)
+    }
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    // The gradients of the elementwise losses, GPU against the float64 twin.
+    #[test]
+    fn elementwise_gradients(
+        (s, x, y, w) in regression_data(),
+        loss in prop::sample::select(vec![
+            Loss::Mse, Loss::L1, Loss::Huber { delta: 1.0 }, Loss::SmoothL1 { beta: 0.5 },
+            Loss::LogCosh, Loss::BceWithLogits, Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
+        ]),
+        r in reduction(),
+        per_item in any::<bool>(),
+    ) {
+        let logit = matches!(loss, Loss::BceWithLogits | Loss::SigmoidFocal { .. });
+        // Logit losses take targets in [0, 1].
+        let y: Vec<f32> = if logit { y.iter().map(|v| (v.abs() / 100.0).min(1.0)).collect() } else { y };
+        let mut inputs = Inputs::new(Tensor::new(&x, &s)).target(Tensor::new(&y, &s));
+        let weighted = matches!(loss, Loss::Mse | Loss::L1 | Loss::Huber { .. } | Loss::BceWithLogits);
+        if let (Some((from, w)), true) = (&w, weighted) {
+            inputs = inputs.weight(Tensor::new(w, &s[*from..]));
+        }
+        // A mean's gradient is ~1/n: scale the upstream so errors can't hide in the 1e-6 slack.
+        let scale = if r == Reduction::Mean { numel(&s).max(1) as f32 } else { 1.0 };
+        let (items, g) = upstream_for(r, numel(&s), per_item, scale);
+        let up = items.as_deref().map_or(Upstream::Scalar(g), Upstream::Items);
+        check_grad(&format!("{loss:?} {r:?} {s:?}"), &loss, r, &inputs, up);
+    }
+
+    // The gradients of the softmax-row losses with weights, ignored rows and smoothing.
+    #[test]
+    fn softmax_row_gradients(
+        (s, x, mut y, w, _probs) in rows_data(),
+        some_ignored in any::<bool>(),
+        weighted in any::<bool>(),
+        smoothing in prop_oneof![Just(0.0f32), 0.0f32..=1.0],
+        r in reduction(),
+        per_item in any::<bool>(),
+    ) {
+        prop_assume!(s[1] < 60_000);
+        if some_ignored {
+            for v in y.iter_mut().step_by(3) {
+                *v = -100;
+            }
+        }
+        let ts: Vec<usize> = std::iter::once(s[0]).chain(s[2..].iter().copied()).collect();
+        let mut inputs = Inputs::new(Tensor::new(&x, &s)).classes(&y, &ts);
+        if weighted {
+            inputs = inputs.weight(Tensor::new(&w, &s[1..2]));
+        }
+        let rows = numel(&ts);
+        let scale = if r == Reduction::Mean { rows.max(1) as f32 } else { 1.0 };
+        let (items, g) = upstream_for(r, rows, per_item, scale);
+        let up = items.as_deref().map_or(Upstream::Scalar(g), Upstream::Items);
+        for loss in [
+            Loss::CrossEntropy { ignore_index: -100, label_smoothing: smoothing },
+            Loss::Nll { ignore_index: -100 },
+            Loss::SoftmaxFocal { gamma: 2.0, ignore_index: -100 },
+        ] {
+            check_grad(&format!("{loss:?} {r:?} {s:?} weighted {weighted}"), &loss, r, &inputs, up);
+        }
+    }
+}
+
+/// Found by `softmax_row_gradients`: the backward took p = exp(x - lse), and
+/// lse = -1e4 + ln 2 keeps only an ulp of 1e-3, so p was off by 1e-4 for
+/// logits of -1e4; it now takes exp((x - m) - ln s).
+#[test]
+fn smoothed_cross_entropy_gradient_at_logits_of_minus_1e4() {
+    let x = [-1e4f32, -1e4, 0.5, -0.25];
+    let y = [0i64, 1];
+    let inputs = Inputs::new(Tensor::new(&x, &[2, 2])).classes(&y, &[2]);
+    let loss = Loss::CrossEntropy {
+        ignore_index: -100,
+        label_smoothing: 0.971_254_8,
+    };
+    for r in REDUCTIONS {
+        check_grad(&format!("{r:?}"), &loss, r, &inputs, Upstream::Scalar(1.0));
     }
 }
