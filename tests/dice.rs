@@ -4,9 +4,9 @@
 mod common;
 
 use common::device::*;
+use common::dice_data::*;
 use common::*;
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use wgpu_loss::inputs::{plan, Geometry};
 use wgpu_loss::{
     cpu, BufferView, Context, DeviceInputs, DeviceTensor, DiceMode, Error, Inputs, Loss, Reduction,
@@ -44,52 +44,6 @@ fn with(loss: &Loss, smooth: f32, ignore_index: Option<i64>, log_loss: bool) -> 
         ignore_index,
         log_loss,
     }
-}
-
-/// Logits in [-6, 6] with some ±100, or probabilities with some exact 0 and 1.
-fn predictions(r: &mut ChaCha8Rng, n: usize, from_logits: bool) -> Vec<f32> {
-    let mut x = if from_logits {
-        uniform(r, n, -6.0, 6.0)
-    } else {
-        uniform(r, n, 0.0, 1.0)
-    };
-    for i in (0..n).step_by(53) {
-        x[i] = match (from_logits, i % 2) {
-            (true, 0) => 100.0,
-            (true, _) => -100.0,
-            (false, v) => v as f32,
-        };
-    }
-    x
-}
-
-/// 0/1 masks with some soft values and, if asked, some ignored (255) pixels.
-fn masks(r: &mut ChaCha8Rng, n: usize, ignore: bool) -> Vec<f32> {
-    (0..n)
-        .map(|i| {
-            if ignore && i % 13 == 4 {
-                255.0
-            } else if i % 11 == 3 {
-                r.random_range(0.0..1.0)
-            } else {
-                r.random_range(0..2) as f32
-            }
-        })
-        .collect()
-}
-
-/// Class indices in [0, C) (the last class left out when `absent`), some 255.
-fn classes(r: &mut ChaCha8Rng, n: usize, c: usize, ignore: bool, absent: bool) -> Vec<i64> {
-    let top = if absent && c > 1 { c - 1 } else { c };
-    (0..n)
-        .map(|i| {
-            if ignore && i % 13 == 4 {
-                255
-            } else {
-                r.random_range(0..top) as i64
-            }
-        })
-        .collect()
 }
 
 /// Checks `loss` on input `shape` (N, C, ...) with fresh seeded data, every reduction.

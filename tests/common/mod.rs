@@ -4,6 +4,7 @@
 
 pub mod cases;
 pub mod device;
+pub mod dice_data;
 pub mod points;
 
 use std::sync::OnceLock;
