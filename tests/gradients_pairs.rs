@@ -17,19 +17,6 @@ use wgpu_loss::{
     Reduction, Tensor, Upstream,
 };
 
-fn cosine(margin: f32) -> Loss {
-    Loss::CosineEmbedding { margin }
-}
-
-fn triplet(margin: f32, p: f32, swap: bool) -> Loss {
-    Loss::TripletMargin {
-        margin,
-        p,
-        eps: 1e-6,
-        swap,
-    }
-}
-
 fn triplets() -> Vec<Loss> {
     vec![
         triplet(1.0, 2.0, false),

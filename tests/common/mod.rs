@@ -182,3 +182,17 @@ pub fn check_grad_on(
     }
     got_grads
 }
+
+pub fn cosine(margin: f32) -> Loss {
+    Loss::CosineEmbedding { margin }
+}
+
+/// triplet_margin with PyTorch's eps.
+pub fn triplet(margin: f32, p: f32, swap: bool) -> Loss {
+    Loss::TripletMargin {
+        margin,
+        p,
+        eps: 1e-6,
+        swap,
+    }
+}
