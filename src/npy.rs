@@ -137,9 +137,9 @@ struct Header {
     bytes: u64,
 }
 
-/// Reads a `.npy` file.
-pub fn read(path: impl AsRef<Path>) -> Result<Array, NpyError> {
-    let path = path.as_ref();
+/// Opens `path` and validates its preamble and header against the file's
+/// length, reading at most the header; the file is left at the data.
+fn open_header(path: &Path) -> Result<(File, Header, u64), NpyError> {
     let io_err = |source| NpyError::Io {
         path: path.to_path_buf(),
         source,
@@ -163,6 +163,17 @@ pub fn read(path: impl AsRef<Path>) -> Result<Array, NpyError> {
         .read_to_end(&mut head)
         .map_err(io_err)?;
     let header = header(path, &head, file_len)?;
+    Ok((file, header, file_len))
+}
+
+/// Reads a `.npy` file.
+pub fn read(path: impl AsRef<Path>) -> Result<Array, NpyError> {
+    let path = path.as_ref();
+    let io_err = |source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (mut file, header, file_len) = open_header(path)?;
     let data = read_data(&mut file, &header).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => truncated(path, &header, file_len),
         _ => io_err(e),
@@ -208,23 +219,7 @@ impl Mapped {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = File::open(path).map_err(io_err)?;
-        let meta = file.metadata().map_err(io_err)?;
-        if meta.is_dir() {
-            return Err(io_err(io::Error::other("is a directory, not a .npy file")));
-        }
-        let mut head = Vec::new();
-        (&mut file)
-            .take(12)
-            .read_to_end(&mut head)
-            .map_err(io_err)?;
-        let header_len = preamble(path, &head)?;
-        let want = header_len.saturating_sub(head.len());
-        (&mut file)
-            .take(want as u64)
-            .read_to_end(&mut head)
-            .map_err(io_err)?;
-        let header = header(path, &head, meta.len())?;
+        let (file, header, _) = open_header(path)?;
         // SAFETY: a read-only shared mapping; the caller keeps the file
         // unchanged while it is mapped (see the type's docs).
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
