@@ -7,6 +7,7 @@
 //! Run: `cargo run --release --example pipeline`
 
 use wgpu::util::DeviceExt;
+use wgpu_loss::Pointwise;
 use wgpu_loss::{BufferView, Context, DeviceInputs, DeviceTensor, Loss, Reduction};
 
 const SHADER: &str = r#"
@@ -103,7 +104,7 @@ pub fn run(n: usize) -> Result<(f32, f32), Box<dyn std::error::Error>> {
     let shape = [n];
     let inputs = DeviceInputs::new(DeviceTensor::new(BufferView::whole(&pred), &shape))
         .target(DeviceTensor::new(BufferView::whole(&target), &shape));
-    let mse = ctx.evaluator(&Loss::Mse, Reduction::Mean, &inputs)?;
+    let mse = ctx.evaluator(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &inputs)?;
 
     let mut encoder = device.create_command_encoder(&Default::default());
     let mut uniforms = Vec::new();

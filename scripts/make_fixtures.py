@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Generate tests/fixtures/torch_cases.json: reference values for every loss.
 
-The Rust tests compare wgpu-loss against these numbers. Semantics follow
-/work/shared/LOSS_SEMANTICS.md ("The project's choices"):
+The Rust tests compare wgpu-loss against these numbers. The semantics are those
+of docs/semantics.md; the worked numbers given there are asserted here (check=):
 
   mse, l1, huber, smooth_l1, bce, bce_with_logits, cross_entropy, nll, kl_div,
+  poisson_nll, gaussian_nll,
   cosine_embedding, triplet_margin      -> torch.nn.functional
   sigmoid_focal                         -> torchvision.ops.sigmoid_focal_loss
   softmax_focal                         -> CE-consistent formula in torch ops
@@ -252,7 +253,7 @@ def regression():
             w[1, 4] = 0
             add_case(n, loss, red, {}, {"input": randn(r, 2, 5), "target": randn(r, 2, 5), "weight": w},
                      lambda t, red=red, f=f: f(t, red), f"{fname}(x, y, weight=w, reduction='{red}')")
-    # worked examples (§1, §2, §3)
+    # worked examples (docs/semantics.md: mse, l1, huber)
     add_case("mse_worked_mean", "mse", "mean", {}, {"input": WX, "target": WY},
              lambda t: F.mse_loss(t["input"], t["target"]), "F.mse_loss(x, y, reduction='mean')",
              check={"value": 1.4166667, "grads": {"input": [-1 / 3, 0, -4 / 3]}})
@@ -569,7 +570,7 @@ def cross_entropy_cases():
         n = f"cross_entropy_rand_{red}"
         r = rng(n)
         ce_case(n, red, {"input": randn(r, 4, 5, scale=2), "target": i64(r.integers(0, 5, 4))})
-    # worked table §7
+    # worked table (docs/semantics.md: cross_entropy)
     ce_case("cross_entropy_worked_mean", "mean", {"input": WZ, "target": WT},
             check={"value": 0.7531091,
                    "grads": {"input": [0.0450153, 0.1223642, -0.1673795, -1 / 3, 1 / 6, 1 / 6]}})
@@ -1164,7 +1165,7 @@ def dice_cases():
         r = rng(n)
         dc(n, red, {"input": randn(r, 2, 3, 2, 2, scale=2), "target": f32(r.integers(0, 2, (2, 3, 2, 2)))},
            "multilabel")
-    # worked examples (§14), probabilities (from_logits=False)
+    # worked examples (docs/semantics.md: dice), probabilities (from_logits=False)
     bp, bt = f32([[[0.9, 0.2, 0.6, 0.1]]]), f32([[[1, 0, 1, 0]]])
     dc("dice_worked_binary_probs_mean", "mean", {"input": bp, "target": bt}, "binary", from_logits=False,
        check={"value": 0.2105263, "grads": {"input": [-0.3185596, 0.2077562, -0.3185596, 0.2077562]}})
@@ -1250,6 +1251,209 @@ def dice_cases():
 
 
 # --------------------------------------------------------------------------
+# poisson_nll / gaussian_nll
+# --------------------------------------------------------------------------
+
+def poisson_nll_cases():
+    def f(t, red, log_input=True, full=False, eps=1e-8):
+        return F.poisson_nll_loss(t["input"], t["target"], log_input=log_input, full=full, eps=p32(eps),
+                                  reduction=red)
+
+    def s(red, log_input=True, full=False, eps=1e-8):
+        return (f"F.poisson_nll_loss(x, y, log_input={log_input}, full={full}, eps={eps}, "
+                f"reduction='{red}')")
+
+    def pc(name, red, tensors, log_input=True, full=False, eps=1e-8, check=None, note=""):
+        prm = {}
+        if not log_input:
+            prm["log_input"] = False
+        if full:
+            prm["full"] = True
+        if eps != 1e-8:
+            prm["eps"] = eps
+        return add_case(name, "poisson_nll", red, prm, tensors,
+                        lambda t: f(t, red, log_input, full, eps), s(red, log_input, full, eps) + note,
+                        check=check)
+
+    def counts(r, rate):
+        return f32(r.poisson(np.asarray(rate, dtype=np.float64)))
+
+    # log rates (the default)
+    for red in REDS:
+        n = f"poisson_nll_rand_{red}"
+        r = rng(n)
+        x = randn(r, 3, 4)
+        pc(n, red, {"input": x, "target": counts(r, np.exp(x.astype(np.float64)))})
+    # rates (log_input=False)
+    for red in REDS:
+        n = f"poisson_nll_rate_{red}"
+        r = rng(n)
+        x = uniform(r, 0.05, 4, 3, 4)
+        pc(n, red, {"input": x, "target": counts(r, x)}, log_input=False)
+    # worked examples: Stirling's term only where y > 1
+    pc("poisson_nll_worked_full_none", "none", {"input": f32([-1, 0.5, 0.5]), "target": f32([3, 1, 0])},
+       full=True, check={"none": [5.1319610, 1.1487213, 1.6487213],
+                         "grads": {"input": [-2.6321206, 0.6487213, 1.6487213]}})
+    pc("poisson_nll_worked_rate_zero_input_none", "none",
+       {"input": f32([0, 0, 2]), "target": f32([0, 2, 2])}, log_input=False,
+       check={"none": [0.0, 36.8413615, 0.6137056]}, note="  # x = 0: eps keeps log finite")
+    # targets around 1 with full=True: 0, <= 1, exactly 1, the next f32 above 1, > 1
+    y = f32([0, 0.25, 0.5, 1, np.nextafter(np.float32(1), np.float32(2)), 1.5, 2, 3, 10, 40])
+    x = f32([0.3, -0.7, 1.2, 0.0, 0.1, -0.2, 0.8, 1.1, 2.3, 3.7])
+    pc("poisson_nll_full_targets_le1_gt1_none", "none", {"input": x, "target": y}, full=True)
+    n = "poisson_nll_full_mean"
+    r = rng(n)
+    x = randn(r, 4, 5)
+    pc(n, "mean", {"input": x, "target": counts(r, 3 * np.exp(x.astype(np.float64)))}, full=True)
+    n = "poisson_nll_full_sum"
+    r = rng(n)
+    x = randn(r, 2, 6)
+    y = counts(r, 2 * np.exp(x.astype(np.float64)))
+    y[0, :3] = f32([0, 1, 0.5])
+    pc(n, "sum", {"input": x, "target": y}, full=True)
+    n = "poisson_nll_rate_full_none"
+    r = rng(n)
+    x = uniform(r, 0.05, 6, 2, 5)
+    y = counts(r, x)
+    y[1, 0] = 0
+    y[1, 1] = 1
+    pc(n, "none", {"input": x, "target": y}, log_input=False, full=True)
+    n = "poisson_nll_rate_full_mean"
+    r = rng(n)
+    x = uniform(r, 0.05, 6, 3, 3)
+    pc(n, "mean", {"input": x, "target": counts(r, x)}, log_input=False, full=True)
+    # rates of exactly 0: eps decides the value and the gradient
+    n = "poisson_nll_rate_zero_input_mean"
+    r = rng(n)
+    x = uniform(r, 0, 3, 2, 4)
+    y = counts(r, x + 0.5)
+    x[0, 0], y[0, 0] = 0, 0
+    x[0, 1], y[0, 1] = 0, 1
+    x[1, 2], y[1, 2] = 0, 4
+    pc(n, "mean", {"input": x, "target": y}, log_input=False)
+    n = "poisson_nll_rate_zero_input_eps_sum"
+    r = rng(n)
+    x = uniform(r, 0, 3, 2, 4)
+    y = counts(r, x + 0.5)
+    x[0, 0], y[0, 0] = 0, 0
+    x[0, 3], y[0, 3] = 0, 2
+    x[1, 1], y[1, 1] = 0, 5
+    pc(n, "sum", {"input": x, "target": y}, log_input=False, eps=1e-3)
+    n = "poisson_nll_eps_unused_log_input_sum"
+    r = rng(n)
+    x = randn(r, 6)
+    pc(n, "sum", {"input": x, "target": counts(r, np.exp(x.astype(np.float64)))}, eps=0.5,
+       note="  # eps only enters with log_input=False")
+    # shapes
+    pc("poisson_nll_single_element_mean", "mean", {"input": f32([0.625]), "target": f32([3])})
+    n = "poisson_nll_1d_sum"
+    r = rng(n)
+    x = randn(r, 7)
+    pc(n, "sum", {"input": x, "target": counts(r, np.exp(x.astype(np.float64)))})
+    n = "poisson_nll_3d_none"
+    r = rng(n)
+    x = uniform(r, 0.05, 5, 2, 3, 4)
+    pc(n, "none", {"input": x, "target": counts(r, x)}, log_input=False)
+    n = "poisson_nll_3d_full_mean"
+    r = rng(n)
+    x = randn(r, 2, 3, 4)
+    pc(n, "mean", {"input": x, "target": counts(r, 2 * np.exp(x.astype(np.float64)))}, full=True)
+    n = "poisson_nll_large_full_mean"
+    r = rng(n)
+    x = randn(r, 1000)
+    pc(n, "mean", {"input": x, "target": counts(r, 3 * np.exp(x.astype(np.float64)))}, full=True)
+
+
+def gaussian_nll_cases():
+    def f(t, red, full=False, eps=1e-6):
+        return F.gaussian_nll_loss(t["input"], t["target"], t["var"], full=full, eps=p32(eps), reduction=red)
+
+    def s(red, vshape, ishape, full=False, eps=1e-6):
+        vs = tuple(vshape)
+        if vs == tuple(ishape):
+            what = "the input's shape"
+        elif vs == tuple(ishape[:-1]):
+            what = "the input's shape without its last dim; torch unsqueezes it"
+        else:
+            what = "the input's shape with its last dim 1"
+        return (f"F.gaussian_nll_loss(x, y, var, full={full}, eps={eps}, reduction='{red}')"
+                f"  # var {vs}: {what}")
+
+    def gc(name, red, tensors, full=False, eps=1e-6, check=None):
+        prm = {}
+        if full:
+            prm["full"] = True
+        if eps != 1e-6:
+            prm["eps"] = eps
+        return add_case(name, "gaussian_nll", red, prm, tensors, lambda t: f(t, red, full, eps),
+                        s(red, tensors["var"].shape, tensors["input"].shape, full, eps), check=check)
+
+    def xyv(r, shape, vshape, lo=0.1, hi=3.0):
+        return {"input": randn(r, *shape), "target": randn(r, *shape), "var": uniform(r, lo, hi, *vshape)}
+
+    # var of the input's shape
+    for red in REDS:
+        n = f"gaussian_nll_rand_{red}"
+        gc(n, red, xyv(rng(n), (3, 4), (3, 4)))
+    # var with the last dim 1
+    for red in REDS:
+        n = f"gaussian_nll_var_last1_{red}"
+        gc(n, red, xyv(rng(n), (3, 4), (3, 1)))
+    # var without the last dim
+    for red in REDS:
+        n = f"gaussian_nll_var_rows_{red}"
+        gc(n, red, xyv(rng(n), (3, 4), (3,)))
+    # square input: a var (N,) is one per row (unsqueezed to (N, 1)), not broadcast over the columns
+    n = "gaussian_nll_square_var_rows_none"
+    gc(n, "none", xyv(rng(n), (3, 3), (3,)))
+    # worked examples
+    wv = f32([0.25, 1, 2])
+    gc("gaussian_nll_worked_none", "none", {"input": WX, "target": WY, "var": wv},
+       check={"none": [-0.1931472, 0.0, 1.3465736], "grads": {"input": [-2.0, 0.0, -1.0]}})
+    gc("gaussian_nll_worked_mean", "mean", {"input": WX, "target": WY, "var": wv},
+       check={"value": 0.3844755, "grads": {"input": [-2 / 3, 0.0, -1 / 3]}})
+    gc("gaussian_nll_worked_full_sum", "sum", {"input": WX, "target": WY, "var": wv}, full=True,
+       check={"value": 1.1534264 + 3 * 0.9189385})
+    # full
+    n = "gaussian_nll_full_none"
+    gc(n, "none", xyv(rng(n), (2, 5), (2, 1)), full=True)
+    n = "gaussian_nll_full_mean"
+    gc(n, "mean", xyv(rng(n), (4, 3), (4, 3)), full=True)
+    # var below eps (clamped; exactly 0 too)
+    vx = f32([1.0, 0.5, 0.001, -0.002, 0.0, 2.0, 1e-3, 0.25])
+    vy = f32([0.0, 0.5, 0.0, 0.0, 0.0, 1.0, 0.0, 0.5])
+    vv = f32([0.0, 0.0, 1e-9, 1e-7, 9.9e-7, 1e-6, 1.1e-6, 0.5])
+    gc("gaussian_nll_var_below_eps_none", "none", {"input": vx, "target": vy, "var": vv})
+    gc("gaussian_nll_var_below_eps_mean", "mean", {"input": vx, "target": vy, "var": vv})
+    n = "gaussian_nll_eps_var_below_eps_sum"
+    r = rng(n)
+    v = uniform(r, 0.001, 0.05, 2, 4)
+    v[0, 0] = 0
+    v[1, 3] = 0.01
+    gc(n, "sum", {"input": randn(r, 2, 4, scale=0.2), "target": randn(r, 2, 4, scale=0.2), "var": v}, eps=0.01)
+    # shapes
+    gc("gaussian_nll_single_element_mean", "mean",
+       {"input": f32([0.75]), "target": f32([-0.5]), "var": f32([0.3])})
+    gc("gaussian_nll_single_element_scalar_var_sum", "sum",
+       {"input": f32([0.75]), "target": f32([-0.5]), "var": f32(0.3)})
+    n = "gaussian_nll_1d_scalar_var_mean"
+    r = rng(n)
+    gc(n, "mean", {"input": randn(r, 6), "target": randn(r, 6), "var": f32(r.uniform(0.1, 3))})
+    n = "gaussian_nll_1d_var1_sum"
+    gc(n, "sum", xyv(rng(n), (6,), (1,)))
+    n = "gaussian_nll_1d_none"
+    gc(n, "none", xyv(rng(n), (5,), (5,)))
+    n = "gaussian_nll_3d_none"
+    gc(n, "none", xyv(rng(n), (2, 3, 4), (2, 3, 4)))
+    n = "gaussian_nll_3d_var_last1_mean"
+    gc(n, "mean", xyv(rng(n), (2, 3, 4), (2, 3, 1)))
+    n = "gaussian_nll_3d_var_rows_sum"
+    gc(n, "sum", xyv(rng(n), (2, 3, 4), (2, 3)), full=True)
+    n = "gaussian_nll_large_full_mean"
+    gc(n, "mean", xyv(rng(n), (8, 125), (8, 1)), full=True)
+
+
+# --------------------------------------------------------------------------
 
 def main():
     regression()
@@ -1264,6 +1468,8 @@ def main():
     cosine_cases()
     triplet_cases()
     dice_cases()
+    poisson_nll_cases()
+    gaussian_nll_cases()
 
     doc = {
         "generator": "scripts/make_fixtures.py",

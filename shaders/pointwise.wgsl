@@ -68,6 +68,8 @@ const BCE: u32 = 6u;
 const BCE_WITH_LOGITS: u32 = 7u;
 const SIGMOID_FOCAL: u32 = 8u;
 const KL_DIV: u32 = 9u;
+const POISSON_NLL: u32 = 10u;
+const GAUSSIAN_NLL: u32 = 11u;
 
 fn mse(x: f32, y: f32) -> f32 {
     let e = x - y;
@@ -163,6 +165,47 @@ fn kl_div(x: f32, y: f32, log_target: bool) -> f32 {
     return y * (ln(y) - x);
 }
 
+// y ln y - y + ln(2 pi y) / 2 where y > 1 (NaN targets keep it, as the
+// reference's mask on y <= 1 does).
+fn stirling(y: f32) -> f32 {
+    if (y > 1.0 || is_nan(y)) {
+        return y * ln(y) - y + 0.5 * ln(6.283185307179586 * y);
+    }
+    return 0.0;
+}
+
+// exp(x) - y x for a log rate, x - y ln(x + eps) for a rate; `full` adds
+// the Stirling term.
+fn poisson_nll(x: f32, y: f32, log_input: bool, full: bool, eps: f32) -> f32 {
+    var l: f32;
+    if (log_input) {
+        l = exp(x) - y * x;
+    } else {
+        l = x - y * ln(x + eps);
+    }
+    if (full) {
+        l = l + stirling(y);
+    }
+    return l;
+}
+
+// The variance clamped below at eps; NaN stays NaN.
+fn clamp_var(variance: f32, eps: f32) -> f32 {
+    return select(variance, eps, variance < eps);
+}
+
+// (ln v + (x - y)^2 / v) / 2 with v the clamped variance; `full` adds
+// ln(2 pi) / 2.
+fn gaussian_nll(x: f32, y: f32, variance: f32, full: bool, eps: f32) -> f32 {
+    let v = clamp_var(variance, eps);
+    let d = x - y;
+    var l = 0.5 * (ln(v) + d * d / v);
+    if (full) {
+        l = l + 0.9189385332046727;
+    }
+    return l;
+}
+
 // The values element i of the slice reads, each loaded once.
 struct Elem {
     x: f32,
@@ -214,6 +257,12 @@ fn value(e: Elem) -> vec2<f32> {
         case BCE_WITH_LOGITS: { return vec2(w * bce_with_logits(x, y, pos_weight(e)), 1.0); }
         case SIGMOID_FOCAL: { return vec2(sigmoid_focal(x, y, params.p0, params.p1), 1.0); }
         case KL_DIV: { return vec2(kl_div(x, y, params.p0 != 0.0), 1.0); }
+        case POISSON_NLL: {
+            return vec2(poisson_nll(x, y, params.p0 != 0.0, params.p1 != 0.0, params.p2), 1.0);
+        }
+        case GAUSSIAN_NLL: {
+            return vec2(gaussian_nll(x, y, e.a, params.p0 != 0.0, params.p1), 1.0);
+        }
         default: { return vec2(nan(), 1.0); }
     }
 }
@@ -309,6 +358,19 @@ fn sigmoid_focal_grad(x: f32, y: f32, alpha: f32, gamma: f32) -> f32 {
     return g;
 }
 
+// The Stirling term does not depend on x.
+fn poisson_nll_grad(x: f32, y: f32, log_input: bool, eps: f32) -> f32 {
+    if (log_input) {
+        return exp(x) - y;
+    }
+    return 1.0 - y / (x + eps);
+}
+
+// The clamp of the variance has no gradient.
+fn gaussian_nll_grad(x: f32, y: f32, variance: f32, eps: f32) -> f32 {
+    return (x - y) / clamp_var(variance, eps);
+}
+
 fn kl_div_grad(y: f32, log_target: bool) -> f32 {
     if (log_target) {
         return -exp(y);
@@ -333,6 +395,8 @@ fn slope(e: Elem, s: f32) -> f32 {
         case BCE_WITH_LOGITS: { return sw * bce_with_logits_grad(x, y, pos_weight(e)); }
         case SIGMOID_FOCAL: { return s * sigmoid_focal_grad(x, y, params.p0, params.p1); }
         case KL_DIV: { return s * kl_div_grad(y, params.p0 != 0.0); }
+        case POISSON_NLL: { return s * poisson_nll_grad(x, y, params.p0 != 0.0, params.p2); }
+        case GAUSSIAN_NLL: { return s * gaussian_nll_grad(x, y, e.a, params.p1); }
         default: { return nan(); }
     }
 }

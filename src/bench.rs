@@ -2,6 +2,7 @@
 //! the bytes it must move, next to a plain copy kernel's over as many bytes.
 //! `wgpu-loss bench` prints and plots these records.
 
+use crate::loss::Rows;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -427,7 +428,7 @@ impl<'c> Bench<'c> {
 /// per row, the one its class index picks.
 pub fn must_read(batch: &synthetic::Batch) -> usize {
     match (&batch.loss, &batch.classes) {
-        (Loss::Nll { .. }, Some((classes, _))) => 2 * 4 * classes.len(),
+        (Loss::Rows(Rows::Nll { .. }), Some((classes, _))) => 2 * 4 * classes.len(),
         _ => batch.bytes(),
     }
 }
@@ -612,7 +613,7 @@ mod tests {
 
     #[test]
     fn bytes_that_must_move() {
-        let mse = synthetic::batch(&Loss::Mse, 1000, 1);
+        let mse = synthetic::batch(&Loss::from_name("mse").unwrap(), 1000, 1);
         assert_eq!(must_read(&mse), 8000);
         let nll = Loss::from_name("nll").unwrap();
         let b = synthetic::batch(&nll, 3000, 1);

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::inputs::{Inputs, Target, Tensor};
+use crate::loss::TensorName;
 
 /// `len` 4-byte values (f32, or i32 class indices) of a caller-owned buffer,
 /// starting `offset` bytes in. Offsets must be multiples of 256 bytes (the
@@ -88,6 +89,7 @@ pub struct DeviceInputs<'a> {
     pub labels: Option<DeviceTensor<'a>>,
     pub positive: Option<DeviceTensor<'a>>,
     pub negative: Option<DeviceTensor<'a>>,
+    pub var: Option<DeviceTensor<'a>>,
 }
 
 impl<'a> DeviceInputs<'a> {
@@ -101,6 +103,7 @@ impl<'a> DeviceInputs<'a> {
             labels: None,
             positive: None,
             negative: None,
+            var: None,
         }
     }
     pub fn target(mut self, target: DeviceTensor<'a>) -> Self {
@@ -134,18 +137,50 @@ impl<'a> DeviceInputs<'a> {
         self.negative = Some(negative);
         self
     }
+    pub fn var(mut self, var: DeviceTensor<'a>) -> Self {
+        self.var = Some(var);
+        self
+    }
 
-    /// Every tensor with its role's name.
-    pub(crate) fn named(&self) -> [(&'static str, Option<DeviceTensor<'a>>); 7] {
-        [
-            ("input", Some(self.input)),
-            ("target", self.target),
-            ("weight", self.weight),
-            ("pos_weight", self.pos_weight),
-            ("labels", self.labels),
-            ("positive", self.positive),
-            ("negative", self.negative),
-        ]
+    /// Sets a tensor by name (`Target`: a float target).
+    pub fn with(mut self, name: TensorName, t: DeviceTensor<'a>) -> Self {
+        let slot = match name {
+            TensorName::Input => {
+                self.input = t;
+                return self;
+            }
+            TensorName::Target => {
+                self.class_target = false;
+                &mut self.target
+            }
+            TensorName::Weight => &mut self.weight,
+            TensorName::PosWeight => &mut self.pos_weight,
+            TensorName::Labels => &mut self.labels,
+            TensorName::Positive => &mut self.positive,
+            TensorName::Negative => &mut self.negative,
+            TensorName::Var => &mut self.var,
+        };
+        *slot = Some(t);
+        self
+    }
+
+    /// A tensor by name, if given.
+    pub fn get(&self, name: TensorName) -> Option<DeviceTensor<'a>> {
+        match name {
+            TensorName::Input => Some(self.input),
+            TensorName::Target => self.target,
+            TensorName::Weight => self.weight,
+            TensorName::PosWeight => self.pos_weight,
+            TensorName::Labels => self.labels,
+            TensorName::Positive => self.positive,
+            TensorName::Negative => self.negative,
+            TensorName::Var => self.var,
+        }
+    }
+
+    /// Every tensor with its name.
+    pub(crate) fn named(&self) -> [(&'static str, Option<DeviceTensor<'a>>); 8] {
+        TensorName::ALL.map(|n| (n.name(), self.get(n)))
     }
 
     /// The shapes as host `Inputs` without data, for `plan_shapes`.
@@ -168,6 +203,7 @@ impl<'a> DeviceInputs<'a> {
             labels: self.labels.as_ref().map(t),
             positive: self.positive.as_ref().map(t),
             negative: self.negative.as_ref().map(t),
+            var: self.var.as_ref().map(t),
         }
     }
 

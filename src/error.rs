@@ -60,6 +60,13 @@ pub enum Error {
         index: usize,
         value: f32,
     },
+    #[error("{loss}: `{name}`[{index}] = {value} is negative")]
+    Negative {
+        loss: &'static str,
+        name: &'static str,
+        index: usize,
+        value: f32,
+    },
     #[error("{loss}: reduction `{reduction}` is not supported (use {supported})")]
     Reduction {
         loss: &'static str,

@@ -1,10 +1,11 @@
 //! Input tensors and the shape checks shared by the GPU path and the CPU
 //! reference. `plan` validates a call once and describes its geometry.
 
+use crate::loss::{Dice, Pairs, Pointwise, Rows};
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
-use crate::loss::{DiceMode, Loss, Reduction};
+use crate::loss::{DiceMode, Loss, Need, Reduction, TensorName};
 
 /// A borrowed float tensor: row-major data and its shape (`[]` is a scalar).
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,6 +48,7 @@ pub struct Inputs<'a> {
     pub labels: Option<Tensor<'a>>,
     pub positive: Option<Tensor<'a>>,
     pub negative: Option<Tensor<'a>>,
+    pub var: Option<Tensor<'a>>,
 }
 
 impl<'a> Inputs<'a> {
@@ -83,6 +85,65 @@ impl<'a> Inputs<'a> {
     pub fn negative(mut self, negative: Tensor<'a>) -> Self {
         self.negative = Some(negative);
         self
+    }
+    pub fn var(mut self, var: Tensor<'a>) -> Self {
+        self.var = Some(var);
+        self
+    }
+
+    /// Sets a float tensor by name (a float `target` for `Target`).
+    pub fn with(mut self, name: TensorName, t: Tensor<'a>) -> Self {
+        let slot = match name {
+            TensorName::Input => {
+                self.input = t;
+                return self;
+            }
+            TensorName::Target => {
+                self.target = Some(Target::Float(t));
+                return self;
+            }
+            TensorName::Weight => &mut self.weight,
+            TensorName::PosWeight => &mut self.pos_weight,
+            TensorName::Labels => &mut self.labels,
+            TensorName::Positive => &mut self.positive,
+            TensorName::Negative => &mut self.negative,
+            TensorName::Var => &mut self.var,
+        };
+        *slot = Some(t);
+        self
+    }
+
+    /// A float tensor by name (`target` only when it holds floats).
+    pub fn float(&self, name: TensorName) -> Option<Tensor<'a>> {
+        match name {
+            TensorName::Input => Some(self.input),
+            TensorName::Target => match self.target {
+                Some(Target::Float(t)) => Some(t),
+                _ => None,
+            },
+            TensorName::Weight => self.weight,
+            TensorName::PosWeight => self.pos_weight,
+            TensorName::Labels => self.labels,
+            TensorName::Positive => self.positive,
+            TensorName::Negative => self.negative,
+            TensorName::Var => self.var,
+        }
+    }
+
+    /// The shape of a tensor that is given, by name.
+    pub fn shape(&self, name: TensorName) -> Option<&'a [usize]> {
+        match name {
+            TensorName::Target => self.target.map(|t| t.shape()),
+            _ => self.float(name).map(|t| t.shape),
+        }
+    }
+
+    /// The length of a tensor's data (class indices for a class target).
+    fn data_len(&self, name: TensorName) -> Option<usize> {
+        match (name, self.target) {
+            (TensorName::Target, Some(Target::Class { data, .. })) => Some(data.len()),
+            _ => self.float(name).map(|t| t.data.len()),
+        }
     }
 }
 
@@ -134,6 +195,7 @@ impl Broadcast<'_> {
 /// Elementwise losses: `n` items, item `i` reads input[i] and target[i / per_target].
 #[derive(Clone, Debug)]
 pub struct PointPlan<'a> {
+    pub loss: Pointwise,
     pub n: usize,
     pub per_target: usize,
     pub weight: Option<Broadcast<'a>>,
@@ -146,6 +208,7 @@ pub struct PointPlan<'a> {
 /// Softmax-row losses over input `(N, C, inner)`: row `r` is (r / inner, ·, r % inner).
 #[derive(Clone, Debug)]
 pub struct RowsPlan {
+    pub loss: Rows,
     pub rows: usize,
     pub classes: usize,
     pub inner: usize,
@@ -158,6 +221,7 @@ pub struct RowsPlan {
 /// Row-vector losses over `(N, D)`.
 #[derive(Clone, Debug)]
 pub struct PairsPlan {
+    pub loss: Pairs,
     pub rows: usize,
     pub dim: usize,
     /// cosine_embedding was given labels.
@@ -167,6 +231,7 @@ pub struct PairsPlan {
 /// Dice over input `(N, C, inner)` (binary: C = 1).
 #[derive(Clone, Debug)]
 pub struct DicePlan {
+    pub loss: Dice,
     pub batch: usize,
     pub classes: usize,
     pub inner: usize,
@@ -236,26 +301,33 @@ impl<'a> Checker<'_, 'a> {
         })
     }
 
-    /// Rejects tensors the loss would silently ignore.
-    fn only(&self, allowed: &[&'static str]) -> Result<()> {
-        let i = self.inputs;
-        let present = [
-            ("target", i.target.is_some()),
-            ("weight", i.weight.is_some()),
-            ("pos_weight", i.pos_weight.is_some()),
-            ("labels", i.labels.is_some()),
-            ("positive", i.positive.is_some()),
-            ("negative", i.negative.is_some()),
-        ];
-        for (name, there) in present {
-            if there && !allowed.contains(&name) {
-                return Err(Error::Unexpected {
-                    loss: self.loss,
-                    name,
-                });
-            }
+    /// Rejects tensors the loss would silently ignore, as its catalog entry
+    /// lists what it reads.
+    fn unexpected(&self, loss: &Loss) -> Result<()> {
+        let takes = loss.entry().tensors;
+        match TensorName::ALL.into_iter().find(|&t| {
+            t != TensorName::Input
+                && self.inputs.shape(t).is_some()
+                && !takes.iter().any(|(n, _)| *n == t)
+        }) {
+            Some(name) => Err(Error::Unexpected {
+                loss: self.loss,
+                name: name.name(),
+            }),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Requires the tensors the catalog entry says the loss cannot do without.
+    fn required(&self, loss: &Loss) -> Result<()> {
+        let takes = loss.entry().tensors;
+        match takes
+            .iter()
+            .find(|(t, need)| *need == Need::Required && self.inputs.shape(*t).is_none())
+        {
+            Some((name, _)) => self.missing(name.name()),
+            None => Ok(()),
+        }
     }
 
     fn float_target(&self) -> Result<Tensor<'a>> {
@@ -401,6 +473,46 @@ impl<'a> Checker<'_, 'a> {
         Ok(())
     }
 
+    /// gaussian_nll's variance: the input's shape, or it with the last dim
+    /// 1 or left out (one variance per row of the last dim); no value < 0.
+    fn variance(&self, var: Tensor<'a>) -> Result<Broadcast<'a>> {
+        let s = self.inputs.input.shape;
+        let rows = s.split_last().map_or(&[][..], |(_, rest)| rest);
+        let last = s.last().copied().unwrap_or(1);
+        let per_row = var.shape == rows
+            || (var.shape.len() == s.len() && var.shape.split_last() == Some((&1, rows)));
+        let b = if var.shape == s {
+            Broadcast {
+                data: Cow::Borrowed(var.data),
+                inner: 1,
+                len: numel(s).max(1),
+            }
+        } else if per_row && !s.is_empty() {
+            Broadcast {
+                data: Cow::Borrowed(var.data),
+                inner: last.max(1),
+                len: numel(rows).max(1),
+            }
+        } else {
+            return self.shape_err(
+                "var",
+                format!("{s:?}, or it with the last dim 1 or left out"),
+                var.shape,
+            );
+        };
+        if self.values {
+            if let Some(index) = var.data.iter().position(|v| *v < 0.0) {
+                return Err(Error::Negative {
+                    loss: self.loss,
+                    name: "var",
+                    index,
+                    value: var.data[index],
+                });
+            }
+        }
+        Ok(b)
+    }
+
     fn unit_range(&self, name: &'static str, data: &[f32]) -> Result<()> {
         if !self.values {
             return Ok(());
@@ -511,18 +623,9 @@ fn plan_checked<'a>(
     values: bool,
 ) -> Result<Plan<'a>> {
     loss.validate(reduction)?;
-    let shapes = [
-        ("input", Some(inputs.input.shape)),
-        ("target", inputs.target.map(|t| t.shape())),
-        ("weight", inputs.weight.map(|t| t.shape)),
-        ("pos_weight", inputs.pos_weight.map(|t| t.shape)),
-        ("labels", inputs.labels.map(|t| t.shape)),
-        ("positive", inputs.positive.map(|t| t.shape)),
-        ("negative", inputs.negative.map(|t| t.shape)),
-    ];
-    for (name, shape) in shapes {
-        if let Some(shape) = shape {
-            check_shape(loss, name, shape)?;
+    for name in TensorName::ALL {
+        if let Some(shape) = inputs.shape(name) {
+            check_shape(loss, name.name(), shape)?;
         }
     }
     let c = Checker {
@@ -530,38 +633,31 @@ fn plan_checked<'a>(
         inputs,
         values,
     };
-    let check_len = |name, len, shape: &[usize]| {
-        if values {
-            check_len(name, len, shape)
-        } else {
-            Ok(())
-        }
-    };
-    let input = inputs.input;
-    check_len("input", input.data.len(), input.shape)?;
-    let tensors: [(&'static str, Option<Tensor<'a>>); 5] = [
-        ("weight", inputs.weight),
-        ("pos_weight", inputs.pos_weight),
-        ("labels", inputs.labels),
-        ("positive", inputs.positive),
-        ("negative", inputs.negative),
-    ];
-    for (name, t) in tensors {
-        if let Some(t) = t {
-            check_len(name, t.data.len(), t.shape)?;
+    if values {
+        for name in TensorName::ALL {
+            if let (Some(shape), Some(len)) = (inputs.shape(name), inputs.data_len(name)) {
+                check_len(name.name(), len, shape)?;
+            }
         }
     }
-    match inputs.target {
-        Some(Target::Float(t)) => check_len("target", t.data.len(), t.shape)?,
-        Some(Target::Class { data, shape }) => check_len("target", data.len(), shape)?,
-        None => {}
+    c.unexpected(loss)?;
+    match loss {
+        Loss::Pointwise(l) => point_plan(&c, l),
+        Loss::Rows(l) => rows_plan(&c, l),
+        Loss::Pairs(l) => pairs_plan(&c, l),
+        Loss::Dice(l) => dice_plan(&c, l),
     }
+}
 
+fn point_plan<'a>(c: &Checker<'_, 'a>, loss: &Pointwise) -> Result<Plan<'a>> {
+    let inputs = c.inputs;
+    let input = inputs.input;
     let n = numel(input.shape);
     let point = |per_target, weight, aux| {
         let batch = input.shape.first().copied().unwrap_or(1);
         Ok(Plan {
             geometry: Geometry::Point(PointPlan {
+                loss: loss.clone(),
                 n,
                 per_target,
                 weight,
@@ -571,216 +667,214 @@ fn plan_checked<'a>(
             items_shape: input.shape.to_vec(),
         })
     };
+    let t = c.float_target()?;
+    c.required(&Loss::Pointwise(loss.clone()))?;
+    let weight = inputs
+        .weight
+        .map(|w| c.broadcast("weight", w, input.shape))
+        .transpose()?;
     match loss {
-        Loss::Mse | Loss::L1 | Loss::Huber { .. } | Loss::SmoothL1 { .. } | Loss::LogCosh => {
-            let weighted = matches!(loss, Loss::Mse | Loss::L1 | Loss::Huber { .. });
-            c.only(if weighted {
-                &["target", "weight"]
-            } else {
-                &["target"]
-            })?;
-            let t = c.float_target()?;
-            c.same_shape("target", &t)?;
-            let w = inputs
-                .weight
-                .map(|w| c.broadcast("weight", w, input.shape))
-                .transpose()?;
-            point(1, w, None)
-        }
-        Loss::Quantile { quantiles } => {
-            c.only(&["target"])?;
-            let t = c.float_target()?;
-            match quantiles {
-                None => {
-                    c.same_shape("target", &t)?;
-                    point(1, None, None)
-                }
-                Some(q) => {
-                    let s = input.shape;
-                    if s.last() != Some(&q.len()) || t.shape != &s[..s.len() - 1] {
-                        return c.shape_err(
-                            "target",
-                            format!(
-                                "the input's shape without its last dim of {} quantiles",
-                                q.len()
-                            ),
-                            t.shape,
-                        );
-                    }
-                    let aux = Broadcast {
-                        data: Cow::Owned(q.clone()),
-                        inner: 1,
-                        len: q.len(),
-                    };
-                    point(q.len(), None, Some(aux))
-                }
+        Pointwise::Quantile { quantiles: Some(q) } => {
+            let s = input.shape;
+            if s.last() != Some(&q.len()) || t.shape != &s[..s.len() - 1] {
+                return c.shape_err(
+                    "target",
+                    format!(
+                        "the input's shape without its last dim of {} quantiles",
+                        q.len()
+                    ),
+                    t.shape,
+                );
             }
+            let aux = Broadcast {
+                data: Cow::Owned(q.clone()),
+                inner: 1,
+                len: q.len(),
+            };
+            point(q.len(), None, Some(aux))
         }
-        Loss::Bce | Loss::BceWithLogits | Loss::SigmoidFocal { .. } | Loss::KlDiv { .. } => {
-            c.only(match loss {
-                Loss::Bce => &["target", "weight"],
-                Loss::BceWithLogits => &["target", "weight", "pos_weight"],
-                _ => &["target"],
-            })?;
-            let t = c.float_target()?;
+        Pointwise::GaussianNll { .. } => {
             c.same_shape("target", &t)?;
-            if matches!(loss, Loss::Bce) {
-                c.unit_range("input", input.data)?;
-                c.unit_range("target", t.data)?;
-            }
-            let w = inputs
-                .weight
-                .map(|w| c.broadcast("weight", w, input.shape))
-                .transpose()?;
+            let var = inputs.var.expect("required by the catalog");
+            let var = c.variance(var)?;
+            point(1, None, Some(var))
+        }
+        Pointwise::Bce => {
+            c.same_shape("target", &t)?;
+            c.unit_range("input", input.data)?;
+            c.unit_range("target", t.data)?;
+            point(1, weight, None)
+        }
+        Pointwise::BceWithLogits => {
+            c.same_shape("target", &t)?;
             let pw = inputs
                 .pos_weight
                 .map(|p| c.broadcast("pos_weight", p, input.shape))
                 .transpose()?;
-            point(1, w, pw)
+            point(1, weight, pw)
         }
-        Loss::CrossEntropy { ignore_index, .. }
-        | Loss::Nll { ignore_index }
-        | Loss::SoftmaxFocal { ignore_index, .. } => {
-            c.only(&["target", "weight"])?;
-            let (batch, classes, inner) = c.class_dims()?;
-            c.class_weight(classes)?;
-            let items_shape = c.class_target_shape();
-            let prob_target = match inputs.target {
-                Some(Target::Class { data, shape }) => {
-                    if shape != items_shape.as_slice() {
-                        return c.shape_err(
-                            "target",
-                            format!("{items_shape:?} (the input without its class dim)"),
-                            shape,
-                        );
-                    }
-                    c.classes(data, classes, *ignore_index)?;
-                    false
-                }
-                Some(Target::Float(t)) if matches!(loss, Loss::CrossEntropy { .. }) => {
-                    c.same_shape("target", &t)?;
-                    if *ignore_index >= 0 {
-                        return Err(Error::Param {
-                            loss: c.loss,
-                            name: "ignore_index",
-                            expected: "negative with probability targets",
-                            value: ignore_index.to_string(),
-                        });
-                    }
-                    true
-                }
-                Some(Target::Float(t)) => {
-                    return c.shape_err("target", "class indices (int)".into(), t.shape)
-                }
-                None => return c.missing("target"),
-            };
-            Ok(Plan {
-                geometry: Geometry::Rows(RowsPlan {
-                    rows: batch * inner,
-                    classes,
-                    inner,
-                    prob_target,
-                    weight: inputs.weight.is_some(),
-                }),
-                items_shape,
-            })
-        }
-        Loss::CosineEmbedding { .. } | Loss::TripletMargin { .. } => {
-            let s = input.shape;
-            let (rows, dim, items_shape) = match s.len() {
-                1 => (1, s[0], vec![]),
-                2 => (s[0], s[1], vec![s[0]]),
-                _ => return c.shape_err("input", "(N, D) or (D)".into(), s),
-            };
-            if matches!(loss, Loss::CosineEmbedding { .. }) {
-                c.only(&["target", "labels"])?;
-                let t = c.float_target()?;
-                c.same_shape("target", &t)?;
-                if let Some(l) = &inputs.labels {
-                    if l.shape != items_shape.as_slice() {
-                        return c.shape_err(
-                            "labels",
-                            format!("{items_shape:?} (one per pair)"),
-                            l.shape,
-                        );
-                    }
-                }
-            } else {
-                c.only(&["positive", "negative"])?;
-                for (name, t) in [("positive", inputs.positive), ("negative", inputs.negative)] {
-                    match t {
-                        Some(t) => c.same_shape(name, &t)?,
-                        None => return c.missing(name),
-                    }
-                }
-            }
-            Ok(Plan {
-                geometry: Geometry::Pairs(PairsPlan {
-                    rows,
-                    dim,
-                    labels: inputs.labels.is_some(),
-                }),
-                items_shape,
-            })
-        }
-        Loss::Dice {
-            mode, ignore_index, ..
-        } => {
-            c.only(&["target"])?;
-            let s = input.shape;
-            let (batch, classes, inner) = match mode {
-                DiceMode::Binary => {
-                    let t = c.float_target()?;
-                    c.same_shape("target", &t)?;
-                    let batch = s.first().copied().unwrap_or(1);
-                    (batch, 1, if batch == 0 { 0 } else { n / batch })
-                }
-                DiceMode::Multilabel | DiceMode::Multiclass => {
-                    if s.len() < 2 {
-                        return c.shape_err("input", "(N, C, ...)".into(), s);
-                    }
-                    // The result holds one value per class even for an empty batch.
-                    if s[1] > MAX_DICE_CLASSES {
-                        return c.shape_err(
-                            "input",
-                            format!("at most {MAX_DICE_CLASSES} classes in dim 1"),
-                            s,
-                        );
-                    }
-                    let dims = (s[0], s[1], numel(&s[2..]));
-                    if *mode == DiceMode::Multilabel {
-                        let t = c.float_target()?;
-                        c.same_shape("target", &t)?;
-                    } else {
-                        match inputs.target {
-                            Some(Target::Class { data, shape }) => {
-                                let want = c.class_target_shape();
-                                if shape != want.as_slice() {
-                                    return c.shape_err(
-                                        "target",
-                                        format!("{want:?} (the input without its class dim)"),
-                                        shape,
-                                    );
-                                }
-                                c.classes(data, dims.1, ignore_index.unwrap_or(i64::MIN))?;
-                            }
-                            Some(Target::Float(t)) => {
-                                return c.shape_err("target", "class indices (int)".into(), t.shape)
-                            }
-                            None => return c.missing("target"),
-                        }
-                    }
-                    dims
-                }
-            };
-            Ok(Plan {
-                geometry: Geometry::Dice(DicePlan {
-                    batch,
-                    classes,
-                    inner,
-                }),
-                items_shape: vec![classes],
-            })
+        Pointwise::Mse
+        | Pointwise::L1
+        | Pointwise::Huber { .. }
+        | Pointwise::SmoothL1 { .. }
+        | Pointwise::LogCosh
+        | Pointwise::Quantile { quantiles: None }
+        | Pointwise::SigmoidFocal { .. }
+        | Pointwise::KlDiv { .. }
+        | Pointwise::PoissonNll { .. } => {
+            c.same_shape("target", &t)?;
+            point(1, weight, None)
         }
     }
+}
+
+fn rows_plan<'a>(c: &Checker<'_, 'a>, loss: &Rows) -> Result<Plan<'a>> {
+    let inputs = c.inputs;
+    let (Rows::CrossEntropy { ignore_index, .. }
+    | Rows::Nll { ignore_index }
+    | Rows::SoftmaxFocal { ignore_index, .. }) = loss;
+    let (batch, classes, inner) = c.class_dims()?;
+    c.class_weight(classes)?;
+    let items_shape = c.class_target_shape();
+    let prob_target = match inputs.target {
+        Some(Target::Class { data, shape }) => {
+            if shape != items_shape.as_slice() {
+                return c.shape_err(
+                    "target",
+                    format!("{items_shape:?} (the input without its class dim)"),
+                    shape,
+                );
+            }
+            c.classes(data, classes, *ignore_index)?;
+            false
+        }
+        Some(Target::Float(t)) if matches!(loss, Rows::CrossEntropy { .. }) => {
+            c.same_shape("target", &t)?;
+            if *ignore_index >= 0 {
+                return Err(Error::Param {
+                    loss: c.loss,
+                    name: "ignore_index",
+                    expected: "negative with probability targets",
+                    value: ignore_index.to_string(),
+                });
+            }
+            true
+        }
+        Some(Target::Float(t)) => {
+            return c.shape_err("target", "class indices (int)".into(), t.shape)
+        }
+        None => return c.missing("target"),
+    };
+    Ok(Plan {
+        geometry: Geometry::Rows(RowsPlan {
+            loss: loss.clone(),
+            rows: batch * inner,
+            classes,
+            inner,
+            prob_target,
+            weight: inputs.weight.is_some(),
+        }),
+        items_shape,
+    })
+}
+
+fn pairs_plan<'a>(c: &Checker<'_, 'a>, loss: &Pairs) -> Result<Plan<'a>> {
+    let inputs = c.inputs;
+    let s = inputs.input.shape;
+    let (rows, dim, items_shape) = match s.len() {
+        1 => (1, s[0], vec![]),
+        2 => (s[0], s[1], vec![s[0]]),
+        _ => return c.shape_err("input", "(N, D) or (D)".into(), s),
+    };
+    c.required(&Loss::Pairs(loss.clone()))?;
+    match loss {
+        Pairs::CosineEmbedding { .. } => {
+            let t = c.float_target()?;
+            c.same_shape("target", &t)?;
+            if let Some(l) = &inputs.labels {
+                if l.shape != items_shape.as_slice() {
+                    return c.shape_err(
+                        "labels",
+                        format!("{items_shape:?} (one per pair)"),
+                        l.shape,
+                    );
+                }
+            }
+        }
+        Pairs::TripletMargin { .. } => {
+            for name in [TensorName::Positive, TensorName::Negative] {
+                let t = inputs.float(name).expect("required by the catalog");
+                c.same_shape(name.name(), &t)?;
+            }
+        }
+    }
+    Ok(Plan {
+        geometry: Geometry::Pairs(PairsPlan {
+            loss: loss.clone(),
+            rows,
+            dim,
+            labels: inputs.labels.is_some(),
+        }),
+        items_shape,
+    })
+}
+
+fn dice_plan<'a>(c: &Checker<'_, 'a>, loss: &Dice) -> Result<Plan<'a>> {
+    let inputs = c.inputs;
+    let s = inputs.input.shape;
+    let n = numel(s);
+    let (batch, classes, inner) = match loss.mode {
+        DiceMode::Binary => {
+            let t = c.float_target()?;
+            c.same_shape("target", &t)?;
+            let batch = s.first().copied().unwrap_or(1);
+            (batch, 1, if batch == 0 { 0 } else { n / batch })
+        }
+        DiceMode::Multilabel | DiceMode::Multiclass => {
+            if s.len() < 2 {
+                return c.shape_err("input", "(N, C, ...)".into(), s);
+            }
+            // The result holds one value per class even for an empty batch.
+            if s[1] > MAX_DICE_CLASSES {
+                return c.shape_err(
+                    "input",
+                    format!("at most {MAX_DICE_CLASSES} classes in dim 1"),
+                    s,
+                );
+            }
+            let dims = (s[0], s[1], numel(&s[2..]));
+            if loss.mode == DiceMode::Multilabel {
+                let t = c.float_target()?;
+                c.same_shape("target", &t)?;
+            } else {
+                match inputs.target {
+                    Some(Target::Class { data, shape }) => {
+                        let want = c.class_target_shape();
+                        if shape != want.as_slice() {
+                            return c.shape_err(
+                                "target",
+                                format!("{want:?} (the input without its class dim)"),
+                                shape,
+                            );
+                        }
+                        c.classes(data, dims.1, loss.ignore_index.unwrap_or(i64::MIN))?;
+                    }
+                    Some(Target::Float(t)) => {
+                        return c.shape_err("target", "class indices (int)".into(), t.shape)
+                    }
+                    None => return c.missing("target"),
+                }
+            }
+            dims
+        }
+    };
+    Ok(Plan {
+        geometry: Geometry::Dice(DicePlan {
+            loss: loss.clone(),
+            batch,
+            classes,
+            inner,
+        }),
+        items_shape: vec![classes],
+    })
 }

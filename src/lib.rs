@@ -20,6 +20,9 @@ pub use error::{Error, Result};
 pub use gpu::evaluator::Evaluator;
 pub use gpu::{Evaluation, Gradients, Prepared};
 pub use inputs::{Inputs, Target, Tensor, Upstream};
-pub use loss::{DiceMode, Loss, Reduction};
+pub use loss::{
+    Dice, DiceMode, Domain, Entry, Loss, Need, Pairs, Param, Pointwise, Reduction, Rows,
+    TargetKind, TensorName, Value, CATALOG,
+};
 pub use partial::Partial;
 pub use stream::Chunks;

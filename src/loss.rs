@@ -1,7 +1,14 @@
-//! The loss catalog: names, parameters, defaults and their domains.
+//! The loss catalog: every loss is declared here once, as a variant of its
+//! family's enum (typed parameters, the API) and one [`Entry`] (name,
+//! tensors, gradients, parameters with their domains and help). Everything
+//! else that knows about a loss — the CLI's flags and `--json`, the shape
+//! checks, the kernels' ids, the CPU twin — matches on the family enum, so a
+//! new loss that one of them forgets is a compile error, and the generic parts
+//! (names, defaults, parameter checks, flags) come from the entry.
 //!
-//! Each variant carries the parameters of one loss. Its snake_case name is the
-//! CLI name, the WGSL function and the CPU twin (`cpu::<family>::<name>`).
+//! Each loss has one name everywhere: its entry's `name` is the CLI name, the
+//! WGSL function, the CPU twin `cpu::<family>::<name>` and the shader's id
+//! constant in upper case. docs/adding-a-loss.md walks through adding one.
 
 use crate::error::{Error, Result};
 
@@ -18,7 +25,12 @@ pub enum Reduction {
 }
 
 impl Reduction {
-    pub const NAMES: [&'static str; 4] = ["none", "mean", "sum", "batchmean"];
+    pub const ALL: [Reduction; 4] = [
+        Reduction::None,
+        Reduction::Mean,
+        Reduction::Sum,
+        Reduction::BatchMean,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,13 +42,7 @@ impl Reduction {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "none" => Reduction::None,
-            "mean" => Reduction::Mean,
-            "sum" => Reduction::Sum,
-            "batchmean" => Reduction::BatchMean,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|r| r.name() == name)
     }
 }
 
@@ -52,6 +58,8 @@ pub enum DiceMode {
 }
 
 impl DiceMode {
+    pub const ALL: [DiceMode; 3] = [DiceMode::Binary, DiceMode::Multiclass, DiceMode::Multilabel];
+
     pub fn name(self) -> &'static str {
         match self {
             DiceMode::Binary => "binary",
@@ -61,18 +69,23 @@ impl DiceMode {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "binary" => DiceMode::Binary,
-            "multiclass" => DiceMode::Multiclass,
-            "multilabel" => DiceMode::Multilabel,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
 /// A loss and its parameters. `Loss::from_name` gives the reference defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Loss {
+    Pointwise(Pointwise),
+    Rows(Rows),
+    Pairs(Pairs),
+    Dice(Dice),
+}
+
+/// Elementwise losses: item i reads input[i], its target and any broadcast
+/// tensors, and nothing else (shaders/pointwise.wgsl, src/cpu/pointwise.rs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pointwise {
     /// `torch.nn.MSELoss`; optional per-element weight: mean = Σw·l / Σw.
     Mse,
     /// `torch.nn.L1Loss`; optional per-element weight: mean = Σw·l / Σw.
@@ -94,6 +107,20 @@ pub enum Loss {
     SigmoidFocal { alpha: f32, gamma: f32 },
     /// `torch.nn.KLDivLoss(log_target)`; input is log-probabilities.
     KlDiv { log_target: bool },
+    /// `torch.nn.PoissonNLLLoss(log_input, full, eps)`.
+    PoissonNll {
+        log_input: bool,
+        full: bool,
+        eps: f32,
+    },
+    /// `torch.nn.GaussianNLLLoss(full, eps)`; the variance is the `var` tensor.
+    GaussianNll { full: bool, eps: f32 },
+}
+
+/// Softmax-row losses over input `(N, C, d1..dK)`: one row of C logits per
+/// item (shaders/rows.wgsl, src/cpu/rows.rs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rows {
     /// `torch.nn.CrossEntropyLoss(weight, ignore_index, label_smoothing)`, class
     /// indices or probabilities as targets.
     CrossEntropy {
@@ -104,6 +131,12 @@ pub enum Loss {
     Nll { ignore_index: i64 },
     /// w[y]·(1 − p_t)^γ·(−log p_t), mean over Σ w[y] of non-ignored rows.
     SoftmaxFocal { gamma: f32, ignore_index: i64 },
+}
+
+/// Row-vector losses over `(N, D)`: one item per row of D values
+/// (shaders/pairs.wgsl, src/cpu/pairs.rs).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pairs {
     /// `torch.nn.CosineEmbeddingLoss(margin)`; without labels every pair is similar.
     CosineEmbedding { margin: f32 },
     /// `torch.nn.TripletMarginLoss(margin, p, eps, swap)`.
@@ -113,99 +146,777 @@ pub enum Loss {
         eps: f32,
         swap: bool,
     },
-    /// `segmentation_models_pytorch.losses.DiceLoss`.
-    Dice {
-        mode: DiceMode,
-        from_logits: bool,
-        smooth: f32,
-        eps: f32,
-        ignore_index: Option<i64>,
-        log_loss: bool,
-    },
 }
 
-impl Loss {
-    pub const NAMES: [&'static str; 16] = [
-        "mse",
-        "l1",
-        "huber",
-        "smooth_l1",
-        "log_cosh",
-        "quantile",
-        "bce",
-        "bce_with_logits",
-        "sigmoid_focal",
-        "kl_div",
-        "cross_entropy",
-        "nll",
-        "softmax_focal",
-        "cosine_embedding",
-        "triplet_margin",
-        "dice",
+/// `segmentation_models_pytorch.losses.DiceLoss` (shaders/dice.wgsl,
+/// src/cpu/dice.rs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dice {
+    pub mode: DiceMode,
+    pub from_logits: bool,
+    pub smooth: f32,
+    pub eps: f32,
+    pub ignore_index: Option<i64>,
+    pub log_loss: bool,
+}
+
+impl Pointwise {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pointwise::Mse => "mse",
+            Pointwise::L1 => "l1",
+            Pointwise::Huber { .. } => "huber",
+            Pointwise::SmoothL1 { .. } => "smooth_l1",
+            Pointwise::LogCosh => "log_cosh",
+            Pointwise::Quantile { .. } => "quantile",
+            Pointwise::Bce => "bce",
+            Pointwise::BceWithLogits => "bce_with_logits",
+            Pointwise::SigmoidFocal { .. } => "sigmoid_focal",
+            Pointwise::KlDiv { .. } => "kl_div",
+            Pointwise::PoissonNll { .. } => "poisson_nll",
+            Pointwise::GaussianNll { .. } => "gaussian_nll",
+        }
+    }
+}
+
+impl Rows {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rows::CrossEntropy { .. } => "cross_entropy",
+            Rows::Nll { .. } => "nll",
+            Rows::SoftmaxFocal { .. } => "softmax_focal",
+        }
+    }
+
+    /// Every row loss has one.
+    pub fn ignore_index(&self) -> i64 {
+        match self {
+            Rows::CrossEntropy { ignore_index, .. }
+            | Rows::Nll { ignore_index }
+            | Rows::SoftmaxFocal { ignore_index, .. } => *ignore_index,
+        }
+    }
+}
+
+impl Pairs {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pairs::CosineEmbedding { .. } => "cosine_embedding",
+            Pairs::TripletMargin { .. } => "triplet_margin",
+        }
+    }
+}
+
+impl Dice {
+    pub fn name(&self) -> &'static str {
+        "dice"
+    }
+}
+
+impl From<Pointwise> for Loss {
+    fn from(l: Pointwise) -> Loss {
+        Loss::Pointwise(l)
+    }
+}
+impl From<Rows> for Loss {
+    fn from(l: Rows) -> Loss {
+        Loss::Rows(l)
+    }
+}
+impl From<Pairs> for Loss {
+    fn from(l: Pairs) -> Loss {
+        Loss::Pairs(l)
+    }
+}
+impl From<Dice> for Loss {
+    fn from(l: Dice) -> Loss {
+        Loss::Dice(l)
+    }
+}
+
+/// The tensors of a call, by their one name (the `Inputs` field, the CLI
+/// flag `--<name>` with `-` for `_`, the error messages, the gradient keys).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TensorName {
+    /// The prediction (the anchor for `triplet_margin`, x1 for `cosine_embedding`).
+    Input,
+    /// Floats or class indices (x2 for `cosine_embedding`).
+    Target,
+    Weight,
+    PosWeight,
+    Labels,
+    Positive,
+    Negative,
+    /// `gaussian_nll`'s variance.
+    Var,
+}
+
+impl TensorName {
+    pub const ALL: [TensorName; 8] = [
+        TensorName::Input,
+        TensorName::Target,
+        TensorName::Weight,
+        TensorName::PosWeight,
+        TensorName::Labels,
+        TensorName::Positive,
+        TensorName::Negative,
+        TensorName::Var,
     ];
 
-    /// The loss with the reference's default parameters.
-    pub fn from_name(name: &str) -> Option<Loss> {
-        Some(match name {
-            "mse" => Loss::Mse,
-            "l1" => Loss::L1,
-            "huber" => Loss::Huber { delta: 1.0 },
-            "smooth_l1" => Loss::SmoothL1 { beta: 1.0 },
-            "log_cosh" => Loss::LogCosh,
-            "quantile" => Loss::Quantile { quantiles: None },
-            "bce" => Loss::Bce,
-            "bce_with_logits" => Loss::BceWithLogits,
-            "sigmoid_focal" => Loss::SigmoidFocal {
+    pub fn name(self) -> &'static str {
+        match self {
+            TensorName::Input => "input",
+            TensorName::Target => "target",
+            TensorName::Weight => "weight",
+            TensorName::PosWeight => "pos_weight",
+            TensorName::Labels => "labels",
+            TensorName::Positive => "positive",
+            TensorName::Negative => "negative",
+            TensorName::Var => "var",
+        }
+    }
+}
+
+/// Whether a loss requires a tensor or takes it when given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    Required,
+    Optional,
+}
+
+/// What a loss's target holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    Floats,
+    /// Class indices (int).
+    Classes,
+    /// Class indices or floats (cross_entropy's probabilities).
+    ClassesOrFloats,
+    /// Dice: class indices in multiclass mode, floats otherwise.
+    ByMode,
+    /// No target tensor (triplet_margin).
+    None,
+}
+
+/// The values a parameter accepts. NaN is in none of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// Anything (booleans, indices, modes).
+    Any,
+    Finite,
+    /// Finite and > 0.
+    Positive,
+    /// Finite and >= 0.
+    NonNegative,
+    /// In [0, 1] (each value, for a list; a list must not be empty).
+    UnitInterval,
+    /// <= 1 (negative values disable the term).
+    AtMostOne,
+    /// > 0, infinity allowed.
+    PositiveOrInf,
+}
+
+impl Domain {
+    pub fn accepts(self, v: f64) -> bool {
+        match self {
+            Domain::Any => true,
+            Domain::Finite => v.is_finite(),
+            Domain::Positive => v > 0.0 && v.is_finite(),
+            Domain::NonNegative => v >= 0.0 && v.is_finite(),
+            Domain::UnitInterval => (0.0..=1.0).contains(&v),
+            Domain::AtMostOne => v <= 1.0,
+            Domain::PositiveOrInf => v > 0.0,
+        }
+    }
+
+    /// What the error message says is expected.
+    pub fn expected(self) -> &'static str {
+        match self {
+            Domain::Any => "any value",
+            Domain::Finite => "finite",
+            Domain::Positive => "finite and > 0",
+            Domain::NonNegative => "finite and >= 0",
+            Domain::UnitInterval => "values in [0, 1]",
+            Domain::AtMostOne => "<= 1 (negative disables it)",
+            Domain::PositiveOrInf => "> 0 (inf for the max norm)",
+        }
+    }
+}
+
+/// One parameter of a loss: the field of its variant, in the same order.
+#[derive(Clone, Copy, Debug)]
+pub struct Param {
+    /// The field's name; the CLI flag is `--` and this with `-` for `_`.
+    pub name: &'static str,
+    pub domain: Domain,
+    pub help: &'static str,
+}
+
+impl Param {
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+}
+
+/// A parameter's value, read from or written to a loss generically.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    F32(f32),
+    Bool(bool),
+    Int(i64),
+    /// An index that may be absent (dice's ignore_index).
+    OptInt(Option<i64>),
+    /// A list that may be absent (quantile's quantiles).
+    List(Option<Vec<f32>>),
+    Mode(DiceMode),
+}
+
+/// A loss's declaration: everything about it that is not a formula.
+#[derive(Debug)]
+pub struct Entry {
+    pub name: &'static str,
+    /// The reference it follows, in a few words.
+    pub about: &'static str,
+    /// The tensors besides `input` that it reads.
+    pub tensors: &'static [(TensorName, Need)],
+    /// The tensors it has gradients for (the fused call writes these).
+    pub grads: &'static [TensorName],
+    pub target: TargetKind,
+    /// Its parameters, in the order of the variant's fields.
+    pub params: &'static [Param],
+    /// The loss with the reference's defaults.
+    pub default: fn() -> Loss,
+}
+
+use Need::{Optional, Required};
+use TensorName as T;
+
+const fn p(name: &'static str, domain: Domain, help: &'static str) -> Param {
+    Param { name, domain, help }
+}
+
+const IGNORE_INDEX: Param = p(
+    "ignore_index",
+    Domain::Any,
+    "rows whose target is this class count for nothing",
+);
+const GAMMA: Param = p("gamma", Domain::NonNegative, "the focusing exponent");
+const FULL: Param = p(
+    "full",
+    Domain::Any,
+    "add the constant terms of the likelihood",
+);
+
+/// Every loss, in the order the CLI lists them.
+pub const CATALOG: &[Entry] = &[
+    Entry {
+        name: "mse",
+        about: "torch.nn.MSELoss",
+        tensors: &[(T::Target, Required), (T::Weight, Optional)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[],
+        default: || Pointwise::Mse.into(),
+    },
+    Entry {
+        name: "l1",
+        about: "torch.nn.L1Loss",
+        tensors: &[(T::Target, Required), (T::Weight, Optional)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[],
+        default: || Pointwise::L1.into(),
+    },
+    Entry {
+        name: "huber",
+        about: "torch.nn.HuberLoss",
+        tensors: &[(T::Target, Required), (T::Weight, Optional)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[p(
+            "delta",
+            Domain::Positive,
+            "where the quadratic part ends [1]",
+        )],
+        default: || Pointwise::Huber { delta: 1.0 }.into(),
+    },
+    Entry {
+        name: "smooth_l1",
+        about: "torch.nn.SmoothL1Loss",
+        tensors: &[(T::Target, Required)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[p(
+            "beta",
+            Domain::NonNegative,
+            "where the quadratic part ends [1]",
+        )],
+        default: || Pointwise::SmoothL1 { beta: 1.0 }.into(),
+    },
+    Entry {
+        name: "log_cosh",
+        about: "log(cosh(x - y)), as keras and optax",
+        tensors: &[(T::Target, Required)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[],
+        default: || Pointwise::LogCosh.into(),
+    },
+    Entry {
+        name: "quantile",
+        about: "pinball loss, as pytorch-forecasting without its factor 2",
+        tensors: &[(T::Target, Required)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[p(
+            "quantiles",
+            Domain::UnitInterval,
+            "comma-separated quantiles; the input's last dim holds one prediction each [0.5]",
+        )],
+        default: || Pointwise::Quantile { quantiles: None }.into(),
+    },
+    Entry {
+        name: "bce",
+        about: "torch.nn.BCELoss",
+        tensors: &[(T::Target, Required), (T::Weight, Optional)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[],
+        default: || Pointwise::Bce.into(),
+    },
+    Entry {
+        name: "bce_with_logits",
+        about: "torch.nn.BCEWithLogitsLoss",
+        tensors: &[
+            (T::Target, Required),
+            (T::Weight, Optional),
+            (T::PosWeight, Optional),
+        ],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[],
+        default: || Pointwise::BceWithLogits.into(),
+    },
+    Entry {
+        name: "sigmoid_focal",
+        about: "torchvision.ops.sigmoid_focal_loss",
+        tensors: &[(T::Target, Required)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[
+            p(
+                "alpha",
+                Domain::AtMostOne,
+                "weight of the positives; negative disables it [0.25]",
+            ),
+            p("gamma", Domain::NonNegative, "the focusing exponent [2]"),
+        ],
+        default: || {
+            Pointwise::SigmoidFocal {
                 alpha: 0.25,
                 gamma: 2.0,
-            },
-            "kl_div" => Loss::KlDiv { log_target: false },
-            "cross_entropy" => Loss::CrossEntropy {
+            }
+            .into()
+        },
+    },
+    Entry {
+        name: "kl_div",
+        about: "torch.nn.KLDivLoss",
+        tensors: &[(T::Target, Required)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[p(
+            "log_target",
+            Domain::Any,
+            "the target holds log-probabilities",
+        )],
+        default: || Pointwise::KlDiv { log_target: false }.into(),
+    },
+    Entry {
+        name: "poisson_nll",
+        about: "torch.nn.PoissonNLLLoss",
+        tensors: &[(T::Target, Required)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[
+            p(
+                "log_input",
+                Domain::Any,
+                "the input is the log of the rate [true]",
+            ),
+            FULL,
+            p(
+                "eps",
+                Domain::NonNegative,
+                "added to the rate before its log when log_input is false [1e-8]",
+            ),
+        ],
+        default: || {
+            Pointwise::PoissonNll {
+                log_input: true,
+                full: false,
+                eps: 1e-8,
+            }
+            .into()
+        },
+    },
+    Entry {
+        name: "gaussian_nll",
+        about: "torch.nn.GaussianNLLLoss",
+        tensors: &[(T::Target, Required), (T::Var, Required)],
+        grads: &[T::Input],
+        target: TargetKind::Floats,
+        params: &[
+            FULL,
+            p("eps", Domain::Positive, "the variance's lower clamp [1e-6]"),
+        ],
+        default: || {
+            Pointwise::GaussianNll {
+                full: false,
+                eps: 1e-6,
+            }
+            .into()
+        },
+    },
+    Entry {
+        name: "cross_entropy",
+        about: "torch.nn.CrossEntropyLoss",
+        tensors: &[(T::Target, Required), (T::Weight, Optional)],
+        grads: &[T::Input],
+        target: TargetKind::ClassesOrFloats,
+        params: &[
+            p(
+                "ignore_index",
+                Domain::Any,
+                "rows whose target is this class count for nothing [-100]",
+            ),
+            p(
+                "label_smoothing",
+                Domain::UnitInterval,
+                "mass spread over all classes [0]",
+            ),
+        ],
+        default: || {
+            Rows::CrossEntropy {
                 ignore_index: -100,
                 label_smoothing: 0.0,
-            },
-            "nll" => Loss::Nll { ignore_index: -100 },
-            "softmax_focal" => Loss::SoftmaxFocal {
+            }
+            .into()
+        },
+    },
+    Entry {
+        name: "nll",
+        about: "torch.nn.NLLLoss",
+        tensors: &[(T::Target, Required), (T::Weight, Optional)],
+        grads: &[T::Input],
+        target: TargetKind::Classes,
+        params: &[IGNORE_INDEX],
+        default: || Rows::Nll { ignore_index: -100 }.into(),
+    },
+    Entry {
+        name: "softmax_focal",
+        about: "focal loss over a softmax, consistent with cross_entropy",
+        tensors: &[(T::Target, Required), (T::Weight, Optional)],
+        grads: &[T::Input],
+        target: TargetKind::Classes,
+        params: &[GAMMA, IGNORE_INDEX],
+        default: || {
+            Rows::SoftmaxFocal {
                 gamma: 2.0,
                 ignore_index: -100,
-            },
-            "cosine_embedding" => Loss::CosineEmbedding { margin: 0.0 },
-            "triplet_margin" => Loss::TripletMargin {
+            }
+            .into()
+        },
+    },
+    Entry {
+        name: "cosine_embedding",
+        about: "torch.nn.CosineEmbeddingLoss",
+        tensors: &[(T::Target, Required), (T::Labels, Optional)],
+        grads: &[T::Input, T::Target],
+        target: TargetKind::Floats,
+        params: &[p("margin", Domain::Finite, "for dissimilar pairs [0]")],
+        default: || Pairs::CosineEmbedding { margin: 0.0 }.into(),
+    },
+    Entry {
+        name: "triplet_margin",
+        about: "torch.nn.TripletMarginLoss",
+        tensors: &[(T::Positive, Required), (T::Negative, Required)],
+        grads: &[T::Input, T::Positive, T::Negative],
+        target: TargetKind::None,
+        params: &[
+            p("margin", Domain::Positive, "[1]"),
+            p("p", Domain::PositiveOrInf, "the norm degree [2]"),
+            p(
+                "eps",
+                Domain::NonNegative,
+                "added to the differences [1e-6]",
+            ),
+            p("swap", Domain::Any, "use the distance swap"),
+        ],
+        default: || {
+            Pairs::TripletMargin {
                 margin: 1.0,
                 p: 2.0,
                 eps: 1e-6,
                 swap: false,
-            },
-            "dice" => Loss::Dice {
+            }
+            .into()
+        },
+    },
+    Entry {
+        name: "dice",
+        about: "segmentation_models_pytorch.losses.DiceLoss",
+        tensors: &[(T::Target, Required)],
+        grads: &[T::Input],
+        target: TargetKind::ByMode,
+        params: &[
+            p(
+                "mode",
+                Domain::Any,
+                "binary, multiclass or multilabel [multiclass]",
+            ),
+            p("from_logits", Domain::Any, "the input holds logits [true]"),
+            p(
+                "smooth",
+                Domain::NonNegative,
+                "added to both sides of the ratio [0]",
+            ),
+            p(
+                "eps",
+                Domain::NonNegative,
+                "the denominator's lower clamp [1e-7]",
+            ),
+            p(
+                "ignore_index",
+                Domain::Any,
+                "pixels whose target is this class count for nothing [none]",
+            ),
+            p("log_loss", Domain::Any, "-log(dice) instead of 1 - dice"),
+        ],
+        default: || {
+            Dice {
                 mode: DiceMode::Multiclass,
                 from_logits: true,
                 smooth: 0.0,
                 eps: 1e-7,
                 ignore_index: None,
                 log_loss: false,
-            },
-            _ => return None,
-        })
+            }
+            .into()
+        },
+    },
+];
+
+/// A parameter field of a loss, borrowed for writing.
+enum Field<'a> {
+    F32(&'a mut f32),
+    Bool(&'a mut bool),
+    Int(&'a mut i64),
+    OptInt(&'a mut Option<i64>),
+    List(&'a mut Option<Vec<f32>>),
+    Mode(&'a mut DiceMode),
+}
+
+impl Field<'_> {
+    fn get(&self) -> Value {
+        match self {
+            Field::F32(v) => Value::F32(**v),
+            Field::Bool(v) => Value::Bool(**v),
+            Field::Int(v) => Value::Int(**v),
+            Field::OptInt(v) => Value::OptInt(**v),
+            Field::List(v) => Value::List((*v).clone()),
+            Field::Mode(v) => Value::Mode(**v),
+        }
+    }
+
+    /// False when `value` is of another kind than the field.
+    fn set(&mut self, value: Value) -> bool {
+        match (self, value) {
+            (Field::F32(f), Value::F32(v)) => **f = v,
+            (Field::Bool(f), Value::Bool(v)) => **f = v,
+            (Field::Int(f), Value::Int(v)) => **f = v,
+            (Field::OptInt(f), Value::OptInt(v)) => **f = v,
+            (Field::OptInt(f), Value::Int(v)) => **f = Some(v),
+            (Field::List(f), Value::List(v)) => **f = v,
+            (Field::Mode(f), Value::Mode(v)) => **f = v,
+            _ => return false,
+        }
+        true
+    }
+}
+
+fn entry(name: &str) -> &'static Entry {
+    CATALOG
+        .iter()
+        .find(|e| e.name == name)
+        .expect("every loss has a catalog entry")
+}
+
+impl Loss {
+    /// Every loss's name, in the catalog's order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        CATALOG.iter().map(|e| e.name)
+    }
+
+    /// The loss with the reference's default parameters.
+    pub fn from_name(name: &str) -> Option<Loss> {
+        CATALOG
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| (e.default)())
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Loss::Mse => "mse",
-            Loss::L1 => "l1",
-            Loss::Huber { .. } => "huber",
-            Loss::SmoothL1 { .. } => "smooth_l1",
-            Loss::LogCosh => "log_cosh",
-            Loss::Quantile { .. } => "quantile",
-            Loss::Bce => "bce",
-            Loss::BceWithLogits => "bce_with_logits",
-            Loss::SigmoidFocal { .. } => "sigmoid_focal",
-            Loss::KlDiv { .. } => "kl_div",
-            Loss::CrossEntropy { .. } => "cross_entropy",
-            Loss::Nll { .. } => "nll",
-            Loss::SoftmaxFocal { .. } => "softmax_focal",
-            Loss::CosineEmbedding { .. } => "cosine_embedding",
-            Loss::TripletMargin { .. } => "triplet_margin",
-            Loss::Dice { .. } => "dice",
+            Loss::Pointwise(l) => l.name(),
+            Loss::Rows(l) => l.name(),
+            Loss::Pairs(l) => l.name(),
+            Loss::Dice(l) => l.name(),
+        }
+    }
+
+    /// The loss's catalog entry.
+    pub fn entry(&self) -> &'static Entry {
+        entry(self.name())
+    }
+
+    /// The parameter fields, in the order of `entry().params`.
+    fn fields(&mut self) -> Vec<Field<'_>> {
+        use Field::*;
+        match self {
+            Loss::Pointwise(l) => match l {
+                Pointwise::Mse | Pointwise::L1 | Pointwise::LogCosh => vec![],
+                Pointwise::Bce | Pointwise::BceWithLogits => vec![],
+                Pointwise::Huber { delta } => vec![F32(delta)],
+                Pointwise::SmoothL1 { beta } => vec![F32(beta)],
+                Pointwise::Quantile { quantiles } => vec![List(quantiles)],
+                Pointwise::SigmoidFocal { alpha, gamma } => vec![F32(alpha), F32(gamma)],
+                Pointwise::KlDiv { log_target } => vec![Bool(log_target)],
+                Pointwise::PoissonNll {
+                    log_input,
+                    full,
+                    eps,
+                } => vec![Bool(log_input), Bool(full), F32(eps)],
+                Pointwise::GaussianNll { full, eps } => vec![Bool(full), F32(eps)],
+            },
+            Loss::Rows(l) => match l {
+                Rows::CrossEntropy {
+                    ignore_index,
+                    label_smoothing,
+                } => vec![Int(ignore_index), F32(label_smoothing)],
+                Rows::Nll { ignore_index } => vec![Int(ignore_index)],
+                Rows::SoftmaxFocal {
+                    gamma,
+                    ignore_index,
+                } => vec![F32(gamma), Int(ignore_index)],
+            },
+            Loss::Pairs(l) => match l {
+                Pairs::CosineEmbedding { margin } => vec![F32(margin)],
+                Pairs::TripletMargin {
+                    margin,
+                    p,
+                    eps,
+                    swap,
+                } => vec![F32(margin), F32(p), F32(eps), Bool(swap)],
+            },
+            Loss::Dice(d) => vec![
+                Mode(&mut d.mode),
+                Bool(&mut d.from_logits),
+                F32(&mut d.smooth),
+                F32(&mut d.eps),
+                OptInt(&mut d.ignore_index),
+                Bool(&mut d.log_loss),
+            ],
+        }
+    }
+
+    /// The parameters and their values, in the catalog's order.
+    pub fn params(&self) -> Vec<(&'static Param, Value)> {
+        let params = self.entry().params;
+        let mut copy = self.clone();
+        params
+            .iter()
+            .zip(copy.fields())
+            .map(|(p, f)| (p, f.get()))
+            .collect()
+    }
+
+    /// Sets parameter `name`. An unknown name or a value of another kind is
+    /// `Error::Param`; the domain is checked by [`validate`](Self::validate).
+    pub fn set(&mut self, name: &str, value: Value) -> Result<()> {
+        let entry = self.entry();
+        let loss = entry.name;
+        let Some(k) = entry.params.iter().position(|p| p.name == name) else {
+            return Err(Error::Param {
+                loss,
+                name: "parameter",
+                expected: "one the loss takes",
+                value: name.to_string(),
+            });
+        };
+        let param = &entry.params[k];
+        let shown = format!("{value:?}");
+        if self.fields()[k].set(value) {
+            Ok(())
+        } else {
+            Err(Error::Param {
+                loss,
+                name: param.name,
+                expected: "a value of the parameter's kind",
+                value: shown,
+            })
+        }
+    }
+
+    /// Sets parameter `name` from text, as a command line gives it: a number,
+    /// `true`/`false` (no text: true), a comma-separated list, a mode name.
+    /// The domain is checked by [`validate`](Self::validate).
+    pub fn set_text(&mut self, name: &str, text: Option<&str>) -> Result<()> {
+        let entry = self.entry();
+        let Some((param, current)) = self.params().into_iter().find(|(p, _)| p.name == name) else {
+            return self.set(name, Value::Bool(true));
+        };
+        let bad = |expected: &'static str| Error::Param {
+            loss: entry.name,
+            name: param.name,
+            expected,
+            value: text.unwrap_or("").to_string(),
+        };
+        let number = |t: &str| t.trim().parse::<f32>().map_err(|_| bad("a number"));
+        let int = |t: &str| t.trim().parse::<i64>().map_err(|_| bad("an integer"));
+        let value = match (current, text) {
+            (Value::Bool(_), None) => Value::Bool(true),
+            (Value::Bool(_), Some(t)) => match t {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => return Err(bad("true or false")),
+            },
+            (_, None) => return Err(bad("a value")),
+            (Value::F32(_), Some(t)) => Value::F32(number(t)?),
+            (Value::Int(_), Some(t)) => Value::Int(int(t)?),
+            (Value::OptInt(_), Some(t)) => Value::OptInt(Some(int(t)?)),
+            (Value::List(_), Some(t)) => Value::List(Some(
+                t.split(',').map(number).collect::<Result<Vec<f32>>>()?,
+            )),
+            (Value::Mode(_), Some(t)) => Value::Mode(
+                DiceMode::from_name(t).ok_or_else(|| bad("binary, multiclass or multilabel"))?,
+            ),
+        };
+        self.set(name, value)
+    }
+
+    /// Whether the target may be class indices.
+    pub fn takes_classes(&self) -> bool {
+        match self.entry().target {
+            TargetKind::Classes | TargetKind::ClassesOrFloats => true,
+            TargetKind::ByMode => matches!(
+                self,
+                Loss::Dice(Dice {
+                    mode: DiceMode::Multiclass,
+                    ..
+                })
+            ),
+            TargetKind::Floats | TargetKind::None => false,
         }
     }
 
@@ -213,87 +924,78 @@ impl Loss {
     /// plus: no NaN anywhere).
     pub fn validate(&self, reduction: Reduction) -> Result<()> {
         let loss = self.name();
-        let param = |name: &'static str, expected: &'static str, value: String| {
-            Err(Error::Param {
-                loss,
-                name,
-                expected,
-                value,
-            })
-        };
-        if reduction == Reduction::BatchMean && !matches!(self, Loss::KlDiv { .. }) {
+        if reduction == Reduction::BatchMean
+            && !matches!(self, Loss::Pointwise(Pointwise::KlDiv { .. }))
+        {
             return Err(Error::Reduction {
                 loss,
                 reduction: "batchmean",
                 supported: "none, mean or sum",
             });
         }
-        match self {
-            Loss::Huber { delta } if !(*delta > 0.0 && delta.is_finite()) => {
-                param("delta", "finite and > 0", delta.to_string())
-            }
-            Loss::SmoothL1 { beta } if !(*beta >= 0.0 && beta.is_finite()) => {
-                param("beta", "finite and >= 0", beta.to_string())
-            }
-            Loss::Quantile { quantiles: Some(q) } => {
-                if q.is_empty() {
-                    return param("quantiles", "a non-empty list", "[]".into());
+        for (param, value) in self.params() {
+            let bad = |shown: String| {
+                Err(Error::Param {
+                    loss,
+                    name: param.name,
+                    expected: param.domain.expected(),
+                    value: shown,
+                })
+            };
+            match value {
+                Value::F32(v) if !param.domain.accepts(v as f64) => return bad(v.to_string()),
+                Value::List(Some(q)) if q.is_empty() => {
+                    return Err(Error::Param {
+                        loss,
+                        name: param.name,
+                        expected: "a non-empty list",
+                        value: "[]".into(),
+                    })
                 }
-                match q.iter().find(|q| !(**q >= 0.0 && **q <= 1.0)) {
-                    Some(bad) => param("quantiles", "values in [0, 1]", bad.to_string()),
-                    None => Ok(()),
+                Value::List(Some(q)) => {
+                    if let Some(v) = q.iter().find(|v| !param.domain.accepts(**v as f64)) {
+                        return bad(v.to_string());
+                    }
                 }
+                _ => {}
             }
-            Loss::SigmoidFocal { alpha, gamma } => {
-                if !(*alpha <= 1.0) {
-                    return param("alpha", "<= 1 (negative disables it)", alpha.to_string());
-                }
-                check_gamma(loss, *gamma)
-            }
-            Loss::CrossEntropy {
-                label_smoothing, ..
-            } if !(*label_smoothing >= 0.0 && *label_smoothing <= 1.0) => {
-                param("label_smoothing", "in [0, 1]", label_smoothing.to_string())
-            }
-            Loss::SoftmaxFocal { gamma, .. } => check_gamma(loss, *gamma),
-            Loss::CosineEmbedding { margin } if !margin.is_finite() => {
-                param("margin", "finite", margin.to_string())
-            }
-            Loss::TripletMargin { margin, p, eps, .. } => {
-                if !(*margin > 0.0 && margin.is_finite()) {
-                    return param("margin", "finite and > 0", margin.to_string());
-                }
-                if !(*p > 0.0) || p.is_nan() {
-                    return param("p", "> 0 (inf for the max norm)", p.to_string());
-                }
-                if !(*eps >= 0.0 && eps.is_finite()) {
-                    return param("eps", "finite and >= 0", eps.to_string());
-                }
-                Ok(())
-            }
-            Loss::Dice { smooth, eps, .. } => {
-                if !(*smooth >= 0.0 && smooth.is_finite()) {
-                    return param("smooth", "finite and >= 0", smooth.to_string());
-                }
-                if !(*eps >= 0.0 && eps.is_finite()) {
-                    return param("eps", "finite and >= 0", eps.to_string());
-                }
-                Ok(())
-            }
-            _ => Ok(()),
         }
+        Ok(())
     }
 }
 
-fn check_gamma(loss: &'static str, gamma: f32) -> Result<()> {
-    if gamma >= 0.0 && gamma.is_finite() {
-        Ok(())
-    } else {
-        Err(Error::Param {
-            loss,
-            name: "gamma",
-            expected: "finite and >= 0",
-            value: gamma.to_string(),
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_round_trips_and_lists_its_fields() {
+        for e in CATALOG {
+            let loss = (e.default)();
+            assert_eq!(loss.name(), e.name);
+            assert_eq!(Loss::from_name(e.name).unwrap(), loss);
+            let mut copy = loss.clone();
+            assert_eq!(copy.fields().len(), e.params.len(), "{}", e.name);
+            assert!(loss.validate(Reduction::Mean).is_ok(), "{}", e.name);
+            for (param, value) in loss.params() {
+                let mut l = loss.clone();
+                l.set(param.name, value).unwrap();
+                assert_eq!(l, loss);
+            }
+        }
+        let names: Vec<_> = Loss::names().collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_is_an_error() {
+        let mut l = Loss::from_name("huber").unwrap();
+        assert!(l.set("delta", Value::Bool(true)).is_err());
+        assert!(l.set("beta", Value::F32(1.0)).is_err());
+        assert!(l.set("delta", Value::F32(2.0)).is_ok());
+        assert_eq!(l, Pointwise::Huber { delta: 2.0 }.into());
     }
 }

@@ -10,6 +10,7 @@
 //! once: the weighted mean, the reference's NaN for an empty denominator and
 //! Dice's empty-class rule all see the merged sums.
 
+use crate::loss::Dice;
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::dice::dice;
@@ -41,8 +42,8 @@ pub struct Partial {
 /// `[value, Σ loss, C]` followed by (Σp, Σt, Σ|p − t|) per class.
 pub fn partial_len(loss: &Loss, classes: usize) -> usize {
     match loss {
-        Loss::Dice { .. } => 3 + 3 * classes,
-        _ => 3,
+        Loss::Dice(_) => 3 + 3 * classes,
+        Loss::Pointwise(_) | Loss::Rows(_) | Loss::Pairs(_) => 3,
     }
 }
 
@@ -58,7 +59,7 @@ impl Partial {
             sum: 0.0,
             denom: 0.0,
             batch: 0,
-            classes: matches!(loss, Loss::Dice { .. }).then(|| vec![[0.0; 3]; classes]),
+            classes: matches!(loss, Loss::Dice(Dice { .. })).then(|| vec![[0.0; 3]; classes]),
         }
     }
 
@@ -73,7 +74,7 @@ impl Partial {
                 output.len()
             ));
         }
-        if !matches!(loss, Loss::Dice { .. }) {
+        if !matches!(loss, Loss::Dice(Dice { .. })) {
             return Ok(Partial {
                 loss: name,
                 sum: output[1] as f64,
@@ -153,7 +154,7 @@ impl Partial {
                 supported: "mean, sum or batchmean: a partial holds sums, not items",
             });
         }
-        if let Loss::Dice { .. } = loss {
+        if let Loss::Dice(Dice { .. }) = loss {
             let per_class = self.dice_items(loss)?;
             let total: f64 = per_class.iter().sum();
             return Ok(match reduction {
@@ -170,12 +171,12 @@ impl Partial {
 
     /// Dice's per-class losses (its `none` result) from the merged sums.
     pub fn dice_items(&self, loss: &Loss) -> Result<Vec<f64>> {
-        let Loss::Dice {
+        let Loss::Dice(Dice {
             smooth,
             eps,
             log_loss,
             ..
-        } = loss
+        }) = loss
         else {
             return bad(format!("{}: only dice has per-class items", loss.name()));
         };

@@ -9,6 +9,7 @@
 //! tensor is kept whole when it repeats along the trailing dims (chunks then
 //! hold whole periods), else each chunk gets its part expanded.
 
+use crate::loss::{Pointwise, TensorName};
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -16,16 +17,10 @@ use crate::error::{Error, Result};
 use crate::inputs::{plan, plan_shapes, Broadcast, Geometry, Inputs, Target, Tensor};
 use crate::loss::{Loss, Reduction};
 
-/// Roles in the order of `DeviceInputs::named`.
-pub(crate) const ROLES: [&str; 7] = [
-    "input",
-    "target",
-    "weight",
-    "pos_weight",
-    "labels",
-    "positive",
-    "negative",
-];
+/// Roles in the order of `DeviceInputs::named`: a chunk's tensors are
+/// indexed by their position here.
+pub(crate) const ROLES: [TensorName; 8] = TensorName::ALL;
+const VAR: usize = 7;
 
 /// A chunk's shape for `m` units.
 #[derive(Clone, Debug)]
@@ -79,7 +74,7 @@ enum Cut<'a> {
 pub struct Chunks<'a> {
     loss: Loss,
     reduction: Reduction,
-    cuts: [Cut<'a>; 7],
+    cuts: [Cut<'a>; 8],
     units: usize,
     step: usize,
     batch: u64,
@@ -91,8 +86,8 @@ pub struct Chunks<'a> {
 pub struct Chunk<'c> {
     pub index: usize,
     pub units: Range<usize>,
-    values: [Option<Values<'c>>; 7],
-    shapes: [Vec<usize>; 7],
+    values: [Option<Values<'c>>; 8],
+    shapes: [Vec<usize>; 8],
 }
 
 fn numel(shape: &[usize]) -> usize {
@@ -108,25 +103,17 @@ impl<'a> Chunks<'a> {
         inputs: &Inputs<'a>,
         chunk_elems: usize,
     ) -> Result<Chunks<'a>> {
-        let target = inputs.target.map(|t| match t {
-            Target::Float(t) => (t.data.len(), t.shape),
-            Target::Class { data, shape } => (data.len(), shape),
-        });
-        let floats = |t: Option<Tensor<'a>>| t.map(|t| (t.data.len(), t.shape));
-        let lens = [
-            Some((inputs.input.data.len(), inputs.input.shape)),
-            target,
-            floats(inputs.weight),
-            floats(inputs.pos_weight),
-            floats(inputs.labels),
-            floats(inputs.positive),
-            floats(inputs.negative),
-        ];
-        for (name, len) in ROLES.iter().zip(lens) {
+        for role in ROLES {
+            let len = match (role, inputs.target) {
+                (TensorName::Target, Some(Target::Class { data, shape })) => {
+                    Some((data.len(), shape))
+                }
+                _ => inputs.float(role).map(|t| (t.data.len(), t.shape)),
+            };
             if let Some((len, shape)) = len {
                 if len != numel(shape) {
                     return Err(Error::DataLength {
-                        name,
+                        name: role.name(),
                         shape: shape.to_vec(),
                         expected: numel(shape),
                         actual: len,
@@ -143,26 +130,21 @@ impl<'a> Chunks<'a> {
         let shape = inputs.input.shape;
         let batch = shape.first().map_or(1, |&n| n as u64);
         let chunk_elems = chunk_elems.max(1);
-        let mut cuts: [Cut<'a>; 7] = Default::default();
+        let mut cuts: [Cut<'a>; 8] = Default::default();
         let f32s = |t: Tensor<'a>| Values::F32(Cow::Borrowed(t.data));
         let target_values = match inputs.target {
             Some(Target::Float(t)) => Some(f32s(t)),
             Some(Target::Class { data, .. }) => Some(Values::I64(data)),
             None => None,
         };
-        let optional = [
-            None,
-            None,
-            inputs.weight,
-            inputs.pos_weight,
-            inputs.labels,
-            inputs.positive,
-            inputs.negative,
-        ];
+        let optional = ROLES.map(|role| match role {
+            TensorName::Input | TensorName::Target => None,
+            _ => inputs.float(role),
+        });
         let (units, step) = match plan.geometry {
             Geometry::Point(p) => {
                 let q = p.per_target;
-                if let Loss::Quantile { quantiles: Some(_) } = loss {
+                if let Pointwise::Quantile { quantiles: Some(_) } = p.loss {
                     // quantile with a list: a unit is one target and its Q predictions.
                     cuts[0] = Cut::Slice {
                         values: f32s(inputs.input),
@@ -178,7 +160,11 @@ impl<'a> Chunks<'a> {
                 } else {
                     // A broadcast repeating along the trailing dims with a period
                     // that fits a chunk stays whole; chunks then hold whole periods.
-                    let broadcasts = [(2, p.weight), (3, p.aux)];
+                    let aux_role = match p.loss {
+                        Pointwise::GaussianNll { .. } => VAR,
+                        _ => 3,
+                    };
+                    let broadcasts = [(2, p.weight), (aux_role, p.aux)];
                     let period = broadcasts
                         .iter()
                         .filter_map(|(_, b)| b.as_ref())
@@ -311,8 +297,8 @@ impl<'a> Chunks<'a> {
         let start = (index * self.step).min(self.units);
         let end = (start + self.step).min(self.units);
         let m = end - start;
-        let mut values: [Option<Values<'_>>; 7] = Default::default();
-        let mut shapes: [Vec<usize>; 7] = Default::default();
+        let mut values: [Option<Values<'_>>; 8] = Default::default();
+        let mut shapes: [Vec<usize>; 8] = Default::default();
         for (role, cut) in self.cuts.iter().enumerate() {
             let (v, s) = match cut {
                 Cut::Absent => continue,
@@ -377,7 +363,7 @@ impl<'a> Chunks<'a> {
             } => Error::OutOfUnitRange {
                 loss,
                 name,
-                index: index + offset(ROLES.iter().position(|r| *r == name).unwrap_or(0)),
+                index: index + offset(ROLES.iter().position(|r| r.name() == name).unwrap_or(0)),
                 value,
             },
             e => e,
@@ -407,6 +393,7 @@ impl<'c> Chunk<'c> {
             labels: float(4),
             positive: float(5),
             negative: float(6),
+            var: float(VAR),
         }
     }
 

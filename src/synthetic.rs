@@ -2,6 +2,7 @@
 //! `demo`, the benchmarks and examples evaluate.
 
 use crate::inputs::{Inputs, Target, Tensor};
+use crate::loss::{Dice, Pairs, Pointwise, Rows};
 use crate::loss::{DiceMode, Loss};
 
 /// Owned tensors for one loss; `inputs()` borrows them.
@@ -13,6 +14,7 @@ pub struct Batch {
     pub classes: Option<(Vec<i64>, Vec<usize>)>,
     pub positive: Option<(Vec<f32>, Vec<usize>)>,
     pub negative: Option<(Vec<f32>, Vec<usize>)>,
+    pub var: Option<(Vec<f32>, Vec<usize>)>,
 }
 
 impl Batch {
@@ -28,6 +30,7 @@ impl Batch {
         };
         i.positive = self.positive.as_ref().map(t);
         i.negative = self.negative.as_ref().map(t);
+        i.var = self.var.as_ref().map(t);
         i
     }
 
@@ -38,6 +41,7 @@ impl Batch {
             + f(&self.target)
             + f(&self.positive)
             + f(&self.negative)
+            + f(&self.var)
             + self.classes.as_ref().map_or(0, |c| c.0.len() * 4)
     }
 }
@@ -81,23 +85,25 @@ pub fn batch(loss: &Loss, n: usize, seed: u64) -> Batch {
         classes: None,
         positive: None,
         negative: None,
+        var: None,
     };
     match loss {
-        Loss::Bce => {
+        Loss::Pointwise(Pointwise::Bce) => {
             b.input = (r.floats(n, 0.0, 1.0), vec![n]);
             b.target = Some((
                 (0..n).map(|_| (r.unit() < 0.5) as u8 as f32).collect(),
                 vec![n],
             ));
         }
-        Loss::BceWithLogits | Loss::SigmoidFocal { .. } => {
+        Loss::Pointwise(Pointwise::BceWithLogits)
+        | Loss::Pointwise(Pointwise::SigmoidFocal { .. }) => {
             b.input = (r.floats(n, -8.0, 8.0), vec![n]);
             b.target = Some((
                 (0..n).map(|_| (r.unit() < 0.3) as u8 as f32).collect(),
                 vec![n],
             ));
         }
-        Loss::KlDiv { log_target } => {
+        Loss::Pointwise(Pointwise::KlDiv { log_target }) => {
             let (rows, c) = (n.div_ceil(64), 64);
             let mut x = r.floats(rows * c, -3.0, 3.0);
             let mut y = r.floats(rows * c, -3.0, 3.0);
@@ -114,12 +120,34 @@ pub fn batch(loss: &Loss, n: usize, seed: u64) -> Batch {
             b.input = (x, vec![rows, c]);
             b.target = Some((y, vec![rows, c]));
         }
-        Loss::Quantile { quantiles: Some(q) } => {
+        Loss::Pointwise(Pointwise::PoissonNll { log_input, .. }) => {
+            // Counts around a rate in (0, 8]: the log of it, or the rate itself.
+            let rates = r.floats(n, 0.05, 8.0);
+            let counts = rates
+                .iter()
+                .map(|&l| (l + r.range(-2.0, 2.0)).max(0.0).round())
+                .collect();
+            let x = if *log_input {
+                rates.iter().map(|v| v.ln()).collect()
+            } else {
+                rates
+            };
+            b.input = (x, vec![n]);
+            b.target = Some((counts, vec![n]));
+        }
+        Loss::Pointwise(Pointwise::GaussianNll { .. }) => {
+            b.input = (r.floats(n, -3.0, 3.0), vec![n]);
+            b.target = Some((r.floats(n, -3.0, 3.0), vec![n]));
+            b.var = Some((r.floats(n, 0.01, 4.0), vec![n]));
+        }
+        Loss::Pointwise(Pointwise::Quantile { quantiles: Some(q) }) => {
             let rows = n.div_ceil(q.len());
             b.input = (r.floats(rows * q.len(), -2.0, 2.0), vec![rows, q.len()]);
             b.target = Some((r.floats(rows, -2.0, 2.0), vec![rows]));
         }
-        Loss::CrossEntropy { .. } | Loss::Nll { .. } | Loss::SoftmaxFocal { .. } => {
+        Loss::Rows(Rows::CrossEntropy { .. })
+        | Loss::Rows(Rows::Nll { .. })
+        | Loss::Rows(Rows::SoftmaxFocal { .. }) => {
             let rows = n.div_ceil(CLASSES);
             b.input = (r.floats(rows * CLASSES, -6.0, 6.0), vec![rows, CLASSES]);
             b.classes = Some((
@@ -129,19 +157,19 @@ pub fn batch(loss: &Loss, n: usize, seed: u64) -> Batch {
                 vec![rows],
             ));
         }
-        Loss::CosineEmbedding { .. } | Loss::TripletMargin { .. } => {
+        Loss::Pairs(Pairs::CosineEmbedding { .. }) | Loss::Pairs(Pairs::TripletMargin { .. }) => {
             let rows = n.div_ceil(DIM);
             let shape = vec![rows, DIM];
             b.input = (r.floats(rows * DIM, -1.0, 1.0), shape.clone());
             let other = (r.floats(rows * DIM, -1.0, 1.0), shape.clone());
-            if matches!(loss, Loss::CosineEmbedding { .. }) {
+            if matches!(loss, Loss::Pairs(Pairs::CosineEmbedding { .. })) {
                 b.target = Some(other);
             } else {
                 b.positive = Some(other);
                 b.negative = Some((r.floats(rows * DIM, -1.0, 1.0), shape));
             }
         }
-        Loss::Dice { mode, .. } => {
+        Loss::Dice(Dice { mode, .. }) => {
             let (batch, c) = (4, if *mode == DiceMode::Binary { 1 } else { 4 });
             let pixels = n.div_ceil(batch * c);
             b.input = (

@@ -5,6 +5,7 @@ mod common;
 
 use common::{close, ctx};
 use wgpu::util::DeviceExt;
+use wgpu_loss::Pointwise;
 use wgpu_loss::{BufferView, DeviceInputs, DeviceTensor, Error, Loss, Reduction};
 
 fn buffer(data: &[f32], usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -55,7 +56,11 @@ fn views_at_offsets_inside_larger_buffers() {
     let inputs = DeviceInputs::new(DeviceTensor::new(BufferView::new(&x, 256, n), &shape))
         .target(DeviceTensor::new(BufferView::new(&y, 512, n), &shape));
     let ev = ctx()
-        .evaluator(&Loss::Huber { delta: 0.5 }, Reduction::Mean, &inputs)
+        .evaluator(
+            &Loss::Pointwise(Pointwise::Huber { delta: 0.5 }),
+            Reduction::Mean,
+            &inputs,
+        )
         .unwrap();
     let mut encoder = ctx().device().create_command_encoder(&Default::default());
     ev.encode(&mut encoder, &inputs, BufferView::new(&out, 256, 3))
@@ -63,8 +68,12 @@ fn views_at_offsets_inside_larger_buffers() {
     let got = read(&out, encoder, 128);
     let host_inputs = wgpu_loss::Inputs::new(wgpu_loss::Tensor::new(&host[64..64 + n], &shape))
         .target(wgpu_loss::Tensor::new(&targets[128..], &shape));
-    let want = wgpu_loss::cpu::evaluate(&Loss::Huber { delta: 0.5 }, Reduction::Mean, &host_inputs)
-        .unwrap();
+    let want = wgpu_loss::cpu::evaluate(
+        &Loss::Pointwise(Pointwise::Huber { delta: 0.5 }),
+        Reduction::Mean,
+        &host_inputs,
+    )
+    .unwrap();
     assert!(
         close(got[64] as f64, want.value, 1e-6),
         "{} vs {}",
@@ -85,7 +94,9 @@ fn every_buffer_misuse_is_a_typed_error() {
     let shape = [n];
     let t = |b, offset, len| DeviceTensor::new(BufferView::new(b, offset, len), &shape);
     let base = DeviceInputs::new(t(&good, 0, n)).target(t(&good, 0, n));
-    let ev = ctx().evaluator(&Loss::Mse, Reduction::Mean, &base).unwrap();
+    let ev = ctx()
+        .evaluator(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &base)
+        .unwrap();
     let encode = |inputs: &DeviceInputs<'_>, output: BufferView<'_>| {
         let mut encoder = ctx().device().create_command_encoder(&Default::default());
         ev.encode(&mut encoder, inputs, output)
@@ -174,7 +185,7 @@ fn every_buffer_misuse_is_a_typed_error() {
     let bad = DeviceInputs::new(t(&good, 0, n))
         .target(DeviceTensor::new(BufferView::new(&good, 0, 50), &[50]));
     let e = ctx()
-        .evaluator(&Loss::Mse, Reduction::Mean, &bad)
+        .evaluator(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &bad)
         .err()
         .expect("a shape error");
     assert!(matches!(e, Error::Shape { name: "target", .. }), "{e}");

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use wgpu_loss::{Pairs, Pointwise, Rows};
 
 use npyz::WriterBuilder;
 use serde_json::Value;
@@ -147,14 +148,22 @@ fn json_value_matches_the_cpu_reference() {
     let (xf, yf) = (dir.f32("x.npy", &shape, &x), dir.f32("y.npy", &shape, &y));
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
     for (loss, reduction, extra) in [
-        (Loss::Mse, Reduction::Mean, vec![]),
+        (Loss::Pointwise(Pointwise::Mse), Reduction::Mean, vec![]),
         (
-            Loss::Huber { delta: 0.5 },
+            Loss::Pointwise(Pointwise::Huber { delta: 0.5 }),
             Reduction::Sum,
             vec!["--delta", "0.5"],
         ),
-        (Loss::SmoothL1 { beta: 1.0 }, Reduction::Mean, vec![]),
-        (Loss::BceWithLogits, Reduction::Mean, vec![]),
+        (
+            Loss::Pointwise(Pointwise::SmoothL1 { beta: 1.0 }),
+            Reduction::Mean,
+            vec![],
+        ),
+        (
+            Loss::Pointwise(Pointwise::BceWithLogits),
+            Reduction::Mean,
+            vec![],
+        ),
     ] {
         let want = cpu::evaluate(&loss, reduction, &inputs).unwrap().value;
         let mut args = vec![
@@ -242,7 +251,7 @@ fn float64_and_integer_files() {
     );
     let shape = [5, 12];
     let want = cpu::evaluate(
-        &Loss::L1,
+        &Loss::Pointwise(Pointwise::L1),
         Reduction::Mean,
         &Inputs::new(Tensor::new(&x32, &shape)).target(Tensor::new(&y32, &shape)),
     )
@@ -259,7 +268,7 @@ fn float64_and_integer_files() {
     let maskf = dir.npyz("mask.npy", &[5, 12], &mask, npyz::Order::C);
     let m32: Vec<f32> = mask.iter().map(|v| *v as f32).collect();
     let want = cpu::evaluate(
-        &Loss::BceWithLogits,
+        &Loss::Pointwise(Pointwise::BceWithLogits),
         Reduction::Sum,
         &Inputs::new(Tensor::new(&x32, &shape)).target(Tensor::new(&m32, &shape)),
     )
@@ -344,7 +353,7 @@ fn out_writes_the_items_in_pytorch_shape() {
         "--json",
     ]);
     let want = cpu::evaluate(
-        &Loss::BceWithLogits,
+        &Loss::Pointwise(Pointwise::BceWithLogits),
         Reduction::None,
         &Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape)),
     )
@@ -653,10 +662,10 @@ fn class_targets_of_ints_and_ignore_index() {
     let classes = [1i64, 5, 2];
     let weight = [0.5f32, 1.0, 2.0, 1.5];
     let w = dir.f32("w.npy", &[4], &weight);
-    let loss = Loss::CrossEntropy {
+    let loss = Loss::Rows(Rows::CrossEntropy {
         ignore_index: 5,
         label_smoothing: 0.2,
-    };
+    });
     let inputs = Inputs::new(Tensor::new(&x32, &[3, 4]))
         .classes(&classes, &[3])
         .weight(Tensor::new(&weight, &[4]));
@@ -748,12 +757,12 @@ fn pair_and_dice_losses_read_their_tensors() {
         Tensor::new(&n, &shape),
     );
 
-    let loss = Loss::TripletMargin {
+    let loss = Loss::Pairs(Pairs::TripletMargin {
         margin: 0.5,
         p: 1.0,
         eps: 1e-6,
         swap: true,
-    };
+    });
     let want = cpu::evaluate(
         &loss,
         Reduction::Sum,
@@ -794,7 +803,7 @@ fn pair_and_dice_losses_read_their_tensors() {
         npyz::Order::C,
     );
     let lf = [1.0f32, -1.0, 1.0, -1.0, -1.0, 1.0];
-    let loss = Loss::CosineEmbedding { margin: 0.1 };
+    let loss = Loss::Pairs(Pairs::CosineEmbedding { margin: 0.1 });
     let inputs = Inputs::new(at).target(pt).labels(Tensor::new(&lf, &[6]));
     let want = cpu::evaluate(&loss, Reduction::Mean, &inputs)
         .unwrap()
@@ -1013,7 +1022,7 @@ fn grad_out_writes_the_input_gradient() {
         .target(Tensor::new(&y, &shape))
         .pos_weight(Tensor::new(&pw, &[4]));
     let (want, grads) = cpu::gradient(
-        &Loss::BceWithLogits,
+        &Loss::Pointwise(Pointwise::BceWithLogits),
         Reduction::Mean,
         &inputs,
         wgpu_loss::Upstream::Scalar(1.0),
@@ -1056,10 +1065,10 @@ fn grad_out_writes_the_input_gradient() {
         "{}",
         stdout(&o)
     );
-    let loss = Loss::CrossEntropy {
+    let loss = Loss::Rows(Rows::CrossEntropy {
         ignore_index: -100,
         label_smoothing: 0.1,
-    };
+    });
     let inputs = Inputs::new(Tensor::new(&x, &[5, 7])).classes(&classes, &[5]);
     let (_, grads) = cpu::gradient(
         &loss,

@@ -8,6 +8,7 @@ use common::dice_data::*;
 use common::*;
 use rand::Rng;
 use wgpu_loss::inputs::{plan, Geometry};
+use wgpu_loss::Dice;
 use wgpu_loss::{
     cpu, BufferView, Context, DeviceInputs, DeviceTensor, DiceMode, Error, Inputs, Loss, Reduction,
     Tensor,
@@ -16,44 +17,44 @@ use wgpu_loss::{
 const MODES: [DiceMode; 3] = [DiceMode::Binary, DiceMode::Multiclass, DiceMode::Multilabel];
 
 fn dice(mode: DiceMode, from_logits: bool) -> Loss {
-    Loss::Dice {
+    Loss::Dice(Dice {
         mode,
         from_logits,
         smooth: 0.0,
         eps: 1e-7,
         ignore_index: None,
         log_loss: false,
-    }
+    })
 }
 
 fn with(loss: &Loss, smooth: f32, ignore_index: Option<i64>, log_loss: bool) -> Loss {
-    let Loss::Dice {
+    let Loss::Dice(Dice {
         mode,
         from_logits,
         eps,
         ..
-    } = *loss
+    }) = *loss
     else {
         unreachable!()
     };
-    Loss::Dice {
+    Loss::Dice(Dice {
         mode,
         from_logits,
         smooth,
         eps,
         ignore_index,
         log_loss,
-    }
+    })
 }
 
 /// Checks `loss` on input `shape` (N, C, ...) with fresh seeded data, every reduction.
 fn check_shape(what: &str, loss: &Loss, shape: &[usize], seed: u64, absent: bool) {
-    let Loss::Dice {
+    let Loss::Dice(Dice {
         mode,
         from_logits,
         ignore_index,
         ..
-    } = *loss
+    }) = *loss
     else {
         unreachable!()
     };
@@ -322,14 +323,14 @@ fn eps_clamps_the_cardinality() {
     let inputs = Inputs::new(Tensor::new(&x, &[1, 1, 4])).target(Tensor::new(&t, &[1, 1, 4]));
     for eps in [1e-7f32, 1e-3, 0.0] {
         for log_loss in [false, true] {
-            let loss = Loss::Dice {
+            let loss = Loss::Dice(Dice {
                 mode: DiceMode::Binary,
                 from_logits: false,
                 smooth: 0.0,
                 eps,
                 ignore_index: None,
                 log_loss,
-            };
+            });
             for red in REDUCTIONS {
                 check(
                     &format!("eps {eps} log_loss {log_loss} {red:?}"),
@@ -392,12 +393,12 @@ fn inputs_minus_one(x: &[f32]) -> Inputs<'_> {
 
 /// The twin's per-class sums (Σp, Σt, Σ|p − t|) and losses of a host call.
 fn reference(loss: &Loss, inputs: &Inputs<'_>) -> (Vec<[f64; 3]>, Vec<f64>) {
-    let Loss::Dice {
+    let Loss::Dice(Dice {
         smooth,
         eps,
         log_loss,
         ..
-    } = *loss
+    }) = *loss
     else {
         unreachable!()
     };
@@ -405,7 +406,7 @@ fn reference(loss: &Loss, inputs: &Inputs<'_>) -> (Vec<[f64; 3]>, Vec<f64>) {
     let Geometry::Dice(d) = &p.geometry else {
         unreachable!()
     };
-    let sums = cpu::dice::sums(loss, inputs, d);
+    let sums = cpu::dice::sums(inputs, d);
     let per_class = sums
         .iter()
         .map(|s| cpu::dice::dice(s[0], s[1], s[2], smooth as f64, eps as f64, log_loss))

@@ -5,6 +5,7 @@ mod common;
 
 use common::ctx;
 use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor};
+use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
 
 /// Both paths must reject the call with the same error.
 fn rejects(loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Error {
@@ -25,9 +26,17 @@ fn pair<'a>(x: &'a [f32], xs: &'a [usize], y: &'a [f32], ys: &'a [usize]) -> Inp
 
 #[test]
 fn shapes_and_lengths() {
-    let e = rejects(&Loss::Mse, Reduction::Mean, &pair(&X, &[6], &X[..3], &[3]));
+    let e = rejects(
+        &Loss::Pointwise(Pointwise::Mse),
+        Reduction::Mean,
+        &pair(&X, &[6], &X[..3], &[3]),
+    );
     assert!(matches!(e, Error::Shape { name: "target", .. }), "{e}");
-    let e = rejects(&Loss::Mse, Reduction::Mean, &pair(&X, &[7], &X, &[7]));
+    let e = rejects(
+        &Loss::Pointwise(Pointwise::Mse),
+        Reduction::Mean,
+        &pair(&X, &[7], &X, &[7]),
+    );
     assert!(
         matches!(
             e,
@@ -41,26 +50,26 @@ fn shapes_and_lengths() {
         "{e}"
     );
     let e = rejects(
-        &Loss::Mse,
+        &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &pair(&X, &[6], &X, &[6]).weight(Tensor::new(&X[..4], &[4])),
     );
     assert!(matches!(e, Error::Shape { name: "weight", .. }), "{e}");
     let e = rejects(
-        &Loss::Mse,
+        &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &Inputs::new(Tensor::new(&X, &[6])),
     );
     assert!(matches!(e, Error::Missing { name: "target", .. }), "{e}");
     let e = rejects(
-        &Loss::LogCosh,
+        &Loss::Pointwise(Pointwise::LogCosh),
         Reduction::Mean,
         &pair(&X, &[6], &X, &[6]).weight(Tensor::new(&X, &[6])),
     );
     assert!(matches!(e, Error::Unexpected { name: "weight", .. }), "{e}");
-    let q = Loss::Quantile {
+    let q = Loss::Pointwise(Pointwise::Quantile {
         quantiles: Some(vec![0.1, 0.9]),
-    };
+    });
     let e = rejects(&q, Reduction::Mean, &pair(&X, &[2, 3], &X[..2], &[2]));
     assert!(matches!(e, Error::Shape { name: "target", .. }), "{e}");
     let t = Loss::from_name("triplet_margin").unwrap();
@@ -135,10 +144,10 @@ fn class_targets() {
     );
     assert!(matches!(e, Error::Shape { name: "weight", .. }), "{e}");
     let e = rejects(
-        &Loss::CrossEntropy {
+        &Loss::Rows(Rows::CrossEntropy {
             ignore_index: 0,
             label_smoothing: 0.0,
-        },
+        }),
         Reduction::Mean,
         &Inputs::new(x).target(x),
     );
@@ -171,86 +180,92 @@ fn class_targets() {
 fn parameters_outside_their_domain() {
     let xy = pair(&X, &[6], &X, &[6]);
     let cases = [
-        (Loss::Huber { delta: 0.0 }, "delta"),
-        (Loss::Huber { delta: f32::NAN }, "delta"),
-        (Loss::SmoothL1 { beta: -1.0 }, "beta"),
+        (Loss::Pointwise(Pointwise::Huber { delta: 0.0 }), "delta"),
         (
-            Loss::Quantile {
+            Loss::Pointwise(Pointwise::Huber { delta: f32::NAN }),
+            "delta",
+        ),
+        (Loss::Pointwise(Pointwise::SmoothL1 { beta: -1.0 }), "beta"),
+        (
+            Loss::Pointwise(Pointwise::Quantile {
                 quantiles: Some(vec![0.5, 1.5]),
-            },
+            }),
             "quantiles",
         ),
         (
-            Loss::Quantile {
+            Loss::Pointwise(Pointwise::Quantile {
                 quantiles: Some(vec![]),
-            },
+            }),
             "quantiles",
         ),
         (
-            Loss::SigmoidFocal {
+            Loss::Pointwise(Pointwise::SigmoidFocal {
                 alpha: 0.25,
                 gamma: -1.0,
-            },
+            }),
             "gamma",
         ),
         (
-            Loss::SigmoidFocal {
+            Loss::Pointwise(Pointwise::SigmoidFocal {
                 alpha: f32::NAN,
                 gamma: 2.0,
-            },
+            }),
             "alpha",
         ),
         (
-            Loss::CrossEntropy {
+            Loss::Rows(Rows::CrossEntropy {
                 ignore_index: -100,
                 label_smoothing: 1.5,
-            },
+            }),
             "label_smoothing",
         ),
         (
-            Loss::SoftmaxFocal {
+            Loss::Rows(Rows::SoftmaxFocal {
                 gamma: f32::NAN,
                 ignore_index: -100,
-            },
+            }),
             "gamma",
         ),
-        (Loss::CosineEmbedding { margin: f32::NAN }, "margin"),
         (
-            Loss::TripletMargin {
+            Loss::Pairs(Pairs::CosineEmbedding { margin: f32::NAN }),
+            "margin",
+        ),
+        (
+            Loss::Pairs(Pairs::TripletMargin {
                 margin: 0.0,
                 p: 2.0,
                 eps: 1e-6,
                 swap: false,
-            },
+            }),
             "margin",
         ),
         (
-            Loss::TripletMargin {
+            Loss::Pairs(Pairs::TripletMargin {
                 margin: 1.0,
                 p: 0.0,
                 eps: 1e-6,
                 swap: false,
-            },
+            }),
             "p",
         ),
         (
-            Loss::TripletMargin {
+            Loss::Pairs(Pairs::TripletMargin {
                 margin: 1.0,
                 p: 2.0,
                 eps: -1.0,
                 swap: false,
-            },
+            }),
             "eps",
         ),
         (
-            Loss::Dice {
+            Loss::Dice(Dice {
                 mode: DiceMode::Binary,
                 from_logits: true,
                 smooth: -1.0,
                 eps: 1e-7,
                 ignore_index: None,
                 log_loss: false,
-            },
+            }),
             "smooth",
         ),
     ];
@@ -261,7 +276,7 @@ fn parameters_outside_their_domain() {
             "{loss:?}: {e}"
         );
     }
-    let e = rejects(&Loss::Mse, Reduction::BatchMean, &xy);
+    let e = rejects(&Loss::Pointwise(Pointwise::Mse), Reduction::BatchMean, &xy);
     assert!(
         matches!(
             e,
@@ -282,7 +297,11 @@ fn probabilities_outside_the_unit_interval() {
         (&X[..2], &bad[..2], "target", 1),
         (&bad[1..], &X[..2], "input", 0),
     ] {
-        let e = rejects(&Loss::Bce, Reduction::Mean, &pair(x, &[2], y, &[2]));
+        let e = rejects(
+            &Loss::Pointwise(Pointwise::Bce),
+            Reduction::Mean,
+            &pair(x, &[2], y, &[2]),
+        );
         assert!(
             matches!(e, Error::OutOfUnitRange { name: n, index: i, .. } if n == name && i == index),
             "{e}"

@@ -5,10 +5,11 @@
 
 mod common;
 
-use common::cases::{loss_of, num, tensor, Owned};
+use common::cases::{loss_of, num, CaseTensors};
 use common::{close, ctx};
 use serde_json::Value;
-use wgpu_loss::{cpu, Inputs, Loss, Reduction, Target, Tensor, Upstream};
+use wgpu_loss::{cpu, Loss, Reduction, Upstream};
+use wgpu_loss::{Dice, Pairs};
 
 /// The float64 twin against float64 PyTorch: equal up to summation order.
 fn tight(got: f64, want: f64) -> bool {
@@ -39,40 +40,11 @@ fn pytorch_fixtures() {
         let reduction = Reduction::from_name(case["reduction"].as_str().unwrap()).unwrap();
         let pair = matches!(
             loss,
-            Loss::CosineEmbedding { .. } | Loss::TripletMargin { .. }
+            Loss::Pairs(Pairs::CosineEmbedding { .. }) | Loss::Pairs(Pairs::TripletMargin { .. })
         );
         pair_gradients.0 += pair as usize;
-        let input = tensor(case, "input").unwrap();
-        let target = tensor(case, "target");
-        let others: Vec<(&str, Option<Owned>)> =
-            ["weight", "pos_weight", "labels", "positive", "negative"]
-                .iter()
-                .map(|n| (*n, tensor(case, n)))
-                .collect();
-        let get = |n: &str| {
-            others
-                .iter()
-                .find(|o| o.0 == n)
-                .and_then(|o| o.1.as_ref())
-                .map(|t| Tensor::new(&t.floats, &t.shape))
-        };
-        let mut inputs = Inputs::new(Tensor::new(&input.floats, &input.shape));
-        inputs.target = target.as_ref().map(|t| {
-            let class_target = !t.ints.is_empty() && !matches!(loss, Loss::CosineEmbedding { .. });
-            if class_target {
-                Target::Class {
-                    data: &t.ints,
-                    shape: &t.shape,
-                }
-            } else {
-                Target::Float(Tensor::new(&t.floats, &t.shape))
-            }
-        });
-        inputs.weight = get("weight");
-        inputs.pos_weight = get("pos_weight");
-        inputs.labels = get("labels");
-        inputs.positive = get("positive");
-        inputs.negative = get("negative");
+        let tensors = CaseTensors::of(case);
+        let inputs = tensors.inputs(&loss);
 
         let want = num(&case["expected"]["value"]);
         let want_items: Option<Vec<f64>> = case["expected"]
@@ -135,7 +107,7 @@ fn pytorch_fixtures() {
             Err(e) => failures.push(format!("{name}: gpu gradient error {e}")),
             Ok((_, g)) => {
                 gpu_gradients += 1;
-                dice_gradients += matches!(loss, Loss::Dice { .. }) as usize;
+                dice_gradients += matches!(loss, Loss::Dice(Dice { .. })) as usize;
                 pair_gradients.1 += pair as usize;
                 let grads = case["grads"].as_object().unwrap();
                 for (tensor, want) in grads {

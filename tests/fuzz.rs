@@ -329,7 +329,8 @@ fn mutate_args(rng: &mut Rng, good: &[String], npys: &[String]) -> Vec<String> {
                 a[at] = rng.pick(npys).clone();
             }
             4 if a.len() > 1 => {
-                let name = *rng.pick(&wgpu_loss::Loss::NAMES);
+                let names: Vec<&str> = wgpu_loss::Loss::names().collect();
+                let name = *rng.pick(&names);
                 a[1] = name.to_string();
             }
             _ if a.len() > 2 => {

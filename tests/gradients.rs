@@ -13,6 +13,7 @@ use common::rng;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
+use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
 
 const H: f64 = 1.0 / 4096.0;
 const GAP: f64 = 0.05;
@@ -72,8 +73,8 @@ impl Case {
     /// The tensors with a gradient, and where `Gradients` keeps it.
     fn differentiable(&self) -> Vec<&'static str> {
         match self.loss {
-            Loss::CosineEmbedding { .. } => vec!["input", "target"],
-            Loss::TripletMargin { .. } => vec!["input", "positive", "negative"],
+            Loss::Pairs(Pairs::CosineEmbedding { .. }) => vec!["input", "target"],
+            Loss::Pairs(Pairs::TripletMargin { .. }) => vec!["input", "positive", "negative"],
             _ => vec!["input"],
         }
     }
@@ -194,7 +195,7 @@ fn check_all(what: &str, case: &Case, seed: u64) -> usize {
         (Reduction::Mean, Upstream::Scalar(0.75)),
         (Reduction::Sum, Upstream::Scalar(-1.25)),
     ];
-    if matches!(case.loss, Loss::KlDiv { .. }) {
+    if matches!(case.loss, Loss::Pointwise(Pointwise::KlDiv { .. })) {
         reductions.push((Reduction::BatchMean, Upstream::Scalar(2.0)));
     }
     reductions
@@ -227,18 +228,23 @@ fn regression_losses_match_finite_differences() {
         let w = if weighted { " weighted" } else { "" };
         checked += check_all(
             &format!("mse{w}"),
-            &regression_case(Loss::Mse, 1, weighted, |_| true),
+            &regression_case(Loss::Pointwise(Pointwise::Mse), 1, weighted, |_| true),
             11,
         );
         checked += check_all(
             &format!("l1{w}"),
-            &regression_case(Loss::L1, 2, weighted, |_| true),
+            &regression_case(Loss::Pointwise(Pointwise::L1), 2, weighted, |_| true),
             12,
         );
         for delta in [1.0f32, 0.5, 2.0] {
             checked += check_all(
                 &format!("huber δ={delta}{w}"),
-                &regression_case(Loss::Huber { delta }, 3, weighted, away_from(delta as f64)),
+                &regression_case(
+                    Loss::Pointwise(Pointwise::Huber { delta }),
+                    3,
+                    weighted,
+                    away_from(delta as f64),
+                ),
                 13,
             );
         }
@@ -246,20 +252,25 @@ fn regression_losses_match_finite_differences() {
     for beta in [1.0f32, 0.5, 0.0] {
         checked += check_all(
             &format!("smooth_l1 β={beta}"),
-            &regression_case(Loss::SmoothL1 { beta }, 4, false, away_from(beta as f64)),
+            &regression_case(
+                Loss::Pointwise(Pointwise::SmoothL1 { beta }),
+                4,
+                false,
+                away_from(beta as f64),
+            ),
             14,
         );
     }
     checked += check_all(
         "log_cosh",
-        &regression_case(Loss::LogCosh, 5, false, |_| true),
+        &regression_case(Loss::Pointwise(Pointwise::LogCosh), 5, false, |_| true),
         15,
     );
     // A weight broadcast from the last dim.
     let mut r = rng(6);
     let y = vals(&mut r, 12, -2.0, 2.0);
     let x = offset(&mut r, &y, GAP, 3.0, |_| true);
-    let case = Case::new(Loss::Mse)
+    let case = Case::new(Loss::Pointwise(Pointwise::Mse))
         .with("input", x, &[3, 4])
         .with("target", y, &[3, 4])
         .with("weight", vals(&mut r, 4, 0.1, 2.0), &[4]);
@@ -273,7 +284,12 @@ fn quantile_matches_finite_differences() {
     // No list: q = 0.5 elementwise.
     checked += check_all(
         "quantile",
-        &regression_case(Loss::Quantile { quantiles: None }, 21, false, |_| true),
+        &regression_case(
+            Loss::Pointwise(Pointwise::Quantile { quantiles: None }),
+            21,
+            false,
+            |_| true,
+        ),
         31,
     );
     for (seed, q, lead) in [
@@ -292,9 +308,9 @@ fn quantile_matches_finite_differences() {
         let x = offset(&mut r, &repeated, GAP, 3.0, |_| true);
         let mut shape = lead.clone();
         shape.push(q.len());
-        let case = Case::new(Loss::Quantile {
+        let case = Case::new(Loss::Pointwise(Pointwise::Quantile {
             quantiles: Some(q.clone()),
-        })
+        }))
         .with("input", x, &shape)
         .with("target", y, &lead);
         checked += check_all(&format!("quantile {q:?}"), &case, seed + 10);
@@ -311,17 +327,16 @@ fn logit_and_probability_losses_match_finite_differences() {
     let mut y = vals(&mut r, 12, 0.0, 1.0);
     y[0] = 0.0;
     y[1] = 1.0;
-    let bce =
-        Case::new(Loss::Bce)
-            .with("input", x.clone(), &[3, 4])
-            .with("target", y.clone(), &[3, 4]);
+    let bce = Case::new(Loss::Pointwise(Pointwise::Bce))
+        .with("input", x.clone(), &[3, 4])
+        .with("target", y.clone(), &[3, 4]);
     checked += check_all("bce", &bce, 51);
     let bce_w = bce.clone().with("weight", vals(&mut r, 4, 0.0, 2.0), &[4]);
     checked += check_all("bce weight", &bce_w, 52);
 
     let z = vals(&mut r, 24, -4.0, 4.0);
     let t = vals(&mut r, 24, 0.0, 1.0);
-    let logits = Case::new(Loss::BceWithLogits)
+    let logits = Case::new(Loss::Pointwise(Pointwise::BceWithLogits))
         .with("input", z.clone(), &[2, 3, 2, 2])
         .with("target", t.clone(), &[2, 3, 2, 2]);
     checked += check_all("bce_with_logits", &logits, 53);
@@ -330,7 +345,7 @@ fn logit_and_probability_losses_match_finite_differences() {
         .with("pos_weight", vals(&mut r, 3, 0.2, 3.0), &[3, 1, 1])
         .with("weight", vals(&mut r, 24, 0.1, 2.0), &[2, 3, 2, 2]);
     checked += check_all("bce_with_logits pos_weight (C,1,1) + weight", &pw, 54);
-    let pw_last = Case::new(Loss::BceWithLogits)
+    let pw_last = Case::new(Loss::Pointwise(Pointwise::BceWithLogits))
         .with("input", z.clone(), &[6, 4])
         .with("target", t.clone(), &[6, 4])
         .with("pos_weight", vals(&mut r, 4, 0.2, 3.0), &[4]);
@@ -345,7 +360,7 @@ fn logit_and_probability_losses_match_finite_differences() {
         (0.5, 1.0, true),
         (0.75, 1.5, true),
     ] {
-        let case = Case::new(Loss::SigmoidFocal { alpha, gamma })
+        let case = Case::new(Loss::Pointwise(Pointwise::SigmoidFocal { alpha, gamma }))
             .with("input", z.clone(), &[4, 6])
             .with(
                 "target",
@@ -365,7 +380,7 @@ fn logit_and_probability_losses_match_finite_differences() {
         if !log_target {
             y[3] = 0.0;
         }
-        let case = Case::new(Loss::KlDiv { log_target })
+        let case = Case::new(Loss::Pointwise(Pointwise::KlDiv { log_target }))
             .with("input", x, &[3, 2, 2])
             .with("target", y, &[3, 2, 2]);
         checked += check_all(&format!("kl_div log_target={log_target}"), &case, 57);
@@ -376,10 +391,10 @@ fn logit_and_probability_losses_match_finite_differences() {
 // ---------------------------------------------------------------- rows
 
 fn ce(ignore_index: i64, label_smoothing: f32) -> Loss {
-    Loss::CrossEntropy {
+    Loss::Rows(Rows::CrossEntropy {
         ignore_index,
         label_smoothing,
-    }
+    })
 }
 
 #[test]
@@ -395,19 +410,19 @@ fn softmax_row_losses_match_finite_differences() {
         ce(-100, 0.0),
         ce(-100, 0.1),
         ce(-100, 1.0),
-        Loss::Nll { ignore_index: -100 },
-        Loss::SoftmaxFocal {
+        Loss::Rows(Rows::Nll { ignore_index: -100 }),
+        Loss::Rows(Rows::SoftmaxFocal {
             gamma: 2.0,
             ignore_index: -100,
-        },
-        Loss::SoftmaxFocal {
+        }),
+        Loss::Rows(Rows::SoftmaxFocal {
             gamma: 0.0,
             ignore_index: -100,
-        },
-        Loss::SoftmaxFocal {
+        }),
+        Loss::Rows(Rows::SoftmaxFocal {
             gamma: 0.5,
             ignore_index: -100,
-        },
+        }),
     ];
     for loss in &row_losses {
         for weighted in [false, true] {
@@ -426,11 +441,11 @@ fn softmax_row_losses_match_finite_differences() {
     // ignore_index that is a valid class, with smoothing and weights.
     for loss in [
         ce(0, 0.2),
-        Loss::Nll { ignore_index: 0 },
-        Loss::SoftmaxFocal {
+        Loss::Rows(Rows::Nll { ignore_index: 0 }),
+        Loss::Rows(Rows::SoftmaxFocal {
             gamma: 2.0,
             ignore_index: 0,
-        },
+        }),
     ] {
         let case = Case::new(loss.clone())
             .with("input", x.clone(), &[5, 4])
@@ -532,7 +547,7 @@ fn cosine_embedding_matches_finite_differences() {
             .collect::<Vec<_>>();
         let a: Vec<f32> = ab.iter().flat_map(|v| v[0].clone()).collect();
         let b: Vec<f32> = ab.iter().flat_map(|v| v[1].clone()).collect();
-        let mut case = Case::new(Loss::CosineEmbedding { margin })
+        let mut case = Case::new(Loss::Pairs(Pairs::CosineEmbedding { margin }))
             .with("input", a, &shape)
             .with("target", b, &shape);
         if labelled {
@@ -591,12 +606,12 @@ fn triplet_margin_matches_finite_differences() {
             let d_neg = if swap { d_an.min(d_pn) } else { d_an };
             smooth_norms && (m + d_ap - d_neg).abs() >= GAP && (!swap || (d_an - d_pn).abs() >= GAP)
         });
-        let case = Case::new(Loss::TripletMargin {
+        let case = Case::new(Loss::Pairs(Pairs::TripletMargin {
             margin,
             p,
             eps: 1e-6,
             swap,
-        })
+        }))
         .with("input", apn[0].clone(), &shape)
         .with("positive", apn[1].clone(), &shape)
         .with("negative", apn[2].clone(), &shape);
@@ -609,14 +624,14 @@ fn triplet_margin_matches_finite_differences() {
 // ---------------------------------------------------------------- dice
 
 fn dice(mode: DiceMode, from_logits: bool, smooth: f32, ignore: bool, log_loss: bool) -> Loss {
-    Loss::Dice {
+    Loss::Dice(Dice {
         mode,
         from_logits,
         smooth,
         eps: 1e-7,
         ignore_index: ignore.then_some(255),
         log_loss,
-    }
+    })
 }
 
 #[test]
@@ -724,7 +739,7 @@ fn bce_backward_is_pytorchs_not_the_clamped_forwards() {
     // ✔ torch: (x − y)/max(x(1 − x), float(1e-12)) = ±1.0000000039958029e12.
     let big = 1.0 / (1e-12f32 as f64);
     let case = pointwise(
-        Loss::Bce,
+        Loss::Pointwise(Pointwise::Bce),
         &[0.0, 1.0, 0.0, 1.0, 0.5],
         &[1.0, 0.0, 0.0, 1.0, 0.5],
     );
@@ -733,7 +748,7 @@ fn bce_backward_is_pytorchs_not_the_clamped_forwards() {
     assert!((g.input[0] + 1.0000000039958029e12).abs() < 1e-3);
     assert_eq!(r.items[0], 100.0, "the forward clamps the log at −100");
     // ✔ torch: x = 1e-7, y = 1 → −1e7 (below the clamp's reach).
-    let case = pointwise(Loss::Bce, &[1e-7], &[1.0]);
+    let case = pointwise(Loss::Pointwise(Pointwise::Bce), &[1e-7], &[1.0]);
     let want = (1e-7f32 as f64 - 1.0) / ((1.0 - 1e-7f32 as f64) * 1e-7f32 as f64);
     assert_vec("bce small", &grad(&case, Reduction::Sum).1.input, &[want]);
 }
@@ -744,25 +759,38 @@ fn kinks_of_the_regression_losses() {
     // take the linear branch (✔ torch, LOSS_SEMANTICS §2–4).
     let x = [1.25, -0.75, 0.25, 3.0, 2.5, 0.0];
     let y = [0.75, -0.25, 0.25, 2.0, 3.0, -0.5];
-    let l1 = grad(&pointwise(Loss::L1, &x, &y), Reduction::Sum).1.input;
+    let l1 = grad(
+        &pointwise(Loss::Pointwise(Pointwise::L1), &x, &y),
+        Reduction::Sum,
+    )
+    .1
+    .input;
     assert_vec("l1", &l1, &[1.0, -1.0, 0.0, 1.0, -1.0, 1.0]);
     let huber = grad(
-        &pointwise(Loss::Huber { delta: 0.5 }, &x, &y),
+        &pointwise(Loss::Pointwise(Pointwise::Huber { delta: 0.5 }), &x, &y),
         Reduction::Sum,
     );
     assert_vec("huber", &huber.1.input, &[0.5, -0.5, 0.0, 0.5, -0.5, 0.5]);
     let sl1 = grad(
-        &pointwise(Loss::SmoothL1 { beta: 0.5 }, &x, &y),
+        &pointwise(Loss::Pointwise(Pointwise::SmoothL1 { beta: 0.5 }), &x, &y),
         Reduction::Sum,
     );
     assert_vec("smooth_l1", &sl1.1.input, &[1.0, -1.0, 0.0, 1.0, -1.0, 1.0]);
     let sl0 = grad(
-        &pointwise(Loss::SmoothL1 { beta: 0.0 }, &[1.0, 2.0], &[1.0, 1.0]),
+        &pointwise(
+            Loss::Pointwise(Pointwise::SmoothL1 { beta: 0.0 }),
+            &[1.0, 2.0],
+            &[1.0, 1.0],
+        ),
         Reduction::Sum,
     );
     assert_vec("smooth_l1 β=0", &sl0.1.input, &[0.0, 1.0]);
     let lc = grad(
-        &pointwise(Loss::LogCosh, &[0.0, 1.0, -3.0], &[0.0; 3]),
+        &pointwise(
+            Loss::Pointwise(Pointwise::LogCosh),
+            &[0.0, 1.0, -3.0],
+            &[0.0; 3],
+        ),
         Reduction::Sum,
     );
     assert_vec("log_cosh", &lc.1.input, &[0.0, 1f64.tanh(), (-3f64).tanh()]);
@@ -773,9 +801,9 @@ fn quantile_tie_splits_the_gradient() {
     // torch.maximum at e = 0 gives each branch half: (1 − q)/2 − q/2 (✔ torch:
     // [0.4, 0, −0.4] for q = [0.1, 0.5, 0.9]).
     let q = vec![0.1f32, 0.5, 0.9];
-    let case = Case::new(Loss::Quantile {
+    let case = Case::new(Loss::Pointwise(Pointwise::Quantile {
         quantiles: Some(q.clone()),
-    })
+    }))
     .with("input", vec![10.0; 3], &[1, 3])
     .with("target", vec![10.0], &[1]);
     let want: Vec<f64> = q.iter().map(|q| 0.5 - *q as f64).collect();
@@ -787,12 +815,12 @@ fn quantile_tie_splits_the_gradient() {
 fn hinges_at_exactly_zero_pass_no_gradient() {
     // ✔ torch 2.15: clamp_min(·, 0) has gradient 0 at 0.
     // triplet: a = [0,0], p = [1,0], n = [2,0], eps = 0 → 1 + 1 − 2 = 0.
-    let case = Case::new(Loss::TripletMargin {
+    let case = Case::new(Loss::Pairs(Pairs::TripletMargin {
         margin: 1.0,
         p: 2.0,
         eps: 0.0,
         swap: false,
-    })
+    }))
     .with("input", vec![0.0, 0.0], &[1, 2])
     .with("positive", vec![1.0, 0.0], &[1, 2])
     .with("negative", vec![2.0, 0.0], &[1, 2]);
@@ -806,7 +834,7 @@ fn hinges_at_exactly_zero_pass_no_gradient() {
         assert_vec("triplet hinge", v, &[0.0, 0.0]);
     }
     // cosine_embedding, label −1: cos = 0 = margin.
-    let case = Case::new(Loss::CosineEmbedding { margin: 0.0 })
+    let case = Case::new(Loss::Pairs(Pairs::CosineEmbedding { margin: 0.0 }))
         .with("input", vec![1.0, 0.0], &[1, 2])
         .with("target", vec![0.0, 1.0], &[1, 2])
         .with("labels", vec![-1.0], &[1]);
@@ -815,7 +843,7 @@ fn hinges_at_exactly_zero_pass_no_gradient() {
     assert_vec("cosine hinge x1", &g.input, &[0.0, 0.0]);
     assert_vec("cosine hinge x2", g.target.as_ref().unwrap(), &[0.0, 0.0]);
     // Labels other than ±1 give a silent 0.
-    let case = Case::new(Loss::CosineEmbedding { margin: 0.0 })
+    let case = Case::new(Loss::Pairs(Pairs::CosineEmbedding { margin: 0.0 }))
         .with("input", vec![1.0, 0.5], &[1, 2])
         .with("target", vec![0.25, 1.0], &[1, 2])
         .with("labels", vec![0.0], &[1]);
@@ -830,7 +858,7 @@ fn hinges_at_exactly_zero_pass_no_gradient() {
 fn cosine_embedding_zero_vectors() {
     // x1 = 0 against [1, 1], label 1: −x2/√(ε·m2) with ε the float 1e-12
     // (✔ torch: −707106.7825991004); both zero: cos = 0 and no gradient.
-    let case = Case::new(Loss::CosineEmbedding { margin: 0.0 })
+    let case = Case::new(Loss::Pairs(Pairs::CosineEmbedding { margin: 0.0 }))
         .with("input", vec![0.0, 0.0, 0.0, 0.0], &[2, 2])
         .with("target", vec![1.0, 1.0, 0.0, 0.0], &[2, 2]);
     let (r, g) = grad(&case, Reduction::None);
@@ -844,12 +872,12 @@ fn cosine_embedding_zero_vectors() {
 }
 
 fn triplet_case(margin: f32, p: f32, swap: bool, a: &[f32], pos: &[f32], neg: &[f32]) -> Case {
-    Case::new(Loss::TripletMargin {
+    Case::new(Loss::Pairs(Pairs::TripletMargin {
         margin,
         p,
         eps: 0.0,
         swap,
-    })
+    }))
     .with("input", a.to_vec(), &[1, a.len()])
     .with("positive", pos.to_vec(), &[1, a.len()])
     .with("negative", neg.to_vec(), &[1, a.len()])
@@ -930,11 +958,11 @@ fn means_over_nothing_and_over_zero_weight() {
     for loss in [
         ce(-100, 0.0),
         ce(-100, 0.1),
-        Loss::Nll { ignore_index: -100 },
-        Loss::SoftmaxFocal {
+        Loss::Rows(Rows::Nll { ignore_index: -100 }),
+        Loss::Rows(Rows::SoftmaxFocal {
             gamma: 2.0,
             ignore_index: -100,
-        },
+        }),
     ] {
         let case = Case::new(loss.clone())
             .with("input", z.clone(), &[2, 3])
@@ -958,18 +986,21 @@ fn means_over_nothing_and_over_zero_weight() {
     assert!(g.input.iter().all(|v| v.is_nan()), "{:?}", g.input);
     let (_, g) = zero_weight(ce(-100, 0.1));
     assert!(g.input.iter().all(|v| v.is_nan()), "{:?}", g.input);
-    let (_, g) = zero_weight(Loss::Nll { ignore_index: -100 });
+    let (_, g) = zero_weight(Loss::Rows(Rows::Nll { ignore_index: -100 }));
     let nan = f64::NAN;
     assert_vec("nll zero weight", &g.input, &[nan, 0.0, 0.0, nan, 0.0, 0.0]);
     // softmax_focal defines that mean with a zero gradient.
-    let (r, g) = zero_weight(Loss::SoftmaxFocal {
+    let (r, g) = zero_weight(Loss::Rows(Rows::SoftmaxFocal {
         gamma: 2.0,
         ignore_index: -100,
-    });
+    }));
     assert!(r.value.is_nan());
     assert_vec("softmax_focal zero weight", &g.input, &[0.0; 6]);
     // Weighted mse/l1 with Σw = 0 (✔ torch: NaN gradients).
-    for loss in [Loss::Mse, Loss::L1] {
+    for loss in [
+        Loss::Pointwise(Pointwise::Mse),
+        Loss::Pointwise(Pointwise::L1),
+    ] {
         let case =
             pointwise(loss.clone(), &[1.0, 2.0], &[0.0, 0.0]).with("weight", vec![0.0, 0.0], &[2]);
         let (r, g) = grad(&case, Reduction::Mean);
@@ -981,7 +1012,7 @@ fn means_over_nothing_and_over_zero_weight() {
         );
     }
     // An empty input: NaN mean and an empty gradient.
-    let case = pointwise(Loss::Mse, &[], &[]);
+    let case = pointwise(Loss::Pointwise(Pointwise::Mse), &[], &[]);
     let (r, g) = grad(&case, Reduction::Mean);
     assert!(r.value.is_nan());
     assert!(g.input.is_empty());
@@ -1048,10 +1079,10 @@ fn saturated_focal_factors_follow_pytorch() {
     let x = [40.0f32, -40.0];
     let y = [1.0f32, 0.0];
     let half = pointwise(
-        Loss::SigmoidFocal {
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: 0.25,
             gamma: 0.5,
-        },
+        }),
         &x,
         &y,
     );
@@ -1061,10 +1092,10 @@ fn saturated_focal_factors_follow_pytorch() {
         .iter()
         .all(|v| v.is_nan()));
     let zero = pointwise(
-        Loss::SigmoidFocal {
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: 0.25,
             gamma: 0.0,
-        },
+        }),
         &x,
         &y,
     );
@@ -1076,7 +1107,7 @@ fn saturated_focal_factors_follow_pytorch() {
     );
     // kl_div: y = 0 at x = −inf has gradient −0 while the value is NaN (✔ torch).
     let kl = pointwise(
-        Loss::KlDiv { log_target: false },
+        Loss::Pointwise(Pointwise::KlDiv { log_target: false }),
         &[f32::NEG_INFINITY, 0.0],
         &[0.0, 0.5],
     );
@@ -1090,7 +1121,7 @@ fn upstream_items_scale_each_item() {
     let mut r = rng(101);
     let x = vals(&mut r, 6, -2.0, 2.0);
     let t = vals(&mut r, 6, -2.0, 2.0);
-    let case = pointwise(Loss::LogCosh, &x, &t);
+    let case = pointwise(Loss::Pointwise(Pointwise::LogCosh), &x, &t);
     let inputs = case.inputs();
     let u = [0.5f32, -1.0, 2.0, 0.0, 1.0, 3.0];
     let (_, g) = cpu::gradient(&case.loss, Reduction::None, &inputs, Upstream::Items(&u)).unwrap();
@@ -1108,7 +1139,7 @@ fn upstream_items_scale_each_item() {
         cpu::gradient(&case.loss, Reduction::Mean, &inputs, Upstream::Scalar(3.0)).unwrap();
     let want: Vec<f64> = one.input.iter().map(|g| g * 3.0 / 6.0).collect();
     assert_vec("mean", &m.input, &want);
-    let kl = Case::new(Loss::KlDiv { log_target: false })
+    let kl = Case::new(Loss::Pointwise(Pointwise::KlDiv { log_target: false }))
         .with("input", x.clone(), &[3, 2])
         .with("target", vals(&mut r, 6, 0.0, 1.0), &[3, 2]);
     let (_, b) = cpu::gradient(
@@ -1132,7 +1163,11 @@ fn upstream_items_scale_each_item() {
 
 #[test]
 fn upstream_errors_are_typed() {
-    let case = pointwise(Loss::Mse, &[1.0, 2.0, 3.0], &[0.0, 0.0, 0.0]);
+    let case = pointwise(
+        Loss::Pointwise(Pointwise::Mse),
+        &[1.0, 2.0, 3.0],
+        &[0.0, 0.0, 0.0],
+    );
     let inputs = case.inputs();
     let e = cpu::gradient(
         &case.loss,
@@ -1175,7 +1210,7 @@ fn upstream_errors_are_typed() {
             actual: 2
         }
     );
-    let bad = pointwise(Loss::Bce, &[1.5], &[0.0]);
+    let bad = pointwise(Loss::Pointwise(Pointwise::Bce), &[1.5], &[0.0]);
     let e = cpu::gradient(
         &bad.loss,
         Reduction::None,

@@ -10,6 +10,7 @@ mod common;
 use common::device::*;
 use common::dice_data::*;
 use common::*;
+use wgpu_loss::Dice;
 use wgpu_loss::{
     BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, DiceMode, GradViews, Inputs, Loss,
     Reduction, Tensor, Upstream,
@@ -18,14 +19,14 @@ use wgpu_loss::{
 const MODES: [DiceMode; 3] = [DiceMode::Binary, DiceMode::Multiclass, DiceMode::Multilabel];
 
 fn dice(mode: DiceMode, from_logits: bool, smooth: f32, ignore: Option<i64>, log: bool) -> Loss {
-    Loss::Dice {
+    Loss::Dice(Dice {
         mode,
         from_logits,
         smooth,
         eps: 1e-7,
         ignore_index: ignore,
         log_loss: log,
-    }
+    })
 }
 
 /// Each reduction with an upstream as autograd passes it, `none` with a
@@ -57,12 +58,12 @@ fn calls(classes: usize, pixels: usize, seed: u64) -> Vec<(Reduction, Upstream<'
 /// Checks the gradients of `loss` on input `shape` (N, C, ...) with fresh
 /// seeded data, for every call of `calls`.
 fn check_shape(what: &str, loss: &Loss, shape: &[usize], seed: u64, absent: bool) {
-    let Loss::Dice {
+    let Loss::Dice(Dice {
         mode,
         from_logits,
         ignore_index,
         ..
-    } = *loss
+    }) = *loss
     else {
         unreachable!()
     };
@@ -295,14 +296,14 @@ fn the_eps_clamps() {
     let inputs = Inputs::new(Tensor::new(&x, &[1, 1, 4])).target(Tensor::new(&t, &[1, 1, 4]));
     for eps in [1e-7f32, 1e-3, 0.0] {
         for log_loss in [false, true] {
-            let loss = Loss::Dice {
+            let loss = Loss::Dice(Dice {
                 mode: DiceMode::Binary,
                 from_logits: false,
                 smooth: 0.0,
                 eps,
                 ignore_index: None,
                 log_loss,
-            };
+            });
             for (red, up) in calls(1, 4, 9) {
                 check_grad(
                     &format!("eps {eps} log {log_loss} {red:?}"),
@@ -320,14 +321,14 @@ fn the_eps_clamps() {
     let y: Vec<f32> = (0..60).map(|i| (i % 2) as f32).collect();
     let inputs = Inputs::new(Tensor::new(&p, &[1, 3, 20])).target(Tensor::new(&y, &[1, 3, 20]));
     for eps in [0.5f32, 1e-7] {
-        let loss = Loss::Dice {
+        let loss = Loss::Dice(Dice {
             mode: DiceMode::Multilabel,
             from_logits: false,
             smooth: 0.0,
             eps,
             ignore_index: None,
             log_loss: true,
-        };
+        });
         for (red, up) in calls(3, 20, 10) {
             let g = check_grad(
                 &format!("log clamp eps {eps} {red:?}"),

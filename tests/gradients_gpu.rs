@@ -14,6 +14,7 @@ use wgpu_loss::{
     cpu, BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, Error, GradViews, Inputs, Loss,
     Reduction, Tensor, Upstream,
 };
+use wgpu_loss::{Pointwise, Rows};
 
 /// Every reduction the loss has, each with an upstream as autograd passes it:
 /// `none` with a scalar and with one value per item. The means get an upstream
@@ -28,7 +29,7 @@ fn calls(loss: &Loss, per_item: &[f32], batch: usize) -> Vec<(Reduction, Upstrea
         (Reduction::Mean, Upstream::Scalar(0.75 * n)),
         (Reduction::Sum, Upstream::Scalar(-1.25)),
     ];
-    if matches!(loss, Loss::KlDiv { .. }) {
+    if matches!(loss, Loss::Pointwise(Pointwise::KlDiv { .. })) {
         calls.push((
             Reduction::BatchMean,
             Upstream::Scalar(2.0 * batch.max(1) as f32),
@@ -94,19 +95,23 @@ fn weights_and_pos_weights_broadcast() {
     ];
     for (w, ws) in cases {
         for loss in [
-            Loss::Mse,
-            Loss::L1,
-            Loss::Huber { delta: 0.5 },
-            Loss::Bce,
-            Loss::BceWithLogits,
+            Loss::Pointwise(Pointwise::Mse),
+            Loss::Pointwise(Pointwise::L1),
+            Loss::Pointwise(Pointwise::Huber { delta: 0.5 }),
+            Loss::Pointwise(Pointwise::Bce),
+            Loss::Pointwise(Pointwise::BceWithLogits),
         ] {
-            let x = if loss == Loss::Bce { &probs } else { &x };
+            let x = if loss == Loss::Pointwise(Pointwise::Bce) {
+                &probs
+            } else {
+                &x
+            };
             let base = Inputs::new(Tensor::new(x, &shape)).target(Tensor::new(&y, &shape));
             let weighted = base.weight(Tensor::new(w, ws));
             for (red, up) in calls(&loss, &items, 37) {
                 let what = format!("{loss:?} weight {ws:?} {red:?}");
                 check_grad(&what, &loss, red, &weighted, up);
-                if loss == Loss::BceWithLogits {
+                if loss == Loss::Pointwise(Pointwise::BceWithLogits) {
                     let both = base
                         .pos_weight(Tensor::new(w, ws))
                         .weight(Tensor::new(&full, &shape));
@@ -122,7 +127,10 @@ fn weights_and_pos_weights_broadcast() {
     let inputs = Inputs::new(Tensor::new(&x, &shape))
         .target(Tensor::new(&y, &shape))
         .weight(Tensor::new(&w, &[37, 1, 9]));
-    for loss in [Loss::Mse, Loss::L1] {
+    for loss in [
+        Loss::Pointwise(Pointwise::Mse),
+        Loss::Pointwise(Pointwise::L1),
+    ] {
         check_grad(
             &format!("{loss:?} weight [37,1,9]"),
             &loss,
@@ -142,7 +150,10 @@ fn weighted_means_over_zero_total_weight_are_nan() {
     let inputs = Inputs::new(Tensor::new(&x, &[3]))
         .target(Tensor::new(&y, &[3]))
         .weight(Tensor::new(&w, &[3]));
-    for loss in [Loss::Mse, Loss::L1] {
+    for loss in [
+        Loss::Pointwise(Pointwise::Mse),
+        Loss::Pointwise(Pointwise::L1),
+    ] {
         let g = check_grad(
             &format!("{loss:?} zero weight"),
             &loss,
@@ -158,9 +169,9 @@ fn weighted_means_over_zero_total_weight_are_nan() {
 fn quantile_lists_and_ties() {
     let mut r = rng(5);
     let q = vec![0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98];
-    let loss = Loss::Quantile {
+    let loss = Loss::Pointwise(Pointwise::Quantile {
         quantiles: Some(q.clone()),
-    };
+    });
     for rows in [1, 300, 40_001] {
         let mut x = uniform(&mut r, rows * q.len(), -2.0, 2.0);
         let y = uniform(&mut r, rows, -2.0, 2.0);
@@ -183,9 +194,9 @@ fn quantile_lists_and_ties() {
         }
     }
     // q = 0.5 at a tie: 0.5 − q = 0; at q = 0.1 it is 0.4.
-    let loss = Loss::Quantile {
+    let loss = Loss::Pointwise(Pointwise::Quantile {
         quantiles: Some(vec![0.1, 0.5]),
-    };
+    });
     let inputs = Inputs::new(Tensor::new(&[1.0, 1.0], &[1, 2])).target(Tensor::new(&[1.0], &[1]));
     let g = check_grad("tie", &loss, Reduction::Sum, &inputs, Upstream::Scalar(1.0));
     assert_eq!(g.input, vec![0.4, 0.0]);
@@ -200,28 +211,28 @@ fn extreme_values() {
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
     let items = upstream_items(8, 1);
     for loss in [
-        Loss::BceWithLogits,
-        Loss::SigmoidFocal {
+        Loss::Pointwise(Pointwise::BceWithLogits),
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: 0.25,
             gamma: 2.0,
-        },
-        Loss::SigmoidFocal {
+        }),
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: 0.25,
             gamma: 0.5,
-        },
-        Loss::SigmoidFocal {
+        }),
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: -1.0,
             gamma: 0.0,
-        },
-        Loss::SigmoidFocal {
+        }),
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: 0.5,
             gamma: 1.0,
-        },
-        Loss::Mse,
-        Loss::L1,
-        Loss::LogCosh,
-        Loss::Huber { delta: 2.0 },
-        Loss::SmoothL1 { beta: 0.0 },
+        }),
+        Loss::Pointwise(Pointwise::Mse),
+        Loss::Pointwise(Pointwise::L1),
+        Loss::Pointwise(Pointwise::LogCosh),
+        Loss::Pointwise(Pointwise::Huber { delta: 2.0 }),
+        Loss::Pointwise(Pointwise::SmoothL1 { beta: 0.0 }),
     ] {
         for (red, up) in calls(&loss, &items, 8) {
             check_grad(
@@ -243,7 +254,7 @@ fn extreme_values() {
     ];
     let inputs = Inputs::new(Tensor::new(&x, &[12])).target(Tensor::new(&y, &[12]));
     for gamma in [0.5, 0.0, 1.0, 1.5, 2.0] {
-        let loss = Loss::SigmoidFocal { alpha: 0.25, gamma };
+        let loss = Loss::Pointwise(Pointwise::SigmoidFocal { alpha: 0.25, gamma });
         let g = check_grad(
             &format!("saturated γ={gamma}"),
             &loss,
@@ -258,12 +269,18 @@ fn extreme_values() {
     let p = [0.0f32, 1.0, 0.0, 1.0, 1e-30, 1.0 - 1e-7, 0.5, 1e-45];
     let t = [0.0f32, 1.0, 1.0, 0.0, 1.0, 0.0, 0.3, 1.0];
     let inputs = Inputs::new(Tensor::new(&p, &shape)).target(Tensor::new(&t, &shape));
-    for (red, up) in calls(&Loss::Bce, &items, 8) {
-        check_grad(&format!("bce clamp {red:?}"), &Loss::Bce, red, &inputs, up);
+    for (red, up) in calls(&Loss::Pointwise(Pointwise::Bce), &items, 8) {
+        check_grad(
+            &format!("bce clamp {red:?}"),
+            &Loss::Pointwise(Pointwise::Bce),
+            red,
+            &inputs,
+            up,
+        );
     }
     let g = check_grad(
         "bce at 0 and 1",
-        &Loss::Bce,
+        &Loss::Pointwise(Pointwise::Bce),
         Reduction::Sum,
         &inputs,
         Upstream::Scalar(1.0),
@@ -284,7 +301,7 @@ fn extreme_values() {
     let ly = [0.0f32, 0.25, 0.75, 0.5];
     let inputs = Inputs::new(Tensor::new(&lx, &[4])).target(Tensor::new(&ly, &[4]));
     for log_target in [false, true] {
-        let loss = Loss::KlDiv { log_target };
+        let loss = Loss::Pointwise(Pointwise::KlDiv { log_target });
         for (red, up) in calls(&loss, &items[..4], 4) {
             check_grad(&format!("kl_div -inf {red:?}"), &loss, red, &inputs, up);
         }
@@ -294,13 +311,13 @@ fn extreme_values() {
     let y = [0.0f32; 5];
     let inputs = Inputs::new(Tensor::new(&x, &[5])).target(Tensor::new(&y, &[5]));
     for loss in [
-        Loss::Huber { delta: 1.0 },
-        Loss::Huber { delta: 0.5 },
-        Loss::SmoothL1 { beta: 0.5 },
-        Loss::SmoothL1 { beta: 1.0 },
-        Loss::SmoothL1 { beta: 0.0 },
-        Loss::L1,
-        Loss::Quantile { quantiles: None },
+        Loss::Pointwise(Pointwise::Huber { delta: 1.0 }),
+        Loss::Pointwise(Pointwise::Huber { delta: 0.5 }),
+        Loss::Pointwise(Pointwise::SmoothL1 { beta: 0.5 }),
+        Loss::Pointwise(Pointwise::SmoothL1 { beta: 1.0 }),
+        Loss::Pointwise(Pointwise::SmoothL1 { beta: 0.0 }),
+        Loss::Pointwise(Pointwise::L1),
+        Loss::Pointwise(Pointwise::Quantile { quantiles: None }),
     ] {
         check_grad(
             &format!("{loss:?} kinks"),
@@ -328,13 +345,13 @@ fn empty_input_gives_nan_mean_and_an_empty_gradient() {
 #[test]
 fn inputs_longer_than_one_binding() {
     let n = ctx().max_binding_elements() + 1000;
-    let (x, y) = data(&Loss::Mse, n, 99);
+    let (x, y) = data(&Loss::Pointwise(Pointwise::Mse), n, 99);
     let w: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.25).collect();
     let shape = [n];
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
     check_grad(
         "mse beyond a binding",
-        &Loss::Mse,
+        &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &inputs,
         Upstream::Scalar(n as f32),
@@ -343,7 +360,7 @@ fn inputs_longer_than_one_binding() {
     // of n keeps the gradients O(1).
     check_grad(
         "weighted mse beyond a binding",
-        &Loss::Mse,
+        &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &inputs.weight(Tensor::new(&w, &shape)),
         Upstream::Scalar(n as f32),
@@ -351,7 +368,7 @@ fn inputs_longer_than_one_binding() {
     let u = upstream_items(n, 4);
     check_grad(
         "l1 none beyond a binding",
-        &Loss::L1,
+        &Loss::Pointwise(Pointwise::L1),
         Reduction::None,
         &inputs,
         Upstream::Items(&u),
@@ -424,7 +441,7 @@ fn caller_buffers_with_a_device_upstream() {
     let host = Inputs::new(Tensor::new(&x, &shape))
         .target(Tensor::new(&y, &shape))
         .weight(Tensor::new(&w, &shape));
-    let loss = Loss::Huber { delta: 0.7 };
+    let loss = Loss::Pointwise(Pointwise::Huber { delta: 0.7 });
     for (red, up) in [
         (
             Reduction::Mean,
@@ -466,7 +483,7 @@ fn caller_buffers_with_a_device_upstream() {
     }
     // A weighted mse mean adds its weight pre-pass: Σw, then Σ of the partials.
     let ev = ctx()
-        .grad_evaluator(&Loss::Mse, Reduction::Mean, &inputs)
+        .grad_evaluator(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &inputs)
         .unwrap();
     assert_eq!(ev.dispatches(), 4);
 }
@@ -483,7 +500,7 @@ fn every_gradient_buffer_misuse_is_a_typed_error() {
     let t = |b, offset| DeviceTensor::new(BufferView::new(b, offset, n), &shape);
     let inputs = DeviceInputs::new(t(&xb, 0)).target(t(&yb, 0));
     let ev = ctx()
-        .grad_evaluator(&Loss::Mse, Reduction::Mean, &inputs)
+        .grad_evaluator(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &inputs)
         .unwrap();
     let output = BufferView::new(&out, 0, 1);
     let good = GradViews::new(BufferView::new(&gb, 0, n));
@@ -583,7 +600,7 @@ fn every_gradient_buffer_misuse_is_a_typed_error() {
     );
     // `none`: one upstream value per item, and an output apart from the inputs.
     let none = ctx()
-        .grad_evaluator(&Loss::Mse, Reduction::None, &inputs)
+        .grad_evaluator(&Loss::Pointwise(Pointwise::Mse), Reduction::None, &inputs)
         .unwrap();
     let mut encoder = ctx().device().create_command_encoder(&Default::default());
     let e = none
@@ -622,7 +639,7 @@ fn every_gradient_buffer_misuse_is_a_typed_error() {
         "encode_with_grad",
     );
     let forward = ctx()
-        .evaluator(&Loss::Mse, Reduction::Mean, &inputs)
+        .evaluator(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &inputs)
         .unwrap();
     assert!(!forward.has_gradients());
     expect(
@@ -637,12 +654,17 @@ fn slice_api_errors_are_typed() {
     let x = [0.5f32; 3];
     let inputs = Inputs::new(Tensor::new(&x, &[3])).target(Tensor::new(&x, &[3]));
     let e = ctx()
-        .evaluate_with_grad(&Loss::Mse, Reduction::Mean, &inputs, Upstream::Items(&x))
+        .evaluate_with_grad(
+            &Loss::Pointwise(Pointwise::Mse),
+            Reduction::Mean,
+            &inputs,
+            Upstream::Items(&x),
+        )
         .unwrap_err();
     assert_eq!(e, Error::UpstreamReduction { reduction: "mean" });
     let e = ctx()
         .evaluate_with_grad(
-            &Loss::Mse,
+            &Loss::Pointwise(Pointwise::Mse),
             Reduction::None,
             &inputs,
             Upstream::Items(&x[..2]),
@@ -660,26 +682,26 @@ fn slice_api_errors_are_typed() {
 const IGNORE: i64 = -100;
 
 fn ce(label_smoothing: f32) -> Loss {
-    Loss::CrossEntropy {
+    Loss::Rows(Rows::CrossEntropy {
         ignore_index: IGNORE,
         label_smoothing,
-    }
+    })
 }
 
 fn focal(gamma: f32) -> Loss {
-    Loss::SoftmaxFocal {
+    Loss::Rows(Rows::SoftmaxFocal {
         gamma,
         ignore_index: IGNORE,
-    }
+    })
 }
 
 fn row_losses() -> Vec<Loss> {
     vec![
         ce(0.0),
         ce(0.1),
-        Loss::Nll {
+        Loss::Rows(Rows::Nll {
             ignore_index: IGNORE,
-        },
+        }),
         focal(2.0),
         focal(0.5),
         focal(0.0),
@@ -870,7 +892,7 @@ fn row_means_over_nothing_and_over_zero_weight() {
             &zero,
             Upstream::Scalar(1.0),
         );
-        if matches!(loss, Loss::SoftmaxFocal { .. }) {
+        if matches!(loss, Loss::Rows(Rows::SoftmaxFocal { .. })) {
             assert_eq!(g.input, vec![0.0; 6]);
         } else {
             assert!(g.input.iter().any(|v| v.is_nan()), "{loss:?}");

@@ -12,6 +12,7 @@ use common::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use wgpu::util::DeviceExt;
+use wgpu_loss::Pairs;
 use wgpu_loss::{
     cpu, BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews, Inputs, Loss,
     Reduction, Tensor, Upstream,
@@ -279,12 +280,12 @@ fn degenerate_rows() {
         for p in [1.0, 2.0, 3.0, 0.5, f32::INFINITY] {
             for swap in [false, true] {
                 for (margin, eps) in [(1.0, 1e-6), (0.25, 0.0), (2.0, 0.0), (0.5, 0.25)] {
-                    let loss = Loss::TripletMargin {
+                    let loss = Loss::Pairs(Pairs::TripletMargin {
                         margin,
                         p,
                         eps,
                         swap,
-                    };
+                    });
                     check_grad(&format!("{loss:?} {what}"), &loss, red, &trip, up);
                 }
             }
@@ -505,7 +506,7 @@ fn non_finite_rows_follow_pytorch() {
         let loss = common::cases::loss_of(&case);
         if !matches!(
             loss,
-            Loss::CosineEmbedding { .. } | Loss::TripletMargin { .. }
+            Loss::Pairs(Pairs::CosineEmbedding { .. }) | Loss::Pairs(Pairs::TripletMargin { .. })
         ) {
             continue;
         }

@@ -9,6 +9,7 @@ use common::device::buffer;
 use wgpu_loss::{
     cpu, BufferView, Context, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
 };
+use wgpu_loss::{Pairs, Pointwise};
 
 /// Both paths reject the call with the same error; its message holds `words`.
 fn rejects(loss: &Loss, r: Reduction, inputs: &Inputs<'_>, words: &[&str]) -> Error {
@@ -32,13 +33,18 @@ fn messages_name_the_argument_and_both_values() {
             .target(Tensor::new(&x[..ys.iter().product::<usize>()], ys))
     };
     rejects(
-        &Loss::Mse,
+        &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &xy(&[6], &[3]),
         &["target", "[3]", "[6]"],
     );
     let short = Inputs::new(Tensor::new(&x[..5], &[6])).target(Tensor::new(&x, &[6]));
-    rejects(&Loss::Mse, Reduction::Mean, &short, &["input", "6", "5"]);
+    rejects(
+        &Loss::Pointwise(Pointwise::Mse),
+        Reduction::Mean,
+        &short,
+        &["input", "6", "5"],
+    );
     let ce = Loss::from_name("cross_entropy").unwrap();
     let classes = Inputs::new(Tensor::new(&x, &[2, 3])).classes(&[0, 7], &[2]);
     rejects(
@@ -52,28 +58,33 @@ fn messages_name_the_argument_and_both_values() {
         .weight(Tensor::new(&x[..2], &[2]));
     rejects(&ce, Reduction::Mean, &weighted, &["weight", "[3]", "[2]"]);
     rejects(
-        &Loss::Huber { delta: -1.0 },
+        &Loss::Pointwise(Pointwise::Huber { delta: -1.0 }),
         Reduction::Mean,
         &xy(&[6], &[6]),
         &["delta", "> 0", "-1"],
     );
     rejects(
-        &Loss::Mse,
+        &Loss::Pointwise(Pointwise::Mse),
         Reduction::BatchMean,
         &xy(&[6], &[6]),
         &["batchmean", "mse", "none, mean or sum"],
     );
     let bad = [0.5f32, 2.0];
     let bce = Inputs::new(Tensor::new(&bad, &[2])).target(Tensor::new(&bad[..1], &[1]));
-    rejects(&Loss::Bce, Reduction::Mean, &bce, &["target", "[1]", "[2]"]);
     rejects(
-        &Loss::LogCosh,
+        &Loss::Pointwise(Pointwise::Bce),
+        Reduction::Mean,
+        &bce,
+        &["target", "[1]", "[2]"],
+    );
+    rejects(
+        &Loss::Pointwise(Pointwise::LogCosh),
         Reduction::Mean,
         &xy(&[6], &[6]).weight(Tensor::new(&x, &[6])),
         &["weight", "not used"],
     );
     rejects(
-        &Loss::Mse,
+        &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &Inputs::new(Tensor::new(&x, &[6])),
         &["target", "required"],
@@ -86,7 +97,7 @@ fn shapes_that_declare_more_than_their_data() {
     let huge = [1usize << 40, 0];
     let pairs = Inputs::new(Tensor::new(&[], &huge)).target(Tensor::new(&[], &huge));
     let e = rejects(
-        &Loss::CosineEmbedding { margin: 0.0 },
+        &Loss::Pairs(Pairs::CosineEmbedding { margin: 0.0 }),
         Reduction::Mean,
         &pairs,
         &["input", "65536"],
@@ -102,7 +113,7 @@ fn shapes_that_declare_more_than_their_data() {
     // Dims whose product overflows, with a 0 that makes the product "0".
     let overflow = [0usize, 1 << 40, 1 << 40];
     let e = rejects(
-        &Loss::Mse,
+        &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &Inputs::new(Tensor::new(&[], &overflow)).target(Tensor::new(&[], &overflow)),
         &["input", "fits"],
@@ -113,7 +124,7 @@ fn shapes_that_declare_more_than_their_data() {
     let ok = Inputs::new(Tensor::new(&[], &few)).target(Tensor::new(&[], &few));
     common::check(
         "3 empty pairs",
-        &Loss::CosineEmbedding { margin: 0.0 },
+        &Loss::Pairs(Pairs::CosineEmbedding { margin: 0.0 }),
         Reduction::None,
         &ok,
     );
@@ -124,7 +135,12 @@ fn device_shapes_beyond_the_buffer_limit_are_typed_errors() {
     let b = buffer(ctx(), &[0f32; 64]);
     let limit = (ctx().device().limits().max_buffer_size / 4) as usize;
     let cases: [(Loss, Vec<usize>, Vec<usize>, bool); 4] = [
-        (Loss::Mse, vec![1 << 42], vec![1 << 42], false),
+        (
+            Loss::Pointwise(Pointwise::Mse),
+            vec![1 << 42],
+            vec![1 << 42],
+            false,
+        ),
         (
             Loss::from_name("cross_entropy").unwrap(),
             vec![1 << 34, 2],
@@ -132,7 +148,7 @@ fn device_shapes_beyond_the_buffer_limit_are_typed_errors() {
             true,
         ),
         (
-            Loss::CosineEmbedding { margin: 0.0 },
+            Loss::Pairs(Pairs::CosineEmbedding { margin: 0.0 }),
             vec![1 << 40, 1],
             vec![1 << 40, 1],
             false,
@@ -187,7 +203,9 @@ fn a_buffer_of_another_device_is_a_typed_error() {
     let s = [64usize];
     let t = |b| DeviceTensor::new(BufferView::whole(b), &s);
     let good = DeviceInputs::new(t(&x)).target(t(&y_mine));
-    let ev = mine.evaluator(&Loss::Mse, Reduction::Mean, &good).unwrap();
+    let ev = mine
+        .evaluator(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &good)
+        .unwrap();
     let mut encoder = common::device::encoder(&mine);
     let foreign = DeviceInputs::new(t(&x)).target(t(&y));
     let e = ev

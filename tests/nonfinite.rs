@@ -12,6 +12,7 @@ mod common;
 use common::cases::{expected, loss_of, reduction_of, CaseTensors};
 use common::{close, ctx};
 use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
+use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
 
 /// The twin against float64 PyTorch: the same non-finite value, or equal up
 /// to summation order.
@@ -59,7 +60,7 @@ fn nan_and_inf_follow_pytorch() {
         // log_cosh has no PyTorch module: the script's formula (a where() of
         // a series and the stable form) has a NaN autograd at ±inf, where the
         // twin gives the exact derivative tanh(±inf) = ±1 (keras's form agrees).
-        let gradient = !matches!(loss, Loss::LogCosh);
+        let gradient = !matches!(loss, Loss::Pointwise(Pointwise::LogCosh));
         match cpu::gradient(&loss, reduction, &inputs, Upstream::Scalar(1.0)) {
             _ if !gradient => {}
             Err(e) => failures.push(format!("{name}: cpu gradient error {e}")),
@@ -116,33 +117,38 @@ fn a_nan_prediction_makes_every_mean_nan() {
     // nll reads only the target's entry: row 0 points at the NaN.
     let classes = [1i64, 0];
     let labels = [1.0f32, -1.0];
-    for name in Loss::NAMES {
+    let var = [1.0f32; 6];
+    for name in Loss::names() {
         let mut loss = Loss::from_name(name).unwrap();
         let (xs, ys): (&[usize], &[usize]) = match &loss {
-            Loss::CosineEmbedding { .. } | Loss::TripletMargin { .. } => (&[2, 3], &[2, 3]),
-            Loss::CrossEntropy { .. } | Loss::Nll { .. } | Loss::SoftmaxFocal { .. } => {
-                (&[2, 3], &[2])
-            }
+            Loss::Pairs(Pairs::CosineEmbedding { .. })
+            | Loss::Pairs(Pairs::TripletMargin { .. }) => (&[2, 3], &[2, 3]),
+            Loss::Rows(Rows::CrossEntropy { .. })
+            | Loss::Rows(Rows::Nll { .. })
+            | Loss::Rows(Rows::SoftmaxFocal { .. }) => (&[2, 3], &[2]),
             _ => (&[6], &[6]),
         };
         let mut inputs = Inputs::new(Tensor::new(&x, xs));
         inputs = match &mut loss {
-            Loss::CrossEntropy { .. } | Loss::Nll { .. } | Loss::SoftmaxFocal { .. } => {
-                inputs.classes(&classes, ys)
-            }
-            Loss::TripletMargin { .. } => inputs
+            Loss::Rows(Rows::CrossEntropy { .. })
+            | Loss::Rows(Rows::Nll { .. })
+            | Loss::Rows(Rows::SoftmaxFocal { .. }) => inputs.classes(&classes, ys),
+            Loss::Pairs(Pairs::TripletMargin { .. }) => inputs
                 .positive(Tensor::new(&y, ys))
                 .negative(Tensor::new(&y, ys)),
-            Loss::CosineEmbedding { .. } => inputs
+            Loss::Pairs(Pairs::CosineEmbedding { .. }) => inputs
                 .target(Tensor::new(&y, ys))
                 .labels(Tensor::new(&labels, &[2])),
-            Loss::Dice { mode, .. } => {
+            Loss::Dice(Dice { mode, .. }) => {
                 *mode = DiceMode::Binary;
                 inputs.target(Tensor::new(&y, ys))
             }
+            Loss::Pointwise(Pointwise::GaussianNll { .. }) => inputs
+                .target(Tensor::new(&y, ys))
+                .var(Tensor::new(&var, ys)),
             _ => inputs.target(Tensor::new(&y, ys)),
         };
-        if matches!(loss, Loss::Bce) {
+        if matches!(loss, Loss::Pointwise(Pointwise::Bce)) {
             // torch raises for an input outside [0, 1], NaN included.
             for e in [
                 cpu::evaluate(&loss, Reduction::Mean, &inputs).unwrap_err(),
@@ -179,7 +185,7 @@ fn bce_rejects_non_finite_probabilities() {
     ] {
         let inputs = Inputs::new(Tensor::new(&x, &[2])).target(Tensor::new(&y, &[2]));
         let e = ctx()
-            .evaluate(&Loss::Bce, Reduction::Sum, &inputs)
+            .evaluate(&Loss::Pointwise(Pointwise::Bce), Reduction::Sum, &inputs)
             .unwrap_err();
         assert!(
             matches!(e, Error::OutOfUnitRange { name: n, .. } if n == name),

@@ -7,6 +7,7 @@ use common::device::*;
 use common::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use wgpu_loss::Pairs;
 use wgpu_loss::{
     cpu, BufferView, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
 };
@@ -260,12 +261,12 @@ fn zero_and_identical_vectors() {
     }
     // eps = 0 makes identical rows exactly 0 apart.
     for p in [1.0, 2.0, 3.0, 1.5, f32::INFINITY] {
-        let loss = Loss::TripletMargin {
+        let loss = Loss::Pairs(Pairs::TripletMargin {
             margin: 0.5,
             p,
             eps: 0.0,
             swap: true,
-        };
+        });
         let same = Inputs::new(Tensor::new(&a, &shape))
             .positive(Tensor::new(&a, &shape))
             .negative(Tensor::new(&a, &shape));

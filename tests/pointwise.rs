@@ -5,6 +5,7 @@ mod common;
 
 use common::points::{data, losses};
 use common::*;
+use wgpu_loss::Pointwise;
 use wgpu_loss::{Inputs, Loss, Reduction, Tensor};
 
 #[test]
@@ -15,7 +16,7 @@ fn every_pointwise_loss_matches_the_reference_at_awkward_sizes() {
             let shape = [n];
             let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
             let mut reductions = REDUCTIONS.to_vec();
-            if matches!(loss, Loss::KlDiv { .. }) {
+            if matches!(loss, Loss::Pointwise(Pointwise::KlDiv { .. })) {
                 reductions.push(Reduction::BatchMean);
             }
             for red in reductions {
@@ -44,13 +45,17 @@ fn weights_and_pos_weights_broadcast() {
     ];
     for (w, ws) in cases {
         for loss in [
-            Loss::Mse,
-            Loss::L1,
-            Loss::Huber { delta: 0.5 },
-            Loss::Bce,
-            Loss::BceWithLogits,
+            Loss::Pointwise(Pointwise::Mse),
+            Loss::Pointwise(Pointwise::L1),
+            Loss::Pointwise(Pointwise::Huber { delta: 0.5 }),
+            Loss::Pointwise(Pointwise::Bce),
+            Loss::Pointwise(Pointwise::BceWithLogits),
         ] {
-            let x = if loss == Loss::Bce { &probs } else { &x };
+            let x = if loss == Loss::Pointwise(Pointwise::Bce) {
+                &probs
+            } else {
+                &x
+            };
             let base = Inputs::new(Tensor::new(x, &shape)).target(Tensor::new(&y, &shape));
             for red in REDUCTIONS {
                 check(
@@ -60,7 +65,7 @@ fn weights_and_pos_weights_broadcast() {
                     &base.weight(Tensor::new(w, ws)),
                 );
             }
-            if loss == Loss::BceWithLogits {
+            if loss == Loss::Pointwise(Pointwise::BceWithLogits) {
                 for red in REDUCTIONS {
                     let i = base
                         .pos_weight(Tensor::new(w, ws))
@@ -80,7 +85,12 @@ fn weights_and_pos_weights_broadcast() {
     let inputs = Inputs::new(Tensor::new(&x, &shape))
         .target(Tensor::new(&y, &shape))
         .weight(Tensor::new(&w, &[37, 1, 9]));
-    check("mse weight [37,1,9]", &Loss::Mse, Reduction::Mean, &inputs);
+    check(
+        "mse weight [37,1,9]",
+        &Loss::Pointwise(Pointwise::Mse),
+        Reduction::Mean,
+        &inputs,
+    );
 }
 
 #[test]
@@ -95,9 +105,9 @@ fn quantile_list_reads_one_target_per_row_of_quantiles() {
         for red in REDUCTIONS {
             check(
                 &format!("quantile rows={rows} {red:?}"),
-                &Loss::Quantile {
+                &Loss::Pointwise(Pointwise::Quantile {
                     quantiles: Some(q.clone()),
-                },
+                }),
                 red,
                 &inputs,
             );
@@ -113,18 +123,18 @@ fn extreme_values() {
     let y = [0.0f32, 1.0, 0.0, 1.0, 0.5, 1.0, 0.0, 1.0];
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
     for loss in [
-        Loss::BceWithLogits,
-        Loss::SigmoidFocal {
+        Loss::Pointwise(Pointwise::BceWithLogits),
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: 0.25,
             gamma: 2.0,
-        },
-        Loss::SigmoidFocal {
+        }),
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: 0.25,
             gamma: 0.5,
-        },
-        Loss::Mse,
-        Loss::LogCosh,
-        Loss::Huber { delta: 2.0 },
+        }),
+        Loss::Pointwise(Pointwise::Mse),
+        Loss::Pointwise(Pointwise::LogCosh),
+        Loss::Pointwise(Pointwise::Huber { delta: 2.0 }),
     ] {
         for red in REDUCTIONS {
             check(&format!("{loss:?} extremes {red:?}"), &loss, red, &inputs);
@@ -135,7 +145,12 @@ fn extreme_values() {
     let t = [0.0f32, 1.0, 1.0, 0.0, 1.0, 0.0, 0.3, 1.0];
     let inputs = Inputs::new(Tensor::new(&p, &shape)).target(Tensor::new(&t, &shape));
     for red in REDUCTIONS {
-        check(&format!("bce clamp {red:?}"), &Loss::Bce, red, &inputs);
+        check(
+            &format!("bce clamp {red:?}"),
+            &Loss::Pointwise(Pointwise::Bce),
+            red,
+            &inputs,
+        );
     }
     // KL: zero targets with a −inf log-probability give NaN, as in the reference.
     let lx = [f32::NEG_INFINITY, -1.0, -0.5, f32::NEG_INFINITY];
@@ -144,7 +159,7 @@ fn extreme_values() {
     for red in REDUCTIONS {
         check(
             &format!("kl_div -inf {red:?}"),
-            &Loss::KlDiv { log_target: false },
+            &Loss::Pointwise(Pointwise::KlDiv { log_target: false }),
             red,
             &inputs,
         );
@@ -154,10 +169,10 @@ fn extreme_values() {
     let y = [0.0f32, 0.0, 0.0, 0.0, 0.0];
     let inputs = Inputs::new(Tensor::new(&x, &[5])).target(Tensor::new(&y, &[5]));
     for loss in [
-        Loss::Huber { delta: 1.0 },
-        Loss::Huber { delta: 0.5 },
-        Loss::SmoothL1 { beta: 0.5 },
-        Loss::SmoothL1 { beta: 1.0 },
+        Loss::Pointwise(Pointwise::Huber { delta: 1.0 }),
+        Loss::Pointwise(Pointwise::Huber { delta: 0.5 }),
+        Loss::Pointwise(Pointwise::SmoothL1 { beta: 0.5 }),
+        Loss::Pointwise(Pointwise::SmoothL1 { beta: 1.0 }),
     ] {
         check(
             &format!("{loss:?} boundary"),
@@ -184,20 +199,27 @@ fn empty_input_gives_nan_mean_and_zero_sum() {
 #[test]
 fn inputs_longer_than_one_binding() {
     let n = ctx().max_binding_elements() + 1000;
-    let (x, y) = data(&Loss::Mse, n, 99);
+    let (x, y) = data(&Loss::Pointwise(Pointwise::Mse), n, 99);
     let w: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.25).collect();
     let shape = [n];
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
     for red in [Reduction::Mean, Reduction::Sum, Reduction::None] {
-        check(&format!("mse n={n} {red:?}"), &Loss::Mse, red, &inputs);
+        check(
+            &format!("mse n={n} {red:?}"),
+            &Loss::Pointwise(Pointwise::Mse),
+            red,
+            &inputs,
+        );
     }
     // A weight as long as the input is sliced with it.
     check(
         "weighted mse beyond a binding",
-        &Loss::Mse,
+        &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &inputs.weight(Tensor::new(&w, &shape)),
     );
-    let prepared = ctx().prepare(&Loss::Mse, Reduction::Mean, &inputs).unwrap();
+    let prepared = ctx()
+        .prepare(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &inputs)
+        .unwrap();
     assert_eq!(prepared.dispatches(), 3, "two slices and the finalize pass");
 }

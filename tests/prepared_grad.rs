@@ -4,6 +4,7 @@
 mod common;
 
 use common::{ctx, rng, uniform};
+use wgpu_loss::Pointwise;
 use wgpu_loss::{Error, Inputs, Loss, Reduction, Tensor, Upstream};
 
 #[test]
@@ -16,14 +17,26 @@ fn prepared_fused_calls_match_evaluate_with_grad() {
     let shape = [n];
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
     let cases = [
-        (Loss::Mse, Reduction::Mean, Upstream::Scalar(1.0)),
-        (Loss::BceWithLogits, Reduction::Sum, Upstream::Scalar(-0.5)),
         (
-            Loss::Huber { delta: 0.7 },
+            Loss::Pointwise(Pointwise::Mse),
+            Reduction::Mean,
+            Upstream::Scalar(1.0),
+        ),
+        (
+            Loss::Pointwise(Pointwise::BceWithLogits),
+            Reduction::Sum,
+            Upstream::Scalar(-0.5),
+        ),
+        (
+            Loss::Pointwise(Pointwise::Huber { delta: 0.7 }),
             Reduction::None,
             Upstream::Items(&g),
         ),
-        (Loss::L1, Reduction::None, Upstream::Scalar(2.0)),
+        (
+            Loss::Pointwise(Pointwise::L1),
+            Reduction::None,
+            Upstream::Scalar(2.0),
+        ),
     ];
     for (loss, red, up) in cases {
         let what = format!("{} {red:?}", loss.name());
@@ -60,13 +73,15 @@ fn prepared_fused_calls_match_evaluate_with_grad() {
 fn prepare_with_grad_checks_like_evaluate_with_grad() {
     let x = [1.0f32, 2.0, 3.0];
     let inputs = Inputs::new(Tensor::new(&x, &[3])).target(Tensor::new(&x, &[3]));
-    let forward = ctx().prepare(&Loss::Mse, Reduction::Mean, &inputs).unwrap();
+    let forward = ctx()
+        .prepare(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &inputs)
+        .unwrap();
     let e = forward.run_with_grad().unwrap_err();
     assert!(e.to_string().contains("prepare_with_grad"), "{e}");
     let items = [1.0f32; 2];
     assert!(matches!(
         ctx().prepare_with_grad(
-            &Loss::Mse,
+            &Loss::Pointwise(Pointwise::Mse),
             Reduction::None,
             &inputs,
             Upstream::Items(&items)
@@ -77,7 +92,12 @@ fn prepare_with_grad_checks_like_evaluate_with_grad() {
         })
     ));
     assert!(matches!(
-        ctx().prepare_with_grad(&Loss::Mse, Reduction::Sum, &inputs, Upstream::Items(&x)),
+        ctx().prepare_with_grad(
+            &Loss::Pointwise(Pointwise::Mse),
+            Reduction::Sum,
+            &inputs,
+            Upstream::Items(&x)
+        ),
         Err(Error::UpstreamReduction { .. })
     ));
     // The pair losses' three gradients come back the same way.

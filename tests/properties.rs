@@ -16,6 +16,7 @@ mod common;
 use common::{check, check_grad};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, RngSeed};
+use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
 use wgpu_loss::{DiceMode, Inputs, Loss, Reduction, Tensor, Upstream};
 
 /// Few cases per property by default, so the file runs in well under a minute
@@ -132,13 +133,13 @@ proptest! {
     fn regression_losses(
         (s, x, y, w) in regression_data(),
         loss in prop::sample::select(vec![
-            Loss::Mse, Loss::L1, Loss::Huber { delta: 1.0 }, Loss::Huber { delta: 0.25 },
-            Loss::SmoothL1 { beta: 1.0 }, Loss::SmoothL1 { beta: 0.0 }, Loss::LogCosh,
+            Loss::Pointwise(Pointwise::Mse), Loss::Pointwise(Pointwise::L1), Loss::Pointwise(Pointwise::Huber { delta: 1.0 }), Loss::Pointwise(Pointwise::Huber { delta: 0.25 }),
+            Loss::Pointwise(Pointwise::SmoothL1 { beta: 1.0 }), Loss::Pointwise(Pointwise::SmoothL1 { beta: 0.0 }), Loss::Pointwise(Pointwise::LogCosh),
         ]),
         r in reduction(),
     ) {
         let mut inputs = Inputs::new(Tensor::new(&x, &s)).target(Tensor::new(&y, &s));
-        let weighted = matches!(loss, Loss::Mse | Loss::L1 | Loss::Huber { .. });
+        let weighted = matches!(loss, Loss::Pointwise(Pointwise::Mse) | Loss::Pointwise(Pointwise::L1) | Loss::Pointwise(Pointwise::Huber { .. }));
         if let (Some((from, w)), true) = (&w, weighted) {
             inputs = inputs.weight(Tensor::new(w, &s[*from..]));
         }
@@ -161,7 +162,7 @@ proptest! {
             .collect();
         let s = [x.len()];
         let inputs = Inputs::new(Tensor::new(&x, &s)).target(Tensor::new(&y, &s));
-        for loss in [Loss::Huber { delta }, Loss::SmoothL1 { beta: delta }] {
+        for loss in [Loss::Pointwise(Pointwise::Huber { delta }), Loss::Pointwise(Pointwise::SmoothL1 { beta: delta })] {
             check(&format!("{loss:?} {r:?}"), &loss, r, &inputs);
         }
     }
@@ -178,11 +179,11 @@ proptest! {
     ) {
         let mut xs = s.clone();
         xs.push(q.len());
-        let loss = Loss::Quantile { quantiles: Some(q) };
+        let loss = Loss::Pointwise(Pointwise::Quantile { quantiles: Some(q) });
         let inputs = Inputs::new(Tensor::new(&x, &xs)).target(Tensor::new(&y, &s));
         check(&format!("{loss:?} {r:?} {xs:?}"), &loss, r, &inputs);
         let plain = Inputs::new(Tensor::new(&y, &s)).target(Tensor::new(&y, &s));
-        check("quantile 0.5", &Loss::Quantile { quantiles: None }, r, &plain);
+        check("quantile 0.5", &Loss::Pointwise(Pointwise::Quantile { quantiles: None }), r, &plain);
     }
 
     #[test]
@@ -199,7 +200,7 @@ proptest! {
         if let Some(w) = &w {
             inputs = inputs.weight(Tensor::new(w, &s));
         }
-        check(&format!("bce {r:?} {s:?}"), &Loss::Bce, r, &inputs);
+        check(&format!("bce {r:?} {s:?}"), &Loss::Pointwise(Pointwise::Bce), r, &inputs);
     }
 
     /// Logits up to ±1e4 for bce_with_logits (weight, pos_weight over the last
@@ -227,14 +228,14 @@ proptest! {
         if let (Some(pw), false) = (&pw, s.is_empty()) {
             bwl = bwl.pos_weight(Tensor::new(pw, &pw_shape));
         }
-        check(&format!("bce_with_logits {r:?} {s:?}"), &Loss::BceWithLogits, r, &bwl);
-        let focal = Loss::SigmoidFocal { alpha, gamma };
+        check(&format!("bce_with_logits {r:?} {s:?}"), &Loss::Pointwise(Pointwise::BceWithLogits), r, &bwl);
+        let focal = Loss::Pointwise(Pointwise::SigmoidFocal { alpha, gamma });
         check(&format!("{focal:?} {r:?} {s:?}"), &focal, r, &xy);
         // kl_div reads log-probabilities: the logits shifted below 0.
         let logp: Vec<f32> = x.iter().map(|v| -v.abs()).collect();
         let ly: Vec<f32> = if log_target { logp.iter().rev().copied().collect() } else { y.clone() };
         let kl = Inputs::new(Tensor::new(&logp, &s)).target(Tensor::new(&ly, &s));
-        let loss = Loss::KlDiv { log_target };
+        let loss = Loss::Pointwise(Pointwise::KlDiv { log_target });
         check(&format!("{loss:?} {r:?} {s:?}"), &loss, r, &kl);
         if !s.is_empty() {
             check(&format!("{loss:?} batchmean {s:?}"), &loss, Reduction::BatchMean, &kl);
@@ -303,9 +304,9 @@ proptest! {
             inputs = inputs.weight(Tensor::new(&w, &s[1..2]));
         }
         let losses = [
-            Loss::CrossEntropy { ignore_index, label_smoothing: smoothing },
-            Loss::Nll { ignore_index },
-            Loss::SoftmaxFocal { gamma, ignore_index },
+            Loss::Rows(Rows::CrossEntropy { ignore_index, label_smoothing: smoothing }),
+            Loss::Rows(Rows::Nll { ignore_index }),
+            Loss::Rows(Rows::SoftmaxFocal { gamma, ignore_index }),
         ];
         for loss in &losses {
             check(&format!("{loss:?} {r:?} {s:?} weighted {weighted}"), loss, r, &inputs);
@@ -315,7 +316,7 @@ proptest! {
         if weighted {
             soft = soft.weight(Tensor::new(&w, &s[1..2]));
         }
-        let ce = Loss::CrossEntropy { ignore_index: -100, label_smoothing: smoothing };
+        let ce = Loss::Rows(Rows::CrossEntropy { ignore_index: -100, label_smoothing: smoothing });
         check(&format!("{ce:?} probabilities {r:?} {s:?}"), &ce, r, &soft);
     }
 
@@ -338,7 +339,7 @@ proptest! {
         if with_labels {
             cos = cos.labels(Tensor::new(&labels, &s[..1]));
         }
-        let loss = Loss::CosineEmbedding { margin };
+        let loss = Loss::Pairs(Pairs::CosineEmbedding { margin });
         check(&format!("{loss:?} {r:?} {s:?}"), &loss, r, &cos);
         // Coordinates of 1e4 whose distances nearly cancel leave a hinge
         // below the f32 rounding of a − n + eps (5e-4 at 1e4): triplets take
@@ -350,7 +351,7 @@ proptest! {
         let trip = Inputs::new(Tensor::new(&ta, &s))
             .positive(Tensor::new(&tb, &s))
             .negative(Tensor::new(&tc, &s));
-        let loss = Loss::TripletMargin { margin: tmargin, p, eps: 1e-6, swap };
+        let loss = Loss::Pairs(Pairs::TripletMargin { margin: tmargin, p, eps: 1e-6, swap });
         check(&format!("{loss:?} {r:?} {s:?}"), &loss, r, &trip);
     }
 
@@ -370,7 +371,7 @@ proptest! {
         log_loss in any::<bool>(),
         r in reduction(),
     ) {
-        let loss = Loss::Dice { mode, from_logits, smooth, eps: 1e-7, ignore_index: ignore, log_loss };
+        let loss = Loss::Dice(Dice { mode, from_logits, smooth, eps: 1e-7, ignore_index: ignore, log_loss });
         // Probabilities in [0, 1] when the input is not logits.
         let probs: Vec<f32> = x.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
         let xin = if from_logits { &x } else { &probs };
@@ -406,14 +407,14 @@ fn dice_log_loss_of_a_tiny_score() {
     ];
     let y = [2i64, 4];
     for ignore_index in [Some(2), None] {
-        let loss = Loss::Dice {
+        let loss = Loss::Dice(Dice {
             mode: DiceMode::Multiclass,
             from_logits: true,
             smooth: 0.0,
             eps: 1e-7,
             ignore_index,
             log_loss: true,
-        };
+        });
         let inputs = Inputs::new(Tensor::new(&x, &[1, 5, 2])).classes(&y, &[1, 2]);
         for r in REDUCTIONS {
             check("dice log loss, tiny score", &loss, r, &inputs);
@@ -448,12 +449,12 @@ fn triplet_with_cancelling_distances_of_1e4() {
         let inputs = Inputs::new(Tensor::new(&a, &[1, 2]))
             .positive(Tensor::new(&p, &[1, 2]))
             .negative(Tensor::new(&n, &[1, 2]));
-        let loss = Loss::TripletMargin {
+        let loss = Loss::Pairs(Pairs::TripletMargin {
             margin,
             p: norm,
             eps: 1e-6,
             swap: false,
-        };
+        });
         check(
             "triplet, cancelling distances of 1e4",
             &loss,
@@ -475,10 +476,10 @@ fn weight_of_the_inputs_shape_with_an_inner_dim_of_1() {
             .target(Tensor::new(&y, s))
             .weight(Tensor::new(&w, s));
         for loss in [
-            Loss::Bce,
-            Loss::BceWithLogits,
-            Loss::Mse,
-            Loss::Huber { delta: 1.0 },
+            Loss::Pointwise(Pointwise::Bce),
+            Loss::Pointwise(Pointwise::BceWithLogits),
+            Loss::Pointwise(Pointwise::Mse),
+            Loss::Pointwise(Pointwise::Huber { delta: 1.0 }),
         ] {
             for r in REDUCTIONS {
                 check(&format!("{loss:?} weight {s:?}"), &loss, r, &inputs);
@@ -512,17 +513,17 @@ proptest! {
     fn elementwise_gradients(
         (s, x, y, w) in regression_data(),
         loss in prop::sample::select(vec![
-            Loss::Mse, Loss::L1, Loss::Huber { delta: 1.0 }, Loss::SmoothL1 { beta: 0.5 },
-            Loss::LogCosh, Loss::BceWithLogits, Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
+            Loss::Pointwise(Pointwise::Mse), Loss::Pointwise(Pointwise::L1), Loss::Pointwise(Pointwise::Huber { delta: 1.0 }), Loss::Pointwise(Pointwise::SmoothL1 { beta: 0.5 }),
+            Loss::Pointwise(Pointwise::LogCosh), Loss::Pointwise(Pointwise::BceWithLogits), Loss::Pointwise(Pointwise::SigmoidFocal { alpha: 0.25, gamma: 2.0 }),
         ]),
         r in reduction(),
         per_item in any::<bool>(),
     ) {
-        let logit = matches!(loss, Loss::BceWithLogits | Loss::SigmoidFocal { .. });
+        let logit = matches!(loss, Loss::Pointwise(Pointwise::BceWithLogits) | Loss::Pointwise(Pointwise::SigmoidFocal { .. }));
         // Logit losses take targets in [0, 1].
         let y: Vec<f32> = if logit { y.iter().map(|v| (v.abs() / 100.0).min(1.0)).collect() } else { y };
         let mut inputs = Inputs::new(Tensor::new(&x, &s)).target(Tensor::new(&y, &s));
-        let weighted = matches!(loss, Loss::Mse | Loss::L1 | Loss::Huber { .. } | Loss::BceWithLogits);
+        let weighted = matches!(loss, Loss::Pointwise(Pointwise::Mse) | Loss::Pointwise(Pointwise::L1) | Loss::Pointwise(Pointwise::Huber { .. }) | Loss::Pointwise(Pointwise::BceWithLogits));
         if let (Some((from, w)), true) = (&w, weighted) {
             inputs = inputs.weight(Tensor::new(w, &s[*from..]));
         }
@@ -559,9 +560,9 @@ proptest! {
         let (items, g) = upstream_for(r, rows, per_item, scale);
         let up = items.as_deref().map_or(Upstream::Scalar(g), Upstream::Items);
         for loss in [
-            Loss::CrossEntropy { ignore_index: -100, label_smoothing: smoothing },
-            Loss::Nll { ignore_index: -100 },
-            Loss::SoftmaxFocal { gamma: 2.0, ignore_index: -100 },
+            Loss::Rows(Rows::CrossEntropy { ignore_index: -100, label_smoothing: smoothing }),
+            Loss::Rows(Rows::Nll { ignore_index: -100 }),
+            Loss::Rows(Rows::SoftmaxFocal { gamma: 2.0, ignore_index: -100 }),
         ] {
             check_grad(&format!("{loss:?} {r:?} {s:?} weighted {weighted}"), &loss, r, &inputs, up);
         }
@@ -576,10 +577,10 @@ fn smoothed_cross_entropy_gradient_at_logits_of_minus_1e4() {
     let x = [-1e4f32, -1e4, 0.5, -0.25];
     let y = [0i64, 1];
     let inputs = Inputs::new(Tensor::new(&x, &[2, 2])).classes(&y, &[2]);
-    let loss = Loss::CrossEntropy {
+    let loss = Loss::Rows(Rows::CrossEntropy {
         ignore_index: -100,
         label_smoothing: 0.971_254_8,
-    };
+    });
     for r in REDUCTIONS {
         check_grad(&format!("{r:?}"), &loss, r, &inputs, Upstream::Scalar(1.0));
     }

@@ -9,6 +9,7 @@ use common::*;
 use rand::Rng;
 use wgpu::util::DeviceExt;
 use wgpu_loss::cpu::rows::log_softmax;
+use wgpu_loss::Rows;
 use wgpu_loss::{
     cpu, BufferView, Context, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
 };
@@ -16,24 +17,24 @@ use wgpu_loss::{
 const IGNORE: i64 = -100;
 
 fn ce(ignore_index: i64, label_smoothing: f32) -> Loss {
-    Loss::CrossEntropy {
+    Loss::Rows(Rows::CrossEntropy {
         ignore_index,
         label_smoothing,
-    }
+    })
 }
 
 fn focal(gamma: f32, ignore_index: i64) -> Loss {
-    Loss::SoftmaxFocal {
+    Loss::Rows(Rows::SoftmaxFocal {
         gamma,
         ignore_index,
-    }
+    })
 }
 
 /// The three losses with default parameters, and the given ignore_index.
 fn losses(ignore_index: i64) -> Vec<Loss> {
     vec![
         ce(ignore_index, 0.0),
-        Loss::Nll { ignore_index },
+        Loss::Rows(Rows::Nll { ignore_index }),
         focal(2.0, ignore_index),
     ]
 }
@@ -146,9 +147,9 @@ fn a_million_logits() {
     let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
     for loss in [
         ce(IGNORE, 0.0),
-        Loss::Nll {
+        Loss::Rows(Rows::Nll {
             ignore_index: IGNORE,
-        },
+        }),
         focal(2.0, IGNORE),
         ce(IGNORE, 0.1),
     ] {
@@ -171,7 +172,7 @@ fn ignore_index_may_be_a_valid_class() {
     let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
     for loss in [
         ce(0, 0.0),
-        Loss::Nll { ignore_index: 0 },
+        Loss::Rows(Rows::Nll { ignore_index: 0 }),
         focal(2.0, 0),
         ce(0, 0.1),
         ce(0, 1.0),
@@ -385,9 +386,9 @@ fn worked_examples_from_the_reference() {
         .classes(&y, &[2])
         .weight(Tensor::new(&w, &[3]));
     let got = value(
-        &Loss::Nll {
+        &Loss::Rows(Rows::Nll {
             ignore_index: IGNORE,
-        },
+        }),
         Reduction::Mean,
         &nll,
     );
@@ -839,9 +840,9 @@ fn bad_class_indices_on_the_device_give_nan() {
             let losses = [
                 ce(ignore, 0.0),
                 ce(ignore, 0.1),
-                Loss::Nll {
+                Loss::Rows(Rows::Nll {
                     ignore_index: ignore,
-                },
+                }),
                 focal(2.0, ignore),
             ];
             for loss in losses {

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::OnceLock;
+use wgpu_loss::{Pointwise, Rows};
 
 use common::{close, rng, uniform};
 use rand::Rng;
@@ -77,9 +78,9 @@ fn split_mse_with_broadcast_weight() {
     let w = uniform(&mut r, cols, 0.0, 2.0);
     let (s, sw) = ([rows, cols], [cols]);
     let inputs = Inputs::new(Tensor::new(&x, &s)).target(Tensor::new(&y, &s));
-    split_matches("mse", &Loss::Mse, &inputs);
+    split_matches("mse", &Loss::Pointwise(Pointwise::Mse), &inputs);
     let weighted = inputs.weight(Tensor::new(&w, &sw));
-    split_matches("mse weight", &Loss::Mse, &weighted);
+    split_matches("mse weight", &Loss::Pointwise(Pointwise::Mse), &weighted);
 }
 
 #[test]
@@ -104,10 +105,10 @@ fn split_cross_entropy_with_weight_and_ignore_index() {
         .classes(&y, &sy)
         .weight(Tensor::new(&w, &sw));
     for label_smoothing in [0.0, 0.1] {
-        let ce = Loss::CrossEntropy {
+        let ce = Loss::Rows(Rows::CrossEntropy {
             ignore_index: -1,
             label_smoothing,
-        };
+        });
         split_matches(
             &format!("cross_entropy weight ignore_index smoothing {label_smoothing}"),
             &ce,
@@ -260,10 +261,10 @@ fn cli_adapters_all() {
         assert!(o.status.success(), "{args:?}: {err}");
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
-    let ce = Loss::CrossEntropy {
+    let ce = Loss::Rows(Rows::CrossEntropy {
         ignore_index: 7,
         label_smoothing: 0.0,
-    };
+    });
     let (sx, sy, sw) = ([n, c], [n], [c]);
     let inputs = Inputs::new(Tensor::new(&x, &sx))
         .classes(&y, &sy)

@@ -6,6 +6,7 @@ mod common;
 use common::{close, ctx, rng, uniform};
 use rand::Rng;
 use wgpu_loss::{cpu, Chunks, DiceMode, Error, Inputs, Loss, Partial, Reduction, Tensor};
+use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
 
 const REDUCED: [Reduction; 2] = [Reduction::Mean, Reduction::Sum];
 
@@ -47,7 +48,7 @@ fn streamed(what: &str, loss: &Loss, inputs: &Inputs<'_>, chunk_elems: usize) {
         let once = ctx().evaluate(loss, reduction, inputs).unwrap();
         let want = cpu::evaluate(loss, reduction, inputs).unwrap();
         assert_eq!(got.items_shape, once.items_shape, "{what}: items shape");
-        if reduction == Reduction::None && !matches!(loss, Loss::Dice { .. }) {
+        if reduction == Reduction::None && !matches!(loss, Loss::Dice(Dice { .. })) {
             assert_eq!(got.items, once.items, "{what}: items");
         }
         if let Some(items) = &got.items {
@@ -80,13 +81,23 @@ fn streamed_pointwise() {
     let w = uniform(&mut r, n, 0.0, 2.0);
     let shape = [n];
     let plain = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
-    streamed("mse", &Loss::Mse, &plain, 3000);
-    streamed("log_cosh", &Loss::LogCosh, &plain, 1000);
+    streamed("mse", &Loss::Pointwise(Pointwise::Mse), &plain, 3000);
+    streamed(
+        "log_cosh",
+        &Loss::Pointwise(Pointwise::LogCosh),
+        &plain,
+        1000,
+    );
     let weighted = plain.weight(Tensor::new(&w, &shape));
-    streamed("mse weighted", &Loss::Mse, &weighted, 2500);
+    streamed(
+        "mse weighted",
+        &Loss::Pointwise(Pointwise::Mse),
+        &weighted,
+        2500,
+    );
     streamed(
         "huber weighted",
-        &Loss::Huber { delta: 0.7 },
+        &Loss::Pointwise(Pointwise::Huber { delta: 0.7 }),
         &weighted,
         2500,
     );
@@ -97,7 +108,7 @@ fn streamed_pointwise() {
     let xq = uniform(&mut r, rows * qn, -2.0, 2.0);
     let yq = uniform(&mut r, rows, -2.0, 2.0);
     let (sx, sy) = ([rows, qn], [rows]);
-    let quantile = Loss::Quantile { quantiles: Some(q) };
+    let quantile = Loss::Pointwise(Pointwise::Quantile { quantiles: Some(q) });
     let inputs = Inputs::new(Tensor::new(&xq, &sx)).target(Tensor::new(&yq, &sy));
     streamed("quantile list", &quantile, &inputs, 2000);
 
@@ -113,7 +124,7 @@ fn streamed_pointwise() {
         .pos_weight(Tensor::new(&pw, &sc));
     streamed(
         "bce_with_logits pos_weight",
-        &Loss::BceWithLogits,
+        &Loss::Pointwise(Pointwise::BceWithLogits),
         &inputs,
         2000,
     );
@@ -121,7 +132,7 @@ fn streamed_pointwise() {
     let inputs = inputs.weight(Tensor::new(&wrow, &sb));
     streamed(
         "bce_with_logits weight+pos_weight",
-        &Loss::BceWithLogits,
+        &Loss::Pointwise(Pointwise::BceWithLogits),
         &inputs,
         2000,
     );
@@ -130,7 +141,7 @@ fn streamed_pointwise() {
     let logp: Vec<f32> = uniform(&mut r, b * c, -4.0, -0.1);
     let p = uniform(&mut r, b * c, 0.0, 1.0);
     let inputs = Inputs::new(Tensor::new(&logp, &s2)).target(Tensor::new(&p, &s2));
-    let kl = Loss::KlDiv { log_target: false };
+    let kl = Loss::Pointwise(Pointwise::KlDiv { log_target: false });
     let got = ctx()
         .evaluate_streamed(&kl, Reduction::BatchMean, &inputs, 1500, &mut |_, _| {})
         .unwrap();
@@ -163,10 +174,10 @@ fn streamed_rows_and_pairs() {
     let inputs = Inputs::new(Tensor::new(&x, &sx))
         .classes(&y, &sy)
         .weight(Tensor::new(&w, &sw));
-    let ce = Loss::CrossEntropy {
+    let ce = Loss::Rows(Rows::CrossEntropy {
         ignore_index: -1,
         label_smoothing: 0.1,
-    };
+    });
     streamed("cross_entropy weight ignore_index", &ce, &inputs, 3000);
 
     let (rows, d) = (1003, 16);
@@ -182,7 +193,7 @@ fn streamed_rows_and_pairs() {
         .labels(Tensor::new(&labels, &sl));
     streamed(
         "cosine_embedding",
-        &Loss::CosineEmbedding { margin: 0.2 },
+        &Loss::Pairs(Pairs::CosineEmbedding { margin: 0.2 }),
         &inputs,
         5000,
     );
@@ -225,7 +236,13 @@ fn streamed_errors_name_the_whole_tensor() {
     let shape = [n];
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
     let err = ctx()
-        .evaluate_streamed(&Loss::Bce, Reduction::Mean, &inputs, 100, &mut |_, _| {})
+        .evaluate_streamed(
+            &Loss::Pointwise(Pointwise::Bce),
+            Reduction::Mean,
+            &inputs,
+            100,
+            &mut |_, _| {},
+        )
         .unwrap_err();
     assert!(
         matches!(
@@ -253,7 +270,12 @@ fn streamed_errors_name_the_whole_tensor() {
     );
     let short = Inputs::new(Tensor::new(&x[..10], &shape)).target(Tensor::new(&y, &shape));
     assert!(matches!(
-        Chunks::new(&Loss::Mse, Reduction::Mean, &short, 100),
+        Chunks::new(
+            &Loss::Pointwise(Pointwise::Mse),
+            Reduction::Mean,
+            &short,
+            100
+        ),
         Err(Error::DataLength { name: "input", .. })
     ));
 }
@@ -263,11 +285,23 @@ fn streamed_empty_and_single() {
     let shape = [0];
     let inputs = Inputs::new(Tensor::new(&[], &shape)).target(Tensor::new(&[], &shape));
     let e = ctx()
-        .evaluate_streamed(&Loss::Mse, Reduction::Mean, &inputs, 100, &mut |_, _| {})
+        .evaluate_streamed(
+            &Loss::Pointwise(Pointwise::Mse),
+            Reduction::Mean,
+            &inputs,
+            100,
+            &mut |_, _| {},
+        )
         .unwrap();
     assert!(e.value.is_nan(), "mean of nothing is NaN, got {}", e.value);
     let e = ctx()
-        .evaluate_streamed(&Loss::Mse, Reduction::None, &inputs, 100, &mut |_, _| {})
+        .evaluate_streamed(
+            &Loss::Pointwise(Pointwise::Mse),
+            Reduction::None,
+            &inputs,
+            100,
+            &mut |_, _| {},
+        )
         .unwrap();
     assert_eq!((e.items, e.items_shape), (Some(vec![]), vec![0]));
     // A (C) input is one row: one chunk, whatever the chunk size.
@@ -380,10 +414,10 @@ fn merged_cross_entropy_shards() {
                 .weight(Tensor::new(&w, &sw))
         })
         .collect();
-    let ce = Loss::CrossEntropy {
+    let ce = Loss::Rows(Rows::CrossEntropy {
         ignore_index: -100,
         label_smoothing: 0.0,
-    };
+    });
     // The all-ignored shard alone is NaN for `mean`, yet merges as (0, 0).
     let alone = cpu::partial(&ce, &parts[1]).unwrap();
     assert_eq!((alone.sum, alone.denom), (0.0, 0.0));
@@ -412,14 +446,14 @@ fn merged_dice_shards() {
         .map(|((xd, xsh), (yd, ysh))| Inputs::new(Tensor::new(xd, xsh)).classes(yd, ysh))
         .collect();
     for log_loss in [false, true] {
-        let dice = Loss::Dice {
+        let dice = Loss::Dice(Dice {
             mode: DiceMode::Multiclass,
             from_logits: true,
             smooth: 0.0,
             eps: 1e-7,
             ignore_index: None,
             log_loss,
-        };
+        });
         // Per shard, class 2 is absent from two shards and counts 0 there;
         // merged, it is present and its loss is not the mean of the shards'.
         let want = cpu::evaluate(&dice, Reduction::None, &whole).unwrap().items;
@@ -469,11 +503,11 @@ fn partial_round_trips_and_refuses_mismatches() {
     assert!(matches!(d2.merge(&fewer), Err(Error::Partial(_))));
     assert_eq!(d2, before, "a refused merge changes nothing");
     assert!(matches!(
-        p.value(&Loss::Mse, Reduction::None),
+        p.value(&Loss::Pointwise(Pointwise::Mse), Reduction::None),
         Err(Error::Reduction { .. })
     ));
     assert!(matches!(
-        p.value(&Loss::L1, Reduction::Mean),
+        p.value(&Loss::Pointwise(Pointwise::L1), Reduction::Mean),
         Err(Error::Partial(_))
     ));
     assert!(matches!(
@@ -506,12 +540,12 @@ fn mean_of_2_pow_27_is_accurate() {
         let shape = [n];
         let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
         let once = ctx()
-            .evaluate(&Loss::Mse, Reduction::Mean, &inputs)
+            .evaluate(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &inputs)
             .unwrap()
             .value;
         let streamed = ctx()
             .evaluate_streamed(
-                &Loss::Mse,
+                &Loss::Pointwise(Pointwise::Mse),
                 Reduction::Mean,
                 &inputs,
                 1 << 25,
@@ -555,7 +589,7 @@ fn accuracy_report() {
         let shape = [n];
         let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
         let once = ctx()
-            .evaluate(&Loss::Mse, Reduction::Mean, &inputs)
+            .evaluate(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &inputs)
             .unwrap()
             .value;
         eprintln!(
@@ -597,7 +631,9 @@ fn cli_streams_files_beyond_the_budget() {
     let shape = [n];
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
     for reduction in [Reduction::Mean, Reduction::None] {
-        let want = cpu::evaluate(&Loss::Mse, reduction, &inputs).unwrap().value;
+        let want = cpu::evaluate(&Loss::Pointwise(Pointwise::Mse), reduction, &inputs)
+            .unwrap()
+            .value;
         let (xa, ya) = (path("x.npy"), path("y.npy"));
         let mut args = vec!["mse", "--input", &xa, "--target", &ya];
         args.extend(["--reduction", reduction.name(), "--budget-mb", "0.1"]);
@@ -744,7 +780,7 @@ fn timing_report() {
     let y: Vec<f32> = (0..n).map(|_| r.random::<f32>()).collect();
     let shape = [n];
     let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
-    let loss = Loss::Mse;
+    let loss = Loss::Pointwise(Pointwise::Mse);
     ctx().evaluate(&loss, Reduction::Mean, &inputs).unwrap();
     for round in 0..2 {
         let t = Instant::now();

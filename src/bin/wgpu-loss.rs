@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::{json, Value as JsonValue};
 use wgpu_loss::bench::{self, Bench};
 use wgpu_loss::npy::{self, Array, Data, NpyError};
 use wgpu_loss::{
-    cpu, synthetic, Context, DiceMode, Evaluation, Inputs, Loss, Reduction, Target, Tensor,
-    Upstream,
+    cpu, synthetic, Context, Evaluation, Inputs, Loss, Param, Reduction, Rows, Target, Tensor,
+    TensorName, Upstream, Value, CATALOG,
 };
 
 #[derive(Parser)]
@@ -84,7 +84,8 @@ struct BenchArgs {
 #[derive(Args)]
 struct EvalArgs {
     /// The loss, one of: mse, l1, huber, smooth_l1, log_cosh, quantile, bce, bce_with_logits,
-    /// sigmoid_focal, kl_div, cross_entropy, nll, softmax_focal, cosine_embedding, triplet_margin, dice.
+    /// sigmoid_focal, kl_div, poisson_nll, gaussian_nll, cross_entropy, nll, softmax_focal,
+    /// cosine_embedding, triplet_margin, dice.
     loss: String,
     /// The prediction (the anchor for triplet_margin, x1 for cosine_embedding).
     #[arg(long, value_name = "X.npy")]
@@ -107,57 +108,14 @@ struct EvalArgs {
     /// triplet_margin: the negative examples.
     #[arg(long, value_name = "N.npy")]
     negative: Option<PathBuf>,
+    /// gaussian_nll: the variance, the input's shape or it with the last dim 1 or left out.
+    #[arg(long, value_name = "V.npy")]
+    var: Option<PathBuf>,
     /// none, mean, sum or batchmean (kl_div).
     #[arg(long, default_value = "mean")]
     reduction: String,
-    /// huber [1].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
-    delta: Option<f32>,
-    /// smooth_l1 [1].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
-    beta: Option<f32>,
-    /// Comma-separated quantiles; the input's last dim holds one prediction per quantile.
-    #[arg(long, value_name = "F,F,..", allow_hyphen_values = true)]
-    quantiles: Option<String>,
-    /// cross_entropy, nll, softmax_focal [-100]; dice [none].
-    #[arg(long, value_name = "I", allow_negative_numbers = true)]
-    ignore_index: Option<i64>,
-    /// cross_entropy [0].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
-    label_smoothing: Option<f32>,
-    /// kl_div: the target holds log-probabilities.
-    #[arg(long)]
-    log_target: bool,
-    /// sigmoid_focal [0.25; negative disables it].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
-    alpha: Option<f32>,
-    /// sigmoid_focal, softmax_focal [2].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
-    gamma: Option<f32>,
-    /// cosine_embedding [0], triplet_margin [1].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
-    margin: Option<f32>,
-    /// triplet_margin: the norm degree [2].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
-    p: Option<f32>,
-    /// triplet_margin [1e-6], dice [1e-7].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
-    eps: Option<f32>,
-    /// triplet_margin: use the distance swap.
-    #[arg(long)]
-    swap: bool,
-    /// dice: binary, multiclass or multilabel [multiclass].
-    #[arg(long)]
-    mode: Option<String>,
-    /// dice [true].
-    #[arg(long, value_name = "true|false")]
-    from_logits: Option<bool>,
-    /// dice [0].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
-    smooth: Option<f32>,
-    /// dice: −log(dice) instead of 1 − dice.
-    #[arg(long)]
-    log_loss: bool,
+    #[command(flatten)]
+    params: ParamArgs,
     /// Write the `none` result as a float32 .npy in PyTorch's output shape.
     #[arg(long, value_name = "OUT.npy")]
     out: Option<PathBuf>,
@@ -273,6 +231,7 @@ struct Files {
     labels: Option<PathBuf>,
     positive: Option<PathBuf>,
     negative: Option<PathBuf>,
+    var: Option<PathBuf>,
 }
 
 /// A float tensor read from a file.
@@ -312,20 +271,6 @@ fn read_floats(flag: &str, path: &Option<PathBuf>) -> Result<Option<Owned>, Fail
     })
 }
 
-/// Losses whose target holds class indices; an int file is read as such.
-fn takes_classes(loss: &Loss) -> bool {
-    matches!(
-        loss,
-        Loss::CrossEntropy { .. }
-            | Loss::Nll { .. }
-            | Loss::SoftmaxFocal { .. }
-            | Loss::Dice {
-                mode: DiceMode::Multiclass,
-                ..
-            }
-    )
-}
-
 /// The tensors of one evaluation, read from their files.
 struct Loaded {
     input: Owned,
@@ -335,6 +280,7 @@ struct Loaded {
     labels: Option<Owned>,
     positive: Option<Owned>,
     negative: Option<Owned>,
+    var: Option<Owned>,
 }
 
 impl Loaded {
@@ -350,6 +296,7 @@ impl Loaded {
             labels: self.labels.as_ref().map(Owned::tensor),
             positive: self.positive.as_ref().map(Owned::tensor),
             negative: self.negative.as_ref().map(Owned::tensor),
+            var: self.var.as_ref().map(Owned::tensor),
         }
     }
 }
@@ -361,7 +308,7 @@ fn load(loss: &Loss, files: &Files) -> Result<Loaded, Fail> {
         Some(p) => {
             let a = read("target", p)?;
             Some(match a.data {
-                Data::I64(v) if takes_classes(loss) => OwnedTarget::Class(v, a.shape),
+                Data::I64(v) if loss.takes_classes() => OwnedTarget::Class(v, a.shape),
                 _ => OwnedTarget::Float(floats(a)),
             })
         }
@@ -374,6 +321,7 @@ fn load(loss: &Loss, files: &Files) -> Result<Loaded, Fail> {
         labels: read_floats("labels", &files.labels)?,
         positive: read_floats("positive", &files.positive)?,
         negative: read_floats("negative", &files.negative)?,
+        var: read_floats("var", &files.var)?,
     })
 }
 
@@ -452,13 +400,15 @@ impl Grad {
         }
     }
 
-    /// Whether `loss` has this input (and so its gradient).
+    /// Whether `loss` has a gradient for this tensor (its catalog entry says).
     fn applies(self, loss: &Loss) -> bool {
-        match self {
-            Grad::Input => true,
-            Grad::Target => matches!(loss, Loss::CosineEmbedding { .. }),
-            Grad::Positive | Grad::Negative => matches!(loss, Loss::TripletMargin { .. }),
-        }
+        let tensor = match self {
+            Grad::Input => TensorName::Input,
+            Grad::Target => TensorName::Target,
+            Grad::Positive => TensorName::Positive,
+            Grad::Negative => TensorName::Negative,
+        };
+        loss.entry().grads.contains(&tensor)
     }
 }
 
@@ -584,28 +534,80 @@ fn run_split(
     Ok((outcome, names))
 }
 
-/// The parameter flags (without `--`) that each loss takes.
-fn param_flags(loss: &Loss) -> &'static [&'static str] {
-    match loss {
-        Loss::Huber { .. } => &["delta"],
-        Loss::SmoothL1 { .. } => &["beta"],
-        Loss::Quantile { .. } => &["quantiles"],
-        Loss::SigmoidFocal { .. } => &["alpha", "gamma"],
-        Loss::KlDiv { .. } => &["log-target"],
-        Loss::CrossEntropy { .. } => &["ignore-index", "label-smoothing"],
-        Loss::Nll { .. } => &["ignore-index"],
-        Loss::SoftmaxFocal { .. } => &["gamma", "ignore-index"],
-        Loss::CosineEmbedding { .. } => &["margin"],
-        Loss::TripletMargin { .. } => &["margin", "p", "eps", "swap"],
-        Loss::Dice { .. } => &[
-            "mode",
-            "from-logits",
-            "smooth",
-            "eps",
-            "ignore-index",
-            "log-loss",
-        ],
-        _ => &[],
+/// The loss parameters given on the command line. Which `--<flag>`s exist,
+/// what they take and their help come from the catalog (`wgpu_loss::CATALOG`):
+/// a parameter shared by several losses is one flag.
+#[derive(Clone, Debug, Default)]
+struct ParamArgs {
+    /// (parameter name, its text; none for a bare boolean flag), in the
+    /// catalog's order.
+    given: Vec<(&'static str, Option<String>)>,
+}
+
+/// Each parameter name once, with the losses that take it.
+fn catalog_params() -> Vec<(&'static Param, Value, Vec<&'static str>)> {
+    let mut out: Vec<(&'static Param, Value, Vec<&'static str>)> = vec![];
+    for entry in CATALOG {
+        for (param, value) in (entry.default)().params() {
+            match out.iter_mut().find(|(p, _, _)| p.name == param.name) {
+                Some((_, _, losses)) => losses.push(entry.name),
+                None => out.push((param, value, vec![entry.name])),
+            }
+        }
+    }
+    out
+}
+
+impl clap::FromArgMatches for ParamArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = vec![];
+        for (param, _, _) in catalog_params() {
+            if m.contains_id(param.name)
+                && m.value_source(param.name) == Some(clap::parser::ValueSource::CommandLine)
+            {
+                given.push((param.name, m.get_one::<String>(param.name).cloned()));
+            }
+        }
+        Ok(ParamArgs { given })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for ParamArgs {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for (param, value, losses) in catalog_params() {
+            let flag: &'static str = Box::leak(param.flag().into_boxed_str());
+            let help = if losses.len() == 1 {
+                format!("{}: {}", losses[0], param.help)
+            } else {
+                format!("{} ({})", param.help, losses.join(", "))
+            };
+            let mut arg = clap::Arg::new(param.name)
+                .long(flag)
+                .help(help)
+                .allow_negative_numbers(true);
+            arg = match value {
+                // `--swap` alone is true; `--from-logits false` sets it.
+                Value::Bool(_) => arg
+                    .num_args(0..=1)
+                    .value_name("true|false")
+                    .default_missing_value(None::<&str>),
+                Value::List(_) => arg.value_name("F,F,..").allow_hyphen_values(true),
+                Value::Mode(_) => arg.value_name("MODE"),
+                Value::Int(_) | Value::OptInt(_) => arg.value_name("I"),
+                Value::F32(_) => arg.value_name("F"),
+            };
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
     }
 }
 
@@ -615,119 +617,28 @@ fn build_loss(a: &EvalArgs) -> Result<Loss, Fail> {
         Fail::Usage(format!(
             "unknown loss `{}` (one of: {})",
             a.loss,
-            Loss::NAMES.join(", ")
+            Loss::names().collect::<Vec<_>>().join(", ")
         ))
     })?;
-    let given = [
-        ("delta", a.delta.is_some()),
-        ("beta", a.beta.is_some()),
-        ("quantiles", a.quantiles.is_some()),
-        ("ignore-index", a.ignore_index.is_some()),
-        ("label-smoothing", a.label_smoothing.is_some()),
-        ("log-target", a.log_target),
-        ("alpha", a.alpha.is_some()),
-        ("gamma", a.gamma.is_some()),
-        ("margin", a.margin.is_some()),
-        ("p", a.p.is_some()),
-        ("eps", a.eps.is_some()),
-        ("swap", a.swap),
-        ("mode", a.mode.is_some()),
-        ("from-logits", a.from_logits.is_some()),
-        ("smooth", a.smooth.is_some()),
-        ("log-loss", a.log_loss),
-    ];
-    let takes = param_flags(&loss);
-    if let Some((flag, _)) = given
-        .iter()
-        .find(|(flag, there)| *there && !takes.contains(flag))
-    {
-        return Err(Fail::Usage(format!(
-            "--{flag} does not apply to {}",
-            loss.name()
-        )));
-    }
-    fn set<T: Copy>(field: &mut T, value: Option<T>) {
-        if let Some(v) = value {
-            *field = v;
+    let takes = loss.entry().params;
+    for (name, text) in &a.params.given {
+        let flag = name.replace('_', "-");
+        if !takes.iter().any(|p| p.name == *name) {
+            return Err(Fail::Usage(format!(
+                "--{flag} does not apply to {}",
+                loss.name()
+            )));
         }
-    }
-    match &mut loss {
-        Loss::Huber { delta } => set(delta, a.delta),
-        Loss::SmoothL1 { beta } => set(beta, a.beta),
-        Loss::Quantile { quantiles } => {
-            if let Some(list) = &a.quantiles {
-                let parsed = list
-                    .split(',')
-                    .map(|q| q.trim().parse::<f32>().map_err(|_| q.trim().to_string()))
-                    .collect::<Result<Vec<f32>, String>>()
-                    .map_err(|bad| Fail::Usage(format!("--quantiles: `{bad}` is not a number")))?;
-                *quantiles = Some(parsed);
-            }
-        }
-        Loss::SigmoidFocal { alpha, gamma } => {
-            set(alpha, a.alpha);
-            set(gamma, a.gamma);
-        }
-        Loss::KlDiv { log_target } => *log_target |= a.log_target,
-        Loss::CrossEntropy {
-            ignore_index,
-            label_smoothing,
-        } => {
-            set(ignore_index, a.ignore_index);
-            set(label_smoothing, a.label_smoothing);
-        }
-        Loss::Nll { ignore_index } => set(ignore_index, a.ignore_index),
-        Loss::SoftmaxFocal {
-            gamma,
-            ignore_index,
-        } => {
-            set(gamma, a.gamma);
-            set(ignore_index, a.ignore_index);
-        }
-        Loss::CosineEmbedding { margin } => set(margin, a.margin),
-        Loss::TripletMargin {
-            margin,
-            p,
-            eps,
-            swap,
-        } => {
-            set(margin, a.margin);
-            set(p, a.p);
-            set(eps, a.eps);
-            *swap |= a.swap;
-        }
-        Loss::Dice {
-            mode,
-            from_logits,
-            smooth,
-            eps,
-            ignore_index,
-            log_loss,
-        } => {
-            if let Some(name) = &a.mode {
-                *mode = DiceMode::from_name(name).ok_or_else(|| {
-                    Fail::Usage(format!(
-                        "unknown --mode `{name}` (use binary, multiclass or multilabel)"
-                    ))
-                })?;
-            }
-            set(from_logits, a.from_logits);
-            set(smooth, a.smooth);
-            set(eps, a.eps);
-            if a.ignore_index.is_some() {
-                *ignore_index = a.ignore_index;
-            }
-            *log_loss |= a.log_loss;
-        }
-        _ => {}
+        loss.set_text(name, text.as_deref())
+            .map_err(|e| Fail::Usage(format!("--{flag}: {e}")))?;
     }
     Ok(loss)
 }
 
 /// A JSON number, or "NaN" / "inf" / "-inf".
-fn num(v: f64) -> Value {
+fn num(v: f64) -> JsonValue {
     match serde_json::Number::from_f64(v) {
-        Some(n) => Value::Number(n),
+        Some(n) => JsonValue::Number(n),
         None if v.is_nan() => "NaN".into(),
         None if v > 0.0 => "inf".into(),
         None => "-inf".into(),
@@ -735,59 +646,25 @@ fn num(v: f64) -> Value {
 }
 
 /// An f32 parameter as written (0.1, not 0.10000000149011612).
-fn num32(v: f32) -> Value {
+fn num32(v: f32) -> JsonValue {
     num(v.to_string().parse().unwrap_or(v as f64))
 }
 
 /// The effective parameters of `loss`.
-fn params(loss: &Loss) -> Value {
-    match loss {
-        Loss::Huber { delta } => json!({ "delta": num32(*delta) }),
-        Loss::SmoothL1 { beta } => json!({ "beta": num32(*beta) }),
-        Loss::Quantile { quantiles } => {
-            json!({ "quantiles": quantiles.as_ref().map(|q| q.iter().map(|v| num32(*v)).collect::<Vec<_>>()) })
-        }
-        Loss::SigmoidFocal { alpha, gamma } => {
-            json!({ "alpha": num32(*alpha), "gamma": num32(*gamma) })
-        }
-        Loss::KlDiv { log_target } => json!({ "log_target": log_target }),
-        Loss::CrossEntropy {
-            ignore_index,
-            label_smoothing,
-        } => {
-            json!({ "ignore_index": ignore_index, "label_smoothing": num32(*label_smoothing) })
-        }
-        Loss::Nll { ignore_index } => json!({ "ignore_index": ignore_index }),
-        Loss::SoftmaxFocal {
-            gamma,
-            ignore_index,
-        } => json!({ "gamma": num32(*gamma), "ignore_index": ignore_index }),
-        Loss::CosineEmbedding { margin } => json!({ "margin": num32(*margin) }),
-        Loss::TripletMargin {
-            margin,
-            p,
-            eps,
-            swap,
-        } => {
-            json!({ "margin": num32(*margin), "p": num32(*p), "eps": num32(*eps), "swap": swap })
-        }
-        Loss::Dice {
-            mode,
-            from_logits,
-            smooth,
-            eps,
-            ignore_index,
-            log_loss,
-        } => json!({
-            "mode": mode.name(),
-            "from_logits": from_logits,
-            "smooth": num32(*smooth),
-            "eps": num32(*eps),
-            "ignore_index": ignore_index,
-            "log_loss": log_loss,
-        }),
-        _ => json!({}),
+fn params(loss: &Loss) -> JsonValue {
+    let mut doc = serde_json::Map::new();
+    for (param, value) in loss.params() {
+        let v = match value {
+            Value::F32(v) => num32(v),
+            Value::Bool(v) => v.into(),
+            Value::Int(v) => v.into(),
+            Value::OptInt(v) => json!(v),
+            Value::List(v) => json!(v.map(|q| q.into_iter().map(num32).collect::<Vec<_>>())),
+            Value::Mode(m) => m.name().into(),
+        };
+        doc.insert(param.name.to_string(), v);
     }
+    JsonValue::Object(doc)
 }
 
 /// The loss and reduction the flags ask for, validated.
@@ -825,6 +702,7 @@ pub(crate) fn check_args(args: &[String]) -> Result<(), String> {
         labels: a.labels.clone(),
         positive: a.positive.clone(),
         negative: a.negative.clone(),
+        var: a.var.clone(),
     };
     let loaded = load(&loss, &files).map_err(fail)?;
     if grads.is_empty() {
@@ -898,6 +776,7 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
         labels: a.labels.clone(),
         positive: a.positive.clone(),
         negative: a.negative.clone(),
+        var: a.var.clone(),
     };
     if !(a.budget_mb > 0.0) {
         return Err(Fail::Usage(format!(
@@ -1047,7 +926,7 @@ fn adapters() -> Result<ExitCode, Fail> {
 /// cross_entropy batch, 2^20 elements for the others).
 fn demo_batch(loss: &Loss) -> synthetic::Batch {
     let n = match loss {
-        Loss::CrossEntropy { .. } => 8192 * synthetic::CLASSES,
+        Loss::Rows(Rows::CrossEntropy { .. }) => 8192 * synthetic::CLASSES,
         _ => 1 << 20,
     };
     synthetic::batch(loss, n, 20_240_601)
@@ -1072,6 +951,7 @@ fn write_batch(dir: &Path, b: &synthetic::Batch) -> Result<Files, Fail> {
         target: floats("target", &b.target)?,
         positive: floats("positive", &b.positive)?,
         negative: floats("negative", &b.negative)?,
+        var: floats("var", &b.var)?,
         ..Files::default()
     };
     npy::write_f32(&files.input, &b.input.1, &b.input.0)?;
@@ -1142,7 +1022,7 @@ fn demo_in(ctx: &OnceCell<Context>, dir: &Path) -> Result<ExitCode, Fail> {
     ));
     let (mut evaluated, mut attempted, mut failed) = (0, 0, 0);
     let reduction = Reduction::Mean;
-    for name in Loss::NAMES {
+    for name in Loss::names() {
         let Some(loss) = Loss::from_name(name) else {
             continue;
         };
@@ -1203,7 +1083,7 @@ fn parse_size(s: &str) -> Option<usize> {
 
 fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
     let losses = if a.loss.is_empty() {
-        Loss::NAMES.iter().map(|s| s.to_string()).collect()
+        Loss::names().map(|s| s.to_string()).collect()
     } else {
         a.loss.clone()
     };
@@ -1213,7 +1093,7 @@ fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
             Loss::from_name(name.trim()).ok_or_else(|| {
                 Fail::Usage(format!(
                     "--loss: unknown loss `{name}` (one of: {})",
-                    Loss::NAMES.join(", ")
+                    Loss::names().collect::<Vec<_>>().join(", ")
                 ))
             })
         })

@@ -2,22 +2,21 @@
 //! pixels together, per class.
 
 use crate::inputs::{DicePlan, Inputs, Target};
-use crate::loss::{DiceMode, Loss};
+use crate::loss::Dice;
+use crate::loss::DiceMode;
 
 use super::pointwise::{sigmoid, sign};
 
 /// Pixel (n, s) of every class: (probability, target, mask), the target
 /// already masked, the probability not (smp multiplies it by the mask later).
-fn pixel(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan, n: usize, s: usize) -> Vec<[f64; 3]> {
-    let Loss::Dice {
+fn pixel(inputs: &Inputs<'_>, plan: &DicePlan, n: usize, s: usize) -> Vec<[f64; 3]> {
+    let loss = &plan.loss;
+    let Dice {
         mode,
         from_logits,
         ignore_index,
         ..
-    } = loss
-    else {
-        unreachable!("not dice")
-    };
+    } = loss;
     let (c, inner) = (plan.classes, plan.inner);
     let x = inputs.input.data;
     let at = |k: usize| (n * c + k) * inner + s;
@@ -53,11 +52,12 @@ fn pixel(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan, n: usize, s: usize) 
 }
 
 /// Per-class sums (Σp, Σt, Σ|p − t|) after masking ignored pixels.
-pub fn sums(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> {
+pub fn sums(inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<[f64; 3]> {
+    let _loss = &plan.loss;
     let mut out = vec![[0.0f64; 3]; plan.classes];
     for n in 0..plan.batch {
         for s in 0..plan.inner {
-            for (k, [prob, t, mask]) in pixel(loss, inputs, plan, n, s).into_iter().enumerate() {
+            for (k, [prob, t, mask]) in pixel(inputs, plan, n, s).into_iter().enumerate() {
                 // smp multiplies by the mask: a NaN prediction stays NaN.
                 let p = prob * mask;
                 out[k][0] += p;
@@ -132,17 +132,15 @@ pub fn dice_grad(
     (0.5 * gcard + 0.5 * ginter, -0.5 * ginter)
 }
 
-pub fn per_class(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<f64> {
-    let Loss::Dice {
+pub fn per_class(inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<f64> {
+    let loss = &plan.loss;
+    let Dice {
         smooth,
         eps,
         log_loss,
         ..
-    } = loss
-    else {
-        unreachable!("not dice")
-    };
-    sums(loss, inputs, plan)
+    } = loss;
+    sums(inputs, plan)
         .into_iter()
         .map(|[sp, st, d]| dice(sp, st, d, *smooth as f64, *eps as f64, *log_loss))
         .collect()
@@ -152,19 +150,17 @@ pub fn per_class(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<f64> 
 /// the reduction). Σ|p − t| has gradient sign(p − t), 0 at p == t; ignored
 /// pixels get 0; with `from_logits` the chain goes on through the softmax
 /// (multiclass) or each sigmoid.
-pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan, g: &[f64]) -> Vec<f64> {
-    let Loss::Dice {
+pub fn gradient(inputs: &Inputs<'_>, plan: &DicePlan, g: &[f64]) -> Vec<f64> {
+    let loss = &plan.loss;
+    let Dice {
         mode,
         from_logits,
         smooth,
         eps,
         log_loss,
         ..
-    } = loss
-    else {
-        unreachable!("not dice")
-    };
-    let class_grads: Vec<(f64, f64)> = sums(loss, inputs, plan)
+    } = loss;
+    let class_grads: Vec<(f64, f64)> = sums(inputs, plan)
         .into_iter()
         .zip(g)
         .map(|([sp, st, d], g)| dice_grad(sp, st, d, *smooth as f64, *eps as f64, *log_loss, *g))
@@ -175,7 +171,7 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &DicePlan, g: &[f64]) ->
     for n in 0..plan.batch {
         for s in 0..inner {
             let at = |k: usize| (n * c + k) * inner + s;
-            let px = pixel(loss, inputs, plan, n, s);
+            let px = pixel(inputs, plan, n, s);
             let gprob: Vec<f64> = px
                 .iter()
                 .zip(&class_grads)

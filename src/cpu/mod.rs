@@ -4,7 +4,7 @@
 //!
 //! One file per shader: `pointwise.rs` ↔ `shaders/pointwise.wgsl`, and so on.
 //! Next to each forward twin sits its gradient, PyTorch autograd's backward of
-//! the same expression (conventions in LOSS_SEMANTICS.md and on each function).
+//! the same expression (conventions in docs/semantics.md and on each function).
 
 pub mod dice;
 pub mod pairs;
@@ -13,6 +13,7 @@ pub mod rows;
 
 use crate::error::Result;
 use crate::inputs::{plan, Geometry, Inputs, Plan, Upstream};
+use crate::loss::Rows;
 use crate::loss::{Loss, Reduction};
 use crate::partial::Partial;
 
@@ -64,20 +65,15 @@ fn reduce(
     (reference, denom)
 }
 
-fn forward(
-    loss: &Loss,
-    reduction: Reduction,
-    inputs: &Inputs<'_>,
-    plan: &Plan<'_>,
-) -> (Reference, f64) {
+fn forward(reduction: Reduction, inputs: &Inputs<'_>, plan: &Plan<'_>) -> (Reference, f64) {
     let shape = plan.items_shape.clone();
     match &plan.geometry {
-        Geometry::Point(p) => reduce(pointwise::items(loss, inputs, p), reduction, p.batch, shape),
-        Geometry::Rows(r) => reduce(rows::items(loss, inputs, r), reduction, 1, shape),
-        Geometry::Pairs(p) => reduce(pairs::items(loss, inputs, p), reduction, 1, shape),
+        Geometry::Point(p) => reduce(pointwise::items(inputs, p), reduction, p.batch, shape),
+        Geometry::Rows(r) => reduce(rows::items(inputs, r), reduction, 1, shape),
+        Geometry::Pairs(p) => reduce(pairs::items(inputs, p), reduction, 1, shape),
         // smp's mean over classes: every class counts, absent ones as 0.
         Geometry::Dice(d) => reduce(
-            dice::per_class(loss, inputs, d)
+            dice::per_class(inputs, d)
                 .into_iter()
                 .map(|l| (l, 1.0))
                 .collect(),
@@ -91,7 +87,7 @@ fn forward(
 /// Evaluates `loss` on the CPU after the same validation as the GPU path.
 pub fn evaluate(loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Result<Reference> {
     let plan = plan(loss, reduction, inputs)?;
-    Ok(forward(loss, reduction, inputs, &plan).0)
+    Ok(forward(reduction, inputs, &plan).0)
 }
 
 /// The value and the gradients of `loss` as PyTorch autograd gives them,
@@ -113,7 +109,7 @@ pub fn gradient(
 ) -> Result<(Reference, Gradients)> {
     let plan = plan(loss, reduction, inputs)?;
     upstream.check(reduction, plan.items())?;
-    let (reference, denom) = forward(loss, reduction, inputs, &plan);
+    let (reference, denom) = forward(reduction, inputs, &plan);
     let n = reference.items.len();
     let g: Vec<f64> = match upstream {
         Upstream::Items(g) => g.iter().map(|v| *v as f64).collect(),
@@ -121,14 +117,15 @@ pub fn gradient(
             let g = g as f64;
             let scaled = match (reduction, &plan.geometry) {
                 (Reduction::None | Reduction::Sum, _) => g,
-                (Reduction::Mean, _)
-                    if denom == 0.0 && matches!(loss, Loss::SoftmaxFocal { .. }) =>
+                (Reduction::Mean, Geometry::Rows(r))
+                    if denom == 0.0 && matches!(r.loss, Rows::SoftmaxFocal { .. }) =>
                 {
                     0.0
                 }
                 (Reduction::Mean, _) => g / denom,
+                // `validate` allows batchmean for kl_div alone, an elementwise loss.
                 (Reduction::BatchMean, Geometry::Point(p)) => g / p.batch as f64,
-                (Reduction::BatchMean, _) => unreachable!("validated: kl_div only"),
+                (Reduction::BatchMean, _) => g,
             };
             vec![scaled; n]
         }
@@ -140,10 +137,10 @@ pub fn gradient(
         negative: None,
     };
     let grads = match &plan.geometry {
-        Geometry::Point(p) => only_input(pointwise::gradient(loss, inputs, p, &g)),
-        Geometry::Rows(r) => only_input(rows::gradient(loss, inputs, r, &g)),
-        Geometry::Pairs(p) => pairs::gradient(loss, inputs, p, &g),
-        Geometry::Dice(d) => only_input(dice::gradient(loss, inputs, d, &g)),
+        Geometry::Point(p) => only_input(pointwise::gradient(inputs, p, &g)),
+        Geometry::Rows(r) => only_input(rows::gradient(inputs, r, &g)),
+        Geometry::Pairs(p) => pairs::gradient(inputs, p, &g),
+        Geometry::Dice(d) => only_input(dice::gradient(inputs, d, &g)),
     };
     Ok((reference, grads))
 }
@@ -155,11 +152,11 @@ pub fn partial(loss: &Loss, inputs: &Inputs<'_>) -> Result<Partial> {
     let mut out = Partial::empty(loss, 0);
     out.batch = inputs.input.shape.first().map_or(1, |&n| n as u64);
     let items = match &plan.geometry {
-        Geometry::Point(p) => pointwise::items(loss, inputs, p),
-        Geometry::Rows(r) => rows::items(loss, inputs, r),
-        Geometry::Pairs(p) => pairs::items(loss, inputs, p),
+        Geometry::Point(p) => pointwise::items(inputs, p),
+        Geometry::Rows(r) => rows::items(inputs, r),
+        Geometry::Pairs(p) => pairs::items(inputs, p),
         Geometry::Dice(d) => {
-            out.classes = Some(dice::sums(loss, inputs, d));
+            out.classes = Some(dice::sums(inputs, d));
             return Ok(out);
         }
     };

@@ -2,7 +2,7 @@
 //! rows of `(N, D)`.
 
 use crate::inputs::{Inputs, PairsPlan, Target};
-use crate::loss::Loss;
+use crate::loss::Pairs;
 
 use super::pointwise::sign;
 use super::Gradients;
@@ -221,20 +221,21 @@ fn row(t: &[f32], d: usize, r: usize) -> &[f32] {
 }
 
 /// (loss, 1) per row.
-pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &PairsPlan) -> Vec<(f64, f64)> {
+pub fn items(inputs: &Inputs<'_>, plan: &PairsPlan) -> Vec<(f64, f64)> {
+    let loss = &plan.loss;
     let d = plan.dim;
     (0..plan.rows)
         .map(|r| {
             let a = row(inputs.input.data, d, r);
             let l = match loss {
-                Loss::CosineEmbedding { margin } => {
+                Pairs::CosineEmbedding { margin } => {
                     let Some(Target::Float(b)) = inputs.target else {
                         unreachable!("validated by plan")
                     };
                     let label = inputs.labels.map_or(1.0, |l| l.data[r] as f64);
                     cosine_embedding(a, row(b.data, d, r), label, *margin as f64)
                 }
-                Loss::TripletMargin {
+                Pairs::TripletMargin {
                     margin,
                     p,
                     eps,
@@ -244,7 +245,6 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &PairsPlan) -> Vec<(f64, f6
                     let neg = row(inputs.negative.expect("validated").data, d, r);
                     triplet_margin(a, pos, neg, *margin as f64, *p as f64, *eps as f64, *swap)
                 }
-                _ => unreachable!("not a pair loss"),
             };
             (l, 1.0)
         })
@@ -254,7 +254,8 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &PairsPlan) -> Vec<(f64, f6
 /// The gradients of every row's loss times its upstream `g[r]` (already
 /// scaled by the reduction): input and target for cosine_embedding; input
 /// (anchor), positive and negative for triplet_margin.
-pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -> Gradients {
+pub fn gradient(inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -> Gradients {
+    let loss = &plan.loss;
     let d = plan.dim;
     let len = plan.rows * d;
     let (mut first, mut second, mut third) = (
@@ -265,7 +266,7 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -
     for (r, gr) in g.iter().enumerate() {
         let a = row(inputs.input.data, d, r);
         match loss {
-            Loss::CosineEmbedding { margin } => {
+            Pairs::CosineEmbedding { margin } => {
                 let Some(Target::Float(b)) = inputs.target else {
                     unreachable!("validated by plan")
                 };
@@ -275,7 +276,7 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -
                 first.extend(ga);
                 second.extend(gb);
             }
-            Loss::TripletMargin {
+            Pairs::TripletMargin {
                 margin,
                 p,
                 eps,
@@ -297,17 +298,16 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -
                 second.extend(gp);
                 third.extend(gn);
             }
-            _ => unreachable!("not a pair loss"),
         }
     }
     match loss {
-        Loss::CosineEmbedding { .. } => Gradients {
+        Pairs::CosineEmbedding { .. } => Gradients {
             input: first,
             target: Some(second),
             positive: None,
             negative: None,
         },
-        _ => Gradients {
+        Pairs::TripletMargin { .. } => Gradients {
             input: first,
             target: None,
             positive: Some(second),

@@ -1,7 +1,7 @@
 //! CPU twin of `shaders/pointwise.wgsl`.
 
 use crate::inputs::{Inputs, PointPlan, Target};
-use crate::loss::Loss;
+use crate::loss::Pointwise;
 
 pub fn mse(x: f64, y: f64) -> f64 {
     (x - y) * (x - y)
@@ -85,6 +85,64 @@ pub fn kl_div(x: f64, y: f64, log_target: bool) -> f64 {
         let xlogy = if y == 0.0 { 0.0 } else { y * y.ln() };
         xlogy - y * x
     }
+}
+
+/// The Stirling term `full` adds, y·ln y − y + ½·ln(2πy), only where y > 1
+/// (NaN targets keep it, as PyTorch's masked_fill on `y <= 1` does).
+pub fn stirling(y: f64) -> f64 {
+    if y <= 1.0 {
+        0.0
+    } else {
+        y * y.ln() - y + 0.5 * (2.0 * std::f64::consts::PI * y).ln()
+    }
+}
+
+/// exp(x) − y·x for a log rate, x − y·ln(x + eps) for a rate.
+pub fn poisson_nll(x: f64, y: f64, log_input: bool, full: bool, eps: f64) -> f64 {
+    let l = if log_input {
+        x.exp() - y * x
+    } else {
+        x - y * (x + eps).ln()
+    };
+    if full {
+        l + stirling(y)
+    } else {
+        l
+    }
+}
+
+/// The Stirling term does not depend on x.
+pub fn poisson_nll_grad(x: f64, y: f64, log_input: bool, eps: f64) -> f64 {
+    if log_input {
+        x.exp() - y
+    } else {
+        1.0 - y / (x + eps)
+    }
+}
+
+/// The variance clamped below at eps; a NaN variance stays NaN.
+fn clamp_var(var: f64, eps: f64) -> f64 {
+    if var < eps {
+        eps
+    } else {
+        var
+    }
+}
+
+/// ½·(ln v + (x − y)²/v), v = max(var, eps), plus ½·ln 2π with `full`.
+pub fn gaussian_nll(x: f64, y: f64, var: f64, full: bool, eps: f64) -> f64 {
+    let v = clamp_var(var, eps);
+    let l = 0.5 * (v.ln() + (x - y) * (x - y) / v);
+    if full {
+        l + 0.5 * (2.0 * std::f64::consts::PI).ln()
+    } else {
+        l
+    }
+}
+
+/// The clamp of the variance has no gradient: (x − y)/v.
+pub fn gaussian_nll_grad(x: f64, y: f64, var: f64, eps: f64) -> f64 {
+    (x - y) / clamp_var(var, eps)
 }
 
 /// PyTorch's `EPSILON` in the BCE backward: a float constant, 9.99999996e-13.
@@ -206,7 +264,8 @@ pub fn kl_div_grad(y: f64, log_target: bool) -> f64 {
 
 /// d/dx of every element's loss times its upstream `g[i]` (already scaled
 /// by the reduction).
-pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &PointPlan<'_>, g: &[f64]) -> Vec<f64> {
+pub fn gradient(inputs: &Inputs<'_>, plan: &PointPlan<'_>, g: &[f64]) -> Vec<f64> {
+    let loss = &plan.loss;
     let Some(Target::Float(target)) = inputs.target else {
         unreachable!("validated by plan")
     };
@@ -219,26 +278,32 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &PointPlan<'_>, g: &[f64
             // The upstream meets the weight first: g/0 · 0 is NaN as in PyTorch.
             let gw = g[i] * w;
             match loss {
-                Loss::Mse => gw * mse_grad(x, y),
-                Loss::L1 => gw * l1_grad(x, y),
-                Loss::Huber { delta } => gw * huber_grad(x, y, *delta as f64),
-                Loss::SmoothL1 { beta } => g[i] * smooth_l1_grad(x, y, *beta as f64),
-                Loss::LogCosh => g[i] * log_cosh_grad(x, y),
-                Loss::Quantile { .. } => g[i] * quantile_grad(x, y, a.unwrap_or(0.5)),
-                Loss::Bce => gw * bce_grad(x, y),
-                Loss::BceWithLogits => gw * bce_with_logits_grad(x, y, a),
-                Loss::SigmoidFocal { alpha, gamma } => {
+                Pointwise::Mse => gw * mse_grad(x, y),
+                Pointwise::L1 => gw * l1_grad(x, y),
+                Pointwise::Huber { delta } => gw * huber_grad(x, y, *delta as f64),
+                Pointwise::SmoothL1 { beta } => g[i] * smooth_l1_grad(x, y, *beta as f64),
+                Pointwise::LogCosh => g[i] * log_cosh_grad(x, y),
+                Pointwise::Quantile { .. } => g[i] * quantile_grad(x, y, a.unwrap_or(0.5)),
+                Pointwise::Bce => gw * bce_grad(x, y),
+                Pointwise::BceWithLogits => gw * bce_with_logits_grad(x, y, a),
+                Pointwise::SigmoidFocal { alpha, gamma } => {
                     g[i] * sigmoid_focal_grad(x, y, *alpha as f64, *gamma as f64)
                 }
-                Loss::KlDiv { log_target } => g[i] * kl_div_grad(y, *log_target),
-                _ => unreachable!("not a pointwise loss"),
+                Pointwise::KlDiv { log_target } => g[i] * kl_div_grad(y, *log_target),
+                Pointwise::PoissonNll { log_input, eps, .. } => {
+                    g[i] * poisson_nll_grad(x, y, *log_input, *eps as f64)
+                }
+                Pointwise::GaussianNll { eps, .. } => {
+                    g[i] * gaussian_nll_grad(x, y, a.unwrap_or(1.0), *eps as f64)
+                }
             }
         })
         .collect()
 }
 
 /// (loss, denominator contribution) per element.
-pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &PointPlan<'_>) -> Vec<(f64, f64)> {
+pub fn items(inputs: &Inputs<'_>, plan: &PointPlan<'_>) -> Vec<(f64, f64)> {
+    let loss = &plan.loss;
     let Some(Target::Float(target)) = inputs.target else {
         unreachable!("validated by plan")
     };
@@ -249,19 +314,27 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &PointPlan<'_>) -> Vec<(f64
             let w = plan.weight.as_ref().map_or(1.0, |w| w.at(i) as f64);
             let a = plan.aux.as_ref().map(|a| a.at(i) as f64);
             match loss {
-                Loss::Mse => (w * mse(x, y), w),
-                Loss::L1 => (w * l1(x, y), w),
-                Loss::Huber { delta } => (w * huber(x, y, *delta as f64), 1.0),
-                Loss::SmoothL1 { beta } => (smooth_l1(x, y, *beta as f64), 1.0),
-                Loss::LogCosh => (log_cosh(x, y), 1.0),
-                Loss::Quantile { .. } => (quantile(x, y, a.unwrap_or(0.5)), 1.0),
-                Loss::Bce => (w * bce(x, y), 1.0),
-                Loss::BceWithLogits => (w * bce_with_logits(x, y, a.unwrap_or(1.0)), 1.0),
-                Loss::SigmoidFocal { alpha, gamma } => {
+                Pointwise::Mse => (w * mse(x, y), w),
+                Pointwise::L1 => (w * l1(x, y), w),
+                Pointwise::Huber { delta } => (w * huber(x, y, *delta as f64), 1.0),
+                Pointwise::SmoothL1 { beta } => (smooth_l1(x, y, *beta as f64), 1.0),
+                Pointwise::LogCosh => (log_cosh(x, y), 1.0),
+                Pointwise::Quantile { .. } => (quantile(x, y, a.unwrap_or(0.5)), 1.0),
+                Pointwise::Bce => (w * bce(x, y), 1.0),
+                Pointwise::BceWithLogits => (w * bce_with_logits(x, y, a.unwrap_or(1.0)), 1.0),
+                Pointwise::SigmoidFocal { alpha, gamma } => {
                     (sigmoid_focal(x, y, *alpha as f64, *gamma as f64), 1.0)
                 }
-                Loss::KlDiv { log_target } => (kl_div(x, y, *log_target), 1.0),
-                _ => unreachable!("not a pointwise loss"),
+                Pointwise::KlDiv { log_target } => (kl_div(x, y, *log_target), 1.0),
+                Pointwise::PoissonNll {
+                    log_input,
+                    full,
+                    eps,
+                } => (poisson_nll(x, y, *log_input, *full, *eps as f64), 1.0),
+                Pointwise::GaussianNll { full, eps } => {
+                    let var = a.unwrap_or(1.0);
+                    (gaussian_nll(x, y, var, *full, *eps as f64), 1.0)
+                }
             }
         })
         .collect()

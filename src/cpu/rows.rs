@@ -2,7 +2,7 @@
 //! input `(N, C, d1..dK)`, one row per (n, d1..dK).
 
 use crate::inputs::{Inputs, RowsPlan, Target};
-use crate::loss::Loss;
+use crate::loss::Rows;
 
 /// The logits of row `r`, gathered across the class stride.
 pub fn row(inputs: &Inputs<'_>, plan: &RowsPlan, r: usize) -> Vec<f64> {
@@ -19,7 +19,8 @@ pub fn log_softmax(x: &[f64]) -> Vec<f64> {
 }
 
 /// (loss, denominator contribution) per row.
-pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64)> {
+pub fn items(inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64)> {
+    let loss = &plan.loss;
     let c = plan.classes;
     let w = |k: usize| inputs.weight.map_or(1.0, |w| w.data[k] as f64);
     (0..plan.rows)
@@ -27,7 +28,7 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64
             let x = row(inputs, plan, r);
             match (loss, inputs.target) {
                 (
-                    Loss::CrossEntropy {
+                    Rows::CrossEntropy {
                         label_smoothing, ..
                     },
                     Some(Target::Float(t)),
@@ -47,10 +48,9 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64
                 (_, Some(Target::Class { data, .. })) => {
                     let y = data[r];
                     let ignore = match loss {
-                        Loss::CrossEntropy { ignore_index, .. }
-                        | Loss::Nll { ignore_index }
-                        | Loss::SoftmaxFocal { ignore_index, .. } => *ignore_index,
-                        _ => unreachable!("not a row loss"),
+                        Rows::CrossEntropy { ignore_index, .. }
+                        | Rows::Nll { ignore_index }
+                        | Rows::SoftmaxFocal { ignore_index, .. } => *ignore_index,
                     };
                     if y == ignore {
                         return (0.0, 0.0);
@@ -58,8 +58,8 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64
                     let y = y as usize;
                     let wy = w(y);
                     match loss {
-                        Loss::Nll { .. } => (-wy * x[y], wy),
-                        Loss::CrossEntropy {
+                        Rows::Nll { .. } => (-wy * x[y], wy),
+                        Rows::CrossEntropy {
                             label_smoothing, ..
                         } => {
                             let eps = *label_smoothing as f64;
@@ -72,12 +72,11 @@ pub fn items(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64
                                 (nll, wy)
                             }
                         }
-                        Loss::SoftmaxFocal { gamma, .. } => {
+                        Rows::SoftmaxFocal { gamma, .. } => {
                             let logp_t = log_softmax(&x)[y];
                             let u = -logp_t.exp_m1();
                             (wy * u.powf(*gamma as f64) * -logp_t, wy)
                         }
-                        _ => unreachable!("not a row loss"),
                     }
                 }
                 _ => unreachable!("validated by plan"),
@@ -100,7 +99,8 @@ fn log_softmax_grad(logp: &[f64], grad_logp: &[f64]) -> Vec<f64> {
 /// get 0 (NaN where their softmax is NaN, autograd's 0 · NaN). The backward goes through d/d(log-probabilities) as autograd's
 /// does, so that a zero total weight (g = inf) meets the weights and gives
 /// NaN where PyTorch does.
-pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) -> Vec<f64> {
+pub fn gradient(inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) -> Vec<f64> {
+    let loss = &plan.loss;
     let c = plan.classes;
     let w = |k: usize| inputs.weight.map_or(1.0, |w| w.data[k] as f64);
     let mut out = vec![0.0; inputs.input.data.len()];
@@ -112,7 +112,7 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) ->
         let mut grad_logp = vec![0.0; c];
         match (loss, inputs.target) {
             (
-                Loss::CrossEntropy {
+                Rows::CrossEntropy {
                     label_smoothing, ..
                 },
                 Some(Target::Float(t)),
@@ -127,25 +127,24 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) ->
             (_, Some(Target::Class { data, .. })) => {
                 let y = data[r];
                 let ignore = match loss {
-                    Loss::CrossEntropy { ignore_index, .. }
-                    | Loss::Nll { ignore_index }
-                    | Loss::SoftmaxFocal { ignore_index, .. } => *ignore_index,
-                    _ => unreachable!("not a row loss"),
+                    Rows::CrossEntropy { ignore_index, .. }
+                    | Rows::Nll { ignore_index }
+                    | Rows::SoftmaxFocal { ignore_index, .. } => *ignore_index,
                 };
                 // An ignored row's zero gradient still meets its softmax, as in
                 // autograd: 0 · NaN where the row's softmax is NaN.
                 if y == ignore {
-                    if matches!(loss, Loss::Nll { .. }) {
+                    if matches!(loss, Rows::Nll { .. }) {
                         continue;
                     }
                 } else {
                     let y = y as usize;
                     match loss {
-                        Loss::Nll { .. } => {
+                        Rows::Nll { .. } => {
                             out[at(y)] = -w(y) * gr;
                             continue;
                         }
-                        Loss::CrossEntropy {
+                        Rows::CrossEntropy {
                             label_smoothing, ..
                         } => {
                             let eps = *label_smoothing as f64;
@@ -157,7 +156,7 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) ->
                                 }
                             }
                         }
-                        Loss::SoftmaxFocal { gamma, .. } => {
+                        Rows::SoftmaxFocal { gamma, .. } => {
                             // l = w[y]·u^γ·(−log p_t), u = 1 − p_t; pow's backward
                             // is 0 at γ = 0.
                             let gamma = *gamma as f64;
@@ -175,7 +174,6 @@ pub fn gradient(loss: &Loss, inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) ->
                             };
                             grad_logp[y] = gr * w(y) * dl;
                         }
-                        _ => unreachable!("not a row loss"),
                     }
                 }
             }

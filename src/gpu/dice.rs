@@ -1,15 +1,16 @@
 //! Host side of `shaders/dice.wgsl`.
 
+use crate::loss::Dice;
 use bytemuck::{Pod, Zeroable};
 
-use super::evaluator::{
-    aligned, units_per_slice, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN,
+use super::plan::{
+    aligned, grid, ignore_i32, units_per_slice, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN,
+    WG,
 };
-use super::{grid, ignore_i32, WG};
 use crate::context::DICE;
 use crate::error::{Error, Result};
 use crate::inputs::DicePlan;
-use crate::loss::{DiceMode, Loss, Reduction};
+use crate::loss::{DiceMode, Reduction};
 
 /// Pixels per thread: must match ITEMS in shaders/dice.wgsl.
 const ITEMS: usize = 8;
@@ -57,23 +58,20 @@ struct DiceParams {
 /// 2S + 1 dispatches for S slices. Each gradient pass reads every input value
 /// once (thrice for softmax: max, normaliser, write) and the targets once.
 pub(super) fn schedule(
-    loss: &Loss,
     reduction: Reduction,
     plan: &DicePlan,
     limit: usize,
     grad: bool,
 ) -> Result<Schedule> {
-    let Loss::Dice {
+    let loss = &plan.loss;
+    let Dice {
         mode,
         from_logits,
         smooth,
         eps,
         ignore_index,
         log_loss,
-    } = loss
-    else {
-        unreachable!("not dice")
-    };
+    } = loss;
     // Multiclass targets are class indices of shape (N, inner), the others
     // floats of the input's shape.
     let class_target = *mode == DiceMode::Multiclass;

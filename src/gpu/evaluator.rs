@@ -14,198 +14,21 @@
 
 use std::sync::Arc;
 
-use crate::context::{Context, Kernel, Pipeline, FINALIZE};
+use super::plan::{Role, Schedule, Slice, Wrt, ALL_WRT};
+use crate::context::{Context, Pipeline};
 use crate::device::{BufferView, DeviceInputs, DeviceUpstream, GradViews};
 use crate::error::{Error, Result};
 use crate::inputs::{plan_shapes, Geometry};
 use crate::loss::{Loss, Reduction};
 
-/// What a binding reads or writes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Role {
-    Input,
-    Target,
-    Weight,
-    PosWeight,
-    Labels,
-    Positive,
-    Negative,
-    /// A small buffer the evaluator uploads itself (e.g. the quantile list).
-    Owned(usize),
-    /// The evaluator's scratch buffer of partials.
-    Scratch,
-    /// The caller's output view.
-    Output,
-    /// The upstream gradient: one value, or one per item of `none`.
-    Upstream,
-    /// The caller's view for the gradient with respect to a tensor.
-    Grad(Wrt),
-    /// An absent optional tensor, or a write a dispatch does not make: 16
-    /// zero bytes.
-    Absent,
-}
-
-/// A tensor a loss is differentiated with respect to.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Wrt {
-    Input,
-    Target,
-    Positive,
-    Negative,
-}
-
-impl Wrt {
-    /// The gradient view's name in errors.
-    fn view_name(self) -> &'static str {
-        match self {
-            Wrt::Input => "grad_input",
-            Wrt::Target => "grad_target",
-            Wrt::Positive => "grad_positive",
-            Wrt::Negative => "grad_negative",
-        }
-    }
-
-    fn tensor(self) -> &'static str {
-        match self {
-            Wrt::Input => "input",
-            Wrt::Target => "target",
-            Wrt::Positive => "positive",
-            Wrt::Negative => "negative",
-        }
-    }
-
-    fn view<'a>(self, grads: &GradViews<'a>) -> Option<BufferView<'a>> {
-        match self {
-            Wrt::Input => Some(grads.input),
-            Wrt::Target => grads.target,
-            Wrt::Positive => grads.positive,
-            Wrt::Negative => grads.negative,
-        }
-    }
-}
-
-const ALL_WRT: [Wrt; 4] = [Wrt::Input, Wrt::Target, Wrt::Positive, Wrt::Negative];
-
 /// The tensors whose gradients a loss has: its prediction, and both sides of
 /// the symmetric pair losses.
-fn wrt(loss: &Loss) -> &'static [Wrt] {
-    match loss {
-        Loss::CosineEmbedding { .. } => &[Wrt::Input, Wrt::Target],
-        Loss::TripletMargin { .. } => &[Wrt::Input, Wrt::Positive, Wrt::Negative],
-        _ => &[Wrt::Input],
-    }
-}
-
-/// A binding: `len` elements of `role` from element `offset` (`None`: to the end).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Slice {
-    pub role: Role,
-    pub offset: usize,
-    pub len: Option<usize>,
-}
-
-impl Slice {
-    pub fn whole(role: Role) -> Slice {
-        Slice {
-            role,
-            offset: 0,
-            len: None,
-        }
-    }
-    pub fn range(role: Role, offset: usize, len: usize) -> Slice {
-        Slice {
-            role,
-            offset,
-            len: Some(len),
-        }
-    }
-}
-
-pub(crate) struct Dispatch {
-    pub kernel: &'static Kernel,
-    pub entry: &'static str,
-    pub constants: Vec<(&'static str, f64)>,
-    pub params: Vec<u8>,
-    pub bindings: Vec<Slice>,
-    pub groups: (u32, u32),
-}
-
-/// Everything a family decides once per shape.
-pub(crate) struct Schedule {
-    pub dispatches: Vec<Dispatch>,
-    /// f32 values of scratch the dispatches share.
-    pub scratch: usize,
-    pub owned: Vec<Vec<f32>>,
-    /// f32 values the output view must hold.
-    pub output_len: usize,
-}
-
-/// Must be kept in sync with `Params` in shaders/finalize.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct FinalizeParams {
-    count: u32,
-    mode: u32,
-    divisor: f32,
-    _pad: u32,
-}
-
-/// The pass that sums `count` (loss, denominator) partials from the scratch
-/// and writes the reduced value to the output.
-pub(crate) fn finalize(count: usize, reduction: Reduction, batch: usize) -> Dispatch {
-    let (mode, divisor) = match reduction {
-        Reduction::Sum | Reduction::None => (0, 0.0),
-        Reduction::Mean => (1, 0.0),
-        Reduction::BatchMean => (2, batch as f32),
-    };
-    let params = FinalizeParams {
-        count: count as u32,
-        mode,
-        divisor,
-        _pad: 0,
-    };
-    Dispatch {
-        kernel: &FINALIZE,
-        entry: "main",
-        constants: vec![],
-        params: bytemuck::bytes_of(&params).to_vec(),
-        bindings: vec![Slice::whole(Role::Scratch), Slice::whole(Role::Output)],
-        groups: (1, 1),
-    }
-}
-
-/// The element count of one slice: multiples of `align` values, at most `limit`.
-pub(crate) fn chunk_len(limit: usize, align: usize) -> usize {
-    (limit / align).max(1) * align
-}
-
-/// Storage offsets are 256-byte aligned: 64 f32 values.
-pub(crate) const OFFSET_ALIGN: usize = 64;
-
-/// Whole units of `size` values (rows, batch entries) per slice, of `count`
-/// units in all, for bindings of at most `limit` values. All of them when
-/// they fit; else a multiple of `OFFSET_ALIGN` units where that many fit, so
-/// that slices of every tensor holding a fixed count per unit start aligned;
-/// else fewer, and a slice may have to start up to `OFFSET_ALIGN - 1` values
-/// early (see `aligned`). None: one unit does not fit.
-pub(crate) fn units_per_slice(size: usize, count: usize, limit: usize) -> Option<usize> {
-    let limit = limit.min(u32::MAX as usize / 2);
-    let size = size.max(1);
-    if count.saturating_mul(size) <= limit {
-        return Some(count.max(1));
-    }
-    if limit / size >= OFFSET_ALIGN {
-        return Some(chunk_len(limit / size, OFFSET_ALIGN));
-    }
-    let units = limit.saturating_sub(OFFSET_ALIGN - 1) / size;
-    (units > 0).then_some(units)
-}
-
-/// `len` elements of `role` from element `start`, bound from the aligned
-/// offset at or before it: the kernel skips the first `start % OFFSET_ALIGN`.
-pub(crate) fn aligned(role: Role, start: usize, len: usize) -> Slice {
-    let skip = start % OFFSET_ALIGN;
-    Slice::range(role, start - skip, len + skip)
+fn wrt(loss: &Loss) -> Vec<Wrt> {
+    let grads = loss.entry().grads;
+    ALL_WRT
+        .into_iter()
+        .filter(|w| grads.contains(&w.tensor()))
+        .collect()
 }
 
 struct Step {
@@ -238,7 +61,7 @@ pub struct Evaluator<'c> {
     absent_rw: wgpu::Buffer,
     output_len: usize,
     /// The gradients it writes; empty for a forward evaluator.
-    wrt: &'static [Wrt],
+    wrt: Vec<Wrt>,
 }
 
 impl Context {
@@ -290,11 +113,11 @@ impl Context {
         let limit = self.max_binding_elements();
         let schedule = match &plan.geometry {
             Geometry::Point(p) => {
-                super::pointwise::schedule(loss, reduction, p, limit, grad, self.groups_wanted())?
+                super::pointwise::schedule(reduction, p, limit, grad, self.groups_wanted())?
             }
-            Geometry::Rows(r) => super::rows::schedule(loss, reduction, r, limit, grad)?,
-            Geometry::Pairs(p) => super::pairs::schedule(loss, reduction, p, limit, grad)?,
-            Geometry::Dice(d) => super::dice::schedule(loss, reduction, d, limit, grad)?,
+            Geometry::Rows(r) => super::rows::schedule(reduction, r, limit, grad)?,
+            Geometry::Pairs(p) => super::pairs::schedule(reduction, p, limit, grad)?,
+            Geometry::Dice(d) => super::dice::schedule(reduction, d, limit, grad)?,
         };
         let align = self
             .device
@@ -386,7 +209,7 @@ impl Context {
             absent,
             absent_rw,
             output_len: schedule.output_len,
-            wrt: if grad { wrt(loss) } else { &[] },
+            wrt: if grad { wrt(loss) } else { vec![] },
         })
     }
 }
@@ -431,7 +254,7 @@ impl Evaluator<'_> {
     pub(crate) fn grad_lens(&self) -> Vec<(Wrt, usize)> {
         self.wrt
             .iter()
-            .map(|w| (*w, self.tensor_len(w.tensor())))
+            .map(|w| (*w, self.tensor_len(w.tensor().name())))
             .collect()
     }
 
@@ -528,25 +351,25 @@ impl Evaluator<'_> {
                     return bad(format!(
                         "{} has no gradient for `{}`",
                         self.loss.name(),
-                        w.tensor()
+                        w.tensor().name()
                     ))
                 }
                 (None, true) => {
                     return bad(format!(
                         "{} has a gradient for `{}`: give a view for it",
                         self.loss.name(),
-                        w.tensor()
+                        w.tensor().name()
                     ))
                 }
                 (Some(v), true) => v,
             };
             v.validate(name, device)?;
-            let want = self.tensor_len(w.tensor());
+            let want = self.tensor_len(w.tensor().name());
             if v.len != want {
                 return bad(format!(
                     "holds {} values, the gradient of `{}` needs {want}",
                     v.len,
-                    w.tensor()
+                    w.tensor().name()
                 ));
             }
             if let Some((other, _)) = written.iter().find(|(_, o)| v.overlaps(o)) {
@@ -636,6 +459,7 @@ impl Evaluator<'_> {
                 Role::Labels => inputs.labels.map(|t| t.view),
                 Role::Positive => inputs.positive.map(|t| t.view),
                 Role::Negative => inputs.negative.map(|t| t.view),
+                Role::Var => inputs.var.map(|t| t.view),
                 Role::Output => Some(output),
                 Role::Upstream => upstream,
                 Role::Grad(w) => grads.and_then(|g| w.view(g)),

@@ -4,10 +4,12 @@
 mod dice;
 pub(crate) mod evaluator;
 mod pairs;
+mod plan;
 mod pointwise;
 mod rows;
 pub(crate) mod stream;
 
+use crate::loss::Dice;
 use std::borrow::Cow;
 
 use bytemuck::Pod;
@@ -16,11 +18,10 @@ use crate::context::Context;
 use crate::device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 use crate::error::{Error, Result};
 use crate::inputs::{plan, Geometry, Inputs, Plan, Target, Upstream};
-use crate::loss::{Loss, Reduction};
-use evaluator::{Evaluator, Wrt, OFFSET_ALIGN};
-
-pub(crate) const WG: usize = 256;
-const MAX_GROUPS: usize = 65_535;
+use crate::loss::{Loss, Reduction, TensorName};
+use evaluator::Evaluator;
+pub(crate) use plan::{grid, WG};
+use plan::{ignore_i32, Wrt, OFFSET_ALIGN};
 
 /// A loss evaluated on the GPU.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,13 +61,6 @@ impl Timer {
             end_of_pass_write_index: Some(1),
         }
     }
-}
-
-/// Workgroup grid for `groups` workgroups: x up to 65 535, then y.
-pub(crate) fn grid(groups: usize) -> (u32, u32) {
-    let groups = groups.max(1);
-    let x = groups.min(MAX_GROUPS);
-    (x as u32, groups.div_ceil(x) as u32)
 }
 
 impl Context {
@@ -276,38 +270,32 @@ impl Context {
             }
             None => {}
         }
-        let point = match &plan.geometry {
-            Geometry::Point(p) => Some(p),
-            _ => None,
+        // A pointwise broadcast the plan had to expand is uploaded expanded.
+        let (weight, aux) = match &plan.geometry {
+            Geometry::Point(p) => (p.weight.as_ref(), p.aux.as_ref()),
+            _ => (None, None),
         };
-        let broadcasts = [
-            (
-                "weight",
-                inputs.weight,
-                point.and_then(|p| p.weight.as_ref()),
-            ),
-            (
-                "pos_weight",
-                inputs.pos_weight,
-                point.and_then(|p| p.aux.as_ref()),
-            ),
+        let expanded = [
+            (TensorName::Weight, weight),
+            (TensorName::PosWeight, aux),
+            (TensorName::Var, aux),
         ];
-        for (name, t, b) in broadcasts {
-            match (t, b) {
-                (Some(_), Some(b)) if matches!(b.data, Cow::Owned(_)) => {
-                    add(up(name, &b.data, inputs.input.shape))
-                }
-                (Some(t), _) => add(up(name, t.data, t.shape)),
-                _ => {}
+        for name in TensorName::ALL {
+            if matches!(name, TensorName::Input | TensorName::Target) {
+                continue;
             }
-        }
-        for (name, t) in [
-            ("labels", inputs.labels),
-            ("positive", inputs.positive),
-            ("negative", inputs.negative),
-        ] {
-            if let Some(t) = t {
-                add(up(name, t.data, t.shape));
+            let Some(t) = inputs.float(name) else {
+                continue;
+            };
+            let b = expanded
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, b)| *b);
+            match b {
+                Some(b) if matches!(b.data, Cow::Owned(_)) => {
+                    add(up(name.name(), &b.data, inputs.input.shape))
+                }
+                _ => add(up(name.name(), t.data, t.shape)),
             }
         }
         Uploads {
@@ -507,30 +495,22 @@ impl Uploads {
                 })
         };
         let mut d = DeviceInputs::new(get("input").expect("the input is always uploaded"));
-        d.target = get("target");
+        for name in TensorName::ALL {
+            if let Some(t) = get(name.name()) {
+                d = d.with(name, t);
+            }
+        }
         d.class_target = self.class_target;
-        d.weight = get("weight");
-        d.pos_weight = get("pos_weight");
-        d.labels = get("labels");
-        d.positive = get("positive");
-        d.negative = get("negative");
         d
     }
 }
 
 fn ignore_index(loss: &Loss) -> Option<i64> {
     match loss {
-        Loss::CrossEntropy { ignore_index, .. }
-        | Loss::Nll { ignore_index }
-        | Loss::SoftmaxFocal { ignore_index, .. } => Some(*ignore_index),
-        Loss::Dice { ignore_index, .. } => *ignore_index,
-        _ => None,
+        Loss::Rows(rows) => Some(rows.ignore_index()),
+        Loss::Dice(Dice { ignore_index, .. }) => *ignore_index,
+        Loss::Pointwise(_) | Loss::Pairs(_) => None,
     }
-}
-
-/// ignore_index as the kernels compare it against i32 class indices.
-pub(crate) fn ignore_i32(ignore_index: i64) -> i32 {
-    i32::try_from(ignore_index).unwrap_or(i32::MIN)
 }
 
 /// Where a prepared fused call keeps its upstream and writes its gradients.

@@ -1,15 +1,16 @@
 //! Host side of `shaders/pairs.wgsl`.
 
+use crate::loss::Pairs;
 use bytemuck::{Pod, Zeroable};
 
-use super::evaluator::{
-    aligned, finalize, units_per_slice, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN,
+use super::plan::{
+    aligned, finalize, grid, units_per_slice, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN,
+    WG,
 };
-use super::{grid, WG};
 use crate::context::PAIRS;
 use crate::error::{Error, Result};
 use crate::inputs::PairsPlan;
-use crate::loss::{Loss, Reduction};
+use crate::loss::Reduction;
 
 /// Must be kept in sync with `Params` in shaders/pairs.wgsl.
 #[repr(C)]
@@ -53,16 +54,16 @@ fn norm_id(p: f32) -> u32 {
 /// three (triplet) tensors, bound like them: rows are independent, so the
 /// upstream and the reduction's scale (1 / rows for mean) are known up front.
 pub(super) fn schedule(
-    loss: &Loss,
     reduction: Reduction,
     plan: &PairsPlan,
     limit: usize,
     grad: bool,
 ) -> Result<Schedule> {
+    let loss = &plan.loss;
     // The third binding holds cosine_embedding's labels (one per row) or
     // triplet_margin's negatives (rows like the others).
     let (id, second, third, labels, flag, norm, margin, p, eps) = match loss {
-        Loss::CosineEmbedding { margin } => {
+        Pairs::CosineEmbedding { margin } => {
             let labels = if plan.labels {
                 Role::Labels
             } else {
@@ -71,7 +72,7 @@ pub(super) fn schedule(
             let flag = plan.labels as u32;
             (0, Wrt::Target, None, labels, flag, 0, *margin, 0.0, 0.0)
         }
-        Loss::TripletMargin {
+        Pairs::TripletMargin {
             margin,
             p,
             eps,
@@ -87,7 +88,6 @@ pub(super) fn schedule(
             *p,
             *eps,
         ),
-        _ => unreachable!("not a pair loss"),
     };
     let role = |w: Wrt| match w {
         Wrt::Input => Role::Input,

@@ -1,13 +1,16 @@
 //! Host side of `shaders/pointwise.wgsl`.
 
-use bytemuck::{Pod, Zeroable};
+use crate::loss::Pointwise;
+use bytemuck::Zeroable;
 
-use super::evaluator::{chunk_len, finalize, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN};
-use super::{grid, WG};
+use super::plan::{
+    chunk_len, finalize, grid, scratch_pass, total, Dispatch, PointParams, Role, Schedule, Slice,
+    Wrt, OFFSET_ALIGN, WG,
+};
 use crate::context::POINTWISE;
 use crate::error::{Error, Result};
 use crate::inputs::{Broadcast, PointPlan};
-use crate::loss::{Loss, Reduction};
+use crate::loss::Reduction;
 
 /// Elements per thread of the weight pre-pass: must match ITEMS in
 /// shaders/pointwise.wgsl.
@@ -27,52 +30,32 @@ fn per_thread(n: usize, groups_wanted: usize) -> usize {
         .clamp(MIN_ITEMS, MAX_ITEMS)
 }
 
-/// Must be kept in sync with `Params` in shaders/pointwise.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct PointParams {
-    n: u32,
-    per_target: u32,
-    w_inner: u32,
-    w_len: u32,
-    a_inner: u32,
-    a_len: u32,
-    write_items: u32,
-    groups_x: u32,
-    base: u32,
-    partial_base: u32,
-    w_sliced: u32,
-    a_sliced: u32,
-    p: [f32; 4],
-    scale_mode: u32,
-    d_at: u32,
-    divisor: f32,
-    repeat: f32,
-    per_thread: u32,
-    _pad: [u32; 3],
-}
-
 /// The shader's LOSS override constant and scalar parameters for each loss.
-fn loss_id(loss: &Loss) -> (u32, [f32; 4]) {
+fn loss_id(loss: &Pointwise) -> (u32, [f32; 4]) {
     match loss {
-        Loss::Mse => (0, [0.0; 4]),
-        Loss::L1 => (1, [0.0; 4]),
-        Loss::Huber { delta } => (2, [*delta, 0.0, 0.0, 0.0]),
-        Loss::SmoothL1 { beta } => (3, [*beta, 0.0, 0.0, 0.0]),
-        Loss::LogCosh => (4, [0.0; 4]),
-        Loss::Quantile { .. } => (5, [0.5, 0.0, 0.0, 0.0]),
-        Loss::Bce => (6, [0.0; 4]),
-        Loss::BceWithLogits => (7, [0.0; 4]),
-        Loss::SigmoidFocal { alpha, gamma } => (8, [*alpha, *gamma, 0.0, 0.0]),
-        Loss::KlDiv { log_target } => (9, [*log_target as u8 as f32, 0.0, 0.0, 0.0]),
-        _ => unreachable!("not a pointwise loss"),
+        Pointwise::Mse => (0, [0.0; 4]),
+        Pointwise::L1 => (1, [0.0; 4]),
+        Pointwise::Huber { delta } => (2, [*delta, 0.0, 0.0, 0.0]),
+        Pointwise::SmoothL1 { beta } => (3, [*beta, 0.0, 0.0, 0.0]),
+        Pointwise::LogCosh => (4, [0.0; 4]),
+        Pointwise::Quantile { .. } => (5, [0.5, 0.0, 0.0, 0.0]),
+        Pointwise::Bce => (6, [0.0; 4]),
+        Pointwise::BceWithLogits => (7, [0.0; 4]),
+        Pointwise::SigmoidFocal { alpha, gamma } => (8, [*alpha, *gamma, 0.0, 0.0]),
+        Pointwise::KlDiv { log_target } => (9, [*log_target as u8 as f32, 0.0, 0.0, 0.0]),
+        Pointwise::PoissonNll {
+            log_input,
+            full,
+            eps,
+        } => (10, [*log_input as u8 as f32, *full as u8 as f32, *eps, 0.0]),
+        Pointwise::GaussianNll { full, eps } => (11, [*full as u8 as f32, *eps, 0.0, 0.0]),
     }
 }
 
 /// How a broadcast tensor is bound: whole (indexed by the global element) or,
 /// when it is as long as the input and longer than a binding, sliced with it.
 fn bind_broadcast(
-    loss: &Loss,
+    loss: &Pointwise,
     name: &'static str,
     role: Role,
     b: Option<&Broadcast<'_>>,
@@ -93,13 +76,13 @@ fn bind_broadcast(
 }
 
 pub(super) fn schedule(
-    loss: &Loss,
     reduction: Reduction,
     plan: &PointPlan<'_>,
     limit: usize,
     grad: bool,
     groups_wanted: usize,
 ) -> Result<Schedule> {
+    let loss = &plan.loss;
     let (id, p) = loss_id(loss);
     let q = plan.per_target;
     // Slices hold whole groups of Q quantiles and start 256-byte aligned, in
@@ -113,25 +96,31 @@ pub(super) fn schedule(
         plan.n,
         limit,
     )?;
-    let aux_role = if matches!(loss, Loss::Quantile { .. }) {
-        Role::Owned(0)
-    } else {
-        Role::PosWeight
+    // The aux binding: the quantile list (uploaded by the evaluator),
+    // gaussian_nll's variance, or bce_with_logits's pos_weight.
+    let (aux_name, aux_role) = match loss {
+        Pointwise::Quantile { .. } => ("quantiles", Role::Owned(0)),
+        Pointwise::GaussianNll { .. } => ("var", Role::Var),
+        Pointwise::BceWithLogits => ("pos_weight", Role::PosWeight),
+        // No aux tensor: plan.aux is None and the binding absent.
+        Pointwise::Mse
+        | Pointwise::L1
+        | Pointwise::Huber { .. }
+        | Pointwise::SmoothL1 { .. }
+        | Pointwise::LogCosh
+        | Pointwise::Bce
+        | Pointwise::SigmoidFocal { .. }
+        | Pointwise::KlDiv { .. }
+        | Pointwise::PoissonNll { .. } => ("aux", Role::Absent),
     };
-    let (a_role, a_sliced) = bind_broadcast(
-        loss,
-        "pos_weight",
-        aux_role,
-        plan.aux.as_ref(),
-        plan.n,
-        limit,
-    )?;
+    let (a_role, a_sliced) =
+        bind_broadcast(loss, aux_name, aux_role, plan.aux.as_ref(), plan.n, limit)?;
     let items = reduction == Reduction::None;
     // What `mean` divides the gradient by: Σw for weighted mse/l1, which a
     // pre-pass over the weight alone sums before the fused pass reads it.
     let weight_sum = grad
         && reduction == Reduction::Mean
-        && matches!(loss, Loss::Mse | Loss::L1)
+        && matches!(loss, Pointwise::Mse | Pointwise::L1)
         && plan.weight.is_some();
     let (scale_mode, divisor) = match reduction {
         _ if !grad => (0, 0.0),
@@ -266,7 +255,7 @@ pub(super) fn schedule(
             }),
     );
     let owned = match (loss, &plan.aux) {
-        (Loss::Quantile { .. }, Some(a)) => vec![a.data.to_vec()],
+        (Pointwise::Quantile { .. }, Some(a)) => vec![a.data.to_vec()],
         _ => vec![],
     };
     if items {
@@ -290,42 +279,4 @@ pub(super) fn schedule(
 /// A pre-pass over the weight: it reads `weight` and writes the scratch.
 fn weight_pass(params: &PointParams, weight: Slice, groups: (u32, u32)) -> Dispatch {
     scratch_pass("weight_sum", params, weight, groups)
-}
-
-/// The pass that sums `count` single-float partials of the scratch from
-/// `first` into the scratch's value `at`, times `repeat`.
-pub(super) fn total(first: usize, count: usize, at: usize, repeat: f32) -> Dispatch {
-    let params = PointParams {
-        n: count as u32,
-        partial_base: first as u32,
-        d_at: at as u32,
-        repeat,
-        ..PointParams::zeroed()
-    };
-    scratch_pass("total", &params, Slice::whole(Role::Absent), (1, 1))
-}
-
-fn scratch_pass(
-    entry: &'static str,
-    params: &PointParams,
-    weight: Slice,
-    groups: (u32, u32),
-) -> Dispatch {
-    let absent = Slice::whole(Role::Absent);
-    Dispatch {
-        kernel: &POINTWISE,
-        entry,
-        constants: vec![],
-        params: bytemuck::bytes_of(params).to_vec(),
-        bindings: vec![
-            absent,
-            absent,
-            weight,
-            absent,
-            absent,
-            Slice::whole(Role::Scratch),
-            absent,
-        ],
-        groups,
-    }
 }

@@ -1,14 +1,16 @@
 //! Host side of `shaders/rows.wgsl`.
 
+use crate::loss::Rows;
 use bytemuck::{Pod, Zeroable};
 
-use super::evaluator::{finalize, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN};
-use super::pointwise::total;
-use super::{grid, ignore_i32, ignore_index, WG};
+use super::plan::{
+    aligned, finalize, grid, ignore_i32, total, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN,
+    WG,
+};
 use crate::context::ROWS;
 use crate::error::{Error, Result};
 use crate::inputs::RowsPlan;
-use crate::loss::{Loss, Reduction};
+use crate::loss::Reduction;
 
 /// Rows of at least this many contiguous classes (inner == 1) get a workgroup
 /// each (`wide`); shorter rows get a thread each (`main`).
@@ -43,22 +45,19 @@ struct RowsParams {
 }
 
 /// The shader's LOSS override constant, label smoothing and gamma.
-fn loss_id(loss: &Loss, prob_target: bool) -> (u32, f32, f32) {
+fn loss_id(loss: &Rows, prob_target: bool) -> (u32, f32, f32) {
     match loss {
-        Loss::CrossEntropy {
+        Rows::CrossEntropy {
             label_smoothing, ..
         } => (if prob_target { 1 } else { 0 }, *label_smoothing, 0.0),
-        Loss::Nll { .. } => (2, 0.0, 0.0),
-        Loss::SoftmaxFocal { gamma, .. } => (3, 0.0, *gamma),
-        _ => unreachable!("not a row loss"),
+        Rows::Nll { .. } => (2, 0.0, 0.0),
+        Rows::SoftmaxFocal { gamma, .. } => (3, 0.0, *gamma),
     }
 }
 
-/// A binding of `len` values of `role` from element `at`: it starts at the
-/// aligned element at or before `at`, and the skip says how far in `at` is.
-fn aligned(role: Role, at: usize, len: usize) -> (Slice, u32) {
-    let skip = at % OFFSET_ALIGN;
-    (Slice::range(role, at - skip, skip + len), skip as u32)
+/// `aligned`'s binding and how far into it element `at` is.
+fn with_skip(role: Role, at: usize, len: usize) -> (Slice, u32) {
+    (aligned(role, at, len), (at % OFFSET_ALIGN) as u32)
 }
 
 /// Batch entries that fit a slice starting at entry `n0`: the logits, the
@@ -84,12 +83,12 @@ fn entries_from(n0: usize, plan: &RowsPlan, batch: usize, limit: usize) -> usize
 /// them); a class-index `mean` first sums its denominator, Σ w[y] over the
 /// rows not ignored, in a pre-pass over the targets.
 pub(super) fn schedule(
-    loss: &Loss,
     reduction: Reduction,
     plan: &RowsPlan,
     limit: usize,
     grad: bool,
 ) -> Result<Schedule> {
+    let loss = &plan.loss;
     let (id, eps, gamma) = loss_id(loss, plan.prob_target);
     // Indices within a slice stay far from u32 overflow.
     let limit = limit.min(u32::MAX as usize / 2);
@@ -98,7 +97,7 @@ pub(super) fn schedule(
     } else {
         WIDE_MIN_CLASSES_STRIDED
     };
-    let wide = plan.classes >= min && !matches!(loss, Loss::Nll { .. });
+    let wide = plan.classes >= min && !matches!(loss, Rows::Nll { .. });
     let entry = if wide { "wide" } else { "main" };
     let items = reduction == Reduction::None;
     let batch = plan.rows.checked_div(plan.inner).unwrap_or(0);
@@ -158,22 +157,22 @@ pub(super) fn schedule(
     for &(n0, b) in &slices {
         let rows = b * plan.inner;
         let r0 = n0 * plan.inner;
-        let (x, x_skip) = aligned(Role::Input, n0 * logits, b * logits);
+        let (x, x_skip) = with_skip(Role::Input, n0 * logits, b * logits);
         let (t, t_skip) = if plan.prob_target {
-            aligned(Role::Target, n0 * logits, b * logits)
+            with_skip(Role::Target, n0 * logits, b * logits)
         } else {
-            aligned(Role::Target, r0, rows)
+            with_skip(Role::Target, r0, rows)
         };
         let (out, o_skip) = if items {
-            aligned(Role::Output, r0, rows)
+            with_skip(Role::Output, r0, rows)
         } else {
             (Slice::whole(Role::Scratch), 0)
         };
         let absent = Slice::whole(Role::Absent);
-        let dx = aligned(Role::Grad(Wrt::Input), n0 * logits, b * logits).0;
+        let dx = with_skip(Role::Grad(Wrt::Input), n0 * logits, b * logits).0;
         let (upstream, dx) = match (grad, items) {
             (false, _) => (absent, absent),
-            (true, true) => (aligned(Role::Upstream, r0, rows).0, dx),
+            (true, true) => (with_skip(Role::Upstream, r0, rows).0, dx),
             (true, false) => (Slice::whole(Role::Upstream), dx),
         };
         let (groups_x, groups_y) = groups(rows);
@@ -186,7 +185,7 @@ pub(super) fn schedule(
             groups_x,
             eps,
             gamma,
-            ignore: ignore_index(loss).map_or(i32::MIN, ignore_i32),
+            ignore: ignore_i32(loss.ignore_index()),
             x_skip,
             t_skip,
             o_skip,

@@ -1,10 +1,12 @@
 //! Partials on the GPU, and evaluation of host data larger than the device
 //! by streaming it through two sets of device buffers.
 
+use crate::loss::Dice;
 use futures_intrusive::channel::shared::{oneshot_channel, OneshotReceiver};
 
 use super::evaluator::Evaluator;
-use super::{ignore_i32, ignore_index, Evaluation};
+use super::plan::ignore_i32;
+use super::{ignore_index, Evaluation};
 use crate::context::Context;
 use crate::device::{BufferView, DeviceInputs, DeviceTensor};
 use crate::error::{Error, Result};
@@ -116,7 +118,7 @@ impl Context {
         // Tensors that every chunk shares are uploaded once.
         let whole: Vec<Option<wgpu::Buffer>> = (0..ROLES.len())
             .map(|r| match first.floats(r) {
-                Some(d) if chunks.is_whole(r) => Some(self.upload(ROLES[r], d)),
+                Some(d) if chunks.is_whole(r) => Some(self.upload(ROLES[r].name(), d)),
                 _ => None,
             })
             .collect();
@@ -276,7 +278,7 @@ fn slot_buffers(
                 _ => return None,
             };
             Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(&format!("wgpu-loss stream {} {k}", ROLES[r])),
+                label: Some(&format!("wgpu-loss stream {} {k}", ROLES[r].name())),
                 size: (4 * len as u64).max(16),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
@@ -353,13 +355,12 @@ fn device_inputs<'b>(
         ))
     };
     let mut d = DeviceInputs::new(tensor(0).expect("every chunk has an input"));
-    d.target = tensor(1);
+    for (r, name) in ROLES.iter().enumerate().skip(1) {
+        if let Some(t) = tensor(r) {
+            d = d.with(*name, t);
+        }
+    }
     d.class_target = chunk.classes().is_some();
-    d.weight = tensor(2);
-    d.pos_weight = tensor(3);
-    d.labels = tensor(4);
-    d.positive = tensor(5);
-    d.negative = tensor(6);
     d
 }
 
@@ -375,7 +376,7 @@ impl Acc {
         Acc {
             // Dice's `none` (one loss per class) comes from the merged sums too.
             partials: chunks.reduction() != Reduction::None
-                || matches!(chunks.loss(), Loss::Dice { .. }),
+                || matches!(chunks.loss(), Loss::Dice(Dice { .. })),
             partial: None,
             items: Vec::new(),
         }

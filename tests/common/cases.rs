@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use wgpu_loss::{DiceMode, Inputs, Loss, Reduction, Target, Tensor};
+use wgpu_loss::{Pairs, TensorName, Value as ParamValue};
 
 /// A number of the case files: "NaN", "inf" and "-inf" are strings there.
 pub fn num(v: &Value) -> f64 {
@@ -27,74 +28,29 @@ pub fn load(file: &str) -> Vec<Value> {
     doc["cases"].as_array().unwrap().clone()
 }
 
+/// The case's loss: the catalog's defaults with the case's parameters set.
 pub fn loss_of(case: &Value) -> Loss {
     let mut loss = Loss::from_name(case["loss"].as_str().unwrap()).expect("a known loss");
-    let params = case["params"].as_object().unwrap();
-    let f = |k: &str| params.get(k).map(|v| num(v) as f32);
-    let b = |k: &str| params.get(k).and_then(Value::as_bool);
-    let i = |k: &str| params.get(k).and_then(Value::as_i64);
-    match &mut loss {
-        Loss::Huber { delta } => *delta = f("delta").unwrap_or(*delta),
-        Loss::SmoothL1 { beta } => *beta = f("beta").unwrap_or(*beta),
-        Loss::Quantile { quantiles } => {
-            *quantiles = params.get("quantiles").map(|q| {
-                q.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| num(v) as f32)
-                    .collect()
-            })
-        }
-        Loss::SigmoidFocal { alpha, gamma } => {
-            *alpha = f("alpha").unwrap_or(*alpha);
-            *gamma = f("gamma").unwrap_or(*gamma);
-        }
-        Loss::KlDiv { log_target } => *log_target = b("log_target").unwrap_or(*log_target),
-        Loss::CrossEntropy {
-            ignore_index,
-            label_smoothing,
-        } => {
-            *ignore_index = i("ignore_index").unwrap_or(*ignore_index);
-            *label_smoothing = f("label_smoothing").unwrap_or(*label_smoothing);
-        }
-        Loss::Nll { ignore_index } => *ignore_index = i("ignore_index").unwrap_or(*ignore_index),
-        Loss::SoftmaxFocal {
-            gamma,
-            ignore_index,
-        } => {
-            *gamma = f("gamma").unwrap_or(*gamma);
-            *ignore_index = i("ignore_index").unwrap_or(*ignore_index);
-        }
-        Loss::CosineEmbedding { margin } => *margin = f("margin").unwrap_or(*margin),
-        Loss::TripletMargin {
-            margin,
-            p,
-            eps,
-            swap,
-        } => {
-            *margin = f("margin").unwrap_or(*margin);
-            *p = f("p").unwrap_or(*p);
-            *eps = f("eps").unwrap_or(*eps);
-            *swap = b("swap").unwrap_or(*swap);
-        }
-        Loss::Dice {
-            mode,
-            from_logits,
-            smooth,
-            eps,
-            ignore_index,
-            log_loss,
-        } => {
-            if let Some(m) = params.get("mode") {
-                *mode = DiceMode::from_name(m.as_str().unwrap()).expect("a dice mode");
+    for (name, v) in case["params"].as_object().unwrap() {
+        let (_, current) = loss
+            .params()
+            .into_iter()
+            .find(|(p, _)| p.name == name)
+            .unwrap_or_else(|| panic!("{}: no parameter {name}", loss.name()));
+        let value = match current {
+            ParamValue::F32(_) => ParamValue::F32(num(v) as f32),
+            ParamValue::Bool(_) => ParamValue::Bool(v.as_bool().unwrap()),
+            ParamValue::Int(_) => ParamValue::Int(v.as_i64().unwrap()),
+            ParamValue::OptInt(_) => ParamValue::OptInt(v.as_i64()),
+            ParamValue::List(_) => ParamValue::List(
+                v.as_array()
+                    .map(|q| q.iter().map(|x| num(x) as f32).collect()),
+            ),
+            ParamValue::Mode(_) => {
+                ParamValue::Mode(DiceMode::from_name(v.as_str().unwrap()).expect("a dice mode"))
             }
-            *from_logits = b("from_logits").unwrap_or(*from_logits);
-            *smooth = f("smooth").unwrap_or(*smooth);
-            *eps = f("eps").unwrap_or(*eps);
-            *ignore_index = i("ignore_index").or(*ignore_index);
-            *log_loss = b("log_loss").unwrap_or(*log_loss);
-        }
-        _ => {}
+        };
+        loss.set(name, value).unwrap();
     }
     loss
 }
@@ -136,22 +92,12 @@ pub struct CaseTensors {
     tensors: Vec<(&'static str, Owned)>,
 }
 
-pub const ROLES: [&str; 7] = [
-    "input",
-    "target",
-    "weight",
-    "pos_weight",
-    "labels",
-    "positive",
-    "negative",
-];
-
 impl CaseTensors {
     pub fn of(case: &Value) -> Self {
         CaseTensors {
-            tensors: ROLES
+            tensors: TensorName::ALL
                 .iter()
-                .filter_map(|r| tensor(case, r).map(|t| (*r, t)))
+                .filter_map(|r| tensor(case, r.name()).map(|t| (r.name(), t)))
                 .collect(),
         }
     }
@@ -165,7 +111,7 @@ impl CaseTensors {
         let float = |r: &str| self.get(r).map(|t| Tensor::new(&t.floats, &t.shape));
         let mut inputs = Inputs::new(float("input").expect("an input"));
         inputs.target = self.get("target").map(|t| {
-            if !t.ints.is_empty() && !matches!(loss, Loss::CosineEmbedding { .. }) {
+            if !t.ints.is_empty() && !matches!(loss, Loss::Pairs(Pairs::CosineEmbedding { .. })) {
                 Target::Class {
                     data: &t.ints,
                     shape: &t.shape,
@@ -174,11 +120,14 @@ impl CaseTensors {
                 Target::Float(Tensor::new(&t.floats, &t.shape))
             }
         });
-        inputs.weight = float("weight");
-        inputs.pos_weight = float("pos_weight");
-        inputs.labels = float("labels");
-        inputs.positive = float("positive");
-        inputs.negative = float("negative");
+        for name in TensorName::ALL {
+            if name == TensorName::Target || name == TensorName::Input {
+                continue;
+            }
+            if let Some(t) = float(name.name()) {
+                inputs = inputs.with(name, t);
+            }
+        }
         inputs
     }
 }

@@ -8,6 +8,7 @@ pub mod dice_data;
 pub mod points;
 
 use std::sync::OnceLock;
+use wgpu_loss::Pairs;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -184,15 +185,15 @@ pub fn check_grad_on(
 }
 
 pub fn cosine(margin: f32) -> Loss {
-    Loss::CosineEmbedding { margin }
+    Loss::Pairs(Pairs::CosineEmbedding { margin })
 }
 
 /// triplet_margin with PyTorch's eps.
 pub fn triplet(margin: f32, p: f32, swap: bool) -> Loss {
-    Loss::TripletMargin {
+    Loss::Pairs(Pairs::TripletMargin {
         margin,
         p,
         eps: 1e-6,
         swap,
-    }
+    })
 }

@@ -2,6 +2,7 @@
 
 use rand::Rng;
 use wgpu_loss::Loss;
+use wgpu_loss::Pointwise;
 
 use super::{rng, uniform};
 
@@ -9,7 +10,7 @@ use super::{rng, uniform};
 pub fn data(loss: &Loss, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut r = rng(seed);
     match loss {
-        Loss::Bce => {
+        Loss::Pointwise(Pointwise::Bce) => {
             let mut x = uniform(&mut r, n, 0.0, 1.0);
             let y: Vec<f32> = (0..n)
                 .map(|i| {
@@ -26,7 +27,8 @@ pub fn data(loss: &Loss, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
             }
             (x, y)
         }
-        Loss::BceWithLogits | Loss::SigmoidFocal { .. } => {
+        Loss::Pointwise(Pointwise::BceWithLogits)
+        | Loss::Pointwise(Pointwise::SigmoidFocal { .. }) => {
             let mut x = uniform(&mut r, n, -12.0, 12.0);
             for i in (0..n).step_by(89) {
                 x[i] = if i % 2 == 0 { 100.0 } else { -100.0 };
@@ -42,7 +44,7 @@ pub fn data(loss: &Loss, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
                 .collect();
             (x, y)
         }
-        Loss::KlDiv { log_target } => {
+        Loss::Pointwise(Pointwise::KlDiv { log_target }) => {
             // Rows of 7 log-probabilities against rows of probabilities (some exactly 0).
             let mut x = uniform(&mut r, n, -3.0, 3.0);
             let mut y = uniform(&mut r, n, -3.0, 3.0);
@@ -82,25 +84,25 @@ pub fn data(loss: &Loss, n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
 
 pub fn losses() -> Vec<Loss> {
     vec![
-        Loss::Mse,
-        Loss::L1,
-        Loss::Huber { delta: 1.0 },
-        Loss::Huber { delta: 0.3 },
-        Loss::SmoothL1 { beta: 1.0 },
-        Loss::SmoothL1 { beta: 0.0 },
-        Loss::LogCosh,
-        Loss::Quantile { quantiles: None },
-        Loss::Bce,
-        Loss::BceWithLogits,
-        Loss::SigmoidFocal {
+        Loss::Pointwise(Pointwise::Mse),
+        Loss::Pointwise(Pointwise::L1),
+        Loss::Pointwise(Pointwise::Huber { delta: 1.0 }),
+        Loss::Pointwise(Pointwise::Huber { delta: 0.3 }),
+        Loss::Pointwise(Pointwise::SmoothL1 { beta: 1.0 }),
+        Loss::Pointwise(Pointwise::SmoothL1 { beta: 0.0 }),
+        Loss::Pointwise(Pointwise::LogCosh),
+        Loss::Pointwise(Pointwise::Quantile { quantiles: None }),
+        Loss::Pointwise(Pointwise::Bce),
+        Loss::Pointwise(Pointwise::BceWithLogits),
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: 0.25,
             gamma: 2.0,
-        },
-        Loss::SigmoidFocal {
+        }),
+        Loss::Pointwise(Pointwise::SigmoidFocal {
             alpha: -1.0,
             gamma: 0.5,
-        },
-        Loss::KlDiv { log_target: false },
-        Loss::KlDiv { log_target: true },
+        }),
+        Loss::Pointwise(Pointwise::KlDiv { log_target: false }),
+        Loss::Pointwise(Pointwise::KlDiv { log_target: true }),
     ]
 }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wgpu_loss::npy::Mapped;
 use wgpu_loss::{cpu, Chunks, Context, Inputs, Loss, Partial, Reduction, Target, Tensor};
 
-use super::{takes_classes, Fail, Files, Outcome};
+use super::{Fail, Files, Outcome};
 
 enum Values {
     /// Native-endian float32 or int64, used in place.
@@ -108,6 +108,7 @@ pub(super) fn bytes(files: &Files) -> u64 {
         files.labels.as_ref(),
         files.positive.as_ref(),
         files.negative.as_ref(),
+        files.var.as_ref(),
     ]
     .into_iter()
     .flatten()
@@ -133,13 +134,14 @@ pub(super) fn run(
     let target = files
         .target
         .as_ref()
-        .map(|p| Source::open("target", p, takes_classes(loss)))
+        .map(|p| Source::open("target", p, loss.takes_classes()))
         .transpose()?;
     let weight = open("weight", &files.weight)?;
     let pos_weight = open("pos-weight", &files.pos_weight)?;
     let labels = open("labels", &files.labels)?;
     let positive = open("positive", &files.positive)?;
     let negative = open("negative", &files.negative)?;
+    let var = open("var", &files.var)?;
     let inputs = Inputs {
         input: input.tensor(),
         target: target.as_ref().map(|t| match t.classes() {
@@ -154,6 +156,7 @@ pub(super) fn run(
         labels: labels.as_ref().map(Source::tensor),
         positive: positive.as_ref().map(Source::tensor),
         negative: negative.as_ref().map(Source::tensor),
+        var: var.as_ref().map(Source::tensor),
     };
     let sources: Vec<&Source> = [
         Some(&input),
