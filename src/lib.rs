@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bench;
+pub mod chunks;
 mod context;
 pub mod cpu;
 mod device;
@@ -11,9 +12,9 @@ mod loss;
 pub mod npy;
 pub mod partial;
 pub mod split;
-pub mod stream;
 pub mod synthetic;
 
+pub use chunks::Chunks;
 pub use context::Context;
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 pub use error::{Error, Result};
@@ -25,4 +26,3 @@ pub use loss::{
     TargetKind, TensorName, Value, CATALOG,
 };
 pub use partial::Partial;
-pub use stream::Chunks;

@@ -11,13 +11,13 @@
 use std::ops::Range;
 use std::time::Instant;
 
+use crate::chunks::Chunks;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::gpu::stream::Acc;
 use crate::gpu::Evaluation;
 use crate::inputs::Inputs;
 use crate::loss::{Loss, Reduction};
-use crate::stream::Chunks;
 
 /// One adapter's part of a split evaluation.
 #[derive(Clone, Debug, PartialEq)]

@@ -80,7 +80,7 @@ impl Case {
     }
 }
 
-fn pick(g: &cpu::Gradients, name: &str) -> Vec<f64> {
+fn pick(g: &cpu::ReferenceGradients, name: &str) -> Vec<f64> {
     match name {
         "input" => Some(g.input.clone()),
         "target" => g.target.clone(),
@@ -712,7 +712,7 @@ fn dice_matches_finite_differences() {
 
 // ---------------------------------------------------------------- conventions
 
-fn grad(case: &Case, reduction: Reduction) -> (cpu::Reference, cpu::Gradients) {
+fn grad(case: &Case, reduction: Reduction) -> (cpu::Reference, cpu::ReferenceGradients) {
     cpu::gradient(&case.loss, reduction, &case.inputs(), Upstream::Scalar(1.0)).unwrap()
 }
 

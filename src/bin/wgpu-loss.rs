@@ -414,7 +414,7 @@ impl Grad {
 
 /// The largest |gpu − cpu| over every gradient element; 0 where both are
 /// NaN or the same infinity, NaN where only one is NaN.
-fn max_abs_diff(gpu: &wgpu_loss::Gradients, cpu: &cpu::Gradients) -> f64 {
+fn max_abs_diff(gpu: &wgpu_loss::Gradients, cpu: &cpu::ReferenceGradients) -> f64 {
     let pairs = [
         (Some(&gpu.input), Some(&cpu.input)),
         (gpu.target.as_ref(), cpu.target.as_ref()),

@@ -27,9 +27,9 @@ pub struct Reference {
     pub items_shape: Vec<usize>,
 }
 
-/// Gradients in float64, each in the layout of the tensor it belongs to.
+/// ReferenceGradients in float64, each in the layout of the tensor it belongs to.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Gradients {
+pub struct ReferenceGradients {
     /// d/d`input`: the prediction (the logits for the logit losses and for
     /// dice with `from_logits`), the anchor of `triplet_margin`, x1 of
     /// `cosine_embedding`.
@@ -106,7 +106,7 @@ pub fn gradient(
     reduction: Reduction,
     inputs: &Inputs<'_>,
     upstream: Upstream<'_>,
-) -> Result<(Reference, Gradients)> {
+) -> Result<(Reference, ReferenceGradients)> {
     let plan = plan(loss, reduction, inputs)?;
     upstream.check(reduction, plan.items())?;
     let (reference, denom) = forward(reduction, inputs, &plan);
@@ -130,7 +130,7 @@ pub fn gradient(
             vec![scaled; n]
         }
     };
-    let only_input = |input| Gradients {
+    let only_input = |input| ReferenceGradients {
         input,
         target: None,
         positive: None,

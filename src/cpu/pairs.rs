@@ -5,7 +5,7 @@ use crate::inputs::{Inputs, PairsPlan, Target};
 use crate::loss::Pairs;
 
 use super::pointwise::sign;
-use super::Gradients;
+use super::ReferenceGradients;
 
 /// PyTorch's `EPSILON` added to each squared norm: a float constant.
 pub const COSINE_EPSILON: f64 = 1e-12_f32 as f64;
@@ -254,7 +254,7 @@ pub fn items(inputs: &Inputs<'_>, plan: &PairsPlan) -> Vec<(f64, f64)> {
 /// The gradients of every row's loss times its upstream `g[r]` (already
 /// scaled by the reduction): input and target for cosine_embedding; input
 /// (anchor), positive and negative for triplet_margin.
-pub fn gradient(inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -> Gradients {
+pub fn gradient(inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -> ReferenceGradients {
     let loss = &plan.loss;
     let d = plan.dim;
     let len = plan.rows * d;
@@ -301,13 +301,13 @@ pub fn gradient(inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -> Gradients {
         }
     }
     match loss {
-        Pairs::CosineEmbedding { .. } => Gradients {
+        Pairs::CosineEmbedding { .. } => ReferenceGradients {
             input: first,
             target: Some(second),
             positive: None,
             negative: None,
         },
-        Pairs::TripletMargin { .. } => Gradients {
+        Pairs::TripletMargin { .. } => ReferenceGradients {
             input: first,
             target: None,
             positive: Some(second),

@@ -34,7 +34,7 @@ pub struct Evaluation {
 }
 
 /// Gradients computed on the GPU, each in the layout of the tensor it belongs
-/// to (the f32 counterpart of [`crate::cpu::Gradients`]).
+/// to (the f32 counterpart of [`crate::cpu::ReferenceGradients`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gradients {
     /// d/d`input`: the prediction (the logits for the logit losses).

@@ -7,13 +7,13 @@ use futures_intrusive::channel::shared::{oneshot_channel, OneshotReceiver};
 use super::evaluator::Evaluator;
 use super::plan::ignore_i32;
 use super::{ignore_index, Evaluation};
+use crate::chunks::{Chunk, Chunks, ROLES};
 use crate::context::Context;
 use crate::device::{BufferView, DeviceInputs, DeviceTensor};
 use crate::error::{Error, Result};
 use crate::inputs::{plan, Inputs};
 use crate::loss::{Loss, Reduction};
 use crate::partial::{partial_len, Partial};
-use crate::stream::{Chunk, Chunks, ROLES};
 
 impl Evaluator<'_> {
     /// f32 values an output view needs to hold a [`Partial`] as well as the
