@@ -9,38 +9,16 @@
 pub mod dice;
 pub mod pairs;
 pub mod pointwise;
+mod reference;
 pub mod rows;
+
+pub use reference::{Reference, ReferenceGradients};
 
 use crate::error::Result;
 use crate::inputs::{plan, Geometry, Inputs, Plan, Upstream};
 use crate::loss::Rows;
 use crate::loss::{Loss, Reduction};
 use crate::partial::Partial;
-
-/// A loss evaluated in float64.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Reference {
-    /// The reduced value; for `none`, the sum of the items.
-    pub value: f64,
-    /// Per-item losses in `items_shape` (always computed).
-    pub items: Vec<f64>,
-    pub items_shape: Vec<usize>,
-}
-
-/// ReferenceGradients in float64, each in the layout of the tensor it belongs to.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReferenceGradients {
-    /// d/d`input`: the prediction (the logits for the logit losses and for
-    /// dice with `from_logits`), the anchor of `triplet_margin`, x1 of
-    /// `cosine_embedding`.
-    pub input: Vec<f64>,
-    /// x2 of `cosine_embedding`; `None` for every other loss.
-    pub target: Option<Vec<f64>>,
-    /// `triplet_margin` only.
-    pub positive: Option<Vec<f64>>,
-    /// `triplet_margin` only.
-    pub negative: Option<Vec<f64>>,
-}
 
 /// Per-item (loss, denominator) pairs, reduced as the finalize pass does.
 /// Also returns what `mean` divides by.

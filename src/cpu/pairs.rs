@@ -5,7 +5,7 @@ use crate::inputs::{Inputs, PairsPlan, Target};
 use crate::loss::Pairs;
 
 use super::pointwise::sign;
-use super::ReferenceGradients;
+use super::reference::ReferenceGradients;
 
 /// PyTorch's `EPSILON` added to each squared norm: a float constant.
 pub const COSINE_EPSILON: f64 = 1e-12_f32 as f64;

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::{
+use super::tensors::{
     Broadcast, DicePlan, Geometry, Inputs, PairsPlan, Plan, PointPlan, RowsPlan, Target, Tensor,
 };
 use crate::error::{Error, Result};
