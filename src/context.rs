@@ -347,7 +347,7 @@ impl Context {
                 cache: None,
             });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("building {label}: {err}")));
+            return Err(Error::gpu(format!("building {label}"), err));
         }
         self.modules
             .lock()

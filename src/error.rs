@@ -8,8 +8,14 @@ pub enum Error {
     NoAdapter(String),
     #[error("could not open the GPU device: {0}")]
     Device(String),
-    #[error("GPU error: {0}")]
-    Gpu(String),
+    /// wgpu reported an error: `context` says what the crate was doing, and
+    /// `source` is wgpu's own error where it gave one.
+    #[error("GPU error: {context}{}", source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
+    Gpu {
+        context: String,
+        #[source]
+        source: Option<GpuSource>,
+    },
     #[error("the GPU device is lost ({0}); create a new context")]
     DeviceLost(String),
     #[error("the GPU is out of memory: {0}")]
@@ -92,3 +98,47 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// wgpu's error behind an [`Error::Gpu`], shared so that `Error` stays
+/// `Clone`; two are equal when their messages are.
+#[derive(Clone, Debug)]
+pub struct GpuSource(pub std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl std::fmt::Display for GpuSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for GpuSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for GpuSource {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Error {
+    /// An `Error::Gpu` for `context` caused by wgpu's error `source`.
+    pub(crate) fn gpu(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Gpu {
+            context: context.into(),
+            source: Some(GpuSource(std::sync::Arc::new(source))),
+        }
+    }
+
+    /// An `Error::Gpu` with no error of wgpu's behind it.
+    pub(crate) fn gpu_msg(context: impl Into<String>) -> Error {
+        Error::Gpu {
+            context: context.into(),
+            source: None,
+        }
+    }
+}

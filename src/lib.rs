@@ -17,7 +17,7 @@ pub mod synthetic;
 pub use chunks::Chunks;
 pub use context::Context;
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
-pub use error::{Error, Result};
+pub use error::{Error, GpuSource, Result};
 pub use gpu::evaluator::Evaluator;
 pub use gpu::{Evaluation, Gradients, Prepared};
 pub use inputs::{Inputs, Target, Tensor, Upstream};

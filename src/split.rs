@@ -125,7 +125,10 @@ fn share(ctx: &Context, cut: &Chunks<'_>, k: usize) -> Result<(Acc, Share)> {
     )?;
     let name = ctx.adapter_name();
     let acc = ctx.stream_share(&chunks).map_err(|e| match e {
-        Error::Gpu(m) => Error::Gpu(format!("{name}: {m}")),
+        Error::Gpu { context, source } => Error::Gpu {
+            context: format!("{name}: {context}"),
+            source,
+        },
         Error::DeviceLost(m) => Error::DeviceLost(format!("{name}: {m}")),
         Error::OutOfMemory(m) => Error::OutOfMemory(format!("{name}: {m}")),
         e => e,

@@ -13,7 +13,7 @@ const REDUCED: [Reduction; 2] = [Reduction::Mean, Reduction::Sum];
 /// True while Dice has no evaluator on the encode layer (its port is under
 /// way): Dice partials on the GPU need its per-class sums in the output.
 fn dice_pending(e: &Error) -> bool {
-    matches!(e, Error::Gpu(m) if m.contains("not yet available"))
+    matches!(&e, Error::Gpu { .. } if e.to_string().contains("not yet available"))
 }
 
 /// Streams `inputs` in chunks of `chunk_elems` input values and checks, for

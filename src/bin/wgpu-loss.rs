@@ -155,7 +155,7 @@ impl From<wgpu_loss::Error> for Fail {
     fn from(e: wgpu_loss::Error) -> Self {
         use wgpu_loss::Error::*;
         match e {
-            NoAdapter(_) | Device(_) | Gpu(_) | DeviceLost(_) | OutOfMemory(_) => {
+            NoAdapter(_) | Device(_) | Gpu { .. } | DeviceLost(_) | OutOfMemory(_) => {
                 Fail::Gpu(e.to_string())
             }
             _ => Fail::Usage(e.to_string()),

@@ -518,7 +518,7 @@ impl Evaluator<'_> {
                     name,
                     problem: "belongs to another device than this evaluator's context".into(),
                 },
-                None => Error::Gpu(e.to_string()),
+                None => Error::gpu("recording the passes", e),
             });
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

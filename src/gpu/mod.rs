@@ -124,9 +124,10 @@ impl Context {
         }
         match (oom, invalid) {
             (Some(e), _) => Err(Error::OutOfMemory(e.to_string())),
-            (_, Some(e)) => Err(Error::Gpu(e.to_string())),
+            (_, Some(e)) => Err(Error::gpu("validation", e)),
             _ => {
-                if let Err(Error::Gpu(why)) = &out {
+                if let Err(e @ Error::Gpu { .. }) = &out {
+                    let why = e.to_string();
                     // A failed wait or mapping after the device went away.
                     if why.contains("lost") || why.contains("destroyed") {
                         *self.lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.clone());
@@ -212,15 +213,15 @@ impl Context {
         });
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            .map_err(|e| Error::gpu("waiting for the GPU", e))?;
         match pollster::block_on(rx.receive()) {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Gpu(format!("reading back the result: {e}"))),
-            None => return Err(Error::Gpu("the readback was dropped".into())),
+            Some(Err(e)) => return Err(Error::gpu("reading back the result", e)),
+            None => return Err(Error::gpu_msg("the readback was dropped")),
         }
         let view = slice
             .get_mapped_range()
-            .map_err(|e| Error::Gpu(format!("mapping the result: {e}")))?;
+            .map_err(|e| Error::gpu("mapping the result", e))?;
         let out = bytemuck::cast_slice::<u8, f32>(&view[..bytes as usize]).to_vec();
         let ms = timer.and_then(|_| {
             let ticks: &[u64] =

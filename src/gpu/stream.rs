@@ -220,11 +220,11 @@ impl Context {
                 submission_index: Some(p.index),
                 timeout: None,
             })
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            .map_err(|e| Error::gpu("waiting for the GPU", e))?;
         match pollster::block_on(p.rx.receive()) {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Gpu(format!("reading back a chunk: {e}"))),
-            None => return Err(Error::Gpu("a chunk's readback was dropped".into())),
+            Some(Err(e)) => return Err(Error::gpu("reading back a chunk", e)),
+            None => return Err(Error::gpu_msg("a chunk's readback was dropped")),
         }
         let out = if p.len == 0 {
             vec![]
@@ -233,7 +233,7 @@ impl Context {
             let slice = readback.slice(..(4 * p.len) as u64);
             let view = slice
                 .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("mapping a chunk's result: {e}")))?;
+                .map_err(|e| Error::gpu("mapping a chunk's result", e))?;
             let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
             drop(view);
             readback.unmap();
