@@ -160,10 +160,10 @@ impl<'a> Chunks<'a> {
                 } else {
                     // A broadcast repeating along the trailing dims with a period
                     // that fits a chunk stays whole; chunks then hold whole periods.
-                    let aux_role = match p.loss {
-                        Pointwise::GaussianNll { .. } => VAR,
-                        _ => 3,
-                    };
+                    let aux_role = p
+                        .aux_tensor
+                        .and_then(|t| ROLES.iter().position(|r| *r == t))
+                        .unwrap_or(0);
                     let broadcasts = [(2, p.weight), (aux_role, p.aux)];
                     let period = broadcasts
                         .iter()
@@ -199,7 +199,7 @@ impl<'a> Chunks<'a> {
                 // (C) rows, a (D) pair, a 0-d binary Dice input.
                 let batched = match geometry {
                     Geometry::Rows(_) | Geometry::Pairs(_) => shape.len() >= 2,
-                    _ => !shape.is_empty(),
+                    Geometry::Dice(_) | Geometry::Point(_) => !shape.is_empty(),
                 };
                 let units = if batched { shape[0] } else { 1 };
                 let cut = |values: Values<'a>, shape: &[usize]| {

@@ -272,15 +272,13 @@ impl Context {
             None => {}
         }
         // A pointwise broadcast the plan had to expand is uploaded expanded.
-        let (weight, aux) = match &plan.geometry {
-            Geometry::Point(p) => (p.weight.as_ref(), p.aux.as_ref()),
-            _ => (None, None),
+        let expanded = match &plan.geometry {
+            Geometry::Point(p) => vec![
+                (Some(TensorName::Weight), p.weight.as_ref()),
+                (p.aux_tensor, p.aux.as_ref()),
+            ],
+            Geometry::Rows(_) | Geometry::Pairs(_) | Geometry::Dice(_) => vec![],
         };
-        let expanded = [
-            (TensorName::Weight, weight),
-            (TensorName::PosWeight, aux),
-            (TensorName::Var, aux),
-        ];
         for name in TensorName::ALL {
             if matches!(name, TensorName::Input | TensorName::Target) {
                 continue;
@@ -290,7 +288,7 @@ impl Context {
             };
             let b = expanded
                 .iter()
-                .find(|(n, _)| *n == name)
+                .find(|(n, _)| *n == Some(name))
                 .and_then(|(_, b)| *b);
             match b {
                 Some(b) if matches!(b.data, Cow::Owned(_)) => {

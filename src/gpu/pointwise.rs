@@ -254,8 +254,9 @@ pub(super) fn schedule(
                 groups,
             }),
     );
-    let owned = match (loss, &plan.aux) {
-        (Pointwise::Quantile { .. }, Some(a)) => vec![a.data.to_vec()],
+    // The quantile list is the one aux the evaluator uploads itself.
+    let owned = match (aux_role, &plan.aux) {
+        (Role::Owned(_), Some(a)) => vec![a.data.to_vec()],
         _ => vec![],
     };
     if items {

@@ -405,7 +405,11 @@ fn point_plan<'a>(c: &Checker<'_, 'a>, loss: &Pointwise) -> Result<Plan<'a>> {
     let inputs = c.inputs;
     let input = inputs.input;
     let n = numel(input.shape);
-    let point = |per_target, weight, aux| {
+    let point = |per_target, weight, aux: Option<(Broadcast<'a>, Option<TensorName>)>| {
+        let (aux, aux_tensor) = match aux {
+            Some((b, t)) => (Some(b), t),
+            None => (None, None),
+        };
         let batch = input.shape.first().copied().unwrap_or(1);
         Ok(Plan {
             geometry: Geometry::Point(PointPlan {
@@ -414,6 +418,7 @@ fn point_plan<'a>(c: &Checker<'_, 'a>, loss: &Pointwise) -> Result<Plan<'a>> {
                 per_target,
                 weight,
                 aux,
+                aux_tensor,
                 batch,
             }),
             items_shape: input.shape.to_vec(),
@@ -443,13 +448,13 @@ fn point_plan<'a>(c: &Checker<'_, 'a>, loss: &Pointwise) -> Result<Plan<'a>> {
                 inner: 1,
                 len: q.len(),
             };
-            point(q.len(), None, Some(aux))
+            point(q.len(), None, Some((aux, None)))
         }
         Pointwise::GaussianNll { .. } => {
             c.same_shape("target", &t)?;
             let var = inputs.var.expect("required by the catalog");
             let var = c.variance(var)?;
-            point(1, None, Some(var))
+            point(1, None, Some((var, Some(TensorName::Var))))
         }
         Pointwise::Bce => {
             c.same_shape("target", &t)?;
@@ -463,7 +468,7 @@ fn point_plan<'a>(c: &Checker<'_, 'a>, loss: &Pointwise) -> Result<Plan<'a>> {
                 .pos_weight
                 .map(|p| c.broadcast("pos_weight", p, input.shape))
                 .transpose()?;
-            point(1, weight, pw)
+            point(1, weight, pw.map(|b| (b, Some(TensorName::PosWeight))))
         }
         Pointwise::Mse
         | Pointwise::L1

@@ -199,6 +199,9 @@ pub struct PointPlan<'a> {
     pub weight: Option<Broadcast<'a>>,
     /// pos_weight (bce_with_logits) or the quantile list (quantile).
     pub aux: Option<Broadcast<'a>>,
+    /// The tensor `aux` reads (pos_weight or var); none for the quantile
+    /// list, which the plan holds itself.
+    pub aux_tensor: Option<TensorName>,
     /// `batchmean`'s divisor.
     pub batch: usize,
 }
