@@ -7,6 +7,8 @@ mod pairs;
 mod plan;
 mod pointwise;
 mod rows;
+#[cfg(test)]
+mod schedule_tests;
 pub(crate) mod stream;
 
 use crate::loss::Dice;
