@@ -20,7 +20,7 @@ fn losses(c: &mut Criterion) {
         }
     };
     eprintln!("adapter: {}", ctx.adapter_name());
-    for name in Loss::NAMES {
+    for name in Loss::names() {
         let loss = Loss::from_name(name).expect("a catalog name");
         let mut group = c.benchmark_group(name);
         group.sample_size(10);

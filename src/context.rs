@@ -223,7 +223,10 @@ impl Context {
     /// Largest number of f32 values one storage binding may hold.
     pub fn max_binding_elements(&self) -> usize {
         let limits = self.device.limits();
-        (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size) as usize / 4
+        limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size) as usize
+            / 4
     }
 
     /// Number of pipelines built so far (each is built once).

@@ -43,7 +43,7 @@ impl<'a> BufferView<'a> {
             ));
         }
         let align = (device.limits().min_storage_buffer_offset_alignment as u64).max(256);
-        if self.offset % align != 0 {
+        if !self.offset.is_multiple_of(align) {
             return bad(format!(
                 "offset {} is not a multiple of {align} bytes",
                 self.offset

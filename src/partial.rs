@@ -30,7 +30,7 @@ pub struct Partial {
     /// (weighted) for the softmax-row losses, else the item count. 0 for Dice.
     #[serde(with = "num")]
     pub denom: f64,
-    /// Σ input.shape[0] (1 for a 0-d input): the divisor of `batchmean`.
+    /// Σ `input.shape[0]` (1 for a 0-d input): the divisor of `batchmean`.
     pub batch: u64,
     /// Dice only: per class, (Σp, Σt, Σ|p − t|) over the part's kept pixels.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "classes")]
@@ -85,7 +85,7 @@ impl Partial {
         }
         let c = output[2];
         let rest = &output[3..];
-        if !(c >= 0.0) || c as usize * 3 != rest.len() {
+        if c.is_nan() || c < 0.0 || c as usize * 3 != rest.len() {
             return bad(format!(
                 "dice: the output holds {} values, its partial needs 3 + 3 x {c} classes",
                 output.len()

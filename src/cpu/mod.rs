@@ -72,7 +72,7 @@ pub fn evaluate(loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Resul
 /// for the upstream gradient `upstream` (see [`Upstream`]).
 ///
 /// The reduction scales each item's gradient: `mean` by 1/Σ of the forward's
-/// denominators (Σw for weighted mse/l1, Σw[y] over non-ignored rows for
+/// denominators (Σw for weighted mse/l1, `Σ w[y]` over non-ignored rows for
 /// class-index cross_entropy/nll/softmax_focal, the class count for dice, the
 /// item count otherwise), `batchmean` by 1/N, `sum` by 1. Ignored rows and
 /// pixels get exactly 0, so an all-ignored mean has a NaN value and a zero

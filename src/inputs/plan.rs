@@ -585,7 +585,7 @@ fn dice_plan<'a>(c: &Checker<'_, 'a>, loss: &Dice) -> Result<Plan<'a>> {
             let t = c.float_target()?;
             c.same_shape("target", &t)?;
             let batch = s.first().copied().unwrap_or(1);
-            (batch, 1, if batch == 0 { 0 } else { n / batch })
+            (batch, 1, n.checked_div(batch).unwrap_or(0))
         }
         DiceMode::Multilabel | DiceMode::Multiclass => {
             if s.len() < 2 {

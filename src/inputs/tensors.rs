@@ -190,7 +190,7 @@ impl Broadcast<'_> {
     }
 }
 
-/// Elementwise losses: `n` items, item `i` reads input[i] and target[i / per_target].
+/// Elementwise losses: `n` items, item `i` reads `input[i]` and `target[i / per_target]`.
 #[derive(Clone, Debug)]
 pub struct PointPlan<'a> {
     pub loss: Pointwise,

@@ -71,7 +71,7 @@ pub enum Loss {
     Dice(Dice),
 }
 
-/// Elementwise losses: item i reads input[i], its target and any broadcast
+/// Elementwise losses: item `i` reads `input[i]`, its target and any broadcast
 /// tensors, and nothing else (shaders/pointwise.wgsl, src/cpu/pointwise.rs).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Pointwise {
@@ -118,7 +118,7 @@ pub enum Rows {
     },
     /// `torch.nn.NLLLoss(weight, ignore_index)`.
     Nll { ignore_index: i64 },
-    /// w[y]·(1 − p_t)^γ·(−log p_t), mean over Σ w[y] of non-ignored rows.
+    /// `w[y]·(1 − p_t)^γ·(−log p_t)`, mean over `Σ w[y]` of non-ignored rows.
     SoftmaxFocal { gamma: f32, ignore_index: i64 },
 }
 
