@@ -4,7 +4,7 @@
 Each loss of the wgpu-loss catalog runs at the same sizes and on tensors of the
 same shapes as src/synthetic.rs makes (rows of 1000 classes for the softmax
 losses, 256-wide embeddings for the pair losses, (4, C, pixels) for dice),
-with the reference functions of /work/shared/LOSS_SEMANTICS.md, reduction
+with the reference functions of docs/semantics.md, reduction
 'mean', the inputs already on the device:
 
   eager     the function as written;
@@ -37,7 +37,8 @@ warnings.filterwarnings("ignore", message="reduction: .mean. divides the total l
 
 NAMES = [
     "mse", "l1", "huber", "smooth_l1", "log_cosh", "quantile", "bce",
-    "bce_with_logits", "sigmoid_focal", "kl_div", "cross_entropy", "nll",
+    "bce_with_logits", "sigmoid_focal", "kl_div", "poisson_nll", "gaussian_nll",
+    "cross_entropy", "nll",
     "softmax_focal", "cosine_embedding", "triplet_margin", "dice",
 ]
 CLASSES = 1000  # synthetic::CLASSES
@@ -79,6 +80,13 @@ def batch(name, n, device, gen):
         x = torch.log_softmax(unif((rows, KL_WIDTH), -3.0, 3.0), dim=1)
         y = torch.softmax(unif((rows, KL_WIDTH), -3.0, 3.0), dim=1)
         t = [x, y]
+    elif name == "poisson_nll":
+        # Log rates and counts near them, as src/synthetic.rs draws them.
+        rates = unif((n,), 0.05, 8.0)
+        counts = (rates + unif((n,), -2.0, 2.0)).clamp(min=0.0).round()
+        t = [rates.log(), counts]
+    elif name == "gaussian_nll":
+        t = [unif((n,), -3.0, 3.0), unif((n,), -3.0, 3.0), unif((n,), 0.01, 4.0)]
     elif name in ("cross_entropy", "nll", "softmax_focal"):
         rows = -(-n // CLASSES)
         t = [
@@ -163,6 +171,8 @@ def loss_fn(name):
         "bce_with_logits": (F.binary_cross_entropy_with_logits, "F.binary_cross_entropy_with_logits"),
         "sigmoid_focal": (sigmoid_focal, "torchvision sigmoid_focal_loss"),
         "kl_div": (lambda x, y: F.kl_div(x, y, reduction="mean"), "F.kl_div"),
+        "poisson_nll": (F.poisson_nll_loss, "F.poisson_nll_loss"),
+        "gaussian_nll": (F.gaussian_nll_loss, "F.gaussian_nll_loss"),
         "cross_entropy": (F.cross_entropy, "F.cross_entropy"),
         "nll": (F.nll_loss, "F.nll_loss"),
         "softmax_focal": (softmax_focal, "CE-consistent focal in torch"),
