@@ -41,6 +41,16 @@ struct DiceParams {
     coef_at: u32,
 }
 
+/// The shader's `activation`: 0 none (probabilities), 1 sigmoid, 2 softmax
+/// over the classes (multiclass).
+pub(super) fn activation_id(from_logits: bool, mode: DiceMode) -> u32 {
+    match (from_logits, mode) {
+        (false, _) => 0,
+        (true, DiceMode::Multiclass) => 2,
+        (true, _) => 1,
+    }
+}
+
 /// Pass 1 runs once per slice of whole batch entries (the same entries of the
 /// input and the target), writing per-(group, class) partials at its
 /// `partial_base`; `finish` sums them per class and applies smp's rule.
@@ -75,11 +85,7 @@ pub(super) fn schedule(
     // Multiclass targets are class indices of shape (N, inner), the others
     // floats of the input's shape.
     let class_target = *mode == DiceMode::Multiclass;
-    let activation = match (from_logits, mode) {
-        (false, _) => 0,
-        (true, DiceMode::Multiclass) => 2,
-        (true, _) => 1,
-    };
+    let activation = activation_id(*from_logits, *mode);
     let (classes, inner) = (plan.classes, plan.inner);
     let entry = classes * inner;
     let step = units_per_slice(entry, plan.batch, limit).ok_or(Error::TooLarge {

@@ -33,8 +33,16 @@ struct PairsParams {
     _pad: [u32; 2],
 }
 
+/// The shader's LOSS override constant.
+pub(super) fn loss_id(loss: &Pairs) -> u32 {
+    match loss {
+        Pairs::CosineEmbedding { .. } => 0,
+        Pairs::TripletMargin { .. } => 1,
+    }
+}
+
 /// The norm selector of the shader: 0 general p, 1, 2, 3 = inf.
-fn norm_id(p: f32) -> u32 {
+pub(super) fn norm_id(p: f32) -> u32 {
     if p == 1.0 {
         1
     } else if p == 2.0 {
@@ -62,7 +70,7 @@ pub(super) fn schedule(
     let loss = &plan.loss;
     // The third binding holds cosine_embedding's labels (one per row) or
     // triplet_margin's negatives (rows like the others).
-    let (id, second, third, labels, flag, norm, margin, p, eps) = match loss {
+    let (second, third, labels, flag, norm, margin, p, eps) = match loss {
         Pairs::CosineEmbedding { margin } => {
             let labels = if plan.labels {
                 Role::Labels
@@ -70,7 +78,7 @@ pub(super) fn schedule(
                 Role::Absent
             };
             let flag = plan.labels as u32;
-            (0, Wrt::Target, None, labels, flag, 0, *margin, 0.0, 0.0)
+            (Wrt::Target, None, labels, flag, 0, *margin, 0.0, 0.0)
         }
         Pairs::TripletMargin {
             margin,
@@ -78,7 +86,6 @@ pub(super) fn schedule(
             eps,
             swap,
         } => (
-            1,
             Wrt::Positive,
             Some(Wrt::Negative),
             Role::Absent,
@@ -99,7 +106,7 @@ pub(super) fn schedule(
         Reduction::Mean => plan.rows as f32,
         _ => 1.0,
     };
-    let mut constants = vec![("LOSS", id as f64)];
+    let mut constants = vec![("LOSS", loss_id(loss) as f64)];
     if grad {
         constants.push(("GRAD", 1.0));
     }
