@@ -37,8 +37,8 @@ struct Params {
     // cosine_embedding's 1e-12, as a value the compiler cannot fold into the
     // compensated sums (it simplifies (s - (s + c)) + c to 0 for a constant c).
     cos_eps: f32,
+    _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 // cosine_embedding: input = x1, second = x2, third = labels (one per row).

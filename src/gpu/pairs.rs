@@ -15,22 +15,22 @@ use crate::loss::Reduction;
 /// Must be kept in sync with `Params` in shaders/pairs.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct PairsParams {
-    rows: u32,
-    dim: u32,
-    write_items: u32,
-    groups_x: u32,
-    flag: u32,
-    norm: u32,
-    margin: f32,
-    p: f32,
-    eps: f32,
-    skip: u32,
-    row_skip: u32,
-    partial_base: u32,
-    divisor: f32,
-    cos_eps: f32,
-    _pad: [u32; 2],
+pub(super) struct PairsParams {
+    pub(super) rows: u32,
+    pub(super) dim: u32,
+    pub(super) write_items: u32,
+    pub(super) groups_x: u32,
+    pub(super) flag: u32,
+    pub(super) norm: u32,
+    pub(super) margin: f32,
+    pub(super) p: f32,
+    pub(super) eps: f32,
+    pub(super) skip: u32,
+    pub(super) row_skip: u32,
+    pub(super) partial_base: u32,
+    pub(super) divisor: f32,
+    pub(super) cos_eps: f32,
+    pub(super) _pad: [u32; 2],
 }
 
 /// The shader's LOSS override constant.

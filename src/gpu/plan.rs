@@ -131,11 +131,11 @@ pub(crate) struct Schedule {
 /// Must be kept in sync with `Params` in shaders/finalize.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct FinalizeParams {
-    count: u32,
-    mode: u32,
-    divisor: f32,
-    _pad: u32,
+pub(super) struct FinalizeParams {
+    pub(super) count: u32,
+    pub(super) mode: u32,
+    pub(super) divisor: f32,
+    pub(super) _pad: u32,
 }
 
 /// The pass that sums `count` (loss, denominator) partials from the scratch

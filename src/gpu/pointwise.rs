@@ -14,7 +14,7 @@ use crate::loss::Reduction;
 
 /// Elements per thread of the weight pre-pass: must match ITEMS in
 /// shaders/pointwise.wgsl.
-const ITEMS: usize = 8;
+pub(super) const ITEMS: usize = 8;
 /// Elements per thread of the map pass, at least: enough to keep the threads
 /// busy between workgroup reductions.
 const MIN_ITEMS: usize = 8;
@@ -31,7 +31,7 @@ fn per_thread(n: usize, groups_wanted: usize) -> usize {
 }
 
 /// The shader's LOSS override constant and scalar parameters for each loss.
-fn loss_id(loss: &Pointwise) -> (u32, [f32; 4]) {
+pub(super) fn loss_id(loss: &Pointwise) -> (u32, [f32; 4]) {
     match loss {
         Pointwise::Mse => (0, [0.0; 4]),
         Pointwise::L1 => (1, [0.0; 4]),
