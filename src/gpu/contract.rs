@@ -18,6 +18,12 @@
 //! - the bindings: `Kernel::reads` read-only storage buffers at 0.., then
 //!   `writes` read-write ones, then the uniform, all in group 0 (the layout
 //!   `Context::layout` builds).
+//!
+//! `every_kernel_translates_for_every_backend` also runs each kernel through
+//! naga's validator and its SPIR-V, MSL, HLSL and GLSL writers (Vulkan,
+//! Metal, DX12, GL) for every entry point and override value the host uses,
+//! so a shader that only one backend accepts fails here rather than on the
+//! machine that has that backend.
 
 use std::mem::{offset_of, size_of};
 
@@ -476,6 +482,163 @@ fn bindings_match_the_kernels() {
                 "{file} binds uniforms at {uniforms:?}, {name} puts its params at binding {}",
                 r + w
             ));
+        }
+    }
+    report(problems);
+}
+
+/// The LOSS values the host gives `kernel`: the id of every catalog loss of
+/// its family (both target kinds for rows).
+fn loss_values(kernel: &Kernel) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for entry in CATALOG {
+        match (kernel.name, (entry.default)()) {
+            ("pointwise", Loss::Pointwise(l)) => ids.push(pointwise::loss_id(&l).0),
+            ("rows", Loss::Rows(l)) => {
+                ids.push(rows::loss_id(&l, false).0);
+                ids.push(rows::loss_id(&l, true).0);
+            }
+            ("pairs", Loss::Pairs(l)) => ids.push(pairs::loss_id(&l)),
+            _ => {}
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Every combination of the values the host may give the module's override
+/// constants.
+fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f64)>> {
+    let mut combos = vec![vec![]];
+    for (_, o) in module.overrides.iter() {
+        let name = o.name.clone().unwrap_or_default();
+        let values: Vec<f64> = match name.as_str() {
+            "LOSS" => loss_values(kernel).into_iter().map(f64::from).collect(),
+            "GRAD" => vec![0.0, 1.0],
+            _ => panic!(
+                "{} declares override {name}: add the values the host gives it here",
+                file(kernel)
+            ),
+        };
+        assert!(
+            !values.is_empty(),
+            "{} declares override {name}, but no catalog loss uses this kernel",
+            file(kernel)
+        );
+        let mut next = Vec::new();
+        for c in &combos {
+            for &v in &values {
+                let mut c = c.clone();
+                c.push((name.clone(), v));
+                next.push(c);
+            }
+        }
+        combos = next;
+    }
+    combos
+}
+
+/// Translates one entry point, specialised, for each backend wgpu-loss
+/// enables. The options are the strictest wgpu may pick: MSL 2.0, HLSL shader
+/// model 5.1 (FXC), GLSL ES 3.10.
+fn translate(
+    module: &Module,
+    info: &naga::valid::ModuleInfo,
+    entry: &str,
+    constants: &naga::back::PipelineConstants,
+) -> Result<(), String> {
+    use naga::back::{glsl, hlsl, msl, spv};
+    use naga::ShaderStage::Compute;
+    let (module, info) = naga::back::pipeline_constants::process_overrides(
+        module,
+        info,
+        Some((Compute, entry)),
+        constants,
+    )
+    .map_err(|e| format!("overrides: {e}"))?;
+    let (module, info) = (&*module, &*info);
+
+    spv::write_vec(
+        module,
+        info,
+        &spv::Options::default(),
+        Some(&spv::PipelineOptions {
+            shader_stage: Compute,
+            entry_point: entry.to_string(),
+        }),
+    )
+    .map_err(|e| format!("SPIR-V: {e}"))?;
+
+    msl::write_string(
+        module,
+        info,
+        &msl::Options {
+            lang_version: (2, 0),
+            ..Default::default()
+        },
+        &msl::PipelineOptions {
+            entry_point: Some((Compute, entry.to_string())),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("MSL: {e}"))?;
+
+    let mut hlsl_out = String::new();
+    let hlsl_options = hlsl::Options::default();
+    let hlsl_pipeline = hlsl::PipelineOptions {
+        entry_point: Some((Compute, entry.to_string())),
+    };
+    hlsl::Writer::new(&mut hlsl_out, &hlsl_options, &hlsl_pipeline)
+        .write(module, info, None)
+        .map_err(|e| format!("HLSL: {e}"))?;
+
+    let mut glsl_out = String::new();
+    let glsl_pipeline = glsl::PipelineOptions {
+        shader_stage: Compute,
+        entry_point: entry.to_string(),
+        multiview: None,
+    };
+    glsl::Writer::new(
+        &mut glsl_out,
+        module,
+        info,
+        &glsl::Options::default(),
+        &glsl_pipeline,
+        naga::proc::BoundsCheckPolicies::default(),
+    )
+    .and_then(|mut w| w.write())
+    .map_err(|e| format!("GLSL: {e}"))?;
+    Ok(())
+}
+
+#[test]
+fn every_kernel_translates_for_every_backend() {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let mut problems = Vec::new();
+    for (_, kernel) in KERNELS {
+        let module = parse(kernel);
+        // No capabilities: the kernels ask a device for no features.
+        let info =
+            match Validator::new(ValidationFlags::all(), Capabilities::empty()).validate(&module) {
+                Ok(info) => info,
+                Err(e) => {
+                    problems.push(format!(
+                        "{}: {}",
+                        file(kernel),
+                        e.emit_to_string_with_path(kernel.source, &file(kernel))
+                    ));
+                    continue;
+                }
+            };
+        let combos = override_combinations(kernel, &module);
+        for ep in &module.entry_points {
+            for combo in &combos {
+                let constants: naga::back::PipelineConstants = combo.iter().cloned().collect();
+                if let Err(e) = translate(&module, &info, &ep.name, &constants) {
+                    problems.push(format!("{} {} {combo:?}: {e}", file(kernel), ep.name));
+                }
+            }
         }
     }
     report(problems);
