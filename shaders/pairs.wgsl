@@ -12,7 +12,8 @@
 // of every tensor, the row's upstream scaled by the reduction times the row's
 // derivative (rows are independent: no second pass).
 //
-// Params must be kept in sync with `PairsParams` in src/gpu/pairs.rs.
+// Params is `PairsParams` in src/gpu/pairs.rs; the test
+// gpu::contract::params_match_the_shaders checks that they agree.
 struct Params {
     rows: u32,
     dim: u32,
@@ -57,7 +58,8 @@ struct Params {
 
 override GRAD: bool = false;
 
-// Loss ids: must match `loss_id` in src/gpu/pairs.rs.
+// Loss ids and norm selectors, as `loss_id` and `norm_id` in src/gpu/pairs.rs
+// give them (checked by the test gpu::contract::loss_ids_match_the_shaders).
 override LOSS: u32 = 0u;
 const COSINE_EMBEDDING: u32 = 0u;
 const TRIPLET_MARGIN: u32 = 1u;

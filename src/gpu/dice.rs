@@ -12,10 +12,12 @@ use crate::error::{Error, Result};
 use crate::inputs::DicePlan;
 use crate::loss::{DiceMode, Reduction};
 
-/// Pixels per thread: must match ITEMS in shaders/dice.wgsl.
+/// Pixels per thread: `ITEMS` in shaders/dice.wgsl (checked by the test
+/// gpu::contract::shared_constants_match_the_shaders).
 pub(super) const ITEMS: usize = 8;
 
-/// Must be kept in sync with `Params` in shaders/dice.wgsl.
+/// `Params` of shaders/dice.wgsl; the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(super) struct DiceParams {
@@ -41,8 +43,9 @@ pub(super) struct DiceParams {
     pub(super) coef_at: u32,
 }
 
-/// The shader's `activation`: 0 none (probabilities), 1 sigmoid, 2 softmax
-/// over the classes (multiclass).
+/// The shader's `activation`: 0 none (probabilities), 1 `SIGMOID`, 2
+/// `SOFTMAX` over the classes (multiclass); the test
+/// gpu::contract::loss_ids_match_the_shaders checks the constants.
 pub(super) fn activation_id(from_logits: bool, mode: DiceMode) -> u32 {
     match (from_logits, mode) {
         (false, _) => 0,

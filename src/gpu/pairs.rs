@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 use crate::inputs::PairsPlan;
 use crate::loss::Reduction;
 
-/// Must be kept in sync with `Params` in shaders/pairs.wgsl.
+/// `Params` of shaders/pairs.wgsl; the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(super) struct PairsParams {
@@ -33,7 +34,8 @@ pub(super) struct PairsParams {
     pub(super) _pad: [u32; 2],
 }
 
-/// The shader's LOSS override constant.
+/// The shader's LOSS override constant: its `const <NAME>` (the test
+/// gpu::contract::loss_ids_match_the_shaders checks it).
 pub(super) fn loss_id(loss: &Pairs) -> u32 {
     match loss {
         Pairs::CosineEmbedding { .. } => 0,
@@ -41,7 +43,8 @@ pub(super) fn loss_id(loss: &Pairs) -> u32 {
     }
 }
 
-/// The norm selector of the shader: 0 general p, 1, 2, 3 = inf.
+/// The norm selector of the shader: 0 general p, 1, 2, 3 = inf (its `NORM_*`
+/// constants, checked by the test gpu::contract::loss_ids_match_the_shaders).
 pub(super) fn norm_id(p: f32) -> u32 {
     if p == 1.0 {
         1

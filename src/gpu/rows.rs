@@ -22,7 +22,8 @@ const WIDE_MIN_CLASSES: usize = 2048;
 /// loop iterations in total.
 const WIDE_MIN_CLASSES_STRIDED: usize = 16_384;
 
-/// Must be kept in sync with `Params` in shaders/rows.wgsl.
+/// `Params` of shaders/rows.wgsl; the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(super) struct RowsParams {
@@ -44,7 +45,9 @@ pub(super) struct RowsParams {
     pub(super) divisor: f32,
 }
 
-/// The shader's LOSS override constant, label smoothing and gamma.
+/// The shader's LOSS override constant, label smoothing and gamma. The id is
+/// the shader's `const <NAME>`, `<NAME>_PROB` for probability targets (the
+/// test gpu::contract::loss_ids_match_the_shaders checks it).
 pub(super) fn loss_id(loss: &Rows, prob_target: bool) -> (u32, f32, f32) {
     match loss {
         Rows::CrossEntropy {
