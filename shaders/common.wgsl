@@ -6,6 +6,9 @@
 // log-sum-exp dominated by one class). `ln` and `log1p` therefore use a series
 // there and the built-in only outside that range.
 
+// Invocations per workgroup, `WG` in src/gpu/plan.rs; every kernel's
+// @workgroup_size repeats it (both checked by the test
+// gpu::contract::shared_constants_match_the_shaders).
 const WG: u32 = 256u;
 const LN2: f32 = 0.6931471805599453;
 

@@ -3,7 +3,8 @@
 // Each workgroup copies one block of WG * ITEMS vec4s, its threads striding
 // by WG so that neighbouring threads touch neighbouring addresses.
 //
-// Params must be kept in sync with `CopyParams` in src/bench.rs.
+// Params is `CopyParams` in src/bench.rs; the test
+// gpu::contract::params_match_the_shaders checks that they agree.
 struct Params {
     n4: u32,
     groups_x: u32,
@@ -15,6 +16,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> params: Params;
 
+// As src/bench.rs sizes its grid (checked by the test
+// gpu::contract::shared_constants_match_the_shaders).
 const ITEMS: u32 = 4u;
 
 @compute @workgroup_size(256)

@@ -13,7 +13,8 @@
 // and writes d loss / d input: per probability
 // (d/dΣp + d/dΣ|p − t| · sign(p − t)) · mask, then through the activation.
 //
-// Params must be kept in sync with `DiceParams` in src/gpu/dice.rs.
+// Params is `DiceParams` in src/gpu/dice.rs; the test
+// gpu::contract::params_match_the_shaders checks that they agree.
 struct Params {
     // Pixels of this slice: entries * inner (dims 0 and 2 of (N, C, inner)).
     pixels: u32,
@@ -59,6 +60,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
+// Pixels per thread of `main`, as src/gpu/dice.rs sizes its grid, and the
+// `activation` values of `activation_id` there (checked by the tests
+// gpu::contract::shared_constants_match_the_shaders and
+// gpu::contract::loss_ids_match_the_shaders).
 const ITEMS: u32 = 8u;
 const SIGMOID: u32 = 1u;
 const SOFTMAX: u32 = 2u;

@@ -2,7 +2,8 @@
 // partials and applies the reduction. Writes the value, and where the output
 // has room the loss sum and the denominator after it (for mergeable partials).
 //
-// Params must be kept in sync with `FinalizeParams` in src/gpu/mod.rs.
+// Params is `FinalizeParams` in src/gpu/plan.rs; the test
+// gpu::contract::params_match_the_shaders checks that they agree.
 struct Params {
     count: u32,
     // 0: sum; 1: sum / summed denominator; 2: sum / divisor.

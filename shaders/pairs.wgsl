@@ -12,7 +12,8 @@
 // of every tensor, the row's upstream scaled by the reduction times the row's
 // derivative (rows are independent: no second pass).
 //
-// Params must be kept in sync with `PairsParams` in src/gpu/pairs.rs.
+// Params is `PairsParams` in src/gpu/pairs.rs; the test
+// gpu::contract::params_match_the_shaders checks that they agree.
 struct Params {
     rows: u32,
     dim: u32,
@@ -37,8 +38,8 @@ struct Params {
     // cosine_embedding's 1e-12, as a value the compiler cannot fold into the
     // compensated sums (it simplifies (s - (s + c)) + c to 0 for a constant c).
     cos_eps: f32,
+    _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 // cosine_embedding: input = x1, second = x2, third = labels (one per row).
@@ -57,7 +58,8 @@ struct Params {
 
 override GRAD: bool = false;
 
-// Loss ids: must match `loss_id` in src/gpu/pairs.rs.
+// Loss ids and norm selectors, as `loss_id` and `norm_id` in src/gpu/pairs.rs
+// give them (checked by the test gpu::contract::loss_ids_match_the_shaders).
 override LOSS: u32 = 0u;
 const COSINE_EMBEDDING: u32 = 0u;
 const TRIPLET_MARGIN: u32 = 1u;

@@ -7,7 +7,8 @@
 // With GRAD the same pass also writes each element's gradient, read from the
 // same loads: g * w * dloss/dx, g being the upstream scaled by the reduction.
 //
-// Params must be kept in sync with `PointParams` in src/gpu/pointwise.rs.
+// Params is `PointParams` in src/gpu/plan.rs (p0..p3 its `p`); the test
+// gpu::contract::params_match_the_shaders checks that they agree.
 struct Params {
     n: u32,
     // Elements per target value: Q for quantile with a list, else 1.
@@ -56,7 +57,8 @@ struct Params {
 
 override GRAD: bool = false;
 
-// Loss ids: must match `loss_id` in src/gpu/pointwise.rs.
+// Loss ids, as `loss_id` in src/gpu/pointwise.rs gives them (checked by the
+// test gpu::contract::loss_ids_match_the_shaders).
 override LOSS: u32 = 0u;
 const MSE: u32 = 0u;
 const L1: u32 = 1u;
@@ -460,7 +462,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 }
 
-// Elements per thread of the weight pre-pass: must match ITEMS in src/gpu/pointwise.rs.
+// Elements per thread of the weight pre-pass, as src/gpu/pointwise.rs sizes
+// its grid (checked by the test gpu::contract::shared_constants_match_the_shaders).
 const ITEMS: u32 = 8u;
 
 // Pre-pass of a weighted mean's gradient: per-workgroup sums of the weight.

@@ -21,7 +21,8 @@
 // also stops every shader invocation after 65 535 loop iterations in total, so
 // no thread may loop over a 10^5-class row.)
 //
-// Params must be kept in sync with `RowsParams` in src/gpu/rows.rs.
+// Params is `RowsParams` in src/gpu/rows.rs; the test
+// gpu::contract::params_match_the_shaders checks that they agree.
 struct Params {
     rows: u32,
     classes: u32,
@@ -60,7 +61,8 @@ struct Params {
 
 override GRAD: bool = false;
 
-// Loss ids: must match `loss_id` in src/gpu/rows.rs.
+// Loss ids, as `loss_id` in src/gpu/rows.rs gives them (checked by the test
+// gpu::contract::loss_ids_match_the_shaders).
 override LOSS: u32 = 0u;
 const CROSS_ENTROPY: u32 = 0u;
 const CROSS_ENTROPY_PROB: u32 = 1u;

@@ -16,16 +16,18 @@ use crate::inputs::Upstream;
 use crate::loss::{Loss, Reduction};
 use crate::synthetic;
 
-/// vec4s per thread: must match ITEMS in shaders/copy.wgsl.
-const COPY_ITEMS: usize = 4;
+/// vec4s per thread: `ITEMS` in shaders/copy.wgsl (checked by the test
+/// gpu::contract::shared_constants_match_the_shaders).
+pub(crate) const COPY_ITEMS: usize = 4;
 
-/// Must be kept in sync with `Params` in shaders/copy.wgsl.
+/// `Params` of shaders/copy.wgsl; the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct CopyParams {
-    n4: u32,
-    groups_x: u32,
-    _pad: [u32; 2],
+pub(crate) struct CopyParams {
+    pub(crate) n4: u32,
+    pub(crate) groups_x: u32,
+    pub(crate) _pad: [u32; 2],
 }
 
 /// Elements of a round-trip call: what users of small batches send.

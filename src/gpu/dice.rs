@@ -12,33 +12,46 @@ use crate::error::{Error, Result};
 use crate::inputs::DicePlan;
 use crate::loss::{DiceMode, Reduction};
 
-/// Pixels per thread: must match ITEMS in shaders/dice.wgsl.
-const ITEMS: usize = 8;
+/// Pixels per thread: `ITEMS` in shaders/dice.wgsl (checked by the test
+/// gpu::contract::shared_constants_match_the_shaders).
+pub(super) const ITEMS: usize = 8;
 
-/// Must be kept in sync with `Params` in shaders/dice.wgsl.
+/// `Params` of shaders/dice.wgsl; the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct DiceParams {
-    pixels: u32,
-    classes: u32,
-    inner: u32,
-    groups_x: u32,
-    groups: u32,
-    class_target: u32,
-    activation: u32,
-    has_ignore: u32,
-    ignore: f32,
-    ignore_class: i32,
-    smoothing: f32,
-    eps: f32,
-    log_loss: u32,
-    mean: u32,
-    write_items: u32,
-    skip: u32,
-    target_skip: u32,
-    partial_base: u32,
-    grad: u32,
-    coef_at: u32,
+pub(super) struct DiceParams {
+    pub(super) pixels: u32,
+    pub(super) classes: u32,
+    pub(super) inner: u32,
+    pub(super) groups_x: u32,
+    pub(super) groups: u32,
+    pub(super) class_target: u32,
+    pub(super) activation: u32,
+    pub(super) has_ignore: u32,
+    pub(super) ignore: f32,
+    pub(super) ignore_class: i32,
+    pub(super) smoothing: f32,
+    pub(super) eps: f32,
+    pub(super) log_loss: u32,
+    pub(super) mean: u32,
+    pub(super) write_items: u32,
+    pub(super) skip: u32,
+    pub(super) target_skip: u32,
+    pub(super) partial_base: u32,
+    pub(super) grad: u32,
+    pub(super) coef_at: u32,
+}
+
+/// The shader's `activation`: 0 none (probabilities), 1 `SIGMOID`, 2
+/// `SOFTMAX` over the classes (multiclass); the test
+/// gpu::contract::loss_ids_match_the_shaders checks the constants.
+pub(super) fn activation_id(from_logits: bool, mode: DiceMode) -> u32 {
+    match (from_logits, mode) {
+        (false, _) => 0,
+        (true, DiceMode::Multiclass) => 2,
+        (true, _) => 1,
+    }
 }
 
 /// Pass 1 runs once per slice of whole batch entries (the same entries of the
@@ -75,11 +88,7 @@ pub(super) fn schedule(
     // Multiclass targets are class indices of shape (N, inner), the others
     // floats of the input's shape.
     let class_target = *mode == DiceMode::Multiclass;
-    let activation = match (from_logits, mode) {
-        (false, _) => 0,
-        (true, DiceMode::Multiclass) => 2,
-        (true, _) => 1,
-    };
+    let activation = activation_id(*from_logits, *mode);
     let (classes, inner) = (plan.classes, plan.inner);
     let entry = classes * inner;
     let step = units_per_slice(entry, plan.batch, limit).ok_or(Error::TooLarge {

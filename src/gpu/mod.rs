@@ -1,6 +1,8 @@
 //! The GPU path: each family records its passes; `Context::evaluate` uploads
 //! the inputs, submits once and reads back the scalar or the items.
 
+#[cfg(test)]
+mod contract;
 mod dice;
 pub(crate) mod evaluator;
 mod pairs;

@@ -12,29 +12,40 @@ use crate::error::{Error, Result};
 use crate::inputs::PairsPlan;
 use crate::loss::Reduction;
 
-/// Must be kept in sync with `Params` in shaders/pairs.wgsl.
+/// `Params` of shaders/pairs.wgsl; the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct PairsParams {
-    rows: u32,
-    dim: u32,
-    write_items: u32,
-    groups_x: u32,
-    flag: u32,
-    norm: u32,
-    margin: f32,
-    p: f32,
-    eps: f32,
-    skip: u32,
-    row_skip: u32,
-    partial_base: u32,
-    divisor: f32,
-    cos_eps: f32,
-    _pad: [u32; 2],
+pub(super) struct PairsParams {
+    pub(super) rows: u32,
+    pub(super) dim: u32,
+    pub(super) write_items: u32,
+    pub(super) groups_x: u32,
+    pub(super) flag: u32,
+    pub(super) norm: u32,
+    pub(super) margin: f32,
+    pub(super) p: f32,
+    pub(super) eps: f32,
+    pub(super) skip: u32,
+    pub(super) row_skip: u32,
+    pub(super) partial_base: u32,
+    pub(super) divisor: f32,
+    pub(super) cos_eps: f32,
+    pub(super) _pad: [u32; 2],
 }
 
-/// The norm selector of the shader: 0 general p, 1, 2, 3 = inf.
-fn norm_id(p: f32) -> u32 {
+/// The shader's LOSS override constant: its `const <NAME>` (the test
+/// gpu::contract::loss_ids_match_the_shaders checks it).
+pub(super) fn loss_id(loss: &Pairs) -> u32 {
+    match loss {
+        Pairs::CosineEmbedding { .. } => 0,
+        Pairs::TripletMargin { .. } => 1,
+    }
+}
+
+/// The norm selector of the shader: 0 general p, 1, 2, 3 = inf (its `NORM_*`
+/// constants, checked by the test gpu::contract::loss_ids_match_the_shaders).
+pub(super) fn norm_id(p: f32) -> u32 {
     if p == 1.0 {
         1
     } else if p == 2.0 {
@@ -62,7 +73,7 @@ pub(super) fn schedule(
     let loss = &plan.loss;
     // The third binding holds cosine_embedding's labels (one per row) or
     // triplet_margin's negatives (rows like the others).
-    let (id, second, third, labels, flag, norm, margin, p, eps) = match loss {
+    let (second, third, labels, flag, norm, margin, p, eps) = match loss {
         Pairs::CosineEmbedding { margin } => {
             let labels = if plan.labels {
                 Role::Labels
@@ -70,7 +81,7 @@ pub(super) fn schedule(
                 Role::Absent
             };
             let flag = plan.labels as u32;
-            (0, Wrt::Target, None, labels, flag, 0, *margin, 0.0, 0.0)
+            (Wrt::Target, None, labels, flag, 0, *margin, 0.0, 0.0)
         }
         Pairs::TripletMargin {
             margin,
@@ -78,7 +89,6 @@ pub(super) fn schedule(
             eps,
             swap,
         } => (
-            1,
             Wrt::Positive,
             Some(Wrt::Negative),
             Role::Absent,
@@ -99,7 +109,7 @@ pub(super) fn schedule(
         Reduction::Mean => plan.rows as f32,
         _ => 1.0,
     };
-    let mut constants = vec![("LOSS", id as f64)];
+    let mut constants = vec![("LOSS", loss_id(loss) as f64)];
     if grad {
         constants.push(("GRAD", 1.0));
     }

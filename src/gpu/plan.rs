@@ -12,7 +12,9 @@ use crate::context::{Kernel, FINALIZE, POINTWISE};
 use crate::device::{BufferView, GradViews};
 use crate::loss::{Reduction, TensorName};
 
-/// Invocations per workgroup of every kernel: `WG` in shaders/common.wgsl.
+/// Invocations per workgroup of every kernel: `WG` in shaders/common.wgsl
+/// and every `@workgroup_size` (the test
+/// gpu::contract::shared_constants_match_the_shaders checks them).
 pub(crate) const WG: usize = 256;
 /// Workgroups per grid dimension.
 const MAX_GROUPS: usize = 65_535;
@@ -128,14 +130,15 @@ pub(crate) struct Schedule {
     pub output_len: usize,
 }
 
-/// Must be kept in sync with `Params` in shaders/finalize.wgsl.
+/// `Params` of shaders/finalize.wgsl; the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct FinalizeParams {
-    count: u32,
-    mode: u32,
-    divisor: f32,
-    _pad: u32,
+pub(super) struct FinalizeParams {
+    pub(super) count: u32,
+    pub(super) mode: u32,
+    pub(super) divisor: f32,
+    pub(super) _pad: u32,
 }
 
 /// The pass that sums `count` (loss, denominator) partials from the scratch
@@ -208,7 +211,8 @@ pub(crate) fn ignore_i32(ignore_index: i64) -> i32 {
     i32::try_from(ignore_index).unwrap_or(i32::MIN)
 }
 
-/// Must be kept in sync with `Params` in shaders/pointwise.wgsl.
+/// `Params` of shaders/pointwise.wgsl (`p` is its p0..p3); the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct PointParams {

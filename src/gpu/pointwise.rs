@@ -12,9 +12,10 @@ use crate::error::{Error, Result};
 use crate::inputs::{Broadcast, PointPlan};
 use crate::loss::Reduction;
 
-/// Elements per thread of the weight pre-pass: must match ITEMS in
-/// shaders/pointwise.wgsl.
-const ITEMS: usize = 8;
+/// Elements per thread of the weight pre-pass: `ITEMS` in
+/// shaders/pointwise.wgsl (checked by the test
+/// gpu::contract::shared_constants_match_the_shaders).
+pub(super) const ITEMS: usize = 8;
 /// Elements per thread of the map pass, at least: enough to keep the threads
 /// busy between workgroup reductions.
 const MIN_ITEMS: usize = 8;
@@ -31,7 +32,9 @@ fn per_thread(n: usize, groups_wanted: usize) -> usize {
 }
 
 /// The shader's LOSS override constant and scalar parameters for each loss.
-fn loss_id(loss: &Pointwise) -> (u32, [f32; 4]) {
+/// The id is the shader's `const <NAME>` (the test
+/// gpu::contract::loss_ids_match_the_shaders checks it).
+pub(super) fn loss_id(loss: &Pointwise) -> (u32, [f32; 4]) {
     match loss {
         Pointwise::Mse => (0, [0.0; 4]),
         Pointwise::L1 => (1, [0.0; 4]),

@@ -22,30 +22,33 @@ const WIDE_MIN_CLASSES: usize = 2048;
 /// loop iterations in total.
 const WIDE_MIN_CLASSES_STRIDED: usize = 16_384;
 
-/// Must be kept in sync with `Params` in shaders/rows.wgsl.
+/// `Params` of shaders/rows.wgsl; the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-struct RowsParams {
-    rows: u32,
-    classes: u32,
-    inner: u32,
-    has_weight: u32,
-    write_items: u32,
-    groups_x: u32,
-    eps: f32,
-    gamma: f32,
-    ignore: i32,
-    x_skip: u32,
-    t_skip: u32,
-    o_skip: u32,
-    partial_base: u32,
-    scale_mode: u32,
-    d_at: u32,
-    divisor: f32,
+pub(super) struct RowsParams {
+    pub(super) rows: u32,
+    pub(super) classes: u32,
+    pub(super) inner: u32,
+    pub(super) has_weight: u32,
+    pub(super) write_items: u32,
+    pub(super) groups_x: u32,
+    pub(super) eps: f32,
+    pub(super) gamma: f32,
+    pub(super) ignore: i32,
+    pub(super) x_skip: u32,
+    pub(super) t_skip: u32,
+    pub(super) o_skip: u32,
+    pub(super) partial_base: u32,
+    pub(super) scale_mode: u32,
+    pub(super) d_at: u32,
+    pub(super) divisor: f32,
 }
 
-/// The shader's LOSS override constant, label smoothing and gamma.
-fn loss_id(loss: &Rows, prob_target: bool) -> (u32, f32, f32) {
+/// The shader's LOSS override constant, label smoothing and gamma. The id is
+/// the shader's `const <NAME>`, `<NAME>_PROB` for probability targets (the
+/// test gpu::contract::loss_ids_match_the_shaders checks it).
+pub(super) fn loss_id(loss: &Rows, prob_target: bool) -> (u32, f32, f32) {
     match loss {
         Rows::CrossEntropy {
             label_smoothing, ..

@@ -1,0 +1,647 @@
+//! The contract between the WGSL kernels and the host, checked by parsing
+//! every kernel with naga: a drift on either side fails `cargo test` with the
+//! member, constant or binding named, instead of a wrong result on a GPU.
+//!
+//! What must agree:
+//! - each kernel's `Params` (the type of its uniform) and the Rust struct
+//!   whose bytes are uploaded into it: member names, offsets, scalar types and
+//!   the total size. Mapping rule: a Rust scalar field `x` matches the WGSL
+//!   member `x`; a Rust array field `x: [T; N]` matches the N WGSL members
+//!   `x0 .. x{N-1}`, element k at the array's offset plus k elements. WGSL
+//!   members must be scalars (u32, i32, f32).
+//! - the LOSS override value each family's `loss_id` gives every catalog loss
+//!   and the shader's `const <NAME>: u32`, NAME being the catalog name upper
+//!   cased (cross_entropy with probability targets: `<NAME>_PROB`); likewise
+//!   the pairs norm and dice activation selectors.
+//! - the per-thread counts (`ITEMS`) and the workgroup size (`WG`, and every
+//!   entry point's `@workgroup_size`).
+//! - the bindings: `Kernel::reads` read-only storage buffers at 0.., then
+//!   `writes` read-write ones, then the uniform, all in group 0 (the layout
+//!   `Context::layout` builds).
+//!
+//! `every_kernel_translates_for_every_backend` also runs each kernel through
+//! naga's validator and its SPIR-V, MSL, HLSL and GLSL writers (Vulkan,
+//! Metal, DX12, GL) for every entry point and override value the host uses,
+//! so a shader that only one backend accepts, or an override value that
+//! does not evaluate, fails here rather than on the machine that has that
+//! backend. (naga 30 does not flag a workgroup barrier reached, through
+//! `reduce_wg`, under a non-uniform branch: that stays with review.)
+
+use std::mem::{offset_of, size_of};
+
+use naga::{
+    AddressSpace, Expression, Literal, Module, Scalar, ScalarKind, StorageAccess, TypeInner,
+};
+
+use super::dice::{self, DiceParams};
+use super::pairs::{self, PairsParams};
+use super::plan::{FinalizeParams, PointParams, WG};
+use super::pointwise;
+use super::rows::{self, RowsParams};
+use crate::bench::{CopyParams, COPY_ITEMS};
+use crate::context::{Kernel, COPY, DICE, FINALIZE, PAIRS, POINTWISE, ROWS};
+use crate::loss::{DiceMode, Loss, TargetKind, CATALOG};
+
+const KERNELS: [(&str, &Kernel); 6] = [
+    ("POINTWISE", &POINTWISE),
+    ("ROWS", &ROWS),
+    ("PAIRS", &PAIRS),
+    ("DICE", &DICE),
+    ("FINALIZE", &FINALIZE),
+    ("COPY", &COPY),
+];
+
+fn file(kernel: &Kernel) -> String {
+    format!("shaders/{}.wgsl", kernel.name)
+}
+
+/// The kernel's source as the host compiles it (common.wgsl and the family's
+/// file), parsed.
+fn parse(kernel: &Kernel) -> Module {
+    naga::front::wgsl::parse_str(kernel.source).unwrap_or_else(|e| {
+        panic!(
+            "{}: {}",
+            file(kernel),
+            e.emit_to_string_with_path(kernel.source, &file(kernel))
+        )
+    })
+}
+
+/// Panics with every problem found, one a line.
+fn report(problems: Vec<String>) {
+    assert!(
+        problems.is_empty(),
+        "{} contract problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+fn scalar_name(s: Scalar) -> String {
+    match s.kind {
+        ScalarKind::Uint => format!("u{}", 8 * s.width),
+        ScalarKind::Sint => format!("i{}", 8 * s.width),
+        ScalarKind::Float => format!("f{}", 8 * s.width),
+        _ => format!("{s:?}"),
+    }
+}
+
+/// A Rust field type that may cross into a uniform: a 4-byte scalar, or an
+/// array of them (`ELEMENTS`: `None` for a scalar).
+trait Member {
+    const SCALAR: Scalar;
+    const ELEMENTS: Option<usize>;
+}
+
+trait Word {
+    const SCALAR: Scalar;
+}
+
+impl Word for u32 {
+    const SCALAR: Scalar = Scalar::U32;
+}
+impl Word for i32 {
+    const SCALAR: Scalar = Scalar::I32;
+}
+impl Word for f32 {
+    const SCALAR: Scalar = Scalar::F32;
+}
+
+impl<T: Word> Member for T {
+    const SCALAR: Scalar = T::SCALAR;
+    const ELEMENTS: Option<usize> = None;
+}
+impl<T: Word, const N: usize> Member for [T; N] {
+    const SCALAR: Scalar = T::SCALAR;
+    const ELEMENTS: Option<usize> = Some(N);
+}
+
+/// The type of the field `get` reads, inferred so that the field list of
+/// `rust_struct!` need not repeat it.
+fn member<S, T: Member>(_get: fn(&S) -> &T) -> (Scalar, Option<usize>) {
+    (T::SCALAR, T::ELEMENTS)
+}
+
+struct RustField {
+    name: &'static str,
+    offset: usize,
+    scalar: Scalar,
+    elements: Option<usize>,
+}
+
+struct RustStruct {
+    name: &'static str,
+    size: usize,
+    fields: Vec<RustField>,
+}
+
+/// A `#[repr(C)]` struct's fields with their offsets and types. The list
+/// must name every field: the struct literal below does not compile
+/// otherwise ("missing field"), so a field added or renamed in the struct
+/// fails the build of this test until the list follows it (and then the
+/// comparison with the shader tells whether the WGSL followed too).
+macro_rules! rust_struct {
+    ($s:ident { $($f:ident),* $(,)? }) => {{
+        let _exhaustive = || $s { $($f: bytemuck::Zeroable::zeroed()),* };
+        RustStruct {
+            name: stringify!($s),
+            size: size_of::<$s>(),
+            fields: vec![$({
+                let (scalar, elements) = member(|p: &$s| &p.$f);
+                RustField { name: stringify!($f), offset: offset_of!($s, $f), scalar, elements }
+            }),*],
+        }
+    }};
+}
+
+/// One scalar slot of a Rust struct under the mapping rule: its WGSL name,
+/// how the Rust side spells it, its offset and type.
+struct Slot {
+    wgsl: String,
+    rust: String,
+    offset: usize,
+    scalar: Scalar,
+}
+
+fn slots(s: &RustStruct) -> Vec<Slot> {
+    let mut out = Vec::new();
+    for f in &s.fields {
+        match f.elements {
+            None => out.push(Slot {
+                wgsl: f.name.to_string(),
+                rust: format!("{}.{}", s.name, f.name),
+                offset: f.offset,
+                scalar: f.scalar,
+            }),
+            Some(n) => out.extend((0..n).map(|k| Slot {
+                wgsl: format!("{}{k}", f.name),
+                rust: format!("{}.{}[{k}]", s.name, f.name),
+                offset: f.offset + k * f.scalar.width as usize,
+                scalar: f.scalar,
+            })),
+        }
+    }
+    out
+}
+
+/// The type the kernel's uniform is declared with.
+fn uniform_type(module: &Module) -> Option<&naga::Type> {
+    module
+        .global_variables
+        .iter()
+        .find(|(_, g)| g.space == AddressSpace::Uniform)
+        .map(|(_, g)| &module.types[g.ty])
+}
+
+fn compare_params(kernel: &Kernel, rust: &RustStruct, problems: &mut Vec<String>) {
+    let module = parse(kernel);
+    let file = file(kernel);
+    let Some(ty) = uniform_type(&module) else {
+        problems.push(format!("{file} declares no uniform for {}", rust.name));
+        return;
+    };
+    let wgsl_name = format!("{file} {}", ty.name.as_deref().unwrap_or("(unnamed)"));
+    let TypeInner::Struct { members, span } = &ty.inner else {
+        problems.push(format!("{wgsl_name} is not a struct"));
+        return;
+    };
+    // name -> (offset, scalar); a non-scalar member is a problem of its own.
+    let mut wgsl = Vec::new();
+    for m in members {
+        let name = m.name.clone().unwrap_or_default();
+        match module.types[m.ty].inner {
+            TypeInner::Scalar(s) => wgsl.push((name, m.offset as usize, s)),
+            ref other => problems.push(format!(
+                "{wgsl_name}.{name} is {other:?}: the contract maps only scalar members"
+            )),
+        }
+    }
+    let rust_slots = slots(rust);
+    for slot in &rust_slots {
+        match wgsl.iter().find(|(n, _, _)| *n == slot.wgsl) {
+            None => problems.push(format!(
+                "{} at {} has no member `{}` in {wgsl_name}",
+                slot.rust, slot.offset, slot.wgsl
+            )),
+            Some((n, offset, scalar)) => {
+                if *offset != slot.offset {
+                    problems.push(format!(
+                        "{wgsl_name}.{n} at {offset}, {} at {}",
+                        slot.rust, slot.offset
+                    ));
+                }
+                if *scalar != slot.scalar {
+                    problems.push(format!(
+                        "{wgsl_name}.{n} is {}, {} is {}",
+                        scalar_name(*scalar),
+                        slot.rust,
+                        scalar_name(slot.scalar)
+                    ));
+                }
+            }
+        }
+    }
+    for (n, offset, _) in &wgsl {
+        if !rust_slots.iter().any(|s| s.wgsl == *n) {
+            problems.push(format!(
+                "{wgsl_name}.{n} at {offset} has no field in {}",
+                rust.name
+            ));
+        }
+    }
+    if *span as usize != rust.size {
+        problems.push(format!(
+            "{wgsl_name} is {span} bytes, {} is {}",
+            rust.name, rust.size
+        ));
+    }
+}
+
+#[test]
+fn params_match_the_shaders() {
+    let mut problems = Vec::new();
+    #[rustfmt::skip]
+    let pairs = [
+        (&POINTWISE, rust_struct!(PointParams {
+            n, per_target, w_inner, w_len, a_inner, a_len, write_items, groups_x, base,
+            partial_base, w_sliced, a_sliced, p, scale_mode, d_at, divisor, repeat, per_thread,
+            _pad,
+        })),
+        (&ROWS, rust_struct!(RowsParams {
+            rows, classes, inner, has_weight, write_items, groups_x, eps, gamma, ignore, x_skip,
+            t_skip, o_skip, partial_base, scale_mode, d_at, divisor,
+        })),
+        (&PAIRS, rust_struct!(PairsParams {
+            rows, dim, write_items, groups_x, flag, norm, margin, p, eps, skip, row_skip,
+            partial_base, divisor, cos_eps, _pad,
+        })),
+        (&DICE, rust_struct!(DiceParams {
+            pixels, classes, inner, groups_x, groups, class_target, activation, has_ignore,
+            ignore, ignore_class, smoothing, eps, log_loss, mean, write_items, skip, target_skip,
+            partial_base, grad, coef_at,
+        })),
+        (&FINALIZE, rust_struct!(FinalizeParams { count, mode, divisor, _pad })),
+        (&COPY, rust_struct!(CopyParams { n4, groups_x, _pad })),
+    ];
+    for (kernel, rust) in &pairs {
+        compare_params(kernel, rust, &mut problems);
+    }
+    report(problems);
+}
+
+/// The value of `const <name>: u32` (or i32, or an abstract integer) in the
+/// module, if it declares one.
+fn const_int(module: &Module, name: &str) -> Option<i64> {
+    let (_, c) = module
+        .constants
+        .iter()
+        .find(|(_, c)| c.name.as_deref() == Some(name))?;
+    match module.global_expressions[c.init] {
+        Expression::Literal(Literal::U32(v)) => Some(v.into()),
+        Expression::Literal(Literal::I32(v)) => Some(v.into()),
+        Expression::Literal(Literal::AbstractInt(v)) => Some(v),
+        ref other => panic!("const {name} is {other:?}, not an integer literal"),
+    }
+}
+
+/// Checks that the kernel declares `const <name>` with the host's `value`.
+fn expect_const(
+    kernel: &Kernel,
+    module: &Module,
+    name: &str,
+    value: i64,
+    rust: &str,
+    problems: &mut Vec<String>,
+) {
+    match const_int(module, name) {
+        None => problems.push(format!(
+            "{} declares no const {name}; {rust} is {value}",
+            file(kernel)
+        )),
+        Some(v) if v != value => problems.push(format!(
+            "{} const {name} = {v}, {rust} is {value}",
+            file(kernel)
+        )),
+        Some(_) => {}
+    }
+}
+
+#[test]
+fn loss_ids_match_the_shaders() {
+    let mut problems = Vec::new();
+    let modules: Vec<Module> = [&POINTWISE, &ROWS, &PAIRS].into_iter().map(parse).collect();
+    let [point_m, rows_m, pairs_m] = &modules[..] else {
+        unreachable!()
+    };
+    let mut ids: [Vec<(u32, String)>; 3] = Default::default();
+    for entry in CATALOG {
+        let name = entry.name.to_uppercase();
+        match (entry.default)() {
+            Loss::Pointwise(l) => {
+                let id = pointwise::loss_id(&l).0;
+                let rust = format!("pointwise::loss_id({})", entry.name);
+                expect_const(&POINTWISE, point_m, &name, id.into(), &rust, &mut problems);
+                ids[0].push((id, rust));
+            }
+            Loss::Rows(l) => {
+                let id = rows::loss_id(&l, false).0;
+                let rust = format!("rows::loss_id({}, class targets)", entry.name);
+                expect_const(&ROWS, rows_m, &name, id.into(), &rust, &mut problems);
+                ids[1].push((id, rust));
+                if entry.target == TargetKind::ClassesOrFloats {
+                    let id = rows::loss_id(&l, true).0;
+                    let rust = format!("rows::loss_id({}, probability targets)", entry.name);
+                    let name = format!("{name}_PROB");
+                    expect_const(&ROWS, rows_m, &name, id.into(), &rust, &mut problems);
+                    ids[1].push((id, rust));
+                }
+            }
+            Loss::Pairs(l) => {
+                let id = pairs::loss_id(&l);
+                let rust = format!("pairs::loss_id({})", entry.name);
+                expect_const(&PAIRS, pairs_m, &name, id.into(), &rust, &mut problems);
+                ids[2].push((id, rust));
+            }
+            // One shader, no LOSS override: its selectors are checked below.
+            Loss::Dice(_) => {}
+        }
+    }
+    // Two losses of a family on one id would run one loss's formula for both.
+    for family in &ids {
+        for (i, (id, rust)) in family.iter().enumerate() {
+            for (other, other_rust) in &family[i + 1..] {
+                if id == other {
+                    problems.push(format!("{rust} and {other_rust} are both {id}"));
+                }
+            }
+        }
+    }
+
+    for (p, name) in [
+        (3.0, "NORM_P"),
+        (1.0, "NORM_1"),
+        (2.0, "NORM_2"),
+        (f32::INFINITY, "NORM_INF"),
+    ] {
+        let rust = format!("pairs::norm_id({p})");
+        expect_const(
+            &PAIRS,
+            pairs_m,
+            name,
+            pairs::norm_id(p).into(),
+            &rust,
+            &mut problems,
+        );
+    }
+    let dice_m = parse(&DICE);
+    for (mode, name) in [
+        (DiceMode::Binary, "SIGMOID"),
+        (DiceMode::Multilabel, "SIGMOID"),
+        (DiceMode::Multiclass, "SOFTMAX"),
+    ] {
+        let rust = format!("dice::activation_id(from logits, {})", mode.name());
+        let id = dice::activation_id(true, mode);
+        expect_const(&DICE, &dice_m, name, id.into(), &rust, &mut problems);
+    }
+    report(problems);
+}
+
+#[test]
+fn shared_constants_match_the_shaders() {
+    let mut problems = Vec::new();
+    for (_, kernel) in KERNELS {
+        let module = parse(kernel);
+        // Every kernel carries common.wgsl, so WG is checked in each.
+        expect_const(kernel, &module, "WG", WG as i64, "plan::WG", &mut problems);
+        for ep in &module.entry_points {
+            if ep.workgroup_size != [WG as u32, 1, 1] {
+                problems.push(format!(
+                    "{} {} has @workgroup_size{:?}, plan::WG is {WG}",
+                    file(kernel),
+                    ep.name,
+                    ep.workgroup_size
+                ));
+            }
+        }
+    }
+    for (kernel, value, rust) in [
+        (&POINTWISE, pointwise::ITEMS, "pointwise::ITEMS"),
+        (&DICE, dice::ITEMS, "dice::ITEMS"),
+        (&COPY, COPY_ITEMS, "bench::COPY_ITEMS"),
+    ] {
+        let module = parse(kernel);
+        expect_const(kernel, &module, "ITEMS", value as i64, rust, &mut problems);
+    }
+    report(problems);
+}
+
+#[test]
+fn bindings_match_the_kernels() {
+    let mut problems = Vec::new();
+    for (name, kernel) in KERNELS {
+        let module = parse(kernel);
+        let file = file(kernel);
+        let (mut reads, mut writes, mut uniforms) = (Vec::new(), Vec::new(), Vec::new());
+        for (_, g) in module.global_variables.iter() {
+            let Some(b) = &g.binding else { continue };
+            let var = g.name.as_deref().unwrap_or("(unnamed)");
+            if b.group != 0 {
+                problems.push(format!("{file} binds {var} in group {}, not 0", b.group));
+            }
+            match g.space {
+                AddressSpace::Storage { access } if access.contains(StorageAccess::STORE) => {
+                    writes.push(b.binding)
+                }
+                AddressSpace::Storage { .. } => reads.push(b.binding),
+                AddressSpace::Uniform => uniforms.push(b.binding),
+                ref space => problems.push(format!(
+                    "{file} binds {var} in {space:?}: the host binds only storage buffers and one uniform"
+                )),
+            }
+        }
+        for v in [&mut reads, &mut writes, &mut uniforms] {
+            v.sort_unstable();
+        }
+        let (r, w) = (kernel.reads, kernel.writes);
+        let want_reads: Vec<u32> = (0..r).collect();
+        let want_writes: Vec<u32> = (r..r + w).collect();
+        if reads != want_reads {
+            problems.push(format!(
+                "{file} binds {} read-only storage buffers at {reads:?}, {name} has reads = {r} (bindings {want_reads:?})",
+                reads.len()
+            ));
+        }
+        if writes != want_writes {
+            problems.push(format!(
+                "{file} binds {} read-write storage buffers at {writes:?}, {name} has writes = {w} (bindings {want_writes:?})",
+                writes.len()
+            ));
+        }
+        if uniforms != [r + w] {
+            problems.push(format!(
+                "{file} binds uniforms at {uniforms:?}, {name} puts its params at binding {}",
+                r + w
+            ));
+        }
+    }
+    report(problems);
+}
+
+/// The LOSS values the host gives `kernel`: the id of every catalog loss of
+/// its family (both target kinds for rows).
+fn loss_values(kernel: &Kernel) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for entry in CATALOG {
+        match (kernel.name, (entry.default)()) {
+            ("pointwise", Loss::Pointwise(l)) => ids.push(pointwise::loss_id(&l).0),
+            ("rows", Loss::Rows(l)) => {
+                ids.push(rows::loss_id(&l, false).0);
+                ids.push(rows::loss_id(&l, true).0);
+            }
+            ("pairs", Loss::Pairs(l)) => ids.push(pairs::loss_id(&l)),
+            _ => {}
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Every combination of the values the host may give the module's override
+/// constants.
+fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f64)>> {
+    let mut combos = vec![vec![]];
+    for (_, o) in module.overrides.iter() {
+        // naga adds unnamed overrides for expressions of named ones (an
+        // array length such as `N / LOSS`): they follow from the named.
+        let Some(name) = o.name.clone() else { continue };
+        let values: Vec<f64> = match name.as_str() {
+            "LOSS" => loss_values(kernel).into_iter().map(f64::from).collect(),
+            "GRAD" => vec![0.0, 1.0],
+            _ => panic!(
+                "{} declares override {name}: add the values the host gives it here",
+                file(kernel)
+            ),
+        };
+        assert!(
+            !values.is_empty(),
+            "{} declares override {name}, but no catalog loss uses this kernel",
+            file(kernel)
+        );
+        let mut next = Vec::new();
+        for c in &combos {
+            for &v in &values {
+                let mut c = c.clone();
+                c.push((name.clone(), v));
+                next.push(c);
+            }
+        }
+        combos = next;
+    }
+    combos
+}
+
+/// Translates one entry point, specialised, for each backend wgpu-loss
+/// enables, at old targets wgpu still compiles for: MSL 2.0, HLSL shader
+/// model 5.1 (the FXC path), GLSL ES 3.10 (the first with compute shaders).
+fn translate(
+    module: &Module,
+    info: &naga::valid::ModuleInfo,
+    entry: &str,
+    constants: &naga::back::PipelineConstants,
+) -> Result<(), String> {
+    use naga::back::{glsl, hlsl, msl, spv};
+    use naga::ShaderStage::Compute;
+    let (module, info) = naga::back::pipeline_constants::process_overrides(
+        module,
+        info,
+        Some((Compute, entry)),
+        constants,
+    )
+    .map_err(|e| format!("overrides: {e}"))?;
+    let (module, info) = (&*module, &*info);
+
+    spv::write_vec(
+        module,
+        info,
+        &spv::Options::default(),
+        Some(&spv::PipelineOptions {
+            shader_stage: Compute,
+            entry_point: entry.to_string(),
+        }),
+    )
+    .map_err(|e| format!("SPIR-V: {e}"))?;
+
+    msl::write_string(
+        module,
+        info,
+        &msl::Options {
+            lang_version: (2, 0),
+            ..Default::default()
+        },
+        &msl::PipelineOptions {
+            entry_point: Some((Compute, entry.to_string())),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("MSL: {e}"))?;
+
+    let mut hlsl_out = String::new();
+    let hlsl_options = hlsl::Options::default();
+    let hlsl_pipeline = hlsl::PipelineOptions {
+        entry_point: Some((Compute, entry.to_string())),
+    };
+    hlsl::Writer::new(&mut hlsl_out, &hlsl_options, &hlsl_pipeline)
+        .write(module, info, None)
+        .map_err(|e| format!("HLSL: {e}"))?;
+
+    let mut glsl_out = String::new();
+    let glsl_pipeline = glsl::PipelineOptions {
+        shader_stage: Compute,
+        entry_point: entry.to_string(),
+        multiview: None,
+    };
+    glsl::Writer::new(
+        &mut glsl_out,
+        module,
+        info,
+        &glsl::Options::default(),
+        &glsl_pipeline,
+        naga::proc::BoundsCheckPolicies::default(),
+    )
+    .and_then(|mut w| w.write())
+    .map_err(|e| format!("GLSL: {e}"))?;
+    Ok(())
+}
+
+#[test]
+fn every_kernel_translates_for_every_backend() {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let mut problems = Vec::new();
+    for (_, kernel) in KERNELS {
+        let module = parse(kernel);
+        // No capabilities: the kernels ask a device for no features.
+        let info =
+            match Validator::new(ValidationFlags::all(), Capabilities::empty()).validate(&module) {
+                Ok(info) => info,
+                Err(e) => {
+                    problems.push(format!(
+                        "{}: {}",
+                        file(kernel),
+                        e.emit_to_string_with_path(kernel.source, &file(kernel))
+                    ));
+                    continue;
+                }
+            };
+        let combos = override_combinations(kernel, &module);
+        for ep in &module.entry_points {
+            for combo in &combos {
+                let constants: naga::back::PipelineConstants = combo.iter().cloned().collect();
+                if let Err(e) = translate(&module, &info, &ep.name, &constants) {
+                    problems.push(format!("{} {} {combo:?}: {e}", file(kernel), ep.name));
+                }
+            }
+        }
+    }
+    report(problems);
+}
