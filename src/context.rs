@@ -74,6 +74,8 @@ pub struct Context {
     layouts: Mutex<HashMap<(u32, u32), wgpu::BindGroupLayout>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     builds: std::sync::atomic::AtomicUsize,
+    /// Buffers, bind groups, bind group layouts and query sets created.
+    created: AtomicUsize,
     pub(crate) submits: AtomicUsize,
 }
 
@@ -192,6 +194,7 @@ impl Context {
             layouts: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             builds: Default::default(),
+            created: AtomicUsize::new(0),
             submits: AtomicUsize::new(0),
         }
     }
@@ -255,6 +258,42 @@ impl Context {
         self.submits.load(Ordering::Relaxed)
     }
 
+    /// GPU objects (buffers, bind groups, bind group layouts, query sets) the
+    /// crate has created on this context so far. Every such creation goes
+    /// through the methods below, so a steady count across calls shows that
+    /// the calls reuse what they hold. Command encoders, which wgpu cannot
+    /// reuse, and pipelines (see [`pipelines_built`](Self::pipelines_built))
+    /// are not counted.
+    pub fn gpu_objects_created(&self) -> usize {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    pub(crate) fn create_bind_group(
+        &self,
+        desc: &wgpu::BindGroupDescriptor<'_>,
+    ) -> wgpu::BindGroup {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group(desc)
+    }
+
+    pub(crate) fn create_bind_group_layout(
+        &self,
+        desc: &wgpu::BindGroupLayoutDescriptor<'_>,
+    ) -> wgpu::BindGroupLayout {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group_layout(desc)
+    }
+
+    pub(crate) fn create_query_set(&self, desc: &wgpu::QuerySetDescriptor<'_>) -> wgpu::QuerySet {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_query_set(desc)
+    }
+
     fn layout(&self, reads: u32, writes: u32) -> wgpu::BindGroupLayout {
         let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
         layouts
@@ -282,11 +321,10 @@ impl Context {
                     },
                     count: None,
                 });
-                self.device
-                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                        label: Some("wgpu-loss"),
-                        entries: &entries,
-                    })
+                self.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("wgpu-loss"),
+                    entries: &entries,
+                })
             })
             .clone()
     }

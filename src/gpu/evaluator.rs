@@ -506,14 +506,14 @@ impl Evaluator<'_> {
                     size: wgpu::BufferSize::new(step.params_len),
                 }),
             });
-            groups.push(device.create_bind_group(&wgpu::BindGroupDescriptor {
+            groups.push(self.ctx.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("wgpu-loss"),
                 layout: &step.pipeline.layout,
                 entries: &entries,
             }));
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(match inputs.foreign(&output, device) {
+            return Err(match inputs.foreign(&output, self.ctx) {
                 Some(name) => Error::Buffer {
                     name,
                     problem: "belongs to another device than this evaluator's context".into(),

@@ -76,7 +76,7 @@ impl Context {
         usage: wgpu::BufferUsages,
     ) -> wgpu::Buffer {
         let size = bytes.len().max(16).next_multiple_of(4) as u64;
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: usage | wgpu::BufferUsages::COPY_DST,
@@ -97,7 +97,7 @@ impl Context {
     }
 
     pub(crate) fn storage(&self, label: &str, floats: usize) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (floats.max(4) * 4) as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
@@ -146,12 +146,12 @@ impl Context {
         if !self.has_timestamps() {
             return None;
         }
-        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+        let queries = self.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("wgpu-loss timestamps"),
             ty: wgpu::QueryType::Timestamp,
             count: 2,
         });
-        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let resolve = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-loss timestamps"),
             size: 16,
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
@@ -189,7 +189,7 @@ impl Context {
         } else {
             bytes
         };
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-loss readback"),
             size: size.max(16),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
