@@ -296,7 +296,8 @@ impl<'a> DeviceInputs<'a> {
 #[derive(Clone, Copy, Debug)]
 pub enum DeviceUpstream<'a> {
     /// One g from the host: dL/dvalue for a reduced loss; for `none` every
-    /// item gets it. Costs one 16-byte buffer per encode.
+    /// item gets it. The evaluator keeps a 16-byte buffer for each of the
+    /// last four values it was given, so a repeated g allocates nothing.
     Scalar(f32),
     /// One value for a reduced loss, or one per item of the `none` result in
     /// its row-major order.
