@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::adapters::{AdapterFilter, Adapters, SkipReason};
 use crate::error::{Error, Result};
 
 /// A WGSL program: the shared prelude plus one family's kernels. Bindings
@@ -127,33 +128,48 @@ impl Context {
         }
     }
 
-    /// Opens every adapter that [`adapters`](Self::adapters) finds, best
-    /// first, each with its own device, to split batches across them (see
-    /// [`crate::split`]). An adapter whose device fails to open is skipped;
-    /// the call fails only if none opens.
+    /// Opens one adapter per physical device, best first, each with its own
+    /// device, to split batches across them (see [`crate::split`]): the
+    /// default [`AdapterFilter`] of [`all_with`](Self::all_with), which
+    /// tells what it left out.
     pub fn all() -> Result<Vec<Context>> {
+        Self::all_with(AdapterFilter::default()).map(|a| a.contexts)
+    }
+
+    /// Opens the adapters that [`adapters`](Self::adapters) finds and
+    /// `filter` keeps (see [`AdapterFilter::pick`]), best first, each with
+    /// its own device, and lists the others with the reason. An adapter
+    /// whose device fails to open is skipped too; the call fails only if
+    /// none opens.
+    pub fn all_with(filter: AdapterFilter) -> Result<Adapters> {
         let adapters = Self::adapters();
         if adapters.is_empty() {
             return Err(Error::NoAdapter(
                 "wgpu found no Vulkan, Metal, DX12 or GL adapter".into(),
             ));
         }
-        let mut failed = Vec::new();
-        let contexts: Vec<Context> = adapters
-            .iter()
-            .filter_map(|a| match Self::from_adapter(a) {
-                Ok(ctx) => Some(ctx),
-                Err(e) => {
-                    let info = a.get_info();
-                    failed.push(format!("{} ({:?}): {e}", info.name, info.backend));
-                    None
-                }
-            })
-            .collect();
+        let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+        let picks = filter.pick(&infos);
+        let mut contexts = Vec::new();
+        let mut skipped = Vec::new();
+        for ((adapter, info), skip) in adapters.iter().zip(infos).zip(picks) {
+            if let Some(why) = skip {
+                skipped.push((info, why));
+                continue;
+            }
+            match Self::from_adapter(adapter) {
+                Ok(ctx) => contexts.push(ctx),
+                Err(e) => skipped.push((info, SkipReason::Failed(e.to_string()))),
+            }
+        }
         if contexts.is_empty() {
+            let failed: Vec<String> = skipped
+                .iter()
+                .map(|(info, why)| format!("{} ({:?}): {why}", info.name, info.backend))
+                .collect();
             return Err(Error::Device(failed.join("; ")));
         }
-        Ok(contexts)
+        Ok(Adapters { contexts, skipped })
     }
 
     /// Opens a device on `adapter`, requesting its full limits so that large
