@@ -139,8 +139,10 @@ impl Context {
     /// Opens the adapters that [`adapters`](Self::adapters) finds and
     /// `filter` keeps (see [`AdapterFilter::pick`]), best first, each with
     /// its own device, and lists the others with the reason. An adapter
-    /// whose device fails to open is skipped too; the call fails only if
-    /// none opens.
+    /// whose device fails to open is skipped too; if every kept one fails,
+    /// the filter picks again among the rest (GL for a GPU whose Vulkan
+    /// device would not open, a CPU adapter for a GPU that would not open),
+    /// and the call fails only if none opens.
     pub fn all_with(filter: AdapterFilter) -> Result<Adapters> {
         let adapters = Self::adapters();
         if adapters.is_empty() {
@@ -149,27 +151,48 @@ impl Context {
             ));
         }
         let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
-        let picks = filter.pick(&infos);
-        let mut contexts = Vec::new();
-        let mut skipped = Vec::new();
-        for ((adapter, info), skip) in adapters.iter().zip(infos).zip(picks) {
-            if let Some(why) = skip {
-                skipped.push((info, why));
-                continue;
-            }
-            match Self::from_adapter(adapter) {
-                Ok(ctx) => contexts.push(ctx),
-                Err(e) => skipped.push((info, SkipReason::Failed(e.to_string()))),
-            }
-        }
-        if contexts.is_empty() {
-            let failed: Vec<String> = skipped
-                .iter()
-                .map(|(info, why)| format!("{} ({:?}): {why}", info.name, info.backend))
+        let mut failed: Vec<Option<String>> = vec![None; adapters.len()];
+        loop {
+            let left: Vec<usize> = (0..adapters.len())
+                .filter(|&i| failed[i].is_none())
                 .collect();
-            return Err(Error::Device(failed.join("; ")));
+            let picks = filter.pick(&left.iter().map(|&i| infos[i].clone()).collect::<Vec<_>>());
+            let mut contexts = Vec::new();
+            for (&i, pick) in left.iter().zip(&picks) {
+                if pick.is_none() {
+                    match Self::from_adapter(&adapters[i]) {
+                        Ok(ctx) => contexts.push(ctx),
+                        Err(e) => failed[i] = Some(e.to_string()),
+                    }
+                }
+            }
+            if !contexts.is_empty() {
+                let mut skipped: Vec<(usize, SkipReason)> = left
+                    .iter()
+                    .zip(picks)
+                    .filter_map(|(&i, pick)| pick.map(|why| (i, why)))
+                    .collect();
+                skipped.extend(
+                    (0..adapters.len())
+                        .filter_map(|i| failed[i].clone().map(|e| (i, SkipReason::Failed(e)))),
+                );
+                skipped.sort_by_key(|s| s.0);
+                let skipped = skipped
+                    .into_iter()
+                    .map(|(i, why)| (infos[i].clone(), why))
+                    .collect();
+                return Ok(Adapters { contexts, skipped });
+            }
+            if failed.iter().all(Option::is_some) {
+                let named: Vec<String> = (0..adapters.len())
+                    .map(|i| {
+                        let e = failed[i].as_deref().unwrap_or_default();
+                        format!("{} ({:?}): {e}", infos[i].name, infos[i].backend)
+                    })
+                    .collect();
+                return Err(Error::Device(named.join("; ")));
+            }
         }
-        Ok(Adapters { contexts, skipped })
     }
 
     /// Opens a device on `adapter`, requesting its full limits so that large
