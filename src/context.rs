@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::adapters::{AdapterFilter, Adapters, SkipReason};
 use crate::error::{Error, Result};
 
 /// A WGSL program: the shared prelude plus one family's kernels. Bindings
@@ -74,6 +75,8 @@ pub struct Context {
     layouts: Mutex<HashMap<(u32, u32), wgpu::BindGroupLayout>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     builds: std::sync::atomic::AtomicUsize,
+    /// Buffers, bind groups, bind group layouts and query sets created.
+    created: AtomicUsize,
     pub(crate) submits: AtomicUsize,
 }
 
@@ -125,33 +128,71 @@ impl Context {
         }
     }
 
-    /// Opens every adapter that [`adapters`](Self::adapters) finds, best
-    /// first, each with its own device, to split batches across them (see
-    /// [`crate::split`]). An adapter whose device fails to open is skipped;
-    /// the call fails only if none opens.
+    /// Opens one adapter per physical device, best first, each with its own
+    /// device, to split batches across them (see [`crate::split`]): the
+    /// default [`AdapterFilter`] of [`all_with`](Self::all_with), which
+    /// tells what it left out.
     pub fn all() -> Result<Vec<Context>> {
+        Self::all_with(AdapterFilter::default()).map(|a| a.contexts)
+    }
+
+    /// Opens the adapters that [`adapters`](Self::adapters) finds and
+    /// `filter` keeps (see [`AdapterFilter::pick`]), best first, each with
+    /// its own device, and lists the others with the reason. An adapter
+    /// whose device fails to open is skipped too; if every kept one fails,
+    /// the filter picks again among the rest (GL for a GPU whose Vulkan
+    /// device would not open, a CPU adapter for a GPU that would not open),
+    /// and the call fails only if none opens.
+    pub fn all_with(filter: AdapterFilter) -> Result<Adapters> {
         let adapters = Self::adapters();
         if adapters.is_empty() {
             return Err(Error::NoAdapter(
                 "wgpu found no Vulkan, Metal, DX12 or GL adapter".into(),
             ));
         }
-        let mut failed = Vec::new();
-        let contexts: Vec<Context> = adapters
-            .iter()
-            .filter_map(|a| match Self::from_adapter(a) {
-                Ok(ctx) => Some(ctx),
-                Err(e) => {
-                    let info = a.get_info();
-                    failed.push(format!("{} ({:?}): {e}", info.name, info.backend));
-                    None
+        let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+        let mut failed: Vec<Option<String>> = vec![None; adapters.len()];
+        loop {
+            let left: Vec<usize> = (0..adapters.len())
+                .filter(|&i| failed[i].is_none())
+                .collect();
+            let picks = filter.pick(&left.iter().map(|&i| infos[i].clone()).collect::<Vec<_>>());
+            let mut contexts = Vec::new();
+            for (&i, pick) in left.iter().zip(&picks) {
+                if pick.is_none() {
+                    match Self::from_adapter(&adapters[i]) {
+                        Ok(ctx) => contexts.push(ctx),
+                        Err(e) => failed[i] = Some(e.to_string()),
+                    }
                 }
-            })
-            .collect();
-        if contexts.is_empty() {
-            return Err(Error::Device(failed.join("; ")));
+            }
+            if !contexts.is_empty() {
+                let mut skipped: Vec<(usize, SkipReason)> = left
+                    .iter()
+                    .zip(picks)
+                    .filter_map(|(&i, pick)| pick.map(|why| (i, why)))
+                    .collect();
+                skipped.extend(
+                    (0..adapters.len())
+                        .filter_map(|i| failed[i].clone().map(|e| (i, SkipReason::Failed(e)))),
+                );
+                skipped.sort_by_key(|s| s.0);
+                let skipped = skipped
+                    .into_iter()
+                    .map(|(i, why)| (infos[i].clone(), why))
+                    .collect();
+                return Ok(Adapters { contexts, skipped });
+            }
+            if failed.iter().all(Option::is_some) {
+                let named: Vec<String> = (0..adapters.len())
+                    .map(|i| {
+                        let e = failed[i].as_deref().unwrap_or_default();
+                        format!("{} ({:?}): {e}", infos[i].name, infos[i].backend)
+                    })
+                    .collect();
+                return Err(Error::Device(named.join("; ")));
+            }
         }
-        Ok(contexts)
     }
 
     /// Opens a device on `adapter`, requesting its full limits so that large
@@ -192,6 +233,7 @@ impl Context {
             layouts: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             builds: Default::default(),
+            created: AtomicUsize::new(0),
             submits: AtomicUsize::new(0),
         }
     }
@@ -255,6 +297,42 @@ impl Context {
         self.submits.load(Ordering::Relaxed)
     }
 
+    /// GPU objects (buffers, bind groups, bind group layouts, query sets) the
+    /// crate has created on this context so far. Every such creation goes
+    /// through the methods below, so a steady count across calls shows that
+    /// the calls reuse what they hold. Command encoders, which wgpu cannot
+    /// reuse, and pipelines (see [`pipelines_built`](Self::pipelines_built))
+    /// are not counted.
+    pub fn gpu_objects_created(&self) -> usize {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> wgpu::Buffer {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_buffer(desc)
+    }
+
+    pub(crate) fn create_bind_group(
+        &self,
+        desc: &wgpu::BindGroupDescriptor<'_>,
+    ) -> wgpu::BindGroup {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group(desc)
+    }
+
+    pub(crate) fn create_bind_group_layout(
+        &self,
+        desc: &wgpu::BindGroupLayoutDescriptor<'_>,
+    ) -> wgpu::BindGroupLayout {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_bind_group_layout(desc)
+    }
+
+    pub(crate) fn create_query_set(&self, desc: &wgpu::QuerySetDescriptor<'_>) -> wgpu::QuerySet {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        self.device.create_query_set(desc)
+    }
+
     fn layout(&self, reads: u32, writes: u32) -> wgpu::BindGroupLayout {
         let mut layouts = self.layouts.lock().unwrap_or_else(|e| e.into_inner());
         layouts
@@ -282,11 +360,10 @@ impl Context {
                     },
                     count: None,
                 });
-                self.device
-                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                        label: Some("wgpu-loss"),
-                        entries: &entries,
-                    })
+                self.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("wgpu-loss"),
+                    entries: &entries,
+                })
             })
             .clone()
     }

@@ -1,5 +1,6 @@
 //! Tensors that already live in caller-owned wgpu buffers.
 
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::inputs::{Inputs, Target, Tensor};
 use crate::loss::TensorName;
@@ -233,12 +234,9 @@ impl<'a> DeviceInputs<'a> {
     /// this instance: binding it alone in a bind group fails validation.
     /// wgpu offers no other way to ask; a buffer of another *instance* cannot
     /// be told apart at all (its id is looked up in this instance).
-    pub(crate) fn foreign(
-        &self,
-        output: &BufferView<'_>,
-        device: &wgpu::Device,
-    ) -> Option<&'static str> {
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+    pub(crate) fn foreign(&self, output: &BufferView<'_>, ctx: &Context) -> Option<&'static str> {
+        let device = ctx.device();
+        let layout = ctx.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("wgpu-loss probe"),
             entries: &[wgpu::BindGroupLayoutEntry {
                 binding: 0,
@@ -258,7 +256,7 @@ impl<'a> DeviceInputs<'a> {
             .chain(std::iter::once(("output", *output)));
         for (name, view) in views {
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let _ = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            let _ = ctx.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("wgpu-loss probe"),
                 layout: &layout,
                 entries: &[wgpu::BindGroupEntry {
@@ -298,7 +296,8 @@ impl<'a> DeviceInputs<'a> {
 #[derive(Clone, Copy, Debug)]
 pub enum DeviceUpstream<'a> {
     /// One g from the host: dL/dvalue for a reduced loss; for `none` every
-    /// item gets it. Costs one 16-byte buffer per encode.
+    /// item gets it. The evaluator keeps a 16-byte buffer for each of the
+    /// last four values it was given, so a repeated g allocates nothing.
     Scalar(f32),
     /// One value for a reduced loss, or one per item of the `none` result in
     /// its row-major order.

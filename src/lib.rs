@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod adapters;
 pub mod bench;
 pub mod chunks;
 mod context;
@@ -14,6 +15,7 @@ pub mod partial;
 pub mod split;
 pub mod synthetic;
 
+pub use adapters::{AdapterFilter, Adapters, SkipReason};
 pub use chunks::Chunks;
 pub use context::Context;
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{close, ctx};
-use wgpu_loss::{cpu, synthetic, Context, Loss, Reduction};
+use wgpu_loss::{cpu, synthetic, Context, Loss, Reduction, Upstream};
 
 #[test]
 fn context_is_send_and_sync() {
@@ -74,4 +74,47 @@ fn eight_threads_evaluate_different_losses_on_one_context() {
         "{before} pipelines for {} losses",
         names.len()
     );
+}
+
+/// One prepared call run by eight threads at once: the runs take turns on
+/// its readback buffer, and every thread gets the right value and gradient.
+/// Its own context keeps the pipeline count of the test above exact.
+#[test]
+fn eight_threads_share_one_prepared_call() {
+    let ctx = Context::new().expect("a wgpu adapter");
+    for name in ["mse", "cross_entropy"] {
+        let loss = Loss::from_name(name).unwrap();
+        let batch = synthetic::batch(&loss, 5_000, 9);
+        let inputs = batch.inputs();
+        let one = Upstream::Scalar(1.0);
+        let (want, grads) = cpu::gradient(&loss, Reduction::Mean, &inputs, one).unwrap();
+        let forward = ctx.prepare(&loss, Reduction::Mean, &inputs).unwrap();
+        let fused = ctx
+            .prepare_with_grad(&loss, Reduction::Mean, &inputs, one)
+            .unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (forward, fused, want, grads) = (&forward, &fused, &want, &grads);
+                s.spawn(move || {
+                    for round in 0..10 {
+                        let got = if t % 2 == 0 {
+                            forward.run().unwrap()
+                        } else {
+                            let (got, g) = fused.run_with_grad().unwrap();
+                            for (i, (a, b)) in g.input.iter().zip(&grads.input).enumerate() {
+                                assert!(close(*a as f64, *b, 1e-6), "{name} d/dx {i}");
+                            }
+                            got
+                        };
+                        assert!(
+                            close(got.value, want.value, 1e-6),
+                            "{name} thread {t} round {round}: {} vs {}",
+                            got.value,
+                            want.value
+                        );
+                    }
+                });
+            }
+        });
+    }
 }

@@ -1,5 +1,7 @@
-//! One batch split across every adapter (`Context::all`) against the float64
-//! CPU reference and one call on each adapter alone.
+//! One batch split across every adapter against the float64 CPU reference
+//! and one call on each adapter alone. The tests ask for every backend and
+//! CPU adapters (`AdapterFilter::EVERY`), so that a machine without a GPU
+//! still splits across lavapipe (Vulkan) and llvmpipe (GL).
 
 mod common;
 
@@ -9,12 +11,14 @@ use wgpu_loss::{Pointwise, Rows};
 use common::{close, rng, uniform};
 use rand::Rng;
 use wgpu_loss::split::{self, Split};
-use wgpu_loss::{cpu, Context, Error, Inputs, Loss, Reduction, Tensor};
+use wgpu_loss::{cpu, AdapterFilter, Context, Error, Inputs, Loss, Reduction, Tensor};
 
 fn contexts() -> &'static [Context] {
     static ALL: OnceLock<Vec<Context>> = OnceLock::new();
     ALL.get_or_init(|| {
-        let all = Context::all().expect("a wgpu adapter (install mesa-vulkan-drivers)");
+        let all = Context::all_with(AdapterFilter::EVERY)
+            .expect("a wgpu adapter (install mesa-vulkan-drivers)")
+            .contexts;
         let names: Vec<String> = all.iter().map(Context::adapter_name).collect();
         if all.len() < 2 {
             eprintln!("only one adapter ({names:?}): the split runs on it alone");
@@ -206,8 +210,26 @@ fn split_errors_name_the_whole_tensor() {
     );
 }
 
+/// The adapters `Context::all` opens (what the CLI's `--adapters all` splits
+/// across) and those it leaves out, as "name (backend)".
+fn default_adapters() -> (Vec<String>, Vec<String>) {
+    let opened: Vec<String> = contexts().iter().map(Context::adapter_name).collect();
+    let infos: Vec<wgpu::AdapterInfo> = Context::adapters().iter().map(|a| a.get_info()).collect();
+    let picks = AdapterFilter::default().pick(&infos);
+    let (mut kept, mut skipped) = (vec![], vec![]);
+    for (info, pick) in infos.iter().zip(picks) {
+        let name = format!("{} ({:?})", info.name, info.backend);
+        match pick {
+            None if opened.contains(&name) => kept.push(name),
+            _ => skipped.push(name),
+        }
+    }
+    (kept, skipped)
+}
+
 /// `wgpu-loss eval --adapters all`: the same value as the reference, the
-/// adapters that took a share in the JSON, and items in batch order.
+/// adapters that took a share in the JSON and those left out with the
+/// reason, and items in batch order.
 #[test]
 fn cli_adapters_all() {
     use std::process::Command;
@@ -269,12 +291,26 @@ fn cli_adapters_all() {
     let inputs = Inputs::new(Tensor::new(&x, &sx))
         .classes(&y, &sy)
         .weight(Tensor::new(&w, &sw));
-    let names: Vec<String> = contexts().iter().map(Context::adapter_name).collect();
+    let (names, skipped) = default_adapters();
 
     let doc = json(&args("mean", "all"));
     let want = cpu::evaluate(&ce, Reduction::Mean, &inputs).unwrap().value;
     assert!(close(doc["value"].as_f64().unwrap(), want, 1e-6), "{doc}");
     assert_eq!(doc["adapters"], serde_json::json!(names), "{doc}");
+    let listed: Vec<String> = doc["skipped"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no skipped list: {doc}"))
+        .iter()
+        .map(|s| {
+            assert!(!s["reason"].as_str().unwrap_or("").is_empty(), "{s}");
+            format!(
+                "{} ({})",
+                s["name"].as_str().unwrap(),
+                s["backend"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(listed, skipped, "{doc}");
     let one = json(&args("mean", "one"));
     assert_eq!(one["adapters"].as_array().map(Vec::len), Some(1), "{one}");
 

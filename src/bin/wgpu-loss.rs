@@ -506,16 +506,29 @@ fn run(
 }
 
 /// `run` with the batch split across every adapter (`--adapters all`); also
-/// gives the adapters that evaluated a share, in batch order.
+/// gives the adapters that evaluated a share, in batch order, and those
+/// `Context::all_with` left out, with the reason, as JSON.
 fn run_split(
     loss: &Loss,
     reduction: Reduction,
     files: &Files,
-) -> Result<(Outcome, Vec<String>), Fail> {
+) -> Result<(Outcome, Vec<String>, JsonValue), Fail> {
     let loaded = load(loss, files)?;
     let inputs = loaded.inputs();
     let cpu = cpu::evaluate(loss, reduction, &inputs)?;
-    let contexts = Context::all()?;
+    let adapters = Context::all_with(wgpu_loss::AdapterFilter::default())?;
+    let skipped: JsonValue = adapters
+        .skipped
+        .iter()
+        .map(|(info, why)| {
+            json!({
+                "name": info.name,
+                "backend": format!("{:?}", info.backend),
+                "reason": why.to_string(),
+            })
+        })
+        .collect();
+    let contexts = adapters.contexts;
     let start = Instant::now();
     let split = wgpu_loss::split::evaluate(&contexts, loss, reduction, &inputs)?;
     let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -531,7 +544,7 @@ fn run_split(
         adapter_name: names.join(" + "),
         grads: None,
     };
-    Ok((outcome, names))
+    Ok((outcome, names, skipped))
 }
 
 /// The loss parameters given on the command line. Which `--<flag>`s exist,
@@ -787,6 +800,7 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
     let budget = (a.budget_mb * (1u64 << 20) as f64) as u64;
     let ctx = OnceCell::new();
     let mut split = None;
+    let mut skipped = None;
     let o = if a.adapters == "all" {
         if let Some((wrt, _)) = grads.first() {
             return Err(Fail::Usage(format!(
@@ -800,8 +814,9 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
                 a.budget_mb
             )));
         }
-        let (o, names) = run_split(&loss, reduction, &files)?;
+        let (o, names, skips) = run_split(&loss, reduction, &files)?;
         split = Some(names);
+        skipped = Some(skips);
         o
     } else if streamed::bytes(&files) > budget {
         if let Some((wrt, _)) = grads.first() {
@@ -849,6 +864,9 @@ fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
         });
         if let Some(k) = o.chunks {
             doc["chunks"] = k.into();
+        }
+        if let Some(s) = skipped {
+            doc["skipped"] = s;
         }
         if let Some(out) = &a.out {
             doc["out"] = out.display().to_string().into();

@@ -6,13 +6,14 @@
 //! longer than one storage binding are cut into 256-byte-aligned slices, one
 //! dispatch each, all writing partials into one scratch buffer that the final
 //! pass reduces. `Evaluator::new` builds the pipelines and writes every
-//! dispatch's params once; `encode` only binds and dispatches.
+//! dispatch's params once; `encode` only binds and dispatches, reusing the
+//! bind groups of the last buffers it was given (see [`BIND_CACHE`]).
 //!
 //! A gradient evaluator (`Context::grad_evaluator`) runs the forward and the
 //! backward together: `encode_with_grad` also reads the upstream gradient and
 //! writes the gradients into caller-owned views.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::plan::{Role, Schedule, Slice, Wrt, ALL_WRT};
 use crate::context::{Context, Pipeline};
@@ -31,6 +32,36 @@ fn wrt(loss: &Loss) -> Vec<Wrt> {
         .collect()
 }
 
+/// Sets of caller buffers whose bind groups an evaluator keeps. Two, so that
+/// the stream's two alternating slots both hit; a fixed set (a training loop's
+/// buffers, a `Prepared`'s uploads) needs one.
+const BIND_CACHE: usize = 2;
+
+/// Scalar upstream values whose 16-byte buffers an evaluator keeps.
+const SCALAR_CACHE: usize = 4;
+
+/// One binding as a bind group holds it: buffer, byte offset, byte size.
+type Binding<'b> = (&'b wgpu::Buffer, u64, u64);
+
+/// Bind groups for one set of bindings, with the bindings they were built
+/// from. The buffers are owned handles: holding them keeps their ids from
+/// being reused, so comparing ids never mistakes a new buffer for an old one.
+struct Bound {
+    bindings: Vec<(wgpu::Buffer, u64, u64)>,
+    groups: Arc<[wgpu::BindGroup]>,
+}
+
+impl Bound {
+    fn matches(&self, bindings: &[Binding<'_>]) -> bool {
+        self.bindings.len() == bindings.len()
+            && self
+                .bindings
+                .iter()
+                .zip(bindings)
+                .all(|((b, o, n), (b2, o2, n2))| b == *b2 && o == o2 && n == n2)
+    }
+}
+
 struct Step {
     pipeline: Arc<Pipeline>,
     /// Bindings from this index on are writable.
@@ -43,7 +74,13 @@ struct Step {
 
 /// A loss compiled for one set of shapes: pipelines built, scratch and params
 /// allocated and written. `encode` records it into a caller's encoder any
-/// number of times without allocating buffers.
+/// number of times; given the same buffers as one of the last two calls, it
+/// creates no GPU object.
+///
+/// It keeps the bind groups of the last two sets of buffers it was given, and
+/// with them those buffers (a bind group holds its buffers), until it is
+/// dropped or given other buffers: memory of a caller's buffer outlives the
+/// caller's handle that long.
 pub struct Evaluator<'c> {
     ctx: &'c Context,
     loss: Loss,
@@ -62,6 +99,13 @@ pub struct Evaluator<'c> {
     output_len: usize,
     /// The gradients it writes; empty for a forward evaluator.
     wrt: Vec<Wrt>,
+    /// Most recent first; at most `BIND_CACHE`.
+    bound: Mutex<Vec<Bound>>,
+    /// (f32 bits, buffer holding that value) for `DeviceUpstream::Scalar`,
+    /// most recent first; at most `SCALAR_CACHE`. A buffer's value never
+    /// changes once written: an encoder recorded earlier but submitted later
+    /// still reads the value it was recorded with.
+    scalars: Mutex<Vec<(u32, wgpu::Buffer)>>,
 }
 
 impl Context {
@@ -210,6 +254,8 @@ impl Context {
             absent_rw,
             output_len: schedule.output_len,
             wrt: if grad { wrt(loss) } else { vec![] },
+            bound: Mutex::new(Vec::new()),
+            scalars: Mutex::new(Vec::new()),
         })
     }
 }
@@ -267,8 +313,10 @@ impl Evaluator<'_> {
     }
 
     /// Records the loss into `encoder`: reads `inputs`, writes `output`. No
-    /// submit, no readback, no buffer allocation. The buffers are validated
-    /// first (usage, 256-byte offsets, bounds, element counts, shapes).
+    /// submit, no readback, and no GPU object created when the views are
+    /// those of one of the last two calls (otherwise one bind group per
+    /// dispatch). The buffers are validated first (usage, 256-byte offsets,
+    /// bounds, element counts, shapes).
     pub fn encode(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -311,11 +359,7 @@ impl Evaluator<'_> {
         let scalar;
         let upstream = match upstream {
             DeviceUpstream::Scalar(g) => {
-                scalar = self.ctx.buffer_with(
-                    "wgpu-loss upstream",
-                    bytemuck::bytes_of(&g),
-                    wgpu::BufferUsages::STORAGE,
-                );
+                scalar = self.scalar(g);
                 BufferView::new(&scalar, 0, 1)
             }
             DeviceUpstream::Buffer(v) => {
@@ -440,6 +484,24 @@ impl Evaluator<'_> {
         Ok(())
     }
 
+    /// The buffer holding the scalar upstream `g`, created on its first use.
+    fn scalar(&self, g: f32) -> wgpu::Buffer {
+        let mut scalars = self.scalars.lock().unwrap_or_else(|e| e.into_inner());
+        let buffer = match scalars.iter().position(|(bits, _)| *bits == g.to_bits()) {
+            Some(i) => scalars.remove(i).1,
+            None => self.ctx.buffer_with(
+                "wgpu-loss upstream",
+                bytemuck::bytes_of(&g),
+                wgpu::BufferUsages::STORAGE,
+            ),
+        };
+        scalars.insert(0, (g.to_bits(), buffer.clone()));
+        scalars.truncate(SCALAR_CACHE);
+        buffer
+    }
+
+    /// Records the passes on these views, with the bind groups of an earlier
+    /// call on the same views where one of the last `BIND_CACHE` was.
     pub(crate) fn record(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -449,8 +511,49 @@ impl Evaluator<'_> {
         grads: Option<&GradViews<'_>>,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) -> Result<()> {
-        let device = &self.ctx.device;
-        let view = |role: Role| -> Option<BufferView<'_>> {
+        let bindings = self.bindings(inputs, output, upstream, grads);
+        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = match bound.iter().position(|b| b.matches(&bindings)) {
+            Some(i) => bound.remove(i),
+            None => Bound {
+                groups: self.bind(&bindings, inputs, output)?,
+                bindings: bindings
+                    .iter()
+                    .map(|&(b, o, n)| (b.clone(), o, n))
+                    .collect(),
+            },
+        };
+        let groups = hit.groups.clone();
+        bound.insert(0, hit);
+        bound.truncate(BIND_CACHE);
+        drop(bound);
+        self.dispatch(encoder, &groups, timestamps);
+        Ok(())
+    }
+
+    /// Bind groups for views that stay the same across calls (a `Prepared`'s
+    /// uploads and output), built now for `dispatch`, outside the cache.
+    pub(crate) fn bind_groups(
+        &self,
+        inputs: &DeviceInputs<'_>,
+        output: BufferView<'_>,
+        upstream: Option<BufferView<'_>>,
+        grads: Option<&GradViews<'_>>,
+    ) -> Result<Arc<[wgpu::BindGroup]>> {
+        let bindings = self.bindings(inputs, output, upstream, grads);
+        self.bind(&bindings, inputs, output)
+    }
+
+    /// Every step's storage bindings, in order: the views resolved to
+    /// buffer ranges (the params binding, always the same, is left out).
+    fn bindings<'b>(
+        &'b self,
+        inputs: &DeviceInputs<'b>,
+        output: BufferView<'b>,
+        upstream: Option<BufferView<'b>>,
+        grads: Option<&GradViews<'b>>,
+    ) -> Vec<Binding<'b>> {
+        let view = |role: Role| -> Option<BufferView<'b>> {
             match role {
                 Role::Input => Some(inputs.input.view),
                 Role::Target => inputs.target.map(|t| t.view),
@@ -466,12 +569,8 @@ impl Evaluator<'_> {
                 _ => None,
             }
         };
-        // A buffer of another device fails validation here, which wgpu would
-        // otherwise hand to the device's uncaptured-error handler (a panic).
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut groups = Vec::with_capacity(self.steps.len());
+        let mut out = Vec::new();
         for step in &self.steps {
-            let mut entries = Vec::with_capacity(step.bindings.len() + 1);
             for (i, slice) in step.bindings.iter().enumerate() {
                 let (buffer, offset, len) = match (slice.role, view(slice.role)) {
                     (Role::Scratch, _) => whole(&self.scratch),
@@ -489,15 +588,40 @@ impl Evaluator<'_> {
                         4 * (len - slice.offset as u64).max(1),
                     ),
                 };
-                entries.push(wgpu::BindGroupEntry {
+                out.push((buffer, start, size));
+            }
+        }
+        out
+    }
+
+    /// One bind group per step from `bindings` (as `bindings` lists them).
+    fn bind(
+        &self,
+        bindings: &[Binding<'_>],
+        inputs: &DeviceInputs<'_>,
+        output: BufferView<'_>,
+    ) -> Result<Arc<[wgpu::BindGroup]>> {
+        let device = &self.ctx.device;
+        // A buffer of another device fails validation here, which wgpu would
+        // otherwise hand to the device's uncaptured-error handler (a panic).
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut groups = Vec::with_capacity(self.steps.len());
+        let mut rest = bindings;
+        for step in &self.steps {
+            let (mine, others) = rest.split_at(step.bindings.len());
+            rest = others;
+            let mut entries: Vec<_> = mine
+                .iter()
+                .enumerate()
+                .map(|(i, &(buffer, offset, size))| wgpu::BindGroupEntry {
                     binding: i as u32,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer,
-                        offset: start,
+                        offset,
                         size: wgpu::BufferSize::new(size),
                     }),
-                });
-            }
+                })
+                .collect();
             entries.push(wgpu::BindGroupEntry {
                 binding: step.bindings.len() as u32,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -506,14 +630,14 @@ impl Evaluator<'_> {
                     size: wgpu::BufferSize::new(step.params_len),
                 }),
             });
-            groups.push(device.create_bind_group(&wgpu::BindGroupDescriptor {
+            groups.push(self.ctx.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("wgpu-loss"),
                 layout: &step.pipeline.layout,
                 entries: &entries,
             }));
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(match inputs.foreign(&output, device) {
+            return Err(match inputs.foreign(&output, self.ctx) {
                 Some(name) => Error::Buffer {
                     name,
                     problem: "belongs to another device than this evaluator's context".into(),
@@ -521,16 +645,25 @@ impl Evaluator<'_> {
                 None => Error::gpu("recording the passes", e),
             });
         }
+        Ok(groups.into())
+    }
+
+    /// One compute pass: each step's pipeline, bind group and dispatch.
+    pub(crate) fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        groups: &[wgpu::BindGroup],
+        timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("wgpu-loss"),
             timestamp_writes: timestamps,
         });
-        for (step, bind_group) in self.steps.iter().zip(&groups) {
+        for (step, bind_group) in self.steps.iter().zip(groups) {
             pass.set_pipeline(&step.pipeline.pipeline);
             pass.set_bind_group(0, bind_group, &[]);
             pass.dispatch_workgroups(step.groups.0, step.groups.1, 1);
         }
-        Ok(())
     }
 }
 

@@ -67,6 +67,20 @@ impl Timer {
     }
 }
 
+/// A readback buffer kept across calls. Its lock is held from a call's submit
+/// to its unmap, so calls sharing it take turns: a mapped buffer may not be
+/// the target of another submitted copy.
+pub(crate) struct Staging(std::sync::Mutex<Option<wgpu::Buffer>>);
+
+/// Bytes a readback of `len` f32 takes, and where the two timestamps go
+/// after them (8-byte aligned) when timed.
+fn readback_size(len: usize, timed: bool) -> (u64, u64, u64) {
+    let bytes = (len * 4) as u64;
+    let stamps_at = bytes.next_multiple_of(8);
+    let size = if timed { stamps_at + 16 } else { bytes };
+    (bytes, stamps_at, size)
+}
+
 impl Context {
     /// A buffer holding `bytes`, padded to 16 bytes (zero-sized bindings are
     /// invalid). Written through the queue rather than `create_buffer_init`,
@@ -78,7 +92,7 @@ impl Context {
         usage: wgpu::BufferUsages,
     ) -> wgpu::Buffer {
         let size = bytes.len().max(16).next_multiple_of(4) as u64;
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: usage | wgpu::BufferUsages::COPY_DST,
@@ -99,7 +113,7 @@ impl Context {
     }
 
     pub(crate) fn storage(&self, label: &str, floats: usize) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (floats.max(4) * 4) as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
@@ -148,12 +162,12 @@ impl Context {
         if !self.has_timestamps() {
             return None;
         }
-        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+        let queries = self.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("wgpu-loss timestamps"),
             ty: wgpu::QueryType::Timestamp,
             count: 2,
         });
-        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let resolve = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wgpu-loss timestamps"),
             size: 16,
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
@@ -175,34 +189,74 @@ impl Context {
 
     /// `read_after`, also resolving `timer`'s two ticks (written by the
     /// encoder's compute pass) into milliseconds in the same readback; `None`
-    /// if the timestamps did not advance.
+    /// if the timestamps did not advance. Reads through a staging buffer made
+    /// for this call.
     pub(crate) fn read_timed(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        output: &wgpu::Buffer,
+        len: usize,
+        timer: Option<&Timer>,
+    ) -> Result<(Vec<f32>, Option<f64>)> {
+        let staging = self.staging_buffer(readback_size(len, timer.is_some()).2);
+        self.read_through(encoder, output, len, timer, &staging)
+    }
+
+    fn staging_buffer(&self, size: u64) -> wgpu::Buffer {
+        self.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wgpu-loss readback"),
+            size: size.max(16),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A staging buffer for readbacks of up to `len` f32, with room for the
+    /// timestamps where the device has them.
+    pub(crate) fn staging(&self, len: usize) -> Staging {
+        let size = readback_size(len, self.has_timestamps()).2;
+        Staging(std::sync::Mutex::new(Some(self.staging_buffer(size))))
+    }
+
+    /// `read_timed` through `staging`'s buffer (a larger one replaces it if
+    /// it is too small). A failed call drops the buffer, whatever state its
+    /// mapping was left in, and the next call makes a new one.
+    pub(crate) fn read_staged(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        output: &wgpu::Buffer,
+        len: usize,
+        timer: Option<&Timer>,
+        staging: &Staging,
+    ) -> Result<(Vec<f32>, Option<f64>)> {
+        let size = readback_size(len, timer.is_some()).2;
+        let mut kept = staging.0.lock().unwrap_or_else(|e| e.into_inner());
+        let buffer = match kept.take() {
+            Some(b) if b.size() >= size => b,
+            _ => self.staging_buffer(size),
+        };
+        let out = self.read_through(encoder, output, len, timer, &buffer)?;
+        *kept = Some(buffer);
+        Ok(out)
+    }
+
+    /// Submits `encoder` with the copies into `staging` appended, waits, and
+    /// reads `staging` back, leaving it unmapped.
+    fn read_through(
         &self,
         mut encoder: wgpu::CommandEncoder,
         output: &wgpu::Buffer,
         len: usize,
         timer: Option<&Timer>,
+        staging: &wgpu::Buffer,
     ) -> Result<(Vec<f32>, Option<f64>)> {
-        let bytes = (len * 4) as u64;
-        // The two u64 timestamps follow the output, 8-byte aligned.
-        let stamps_at = bytes.next_multiple_of(8);
-        let size = if timer.is_some() {
-            stamps_at + 16
-        } else {
-            bytes
-        };
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgpu-loss readback"),
-            size: size.max(16),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let (bytes, stamps_at, size) = readback_size(len, timer.is_some());
         if bytes > 0 {
-            encoder.copy_buffer_to_buffer(output, 0, &staging, 0, bytes);
+            encoder.copy_buffer_to_buffer(output, 0, staging, 0, bytes);
         }
         if let Some(t) = timer {
             encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
-            encoder.copy_buffer_to_buffer(&t.resolve, 0, &staging, stamps_at, 16);
+            encoder.copy_buffer_to_buffer(&t.resolve, 0, staging, stamps_at, 16);
         }
         self.queue.submit([encoder.finish()]);
         self.submits
@@ -321,16 +375,15 @@ impl Context {
             let uploads = self.upload_inputs(loss, inputs, &plan);
             let evaluator = self.evaluator(loss, reduction, &uploads.device_inputs())?;
             let output = self.storage("wgpu-loss output", evaluator.output_len().max(3));
-            Ok(Prepared {
-                ctx: self,
+            Prepared::new(
+                self,
                 evaluator,
                 uploads,
                 output,
                 reduction,
-                items_shape: plan.items_shape,
-                timer: Default::default(),
-                grad: None,
-            })
+                plan.items_shape,
+                None,
+            )
         })
     }
 
@@ -364,22 +417,21 @@ impl Context {
                 Upstream::Scalar(g) => vec![g],
                 Upstream::Items(g) => g.to_vec(),
             };
-            Ok(Prepared {
-                ctx: self,
-                output: self.storage("wgpu-loss result", end),
+            Prepared::new(
+                self,
                 evaluator,
                 uploads,
+                self.storage("wgpu-loss result", end),
                 reduction,
-                items_shape: plan.items_shape,
-                timer: Default::default(),
-                grad: Some(GradPlaces {
+                plan.items_shape,
+                Some(GradPlaces {
                     upstream: self.upload("upstream", &values),
                     upstream_len: values.len(),
                     output_len,
                     places,
                     end,
                 }),
-            })
+            )
         })
     }
 
@@ -529,18 +581,79 @@ struct GradPlaces {
 
 /// A validated loss whose inputs are on the device and whose passes are
 /// recorded; see [`Context::prepare`] and [`Context::prepare_with_grad`].
+///
+/// Its bind groups and its readback buffer are made when it is prepared,
+/// its timestamp queries on the first [`run_timed`](Self::run_timed): after
+/// that, a run creates no buffer, bind group or query set (see
+/// [`Context::gpu_objects_created`]). Runs take `&self` and may come from
+/// several threads: they take turns on the readback buffer, each holding it
+/// from its submit until its result is read.
 pub struct Prepared<'c> {
     ctx: &'c Context,
     evaluator: Evaluator<'c>,
-    uploads: Uploads,
+    /// The bind groups hold these too; kept so that the uploads plainly live
+    /// as long as the call.
+    _uploads: Uploads,
     output: wgpu::Buffer,
     reduction: Reduction,
     items_shape: Vec<usize>,
     timer: std::sync::OnceLock<Option<Timer>>,
     grad: Option<GradPlaces>,
+    /// The evaluator's bind groups on the uploads, the output and the
+    /// gradient places, which never change.
+    groups: std::sync::Arc<[wgpu::BindGroup]>,
+    staging: Staging,
 }
 
 impl<'c> Prepared<'c> {
+    /// Binds the call's buffers once and makes its readback buffer, large
+    /// enough for the longest readback (the gradients' for a fused call).
+    fn new(
+        ctx: &'c Context,
+        evaluator: Evaluator<'c>,
+        uploads: Uploads,
+        output: wgpu::Buffer,
+        reduction: Reduction,
+        items_shape: Vec<usize>,
+        grad: Option<GradPlaces>,
+    ) -> Result<Prepared<'c>> {
+        let inputs = uploads.device_inputs();
+        let groups = match &grad {
+            None => evaluator.bind_groups(&inputs, BufferView::whole(&output), None, None)?,
+            Some(g) => {
+                let view = |wrt: Wrt| {
+                    g.places
+                        .iter()
+                        .find(|p| p.0 == wrt)
+                        .map(|&(_, at, len)| BufferView::new(&output, 4 * at as u64, len))
+                };
+                let mut grads = GradViews::new(view(Wrt::Input).expect("every loss has d/dinput"));
+                grads.target = view(Wrt::Target);
+                grads.positive = view(Wrt::Positive);
+                grads.negative = view(Wrt::Negative);
+                evaluator.bind_groups(
+                    &inputs,
+                    BufferView::new(&output, 0, g.output_len),
+                    Some(BufferView::new(&g.upstream, 0, g.upstream_len)),
+                    Some(&grads),
+                )?
+            }
+        };
+        let staging = ctx.staging(grad.as_ref().map_or(evaluator.output_len(), |g| g.end));
+        Ok(Prepared {
+            ctx,
+            evaluator,
+            _uploads: uploads,
+            output,
+            reduction,
+            items_shape,
+            timer: Default::default(),
+            grad,
+            groups,
+            staging,
+        })
+    }
+
     /// Dispatches the recorded passes, submits once and reads back the result.
     pub fn run(&self) -> Result<Evaluation> {
         self.execute(None).map(|r| r.0)
@@ -590,40 +703,10 @@ impl<'c> Prepared<'c> {
     ) -> Result<(Vec<f32>, Option<f64>)> {
         self.ctx.scoped(|| {
             let mut encoder = self.ctx.encoder();
-            let inputs = self.uploads.device_inputs();
-            let timestamps = timer.map(Timer::writes);
-            match &self.grad {
-                None => self.evaluator.record(
-                    &mut encoder,
-                    &inputs,
-                    BufferView::whole(&self.output),
-                    None,
-                    None,
-                    timestamps,
-                )?,
-                Some(g) => {
-                    let view = |wrt: Wrt| {
-                        g.places
-                            .iter()
-                            .find(|p| p.0 == wrt)
-                            .map(|&(_, at, len)| BufferView::new(&self.output, 4 * at as u64, len))
-                    };
-                    let mut grads =
-                        GradViews::new(view(Wrt::Input).expect("every loss has d/dinput"));
-                    grads.target = view(Wrt::Target);
-                    grads.positive = view(Wrt::Positive);
-                    grads.negative = view(Wrt::Negative);
-                    self.evaluator.record(
-                        &mut encoder,
-                        &inputs,
-                        BufferView::new(&self.output, 0, g.output_len),
-                        Some(BufferView::new(&g.upstream, 0, g.upstream_len)),
-                        Some(&grads),
-                        timestamps,
-                    )?
-                }
-            }
-            self.ctx.read_timed(encoder, &self.output, len, timer)
+            self.evaluator
+                .dispatch(&mut encoder, &self.groups, timer.map(Timer::writes));
+            self.ctx
+                .read_staged(encoder, &self.output, len, timer, &self.staging)
         })
     }
 

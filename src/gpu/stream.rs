@@ -277,7 +277,7 @@ fn slot_buffers(
                 (None, 1) => first.classes()?.len(),
                 _ => return None,
             };
-            Some(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            Some(ctx.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("wgpu-loss stream {} {k}", ROLES[r].name())),
                 size: (4 * len as u64).max(16),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
@@ -300,7 +300,7 @@ impl Slot {
         Slot {
             buffers,
             output: ctx.storage("wgpu-loss stream output", out_len),
-            readback: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            readback: ctx.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wgpu-loss stream readback"),
                 size: (4 * out_len as u64).max(16),
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
