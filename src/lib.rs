@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
-pub mod bench;
 pub mod chunks;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
 mod context;
 pub mod cpu;
 mod device;
@@ -9,10 +11,8 @@ mod error;
 mod gpu;
 pub mod inputs;
 mod loss;
-pub mod npy;
 pub mod partial;
 pub mod split;
-pub mod synthetic;
 
 pub use chunks::Chunks;
 pub use context::Context;

@@ -13,6 +13,9 @@
 //! CI runs a few seconds; a longer run:
 //!     FUZZ_SECONDS=600 FUZZ_SEED=$RANDOM cargo test --release --test fuzz -- --nocapture
 
+// The binary and `wgpu_loss::cli` exist only with the `cli` feature.
+#![cfg(feature = "cli")]
+
 #[allow(dead_code, clippy::all)]
 #[path = "../src/bin/wgpu-loss.rs"]
 mod cli;
@@ -23,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use wgpu_loss::npy;
+use wgpu_loss::cli::npy;
 
 /// The largest single allocation since the last reset.
 static LARGEST: AtomicUsize = AtomicUsize::new(0);

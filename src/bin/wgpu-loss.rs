@@ -14,11 +14,12 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value as JsonValue};
-use wgpu_loss::bench::{self, Bench};
-use wgpu_loss::npy::{self, Array, Data, NpyError};
+use wgpu_loss::cli::bench::{self, Bench};
+use wgpu_loss::cli::npy::{self, Array, Data, NpyError};
+use wgpu_loss::cli::synthetic;
 use wgpu_loss::{
-    cpu, synthetic, Context, Evaluation, Inputs, Loss, Param, Reduction, Rows, Target, Tensor,
-    TensorName, Upstream, Value, CATALOG,
+    cpu, Context, Evaluation, Inputs, Loss, Param, Reduction, Rows, Target, Tensor, TensorName,
+    Upstream, Value, CATALOG,
 };
 
 #[derive(Parser)]

@@ -24,6 +24,8 @@ use crate::error::{Error, Result};
 use crate::inputs::{plan, Geometry, Inputs, Plan, Target, Upstream};
 use crate::loss::{Loss, Reduction, TensorName};
 use evaluator::Evaluator;
+// The benchmark (`cli::bench`) sizes its copy kernel as the losses are sized.
+#[cfg(feature = "cli")]
 pub(crate) use plan::{grid, WG};
 use plan::{ignore_i32, Wrt, OFFSET_ALIGN};
 

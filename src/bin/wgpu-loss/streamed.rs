@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wgpu_loss::npy::Mapped;
+use wgpu_loss::cli::npy::Mapped;
 use wgpu_loss::{cpu, Chunks, Context, Inputs, Loss, Partial, Reduction, Target, Tensor};
 
 use super::{Fail, Files, Outcome};
@@ -33,7 +33,7 @@ impl Source {
             let a = map.to_array();
             if classes && a.is_int() {
                 match a.data {
-                    wgpu_loss::npy::Data::I64(v) => Values::I64(v),
+                    wgpu_loss::cli::npy::Data::I64(v) => Values::I64(v),
                     _ => unreachable!("is_int"),
                 }
             } else {

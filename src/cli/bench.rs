@@ -9,12 +9,12 @@ use std::time::Instant;
 use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
 
+use crate::cli::synthetic;
 use crate::context::{Context, COPY};
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Prepared, WG};
 use crate::inputs::Upstream;
 use crate::loss::{Loss, Reduction};
-use crate::synthetic;
 
 /// vec4s per thread: `ITEMS` in shaders/copy.wgsl (checked by the test
 /// gpu::contract::shared_constants_match_the_shaders).
