@@ -53,6 +53,19 @@ pub struct Gradients {
     pub negative: Option<Vec<f32>>,
 }
 
+impl Gradients {
+    /// The gradient with respect to `name`, where the loss has one.
+    pub fn get(&self, name: TensorName) -> Option<&[f32]> {
+        match name {
+            TensorName::Input => Some(&self.input),
+            TensorName::Target => self.target.as_deref(),
+            TensorName::Positive => self.positive.as_deref(),
+            TensorName::Negative => self.negative.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// A timestamp query set and the buffer its two ticks resolve into.
 pub(crate) struct Timer {
     queries: wgpu::QuerySet,
