@@ -2,7 +2,7 @@
 """Times PyTorch's own losses on the batches `wgpu-loss bench` times.
 
 Each loss of the wgpu-loss catalog runs at the same sizes and on tensors of the
-same shapes as src/synthetic.rs makes (rows of 1000 classes for the softmax
+same shapes as src/cli/synthetic.rs makes (rows of 1000 classes for the softmax
 losses, 256-wide embeddings for the pair losses, (4, C, pixels) for dice),
 with the reference functions of docs/semantics.md, reduction
 'mean', the inputs already on the device:
@@ -62,7 +62,7 @@ def parse_size(s):
 
 
 def batch(name, n, device, gen):
-    """Tensors of the shapes src/synthetic.rs gives for about n elements."""
+    """Tensors of the shapes src/cli/synthetic.rs gives for about n elements."""
     n = max(n, 1)
 
     def unif(shape, lo, hi):

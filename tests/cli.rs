@@ -1193,11 +1193,11 @@ fn grad_flags_are_checked() {
     }
     rejects(
         &with(&mse, &["--grad-target", g]),
-        "--grad-target does not apply to mse",
+        "--grad-target does not apply to mse (it is for cosine_embedding)",
     );
     rejects(
         &with(&mse, &["--grad-negative", g]),
-        "--grad-negative does not apply to mse",
+        "--grad-negative does not apply to mse (it is for triplet_margin)",
     );
     rejects(
         &[
@@ -1212,7 +1212,7 @@ fn grad_flags_are_checked() {
             "--grad-positive",
             g,
         ],
-        "--grad-positive does not apply to cosine_embedding",
+        "--grad-positive does not apply to cosine_embedding (it is for triplet_margin)",
     );
     rejects(
         &with(&mse, &["--grad-out", "/nonexistent/dir/g.npy"]),
