@@ -81,7 +81,7 @@ def batch(name, n, device, gen):
         y = torch.softmax(unif((rows, KL_WIDTH), -3.0, 3.0), dim=1)
         t = [x, y]
     elif name == "poisson_nll":
-        # Log rates and counts near them, as src/synthetic.rs draws them.
+        # Log rates and counts near them, as src/cli/synthetic.rs draws them.
         rates = unif((n,), 0.05, 8.0)
         counts = (rates + unif((n,), -2.0, 2.0)).clamp(min=0.0).round()
         t = [rates.log(), counts]
