@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wgpu_loss::{cpu, synthetic, Context, Loss, Reduction};
+use wgpu_loss::cli::synthetic;
+use wgpu_loss::{cpu, Context, Loss, Reduction};
 
 const SIZES: [usize; 2] = [1 << 16, 1 << 20];
 

@@ -2,7 +2,7 @@
 """Times PyTorch's own losses on the batches `wgpu-loss bench` times.
 
 Each loss of the wgpu-loss catalog runs at the same sizes and on tensors of the
-same shapes as src/synthetic.rs makes (rows of 1000 classes for the softmax
+same shapes as src/cli/synthetic.rs makes (rows of 1000 classes for the softmax
 losses, 256-wide embeddings for the pair losses, (4, C, pixels) for dice),
 with the reference functions of docs/semantics.md, reduction
 'mean', the inputs already on the device:
@@ -62,7 +62,7 @@ def parse_size(s):
 
 
 def batch(name, n, device, gen):
-    """Tensors of the shapes src/synthetic.rs gives for about n elements."""
+    """Tensors of the shapes src/cli/synthetic.rs gives for about n elements."""
     n = max(n, 1)
 
     def unif(shape, lo, hi):
@@ -81,7 +81,7 @@ def batch(name, n, device, gen):
         y = torch.softmax(unif((rows, KL_WIDTH), -3.0, 3.0), dim=1)
         t = [x, y]
     elif name == "poisson_nll":
-        # Log rates and counts near them, as src/synthetic.rs draws them.
+        # Log rates and counts near them, as src/cli/synthetic.rs draws them.
         rates = unif((n,), 0.05, 8.0)
         counts = (rates + unif((n,), -2.0, 2.0)).clamp(min=0.0).round()
         t = [rates.log(), counts]

@@ -48,6 +48,8 @@ pub(crate) const PAIRS: Kernel = kernel!("pairs", 4, 4);
 /// writes the output or the gradient, and the scratch.
 pub(crate) const DICE: Kernel = kernel!("dice", 3, 2);
 pub(crate) const FINALIZE: Kernel = kernel!("finalize", 1);
+/// The benchmark's bandwidth yardstick (`cli::bench`).
+#[cfg(feature = "cli")]
 pub(crate) const COPY: Kernel = kernel!("copy", 1);
 
 #[derive(Clone, PartialEq, Eq, Hash)]

@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 mod adapters;
-pub mod bench;
 pub mod chunks;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
 mod context;
 pub mod cpu;
 mod device;
@@ -10,10 +12,8 @@ mod error;
 mod gpu;
 pub mod inputs;
 mod loss;
-pub mod npy;
 pub mod partial;
 pub mod split;
-pub mod synthetic;
 
 pub use adapters::{AdapterFilter, Adapters, SkipReason};
 pub use chunks::Chunks;

@@ -1,6 +1,9 @@
 //! The `wgpu-loss` binary end to end: .npy files in, a JSON line or an .npy
 //! file out, and one-line errors with the right exit code for bad input.
 
+// The binary and `wgpu_loss::cli` exist only with the `cli` feature.
+#![cfg(feature = "cli")]
+
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -8,7 +11,7 @@ use wgpu_loss::{Pairs, Pointwise, Rows};
 
 use npyz::WriterBuilder;
 use serde_json::Value;
-use wgpu_loss::npy::{self, Data};
+use wgpu_loss::cli::npy::{self, Data};
 use wgpu_loss::{cpu, Inputs, Loss, Reduction, Tensor};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wgpu-loss");
@@ -1190,11 +1193,11 @@ fn grad_flags_are_checked() {
     }
     rejects(
         &with(&mse, &["--grad-target", g]),
-        "--grad-target does not apply to mse",
+        "--grad-target does not apply to mse (it is for cosine_embedding)",
     );
     rejects(
         &with(&mse, &["--grad-negative", g]),
-        "--grad-negative does not apply to mse",
+        "--grad-negative does not apply to mse (it is for triplet_margin)",
     );
     rejects(
         &[
@@ -1209,7 +1212,7 @@ fn grad_flags_are_checked() {
             "--grad-positive",
             g,
         ],
-        "--grad-positive does not apply to cosine_embedding",
+        "--grad-positive does not apply to cosine_embedding (it is for triplet_margin)",
     );
     rejects(
         &with(&mse, &["--grad-out", "/nonexistent/dir/g.npy"]),

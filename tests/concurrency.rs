@@ -4,7 +4,8 @@
 mod common;
 
 use common::{close, ctx};
-use wgpu_loss::{cpu, synthetic, Context, Loss, Reduction, Upstream};
+use wgpu_loss::cli::synthetic;
+use wgpu_loss::{cpu, Context, Loss, Reduction, Upstream};
 
 #[test]
 fn context_is_send_and_sync() {

@@ -13,9 +13,8 @@
 //! CI runs a few seconds; a longer run:
 //!     FUZZ_SECONDS=600 FUZZ_SEED=$RANDOM cargo test --release --test fuzz -- --nocapture
 
-#[allow(dead_code, clippy::all)]
-#[path = "../src/bin/wgpu-loss.rs"]
-mod cli;
+// The binary and `wgpu_loss::cli` exist only with the `cli` feature.
+#![cfg(feature = "cli")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use wgpu_loss::npy;
+use wgpu_loss::cli::{check_args, npy};
 
 /// The largest single allocation since the last reset.
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
@@ -374,7 +373,7 @@ fn cli_arguments_never_panic() {
     // Every eval list of the corpus is a valid call.
     for args in &lists {
         if args[1] == "eval" {
-            cli::check_args(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            check_args(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
     }
     let mut rng = Rng(seed(2));
@@ -385,7 +384,7 @@ fn cli_arguments_never_panic() {
         let args = mutate_args(&mut rng, &good, &npys);
         let mut failed = false;
         let r = guarded(&format!("{args:?}"), || {
-            failed = cli::check_args(&args).is_err();
+            failed = check_args(&args).is_err();
         });
         if let Err(e) = r {
             panic!("{e}");

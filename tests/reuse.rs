@@ -10,9 +10,10 @@ mod common;
 
 use common::close;
 use common::device::{buffer, encoder, read};
+use wgpu_loss::cli::synthetic;
 use wgpu_loss::{
-    cpu, synthetic, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews,
-    Loss, Reduction, Upstream,
+    cpu, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews, Loss,
+    Reduction, Upstream,
 };
 
 fn own_ctx() -> Context {

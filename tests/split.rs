@@ -250,9 +250,9 @@ fn cli_adapters_all() {
         })
         .collect();
     let w = uniform(&mut r, c, 0.5, 2.0);
-    wgpu_loss::npy::write_f32(dir.join("x.npy"), &[n, c], &x).unwrap();
-    wgpu_loss::npy::write_i64(dir.join("y.npy"), &[n], &y).unwrap();
-    wgpu_loss::npy::write_f32(dir.join("w.npy"), &[c], &w).unwrap();
+    wgpu_loss::cli::npy::write_f32(dir.join("x.npy"), &[n, c], &x).unwrap();
+    wgpu_loss::cli::npy::write_i64(dir.join("y.npy"), &[n], &y).unwrap();
+    wgpu_loss::cli::npy::write_f32(dir.join("w.npy"), &[c], &w).unwrap();
     let (xs, ys, ws, out) = (path("x.npy"), path("y.npy"), path("w.npy"), path("out.npy"));
     let args = |reduction: &'static str, adapters: &'static str| {
         vec![
@@ -319,7 +319,7 @@ fn cli_adapters_all() {
     let doc = json(&none);
     assert_eq!(doc["adapters"], serde_json::json!(names), "{doc}");
     let want = cpu::evaluate(&ce, Reduction::None, &inputs).unwrap();
-    let got = wgpu_loss::npy::read(&out).unwrap().into_f32();
+    let got = wgpu_loss::cli::npy::read(&out).unwrap().into_f32();
     assert_eq!(got.len(), want.items.len());
     for (i, (g, w)) in got.iter().zip(&want.items).enumerate() {
         assert!(close(*g as f64, *w, 1e-6), "item {i}: {g} vs {w}");

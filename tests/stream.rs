@@ -604,7 +604,7 @@ fn accuracy_report() {
 #[test]
 fn cli_streams_files_beyond_the_budget() {
     use std::process::Command;
-    use wgpu_loss::npy;
+    use wgpu_loss::cli::npy;
     let dir = std::env::temp_dir().join(format!("wgpu-loss-stream-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = |f: &str| dir.join(f).to_str().unwrap().to_string();

@@ -1,5 +1,7 @@
 //! What the float64 twin gives: values and gradients.
 
+use crate::loss::TensorName;
+
 /// A loss evaluated in float64.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reference {
@@ -23,4 +25,17 @@ pub struct ReferenceGradients {
     pub positive: Option<Vec<f64>>,
     /// `triplet_margin` only.
     pub negative: Option<Vec<f64>>,
+}
+
+impl ReferenceGradients {
+    /// The gradient with respect to `name`, where the loss has one.
+    pub fn get(&self, name: TensorName) -> Option<&[f64]> {
+        match name {
+            TensorName::Input => Some(&self.input),
+            TensorName::Target => self.target.as_deref(),
+            TensorName::Positive => self.positive.as_deref(),
+            TensorName::Negative => self.negative.as_deref(),
+            _ => None,
+        }
+    }
 }

@@ -24,6 +24,8 @@ use crate::error::{Error, Result};
 use crate::inputs::{plan, Geometry, Inputs, Plan, Target, Upstream};
 use crate::loss::{Loss, Reduction, TensorName};
 use evaluator::Evaluator;
+// The benchmark (`cli::bench`) sizes its copy kernel as the losses are sized.
+#[cfg(feature = "cli")]
 pub(crate) use plan::{grid, WG};
 use plan::{ignore_i32, Wrt, OFFSET_ALIGN};
 
@@ -49,6 +51,19 @@ pub struct Gradients {
     pub positive: Option<Vec<f32>>,
     /// `triplet_margin` only.
     pub negative: Option<Vec<f32>>,
+}
+
+impl Gradients {
+    /// The gradient with respect to `name`, where the loss has one.
+    pub fn get(&self, name: TensorName) -> Option<&[f32]> {
+        match name {
+            TensorName::Input => Some(&self.input),
+            TensorName::Target => self.target.as_deref(),
+            TensorName::Positive => self.positive.as_deref(),
+            TensorName::Negative => self.negative.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// A timestamp query set and the buffer its two ticks resolve into.

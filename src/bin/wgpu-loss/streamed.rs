@@ -6,10 +6,12 @@ use std::cell::OnceCell;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wgpu_loss::npy::Mapped;
-use wgpu_loss::{cpu, Chunks, Context, Inputs, Loss, Partial, Reduction, Target, Tensor};
+use wgpu_loss::cli::args::{tensor_flag, Files};
+use wgpu_loss::cli::npy::{Data, Mapped};
+use wgpu_loss::cli::Fail;
+use wgpu_loss::{cpu, Chunks, Context, Inputs, Loss, Partial, Reduction, Tensor, TensorName};
 
-use super::{Fail, Files, Outcome};
+use crate::eval::Outcome;
 
 enum Values {
     /// Native-endian float32 or int64, used in place.
@@ -25,15 +27,16 @@ struct Source {
 }
 
 impl Source {
-    fn open(flag: &str, path: &std::path::Path, classes: bool) -> Result<Source, Fail> {
-        let map = Mapped::open(path).map_err(|e| Fail::Usage(format!("--{flag}: {e}")))?;
+    fn open(name: TensorName, path: &std::path::Path, classes: bool) -> Result<Source, Fail> {
+        let map =
+            Mapped::open(path).map_err(|e| Fail::Usage(format!("--{}: {e}", tensor_flag(name))))?;
         let values = if (classes && map.i64().is_some()) || map.f32().is_some() {
             Values::Mapped
         } else {
             let a = map.to_array();
             if classes && a.is_int() {
                 match a.data {
-                    wgpu_loss::npy::Data::I64(v) => Values::I64(v),
+                    Data::I64(v) => Values::I64(v),
                     _ => unreachable!("is_int"),
                 }
             } else {
@@ -98,80 +101,28 @@ impl Progress {
     }
 }
 
-/// Bytes of data in the given files, as their sizes say.
-pub(super) fn bytes(files: &Files) -> u64 {
-    [
-        Some(&files.input),
-        files.target.as_ref(),
-        files.weight.as_ref(),
-        files.pos_weight.as_ref(),
-        files.labels.as_ref(),
-        files.positive.as_ref(),
-        files.negative.as_ref(),
-        files.var.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|p| std::fs::metadata(p).ok())
-    .map(|m| m.len())
-    .sum()
-}
-
 /// Evaluates in chunks that keep the GPU's two slots within `budget` bytes.
-pub(super) fn run(
+pub fn run(
     ctx: &OnceCell<Context>,
     loss: &Loss,
     reduction: Reduction,
     files: &Files,
     budget: u64,
 ) -> Result<Outcome, Fail> {
-    let open = |flag: &str, path: &Option<std::path::PathBuf>| {
-        path.as_ref()
-            .map(|p| Source::open(flag, p, false))
-            .transpose()
-    };
-    let input = Source::open("input", &files.input, false)?;
-    let target = files
-        .target
-        .as_ref()
-        .map(|p| Source::open("target", p, loss.takes_classes()))
-        .transpose()?;
-    let weight = open("weight", &files.weight)?;
-    let pos_weight = open("pos-weight", &files.pos_weight)?;
-    let labels = open("labels", &files.labels)?;
-    let positive = open("positive", &files.positive)?;
-    let negative = open("negative", &files.negative)?;
-    let var = open("var", &files.var)?;
-    let inputs = Inputs {
-        input: input.tensor(),
-        target: target.as_ref().map(|t| match t.classes() {
-            Some(data) => Target::Class {
-                data,
-                shape: t.map.shape(),
-            },
-            None => Target::Float(t.tensor()),
-        }),
-        weight: weight.as_ref().map(Source::tensor),
-        pos_weight: pos_weight.as_ref().map(Source::tensor),
-        labels: labels.as_ref().map(Source::tensor),
-        positive: positive.as_ref().map(Source::tensor),
-        negative: negative.as_ref().map(Source::tensor),
-        var: var.as_ref().map(Source::tensor),
-    };
-    let sources: Vec<&Source> = [
-        Some(&input),
-        target.as_ref(),
-        weight.as_ref(),
-        pos_weight.as_ref(),
-        labels.as_ref(),
-        positive.as_ref(),
-        negative.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let mut sources = vec![];
+    for (name, path) in &files.paths {
+        let classes = *name == TensorName::Target && loss.takes_classes();
+        sources.push((*name, Source::open(*name, path, classes)?));
+    }
+    let mut inputs = Inputs::default();
+    for (name, source) in &sources {
+        inputs = match source.classes() {
+            Some(data) => inputs.classes(data, source.map.shape()),
+            None => inputs.with(*name, source.tensor()),
+        };
+    }
     let release = |done: usize, total: usize| {
-        for s in &sources {
+        for (_, s) in &sources {
             s.map.release(done, total);
         }
     };
@@ -179,7 +130,7 @@ pub(super) fn run(
     // Two slots of chunks on the device, each chunk holding its share of
     // every file's bytes per input value.
     let n = inputs.input.data.len();
-    let data: u64 = sources.iter().map(|s| s.map.data_bytes()).sum();
+    let data: u64 = sources.iter().map(|(_, s)| s.map.data_bytes()).sum();
     let per_value = (data as f64 / n.max(1) as f64).max(4.0);
     let gpu_elems = ((budget as f64 / (2.0 * per_value)) as usize).max(1);
     // The reference keeps an f64 pair per item: a quarter of the GPU's chunk.
@@ -206,13 +157,7 @@ pub(super) fn run(
     };
     let cpu_value = merged.value(loss, summed)?;
 
-    let ctx = match ctx.get() {
-        Some(ctx) => ctx,
-        None => {
-            let opened = Context::new()?;
-            ctx.get_or_init(|| opened)
-        }
-    };
+    let ctx = crate::eval::context(ctx)?;
     let chunks = Chunks::new(
         loss,
         reduction,

@@ -9,12 +9,12 @@ use std::time::Instant;
 use bytemuck::{Pod, Zeroable};
 use serde::Serialize;
 
+use crate::cli::synthetic;
 use crate::context::{Context, COPY};
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Prepared, WG};
 use crate::inputs::Upstream;
 use crate::loss::{Loss, Reduction};
-use crate::synthetic;
 
 /// vec4s per thread: `ITEMS` in shaders/copy.wgsl (checked by the test
 /// gpu::contract::shared_constants_match_the_shaders).
@@ -211,7 +211,7 @@ impl<'c> Bench<'c> {
                 bytemuck::bytes_of(&params),
                 wgpu::BufferUsages::UNIFORM,
             );
-            let bind_group = ctx.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            let bind_group = ctx.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("copy"),
                 layout: &pipeline.layout,
                 entries: &[

@@ -1,0 +1,251 @@
+//! What `wgpu-loss eval` does before it opens a GPU: the loss and its
+//! parameters, the reduction, the output and gradient paths and the budget
+//! ([`Request::new`]), the `.npy` files ([`load`]) and the float64 reference
+//! ([`reference`]). The binary runs these, and so does [`super::check_args`]
+//! for the fuzzer.
+
+use std::path::{Path, PathBuf};
+
+use super::args::{grad_flag, grad_owners, loss_names, tensor_flag, EvalArgs, Files};
+use super::fail::Fail;
+use super::npy::{self, Data};
+use crate::{cpu, Inputs, Loss, Reduction, Tensor, TensorName, Upstream, CATALOG};
+
+/// How the files go through the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Read whole and evaluated in one call (with the gradients, if asked).
+    Whole,
+    /// Memory-mapped and streamed in chunks: the files exceed `--budget-mb`.
+    Streamed,
+    /// Read whole and split across every adapter (`--adapters all`).
+    Split,
+}
+
+/// An evaluation the flags ask for, checked.
+pub struct Request {
+    pub loss: Loss,
+    pub reduction: Reduction,
+    pub files: Files,
+    /// The gradients asked for, by tensor, and where they go.
+    pub grads: Vec<(TensorName, PathBuf)>,
+    /// Where the `none` result goes.
+    pub out: Option<PathBuf>,
+    pub route: Route,
+    /// `--budget-mb` in bytes: what a streamed evaluation may hold on the GPU.
+    pub budget: u64,
+}
+
+impl Request {
+    /// Checks everything in the flags: the loss, its parameters and the
+    /// reduction; `--out` and the gradient flags against the loss and the
+    /// file system; `--budget-mb` and `--adapters` against the files' sizes
+    /// and the gradients. Reads no file.
+    pub fn new(a: &EvalArgs) -> Result<Request, Fail> {
+        let (loss, reduction) = loss_and_reduction(a)?;
+        if let Some(out) = &a.out {
+            if reduction != Reduction::None {
+                return Err(Fail::Usage(format!(
+                    "--out needs --reduction none (got {})",
+                    reduction.name()
+                )));
+            }
+            check_dir("out", out)?;
+        }
+        let grads = grad_paths(&a.grads.paths, &loss)?;
+        if a.budget_mb.is_nan() || a.budget_mb <= 0.0 {
+            return Err(Fail::Usage(format!(
+                "--budget-mb must be > 0, got {}",
+                a.budget_mb
+            )));
+        }
+        let budget = (a.budget_mb * (1u64 << 20) as f64) as u64;
+        let over_budget = a.files.bytes() > budget;
+        let grad = grads.first().map(|(t, _)| grad_flag(*t));
+        let route = if a.adapters == "all" {
+            if let Some(flag) = grad {
+                return Err(Fail::Usage(format!(
+                    "--{flag}: gradients are computed on one adapter; drop --adapters all"
+                )));
+            }
+            if over_budget {
+                return Err(Fail::Usage(format!(
+                    "--adapters all reads the files whole, and they exceed --budget-mb {}: raise it, or stream them on one adapter",
+                    a.budget_mb
+                )));
+            }
+            Route::Split
+        } else if over_budget {
+            if let Some(flag) = grad {
+                return Err(Fail::Usage(format!(
+                    "--{flag}: gradients are not streamed, and the inputs exceed --budget-mb {}; raise it to evaluate them in one call",
+                    a.budget_mb
+                )));
+            }
+            Route::Streamed
+        } else {
+            Route::Whole
+        };
+        Ok(Request {
+            loss,
+            reduction,
+            files: a.files.clone(),
+            grads,
+            out: a.out.clone(),
+            route,
+            budget,
+        })
+    }
+}
+
+/// `Loss::from_name`'s defaults overridden by the flags given.
+fn build_loss(a: &EvalArgs) -> Result<Loss, Fail> {
+    let mut loss = Loss::from_name(&a.loss).ok_or_else(|| {
+        Fail::Usage(format!(
+            "unknown loss `{}` (one of: {})",
+            a.loss,
+            loss_names()
+        ))
+    })?;
+    let takes = loss.entry().params;
+    for (name, text) in &a.params.given {
+        let flag = name.replace('_', "-");
+        if !takes.iter().any(|p| p.name == *name) {
+            return Err(Fail::Usage(format!(
+                "--{flag} does not apply to {}",
+                loss.name()
+            )));
+        }
+        loss.set_text(name, text.as_deref())
+            .map_err(|e| Fail::Usage(format!("--{flag}: {e}")))?;
+    }
+    Ok(loss)
+}
+
+/// The loss and reduction the flags ask for, validated.
+fn loss_and_reduction(a: &EvalArgs) -> Result<(Loss, Reduction), Fail> {
+    let loss = build_loss(a)?;
+    let reduction = Reduction::from_name(&a.reduction).ok_or_else(|| {
+        Fail::Usage(format!(
+            "unknown reduction `{}` (use none, mean, sum or batchmean)",
+            a.reduction
+        ))
+    })?;
+    loss.validate(reduction)?;
+    Ok((loss, reduction))
+}
+
+/// Fails unless the directory `path` would be written in exists.
+fn check_dir(flag: &str, path: &Path) -> Result<(), Fail> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Fail::Usage(format!(
+            "--{flag} {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        )))
+    }
+}
+
+/// The gradients asked for, checked against the loss's catalog entry (the
+/// tensors it has gradients for) and the file system.
+fn grad_paths(
+    asked: &[(TensorName, PathBuf)],
+    loss: &Loss,
+) -> Result<Vec<(TensorName, PathBuf)>, Fail> {
+    for (wrt, path) in asked {
+        let flag = grad_flag(*wrt);
+        if !loss.entry().grads.contains(wrt) {
+            let owners = grad_owners(*wrt);
+            let owners = if owners.len() == CATALOG.len() {
+                "every loss".to_string()
+            } else {
+                owners.join(", ")
+            };
+            return Err(Fail::Usage(format!(
+                "--{flag} does not apply to {} (it is for {owners})",
+                loss.name(),
+            )));
+        }
+        check_dir(flag, path)?;
+    }
+    Ok(asked.to_vec())
+}
+
+/// One tensor read from its file.
+pub struct Owned {
+    pub values: Values,
+    pub shape: Vec<usize>,
+}
+
+pub enum Values {
+    F32(Vec<f32>),
+    /// Class indices: the target of a loss that takes classes.
+    Classes(Vec<i64>),
+}
+
+/// The tensors of one evaluation, read from their files, in
+/// [`TensorName::ALL`]'s order.
+pub struct Loaded {
+    pub tensors: Vec<(TensorName, Owned)>,
+}
+
+impl Loaded {
+    pub fn inputs(&self) -> Inputs<'_> {
+        let mut inputs = Inputs::default();
+        for (name, t) in &self.tensors {
+            inputs = match &t.values {
+                Values::F32(data) => inputs.with(*name, Tensor::new(data, &t.shape)),
+                Values::Classes(data) => inputs.classes(data, &t.shape),
+            };
+        }
+        inputs
+    }
+
+    /// The shape of a tensor that was read.
+    pub fn shape(&self, name: TensorName) -> Option<&[usize]> {
+        self.tensors
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.shape.as_slice())
+    }
+}
+
+/// Reads every file; messages name the flag and the file.
+pub fn load(loss: &Loss, files: &Files) -> Result<Loaded, Fail> {
+    let mut tensors = vec![];
+    for (name, path) in &files.paths {
+        let a =
+            npy::read(path).map_err(|e| Fail::Usage(format!("--{}: {e}", tensor_flag(*name))))?;
+        let shape = a.shape.clone();
+        let values = match a.data {
+            Data::I64(v) if *name == TensorName::Target && loss.takes_classes() => {
+                Values::Classes(v)
+            }
+            _ => Values::F32(a.into_f32()),
+        };
+        tensors.push((*name, Owned { values, shape }));
+    }
+    Ok(Loaded { tensors })
+}
+
+/// The float64 reference: the value, and the gradients where `grad` (with
+/// an upstream of 1, as the GPU's fused call is given).
+pub fn reference(
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs,
+    grad: bool,
+) -> Result<(cpu::Reference, Option<cpu::ReferenceGradients>), Fail> {
+    Ok(if grad {
+        let (r, g) = cpu::gradient(loss, reduction, inputs, Upstream::Scalar(1.0))?;
+        (r, Some(g))
+    } else {
+        (cpu::evaluate(loss, reduction, inputs)?, None)
+    })
+}

@@ -1,0 +1,37 @@
+//! A failure of the CLI, and the exit code it gives.
+
+use super::npy::NpyError;
+
+/// A failure of the CLI and its exit code: 2 for usage and input errors, 1
+/// for the GPU.
+#[derive(Debug)]
+pub enum Fail {
+    Usage(String),
+    Gpu(String),
+}
+
+impl Fail {
+    pub fn message(self) -> String {
+        match self {
+            Fail::Usage(m) | Fail::Gpu(m) => m,
+        }
+    }
+}
+
+impl From<crate::Error> for Fail {
+    fn from(e: crate::Error) -> Self {
+        use crate::Error::*;
+        match e {
+            NoAdapter(_) | Device(_) | Gpu { .. } | DeviceLost(_) | OutOfMemory(_) => {
+                Fail::Gpu(e.to_string())
+            }
+            _ => Fail::Usage(e.to_string()),
+        }
+    }
+}
+
+impl From<NpyError> for Fail {
+    fn from(e: NpyError) -> Self {
+        Fail::Usage(e.to_string())
+    }
+}
