@@ -5,10 +5,8 @@
 //! widths, on degenerate rows, in slices beyond one binding and on caller
 //! buffers.
 
-mod common;
-
-use common::device::small_ctx;
-use common::*;
+use crate::common::device::small_ctx;
+use crate::common::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use wgpu::util::DeviceExt;
@@ -502,8 +500,8 @@ fn caller_buffers_and_dispatch_counts() {
 #[test]
 fn non_finite_rows_follow_pytorch() {
     let mut checked = 0;
-    for case in common::cases::load("nonfinite_cases.json") {
-        let loss = common::cases::loss_of(&case);
+    for case in crate::common::cases::load("nonfinite_cases.json") {
+        let loss = crate::common::cases::loss_of(&case);
         if !matches!(
             loss,
             Loss::Pairs(Pairs::CosineEmbedding { .. }) | Loss::Pairs(Pairs::TripletMargin { .. })
@@ -511,8 +509,8 @@ fn non_finite_rows_follow_pytorch() {
             continue;
         }
         let name = case["name"].as_str().unwrap();
-        let reduction = common::cases::reduction_of(&case);
-        let tensors = common::cases::CaseTensors::of(&case);
+        let reduction = crate::common::cases::reduction_of(&case);
+        let tensors = crate::common::cases::CaseTensors::of(&case);
         let inputs = tensors.inputs(&loss);
         let (_, g) = ctx()
             .evaluate_with_grad(&loss, reduction, &inputs, Upstream::Scalar(1.0))
@@ -529,7 +527,7 @@ fn non_finite_rows_follow_pytorch() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(common::cases::num)
+                .map(crate::common::cases::num)
                 .collect();
             let got = got.unwrap_or_else(|| panic!("{name}: no gradient for {tensor}"));
             assert_close_all(&format!("{name} d/d{tensor}"), got, &want);

@@ -1,10 +1,8 @@
 //! GPU against the float64 CPU twin for cosine_embedding and triplet_margin,
 //! on seeded random rows at awkward sizes and on degenerate rows.
 
-mod common;
-
-use common::device::*;
-use common::*;
+use crate::common::device::*;
+use crate::common::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use wgpu_loss::Pairs;

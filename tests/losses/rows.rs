@@ -3,9 +3,7 @@
 //! ignore_index, label smoothing, probability targets, K-dim inputs, extreme
 //! logits, and class counts up to 70 000.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rand::Rng;
 use wgpu::util::DeviceExt;
 use wgpu_loss::cpu::rows::log_softmax;

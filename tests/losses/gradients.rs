@@ -7,9 +7,7 @@
 //! (h = 2^-12) are exact, and the five-point stencil's error (h^4) is far
 //! below the 1e-6 tolerance. Points stay at least 0.05 away from kinks.
 
-mod common;
-
-use common::rng;
+use crate::common::rng;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};

@@ -4,10 +4,8 @@
 //! for the elementwise and the softmax-row losses; then the encode-level call
 //! on caller buffers and its typed errors.
 
-mod common;
-
-use common::points::{data, losses};
-use common::*;
+use crate::common::points::{data, losses};
+use crate::common::*;
 use rand::Rng;
 use wgpu::util::DeviceExt;
 use wgpu_loss::{

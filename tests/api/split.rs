@@ -1,12 +1,10 @@
 //! One batch split across every adapter (`Context::all`) against the float64
 //! CPU reference and one call on each adapter alone.
 
-mod common;
-
 use std::sync::OnceLock;
 use wgpu_loss::{Pointwise, Rows};
 
-use common::{close, rng, uniform};
+use crate::common::{close, rng, uniform};
 use rand::Rng;
 use wgpu_loss::split::{self, Split};
 use wgpu_loss::{cpu, Context, Error, Inputs, Loss, Reduction, Tensor};

@@ -3,10 +3,8 @@
 //! keeps the PyTorch expression that produced it in its "torch" field. The CPU
 //! twin must match them to float64 precision, the GPU to 1e-4 rel + 1e-6 abs.
 
-mod common;
-
-use common::cases::{loss_of, num, CaseTensors};
-use common::{close, ctx};
+use crate::common::cases::{loss_of, num, CaseTensors};
+use crate::common::{close, ctx};
 use serde_json::Value;
 use wgpu_loss::{cpu, Loss, Reduction, Upstream};
 use wgpu_loss::{Dice, Pairs};

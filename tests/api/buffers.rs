@@ -1,9 +1,7 @@
 //! The encode layer on caller-owned buffers: results agree with the slice
 //! API, and every misuse of a buffer is a typed error naming it.
 
-mod common;
-
-use common::{close, ctx};
+use crate::common::{close, ctx};
 use wgpu::util::DeviceExt;
 use wgpu_loss::Pointwise;
 use wgpu_loss::{BufferView, DeviceInputs, DeviceTensor, Error, Loss, Reduction};

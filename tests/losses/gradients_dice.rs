@@ -5,11 +5,9 @@
 //! sign(0) ties of Σ|p − t|), the eps clamps, slices beyond one binding, and
 //! a class index out of range on caller buffers.
 
-mod common;
-
-use common::device::*;
-use common::dice_data::*;
-use common::*;
+use crate::common::device::*;
+use crate::common::dice_data::*;
+use crate::common::*;
 use wgpu_loss::Dice;
 use wgpu_loss::{
     BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, DiceMode, GradViews, Inputs, Loss,

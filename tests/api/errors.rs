@@ -1,9 +1,7 @@
 //! Bad input gets a typed error that names the problem, from the GPU path and
 //! the CPU reference alike, and never a panic.
 
-mod common;
-
-use common::ctx;
+use crate::common::ctx;
 use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
 

@@ -1,10 +1,8 @@
 //! GPU against the float64 CPU twin for the elementwise losses, on seeded
 //! random data at awkward sizes and on extreme values.
 
-mod common;
-
-use common::points::{data, losses};
-use common::*;
+use crate::common::points::{data, losses};
+use crate::common::*;
 use wgpu_loss::Pointwise;
 use wgpu_loss::{Inputs, Loss, Reduction, Tensor};
 

@@ -1,11 +1,9 @@
 //! GPU against the float64 CPU twin for smp's DiceLoss: every mode, from
 //! logits or probabilities, at awkward pixel counts and on degenerate targets.
 
-mod common;
-
-use common::device::*;
-use common::dice_data::*;
-use common::*;
+use crate::common::device::*;
+use crate::common::dice_data::*;
+use crate::common::*;
 use rand::Rng;
 use wgpu_loss::inputs::{plan, Geometry};
 use wgpu_loss::Dice;

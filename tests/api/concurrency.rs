@@ -1,9 +1,7 @@
 //! One context, eight threads, different losses at once: every result right,
 //! and no pipeline built twice.
 
-mod common;
-
-use common::{close, ctx};
+use crate::common::{close, ctx};
 use wgpu_loss::{cpu, synthetic, Context, Loss, Reduction};
 
 #[test]
