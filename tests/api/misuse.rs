@@ -2,26 +2,12 @@
 //! the argument and says what was expected and what was given (the table in
 //! docs/errors.md), never a panic, an abort or a huge allocation.
 
-use crate::common::ctx;
 use crate::common::device::buffer;
+use crate::common::{ctx, rejects};
 use wgpu_loss::{
-    cpu, BufferView, Context, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
+    BufferView, Context, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
 };
 use wgpu_loss::{Pairs, Pointwise};
-
-/// Both paths reject the call with the same error; its message holds `words`.
-fn rejects(loss: &Loss, r: Reduction, inputs: &Inputs<'_>, words: &[&str]) -> Error {
-    let cpu = cpu::evaluate(loss, r, inputs).expect_err("the CPU path accepted it");
-    let gpu = ctx()
-        .evaluate(loss, r, inputs)
-        .expect_err("the GPU path accepted it");
-    assert_eq!(cpu, gpu);
-    let text = gpu.to_string();
-    for w in words {
-        assert!(text.contains(w), "`{w}` missing from: {text}");
-    }
-    gpu
-}
 
 #[test]
 fn messages_name_the_argument_and_both_values() {
