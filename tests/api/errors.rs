@@ -219,6 +219,21 @@ fn parameters_outside_their_domain() {
             "alpha",
         ),
         (
+            Loss::Pointwise(Pointwise::PoissonNll {
+                log_input: false,
+                full: false,
+                eps: -1e-8,
+            }),
+            "eps",
+        ),
+        (
+            Loss::Pointwise(Pointwise::GaussianNll {
+                full: false,
+                eps: 0.0,
+            }),
+            "eps",
+        ),
+        (
             Loss::Rows(Rows::CrossEntropy {
                 ignore_index: -100,
                 label_smoothing: 1.5,

@@ -16,7 +16,7 @@ use rand::Rng;
 use wgpu_loss::cpu::rows::log_softmax;
 use wgpu_loss::{
     cpu, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, Error, GradViews, Inputs,
-    Loss, Reduction, Rows, Tensor, Upstream,
+    Loss, Reduction, Rows, Tensor, Upstream, Value,
 };
 
 const IGNORE: i64 = -100;
@@ -35,13 +35,16 @@ fn focal(gamma: f32, ignore_index: i64) -> Loss {
     })
 }
 
-/// The three losses with default parameters, and the given ignore_index.
+/// Every row loss of the catalog with its defaults, and the given ignore_index.
 fn losses(ignore_index: i64) -> Vec<Loss> {
-    vec![
-        ce(ignore_index, 0.0),
-        Loss::Rows(Rows::Nll { ignore_index }),
-        focal(2.0, ignore_index),
-    ]
+    Loss::names()
+        .filter_map(Loss::from_name)
+        .filter(|l| matches!(l, Loss::Rows(_)))
+        .map(|mut l| {
+            l.set("ignore_index", Value::Int(ignore_index)).unwrap();
+            l
+        })
+        .collect()
 }
 
 /// Random class targets in [0, C), every `ignored`-th one replaced by `ignore`.
