@@ -3,12 +3,12 @@
 NaN and infinite values in the data, for every loss.
 
 Same format, helpers and conventions as scripts/make_fixtures.py (float64 torch
-on float32 values, "NaN"/"inf"/"-inf" strings). tests/nonfinite.rs checks the
+on float32 values, "NaN"/"inf"/"-inf" strings). tests/losses/nonfinite.rs checks the
 CPU twin and the GPU against every case: a NaN prediction gives a NaN item
 where PyTorch gives one, an infinite logit gives what PyTorch gives.
 
 bce is not here: torch raises for an input outside [0, 1] (NaN included), and
-so does wgpu-loss (Error::OutOfUnitRange, tested in tests/nonfinite.rs).
+so does wgpu-loss (Error::OutOfUnitRange, tested in tests/losses/nonfinite.rs).
 
 Run from the repository root (same requirements as make_fixtures.py):
     python scripts/make_nonfinite_fixtures.py

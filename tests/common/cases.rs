@@ -141,3 +141,26 @@ pub fn expected(case: &Value) -> (f64, Option<Vec<f64>>) {
             .map(|v| v.as_array().unwrap().iter().map(num).collect()),
     )
 }
+
+/// What autograd gave for each tensor of the case: d(value)/d(tensor), for
+/// `none` the gradient of the items' sum.
+pub fn grads(case: &Value) -> Vec<(String, Vec<f64>)> {
+    case["grads"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(tensor, g)| {
+            let g = g.as_array().unwrap().iter().map(num).collect();
+            (tensor.clone(), g)
+        })
+        .collect()
+}
+
+/// The float64 twin against float64 PyTorch: the same non-finite value, or
+/// equal up to summation order.
+pub fn tight(got: f64, want: f64) -> bool {
+    if !got.is_finite() || !want.is_finite() {
+        return super::close(got, want, 0.0);
+    }
+    (got - want).abs() <= 1e-7 * want.abs() + 1e-9
+}

@@ -15,38 +15,57 @@ pub const SMALL_BINDING: u64 = 1 << 18;
 /// values: inputs of a few hundred thousand values take several slices.
 pub fn small_ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
-    CTX.get_or_init(|| {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let info = ctx().adapter_info().clone();
-        let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-            .into_iter()
-            .find(|a| a.get_info().name == info.name && a.get_info().backend == info.backend)
-            .expect("the test adapter");
-        let limits = wgpu::Limits {
-            max_storage_buffer_binding_size: SMALL_BINDING,
-            ..adapter.limits()
-        };
-        let desc = wgpu::DeviceDescriptor {
-            label: Some("small bindings"),
-            required_limits: limits,
-            ..Default::default()
-        };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).expect("a device with small limits");
-        Context::from_device(device, queue, info)
-    })
+    CTX.get_or_init(|| small_binding_ctx(SMALL_BINDING / 4))
 }
 
-/// A storage buffer of `ctx` holding `data` (at least 16 bytes).
+/// A new context on the adapter of `ctx()` whose storage bindings hold only
+/// `values` f32, so that small inputs already need many slices.
+pub fn small_binding_ctx(values: u64) -> Context {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let info = ctx().adapter_info().clone();
+    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .find(|a| a.get_info().name == info.name && a.get_info().backend == info.backend)
+        .expect("the test adapter");
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 4 * values,
+        ..adapter.limits()
+    };
+    let desc = wgpu::DeviceDescriptor {
+        label: Some("small bindings"),
+        required_limits: limits,
+        ..Default::default()
+    };
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&desc)).expect("a device with small limits");
+    Context::from_device(device, queue, info)
+}
+
+/// A storage buffer of `ctx` holding `data` (at least 16 bytes), readable
+/// by `read`.
 pub fn buffer<T: bytemuck::Pod>(ctx: &Context, data: &[T]) -> wgpu::Buffer {
-    let mut bytes = bytemuck::cast_slice(data).to_vec();
+    buffer_with(ctx, data, 0, STORAGE | wgpu::BufferUsages::COPY_SRC)
+}
+
+pub const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE;
+
+/// A buffer of `usage` holding `data` from byte `offset` on, zeros before it,
+/// at least 16 bytes in all.
+pub fn buffer_with<T: bytemuck::Pod>(
+    ctx: &Context,
+    data: &[T],
+    offset: usize,
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    let mut bytes = vec![0u8; offset];
+    bytes.extend_from_slice(bytemuck::cast_slice(data));
     bytes.resize(bytes.len().max(16), 0);
     ctx.device()
         .create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("test"),
             contents: &bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            usage,
         })
 }
 
@@ -79,4 +98,17 @@ pub fn read(
         .expect("poll");
     let view = staging.slice(..).get_mapped_range().expect("mapped");
     bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec()
+}
+
+/// Submits `encoder` and reads back all of `buffer`.
+pub fn read_all(ctx: &Context, encoder: wgpu::CommandEncoder, buffer: &wgpu::Buffer) -> Vec<f32> {
+    read(ctx, encoder, buffer, buffer.size() as usize / 4)
+}
+
+/// The error of a misused buffer: its message names `name` and holds `words`.
+pub fn expect_misuse(r: wgpu_loss::Result<()>, name: &str, words: &str) -> wgpu_loss::Error {
+    let e = r.expect_err("misuse accepted");
+    let text = e.to_string();
+    assert!(text.contains(name) && text.contains(words), "{text}");
+    e
 }

@@ -2,8 +2,9 @@
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use wgpu_loss::{Dice, DiceMode, Inputs, Loss, Tensor};
 
-use super::uniform;
+use super::{rng, uniform};
 
 /// Logits in [-6, 6] with some ±100, or probabilities with some exact 0 and 1.
 pub fn predictions(r: &mut ChaCha8Rng, n: usize, from_logits: bool) -> Vec<f32> {
@@ -49,4 +50,58 @@ pub fn classes(r: &mut ChaCha8Rng, n: usize, c: usize, ignore: bool, absent: boo
             }
         })
         .collect()
+}
+
+/// Seeded predictions and targets for a dice loss on input (N, C, ...):
+/// class indices (N, ...) in multiclass mode, 0/1 masks of the input's shape
+/// otherwise; ignored pixels when the loss has an ignore_index, and with
+/// `absent` the last class left out of the batch.
+pub struct DiceData {
+    x: Vec<f32>,
+    shape: Vec<usize>,
+    target: Target,
+}
+
+enum Target {
+    Classes(Vec<i64>, Vec<usize>),
+    Masks(Vec<f32>),
+}
+
+impl DiceData {
+    pub fn new(loss: &Loss, shape: &[usize], seed: u64, absent: bool) -> Self {
+        let Loss::Dice(Dice {
+            mode,
+            from_logits,
+            ignore_index,
+            ..
+        }) = *loss
+        else {
+            panic!("{loss:?} is not dice")
+        };
+        let mut r = rng(seed);
+        let n: usize = shape.iter().product();
+        let x = predictions(&mut r, n, from_logits);
+        let ignore = ignore_index.is_some();
+        let target = if mode == DiceMode::Multiclass {
+            let mut target_shape = vec![shape[0]];
+            target_shape.extend_from_slice(&shape[2..]);
+            let y = classes(&mut r, n / shape[1], shape[1], ignore, absent);
+            Target::Classes(y, target_shape)
+        } else {
+            Target::Masks(masks(&mut r, n, ignore))
+        };
+        DiceData {
+            x,
+            shape: shape.to_vec(),
+            target,
+        }
+    }
+
+    pub fn inputs(&self) -> Inputs<'_> {
+        let inputs = Inputs::new(Tensor::new(&self.x, &self.shape));
+        match &self.target {
+            Target::Classes(y, target_shape) => inputs.classes(y, target_shape),
+            Target::Masks(y) => inputs.target(Tensor::new(y, &self.shape)),
+        }
+    }
 }

@@ -5,14 +5,16 @@
 pub mod cases;
 pub mod device;
 pub mod dice_data;
+pub mod finite;
 pub mod points;
+pub mod upstream;
 
 use std::sync::OnceLock;
-use wgpu_loss::Pairs;
+use wgpu_loss::{Dice, DiceMode, Pairs};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_loss::{cpu, Context, Evaluation, Gradients, Inputs, Loss, Reduction, Upstream};
+use wgpu_loss::{cpu, Context, Error, Evaluation, Gradients, Inputs, Loss, Reduction, Upstream};
 
 pub const SIZES: [usize; 6] = [1, 255, 256, 257, 65_537, 1_000_003];
 pub const REDUCTIONS: [Reduction; 3] = [Reduction::None, Reduction::Mean, Reduction::Sum];
@@ -20,24 +22,6 @@ pub const REDUCTIONS: [Reduction; 3] = [Reduction::None, Reduction::Mean, Reduct
 pub fn ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
     CTX.get_or_init(|| Context::new().expect("a wgpu adapter (install mesa-vulkan-drivers)"))
-}
-
-/// A context whose storage bindings hold only `values` f32, so that small
-/// inputs already need many slices.
-pub fn small_binding_ctx(values: u64) -> Context {
-    let adapter = Context::adapters()
-        .into_iter()
-        .next()
-        .expect("a wgpu adapter");
-    let mut limits = adapter.limits();
-    limits.max_storage_buffer_binding_size = 4 * values;
-    let desc = wgpu::DeviceDescriptor {
-        label: Some("small bindings"),
-        required_limits: limits,
-        ..Default::default()
-    };
-    let (device, queue) = pollster::block_on(adapter.request_device(&desc)).expect("a device");
-    Context::from_device(device, queue, adapter.get_info())
 }
 
 pub fn rng(seed: u64) -> ChaCha8Rng {
@@ -148,35 +132,9 @@ pub fn check_grad_on(
         .evaluate_with_grad(loss, reduction, inputs, upstream)
         .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
     compare(what, reduction, &got, &want, 1e-6);
-    let pairs = [
-        ("input", Some(&got_grads.input), Some(&want_grads.input)),
-        (
-            "target",
-            got_grads.target.as_ref(),
-            want_grads.target.as_ref(),
-        ),
-        (
-            "positive",
-            got_grads.positive.as_ref(),
-            want_grads.positive.as_ref(),
-        ),
-        (
-            "negative",
-            got_grads.negative.as_ref(),
-            want_grads.negative.as_ref(),
-        ),
-    ];
-    for (name, got, want) in pairs {
-        match (got, want) {
-            (Some(got), Some(want)) => {
-                assert_eq!(got.len(), want.len(), "{what}: d/d{name} length");
-                for (i, (g, w)) in got.iter().zip(want).enumerate() {
-                    assert!(
-                        close(*g as f64, *w, 1e-6),
-                        "{what}: d/d{name}[{i}]: gpu {g} vs reference {w}"
-                    );
-                }
-            }
+    for name in GRADIENTS {
+        match (got_grads.named(name), want_grads.named(name)) {
+            (Some(got), Some(want)) => assert_close_all(&format!("{what}: d/d{name}"), got, want),
             (None, None) => {}
             _ => panic!("{what}: d/d{name} on one side only"),
         }
@@ -195,5 +153,78 @@ pub fn triplet(margin: f32, p: f32, swap: bool) -> Loss {
         p,
         eps: 1e-6,
         swap,
+    })
+}
+
+/// Every element of a GPU result within 1e-4 relative + 1e-6 absolute of the reference.
+pub fn assert_close_all(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(close(*g as f64, *w, 1e-6), "{what}[{i}]: gpu {g} vs {w}");
+    }
+}
+
+/// The tensors a loss can have a gradient for, by their names in the case
+/// files and in `GradViews`.
+pub const GRADIENTS: [&str; 4] = ["input", "target", "positive", "negative"];
+
+/// A gradient by its tensor's name, on the GPU's and the twin's results alike.
+pub trait ByName {
+    type Value: Copy + Into<f64>;
+    fn named(&self, name: &str) -> Option<&[Self::Value]>;
+}
+
+/// `ByName` of a gradients struct whose values are `$value`.
+macro_rules! by_name {
+    ($gradients:ty, $value:ty) => {
+        impl ByName for $gradients {
+            type Value = $value;
+            fn named(&self, name: &str) -> Option<&[$value]> {
+                match name {
+                    "input" => Some(&self.input),
+                    "target" => self.target.as_deref(),
+                    "positive" => self.positive.as_deref(),
+                    "negative" => self.negative.as_deref(),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+by_name!(Gradients, f32);
+by_name!(cpu::ReferenceGradients, f64);
+
+/// The GPU path and the CPU twin reject the call with the same error, whose
+/// message holds each of `words`.
+pub fn rejects(loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>, words: &[&str]) -> Error {
+    let cpu = cpu::evaluate(loss, reduction, inputs).expect_err("the CPU path accepted it");
+    let gpu = ctx()
+        .evaluate(loss, reduction, inputs)
+        .expect_err("the GPU path accepted it");
+    assert_eq!(cpu, gpu);
+    let text = gpu.to_string();
+    assert!(!text.is_empty());
+    for w in words {
+        assert!(text.contains(w), "`{w}` missing from: {text}");
+    }
+    gpu
+}
+
+/// dice with smp's eps.
+pub fn dice(
+    mode: DiceMode,
+    from_logits: bool,
+    smooth: f32,
+    ignore_index: Option<i64>,
+    log_loss: bool,
+) -> Loss {
+    Loss::Dice(Dice {
+        mode,
+        from_logits,
+        smooth,
+        eps: 1e-7,
+        ignore_index,
+        log_loss,
     })
 }

@@ -1,17 +1,22 @@
-//! GPU against the float64 CPU twin for the softmax-row losses
-//! (cross_entropy, nll, softmax_focal): awkward row counts, class weights,
+//! The softmax-row losses (cross_entropy, nll, softmax_focal;
+//! shaders/rows.wgsl, src/cpu/rows.rs): values and gradients on the GPU
+//! against the float64 twin at awkward row counts, with class weights,
 //! ignore_index, label smoothing, probability targets, K-dim inputs, extreme
-//! logits, and class counts up to 70 000.
+//! logits, class counts up to 70 000, slices beyond one binding and caller
+//! buffers; then the twin's gradients against finite differences and
+//! PyTorch's conventions.
 
-mod common;
-
-use common::*;
+use crate::common::device::{
+    buffer, buffer_with, encoder, read, read_all, small_binding_ctx, STORAGE,
+};
+use crate::common::finite::{self as fd, Case};
+use crate::common::upstream::{calls, upstream_items};
+use crate::common::*;
 use rand::Rng;
-use wgpu::util::DeviceExt;
 use wgpu_loss::cpu::rows::log_softmax;
-use wgpu_loss::Rows;
 use wgpu_loss::{
-    cpu, BufferView, Context, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
+    cpu, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, Error, GradViews, Inputs,
+    Loss, Reduction, Rows, Tensor, Upstream, Value,
 };
 
 const IGNORE: i64 = -100;
@@ -30,13 +35,16 @@ fn focal(gamma: f32, ignore_index: i64) -> Loss {
     })
 }
 
-/// The three losses with default parameters, and the given ignore_index.
+/// Every row loss of the catalog with its defaults, and the given ignore_index.
 fn losses(ignore_index: i64) -> Vec<Loss> {
-    vec![
-        ce(ignore_index, 0.0),
-        Loss::Rows(Rows::Nll { ignore_index }),
-        focal(2.0, ignore_index),
-    ]
+    Loss::names()
+        .filter_map(Loss::from_name)
+        .filter(|l| matches!(l, Loss::Rows(_)))
+        .map(|mut l| {
+            l.set("ignore_index", Value::Int(ignore_index)).unwrap();
+            l
+        })
+        .collect()
 }
 
 /// Random class targets in [0, C), every `ignored`-th one replaced by `ignore`.
@@ -105,6 +113,55 @@ fn check_all(what: &str, loss: &Loss, inputs: &Inputs<'_>, weight: &[f32]) {
             red,
             &inputs.weight(Tensor::new(weight, &shape)),
         );
+    }
+}
+
+/// An output buffer of `values` f32 (at least 4).
+fn output(ctx: &Context, values: usize) -> wgpu::Buffer {
+    buffer(ctx, &vec![0.0f32; values.max(4)])
+}
+
+/// The losses of the gradient tests: the three with their defaults, and
+/// smoothing and other γ.
+fn gradient_losses() -> Vec<Loss> {
+    losses(IGNORE)
+        .into_iter()
+        .chain([ce(IGNORE, 0.1), focal(0.5, IGNORE), focal(0.0, IGNORE)])
+        .collect()
+}
+
+/// The gradients of every row loss and reduction on `(N, C, d..)` logits,
+/// with and without a class weight, and of cross_entropy on probability
+/// targets.
+fn check_rows(ctx: &Context, shape: &[usize], seed: u64) {
+    let n: usize = shape.iter().product();
+    let c = shape[1];
+    let mut items = vec![shape[0]];
+    items.extend_from_slice(&shape[2..]);
+    let rows: usize = items.iter().product();
+    let x = uniform(&mut rng(seed), n, -6.0, 6.0);
+    let y = classes(seed + 1, rows, c, 7, IGNORE);
+    let w = class_weight(seed + 2, c);
+    let ws = [c];
+    let u = upstream_items(rows, seed + 3);
+    let inputs = Inputs::new(Tensor::new(&x, shape)).classes(&y, &items);
+    let weighted = inputs.weight(Tensor::new(&w, &ws));
+    for loss in gradient_losses() {
+        for (red, up) in calls(&u) {
+            let what = format!("{shape:?} {loss:?} {red:?}");
+            check_grad_on(ctx, &what, &loss, red, &inputs, up);
+            check_grad_on(ctx, &format!("{what} weighted"), &loss, red, &weighted, up);
+        }
+    }
+    let t = prob_targets(seed + 4, shape);
+    let probs = Inputs::new(Tensor::new(&x, shape)).target(Tensor::new(&t, shape));
+    for loss in [ce(IGNORE, 0.0), ce(IGNORE, 0.1)] {
+        for (red, up) in calls(&u) {
+            let what = format!("{shape:?} {loss:?} probabilities {red:?}");
+            check_grad_on(ctx, &what, &loss, red, &probs, up);
+            let weighted = probs.weight(Tensor::new(&w, &ws));
+            check_grad_on(ctx, &format!("{what} weighted"), &loss, red, &weighted, up);
+        }
     }
 }
 
@@ -562,30 +619,6 @@ fn long_strided_rows() {
     }
 }
 
-/// `check` on another context.
-fn check_on(ctx: &Context, what: &str, loss: &Loss, red: Reduction, inputs: &Inputs<'_>) {
-    let want = cpu::evaluate(loss, red, inputs).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
-    let got = ctx
-        .evaluate(loss, red, inputs)
-        .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
-    if let Some(items) = &got.items {
-        assert_eq!(items.len(), want.items.len(), "{what}: item count");
-        for (i, (g, w)) in items.iter().zip(&want.items).enumerate() {
-            assert!(
-                close(*g as f64, *w, 1e-6),
-                "{what}: item {i}: gpu {g} vs reference {w}"
-            );
-        }
-    } else {
-        assert!(
-            close(got.value, want.value, 1e-6),
-            "{what}: gpu {} vs reference {}",
-            got.value,
-            want.value
-        );
-    }
-}
-
 /// Slices that start off the 256-byte grid in the logits, the targets and
 /// the items: bound from the boundary before, with the skip as a parameter.
 #[test]
@@ -615,8 +648,15 @@ fn small_bindings_cut_the_batch_into_slices() {
         for loss in losses(IGNORE).into_iter().chain([ce(IGNORE, 0.1)]) {
             for red in REDUCTIONS {
                 let what = format!("{shape:?} {loss:?} {red:?}");
-                check_on(&ctx, &what, &loss, red, &inputs);
-                check_on(&ctx, &format!("{what} weighted"), &loss, red, &weighted);
+                check_on(&ctx, &what, &loss, red, &inputs, 1e-6);
+                check_on(
+                    &ctx,
+                    &format!("{what} weighted"),
+                    &loss,
+                    red,
+                    &weighted,
+                    1e-6,
+                );
             }
         }
         let t = prob_targets(33, &shape);
@@ -625,7 +665,7 @@ fn small_bindings_cut_the_batch_into_slices() {
             .weight(Tensor::new(&w, &ws));
         for red in REDUCTIONS {
             let what = format!("{shape:?} probabilities {red:?}");
-            check_on(&ctx, &what, &ce(IGNORE, 0.1), red, &inputs);
+            check_on(&ctx, &what, &ce(IGNORE, 0.1), red, &inputs, 1e-6);
         }
     }
     // 4097 logits per batch entry fit no binding.
@@ -683,70 +723,6 @@ fn k_dim_logits_longer_than_one_binding() {
     }
 }
 
-/// A storage buffer holding `data` at byte `offset`.
-fn buffer<T: bytemuck::Pod>(ctx: &Context, data: &[T], offset: usize) -> wgpu::Buffer {
-    let mut bytes = vec![0u8; offset];
-    bytes.extend_from_slice(bytemuck::cast_slice(data));
-    bytes.resize(bytes.len().max(16), 0);
-    ctx.device()
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("test data"),
-            contents: &bytes,
-            usage: wgpu::BufferUsages::STORAGE,
-        })
-}
-
-fn output(ctx: &Context, values: usize) -> wgpu::Buffer {
-    ctx.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some("test output"),
-        size: 4 * values.max(4) as u64,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    })
-}
-
-/// Submits `encoder` and reads the first `values` f32 of each buffer.
-fn read(
-    ctx: &Context,
-    mut encoder: wgpu::CommandEncoder,
-    buffers: &[&wgpu::Buffer],
-    values: usize,
-) -> Vec<Vec<f32>> {
-    let size = 4 * values.max(1) as u64;
-    let staging: Vec<wgpu::Buffer> = buffers
-        .iter()
-        .map(|b| {
-            let s = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("test readback"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            encoder.copy_buffer_to_buffer(b, 0, &s, 0, size);
-            s
-        })
-        .collect();
-    ctx.queue().submit([encoder.finish()]);
-    for s in &staging {
-        s.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    }
-    ctx.device()
-        .poll(wgpu::PollType::wait_indefinitely())
-        .unwrap();
-    staging
-        .iter()
-        .map(|s| {
-            let view = s.slice(..).get_mapped_range().unwrap();
-            bytemuck::cast_slice::<u8, f32>(&view)[..values].to_vec()
-        })
-        .collect()
-}
-
-fn encoder(ctx: &Context) -> wgpu::CommandEncoder {
-    ctx.device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-}
-
 /// One evaluator, two sets of buffers of the same shapes (the second at an
 /// offset into larger buffers), both encoded before one submit.
 #[test]
@@ -767,10 +743,13 @@ fn an_evaluator_serves_other_buffers_of_the_same_shapes() {
         .zip(offsets)
         .map(|((x, y), at)| {
             let y: Vec<i32> = y.iter().map(|&v| v as i32).collect();
-            (buffer(&ctx, x, at), buffer(&ctx, &y, at))
+            (
+                buffer_with(&ctx, x, at, STORAGE),
+                buffer_with(&ctx, &y, at, STORAGE),
+            )
         })
         .collect();
-    let wbuf = buffer(&ctx, &w, 0);
+    let wbuf = buffer_with(&ctx, &w, 0, STORAGE);
     let device = |k: usize| {
         let (xb, yb) = &bufs[k];
         let at = offsets[k] as u64;
@@ -788,7 +767,11 @@ fn an_evaluator_serves_other_buffers_of_the_same_shapes() {
                 eval.encode(&mut enc, &device(k), BufferView::whole(out))
                     .unwrap();
             }
-            let got = read(&ctx, enc, &[&outs[0], &outs[1]], len);
+            // The first read submits both encodes.
+            let got = [
+                read(&ctx, enc, &outs[0], len),
+                read(&ctx, encoder(&ctx), &outs[1], len),
+            ];
             for (k, (x, y)) in sets.iter().enumerate() {
                 let inputs = Inputs::new(Tensor::new(x, &shape))
                     .classes(y, &items)
@@ -824,7 +807,11 @@ fn bad_class_indices_on_the_device_give_nan() {
         for ignore in [IGNORE, -1] {
             let y = [0i32, c as i32, ignore as i32, -2, 2, i32::MAX];
             let bad = [false, true, false, true, false, true];
-            let (xb, yb, wb) = (buffer(ctx, &x, 0), buffer(ctx, &y, 0), buffer(ctx, &w, 0));
+            let (xb, yb, wb) = (
+                buffer_with(ctx, &x, 0, STORAGE),
+                buffer_with(ctx, &y, 0, STORAGE),
+                buffer_with(ctx, &w, 0, STORAGE),
+            );
             let device = DeviceInputs::new(DeviceTensor::new(BufferView::whole(&xb), &shape))
                 .classes(DeviceTensor::new(BufferView::new(&yb, 0, n), &items))
                 .weight(DeviceTensor::new(BufferView::new(&wb, 0, c), &ws));
@@ -853,7 +840,7 @@ fn bad_class_indices_on_the_device_give_nan() {
                     let mut enc = encoder(ctx);
                     eval.encode(&mut enc, &device, BufferView::whole(&out))
                         .unwrap();
-                    let got = &read(ctx, enc, &[&out], eval.output_len())[0];
+                    let got = &read(ctx, enc, &out, eval.output_len());
                     let what = format!("C={c} ignore={ignore} {loss:?} {red:?}");
                     if red != Reduction::None {
                         assert!(got[0].is_nan(), "{what}: {}", got[0]);
@@ -871,4 +858,327 @@ fn bad_class_indices_on_the_device_give_nan() {
             }
         }
     }
+}
+
+#[test]
+fn every_row_gradient_matches_the_reference() {
+    // Thread-per-row at awkward row counts, K-dim rows, one-class rows, and
+    // workgroup-per-row (`wide`) for 2048 contiguous and 16 384 strided classes.
+    for (k, shape) in [
+        vec![1usize, 5],
+        vec![255, 7],
+        vec![257, 3],
+        vec![4099, 10],
+        vec![6, 1],
+        vec![5, 4, 3, 7],
+        vec![3, 2048],
+        vec![2, 16_384, 2],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        check_rows(ctx(), &shape, 10 * k as u64);
+    }
+}
+
+#[test]
+fn row_gradients_in_slices_beyond_one_binding() {
+    // Bindings of 4096 values: the batch is cut into slices that start off the
+    // 256-byte grid; each slice writes its part of the gradient in place.
+    let small = small_binding_ctx(4096);
+    for (k, shape) in [vec![3001usize, 7], vec![517, 5, 13], vec![7, 2048]]
+        .into_iter()
+        .enumerate()
+    {
+        check_rows(&small, &shape, 100 + k as u64);
+    }
+}
+
+#[test]
+fn row_gradients_at_extreme_logits() {
+    let ninf = f32::NEG_INFINITY;
+    let c = 4;
+    #[rustfmt::skip]
+    let x = [
+        100.0, -100.0, 0.0, 1.0,
+        -100.0, 100.0, 100.0, -100.0,
+        100.0, 100.0, 100.0, 100.0,
+        ninf, 1.0, 2.0, ninf,
+        1.0, 1.0 + 1e-6, 30.0, -30.0,
+        50.0, 0.0, 0.0, 0.0,
+        0.0, -40.0, -40.0, -40.0,
+        20.0, -20.0, -20.0, -20.0,
+        1000.0, 968.5, 900.0, 900.0,
+        1.0, -30.5, -99.0, -99.0,
+    ];
+    let rows = x.len() / c;
+    let y = [0i64, 3, 2, 2, 0, 0, 0, 0, 0, 0];
+    let w = [1.0f32, 2.0, 0.5, 3.0];
+    let (shape, items) = ([rows, c], [rows]);
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
+    let weighted = inputs.weight(Tensor::new(&w, &[4]));
+    for loss in gradient_losses()
+        .into_iter()
+        .chain([focal(3.0, IGNORE), focal(1.0, IGNORE)])
+    {
+        for (red, up) in calls(&upstream_items(rows, 7)) {
+            let what = format!("extremes {loss:?} {red:?}");
+            check_grad(&what, &loss, red, &inputs, up);
+            check_grad(&format!("{what} weighted"), &loss, red, &weighted, up);
+        }
+    }
+    // A dominating target saturates the float64 p_t: focal with 0 < γ < 1 is
+    // NaN there (0·∞ in PyTorch's backward). Rows 8 and 9 have the same
+    // 2e-14 share of the other classes: lse = m + 2e-14 rounds to m only at
+    // m = 1000.
+    let g = check_grad(
+        "saturated focal",
+        &focal(0.5, IGNORE),
+        Reduction::Sum,
+        &inputs,
+        Upstream::Scalar(1.0),
+    );
+    let nan_rows: Vec<usize> = (0..rows)
+        .filter(|r| g.input[r * c..(r + 1) * c].iter().any(|v| v.is_nan()))
+        .collect();
+    assert_eq!(nan_rows, vec![0, 5, 6, 7, 8]);
+}
+
+#[test]
+fn row_means_over_nothing_and_over_zero_weight() {
+    let z = [1.0f32, 2.0, 3.0, 1.0, 1.0, 1.0];
+    // All rows ignored: NaN value and a zero gradient.
+    let ignored = Inputs::new(Tensor::new(&z, &[2, 3])).classes(&[IGNORE, IGNORE], &[2]);
+    for loss in gradient_losses() {
+        let g = check_grad(
+            &format!("{loss:?} all ignored"),
+            &loss,
+            Reduction::Mean,
+            &ignored,
+            Upstream::Scalar(1.0),
+        );
+        assert_eq!(g.input, vec![0.0; 6], "{loss:?}");
+    }
+    // Kept rows of total weight 0: NaN through g / 0, except focal's zero.
+    let w = [0.0f32, 1.0, 1.0];
+    let zero = Inputs::new(Tensor::new(&z, &[2, 3]))
+        .classes(&[0, 0], &[2])
+        .weight(Tensor::new(&w, &[3]));
+    for loss in gradient_losses() {
+        let g = check_grad(
+            &format!("{loss:?} zero weight"),
+            &loss,
+            Reduction::Mean,
+            &zero,
+            Upstream::Scalar(1.0),
+        );
+        if matches!(loss, Loss::Rows(Rows::SoftmaxFocal { .. })) {
+            assert_eq!(g.input, vec![0.0; 6]);
+        } else {
+            assert!(g.input.iter().any(|v| v.is_nan()), "{loss:?}");
+        }
+    }
+    // An empty batch.
+    let empty = Inputs::new(Tensor::new(&[], &[0, 3])).classes(&[], &[0]);
+    for loss in gradient_losses() {
+        for (red, up) in calls(&[]) {
+            let g = check_grad(&format!("{loss:?} empty {red:?}"), &loss, red, &empty, up);
+            assert!(g.input.is_empty());
+        }
+    }
+}
+
+#[test]
+fn row_gradient_passes_and_bad_class_indices_on_the_device() {
+    let (n, c) = (300, 5);
+    let x = uniform(&mut rng(61), n * c, -3.0, 3.0);
+    let mut y: Vec<i32> = (0..n as i32).map(|i| i % c as i32).collect();
+    y[7] = 5;
+    y[8] = -3;
+    y[9] = IGNORE as i32;
+    let (xb, yb) = (
+        buffer_with(ctx(), &x, 0, STORAGE),
+        buffer_with(ctx(), &y, 0, STORAGE),
+    );
+    let results = buffer(ctx(), &[0.0f32; 4096]);
+    let (shape, items) = ([n, c], [n]);
+    let inputs = DeviceInputs::new(DeviceTensor::new(BufferView::whole(&xb), &shape))
+        .classes(DeviceTensor::new(BufferView::whole(&yb), &items));
+    // Class-index mean: the denominator's pre-pass and its total, the fused
+    // pass, the finalize; sum: the fused pass and the finalize; none: one.
+    for (red, dispatches) in [
+        (Reduction::Mean, 4),
+        (Reduction::Sum, 2),
+        (Reduction::None, 1),
+    ] {
+        let ev = ctx()
+            .grad_evaluator(&ce(IGNORE, 0.1), red, &inputs)
+            .unwrap();
+        assert_eq!(ev.dispatches(), dispatches, "{red:?}");
+        let mut encoder = ctx().device().create_command_encoder(&Default::default());
+        let output = BufferView::new(&results, 0, ev.output_len());
+        let grads = GradViews::new(BufferView::new(&results, 4 * 1024, n * c));
+        ev.encode_with_grad(
+            &mut encoder,
+            &inputs,
+            DeviceUpstream::Scalar(1.0),
+            output,
+            &grads,
+        )
+        .unwrap();
+        let got = read_all(ctx(), encoder, &results);
+        let row = |r: usize| &got[1024 + r * c..1024 + (r + 1) * c];
+        // Indices out of range give NaN; ignored rows give 0.
+        assert!(row(7).iter().chain(row(8)).all(|v| v.is_nan()), "{red:?}");
+        assert!(row(9).iter().all(|v| *v == 0.0), "{red:?}");
+        if red == Reduction::None {
+            assert!(row(0).iter().all(|v| v.is_finite()));
+        } else {
+            assert!(got[0].is_nan(), "{red:?}: a bad index makes the value NaN");
+        }
+    }
+}
+
+// The twin's gradients against finite differences and PyTorch's conventions.
+
+#[test]
+fn softmax_row_losses_match_finite_differences() {
+    let mut checked = 0;
+    let mut r = rng(61);
+    let x = fd::vals(&mut r, 20, -2.0, 2.0);
+    let w = fd::vals(&mut r, 4, 0.2, 3.0);
+    let y = vec![0i64, 3, 1, 2, 3];
+    let y_ignored = vec![0i64, -100, 1, 2, -100];
+    let y_ignore0 = vec![0i64, 3, 1, 0, 3];
+    let row_losses = [
+        ce(-100, 0.0),
+        ce(-100, 0.1),
+        ce(-100, 1.0),
+        Loss::Rows(Rows::Nll { ignore_index: -100 }),
+        Loss::Rows(Rows::SoftmaxFocal {
+            gamma: 2.0,
+            ignore_index: -100,
+        }),
+        Loss::Rows(Rows::SoftmaxFocal {
+            gamma: 0.0,
+            ignore_index: -100,
+        }),
+        Loss::Rows(Rows::SoftmaxFocal {
+            gamma: 0.5,
+            ignore_index: -100,
+        }),
+    ];
+    for loss in &row_losses {
+        for weighted in [false, true] {
+            for (targets, tag) in [(&y, ""), (&y_ignored, " ignored rows")] {
+                let mut case = Case::new(loss.clone())
+                    .with("input", x.clone(), &[5, 4])
+                    .classes(targets.clone(), &[5]);
+                if weighted {
+                    case = case.with("weight", w.clone(), &[4]);
+                }
+                let what = format!("{loss:?} weighted={weighted}{tag}");
+                checked += fd::check_all(&what, &case, 62);
+            }
+        }
+    }
+    // ignore_index that is a valid class, with smoothing and weights.
+    for loss in [
+        ce(0, 0.2),
+        Loss::Rows(Rows::Nll { ignore_index: 0 }),
+        Loss::Rows(Rows::SoftmaxFocal {
+            gamma: 2.0,
+            ignore_index: 0,
+        }),
+    ] {
+        let case = Case::new(loss.clone())
+            .with("input", x.clone(), &[5, 4])
+            .classes(y_ignore0.clone(), &[5])
+            .with("weight", w.clone(), &[4]);
+        checked += fd::check_all(&format!("{loss:?} ignore class 0"), &case, 63);
+    }
+    // K-dim (N, C, d1, d2) with ignored pixels.
+    let xk = fd::vals(&mut r, 24, -2.0, 2.0);
+    let yk = vec![0i64, 2, -100, 1, 1, 0, 2, -100];
+    for loss in &row_losses {
+        let case = Case::new(loss.clone())
+            .with("input", xk.clone(), &[2, 3, 2, 2])
+            .classes(yk.clone(), &[2, 2, 2])
+            .with("weight", fd::vals(&mut r, 3, 0.2, 3.0), &[3]);
+        checked += fd::check_all(&format!("{loss:?} K-dim"), &case, 64);
+    }
+    // Unbatched (C) with target ().
+    for loss in &row_losses {
+        let case = Case::new(loss.clone())
+            .with("input", fd::vals(&mut r, 5, -2.0, 2.0), &[5])
+            .classes(vec![3], &[]);
+        checked += fd::check_all(&format!("{loss:?} unbatched"), &case, 65);
+    }
+    // Probability targets: soft rows, weights, smoothing, K-dim.
+    for (smoothing, weighted, shape) in [
+        (0.0f32, false, vec![5usize, 4]),
+        (0.0, true, vec![5, 4]),
+        (0.1, false, vec![5, 4]),
+        (0.2, true, vec![5, 4]),
+        (0.1, true, vec![2, 4, 3]),
+    ] {
+        let n: usize = shape.iter().product();
+        let mut case = Case::new(ce(-100, smoothing))
+            .with("input", fd::vals(&mut r, n, -2.0, 2.0), &shape)
+            .with("target", fd::vals(&mut r, n, 0.0, 1.0), &shape);
+        if weighted {
+            case = case.with("weight", fd::vals(&mut r, 4, 0.2, 3.0), &[4]);
+        }
+        let what =
+            format!("cross_entropy prob targets ε={smoothing} weighted={weighted} {shape:?}");
+        checked += fd::check_all(&what, &case, 66);
+    }
+    assert!(checked > 2000, "{checked}");
+}
+
+#[test]
+fn means_over_nothing_and_over_zero_weight() {
+    let z = vec![1.0, 2.0, 3.0, 1.0, 1.0, 1.0];
+    // All rows ignored: NaN value, zero gradient (✔ torch, also with smoothing).
+    for loss in [
+        ce(-100, 0.0),
+        ce(-100, 0.1),
+        Loss::Rows(Rows::Nll { ignore_index: -100 }),
+        Loss::Rows(Rows::SoftmaxFocal {
+            gamma: 2.0,
+            ignore_index: -100,
+        }),
+    ] {
+        let case = Case::new(loss.clone())
+            .with("input", z.clone(), &[2, 3])
+            .classes(vec![-100, -100], &[2]);
+        let (r, g) = fd::grad(&case, Reduction::Mean);
+        assert!(r.value.is_nan(), "{loss:?}");
+        fd::assert_vec(&format!("{loss:?} all ignored"), &g.input, &[0.0; 6]);
+    }
+    // Rows kept but their total weight 0: torch's g/0 meets the weights → NaN
+    // (✔ torch: cross_entropy all NaN, nll NaN in the target column).
+    let weight = vec![0.0, 1.0, 1.0];
+    let zero_weight = |loss: Loss| {
+        let case = Case::new(loss)
+            .with("input", z.clone(), &[2, 3])
+            .classes(vec![0, 0], &[2])
+            .with("weight", weight.clone(), &[3]);
+        fd::grad(&case, Reduction::Mean)
+    };
+    let (r, g) = zero_weight(ce(-100, 0.0));
+    assert!(r.value.is_nan());
+    assert!(g.input.iter().all(|v| v.is_nan()), "{:?}", g.input);
+    let (_, g) = zero_weight(ce(-100, 0.1));
+    assert!(g.input.iter().all(|v| v.is_nan()), "{:?}", g.input);
+    let (_, g) = zero_weight(Loss::Rows(Rows::Nll { ignore_index: -100 }));
+    let nan = f64::NAN;
+    fd::assert_vec("nll zero weight", &g.input, &[nan, 0.0, 0.0, nan, 0.0, 0.0]);
+    // softmax_focal defines that mean with a zero gradient.
+    let (r, g) = zero_weight(Loss::Rows(Rows::SoftmaxFocal {
+        gamma: 2.0,
+        ignore_index: -100,
+    }));
+    assert!(r.value.is_nan());
+    fd::assert_vec("softmax_focal zero weight", &g.input, &[0.0; 6]);
 }

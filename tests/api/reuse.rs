@@ -6,10 +6,8 @@
 //! Each test opens its own context, so that the other tests of the binary,
 //! running at the same time, do not move its counter.
 
-mod common;
-
-use common::close;
-use common::device::{buffer, encoder, read};
+use crate::common::close;
+use crate::common::device::{buffer, encoder, read};
 use wgpu_loss::cli::synthetic;
 use wgpu_loss::{
     cpu, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews, Loss,

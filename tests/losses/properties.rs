@@ -9,11 +9,10 @@
 //! tests/proptest-regressions/ (committed, replayed first on every run); each
 //! real one also got an explicit test at the end of this file.
 //!
-//! `PROPTEST_CASES=1000 cargo test --release --test properties` runs longer.
+//! `PROPTEST_CASES=1000 cargo test --release --test losses properties::` runs
+//! longer.
 
-mod common;
-
-use common::{check, check_grad};
+use crate::common::{check, check_grad};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, RngSeed};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
@@ -91,8 +90,8 @@ fn shape(total: usize) -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(dim(5000), 0..=3).prop_map(move |mut dims| {
         let mut n = 1usize;
         for d in dims.iter_mut() {
-            if n > 0 {
-                *d = (*d).min(total / n);
+            if let Some(most) = total.checked_div(n) {
+                *d = (*d).min(most);
             }
             n *= *d;
         }
@@ -106,6 +105,7 @@ fn numel(shape: &[usize]) -> usize {
 
 /// A shape with data for `x` and `y`, and a weight broadcast from a trailing
 /// part of the shape (or none).
+#[allow(clippy::type_complexity)]
 fn regression_data(
 ) -> impl Strategy<Value = (Vec<usize>, Vec<f32>, Vec<f32>, Option<(usize, Vec<f32>)>)> {
     shape(5000).prop_flat_map(|s| {

@@ -1,9 +1,7 @@
 //! Streamed evaluation (chunks through the device) against one-shot calls,
 //! and partials merged over shards against one call over all the data.
 
-mod common;
-
-use common::{close, ctx, rng, uniform};
+use crate::common::{close, ctx, rng, uniform};
 use rand::Rng;
 use wgpu_loss::{cpu, Chunks, DiceMode, Error, Inputs, Loss, Partial, Reduction, Tensor};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
@@ -568,7 +566,7 @@ fn mean_of_2_pow_27_is_accurate() {
 }
 
 /// Relative errors of a few 2^27-element means against float64 truth
-/// (`cargo test --release --test stream -- --ignored --nocapture`): random
+/// (`cargo test --release --test api accuracy_report -- --ignored --nocapture`): random
 /// errors, where the per-thread rounding errors average out, and a constant
 /// error, where every workgroup and every finalize thread rounds alike.
 #[test]
@@ -767,8 +765,8 @@ fn cli_streams_files_beyond_the_budget() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Times 2^27-element `mse` means (`cargo test --release --test stream --
-/// --ignored --nocapture timing`): one call, the stream at a few chunk
+/// Times 2^27-element `mse` means (`cargo test --release --test api
+/// timing_report -- --ignored --nocapture`): one call, the stream at a few chunk
 /// sizes, and the same chunks one call each (no overlap, buffers made per call).
 #[test]
 #[ignore]

@@ -2,28 +2,12 @@
 //! the argument and says what was expected and what was given (the table in
 //! docs/errors.md), never a panic, an abort or a huge allocation.
 
-mod common;
-
-use common::ctx;
-use common::device::buffer;
+use crate::common::device::buffer;
+use crate::common::{ctx, rejects};
 use wgpu_loss::{
-    cpu, BufferView, Context, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
+    BufferView, Context, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Reduction, Tensor,
 };
 use wgpu_loss::{Pairs, Pointwise};
-
-/// Both paths reject the call with the same error; its message holds `words`.
-fn rejects(loss: &Loss, r: Reduction, inputs: &Inputs<'_>, words: &[&str]) -> Error {
-    let cpu = cpu::evaluate(loss, r, inputs).expect_err("the CPU path accepted it");
-    let gpu = ctx()
-        .evaluate(loss, r, inputs)
-        .expect_err("the GPU path accepted it");
-    assert_eq!(cpu, gpu);
-    let text = gpu.to_string();
-    for w in words {
-        assert!(text.contains(w), "`{w}` missing from: {text}");
-    }
-    gpu
-}
 
 #[test]
 fn messages_name_the_argument_and_both_values() {
@@ -122,7 +106,7 @@ fn shapes_that_declare_more_than_their_data() {
     // A few empty rows are fine: the reference gives their values.
     let few = [3usize, 0];
     let ok = Inputs::new(Tensor::new(&[], &few)).target(Tensor::new(&[], &few));
-    common::check(
+    crate::common::check(
         "3 empty pairs",
         &Loss::Pairs(Pairs::CosineEmbedding { margin: 0.0 }),
         Reduction::None,
@@ -206,7 +190,7 @@ fn a_buffer_of_another_device_is_a_typed_error() {
     let ev = mine
         .evaluator(&Loss::Pointwise(Pointwise::Mse), Reduction::Mean, &good)
         .unwrap();
-    let mut encoder = common::device::encoder(&mine);
+    let mut encoder = crate::common::device::encoder(&mine);
     let foreign = DeviceInputs::new(t(&x)).target(t(&y));
     let e = ev
         .encode(&mut encoder, &foreign, BufferView::whole(&out))
@@ -220,6 +204,6 @@ fn a_buffer_of_another_device_is_a_typed_error() {
     // The evaluator still works with the right buffers afterwards.
     ev.encode(&mut encoder, &good, BufferView::whole(&out))
         .unwrap();
-    let got = common::device::read(&mine, encoder, &out, 1);
+    let got = crate::common::device::read(&mine, encoder, &out, 1);
     assert_eq!(got[0], 2.25);
 }

@@ -3,12 +3,10 @@
 //! CPU adapters (`AdapterFilter::EVERY`), so that a machine without a GPU
 //! still splits across lavapipe (Vulkan) and llvmpipe (GL).
 
-mod common;
-
 use std::sync::OnceLock;
 use wgpu_loss::{Pointwise, Rows};
 
-use common::{close, rng, uniform};
+use crate::common::{close, rng, uniform};
 use rand::Rng;
 use wgpu_loss::split::{self, Split};
 use wgpu_loss::{cpu, AdapterFilter, Context, Error, Inputs, Loss, Reduction, Tensor};

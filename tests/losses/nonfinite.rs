@@ -7,21 +7,10 @@
 //! and gradient; the GPU the same NaN or infinity, and finite values within
 //! 1e-4 relative + 1e-6 absolute.
 
-mod common;
-
-use common::cases::{expected, loss_of, reduction_of, CaseTensors};
-use common::{close, ctx};
+use crate::common::cases::{expected, load, loss_of, num, reduction_of, tight, CaseTensors};
+use crate::common::{close, ctx};
 use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
-
-/// The twin against float64 PyTorch: the same non-finite value, or equal up
-/// to summation order.
-fn tight(got: f64, want: f64) -> bool {
-    if !got.is_finite() || !want.is_finite() {
-        return close(got, want, 0.0);
-    }
-    (got - want).abs() <= 1e-7 * want.abs() + 1e-9
-}
 
 fn show(v: &[f64]) -> String {
     format!("{v:?}")
@@ -29,7 +18,7 @@ fn show(v: &[f64]) -> String {
 
 #[test]
 fn nan_and_inf_follow_pytorch() {
-    let cases = common::cases::load("nonfinite_cases.json");
+    let cases = load("nonfinite_cases.json");
     assert!(cases.len() > 50, "the nonfinite case file lost its cases");
     let mut failures = vec![];
     for case in &cases {
@@ -69,7 +58,7 @@ fn nan_and_inf_follow_pytorch() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(common::cases::num)
+                    .map(num)
                     .collect();
                 if g.input.len() != want.len()
                     || g.input.iter().zip(&want).any(|(g, w)| !tight(*g, *w))

@@ -3,41 +3,51 @@
 //! keeps the PyTorch expression that produced it in its "torch" field. The CPU
 //! twin must match them to float64 precision, the GPU to 1e-4 rel + 1e-6 abs.
 
-mod common;
-
-use common::cases::{loss_of, num, CaseTensors};
-use common::{close, ctx};
+use crate::common::cases::{expected, grads, load, loss_of, reduction_of, tight, CaseTensors};
+use crate::common::{close, ctx, ByName};
 use serde_json::Value;
-use wgpu_loss::{cpu, Loss, Reduction, Upstream};
-use wgpu_loss::{Dice, Pairs};
+use wgpu_loss::{cpu, Dice, Loss, Pairs, Upstream};
 
-/// The float64 twin against float64 PyTorch: equal up to summation order.
-fn tight(got: f64, want: f64) -> bool {
-    if got.is_nan() || want.is_nan() || got.is_infinite() || want.is_infinite() {
-        return close(got, want, 0.0);
+/// Checks each gradient of `got` against autograd's in the case, element by
+/// element with `ok`; what disagrees goes into `failures`.
+fn compare_grads<G: ByName>(
+    name: &str,
+    side: &str,
+    got: &G,
+    case: &Value,
+    ok: impl Fn(f64, f64) -> bool,
+    failures: &mut Vec<String>,
+) {
+    for (tensor, want) in grads(case) {
+        match got.named(&tensor) {
+            Some(got) if got.len() == want.len() => {
+                for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let g: f64 = (*g).into();
+                    if !ok(g, *w) {
+                        failures.push(format!("{name}: d/d{tensor}[{k}]: {side} {g} vs torch {w}"));
+                    }
+                }
+            }
+            _ => failures.push(format!(
+                "{name}: no {side} gradient for {tensor} of its length"
+            )),
+        }
     }
-    (got - want).abs() <= 1e-7 * want.abs() + 1e-9
 }
 
 #[test]
 fn pytorch_fixtures() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/torch_cases.json"
-    ))
-    .unwrap();
-    let doc: Value = serde_json::from_str(&text).unwrap();
-    let cases = doc["cases"].as_array().unwrap();
+    let cases = load("torch_cases.json");
     assert!(cases.len() > 100, "the fixture file lost its cases");
     let mut failures = vec![];
     let mut gpu_gradients = 0;
     let mut dice_gradients = 0;
     // (pair cases, of them with GPU gradients checked)
     let mut pair_gradients = (0, 0);
-    for case in cases {
+    for case in &cases {
         let name = case["name"].as_str().unwrap();
         let loss = loss_of(case);
-        let reduction = Reduction::from_name(case["reduction"].as_str().unwrap()).unwrap();
+        let reduction = reduction_of(case);
         let pair = matches!(
             loss,
             Loss::Pairs(Pairs::CosineEmbedding { .. }) | Loss::Pairs(Pairs::TripletMargin { .. })
@@ -46,10 +56,7 @@ fn pytorch_fixtures() {
         let tensors = CaseTensors::of(case);
         let inputs = tensors.inputs(&loss);
 
-        let want = num(&case["expected"]["value"]);
-        let want_items: Option<Vec<f64>> = case["expected"]
-            .get("none")
-            .map(|v| v.as_array().unwrap().iter().map(num).collect());
+        let (want, want_items) = expected(case);
         let item_scale = want_items
             .as_ref()
             .map_or(0.0, |w| w.iter().map(|v| v.abs()).sum::<f64>());
@@ -73,33 +80,7 @@ fn pytorch_fixtures() {
         // for `none` the gradient of the items' sum.
         match cpu::gradient(&loss, reduction, &inputs, Upstream::Scalar(1.0)) {
             Err(e) => failures.push(format!("{name}: cpu gradient error {e}")),
-            Ok((_, g)) => {
-                let grads = case["grads"].as_object().unwrap();
-                for (tensor, want) in grads {
-                    let got = match tensor.as_str() {
-                        "input" => Some(&g.input),
-                        "target" => g.target.as_ref(),
-                        "positive" => g.positive.as_ref(),
-                        "negative" => g.negative.as_ref(),
-                        _ => None,
-                    };
-                    let want: Vec<f64> = want.as_array().unwrap().iter().map(num).collect();
-                    match got {
-                        Some(got) if got.len() == want.len() => {
-                            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-                                if !tight(*g, *w) {
-                                    failures.push(format!(
-                                        "{name}: d/d{tensor}[{k}]: cpu {g} vs torch {w}"
-                                    ));
-                                }
-                            }
-                        }
-                        _ => failures.push(format!(
-                            "{name}: no cpu gradient for {tensor} of its length"
-                        )),
-                    }
-                }
-            }
+            Ok((_, g)) => compare_grads(name, "cpu", &g, case, tight, &mut failures),
         }
         // The GPU backward against the same autograd gradients, for the
         // families whose backward is on the GPU.
@@ -109,31 +90,8 @@ fn pytorch_fixtures() {
                 gpu_gradients += 1;
                 dice_gradients += matches!(loss, Loss::Dice(Dice { .. })) as usize;
                 pair_gradients.1 += pair as usize;
-                let grads = case["grads"].as_object().unwrap();
-                for (tensor, want) in grads {
-                    let got = match tensor.as_str() {
-                        "input" => Some(&g.input),
-                        "target" => g.target.as_ref(),
-                        "positive" => g.positive.as_ref(),
-                        "negative" => g.negative.as_ref(),
-                        _ => None,
-                    };
-                    let want: Vec<f64> = want.as_array().unwrap().iter().map(num).collect();
-                    match got {
-                        Some(got) if got.len() == want.len() => {
-                            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-                                if !close(*g as f64, *w, 1e-6) {
-                                    failures.push(format!(
-                                        "{name}: d/d{tensor}[{k}]: gpu {g} vs torch {w}"
-                                    ));
-                                }
-                            }
-                        }
-                        _ => failures.push(format!(
-                            "{name}: no gpu gradient for {tensor} of its length"
-                        )),
-                    }
-                }
+                let ok = |g, w| close(g, w, 1e-6);
+                compare_grads(name, "gpu", &g, case, ok, &mut failures);
             }
         }
         match ctx().evaluate(&loss, reduction, &inputs) {

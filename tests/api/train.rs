@@ -1,14 +1,14 @@
 //! Runs examples/train.rs: a softmax classifier trained on the GPU with the
 //! fused cross_entropy value and gradient recorded into the program's encoder.
 
-#[path = "../examples/train.rs"]
-mod train;
+#[path = "../../examples/train.rs"]
+mod example;
 
-use train::{C, D, LOG_EVERY, LR, N};
+use example::{C, D, LOG_EVERY, LR, N};
 
 /// The same full-batch SGD in float64: the logged losses.
 fn cpu_losses(steps: usize) -> Vec<(usize, f64)> {
-    let (x, y) = train::data(train::SEED);
+    let (x, y) = example::data(example::SEED);
     let mut w = vec![0.0f64; C * (D + 1)];
     let mut out = vec![];
     for step in 0..steps {
@@ -46,7 +46,7 @@ fn cpu_losses(steps: usize) -> Vec<(usize, f64)> {
 #[test]
 fn the_example_learns() {
     let steps = 200;
-    let trained = train::run(steps).expect("the example runs");
+    let trained = example::run(steps).expect("the example runs");
     let losses = &trained.losses;
     assert_eq!(losses.len(), 21, "every 10 steps and the last");
     let (first, last) = (losses[0].1, losses[losses.len() - 1].1);

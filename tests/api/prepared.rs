@@ -1,9 +1,7 @@
 //! `Context::prepare_with_grad`: the fused value-and-gradient call prepared
 //! once and run many times, as `evaluate_with_grad` gives it.
 
-mod common;
-
-use common::{ctx, rng, uniform};
+use crate::common::{ctx, rng, uniform};
 use wgpu_loss::Pointwise;
 use wgpu_loss::{Error, Inputs, Loss, Reduction, Tensor, Upstream};
 

@@ -1,22 +1,10 @@
 //! Bad input gets a typed error that names the problem, from the GPU path and
 //! the CPU reference alike, and never a panic.
 
-mod common;
-
-use common::ctx;
-use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor};
+use crate::common::finite::Case;
+use crate::common::{ctx, dice, rejects};
+use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
-
-/// Both paths must reject the call with the same error.
-fn rejects(loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Error {
-    let gpu = ctx()
-        .evaluate(loss, reduction, inputs)
-        .expect_err("the GPU path accepted bad input");
-    let cpu = cpu::evaluate(loss, reduction, inputs).expect_err("the CPU path accepted bad input");
-    assert_eq!(gpu, cpu);
-    assert!(!gpu.to_string().is_empty());
-    gpu
-}
 
 const X: [f32; 6] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
 
@@ -30,12 +18,14 @@ fn shapes_and_lengths() {
         &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &pair(&X, &[6], &X[..3], &[3]),
+        &[],
     );
     assert!(matches!(e, Error::Shape { name: "target", .. }), "{e}");
     let e = rejects(
         &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &pair(&X, &[7], &X, &[7]),
+        &[],
     );
     assert!(
         matches!(
@@ -53,30 +43,34 @@ fn shapes_and_lengths() {
         &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &pair(&X, &[6], &X, &[6]).weight(Tensor::new(&X[..4], &[4])),
+        &[],
     );
     assert!(matches!(e, Error::Shape { name: "weight", .. }), "{e}");
     let e = rejects(
         &Loss::Pointwise(Pointwise::Mse),
         Reduction::Mean,
         &Inputs::new(Tensor::new(&X, &[6])),
+        &[],
     );
     assert!(matches!(e, Error::Missing { name: "target", .. }), "{e}");
     let e = rejects(
         &Loss::Pointwise(Pointwise::LogCosh),
         Reduction::Mean,
         &pair(&X, &[6], &X, &[6]).weight(Tensor::new(&X, &[6])),
+        &[],
     );
     assert!(matches!(e, Error::Unexpected { name: "weight", .. }), "{e}");
     let q = Loss::Pointwise(Pointwise::Quantile {
         quantiles: Some(vec![0.1, 0.9]),
     });
-    let e = rejects(&q, Reduction::Mean, &pair(&X, &[2, 3], &X[..2], &[2]));
+    let e = rejects(&q, Reduction::Mean, &pair(&X, &[2, 3], &X[..2], &[2]), &[]);
     assert!(matches!(e, Error::Shape { name: "target", .. }), "{e}");
     let t = Loss::from_name("triplet_margin").unwrap();
     let e = rejects(
         &t,
         Reduction::Mean,
         &Inputs::new(Tensor::new(&X, &[2, 3])).positive(Tensor::new(&X, &[2, 3])),
+        &[],
     );
     assert!(
         matches!(
@@ -92,6 +86,7 @@ fn shapes_and_lengths() {
         &t,
         Reduction::Mean,
         &Inputs::new(Tensor::new(&X, &[1, 2, 3])),
+        &[],
     );
     assert!(matches!(e, Error::Shape { name: "input", .. }), "{e}");
 }
@@ -100,7 +95,12 @@ fn shapes_and_lengths() {
 fn class_targets() {
     let ce = Loss::from_name("cross_entropy").unwrap();
     let x = Tensor::new(&X, &[2, 3]);
-    let e = rejects(&ce, Reduction::Mean, &Inputs::new(x).classes(&[1, 3], &[2]));
+    let e = rejects(
+        &ce,
+        Reduction::Mean,
+        &Inputs::new(x).classes(&[1, 3], &[2]),
+        &[],
+    );
     assert!(
         matches!(
             e,
@@ -117,6 +117,7 @@ fn class_targets() {
         &ce,
         Reduction::Mean,
         &Inputs::new(x).classes(&[-1, 0], &[2]),
+        &[],
     );
     assert!(
         matches!(
@@ -133,6 +134,7 @@ fn class_targets() {
         &ce,
         Reduction::Mean,
         &Inputs::new(x).classes(&[0, 1, 2], &[3]),
+        &[],
     );
     assert!(matches!(e, Error::Shape { name: "target", .. }), "{e}");
     let e = rejects(
@@ -141,6 +143,7 @@ fn class_targets() {
         &Inputs::new(x)
             .classes(&[0, 1], &[2])
             .weight(Tensor::new(&X[..2], &[2])),
+        &[],
     );
     assert!(matches!(e, Error::Shape { name: "weight", .. }), "{e}");
     let e = rejects(
@@ -150,6 +153,7 @@ fn class_targets() {
         }),
         Reduction::Mean,
         &Inputs::new(x).target(x),
+        &[],
     );
     assert!(
         matches!(
@@ -165,6 +169,7 @@ fn class_targets() {
         &Loss::from_name("nll").unwrap(),
         Reduction::Mean,
         &Inputs::new(x).target(x),
+        &[],
     );
     assert!(matches!(e, Error::Shape { name: "target", .. }), "{e}");
     let dice = Loss::from_name("dice").unwrap();
@@ -172,6 +177,7 @@ fn class_targets() {
         &dice,
         Reduction::Mean,
         &Inputs::new(Tensor::new(&X, &[1, 3, 2])).classes(&[0, 5], &[1, 2]),
+        &[],
     );
     assert!(matches!(e, Error::ClassOutOfRange { value: 5, .. }), "{e}");
 }
@@ -211,6 +217,21 @@ fn parameters_outside_their_domain() {
                 gamma: 2.0,
             }),
             "alpha",
+        ),
+        (
+            Loss::Pointwise(Pointwise::PoissonNll {
+                log_input: false,
+                full: false,
+                eps: -1e-8,
+            }),
+            "eps",
+        ),
+        (
+            Loss::Pointwise(Pointwise::GaussianNll {
+                full: false,
+                eps: 0.0,
+            }),
+            "eps",
         ),
         (
             Loss::Rows(Rows::CrossEntropy {
@@ -270,13 +291,18 @@ fn parameters_outside_their_domain() {
         ),
     ];
     for (loss, param) in cases {
-        let e = rejects(&loss, Reduction::Mean, &xy);
+        let e = rejects(&loss, Reduction::Mean, &xy, &[]);
         assert!(
             matches!(e, Error::Param { name, .. } if name == param),
             "{loss:?}: {e}"
         );
     }
-    let e = rejects(&Loss::Pointwise(Pointwise::Mse), Reduction::BatchMean, &xy);
+    let e = rejects(
+        &Loss::Pointwise(Pointwise::Mse),
+        Reduction::BatchMean,
+        &xy,
+        &[],
+    );
     assert!(
         matches!(
             e,
@@ -301,6 +327,7 @@ fn probabilities_outside_the_unit_interval() {
             &Loss::Pointwise(Pointwise::Bce),
             Reduction::Mean,
             &pair(x, &[2], y, &[2]),
+            &[],
         );
         assert!(
             matches!(e, Error::OutOfUnitRange { name: n, index: i, .. } if n == name && i == index),
@@ -316,6 +343,98 @@ fn an_empty_tensor_cannot_declare_a_huge_class_count() {
         &dice,
         Reduction::Mean,
         &Inputs::new(Tensor::new(&[], &[0, 1 << 40])).classes(&[], &[0]),
+        &[],
     );
     assert!(matches!(e, Error::Shape { name: "input", .. }), "{e}");
+}
+
+#[test]
+fn slice_api_errors_are_typed() {
+    let x = [0.5f32; 3];
+    let inputs = Inputs::new(Tensor::new(&x, &[3])).target(Tensor::new(&x, &[3]));
+    let e = ctx()
+        .evaluate_with_grad(
+            &Loss::Pointwise(Pointwise::Mse),
+            Reduction::Mean,
+            &inputs,
+            Upstream::Items(&x),
+        )
+        .unwrap_err();
+    assert_eq!(e, Error::UpstreamReduction { reduction: "mean" });
+    let e = ctx()
+        .evaluate_with_grad(
+            &Loss::Pointwise(Pointwise::Mse),
+            Reduction::None,
+            &inputs,
+            Upstream::Items(&x[..2]),
+        )
+        .unwrap_err();
+    assert_eq!(
+        e,
+        Error::UpstreamLength {
+            expected: 3,
+            actual: 2
+        }
+    );
+}
+
+/// The same from the twin's backward.
+#[test]
+fn upstream_errors_are_typed() {
+    let case = Case::flat(
+        Loss::Pointwise(Pointwise::Mse),
+        &[1.0, 2.0, 3.0],
+        &[0.0, 0.0, 0.0],
+    );
+    let inputs = case.inputs();
+    let e = cpu::gradient(
+        &case.loss,
+        Reduction::Mean,
+        &inputs,
+        Upstream::Items(&[1.0; 3]),
+    )
+    .unwrap_err();
+    assert_eq!(e, Error::UpstreamReduction { reduction: "mean" }, "{e}");
+    let e = cpu::gradient(
+        &case.loss,
+        Reduction::None,
+        &inputs,
+        Upstream::Items(&[1.0; 2]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        Error::UpstreamLength {
+            expected: 3,
+            actual: 2
+        },
+        "{e}"
+    );
+    // Dice's items are its classes; validation errors come first.
+    let case = Case::new(dice(DiceMode::Multiclass, true, 0.0, None, false))
+        .with("input", vec![0.0; 6], &[1, 3, 2])
+        .classes(vec![0, 1], &[1, 2]);
+    let e = cpu::gradient(
+        &case.loss,
+        Reduction::None,
+        &case.inputs(),
+        Upstream::Items(&[1.0; 2]),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        Error::UpstreamLength {
+            expected: 3,
+            actual: 2
+        }
+    );
+    let bad = Case::flat(Loss::Pointwise(Pointwise::Bce), &[1.5], &[0.0]);
+    let e = cpu::gradient(
+        &bad.loss,
+        Reduction::None,
+        &bad.inputs(),
+        Upstream::Items(&[]),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::OutOfUnitRange { .. }), "{e}");
 }

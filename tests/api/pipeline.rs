@@ -1,13 +1,13 @@
 //! Runs examples/pipeline.rs: predictions made by the program's own shader,
 //! losses recorded into its encoder, the best candidate picked on the GPU.
 
-#[path = "../examples/pipeline.rs"]
-mod pipeline;
+#[path = "../../examples/pipeline.rs"]
+mod example;
 
 #[test]
 fn the_example_picks_the_candidate_the_cpu_picks() {
     let n = 100_003;
-    let (scale, loss) = pipeline::run(n).expect("the example runs");
+    let (scale, loss) = example::run(n).expect("the example runs");
     let targets: Vec<f64> = (0..n)
         .map(|i| 2.5 * (i as f32 * 0.001).sin() as f64 + 0.01 * ((i * 7919) % 13) as f64 - 0.06)
         .collect();

@@ -1,9 +1,7 @@
 //! One context, eight threads, different losses at once: every result right,
 //! and no pipeline built twice.
 
-mod common;
-
-use common::{close, ctx};
+use crate::common::close;
 use wgpu_loss::cli::synthetic;
 use wgpu_loss::{cpu, Context, Loss, Reduction, Upstream};
 
@@ -15,6 +13,9 @@ fn context_is_send_and_sync() {
 
 #[test]
 fn eight_threads_evaluate_different_losses_on_one_context() {
+    // A context of its own: the binary's shared one builds pipelines for the
+    // tests that run next to this one.
+    let ctx = &Context::new().expect("a wgpu adapter");
     let names = [
         "mse",
         "huber",
@@ -44,9 +45,7 @@ fn eight_threads_evaluate_different_losses_on_one_context() {
         for (b, want) in batches.iter().zip(&wants) {
             s.spawn(move || {
                 for round in 0..15 {
-                    let got = ctx()
-                        .evaluate(&b.loss, Reduction::Mean, &b.inputs())
-                        .unwrap();
+                    let got = ctx.evaluate(&b.loss, Reduction::Mean, &b.inputs()).unwrap();
                     assert!(
                         close(got.value, *want, 1e-6),
                         "{} round {round}: {} vs {want}",
@@ -59,17 +58,11 @@ fn eight_threads_evaluate_different_losses_on_one_context() {
     });
     // Each loss needs its map pipeline plus the shared finalize pipeline; the
     // cache holds exactly those, however the threads raced.
-    let before = ctx().pipelines_built();
+    let before = ctx.pipelines_built();
     for b in &batches {
-        ctx()
-            .evaluate(&b.loss, Reduction::Mean, &b.inputs())
-            .unwrap();
+        ctx.evaluate(&b.loss, Reduction::Mean, &b.inputs()).unwrap();
     }
-    assert_eq!(
-        ctx().pipelines_built(),
-        before,
-        "a pipeline was built twice"
-    );
+    assert_eq!(ctx.pipelines_built(), before, "a pipeline was built twice");
     assert!(
         before <= names.len() + 2,
         "{before} pipelines for {} losses",

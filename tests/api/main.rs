@@ -1,0 +1,19 @@
+//! The API around the losses: caller buffers, errors and misuse, lost
+//! devices, threads, prepared calls, streaming, splitting across adapters,
+//! and the examples.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod adapters;
+mod buffers;
+mod concurrency;
+mod errors;
+mod faults;
+mod misuse;
+mod pipeline;
+mod prepared;
+mod reuse;
+mod split;
+mod stream;
+mod train;
