@@ -10,6 +10,7 @@ pub mod cpu;
 mod device;
 mod error;
 mod gpu;
+mod gradients;
 pub mod inputs;
 mod loss;
 pub mod partial;
@@ -22,6 +23,7 @@ pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradVie
 pub use error::{Error, GpuSource, Result};
 pub use gpu::evaluator::Evaluator;
 pub use gpu::{Evaluation, Gradients, Prepared};
+pub use gradients::GradientsOf;
 pub use inputs::{Inputs, Target, Tensor, Upstream};
 pub use loss::{
     Dice, DiceMode, Domain, Entry, Loss, Need, Pairs, Param, Pointwise, Reduction, Rows,

@@ -1,6 +1,6 @@
 //! What the float64 twin gives: values and gradients.
 
-use crate::loss::TensorName;
+use crate::gradients::GradientsOf;
 
 /// A loss evaluated in float64.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,30 +12,5 @@ pub struct Reference {
     pub items_shape: Vec<usize>,
 }
 
-/// ReferenceGradients in float64, each in the layout of the tensor it belongs to.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReferenceGradients {
-    /// d/d`input`: the prediction (the logits for the logit losses and for
-    /// dice with `from_logits`), the anchor of `triplet_margin`, x1 of
-    /// `cosine_embedding`.
-    pub input: Vec<f64>,
-    /// x2 of `cosine_embedding`; `None` for every other loss.
-    pub target: Option<Vec<f64>>,
-    /// `triplet_margin` only.
-    pub positive: Option<Vec<f64>>,
-    /// `triplet_margin` only.
-    pub negative: Option<Vec<f64>>,
-}
-
-impl ReferenceGradients {
-    /// The gradient with respect to `name`, where the loss has one.
-    pub fn get(&self, name: TensorName) -> Option<&[f64]> {
-        match name {
-            TensorName::Input => Some(&self.input),
-            TensorName::Target => self.target.as_deref(),
-            TensorName::Positive => self.positive.as_deref(),
-            TensorName::Negative => self.negative.as_deref(),
-            _ => None,
-        }
-    }
-}
+/// Gradients in float64, each in the layout of the tensor it belongs to.
+pub type ReferenceGradients = GradientsOf<f64>;

@@ -25,6 +25,7 @@ use crate::inputs::{plan, Geometry, Inputs, Plan, Target, Upstream};
 use crate::loss::{Loss, Reduction, TensorName};
 use evaluator::Evaluator;
 // The benchmark (`cli::bench`) sizes its copy kernel as the losses are sized.
+use crate::gradients::GradientsOf;
 #[cfg(feature = "cli")]
 pub(crate) use plan::{grid, WG};
 use plan::{ignore_i32, Wrt, OFFSET_ALIGN};
@@ -39,32 +40,9 @@ pub struct Evaluation {
     pub items_shape: Vec<usize>,
 }
 
-/// Gradients computed on the GPU, each in the layout of the tensor it belongs
-/// to (the f32 counterpart of [`crate::cpu::ReferenceGradients`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Gradients {
-    /// d/d`input`: the prediction (the logits for the logit losses).
-    pub input: Vec<f32>,
-    /// x2 of `cosine_embedding`; `None` for every other loss.
-    pub target: Option<Vec<f32>>,
-    /// `triplet_margin` only.
-    pub positive: Option<Vec<f32>>,
-    /// `triplet_margin` only.
-    pub negative: Option<Vec<f32>>,
-}
-
-impl Gradients {
-    /// The gradient with respect to `name`, where the loss has one.
-    pub fn get(&self, name: TensorName) -> Option<&[f32]> {
-        match name {
-            TensorName::Input => Some(&self.input),
-            TensorName::Target => self.target.as_deref(),
-            TensorName::Positive => self.positive.as_deref(),
-            TensorName::Negative => self.negative.as_deref(),
-            _ => None,
-        }
-    }
-}
+/// Gradients computed on the GPU in f32, each in the layout of the tensor it
+/// belongs to (the f64 twin's are [`crate::cpu::ReferenceGradients`]).
+pub type Gradients = GradientsOf<f32>;
 
 /// A timestamp query set and the buffer its two ticks resolve into.
 pub(crate) struct Timer {
