@@ -1,4 +1,4 @@
-//! Which adapters [`Context::all_with`] opens.
+//! Which adapters [`crate::Context::all_with`] opens.
 //!
 //! wgpu lists one adapter per backend per device: a machine with one GPU
 //! offers it through Vulkan and GL (and often a CPU adapter beside it). A
@@ -9,9 +9,7 @@
 
 use std::fmt;
 
-use crate::context::Context;
-
-/// What [`Context::all_with`] keeps beyond one hardware adapter per physical
+/// What [`crate::Context::all_with`] keeps beyond one hardware adapter per physical
 /// device. The default keeps neither.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AdapterFilter {
@@ -24,14 +22,14 @@ pub struct AdapterFilter {
 }
 
 impl AdapterFilter {
-    /// Every adapter wgpu lists, as [`Context::adapters`] gives them: for
+    /// Every adapter wgpu lists, as [`crate::Context::adapters`] gives them: for
     /// tests that want the GL backend beside Vulkan.
     pub const EVERY: AdapterFilter = AdapterFilter {
         cpu: true,
         every_backend: true,
     };
 
-    /// For each of `infos` (best first, as [`Context::adapters`] lists
+    /// For each of `infos` (best first, as [`crate::Context::adapters`] lists
     /// them), `None` if it is kept or why it is left out. The kept ones
     /// stay in their order.
     pub fn pick(&self, infos: &[wgpu::AdapterInfo]) -> Vec<Option<SkipReason>> {
@@ -69,7 +67,7 @@ impl AdapterFilter {
     }
 }
 
-/// Why [`Context::all_with`] left an adapter out.
+/// Why [`crate::Context::all_with`] left an adapter out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SkipReason {
     /// Another backend of the same physical device is used: `kept`, as
@@ -96,14 +94,7 @@ impl fmt::Display for SkipReason {
     }
 }
 
-/// The contexts [`Context::all_with`] opened, best first, and the adapters
-/// it left out with the reason.
-pub struct Adapters {
-    pub contexts: Vec<Context>,
-    pub skipped: Vec<(wgpu::AdapterInfo, SkipReason)>,
-}
-
-/// "name (backend)", as [`Context::adapter_name`] gives it.
+/// "name (backend)", as [`crate::Context::adapter_name`] gives it.
 fn label(info: &wgpu::AdapterInfo) -> String {
     format!("{} ({:?})", info.name, info.backend)
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::adapters::{AdapterFilter, Adapters, SkipReason};
+use crate::adapters::{AdapterFilter, SkipReason};
 use crate::error::{Error, Result};
 
 /// A WGSL program: the shared prelude plus one family's kernels. Bindings
@@ -95,6 +95,13 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
         _ => 1,
     };
     (device, backend)
+}
+
+/// The contexts [`Context::all_with`] opened, best first, and the adapters
+/// it left out with the reason.
+pub struct Adapters {
+    pub contexts: Vec<Context>,
+    pub skipped: Vec<(wgpu::AdapterInfo, SkipReason)>,
 }
 
 impl Context {

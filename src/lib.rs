@@ -16,9 +16,9 @@ mod loss;
 pub mod partial;
 pub mod split;
 
-pub use adapters::{AdapterFilter, Adapters, SkipReason};
+pub use adapters::{AdapterFilter, SkipReason};
 pub use chunks::Chunks;
-pub use context::Context;
+pub use context::{Adapters, Context};
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 pub use error::{Error, GpuSource, Result};
 pub use gpu::evaluator::Evaluator;
