@@ -1323,3 +1323,51 @@ fn grad_flags_of_the_pair_losses() {
         assert!(!dir.path("gt.npy").exists());
     }
 }
+
+/// A GPU result the float64 reference does not confirm fails with exit code 3
+/// and a message naming the loss and both values, and writes nothing. The
+/// disagreement is forced through the test-only `WGPU_LOSS_TEST_SKEW_GPU`.
+#[test]
+fn a_disagreement_with_the_reference_fails_and_writes_nothing() {
+    let dir = Dir::new("disagree");
+    let x = dir.f32("x.npy", &[4], &[1.0, 2.0, 3.0, 4.0]);
+    let y = dir.f32("y.npy", &[4], &[0.5, 2.5, 2.0, 4.0]);
+    let out = dir.path("items.npy");
+    let grad = dir.path("grad.npy");
+    let args = [
+        "eval",
+        "mse",
+        "--input",
+        &x,
+        "--target",
+        &y,
+        "--reduction",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+        "--grad-out",
+        grad.to_str().unwrap(),
+    ];
+    let o = Command::new(BIN)
+        .args(args)
+        .env("WGPU_LOSS_TEST_SKEW_GPU", "1.01")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // Mesa's Vulkan loader may add its own lines; ours is the one error line.
+    let msg = stderr(&o);
+    let ours: Vec<&str> = msg
+        .lines()
+        .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{msg}");
+    let msg = ours[0];
+    assert!(msg.contains("mse") && msg.contains("reference"), "{msg}");
+    // 0.25 + 0.25 + 1 + 0 = 1.5, and the GPU's sum skewed by 1 %.
+    assert!(msg.contains("1.5") && msg.contains("1.0e-2"), "{msg}");
+    assert!(!out.exists() && !grad.exists(), "nothing is written");
+    // Without the knob the same call agrees, exits 0 and writes both files.
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.exists() && grad.exists());
+}

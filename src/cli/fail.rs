@@ -3,17 +3,27 @@
 use super::npy::NpyError;
 
 /// A failure of the CLI and its exit code: 2 for usage and input errors, 1
-/// for the GPU.
+/// for the GPU, 3 for a GPU result that disagrees with the float64 reference.
 #[derive(Debug)]
 pub enum Fail {
     Usage(String),
     Gpu(String),
+    Disagree(String),
 }
 
 impl Fail {
     pub fn message(self) -> String {
         match self {
-            Fail::Usage(m) | Fail::Gpu(m) => m,
+            Fail::Usage(m) | Fail::Gpu(m) | Fail::Disagree(m) => m,
+        }
+    }
+
+    /// The process's exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            Fail::Usage(_) => 2,
+            Fail::Gpu(_) => 1,
+            Fail::Disagree(_) => 3,
         }
     }
 }

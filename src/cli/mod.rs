@@ -4,6 +4,7 @@
 //! (on by default) and hidden from the documentation: it is not part of the
 //! library's API and changes with the binary.
 
+pub mod agree;
 pub mod args;
 pub mod bench;
 pub mod check;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use wgpu_loss::cli::args::Files;
-use wgpu_loss::cli::{npy, synthetic, Fail};
+use wgpu_loss::cli::{agree, npy, synthetic, Fail};
 use wgpu_loss::{Context, Loss, Reduction, Rows, Target, TensorName};
 
 use crate::eval::run;
@@ -41,14 +41,6 @@ fn write_batch(dir: &Path, b: &synthetic::Batch) -> Result<Files, Fail> {
         files.paths.push((t, path));
     }
     Ok(files)
-}
-
-/// |gpu − cpu| ≤ 1e-4·|cpu| + 1e-6; NaN agrees only with NaN.
-fn agrees(gpu: f64, cpu: f64) -> bool {
-    if gpu.is_nan() || cpu.is_nan() {
-        return gpu.is_nan() && cpu.is_nan();
-    }
-    gpu == cpu || (gpu - cpu).abs() <= 1e-4 * cpu.abs() + 1e-6
 }
 
 pub fn demo(keep: Option<PathBuf>) -> Result<ExitCode, Fail> {
@@ -117,7 +109,7 @@ fn demo_in(ctx: &OnceCell<Context>, dir: &Path) -> Result<ExitCode, Fail> {
         match result {
             Ok(o) => {
                 evaluated += 1;
-                let ok = agrees(o.gpu.value, o.cpu.value);
+                let ok = agree::agrees(o.gpu.value, o.cpu.value, 1e-6);
                 failed += usize::from(!ok);
                 let rel =
                     (o.gpu.value - o.cpu.value).abs() / o.cpu.value.abs().max(f64::MIN_POSITIVE);
@@ -130,7 +122,7 @@ fn demo_in(ctx: &OnceCell<Context>, dir: &Path) -> Result<ExitCode, Fail> {
                     if ok { "" } else { "  DISAGREES" }
                 ));
             }
-            Err(Fail::Gpu(msg) | Fail::Usage(msg)) => {
+            Err(Fail::Gpu(msg) | Fail::Usage(msg) | Fail::Disagree(msg)) => {
                 failed += 1;
                 say(&format!("{head} error: {msg}"));
             }

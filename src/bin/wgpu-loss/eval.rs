@@ -10,8 +10,8 @@ use std::time::Instant;
 use serde_json::{json, Value as JsonValue};
 use wgpu_loss::cli::args::{grad_flag, grad_key, EvalArgs, Files};
 use wgpu_loss::cli::check::{load, reference, Request, Route};
-use wgpu_loss::cli::npy;
 use wgpu_loss::cli::Fail;
+use wgpu_loss::cli::{agree, npy};
 use wgpu_loss::{cpu, Context, Evaluation, Gradients, Loss, Reduction, TensorName, Value};
 
 use crate::{say, streamed};
@@ -36,6 +36,7 @@ pub struct Outcome {
 /// largest difference from the CPU reference's.
 pub struct GradOutcome {
     gpu: Gradients,
+    reference: cpu::ReferenceGradients,
     shapes: Vec<(TensorName, Vec<usize>)>,
     max_abs_diff: f64,
 }
@@ -106,6 +107,7 @@ pub fn run(
             let grads = GradOutcome {
                 max_abs_diff: max_abs_diff(&g, &cpu_grads),
                 gpu: g,
+                reference: cpu_grads,
                 shapes: loaded
                     .tensors
                     .iter()
@@ -220,6 +222,15 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
         Route::Streamed => streamed::run(&ctx, loss, reduction, files, r.budget)?,
         Route::Whole => run(&ctx, loss, reduction, files, !r.grads.is_empty())?,
     };
+    // A result the float64 reference does not confirm is a failure, and
+    // nothing is written.
+    agree::check(
+        loss.name(),
+        &o.gpu,
+        &o.cpu,
+        o.grads.as_ref().map(|g| (&g.gpu, &g.reference)),
+    )
+    .map_err(Fail::Disagree)?;
     if let (Some(out), Some(items)) = (&r.out, &o.gpu.items) {
         npy::write_f32(out, &o.gpu.items_shape, items)?;
     }

@@ -38,10 +38,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(fail) => {
-            let (code, msg) = match fail {
-                Fail::Usage(m) => (2, m),
-                Fail::Gpu(m) => (1, m),
-            };
+            let code = fail.code();
+            let msg = fail.message();
             let _ = writeln!(std::io::stderr(), "error: {msg}");
             ExitCode::from(code)
         }
