@@ -17,6 +17,82 @@ fn inf() -> f32 { return bitcast<f32>(0x7f800000u); }
 fn nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
 fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 
+// Metal and DXC compile with fast math, and WGSL lets an implementation assume
+// no inf or NaN: a comparison against inf() may fold to false and 0 * inf to
+// 0. Kernels therefore never compute with non-finite values. They classify an
+// input from its bits, carry the kind beside a finite value (`Ext`), and turn
+// it back into an IEEE value with `ext_f32` only when storing a result. The
+// test gpu::contract::no_float_tests_of_inf_or_nan keeps comparisons against
+// inf() and nan() out of the kernels.
+const FLT_MAX: f32 = 3.4028235e38;
+const K_FIN: u32 = 0u;
+const K_PINF: u32 = 1u;
+const K_NINF: u32 = 2u;
+const K_NAN: u32 = 3u;
+
+fn kind_of(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    let e = b & 0x7fffffffu;
+    if (e < 0x7f800000u) {
+        return K_FIN;
+    }
+    if (e > 0x7f800000u) {
+        return K_NAN;
+    }
+    return select(K_PINF, K_NINF, (b >> 31u) != 0u);
+}
+
+// An extended real: `v` when k is K_FIN, else the kind alone (v = 0).
+struct Ext {
+    v: f32,
+    k: u32,
+}
+
+fn fin(v: f32) -> Ext { return Ext(v, K_FIN); }
+fn ext_kind(k: u32) -> Ext { return Ext(0.0, k); }
+
+fn ext(x: f32) -> Ext {
+    let k = kind_of(x);
+    return Ext(select(0.0, x, k == K_FIN), k);
+}
+
+// IEEE addition: inf - inf and anything with NaN are NaN.
+fn ext_add(p: Ext, q: Ext) -> Ext {
+    if (p.k == K_NAN || q.k == K_NAN || (p.k != K_FIN && q.k != K_FIN && p.k != q.k)) {
+        return ext_kind(K_NAN);
+    }
+    if (p.k != K_FIN) { return p; }
+    if (q.k != K_FIN) { return q; }
+    return fin(p.v + q.v);
+}
+
+fn ext_neg_sign(e: Ext) -> bool {
+    return select(e.v < 0.0, e.k == K_NINF, e.k != K_FIN);
+}
+
+// IEEE multiplication: 0 * inf and anything with NaN are NaN.
+fn ext_mul(p: Ext, q: Ext) -> Ext {
+    if (p.k == K_NAN || q.k == K_NAN) {
+        return ext_kind(K_NAN);
+    }
+    if (p.k == K_FIN && q.k == K_FIN) {
+        return fin(p.v * q.v);
+    }
+    if ((p.k == K_FIN && p.v == 0.0) || (q.k == K_FIN && q.v == 0.0)) {
+        return ext_kind(K_NAN);
+    }
+    return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(p) != ext_neg_sign(q)));
+}
+
+// The IEEE value of a kind, built from bits for a store.
+fn kind_bits(k: u32) -> f32 {
+    return bitcast<f32>(select(select(0x7fc00000u, 0xff800000u, k == K_NINF), 0x7f800000u, k == K_PINF));
+}
+
+fn ext_f32(e: Ext) -> f32 {
+    return select(e.v, kind_bits(e.k), e.k != K_FIN);
+}
+
 // Clamps from below without turning NaN into the bound. WGSL's max may drop
 // NaN, and a compiler that assumes no NaN may turn a select of a comparison
 // into max (Mesa's GL path does): the bit test keeps NaN either way.
