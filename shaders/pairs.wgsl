@@ -81,9 +81,12 @@ fn acc_add(a: Acc, x: f32) -> Acc {
     return Acc(t, a.c + e);
 }
 
-// An overflowed sum has a NaN correction: keep the infinity, as a plain sum would.
+// An overflowed sum has a NaN correction: keep the infinity, as a plain sum
+// would. The overflow is told from the bits: a compiler assuming no inf may
+// fold a comparison against inf().
 fn acc_total(a: Acc) -> f32 {
-    return select(a.s + a.c, a.s, abs(a.s) == inf());
+    let k = kind_of(a.s);
+    return select(a.s + a.c, a.s, k == K_PINF || k == K_NINF);
 }
 
 // The row's upstream, scaled by the reduction.
@@ -124,7 +127,7 @@ fn cosine_grad(w: f32, x: f32, m: Acc, dot: Acc, m_total: f32, den: f32, cos: f3
     t = acc_mul(t, -dot.s, x);
     t = acc_add(t, -(dot.c * x));
     let num = acc_total(t);
-    if (abs(num) < inf()) {
+    if (kind_of(num) == K_FIN) {
         return num / m_total / den;
     }
     return w / den - cos * x / m_total;
@@ -222,7 +225,7 @@ fn distance_gap(s_ap: f32, s_x: f32, ds: f32) -> f32 {
         let d = sqrt(s_ap) + sqrt(s_x);
         // An infinite distance takes the plain difference (inf - x, or NaN
         // for inf - inf), where ds / d would be inf / inf.
-        if (d == inf()) {
+        if (kind_of(d) == K_PINF) {
             return sqrt(s_ap) - sqrt(s_x);
         }
         return select(ds / d, 0.0, d == 0.0);
@@ -231,7 +234,7 @@ fn distance_gap(s_ap: f32, s_x: f32, ds: f32) -> f32 {
     // rounding errors of the p-th roots then scale with the result, not with
     // the distances. Zero, infinite or NaN ratios take the plain difference.
     let w = s_ap / s_x;
-    if (!(w > 0.0 && w < inf())) {
+    if (kind_of(w) != K_FIN || w <= 0.0) {
         return root_p(s_ap) - root_p(s_x);
     }
     let r = ds / s_x;
@@ -281,7 +284,7 @@ const LN2_LO: f32 = 1.4286068e-6;
 // ln x to about an ulp: the exponent's multiple of ln 2 in two parts, the
 // mantissa in [0.707, 1.414) through the series.
 fn ln_acc(x: f32) -> f32 {
-    if (!(x > 0.0 && x < inf())) {
+    if (kind_of(x) != K_FIN || x <= 0.0) {
         return ln(x);
     }
     let f = frexp(x);
@@ -298,7 +301,7 @@ fn ln_acc(x: f32) -> f32 {
 // e^y to about an ulp (the built-in may be off by 3 + 2|y| ulp): y = n ln 2
 // + f with |f| <= ln 2 / 2, a polynomial for e^f, then the power of two.
 fn exp_acc(y: f32) -> f32 {
-    if (!(abs(y) < 80.0)) {
+    if (kind_of(y) != K_FIN || abs(y) >= 80.0) {
         return exp(y);
     }
     let n = round(y / LN2);
@@ -462,9 +465,9 @@ fn triplet_margin(r: u32) -> f32 {
             }
             // An infinite component leaves only 0 and NaN gradients: the
             // others' ratios are 0 whatever the sum.
-            aux_ap = select(ln_acc(acc_total(q_ap)), 0.0, d_ap == inf());
-            aux_an = select(ln_acc(acc_total(q_an)), 0.0, d_an == inf());
-            aux_pn = select(ln_acc(acc_total(q_pn)), 0.0, d_pn == inf());
+            aux_ap = select(ln_acc(acc_total(q_ap)), 0.0, kind_of(d_ap) == K_PINF);
+            aux_an = select(ln_acc(acc_total(q_an)), 0.0, kind_of(d_an) == K_PINF);
+            aux_pn = select(ln_acc(acc_total(q_pn)), 0.0, kind_of(d_pn) == K_PINF);
         }
     }
     if (GRAD) {
