@@ -70,6 +70,12 @@ const NORM_2: u32 = 2u;
 const NORM_INF: u32 = 3u;
 
 // A running sum and the rounding error it has dropped so far.
+//
+// What the compensation assumes: the compiler evaluates `(a.s - t) + x` as
+// written. A compiler that reassociates floats (Metal's default fast math,
+// DXC's `fast` flags) may fold it to 0, and the sums fall back to plain f32;
+// the tests near_parallel_cosine_rows and triplets_whose_distances_nearly_cancel
+// (tests/pairs.rs) fail then. fma contraction cannot touch it (no products).
 struct Acc {
     s: f32,
     c: f32,
@@ -106,7 +112,10 @@ fn hi_half(a: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(a) & 0xfffff000u);
 }
 
-// acc + a * b, the product added exactly as its four partial products.
+// acc + a * b, the product added exactly as its four partial products. The
+// halves come from the bits and their products are exact, so neither
+// reassociation nor fma contraction changes them; only acc_add's assumption
+// remains.
 fn acc_mul(acc: Acc, a: f32, b: f32) -> Acc {
     let ah = hi_half(a);
     let al = a - ah;
@@ -278,6 +287,10 @@ fn sign0(v: f32) -> f32 {
     return select(0.0, select(-1.0, 1.0, v > 0.0), v > 0.0 || v < 0.0);
 }
 
+// ln 2 in two parts: k * LN2_HI is exact for |k| < 2^9 (LN2_HI has 15
+// significant bits). What this assumes: `k * LN2_HI + (... + k * LN2_LO)` and
+// `(y - n * LN2_HI) - n * LN2_LO` are not reassociated into one product with
+// ln 2 (fma contraction of either product is harmless: it only rounds less).
 const LN2_HI: f32 = 0.693145751953125;
 const LN2_LO: f32 = 1.4286068e-6;
 
