@@ -11,6 +11,8 @@
 // gpu::contract::shared_constants_match_the_shaders).
 const WG: u32 = 256u;
 const LN2: f32 = 0.6931471805599453;
+// 149 ln 2: ln x = ln b - 149 ln 2 for a subnormal x of bits b.
+const SUBNORMAL_LN: f32 = 103.27892990343184;
 
 // A run-time 1.0/0.0 may be 0 on some implementations: build sentinels from bits.
 fn inf() -> f32 { return bitcast<f32>(0x7f800000u); }
@@ -131,12 +133,20 @@ fn ln(x: f32) -> f32 {
         // x - 1 is exact here (Sterbenz).
         return log1p_series(x - 1.0);
     }
-    if (x < 1.17549435e-38) {
-        if (x == 0.0) {
+    let b = bitcast<u32>(x);
+    if (b < 0x00800000u) {
+        if (b == 0u) {
             return -inf();
         }
-        // Scale subnormals into the normal range: some built-in logs mishandle them.
-        return log(x * 16777216.0) - 16.635532333438686;
+        // A positive subnormal, read from its bits: x = b 2^-149 for the
+        // integer b < 2^23, exact as f32. Hardware that flushes subnormals
+        // would see 0 in any comparison or product of x itself, and some
+        // built-in logs mishandle them.
+        return log(f32(b)) - SUBNORMAL_LN;
+    }
+    // -0 gives -inf like +0; negative values give NaN through log.
+    if (b == 0x80000000u) {
+        return -inf();
     }
     return log(x);
 }
