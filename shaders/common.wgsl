@@ -86,6 +86,30 @@ fn ext_mul(p: Ext, q: Ext) -> Ext {
     return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(p) != ext_neg_sign(q)));
 }
 
+// s / d as `safe_div` gives it, on extended reals: an empty or zero-weight
+// denominator gives NaN for 0 / 0 and an infinity of the sign of s otherwise.
+fn ext_div(s: Ext, d: Ext) -> Ext {
+    if (s.k == K_NAN || d.k == K_NAN) {
+        return ext_kind(K_NAN);
+    }
+    if (d.k == K_FIN && d.v == 0.0) {
+        if (s.k == K_FIN && s.v == 0.0) {
+            return ext_kind(K_NAN);
+        }
+        return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(s)));
+    }
+    if (d.k != K_FIN) {
+        if (s.k != K_FIN) {
+            return ext_kind(K_NAN);
+        }
+        return fin(0.0);
+    }
+    if (s.k != K_FIN) {
+        return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(s) != (d.v < 0.0)));
+    }
+    return fin(s.v / d.v);
+}
+
 // The IEEE value of a kind, built from bits for a store.
 fn kind_bits(k: u32) -> f32 {
     return bitcast<f32>(select(select(0x7fc00000u, 0xff800000u, k == K_NINF), 0x7f800000u, k == K_PINF));
