@@ -220,6 +220,57 @@ fn safe_div(s: f32, d: f32) -> f32 {
 
 var<workgroup> red: array<vec4<f32>, WG>;
 
+// The kinds of the non-finite values an invocation met, one bit per kind
+// (1 << K_PINF, ...); `split_pair` puts a second value's 4 bits higher.
+fn kind_flag(k: u32) -> u32 {
+    return select(1u << k, 0u, k == K_FIN);
+}
+
+// A sum of finite parts and the kinds its other terms had, as IEEE addition
+// would have combined them.
+fn with_kinds(v: f32, kinds: u32) -> Ext {
+    var e = fin(v);
+    for (var k = K_PINF; k <= K_NAN; k = k + 1u) {
+        if ((kinds & (1u << k)) != 0u) {
+            e = ext_add(e, ext_kind(k));
+        }
+    }
+    return e;
+}
+
+// The finite parts of (loss, denominator), for a sum that must not meet inf
+// or NaN, and their kinds.
+struct Split {
+    v: vec2<f32>,
+    kinds: u32,
+}
+
+fn split_pair(v: vec2<f32>) -> Split {
+    let lk = kind_of(v.x);
+    let dk = kind_of(v.y);
+    let f = vec2(select(0.0, v.x, lk == K_FIN), select(0.0, v.y, dk == K_FIN));
+    return Split(f, kind_flag(lk) | (kind_flag(dk) << 4u));
+}
+
+var<workgroup> wg_kinds: atomic<u32>;
+
+// Every invocation's kinds or-ed together. Call from uniform control flow,
+// once per dispatch.
+fn reduce_kinds(lid: u32, kinds: u32) -> u32 {
+    if (lid == 0u) {
+        atomicStore(&wg_kinds, 0u);
+    }
+    workgroupBarrier();
+    atomicOr(&wg_kinds, kinds);
+    workgroupBarrier();
+    return atomicLoad(&wg_kinds);
+}
+
+// A reduced (loss, denominator) pair with its kinds, as IEEE values to store.
+fn pair_value(sum: vec2<f32>, kinds: u32) -> vec2<f32> {
+    return vec2(ext_f32(with_kinds(sum.x, kinds & 15u)), ext_f32(with_kinds(sum.y, kinds >> 4u)));
+}
+
 // Tree sum over the workgroup; every invocation gets the total. Call from
 // uniform control flow.
 fn reduce_wg(lid: u32, v: vec4<f32>) -> vec4<f32> {

@@ -16,28 +16,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> result: array<f32>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-// The kinds of non-finite partials seen: bits K_PINF, K_NINF and K_NAN of
-// the loss sum, the same shifted by 4 for the denominator. The sums add only
-// finite values (a compiler may assume no inf or NaN); the kinds join at the
-// store.
-var<workgroup> seen_kinds: atomic<u32>;
-
-fn kind_bit(k: u32) -> u32 {
-    return select(1u << k, 0u, k == K_FIN);
-}
-
-// A sum of finite parts and the kinds the other terms had, as IEEE addition
-// would have combined them.
-fn total(v: f32, kinds: u32) -> Ext {
-    var e = fin(v);
-    for (var k = K_PINF; k <= K_NAN; k = k + 1u) {
-        if ((kinds & (1u << k)) != 0u) {
-            e = ext_add(e, ext_kind(k));
-        }
-    }
-    return e;
-}
-
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32) {
     // Each thread adds count / 256 partials (256 for 2^27 elements). In one
@@ -48,19 +26,15 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     // meets at most log2(count / 256) + 1 additions of like-sized sums.
     // (Compensated summation would be shorter, but Vulkan drivers such as
     // Mesa's fold its error terms away as algebraically zero.)
-    if (lid == 0u) {
-        atomicStore(&seen_kinds, 0u);
-    }
-    workgroupBarrier();
     var level: array<vec2<f32>, 32>;
     var n = 0u;
     var kinds = 0u;
     for (var i = lid; i < params.count; i = i + WG) {
-        let raw = partials[i];
-        let lk = kind_of(raw.x);
-        let dk = kind_of(raw.y);
-        kinds = kinds | kind_bit(lk) | (kind_bit(dk) << 4u);
-        var v = vec2(select(0.0, raw.x, lk == K_FIN), select(0.0, raw.y, dk == K_FIN));
+        // Only finite values meet the sums (a compiler may assume no inf or
+        // NaN); the kinds of the others join at the store.
+        let part = split_pair(partials[i]);
+        kinds = kinds | part.kinds;
+        var v = part.v;
         var l = 0u;
         while (((n >> l) & 1u) == 1u) {
             v = level[l] + v;
@@ -75,12 +49,11 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             sum = sum + level[l];
         }
     }
-    atomicOr(&seen_kinds, kinds);
+    let all = reduce_kinds(lid, kinds);
     let r = reduce_wg(lid, vec4(sum, 0.0, 0.0));
     if (lid == 0u) {
-        let all = atomicLoad(&seen_kinds);
-        let x = total(r.x, all & 15u);
-        let y = total(r.y, all >> 4u);
+        let x = with_kinds(r.x, all & 15u);
+        let y = with_kinds(r.y, all >> 4u);
         var v = x;
         if (params.mode == 1u) {
             v = ext_div(x, y);

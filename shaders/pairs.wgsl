@@ -592,16 +592,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let group = wid.x + wid.y * params.groups_x;
     let r = group * WG + lid;
     var acc = vec4<f32>(0.0);
+    var kinds = 0u;
     if (r < params.rows) {
         let l = item(r);
         if (params.write_items != 0u) {
             out[params.row_skip + r] = l;
         } else {
-            acc = vec4(l, 1.0, 0.0, 0.0);
+            // The sums add finite values only; kinds join at the store.
+            let part = split_pair(vec2(l, 1.0));
+            kinds = part.kinds;
+            acc = vec4(part.v, 0.0, 0.0);
         }
     }
     if (params.write_items == 0u) {
-        let total = reduce_wg(lid, acc);
+        let all = reduce_kinds(lid, kinds);
+        let total = pair_value(reduce_wg(lid, acc).xy, all);
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
             out[at] = total.x;

@@ -433,6 +433,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     var acc = vec4<f32>(0.0);
+    var kinds = 0u;
     for (var k = 0u; k < params.per_thread; k = k + 1u) {
         let i = base + k * WG + lid;
         if (i < params.n) {
@@ -441,7 +442,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (items) {
                 out[i] = v.x;
             } else {
-                acc = acc + vec4(v, 0.0, 0.0);
+                // The sums add finite values only; kinds join at the store.
+                let part = split_pair(v);
+                kinds = kinds | part.kinds;
+                acc = acc + vec4(part.v, 0.0, 0.0);
             }
             if (GRAD) {
                 var si = s;
@@ -453,7 +457,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     if (!items) {
-        let r = reduce_wg(lid, acc);
+        let all = reduce_kinds(lid, kinds);
+        let r = pair_value(reduce_wg(lid, acc).xy, all);
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
             out[at] = r.x;
