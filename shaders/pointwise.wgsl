@@ -120,10 +120,17 @@ fn quantile(x: f32, y: f32, q: f32) -> f32 {
 }
 
 // Each log is clamped at -100 before it meets the target, so 0 * log(0) never
-// appears.
+// appears. The logs of 0 (x = 0 from its bits, x = 1) take the clamp directly
+// rather than comparing a -inf with it.
 fn bce(x: f32, y: f32) -> f32 {
-    let lx = clamp_min(ln(x), -100.0);
-    let l1x = clamp_min(log1p(-x), -100.0);
+    var lx = -100.0;
+    if ((bitcast<u32>(x) & 0x7fffffffu) != 0u) {
+        lx = clamp_min(ln(x), -100.0);
+    }
+    var l1x = -100.0;
+    if (x != 1.0) {
+        l1x = clamp_min(log1p(-x), -100.0);
+    }
     return (y - 1.0) * l1x - y * lx;
 }
 
