@@ -317,42 +317,45 @@ fn row_base(r: u32) -> u32 {
 // CPU twin in src/cpu/rows.rs): with p_k = exp((x_k - m) - ln s) — never
 // exp(x_k - lse), whose lse carries an ulp of m (1e-3 at |m| = 1e4),
 //   d loss / d x_k = p_k * (k == y ? py : p) - b * t_k + (k == y ? ey : 0),
-// t_k being the class factor (see State). The coefficients are per row.
+// t_k being the class factor (see State). The coefficients are per row; they
+// carry the upstream's kind (an infinite or NaN upstream, or g / 0 for a mean
+// over zero weights) as `Ext`, so that no gradient computes with inf or NaN.
 struct Coef {
     m: f32,
     ls: f32,
-    p: f32,
-    py: f32,
-    b: f32,
-    ey: f32,
+    p: Ext,
+    py: Ext,
+    b: Ext,
+    ey: Ext,
     // Every gradient of the row is NaN.
     nan: bool,
 }
 
 fn nan_coef() -> Coef {
-    return Coef(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, true);
+    let z = fin(0.0);
+    return Coef(0.0, 0.0, z, z, z, z, true);
 }
 
 // The upstream of row r, scaled by the reduction.
-fn row_scale(r: u32) -> f32 {
+fn row_scale(r: u32) -> Ext {
     if (params.write_items != 0u) {
         if (arrayLength(&upstream) > 1u) {
-            return upstream[params.o_skip + r];
+            return ext(upstream[params.o_skip + r]);
         }
-        return upstream[0];
+        return ext(upstream[0]);
     }
-    let g = upstream[0];
+    let g = ext(upstream[0]);
     if (params.scale_mode == 1u) {
-        return g / params.divisor;
+        return ext_div(g, ext(params.divisor));
     }
     if (params.scale_mode == 2u) {
-        let d = out[params.d_at];
+        let d = ext(out[params.d_at]);
         // softmax_focal defines its mean over a zero total weight with a zero
         // gradient; elsewhere g / 0 meets the zero weights: NaN, as in PyTorch.
-        if (LOSS == SOFTMAX_FOCAL && d == 0.0) {
-            return 0.0;
+        if (LOSS == SOFTMAX_FOCAL && d.k == K_FIN && d.v == 0.0) {
+            return fin(0.0);
         }
-        return safe_div(g, d);
+        return ext_div(g, d);
     }
     return g;
 }
@@ -370,18 +373,20 @@ fn saturated(st: State, xy: f32) -> bool {
     return st.m != 0.0 && log1p(st.r) <= ldexp(1.0, frexp(st.m).exp - 54);
 }
 
-fn nll_coef(y: i32, s: f32) -> Coef {
-    return Coef(0.0, 0.0, 0.0, 0.0, 0.0, -class_weight(u32(y)) * s, false);
+fn nll_coef(y: i32, s: Ext) -> Coef {
+    let z = fin(0.0);
+    return Coef(0.0, 0.0, z, z, z, ext_mul(ext(-class_weight(u32(y))), s), false);
 }
 
 // The coefficients of a row from its complete state, for upstream s.
-fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
+fn coef(st: State, y: i32, xy: f32, s: Ext) -> Coef {
     if (poisoned(st)) {
         return nan_coef();
     }
     let ls = log1p(st.r);
     if (LOSS == CROSS_ENTROPY_PROB) {
-        return Coef(st.m, ls, s * st.b, s * st.b, s, 0.0, false);
+        let sb = ext_mul(s, fin(st.b));
+        return Coef(st.m, ls, sb, sb, s, fin(0.0), false);
     }
     let wy = class_weight(u32(y));
     // -log p_y, and 1 - p_y without cancellation; a -inf target logit has
@@ -414,16 +419,17 @@ fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
         }
         // d loss / d log p_y; the softmax's backward splits it.
         let dl = -pow_gamma(u, gamma) - focal * exp(-ce) * ce;
-        let gy = s * wy * dl;
-        return Coef(st.m, ls, -gy, 0.0, 0.0, gy * u, false);
+        let gy = ext_mul(ext_mul(s, fin(wy)), fin(dl));
+        return Coef(st.m, ls, ext_mul(fin(-1.0), gy), fin(0.0), fin(0.0), ext_mul(gy, fin(u)), false);
     }
     // Cross entropy: (1 - eps) on the target, eps / C spread by class weight.
-    let a = s * (1.0 - params.eps) * wy;
-    var b = 0.0;
+    let a = ext_mul(ext_mul(s, fin(1.0 - params.eps)), fin(wy));
+    var b = fin(0.0);
     if (params.eps > 0.0) {
-        b = s * (params.eps / f32(params.classes));
+        b = ext_mul(s, fin(params.eps / f32(params.classes)));
     }
-    return Coef(st.m, ls, a + b * st.b, b * st.b, b, -a * u, false);
+    let bb = ext_mul(b, fin(st.b));
+    return Coef(st.m, ls, ext_add(a, bb), bb, b, ext_mul(ext_mul(fin(-1.0), a), fin(u)), false);
 }
 
 fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
@@ -432,7 +438,7 @@ fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
         grad[params.x_skip + j] = kind_bits(K_NAN);
         return;
     }
-    var g = 0.0;
+    var g = fin(0.0);
     if (LOSS != NLL) {
         // In a row that is not NaN, a logit is finite or -inf (p = 0).
         let x = input[params.x_skip + j];
@@ -440,12 +446,16 @@ fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
         if (kind_of(x) != K_NINF) {
             p = exp((x - co.m) - co.ls);
         }
-        g = p * select(co.p, co.py, i32(c) == y) - co.b * factor(c, j);
+        var cp = co.p;
+        if (i32(c) == y) {
+            cp = co.py;
+        }
+        g = ext_add(ext_mul(fin(p), cp), ext_mul(ext_mul(fin(-1.0), co.b), fin(factor(c, j))));
     }
     if (i32(c) == y) {
-        g = g + co.ey;
+        g = ext_add(g, co.ey);
     }
-    grad[params.x_skip + j] = g;
+    grad[params.x_skip + j] = ext_f32(g);
 }
 
 // Ignored rows pass no gradient; a bad class index gives NaN.
