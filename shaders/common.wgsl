@@ -11,11 +11,113 @@
 // gpu::contract::shared_constants_match_the_shaders).
 const WG: u32 = 256u;
 const LN2: f32 = 0.6931471805599453;
+// 149 ln 2: ln x = ln b - 149 ln 2 for a subnormal x of bits b.
+const SUBNORMAL_LN: f32 = 103.27892990343184;
 
 // A run-time 1.0/0.0 may be 0 on some implementations: build sentinels from bits.
 fn inf() -> f32 { return bitcast<f32>(0x7f800000u); }
 fn nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
 fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+
+// Metal and DXC compile with fast math, and WGSL lets an implementation assume
+// no inf or NaN: a comparison against inf() may fold to false and 0 * inf to
+// 0. Kernels therefore never compute with non-finite values. They classify an
+// input from its bits, carry the kind beside a finite value (`Ext`), and turn
+// it back into an IEEE value with `ext_f32` only when storing a result. The
+// test gpu::contract::no_float_tests_of_inf_or_nan keeps comparisons against
+// inf() and nan() out of the kernels.
+const FLT_MAX: f32 = 3.4028235e38;
+const K_FIN: u32 = 0u;
+const K_PINF: u32 = 1u;
+const K_NINF: u32 = 2u;
+const K_NAN: u32 = 3u;
+
+fn kind_of(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    let e = b & 0x7fffffffu;
+    if (e < 0x7f800000u) {
+        return K_FIN;
+    }
+    if (e > 0x7f800000u) {
+        return K_NAN;
+    }
+    return select(K_PINF, K_NINF, (b >> 31u) != 0u);
+}
+
+// An extended real: `v` when k is K_FIN, else the kind alone (v = 0).
+struct Ext {
+    v: f32,
+    k: u32,
+}
+
+fn fin(v: f32) -> Ext { return Ext(v, K_FIN); }
+fn ext_kind(k: u32) -> Ext { return Ext(0.0, k); }
+
+fn ext(x: f32) -> Ext {
+    let k = kind_of(x);
+    return Ext(select(0.0, x, k == K_FIN), k);
+}
+
+// IEEE addition: inf - inf and anything with NaN are NaN.
+fn ext_add(p: Ext, q: Ext) -> Ext {
+    if (p.k == K_NAN || q.k == K_NAN || (p.k != K_FIN && q.k != K_FIN && p.k != q.k)) {
+        return ext_kind(K_NAN);
+    }
+    if (p.k != K_FIN) { return p; }
+    if (q.k != K_FIN) { return q; }
+    return fin(p.v + q.v);
+}
+
+fn ext_neg_sign(e: Ext) -> bool {
+    return select(e.v < 0.0, e.k == K_NINF, e.k != K_FIN);
+}
+
+// IEEE multiplication: 0 * inf and anything with NaN are NaN.
+fn ext_mul(p: Ext, q: Ext) -> Ext {
+    if (p.k == K_NAN || q.k == K_NAN) {
+        return ext_kind(K_NAN);
+    }
+    if (p.k == K_FIN && q.k == K_FIN) {
+        return fin(p.v * q.v);
+    }
+    if ((p.k == K_FIN && p.v == 0.0) || (q.k == K_FIN && q.v == 0.0)) {
+        return ext_kind(K_NAN);
+    }
+    return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(p) != ext_neg_sign(q)));
+}
+
+// s / d as `safe_div` gives it, on extended reals: an empty or zero-weight
+// denominator gives NaN for 0 / 0 and an infinity of the sign of s otherwise.
+fn ext_div(s: Ext, d: Ext) -> Ext {
+    if (s.k == K_NAN || d.k == K_NAN) {
+        return ext_kind(K_NAN);
+    }
+    if (d.k == K_FIN && d.v == 0.0) {
+        if (s.k == K_FIN && s.v == 0.0) {
+            return ext_kind(K_NAN);
+        }
+        return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(s)));
+    }
+    if (d.k != K_FIN) {
+        if (s.k != K_FIN) {
+            return ext_kind(K_NAN);
+        }
+        return fin(0.0);
+    }
+    if (s.k != K_FIN) {
+        return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(s) != (d.v < 0.0)));
+    }
+    return fin(s.v / d.v);
+}
+
+// The IEEE value of a kind, built from bits for a store.
+fn kind_bits(k: u32) -> f32 {
+    return bitcast<f32>(select(select(0x7fc00000u, 0xff800000u, k == K_NINF), 0x7f800000u, k == K_PINF));
+}
+
+fn ext_f32(e: Ext) -> f32 {
+    return select(e.v, kind_bits(e.k), e.k != K_FIN);
+}
 
 // Clamps from below without turning NaN into the bound. WGSL's max may drop
 // NaN, and a compiler that assumes no NaN may turn a select of a comparison
@@ -55,12 +157,20 @@ fn ln(x: f32) -> f32 {
         // x - 1 is exact here (Sterbenz).
         return log1p_series(x - 1.0);
     }
-    if (x < 1.17549435e-38) {
-        if (x == 0.0) {
+    let b = bitcast<u32>(x);
+    if (b < 0x00800000u) {
+        if (b == 0u) {
             return -inf();
         }
-        // Scale subnormals into the normal range: some built-in logs mishandle them.
-        return log(x * 16777216.0) - 16.635532333438686;
+        // A positive subnormal, read from its bits: x = b 2^-149 for the
+        // integer b < 2^23, exact as f32. Hardware that flushes subnormals
+        // would see 0 in any comparison or product of x itself, and some
+        // built-in logs mishandle them.
+        return log(f32(b)) - SUBNORMAL_LN;
+    }
+    // -0 gives -inf like +0; negative values give NaN through log.
+    if (b == 0x80000000u) {
+        return -inf();
     }
     return log(x);
 }
@@ -109,6 +219,57 @@ fn safe_div(s: f32, d: f32) -> f32 {
 }
 
 var<workgroup> red: array<vec4<f32>, WG>;
+
+// The kinds of the non-finite values an invocation met, one bit per kind
+// (1 << K_PINF, ...); `split_pair` puts a second value's 4 bits higher.
+fn kind_flag(k: u32) -> u32 {
+    return select(1u << k, 0u, k == K_FIN);
+}
+
+// A sum of finite parts and the kinds its other terms had, as IEEE addition
+// would have combined them.
+fn with_kinds(v: f32, kinds: u32) -> Ext {
+    var e = fin(v);
+    for (var k = K_PINF; k <= K_NAN; k = k + 1u) {
+        if ((kinds & (1u << k)) != 0u) {
+            e = ext_add(e, ext_kind(k));
+        }
+    }
+    return e;
+}
+
+// The finite parts of (loss, denominator), for a sum that must not meet inf
+// or NaN, and their kinds.
+struct Split {
+    v: vec2<f32>,
+    kinds: u32,
+}
+
+fn split_pair(v: vec2<f32>) -> Split {
+    let lk = kind_of(v.x);
+    let dk = kind_of(v.y);
+    let f = vec2(select(0.0, v.x, lk == K_FIN), select(0.0, v.y, dk == K_FIN));
+    return Split(f, kind_flag(lk) | (kind_flag(dk) << 4u));
+}
+
+var<workgroup> wg_kinds: atomic<u32>;
+
+// Every invocation's kinds or-ed together. Call from uniform control flow,
+// once per dispatch.
+fn reduce_kinds(lid: u32, kinds: u32) -> u32 {
+    if (lid == 0u) {
+        atomicStore(&wg_kinds, 0u);
+    }
+    workgroupBarrier();
+    atomicOr(&wg_kinds, kinds);
+    workgroupBarrier();
+    return atomicLoad(&wg_kinds);
+}
+
+// A reduced (loss, denominator) pair with its kinds, as IEEE values to store.
+fn pair_value(sum: vec2<f32>, kinds: u32) -> vec2<f32> {
+    return vec2(ext_f32(with_kinds(sum.x, kinds & 15u)), ext_f32(with_kinds(sum.y, kinds >> 4u)));
+}
 
 // Tree sum over the workgroup; every invocation gets the total. Call from
 // uniform control flow.

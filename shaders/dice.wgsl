@@ -87,7 +87,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             first[k] = params.skip + n * classes * inner + (q - n * inner);
             if (params.activation == SOFTMAX) {
                 // NaN or infinite logits make the sum NaN, as in the reference.
-                var m = -inf();
+                // The max starts at -FLT_MAX, not -inf: a row of -inf logits
+                // still gives 0 / 0.
+                var m = -FLT_MAX;
                 for (var c = 0u; c < classes; c = c + 1u) {
                     m = max(m, input[first[k] + c * inner]);
                 }
@@ -299,7 +301,7 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         // sum over j is taken with the normaliser in one walk: for j ≠ y the
         // sign of p_j − 0 is that of e_j (a p_j that rounds to 0 weighs
         // nothing either way); the target class's sign needs p_y itself.
-        var mx = -inf();
+        var mx = -FLT_MAX;
         for (var c = 0u; c < classes; c = c + 1u) {
             mx = max(mx, input[first + c * inner]);
         }

@@ -28,8 +28,13 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     // Mesa's fold its error terms away as algebraically zero.)
     var level: array<vec2<f32>, 32>;
     var n = 0u;
+    var kinds = 0u;
     for (var i = lid; i < params.count; i = i + WG) {
-        var v = partials[i];
+        // Only finite values meet the sums (a compiler may assume no inf or
+        // NaN); the kinds of the others join at the store.
+        let part = split_pair(partials[i]);
+        kinds = kinds | part.kinds;
+        var v = part.v;
         var l = 0u;
         while (((n >> l) & 1u) == 1u) {
             v = level[l] + v;
@@ -44,18 +49,21 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             sum = sum + level[l];
         }
     }
+    let all = reduce_kinds(lid, kinds);
     let r = reduce_wg(lid, vec4(sum, 0.0, 0.0));
     if (lid == 0u) {
-        var v = r.x;
+        let x = with_kinds(r.x, all & 15u);
+        let y = with_kinds(r.y, all >> 4u);
+        var v = x;
         if (params.mode == 1u) {
-            v = safe_div(r.x, r.y);
+            v = ext_div(x, y);
         } else if (params.mode == 2u) {
-            v = safe_div(r.x, params.divisor);
+            v = ext_div(x, ext(params.divisor));
         }
-        result[0] = v;
+        result[0] = ext_f32(v);
         if (arrayLength(&result) >= 3u) {
-            result[1] = r.x;
-            result[2] = r.y;
+            result[1] = ext_f32(x);
+            result[2] = ext_f32(y);
         }
     }
 }

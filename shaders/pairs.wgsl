@@ -4,9 +4,10 @@
 // rows (inputs may be longer than one binding); every partial goes to
 // `partial_base + group` in the scratch shared by all slices.
 //
-// Row sums use compensated (Neumaier) summation: 1 - cos and margin + d_ap -
-// d_an are small differences of large quantities, so the sums must carry more
-// than f32 precision for rows of a few thousand elements.
+// Row sums are blocked pairwise sums (`Pw`): 1 - cos and margin + d_ap - d_an
+// are small differences of large quantities, so the sums must lose far less
+// than a plain f32 sum over rows of thousands of elements. Only the cosine
+// gradient keeps compensated sums (see `Acc`).
 //
 // With GRAD the thread then walks its row once more and writes the gradient
 // of every tensor, the row's upstream scaled by the reduction times the row's
@@ -70,6 +71,14 @@ const NORM_2: u32 = 2u;
 const NORM_INF: u32 = 3u;
 
 // A running sum and the rounding error it has dropped so far.
+//
+// Only the cosine gradient uses it: it needs m and dot to twice f32's length
+// (cosine_grad), which no ordering of f32 additions gives. What the
+// compensation assumes: the compiler evaluates `(a.s - t) + x` as written. A
+// compiler that reassociates floats (Metal's default fast math, DXC's `fast`
+// flags) may fold it to 0, and the sums fall back to plain f32; the tests in
+// tests/gradients_pairs.rs (degenerate_rows, awkward sizes, slices) fail
+// then. fma contraction cannot touch it (no products).
 struct Acc {
     s: f32,
     c: f32,
@@ -81,9 +90,63 @@ fn acc_add(a: Acc, x: f32) -> Acc {
     return Acc(t, a.c + e);
 }
 
-// An overflowed sum has a NaN correction: keep the infinity, as a plain sum would.
+// An overflowed sum has a NaN correction: keep the infinity, as a plain sum
+// would. The overflow is told from the bits: a compiler assuming no inf may
+// fold a comparison against inf().
 fn acc_total(a: Acc) -> f32 {
-    return select(a.s + a.c, a.s, abs(a.s) == inf());
+    let k = kind_of(a.s);
+    return select(a.s + a.c, a.s, k == K_PINF || k == K_NINF);
+}
+
+// A blocked sum of vec4 terms in four levels: r0 adds BLOCK terms in plain
+// f32, then joins r1, which adds BLOCK such blocks before joining r2, and so
+// on; r3 takes what is left (BLOCK^3 terms each). Each term meets at most
+// about 4 BLOCK additions of like-sized sums, whatever order or fma
+// contraction the compiler picks: unlike a compensation term, nothing here is
+// algebraically zero. No loop: llvmpipe runs masked-off loops of a SIMD
+// batch too, and stops an invocation after 65 535 iterations (see rows.wgsl).
+const BLOCK: u32 = 16u;
+
+struct Pw {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+    // Terms in r0, blocks in r1 and in r2.
+    k0: u32,
+    k1: u32,
+    k2: u32,
+}
+
+fn pw_new() -> Pw {
+    return Pw(vec4(0.0), vec4(0.0), vec4(0.0), vec4(0.0), 0u, 0u, 0u);
+}
+
+fn pw_add(p: ptr<function, Pw>, x: vec4<f32>) {
+    (*p).r0 = (*p).r0 + x;
+    (*p).k0 = (*p).k0 + 1u;
+    if ((*p).k0 == BLOCK) {
+        (*p).r1 = (*p).r1 + (*p).r0;
+        (*p).r0 = vec4(0.0);
+        (*p).k0 = 0u;
+        (*p).k1 = (*p).k1 + 1u;
+        if ((*p).k1 == BLOCK) {
+            (*p).r2 = (*p).r2 + (*p).r1;
+            (*p).r1 = vec4(0.0);
+            (*p).k1 = 0u;
+            (*p).k2 = (*p).k2 + 1u;
+            if ((*p).k2 == BLOCK) {
+                (*p).r3 = (*p).r3 + (*p).r2;
+                (*p).r2 = vec4(0.0);
+                (*p).k2 = 0u;
+            }
+        }
+    }
+}
+
+// The total, the smallest partial sums first.
+fn pw_total(p: ptr<function, Pw>) -> vec4<f32> {
+    return (((*p).r0 + (*p).r1) + (*p).r2) + (*p).r3;
 }
 
 // The row's upstream, scaled by the reduction.
@@ -103,7 +166,10 @@ fn hi_half(a: f32) -> f32 {
     return bitcast<f32>(bitcast<u32>(a) & 0xfffff000u);
 }
 
-// acc + a * b, the product added exactly as its four partial products.
+// acc + a * b, the product added exactly as its four partial products. The
+// halves come from the bits and their products are exact, so neither
+// reassociation nor fma contraction changes them; only acc_add's assumption
+// remains.
 fn acc_mul(acc: Acc, a: f32, b: f32) -> Acc {
     let ah = hi_half(a);
     let al = a - ah;
@@ -124,7 +190,7 @@ fn cosine_grad(w: f32, x: f32, m: Acc, dot: Acc, m_total: f32, den: f32, cos: f3
     t = acc_mul(t, -dot.s, x);
     t = acc_add(t, -(dot.c * x));
     let num = acc_total(t);
-    if (abs(num) < inf()) {
+    if (kind_of(num) == K_FIN) {
         return num / m_total / den;
     }
     return w / den - cos * x / m_total;
@@ -139,25 +205,38 @@ fn cosine_embedding(r: u32) -> f32 {
     var dot = Acc(0.0, 0.0);
     var m1 = Acc(0.0, 0.0);
     var m2 = Acc(0.0, 0.0);
-    for (var k = 0u; k < params.dim; k = k + 1u) {
-        let a = input[base + k];
-        let b = second[base + k];
-        if (GRAD) {
+    var n1 = 0.0;
+    var n2 = 0.0;
+    var dot_total = 0.0;
+    if (GRAD) {
+        // The gradient needs the sums to twice f32's length (cosine_grad):
+        // the compensated sums stay here, with what acc_add assumes.
+        for (var k = 0u; k < params.dim; k = k + 1u) {
+            let a = input[base + k];
+            let b = second[base + k];
             dot = acc_mul(dot, a, b);
             m1 = acc_mul(m1, a, a);
             m2 = acc_mul(m2, b, b);
-        } else {
-            dot = acc_add(dot, a * b);
-            m1 = acc_add(m1, a * a);
-            m2 = acc_add(m2, b * b);
         }
+        m1 = acc_add(m1, params.cos_eps);
+        m2 = acc_add(m2, params.cos_eps);
+        n1 = acc_total(m1);
+        n2 = acc_total(m2);
+        dot_total = acc_total(dot);
+    } else {
+        var sums = pw_new();
+        for (var k = 0u; k < params.dim; k = k + 1u) {
+            let a = input[base + k];
+            let b = second[base + k];
+            pw_add(&sums, vec4(a * b, a * a, b * b, 0.0));
+        }
+        let t = pw_total(&sums);
+        dot_total = t.x;
+        n1 = t.y + params.cos_eps;
+        n2 = t.z + params.cos_eps;
     }
-    m1 = acc_add(m1, params.cos_eps);
-    m2 = acc_add(m2, params.cos_eps);
-    let n1 = acc_total(m1);
-    let n2 = acc_total(m2);
     let den = sqrt(n1) * sqrt(n2);
-    let cos = acc_total(dot) / den;
+    let cos = dot_total / den;
     var y = 1.0;
     if (params.flag != 0u) {
         y = third[params.row_skip + r];
@@ -222,7 +301,7 @@ fn distance_gap(s_ap: f32, s_x: f32, ds: f32) -> f32 {
         let d = sqrt(s_ap) + sqrt(s_x);
         // An infinite distance takes the plain difference (inf - x, or NaN
         // for inf - inf), where ds / d would be inf / inf.
-        if (d == inf()) {
+        if (kind_of(d) == K_PINF) {
             return sqrt(s_ap) - sqrt(s_x);
         }
         return select(ds / d, 0.0, d == 0.0);
@@ -231,7 +310,7 @@ fn distance_gap(s_ap: f32, s_x: f32, ds: f32) -> f32 {
     // rounding errors of the p-th roots then scale with the result, not with
     // the distances. Zero, infinite or NaN ratios take the plain difference.
     let w = s_ap / s_x;
-    if (!(w > 0.0 && w < inf())) {
+    if (kind_of(w) != K_FIN || w <= 0.0) {
         return root_p(s_ap) - root_p(s_x);
     }
     let r = ds / s_x;
@@ -275,13 +354,17 @@ fn sign0(v: f32) -> f32 {
     return select(0.0, select(-1.0, 1.0, v > 0.0), v > 0.0 || v < 0.0);
 }
 
+// ln 2 in two parts: k * LN2_HI is exact for |k| < 2^9 (LN2_HI has 15
+// significant bits). What this assumes: `k * LN2_HI + (... + k * LN2_LO)` and
+// `(y - n * LN2_HI) - n * LN2_LO` are not reassociated into one product with
+// ln 2 (fma contraction of either product is harmless: it only rounds less).
 const LN2_HI: f32 = 0.693145751953125;
 const LN2_LO: f32 = 1.4286068e-6;
 
 // ln x to about an ulp: the exponent's multiple of ln 2 in two parts, the
 // mantissa in [0.707, 1.414) through the series.
 fn ln_acc(x: f32) -> f32 {
-    if (!(x > 0.0 && x < inf())) {
+    if (kind_of(x) != K_FIN || x <= 0.0) {
         return ln(x);
     }
     let f = frexp(x);
@@ -298,7 +381,7 @@ fn ln_acc(x: f32) -> f32 {
 // e^y to about an ulp (the built-in may be off by 3 + 2|y| ulp): y = n ln 2
 // + f with |f| <= ln 2 / 2, a polynomial for e^f, then the power of two.
 fn exp_acc(y: f32) -> f32 {
-    if (!(abs(y) < 80.0)) {
+    if (kind_of(y) != K_FIN || abs(y) >= 80.0) {
         return exp(y);
     }
     let n = round(y / LN2);
@@ -394,11 +477,9 @@ fn triplet_margin(r: u32) -> f32 {
         tie = swap && d_pn == d_an;
         l = clamp_min(params.margin + (d_ap - select(d_an, d_pn, use_pn)), 0.0);
     } else {
-        var s_ap = Acc(0.0, 0.0);
-        var s_an = Acc(0.0, 0.0);
-        var s_pn = Acc(0.0, 0.0);
-        var ds_an = Acc(0.0, 0.0);
-        var ds_pn = Acc(0.0, 0.0);
+        // (s_ap, s_an, ds_an, ds_pn) and (s_pn, ...).
+        var sums = pw_new();
+        var sums_pn = pw_new();
         let scaled = GRAD && params.norm == NORM_P;
         var m_ap = MaxAcc(0.0, 0.0, 0.0);
         var m_an = MaxAcc(0.0, 0.0, 0.0);
@@ -414,26 +495,25 @@ fn triplet_margin(r: u32) -> f32 {
             }
             let t_ap = pow_p(a - p + eps);
             let t_an = pow_p(a - n + eps);
-            s_ap = acc_add(s_ap, t_ap);
-            s_an = acc_add(s_an, t_an);
-            ds_an = acc_add(ds_an, t_ap - t_an);
+            var t_pn = 0.0;
             if (swap) {
-                let t_pn = pow_p(p - n + eps);
-                s_pn = acc_add(s_pn, t_pn);
-                ds_pn = acc_add(ds_pn, t_ap - t_pn);
+                t_pn = pow_p(p - n + eps);
+                pw_add(&sums_pn, vec4(t_pn, 0.0, 0.0, 0.0));
             }
+            pw_add(&sums, vec4(t_ap, t_an, t_ap - t_an, t_ap - t_pn));
         }
-        let sap = acc_total(s_ap);
-        let san = acc_total(s_an);
-        let spn = acc_total(s_pn);
+        let tot = pw_total(&sums);
+        let sap = tot.x;
+        let san = tot.y;
+        let spn = pw_total(&sums_pn).x;
         // torch.min(d(a, n), d(p, n)) first (the p-th powers order as the
         // distances do), then the gap to the smaller one.
         use_pn = swap && (spn < san || is_nan(spn));
         tie = swap && spn == san;
         if (use_pn) {
-            l = clamp_min(params.margin + distance_gap(sap, spn, acc_total(ds_pn)), 0.0);
+            l = clamp_min(params.margin + distance_gap(sap, spn, tot.w), 0.0);
         } else {
-            l = clamp_min(params.margin + distance_gap(sap, san, acc_total(ds_an)), 0.0);
+            l = clamp_min(params.margin + distance_gap(sap, san, tot.z), 0.0);
         }
         if (GRAD && params.norm == NORM_2) {
             d_ap = sqrt(sap);
@@ -447,24 +527,23 @@ fn triplet_margin(r: u32) -> f32 {
             d_ap = max_norm(m_ap);
             d_an = max_norm(m_an);
             d_pn = max_norm(m_pn);
-            var q_ap = Acc(0.0, 0.0);
-            var q_an = Acc(0.0, 0.0);
-            var q_pn = Acc(0.0, 0.0);
+            var q = pw_new();
             for (var k = 0u; k < params.dim; k = k + 1u) {
                 let a = input[base + k];
                 let p = second[base + k];
                 let n = third[base + k];
-                q_ap = acc_add(q_ap, scaled_pow(a - p + eps, d_ap));
-                q_an = acc_add(q_an, scaled_pow(a - n + eps, d_an));
+                var q_pn = 0.0;
                 if (swap) {
-                    q_pn = acc_add(q_pn, scaled_pow(p - n + eps, d_pn));
+                    q_pn = scaled_pow(p - n + eps, d_pn);
                 }
+                pw_add(&q, vec4(scaled_pow(a - p + eps, d_ap), scaled_pow(a - n + eps, d_an), q_pn, 0.0));
             }
+            let qt = pw_total(&q);
             // An infinite component leaves only 0 and NaN gradients: the
             // others' ratios are 0 whatever the sum.
-            aux_ap = select(ln_acc(acc_total(q_ap)), 0.0, d_ap == inf());
-            aux_an = select(ln_acc(acc_total(q_an)), 0.0, d_an == inf());
-            aux_pn = select(ln_acc(acc_total(q_pn)), 0.0, d_pn == inf());
+            aux_ap = select(ln_acc(qt.x), 0.0, kind_of(d_ap) == K_PINF);
+            aux_an = select(ln_acc(qt.y), 0.0, kind_of(d_an) == K_PINF);
+            aux_pn = select(ln_acc(qt.z), 0.0, kind_of(d_pn) == K_PINF);
         }
     }
     if (GRAD) {
@@ -513,16 +592,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let group = wid.x + wid.y * params.groups_x;
     let r = group * WG + lid;
     var acc = vec4<f32>(0.0);
+    var kinds = 0u;
     if (r < params.rows) {
         let l = item(r);
         if (params.write_items != 0u) {
             out[params.row_skip + r] = l;
         } else {
-            acc = vec4(l, 1.0, 0.0, 0.0);
+            // The sums add finite values only; kinds join at the store.
+            let part = split_pair(vec2(l, 1.0));
+            kinds = part.kinds;
+            acc = vec4(part.v, 0.0, 0.0);
         }
     }
     if (params.write_items == 0u) {
-        let total = reduce_wg(lid, acc);
+        let all = reduce_kinds(lid, kinds);
+        let total = pair_value(reduce_wg(lid, acc).xy, all);
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
             out[at] = total.x;

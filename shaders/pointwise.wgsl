@@ -120,10 +120,17 @@ fn quantile(x: f32, y: f32, q: f32) -> f32 {
 }
 
 // Each log is clamped at -100 before it meets the target, so 0 * log(0) never
-// appears.
+// appears. The logs of 0 (x = 0 from its bits, x = 1) take the clamp directly
+// rather than comparing a -inf with it.
 fn bce(x: f32, y: f32) -> f32 {
-    let lx = clamp_min(ln(x), -100.0);
-    let l1x = clamp_min(log1p(-x), -100.0);
+    var lx = -100.0;
+    if ((bitcast<u32>(x) & 0x7fffffffu) != 0u) {
+        lx = clamp_min(ln(x), -100.0);
+    }
+    var l1x = -100.0;
+    if (x != 1.0) {
+        l1x = clamp_min(log1p(-x), -100.0);
+    }
     return (y - 1.0) * l1x - y * lx;
 }
 
@@ -137,8 +144,8 @@ fn bce_with_logits(x: f32, y: f32, pw: f32) -> f32 {
     }
     // The reference's (1 - y) x - lw log(sigmoid(x)) is -inf + inf or 0 * inf
     // at x = -inf, for every y: NaN, which the rearranged form would not give.
-    if (x == -inf()) {
-        return nan();
+    if (kind_of(x) == K_NINF) {
+        return kind_bits(K_NAN);
     }
     return -pw * y * x + tail;
 }
@@ -433,6 +440,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     var acc = vec4<f32>(0.0);
+    var kinds = 0u;
     for (var k = 0u; k < params.per_thread; k = k + 1u) {
         let i = base + k * WG + lid;
         if (i < params.n) {
@@ -441,7 +449,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (items) {
                 out[i] = v.x;
             } else {
-                acc = acc + vec4(v, 0.0, 0.0);
+                // The sums add finite values only; kinds join at the store.
+                let part = split_pair(v);
+                kinds = kinds | part.kinds;
+                acc = acc + vec4(part.v, 0.0, 0.0);
             }
             if (GRAD) {
                 var si = s;
@@ -453,7 +464,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     if (!items) {
-        let r = reduce_wg(lid, acc);
+        let all = reduce_kinds(lid, kinds);
+        let r = pair_value(reduce_wg(lid, acc).xy, all);
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
             out[at] = r.x;

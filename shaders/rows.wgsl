@@ -75,41 +75,66 @@ const CHUNK: u32 = 64u;
 
 // The online log-sum-exp of part of a row, with every accumulated term >= 0 so
 // that nothing cancels:
-//   m = max logit (-inf while no finite logit was seen),
+//   m = max finite logit (valid once SEEN is set),
 //   r = sum of exp(x_c - m) over the classes except one arg-max (s - 1, so
 //       that ln(s) = log1p(r) keeps its precision when one class dominates),
 //   a = sum of t_c (m - x_c) and b = sum of t_c, for the class factors t_c
 //       (w_c, or w_c times the smoothed probability target).
-// Then sum_c t_c (lse - x_c) = b ln(s) + a. A -inf logit adds t_c * inf to a
-// directly (NaN for t_c = 0, as the reference's 0 * inf), and its t_c to b,
-// which the gradient needs whole (the loss is inf or NaN then anyway).
+// Then sum_c t_c (lse - x_c) = b ln(s) + a. No field is ever inf or NaN (see
+// `Ext` in common.wgsl); the flags carry what the non-finite inputs did:
+// a -inf logit adds t_c * inf to a (A_PINF, A_NINF, or A_NAN for t_c = 0, as
+// the reference's 0 * inf) and its t_c to b, which the gradient needs whole;
+// a NaN or +inf logit, or a non-finite factor, makes the whole row NaN
+// (POISON), as the reference's log_softmax does.
+const SEEN: u32 = 1u;
+const POISON: u32 = 2u;
+const A_PINF: u32 = 4u;
+const A_NINF: u32 = 8u;
+const A_NAN: u32 = 16u;
+
 struct State {
     m: f32,
     r: f32,
     a: f32,
     b: f32,
+    f: u32,
 }
 
 fn empty() -> State {
-    return State(-inf(), 0.0, 0.0, 0.0);
+    return State(-FLT_MAX, 0.0, 0.0, 0.0, 0u);
+}
+
+fn seen(st: State) -> bool {
+    return (st.f & SEEN) != 0u;
 }
 
 fn push(st: State, x: f32, t: f32) -> State {
     var o = st;
-    if (x == -inf()) {
-        o.a = o.a + t * inf();
+    let kx = kind_of(x);
+    if (kx == K_NAN || kx == K_PINF || kind_of(t) != K_FIN) {
+        o.f = o.f | POISON;
+        return o;
+    }
+    if (kx == K_NINF) {
+        if (t > 0.0) {
+            o.f = o.f | A_PINF;
+        } else if (t < 0.0) {
+            o.f = o.f | A_NINF;
+        } else {
+            o.f = o.f | A_NAN;
+        }
         o.b = o.b + t;
         return o;
     }
-    if (x > o.m) {
-        if (o.m != -inf()) {
-            // The old maximum joins r; everything seen so far moves away from m.
-            o.r = (o.r + 1.0) * exp(o.m - x);
-            o.a = o.a + o.b * (x - o.m);
-        }
+    if (!seen(o)) {
+        o.m = x;
+        o.f = o.f | SEEN;
+    } else if (x > o.m) {
+        // The old maximum joins r; everything seen so far moves away from m.
+        o.r = (o.r + 1.0) * exp(o.m - x);
+        o.a = o.a + o.b * (x - o.m);
         o.m = x;
     } else {
-        // NaN logits land here and poison r.
         o.r = o.r + exp(x - o.m);
     }
     o.a = o.a + t * (o.m - x);
@@ -118,11 +143,12 @@ fn push(st: State, x: f32, t: f32) -> State {
 }
 
 fn merge(p: State, q: State) -> State {
-    if (q.m == -inf()) {
-        return State(p.m, p.r, p.a + q.a, p.b + q.b);
+    let f = p.f | q.f;
+    if (!seen(q)) {
+        return State(p.m, p.r, p.a + q.a, p.b + q.b, f);
     }
-    if (p.m == -inf()) {
-        return State(q.m, q.r, p.a + q.a, p.b + q.b);
+    if (!seen(p)) {
+        return State(q.m, q.r, p.a + q.a, p.b + q.b, f);
     }
     var hi = p;
     var lo = q;
@@ -131,7 +157,28 @@ fn merge(p: State, q: State) -> State {
         lo = p;
     }
     let d = hi.m - lo.m;
-    return State(hi.m, hi.r + (lo.r + 1.0) * exp(-d), hi.a + lo.a + lo.b * d, hi.b + lo.b);
+    return State(hi.m, hi.r + (lo.r + 1.0) * exp(-d), hi.a + lo.a + lo.b * d, hi.b + lo.b, f);
+}
+
+// Whether the row's log-sum-exp is NaN: a NaN or +inf logit, or every logit
+// -inf (an empty row of no classes has ln s = 0).
+fn poisoned(st: State) -> bool {
+    return (st.f & POISON) != 0u || (!seen(st) && params.classes > 0u);
+}
+
+// a with the t_c * inf terms of the -inf logits.
+fn a_ext(st: State) -> Ext {
+    var e = fin(st.a);
+    if ((st.f & A_PINF) != 0u) {
+        e = ext_add(e, ext_kind(K_PINF));
+    }
+    if ((st.f & A_NINF) != 0u) {
+        e = ext_add(e, ext_kind(K_NINF));
+    }
+    if ((st.f & A_NAN) != 0u) {
+        e = ext_add(e, ext_kind(K_NAN));
+    }
+    return e;
 }
 
 fn class_weight(c: u32) -> f32 {
@@ -180,42 +227,85 @@ fn skipped(y: i32) -> bool {
     return LOSS != CROSS_ENTROPY_PROB && y < 0;
 }
 
-// (loss, denominator) of a skipped row: nothing for an ignored one, NaN for a
-// bad index, so that the mean is NaN as well.
-fn skipped_loss(y: i32) -> vec2<f32> {
-    if (y == BAD) {
-        return vec2(nan(), nan());
-    }
-    return vec2(0.0, 0.0);
+// A row's loss and denominator, non-finite values as kinds until the store.
+struct Item {
+    l: Ext,
+    d: Ext,
 }
 
-// (loss, denominator) of a row from its complete state, its target class y
-// (unused for probability targets) and the target's logit x_y.
-fn finish(st: State, y: i32, xy: f32) -> vec2<f32> {
+// The item of a skipped row: nothing for an ignored one, NaN for a bad index,
+// so that the mean is NaN as well.
+fn skipped_loss(y: i32) -> Item {
+    if (y == BAD) {
+        return Item(ext_kind(K_NAN), ext_kind(K_NAN));
+    }
+    return Item(fin(0.0), fin(0.0));
+}
+
+// The item of a row from its complete state, its target class y (unused for
+// probability targets) and the target's logit x_y.
+fn finish(st: State, y: i32, xy: f32) -> Item {
+    var den = fin(1.0);
+    if (LOSS != CROSS_ENTROPY_PROB) {
+        den = ext(class_weight(u32(y)));
+    }
+    if (poisoned(st)) {
+        return Item(ext_kind(K_NAN), den);
+    }
     // log(s) = lse - m >= 0.
-    var ls = log1p(st.r);
-    // All logits -inf, or a +inf one: the reference's log_softmax is NaN.
-    if ((st.m == -inf() && params.classes > 0u) || st.m == inf()) {
-        ls = nan();
-    }
+    let ls = log1p(st.r);
+    let uniform_part = ext_add(fin(st.b * ls), a_ext(st));
     if (LOSS == CROSS_ENTROPY_PROB) {
-        return vec2(st.b * ls + st.a, 1.0);
+        return Item(uniform_part, den);
     }
-    let wy = class_weight(u32(y));
-    // -log p_y = lse - x_y.
-    let ce = ls + (st.m - xy);
+    // -log p_y = lse - x_y: +inf for a -inf target logit (NaN and +inf ones
+    // poison the row).
+    var ce = fin(ls + (st.m - xy));
+    if (kind_of(xy) == K_NINF) {
+        ce = ext_kind(K_PINF);
+    }
     if (LOSS == SOFTMAX_FOCAL) {
         // 1 - p_y without cancellation when p_y is near 1.
-        let u = -expm1(-ce);
-        return vec2(wy * pow_gamma(u, params.gamma) * ce, wy);
+        let u = select(-expm1(-ce.v), 1.0, ce.k == K_PINF);
+        return Item(ext_mul(ext_mul(den, fin(pow_gamma(u, params.gamma))), ce), den);
     }
-    var l = wy * ce;
+    var l = ext_mul(den, ce);
     // Only with smoothing: its sum over all classes turns a -inf logit into +inf.
     if (params.eps > 0.0) {
-        let uniform_part = st.b * ls + st.a;
-        l = (1.0 - params.eps) * l + params.eps / f32(params.classes) * uniform_part;
+        let spread = ext_mul(fin(params.eps / f32(params.classes)), uniform_part);
+        l = ext_add(ext_mul(fin(1.0 - params.eps), l), spread);
     }
-    return vec2(l, wy);
+    return Item(l, den);
+}
+
+// An item as the workgroup reduction adds it: the finite parts, then counts
+// of the kinds (loss +inf, 512 x loss -inf; loss NaN, 512 x denominator not
+// finite). Counts of at most WG rows stay exact integers in f32 in any order.
+fn pack(it: Item) -> vec4<f32> {
+    let z = select(0.0, 1.0, it.l.k == K_PINF) + select(0.0, 512.0, it.l.k == K_NINF);
+    let w = select(0.0, 1.0, it.l.k == K_NAN) + select(0.0, 512.0, it.d.k != K_FIN);
+    return vec4(it.l.v, it.d.v, z, w);
+}
+
+// The sum of packed items, as IEEE arithmetic would have added them.
+fn unpack(t: vec4<f32>) -> Item {
+    let z = u32(t.z);
+    let w = u32(t.w);
+    var l = fin(t.x);
+    if (z % 512u > 0u) {
+        l = ext_add(l, ext_kind(K_PINF));
+    }
+    if (z / 512u > 0u) {
+        l = ext_add(l, ext_kind(K_NINF));
+    }
+    if (w % 512u > 0u) {
+        l = ext_kind(K_NAN);
+    }
+    var d = fin(t.y);
+    if (w / 512u > 0u) {
+        d = ext_kind(K_NAN);
+    }
+    return Item(l, d);
 }
 
 // Index of logit (r, 0) in the slice; class c is `inner` further along per class.
@@ -227,36 +317,45 @@ fn row_base(r: u32) -> u32 {
 // CPU twin in src/cpu/rows.rs): with p_k = exp((x_k - m) - ln s) — never
 // exp(x_k - lse), whose lse carries an ulp of m (1e-3 at |m| = 1e4),
 //   d loss / d x_k = p_k * (k == y ? py : p) - b * t_k + (k == y ? ey : 0),
-// t_k being the class factor (see State). The coefficients are per row.
+// t_k being the class factor (see State). The coefficients are per row; they
+// carry the upstream's kind (an infinite or NaN upstream, or g / 0 for a mean
+// over zero weights) as `Ext`, so that no gradient computes with inf or NaN.
 struct Coef {
     m: f32,
     ls: f32,
-    p: f32,
-    py: f32,
-    b: f32,
-    ey: f32,
+    p: Ext,
+    py: Ext,
+    b: Ext,
+    ey: Ext,
+    // Every gradient of the row is NaN.
+    nan: bool,
+}
+
+fn nan_coef() -> Coef {
+    let z = fin(0.0);
+    return Coef(0.0, 0.0, z, z, z, z, true);
 }
 
 // The upstream of row r, scaled by the reduction.
-fn row_scale(r: u32) -> f32 {
+fn row_scale(r: u32) -> Ext {
     if (params.write_items != 0u) {
         if (arrayLength(&upstream) > 1u) {
-            return upstream[params.o_skip + r];
+            return ext(upstream[params.o_skip + r]);
         }
-        return upstream[0];
+        return ext(upstream[0]);
     }
-    let g = upstream[0];
+    let g = ext(upstream[0]);
     if (params.scale_mode == 1u) {
-        return g / params.divisor;
+        return ext_div(g, ext(params.divisor));
     }
     if (params.scale_mode == 2u) {
-        let d = out[params.d_at];
+        let d = ext(out[params.d_at]);
         // softmax_focal defines its mean over a zero total weight with a zero
         // gradient; elsewhere g / 0 meets the zero weights: NaN, as in PyTorch.
-        if (LOSS == SOFTMAX_FOCAL && d == 0.0) {
-            return 0.0;
+        if (LOSS == SOFTMAX_FOCAL && d.k == K_FIN && d.v == 0.0) {
+            return fin(0.0);
         }
-        return safe_div(g, d);
+        return ext_div(g, d);
     }
     return g;
 }
@@ -274,24 +373,36 @@ fn saturated(st: State, xy: f32) -> bool {
     return st.m != 0.0 && log1p(st.r) <= ldexp(1.0, frexp(st.m).exp - 54);
 }
 
-fn nll_coef(y: i32, s: f32) -> Coef {
-    return Coef(0.0, 0.0, 0.0, 0.0, 0.0, -class_weight(u32(y)) * s);
+fn nll_coef(y: i32, s: Ext) -> Coef {
+    let z = fin(0.0);
+    return Coef(0.0, 0.0, z, z, z, ext_mul(ext(-class_weight(u32(y))), s), false);
 }
 
 // The coefficients of a row from its complete state, for upstream s.
-fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
-    var ls = log1p(st.r);
-    if ((st.m == -inf() && params.classes > 0u) || st.m == inf()) {
-        ls = nan();
+fn coef(st: State, y: i32, xy: f32, s: Ext) -> Coef {
+    if (poisoned(st)) {
+        return nan_coef();
     }
+    let ls = log1p(st.r);
     if (LOSS == CROSS_ENTROPY_PROB) {
-        return Coef(st.m, ls, s * st.b, s * st.b, s, 0.0);
+        let sb = ext_mul(s, fin(st.b));
+        return Coef(st.m, ls, sb, sb, s, fin(0.0), false);
     }
     let wy = class_weight(u32(y));
-    // -log p_y, and 1 - p_y without cancellation.
-    var ce = ls + (st.m - xy);
-    var u = -expm1(-ce);
+    // -log p_y, and 1 - p_y without cancellation; a -inf target logit has
+    // -log p_y = +inf, u = 1.
+    let inf_ce = kind_of(xy) == K_NINF;
+    var ce = 0.0;
+    var u = 1.0;
+    if (!inf_ce) {
+        ce = ls + (st.m - xy);
+        u = -expm1(-ce);
+    }
     if (LOSS == SOFTMAX_FOCAL) {
+        // At -log p_y = +inf the reference's exp(-ce) * ce is 0 * inf: NaN.
+        if (inf_ce) {
+            return nan_coef();
+        }
         if (saturated(st, xy)) {
             ce = 0.0;
             u = 0.0;
@@ -300,7 +411,7 @@ fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
         // gamma u^(gamma - 1) is infinite at u = 0 for 0 < gamma < 1 and
         // meets log p_y = 0: NaN, as in PyTorch.
         if (u == 0.0 && gamma > 0.0 && gamma < 1.0) {
-            return Coef(st.m, ls, nan(), nan(), 0.0, nan());
+            return nan_coef();
         }
         var focal = 0.0;
         if (gamma != 0.0) {
@@ -308,34 +419,48 @@ fn coef(st: State, y: i32, xy: f32, s: f32) -> Coef {
         }
         // d loss / d log p_y; the softmax's backward splits it.
         let dl = -pow_gamma(u, gamma) - focal * exp(-ce) * ce;
-        let gy = s * wy * dl;
-        return Coef(st.m, ls, -gy, 0.0, 0.0, gy * u);
+        let gy = ext_mul(ext_mul(s, fin(wy)), fin(dl));
+        return Coef(st.m, ls, ext_mul(fin(-1.0), gy), fin(0.0), fin(0.0), ext_mul(gy, fin(u)), false);
     }
     // Cross entropy: (1 - eps) on the target, eps / C spread by class weight.
-    let a = s * (1.0 - params.eps) * wy;
-    var b = 0.0;
+    let a = ext_mul(ext_mul(s, fin(1.0 - params.eps)), fin(wy));
+    var b = fin(0.0);
     if (params.eps > 0.0) {
-        b = s * (params.eps / f32(params.classes));
+        b = ext_mul(s, fin(params.eps / f32(params.classes)));
     }
-    return Coef(st.m, ls, a + b * st.b, b * st.b, b, -a * u);
+    let bb = ext_mul(b, fin(st.b));
+    return Coef(st.m, ls, ext_add(a, bb), bb, b, ext_mul(ext_mul(fin(-1.0), a), fin(u)), false);
 }
 
 fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
     let j = row_base(r) + c * params.inner;
-    var g = 0.0;
+    if (co.nan) {
+        grad[params.x_skip + j] = kind_bits(K_NAN);
+        return;
+    }
+    var g = fin(0.0);
     if (LOSS != NLL) {
-        let p = exp((input[params.x_skip + j] - co.m) - co.ls);
-        g = p * select(co.p, co.py, i32(c) == y) - co.b * factor(c, j);
+        // In a row that is not NaN, a logit is finite or -inf (p = 0).
+        let x = input[params.x_skip + j];
+        var p = 0.0;
+        if (kind_of(x) != K_NINF) {
+            p = exp((x - co.m) - co.ls);
+        }
+        var cp = co.p;
+        if (i32(c) == y) {
+            cp = co.py;
+        }
+        g = ext_add(ext_mul(fin(p), cp), ext_mul(ext_mul(fin(-1.0), co.b), fin(factor(c, j))));
     }
     if (i32(c) == y) {
-        g = g + co.ey;
+        g = ext_add(g, co.ey);
     }
-    grad[params.x_skip + j] = g;
+    grad[params.x_skip + j] = ext_f32(g);
 }
 
 // Ignored rows pass no gradient; a bad class index gives NaN.
 fn skip_grad(r: u32, c: u32, y: i32) {
-    grad[params.x_skip + row_base(r) + c * params.inner] = select(0.0, nan(), y == BAD);
+    grad[params.x_skip + row_base(r) + c * params.inner] = select(0.0, kind_bits(K_NAN), y == BAD);
 }
 
 // A row's complete state and its target's logit.
@@ -365,16 +490,18 @@ fn scan(r: u32, y: i32) -> Scan {
     return Scan(st, xy);
 }
 
-fn nll(r: u32, y: i32) -> vec2<f32> {
-    let wy = class_weight(u32(y));
-    return vec2(-wy * input[params.x_skip + row_base(r) + u32(y) * params.inner], wy);
+// NLL reads one logit per row: its kind carries a non-finite one through.
+fn nll(r: u32, y: i32) -> Item {
+    let wy = ext(class_weight(u32(y)));
+    let x = ext(input[params.x_skip + row_base(r) + u32(y) * params.inner]);
+    return Item(ext_mul(fin(-1.0), ext_mul(wy, x)), wy);
 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
     let r = group * WG + lid;
-    var v = vec2(0.0, 0.0);
+    var v = Item(fin(0.0), fin(0.0));
     if (r < params.rows) {
         let y = target_class(r);
         if (skipped(y)) {
@@ -403,15 +530,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
         if (params.write_items != 0u) {
-            out[params.o_skip + r] = v.x;
+            out[params.o_skip + r] = ext_f32(v.l);
         }
     }
     if (params.write_items == 0u) {
-        let t = reduce_wg(lid, vec4(v, 0.0, 0.0));
+        let t = unpack(reduce_wg(lid, pack(v)));
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
-            out[at] = t.x;
-            out[at + 1u] = t.y;
+            out[at] = ext_f32(t.l);
+            out[at + 1u] = ext_f32(t.d);
         }
     }
 }
@@ -419,13 +546,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 var<workgroup> wg_y: i32;
 var<workgroup> wg_xy: f32;
 
-fn write_row(r: u32, v: vec2<f32>) {
+// The flags of the states in `red` while `wide` merges them.
+var<workgroup> red_f: array<u32, WG>;
+
+fn write_row(r: u32, v: Item) {
     if (params.write_items != 0u) {
-        out[params.o_skip + r] = v.x;
+        out[params.o_skip + r] = ext_f32(v.l);
     } else {
         let at = 2u * (params.partial_base + r);
-        out[at] = v.x;
-        out[at + 1u] = v.y;
+        out[at] = ext_f32(v.l);
+        out[at + 1u] = ext_f32(v.d);
     }
 }
 
@@ -433,8 +563,8 @@ fn to_vec(st: State) -> vec4<f32> {
     return vec4(st.m, st.r, st.a, st.b);
 }
 
-fn from_vec(v: vec4<f32>) -> State {
-    return State(v.x, v.y, v.z, v.w);
+fn from_vec(v: vec4<f32>, f: u32) -> State {
+    return State(v.x, v.y, v.z, v.w, f);
 }
 
 // One workgroup per row; cross_entropy and softmax_focal only.
@@ -471,14 +601,17 @@ fn wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         st = push(st, x, factor(c, j));
     }
     red[lid] = to_vec(st);
+    red_f[lid] = st.f;
     workgroupBarrier();
     for (var k = WG / 2u; k > 0u; k = k >> 1u) {
         if (lid < k) {
-            red[lid] = to_vec(merge(from_vec(red[lid]), from_vec(red[lid + k])));
+            let both = merge(from_vec(red[lid], red_f[lid]), from_vec(red[lid + k], red_f[lid + k]));
+            red[lid] = to_vec(both);
+            red_f[lid] = both.f;
         }
         workgroupBarrier();
     }
-    let whole = from_vec(red[0]);
+    let whole = from_vec(red[0], red_f[0]);
     if (lid == 0u) {
         write_row(r, finish(whole, y, wg_xy));
     }
@@ -497,16 +630,18 @@ fn denominator(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let group = wid.x + wid.y * params.groups_x;
     let r = group * WG + lid;
     var d = 0.0;
+    var bad = 0.0;
     if (r < params.rows) {
         let y = target_class(r);
         if (y == BAD) {
-            d = nan();
+            bad = 1.0;
         } else if (y != IGNORED) {
             d = class_weight(u32(y));
         }
     }
-    let t = reduce_wg(lid, vec4(d, 0.0, 0.0, 0.0));
+    // Bad indices are counted, and give NaN only at the store.
+    let t = reduce_wg(lid, vec4(d, bad, 0.0, 0.0));
     if (lid == 0u) {
-        out[params.partial_base + group] = t.x;
+        out[params.partial_base + group] = select(t.x, kind_bits(K_NAN), t.y > 0.0);
     }
 }

@@ -652,3 +652,89 @@ fn every_kernel_translates_for_every_backend() {
     }
     report(problems);
 }
+
+/// The lines of WGSL `src` (comments dropped) that compare a value with
+/// `inf()` or `nan()`, with or without a minus: a compiler that assumes no
+/// inf or NaN (Metal's fast math, DXC's `fast` flags, WGSL itself) may fold
+/// such a test to a constant. Kernels test kinds from the bits instead
+/// (`kind_of`, `is_nan` in common.wgsl). Building the values (`fn inf()`,
+/// `return -inf();`, `out[i] = nan();`) is allowed.
+fn nonfinite_comparisons(src: &str) -> Vec<(usize, String)> {
+    const OPS: [&str; 6] = ["==", "!=", "<=", ">=", "<", ">"];
+    let mut found = Vec::new();
+    for (n, full) in src.lines().enumerate() {
+        let line = full.split("//").next().unwrap_or("");
+        for helper in ["inf()", "nan()"] {
+            let mut from = 0;
+            while let Some(at) = line[from..].find(helper).map(|i| i + from) {
+                from = at + helper.len();
+                let prev = line[..at].chars().next_back();
+                if prev.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let before = line[..at].trim_end();
+                let before = before.strip_suffix('-').unwrap_or(before).trim_end();
+                let after = line[from..].trim_start();
+                // `->` is a return type; a lone `=` is an assignment.
+                let compared_before =
+                    OPS.iter().any(|op| before.ends_with(op)) && !before.ends_with("->");
+                let compared_after =
+                    OPS.iter().any(|op| after.starts_with(op)) && !after.starts_with("->");
+                if compared_before || compared_after {
+                    found.push((n + 1, full.trim().to_string()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_nonfinite_scan_sees_comparisons() {
+    for bad in [
+        "if (x == inf()) {",
+        "if (p.m == -inf()) {",
+        "let f = x < inf();",
+        "return select(a, b, abs(s) == inf());",
+        "if (x != - inf()) {",
+        "if (y == nan()) {",
+        "if (inf() > x) {",
+        "if (-inf() >= x) {",
+        "let b = x <= inf();",
+    ] {
+        assert_eq!(nonfinite_comparisons(bad).len(), 1, "missed: {bad}");
+    }
+    for good in [
+        "fn inf() -> f32 { return bitcast<f32>(0x7f800000u); }",
+        "fn nan() -> f32 { return bitcast<f32>(0x7fc00000u); }",
+        "return -inf();",
+        "out[i] = nan();",
+        "return select(-inf(), inf(), s > 0.0);",
+        "var m = -FLT_MAX; // not m == -inf()",
+        "let y = is_inf(x) == true;",
+    ] {
+        assert!(nonfinite_comparisons(good).is_empty(), "flagged: {good}");
+    }
+}
+
+#[test]
+fn no_float_tests_of_inf_or_nan() {
+    // Each kernel's source is common.wgsl followed by the family's file.
+    let common = include_str!("../../shaders/common.wgsl");
+    let mut problems = Vec::new();
+    for (line, text) in nonfinite_comparisons(common) {
+        problems.push(format!("shaders/common.wgsl:{line}: `{text}`"));
+    }
+    for (_, kernel) in KERNELS {
+        let own = &kernel.source[common.len()..];
+        for (line, text) in nonfinite_comparisons(own) {
+            problems.push(format!("{}:{line}: `{text}`", file(kernel)));
+        }
+    }
+    if !problems.is_empty() {
+        problems.push(
+            "these compare against inf()/nan(): test the bits (kind_of, is_nan) instead".into(),
+        );
+    }
+    report(problems);
+}

@@ -1264,3 +1264,75 @@ fn triplet_ties_split_the_gradient() {
         &[-1.0, 0.0],
     );
 }
+
+/// Rows x and f32(3 x): they differ from exactly parallel rows only by the
+/// rounding of each element, so 1 - cos is of the order of 1e-14. The dot
+/// product and the squared norms are summed at different magnitudes, so a
+/// single running f32 sum of 16 384 products (instead of the kernel's
+/// blocked sums) misses that by about sqrt(dim) ulp, 5e-6.
+#[test]
+fn near_parallel_cosine_rows() {
+    let mut r = rng(31);
+    let (rows, dim) = (8usize, 16_384usize);
+    let x: Vec<f32> = (0..rows * dim)
+        .map(|_| r.random_range(-1.0f32..1.0) * 10f32.powf(r.random_range(-1.0f32..1.0)))
+        .collect();
+    let y: Vec<f32> = x.iter().map(|v| v * 3.0).collect();
+    let shape = [rows, dim];
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+    for red in REDUCTIONS {
+        check(
+            &format!("cosine near-parallel {red:?}"),
+            &cosine(0.0),
+            red,
+            &inputs,
+        );
+    }
+}
+
+/// Triplets whose positive and negative offsets from the anchor are the same
+/// components, permuted with some signs flipped: d(a, p) and d(a, n) agree
+/// but for eps, so margin + d(a, p) - d(a, n) stays near the 1e-3 margin while
+/// the termwise difference of the p-th powers walks over +-100. Summed in one
+/// running f32 sum (instead of the kernel's blocked sums) the gap is off by
+/// 1e-6 to 3e-6.
+#[test]
+fn triplets_whose_distances_nearly_cancel() {
+    let mut r = rng(32);
+    let (rows, dim) = (8usize, 16_384usize);
+    // Multiples of 2^-10, so that a - p and a - n are exact.
+    let grid = |r: &mut ChaCha8Rng| r.random_range(-1024i32..=1024) as f32 / 1024.0;
+    let mut a = Vec::with_capacity(rows * dim);
+    let mut p = Vec::with_capacity(rows * dim);
+    let mut n = Vec::with_capacity(rows * dim);
+    for _ in 0..rows {
+        let u: Vec<f32> = (0..dim).map(|_| grid(&mut r)).collect();
+        let mut v = u.clone();
+        for k in (1..dim).rev() {
+            v.swap(k, r.random_range(0..=k));
+        }
+        for k in 0..dim {
+            let base = grid(&mut r);
+            let flip = if r.random_range(0..2) == 0 { 1.0 } else { -1.0 };
+            a.push(base);
+            p.push(base + u[k]);
+            n.push(base + flip * v[k]);
+        }
+    }
+    let shape = [rows, dim];
+    let trip = Inputs::new(Tensor::new(&a, &shape))
+        .positive(Tensor::new(&p, &shape))
+        .negative(Tensor::new(&n, &shape));
+    // Not p = 1: there the gap is the sum itself, undivided, and the rounding
+    // of each a - p + eps in f32 already costs 1e-6 per thousand components.
+    for loss in [triplet(1e-3, 2.0, false), triplet(1e-3, 1.5, false)] {
+        for red in REDUCTIONS {
+            check(
+                &format!("{loss:?} near-cancelling {red:?}"),
+                &loss,
+                red,
+                &trip,
+            );
+        }
+    }
+}

@@ -1301,3 +1301,32 @@ fn means_over_zero_weight_and_empty_inputs() {
     assert!(r.value.is_nan());
     assert!(g.input.is_empty());
 }
+
+/// Subnormal probabilities: ln p is between -87.3 and -100 there, above the
+/// clamp. The kernel's ln reads a subnormal's value from its bits; hardware
+/// that flushes subnormals to zero would otherwise take ln 0 and give the
+/// clamped 100 (or the plain log's answer for a flushed input).
+#[test]
+fn subnormal_bce_inputs() {
+    let p = [
+        1e-40f32,
+        3e-39,
+        1.1e-38,
+        2e-42,
+        f32::from_bits(0x0040_0000),
+        f32::from_bits(0x0000_0001),
+        1e-41,
+        5e-39,
+    ];
+    let t = [1.0f32, 1.0, 0.7, 1.0, 0.5, 1.0, 0.25, 1.0];
+    let shape = [8];
+    let inputs = Inputs::new(Tensor::new(&p, &shape)).target(Tensor::new(&t, &shape));
+    for red in REDUCTIONS {
+        check(
+            &format!("bce subnormal {red:?}"),
+            &Loss::Pointwise(Pointwise::Bce),
+            red,
+            &inputs,
+        );
+    }
+}
