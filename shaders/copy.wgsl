@@ -3,7 +3,7 @@
 // Each workgroup copies one block of WG * ITEMS vec4s, its threads striding
 // by WG so that neighbouring threads touch neighbouring addresses.
 //
-// Params is `CopyParams` in src/bench.rs; the test
+// Params is `CopyParams` in src/cli/bench.rs; the test
 // gpu::contract::params_match_the_shaders checks that they agree.
 struct Params {
     n4: u32,
@@ -16,7 +16,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> params: Params;
 
-// As src/bench.rs sizes its grid (checked by the test
+// As src/cli/bench.rs sizes its grid (checked by the test
 // gpu::contract::shared_constants_match_the_shaders).
 const ITEMS: u32 = 4u;
 

@@ -77,7 +77,7 @@ const NORM_INF: u32 = 3u;
 // compensation assumes: the compiler evaluates `(a.s - t) + x` as written. A
 // compiler that reassociates floats (Metal's default fast math, DXC's `fast`
 // flags) may fold it to 0, and the sums fall back to plain f32; the tests in
-// tests/gradients_pairs.rs (degenerate_rows, awkward sizes, slices) fail
+// tests/losses/pairs.rs (degenerate_rows, awkward sizes, slices) fail
 // then. fma contraction cannot touch it (no products).
 struct Acc {
     s: f32,

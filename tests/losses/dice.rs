@@ -1172,7 +1172,7 @@ fn dice_conventions() {
             .with("input", x.to_vec(), &[1, 1, x.len()])
             .with("target", t.to_vec(), &[1, 1, t.len()])
     };
-    // p == t at exact 0/1: sign(0) = 0, ∂I/∂p = ½ (✔ smp, LOSS_SEMANTICS §14).
+    // p == t at exact 0/1: sign(0) = 0, ∂I/∂p = ½ (✔ smp; docs/semantics.md, dice).
     let case = probs(&[1.0, 0.0, 0.5, 0.5], &[1.0, 0.0, 1.0, 0.0], false);
     fd::assert_vec(
         "tie",

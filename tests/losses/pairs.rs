@@ -356,7 +356,7 @@ fn zero_and_identical_vectors() {
 
 #[test]
 fn worked_examples() {
-    // LOSS_SEMANTICS.md §10b and §15.
+    // The worked examples of docs/semantics.md (cosine_embedding, triplet_margin).
     let x1 = [1.0f32, 0.0, 1.0, 2.0];
     let x2 = [1.0f32, 1.0, -2.0, -4.0];
     let y = [1.0f32, -1.0];

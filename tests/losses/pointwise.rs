@@ -1129,7 +1129,7 @@ fn bce_backward_is_pytorchs_not_the_clamped_forwards() {
 #[test]
 fn kinks_of_the_regression_losses() {
     // |x − y| = 0: l1 and β = 0 smooth_l1 give 0; huber/smooth_l1 at |d| = δ, β
-    // take the linear branch (✔ torch, LOSS_SEMANTICS §2–4).
+    // take the linear branch (✔ torch; docs/semantics.md, huber and smooth_l1).
     let x = [1.25, -0.75, 0.25, 3.0, 2.5, 0.0];
     let y = [0.75, -0.25, 0.25, 2.0, 3.0, -0.5];
     let l1 = fd::grad(
@@ -1190,7 +1190,7 @@ fn quantile_tie_splits_the_gradient() {
 
 #[test]
 fn saturated_focal_factors_follow_pytorch() {
-    // 0 < γ < 1 at a saturated sigmoid: 0·∞ = NaN in torch's backward (§11a);
+    // 0 < γ < 1 at a saturated sigmoid: 0·∞ = NaN in torch's backward (docs/semantics.md, sigmoid_focal);
     // γ = 0: pow's backward is 0, the gradient is BCE's.
     let x = [40.0f32, -40.0];
     let y = [1.0f32, 0.0];

@@ -369,7 +369,7 @@ fn extreme_and_infinite_logits() {
 
 #[test]
 fn plain_cross_entropy_stays_finite_next_to_minus_inf() {
-    // LOSS_SEMANTICS §7: logits [-inf, 1, 2], target 2 → 0.3132617; inf with ε = 0.1.
+    // docs/semantics.md, cross_entropy: logits [-inf, 1, 2], target 2 → 0.3132617; inf with ε = 0.1.
     let x = [f32::NEG_INFINITY, 1.0, 2.0];
     let y = [2i64];
     let inputs = Inputs::new(Tensor::new(&x, &[1, 3])).classes(&y, &[1]);
