@@ -20,7 +20,6 @@ use crate::loss::{Loss, Reduction};
 /// Roles in the order of `DeviceInputs::named`: a chunk's tensors are
 /// indexed by their position here.
 pub(crate) const ROLES: [TensorName; 8] = TensorName::ALL;
-const VAR: usize = 7;
 
 /// A chunk's shape for `m` units.
 #[derive(Clone, Debug)]
@@ -160,11 +159,12 @@ impl<'a> Chunks<'a> {
                 } else {
                     // A broadcast repeating along the trailing dims with a period
                     // that fits a chunk stays whole; chunks then hold whole periods.
-                    let aux_role = p
-                        .aux_tensor
-                        .and_then(|t| ROLES.iter().position(|r| *r == t))
-                        .unwrap_or(0);
-                    let broadcasts = [(2, p.weight), (aux_role, p.aux)];
+                    let role = |t: TensorName| ROLES.iter().position(|r| *r == t);
+                    // The aux broadcast is cut like the tensor the plan says it reads.
+                    let broadcasts = [
+                        (role(TensorName::Weight), p.weight),
+                        (p.aux_tensor.and_then(role), p.aux),
+                    ];
                     let period = broadcasts
                         .iter()
                         .filter_map(|(_, b)| b.as_ref())
@@ -180,7 +180,9 @@ impl<'a> Chunks<'a> {
                     cuts[0] = slice(f32s(inputs.input));
                     cuts[1] = slice(target_values.expect("validated by plan"));
                     for (role, b) in broadcasts {
-                        let Some(b) = b else { continue };
+                        let (Some(role), Some(b)) = (role, b) else {
+                            continue;
+                        };
                         cuts[role] = if b.len == 1 {
                             Cut::Whole(b.data, vec![1])
                         } else if b.inner == 1 && b.len == p.n {
@@ -378,23 +380,21 @@ impl<'c> Chunk<'c> {
             Some(Values::F32(d)) => Some(Tensor::new(d, &self.shapes[role])),
             _ => None,
         };
-        Inputs {
-            input: float(0).unwrap_or_default(),
-            target: match &self.values[1] {
-                Some(Values::F32(d)) => Some(Target::Float(Tensor::new(d, &self.shapes[1]))),
-                Some(Values::I64(d)) => Some(Target::Class {
-                    data: d,
-                    shape: &self.shapes[1],
-                }),
-                None => None,
-            },
-            weight: float(2),
-            pos_weight: float(3),
-            labels: float(4),
-            positive: float(5),
-            negative: float(6),
-            var: float(VAR),
+        let mut inputs = Inputs::new(float(0).unwrap_or_default());
+        inputs.target = match &self.values[1] {
+            Some(Values::F32(d)) => Some(Target::Float(Tensor::new(d, &self.shapes[1]))),
+            Some(Values::I64(d)) => Some(Target::Class {
+                data: d,
+                shape: &self.shapes[1],
+            }),
+            None => None,
+        };
+        for (r, name) in ROLES.iter().enumerate().skip(2) {
+            if let Some(t) = float(r) {
+                inputs = inputs.with(*name, t);
+            }
         }
+        inputs
     }
 
     /// The f32 values of `role`, or the class indices of the target.

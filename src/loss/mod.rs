@@ -58,6 +58,15 @@ impl Field<'_> {
     }
 }
 
+fn unknown_param(loss: &'static str, name: &str) -> Error {
+    Error::Param {
+        loss,
+        name: "parameter",
+        expected: "one the loss takes",
+        value: name.to_string(),
+    }
+}
+
 fn entry(name: &str) -> &'static Entry {
     CATALOG
         .iter()
@@ -160,12 +169,7 @@ impl Loss {
         let entry = self.entry();
         let loss = entry.name;
         let Some(k) = entry.params.iter().position(|p| p.name == name) else {
-            return Err(Error::Param {
-                loss,
-                name: "parameter",
-                expected: "one the loss takes",
-                value: name.to_string(),
-            });
+            return Err(unknown_param(loss, name));
         };
         let param = &entry.params[k];
         let shown = format!("{value:?}");
@@ -187,7 +191,7 @@ impl Loss {
     pub fn set_text(&mut self, name: &str, text: Option<&str>) -> Result<()> {
         let entry = self.entry();
         let Some((param, current)) = self.params().into_iter().find(|(p, _)| p.name == name) else {
-            return self.set(name, Value::Bool(true));
+            return Err(unknown_param(entry.name, name));
         };
         let bad = |expected: &'static str| Error::Param {
             loss: entry.name,

@@ -811,3 +811,31 @@ fn timing_report() {
         }
     }
 }
+
+/// gaussian_nll's variance in each of its shapes is cut with the input: of
+/// the input's shape (sliced), with the last dim 1 and without it (one per
+/// row, expanded or kept whole per chunk).
+#[test]
+fn streamed_gaussian_nll_variances() {
+    let mut r = rng(77);
+    let (rows, last) = (513usize, 7usize);
+    let shape = [rows, last];
+    let x = uniform(&mut r, rows * last, -3.0, 3.0);
+    let y = uniform(&mut r, rows * last, -3.0, 3.0);
+    let full = uniform(&mut r, rows * last, 0.01, 4.0);
+    let per_row = uniform(&mut r, rows, 0.01, 4.0);
+    let loss = Loss::Pointwise(Pointwise::GaussianNll {
+        full: true,
+        eps: 1e-6,
+    });
+    let base = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+    let last1 = [rows, 1];
+    let no_last = [rows];
+    for (what, v) in [
+        ("var of the input's shape", Tensor::new(&full, &shape)),
+        ("var with last dim 1", Tensor::new(&per_row, &last1)),
+        ("var without the last dim", Tensor::new(&per_row, &no_last)),
+    ] {
+        streamed(what, &loss, &base.var(v), 1000);
+    }
+}
