@@ -2,7 +2,9 @@
 //! (dispatches, bindings, grids), so how a shape is cut into slices, which
 //! passes run and what each binds can be tested on any machine.
 
-use super::plan::{aligned, chunk_len, grid, units_per_slice, Role, Schedule, Slice, OFFSET_ALIGN};
+use super::plan::{
+    aligned, chunk_len, grid, units_per_slice, Caps, Role, Schedule, Slice, OFFSET_ALIGN,
+};
 use super::{dice, pairs, pointwise, rows};
 use crate::inputs::{plan, Geometry, Inputs, Tensor};
 use crate::loss::{Loss, Reduction};
@@ -18,7 +20,10 @@ fn schedule(
     let p = plan(&loss, reduction, inputs).unwrap();
     match &p.geometry {
         Geometry::Point(p) => pointwise::schedule(reduction, p, limit, grad, 64),
-        Geometry::Rows(r) => rows::schedule(reduction, r, limit, grad),
+        Geometry::Rows(r) => {
+            let best = rows::variants(r, &Caps::default())[0];
+            rows::schedule(reduction, r, limit, grad, best)
+        }
         Geometry::Pairs(p) => pairs::schedule(reduction, p, limit, grad),
         Geometry::Dice(d) => dice::schedule(reduction, d, limit, grad),
     }
