@@ -144,6 +144,9 @@ pub(crate) fn iterations(variant: RowsVariant, plan: &RowsPlan) -> usize {
 fn fits(variant: RowsVariant, plan: &RowsPlan) -> bool {
     let shape = match variant {
         RowsVariant::NllRows => matches!(plan.loss, Rows::Nll { .. }),
+        // A workgroup on a row of fewer classes than a quarter of its
+        // invocations mostly idles (and pays for its barriers on a CPU).
+        RowsVariant::Workgroup => plan.classes >= WG / 4,
         // At least two chunks: a row of one is `row-workgroup` with a pass more.
         RowsVariant::Split => plan.classes >= 2 * SPLIT_CHUNK,
         _ => true,
@@ -167,8 +170,8 @@ fn fits(variant: RowsVariant, plan: &RowsPlan) -> bool {
 ///   [`WORKGROUP_MIN_CLASSES`], a workgroup per row beyond.
 ///
 /// The rest follow in the order of the table in the module docs. Never
-/// empty: `row-workgroup` fits rows of up to 4 million classes and
-/// `row-split` any longer.
+/// empty: `row-group-shared` fits rows of up to half a million classes,
+/// `row-workgroup` from 64 to 4 million, and `row-split` any longer.
 pub(crate) fn variants(plan: &RowsPlan, caps: &Caps) -> Vec<RowsVariant> {
     use RowsVariant::*;
     let c = plan.classes;
@@ -220,7 +223,8 @@ pub fn with_rows_variant<R>(name: &str, f: impl FnOnce() -> R) -> Result<R> {
     let variant = RowsVariant::from_name(name).ok_or_else(|| Error::Param {
         loss: "softmax rows",
         name: "variant",
-        expected: "one of row-thread, nll-rows, row-subgroup, row-group-shared, row-workgroup, row-split",
+        expected:
+            "one of row-thread, nll-rows, row-subgroup, row-group-shared, row-workgroup, row-split",
         value: name.to_string(),
     })?;
     let before = FORCED.replace(Some(variant));
@@ -247,7 +251,10 @@ pub fn rows_variants(
 ) -> Result<Vec<&'static str>> {
     let plan = crate::inputs::plan(loss, reduction, inputs)?;
     Ok(match &plan.geometry {
-        Geometry::Rows(r) => variants(r, &caps(ctx)).into_iter().map(|v| v.name()).collect(),
+        Geometry::Rows(r) => variants(r, &caps(ctx))
+            .into_iter()
+            .map(|v| v.name())
+            .collect(),
         _ => vec![],
     })
 }
@@ -489,7 +496,11 @@ pub(super) fn schedule(
     };
     let states_at = scratch;
     if scans {
-        let most = slices.iter().map(|&(_, b)| b * plan.inner).max().unwrap_or(0);
+        let most = slices
+            .iter()
+            .map(|&(_, b)| b * plan.inner)
+            .max()
+            .unwrap_or(0);
         scratch += most * layout.chunks * STATE_LEN;
     }
     let mut pre = Vec::new();
