@@ -1344,6 +1344,40 @@ fn every_variant_beyond_the_loop_limit() {
     }
     let ran: Vec<_> = ran.into_iter().collect();
     assert_eq!(ran, ["row-group-shared", "row-split", "row-workgroup"]);
+    // Rows of 10^6 classes: only a workgroup per row, or split rows.
+    let (n, c) = (2usize, 1_000_000usize);
+    let x = uniform(&mut rng(320), n * c, -10.0, 10.0);
+    let (shape, items, ws) = ([n, c], [n], [c]);
+    let w = class_weight(321, c);
+    let y = [999_999i64, 12_345];
+    let inputs = Inputs::new(Tensor::new(&x, &shape))
+        .classes(&y, &items)
+        .weight(Tensor::new(&w, &ws));
+    let loss = ce(IGNORE, 0.1);
+    let variants = eligible(ctx(), &loss, &inputs);
+    assert_eq!(variants, ["row-split", "row-workgroup"]);
+    for v in variants {
+        with_rows_variant(v, || {
+            check_on(
+                ctx(),
+                &format!("{n}x{c} {v}"),
+                &loss,
+                Reduction::Mean,
+                &inputs,
+                1e-6,
+            );
+            let up = [0.5f32, -2.0];
+            check_grad_on(
+                ctx(),
+                &format!("{n}x{c} {v}"),
+                &loss,
+                Reduction::None,
+                &inputs,
+                Upstream::Items(&up),
+            );
+        })
+        .unwrap();
+    }
 }
 
 /// Rows of `c` classes with extreme and non-finite logits, the special
