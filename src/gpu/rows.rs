@@ -156,46 +156,45 @@ fn fits(variant: RowsVariant, plan: &RowsPlan) -> bool {
 
 /// Eligible variants for this shape and adapter, the best guess first.
 ///
-/// The guess, for an adapter nothing was timed on:
+/// The order, for an adapter nothing was timed on, is by what a GPU needs
+/// (see BENCHMARKS.md for what each costs on lavapipe):
 /// - nll: `nll-rows`, then a thread per row: one logit per row is read, and
 ///   only the gradient walks the row;
+/// - few rows of many classes (fewer rows than [`SPLIT_FEW_ROWS`] of at
+///   least [`SPLIT_MIN_CLASSES`]): `row-split`, the only variant that gives
+///   such a batch more workgroups than rows, then a workgroup per row;
 /// - strided rows (inner > 1): a thread per row while it may walk the row,
-///   since neighbouring rows are neighbouring addresses there; the lanes of
-///   a shared row would read `inner` values apart;
-/// - few rows of many classes (fewer rows than [`SPLIT_FEW_ROWS`] and at least
-///   [`SPLIT_MIN_CLASSES`]): `row-split`, the only one that spreads them over
-///   more workgroups than rows;
+///   since neighbouring rows are neighbouring addresses there (the lanes of
+///   a shared row would read `inner` values apart), then a workgroup per row;
 /// - contiguous rows: a thread per row below [`SHARED_MIN_CLASSES`] classes,
 ///   a subgroup (or a slice of a workgroup) per row below
-///   [`WORKGROUP_MIN_CLASSES`], a workgroup per row beyond.
+///   [`WORKGROUP_MIN_CLASSES`], a workgroup per row beyond; the other ways
+///   of sharing a row follow.
 ///
-/// The rest follow in the order of the table in the module docs. Never
-/// empty: `row-group-shared` fits rows of up to half a million classes,
-/// `row-workgroup` from 64 to 4 million, and `row-split` any longer.
+/// Never empty: `row-group-shared` fits rows of up to half a million
+/// classes, `row-workgroup` from 64 to 4 million, and `row-split` any
+/// longer.
 pub(crate) fn variants(plan: &RowsPlan, caps: &Caps) -> Vec<RowsVariant> {
     use RowsVariant::*;
     let c = plan.classes;
-    let guess = if matches!(plan.loss, Rows::Nll { .. }) {
-        NllRows
+    let order: &[RowsVariant] = if matches!(plan.loss, Rows::Nll { .. }) {
+        &[NllRows, Thread, Subgroup, GroupShared, Workgroup, Split]
     } else if plan.rows < SPLIT_FEW_ROWS && c >= SPLIT_MIN_CLASSES {
-        Split
+        &[Split, Workgroup, Subgroup, GroupShared, Thread]
     } else if plan.inner > 1 {
-        Thread
+        &[Thread, Workgroup, Split, Subgroup, GroupShared]
     } else if c < SHARED_MIN_CLASSES {
-        Thread
+        &[Thread, Subgroup, GroupShared, Workgroup, Split]
     } else if c < WORKGROUP_MIN_CLASSES {
-        if caps.subgroups {
-            Subgroup
-        } else {
-            GroupShared
-        }
+        &[Subgroup, GroupShared, Thread, Workgroup, Split]
     } else {
-        Workgroup
+        &[Workgroup, Split, Subgroup, GroupShared, Thread]
     };
-    let mut order = vec![guess];
-    order.extend(RowsVariant::ALL.iter().copied().filter(|&v| v != guess));
-    order.retain(|&v| fits(v, plan) && (v != Subgroup || caps.subgroups));
     order
+        .iter()
+        .copied()
+        .filter(|&v| fits(v, plan) && (v != Subgroup || caps.subgroups))
+        .collect()
 }
 
 /// Rows below this many go to `row-split` when they are long (see [`variants`]).

@@ -163,10 +163,10 @@ fn row_variants_are_offered_where_each_stays_within_the_loop_budget() {
     let v = rows::variants(&rows_plan("nll", 1000, 7), &none);
     assert_eq!(names(&v), ["nll-rows", "row-thread", "row-group-shared"]);
     // The subgroup variant only with subgroups.
-    let plan = rows_plan("cross_entropy", 4096, 1000);
-    assert_eq!(rows::variants(&plan, &sub)[0], Subgroup);
-    assert_eq!(rows::variants(&plan, &none)[0], GroupShared);
-    assert!(!rows::variants(&plan, &none).contains(&Subgroup));
+    let thousand = rows_plan("cross_entropy", 4096, 1000);
+    assert_eq!(rows::variants(&thousand, &sub)[0], Subgroup);
+    assert_eq!(rows::variants(&thousand, &none)[0], GroupShared);
+    assert!(!rows::variants(&thousand, &none).contains(&Subgroup));
     // A thread walks a row twice (scan and gradient): up to 16 256 classes.
     let thread = |c| rows::variants(&rows_plan("softmax_focal", 2, c), &none).contains(&Thread);
     assert!(thread(16_256) && !thread(16_257));
@@ -181,10 +181,19 @@ fn row_variants_are_offered_where_each_stays_within_the_loop_budget() {
     let v = rows::variants(&rows_plan("cross_entropy", 4, 262_144), &sub);
     assert_eq!(
         names(&v),
-        ["row-split", "row-group-shared", "row-workgroup"]
+        ["row-split", "row-workgroup", "row-group-shared"]
     );
     let v = rows::variants(&rows_plan("softmax_focal", 1, 1_000_000), &sub);
     assert_eq!(names(&v), ["row-split", "row-workgroup"]);
+    // Long strided rows: a workgroup per row once a thread may not walk them.
+    let x = vec![0.0f32; 2 * 20_000 * 3];
+    let (shape, items) = ([2, 20_000, 3], [2, 3]);
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&[0; 6], &items);
+    let ce = Loss::from_name("cross_entropy").unwrap();
+    let Geometry::Rows(strided) = plan(&ce, Reduction::Sum, &inputs).unwrap().geometry else {
+        unreachable!()
+    };
+    assert_eq!(rows::variants(&strided, &sub)[0], Workgroup);
     // Never empty, and within the budget whatever is offered.
     for c in [0, 1, 63, 64, 8191, 8192, 1 << 20, 1 << 23] {
         for loss in ["cross_entropy", "nll", "softmax_focal"] {
