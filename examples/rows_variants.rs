@@ -4,7 +4,8 @@
 //! numbers behind BENCHMARKS.md's softmax-row section.
 //!
 //! Run: `cargo run --release --example rows_variants -- 16384x1000 4x262144`
-//! (shapes as ROWSxCLASSES; `--runs N` timed runs per variant, median).
+//! (shapes as ROWSxCLASSES; `--runs N` timed runs per variant, median;
+//! `--loss nll` or `--loss softmax_focal` for another row loss).
 
 use wgpu_loss::cli::bench::{gbps, median, Bench};
 use wgpu_loss::{rows_variants, with_rows_variant, Context, Inputs, Loss, Reduction, Rows, Tensor};
@@ -12,11 +13,15 @@ use wgpu_loss::{Prepared, Upstream};
 
 fn main() -> wgpu_loss::Result<()> {
     let mut runs = 3;
+    let mut loss = Loss::from_name("cross_entropy").expect("a catalog loss");
     let mut shapes = vec![];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--runs" {
             runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N");
+        } else if a == "--loss" {
+            let name = args.next().expect("--loss NAME");
+            loss = Loss::from_name(&name).expect("a catalog loss");
         } else {
             let (r, c) = a.split_once('x').expect("ROWSxCLASSES");
             shapes.push((r.parse::<usize>().unwrap(), c.parse::<usize>().unwrap()));
@@ -30,14 +35,11 @@ fn main() -> wgpu_loss::Result<()> {
         "wall"
     };
     println!(
-        "adapter: {} ({timing}), median of {runs} runs",
+        "{}, adapter: {} ({timing}), median of {runs} runs",
+        loss.name(),
         ctx.adapter_name()
     );
     println!("shape          call     variant           ms       GB/s   copy GB/s  eff");
-    let loss = Loss::Rows(Rows::CrossEntropy {
-        ignore_index: -100,
-        label_smoothing: 0.0,
-    });
     for (rows, c) in shapes {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ (rows * c) as u64;
         let mut next = move || {
@@ -52,9 +54,14 @@ fn main() -> wgpu_loss::Result<()> {
         let y: Vec<i64> = (0..rows).map(|_| (next() % c as u64) as i64).collect();
         let (shape, items) = ([rows, c], [rows]);
         let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
-        // Logits and class indices read; the fused call also writes a
-        // gradient as large as the logits.
-        let read = 4 * rows * c + 4 * rows;
+        // Logits (one per row for nll) and class indices read; the fused
+        // call also writes a gradient as large as the logits.
+        let logits_read = if matches!(loss, Loss::Rows(Rows::Nll { .. })) {
+            rows
+        } else {
+            rows * c
+        };
+        let read = 4 * logits_read + 4 * rows;
         for (call, bytes) in [("forward", read), ("fused", read + 4 * rows * c)] {
             let copy = bench.copy_gbps(bytes)?;
             for v in rows_variants(&ctx, &loss, Reduction::Mean, &inputs)? {
