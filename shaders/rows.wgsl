@@ -1,9 +1,9 @@
 // Softmax-row losses (cross_entropy, nll, softmax_focal) over input
 // (N, C, inner): row r = (r / inner, ., r % inner), logit (r, c) at
 // input[(n * C + c) * inner + s]. Each row's logits are read once, through an
-// online log-sum-exp; rows are fused with their reduction into per-workgroup
-// (loss, denominator) partials that finalize.wgsl combines, or written as
-// items with `write_items` set.
+// online log-sum-exp; rows are fused with their reduction into (loss,
+// denominator) partials that finalize.wgsl combines, or written as items with
+// `write_items` set.
 //
 // A dispatch covers a slice of whole batch entries (inputs may be longer than
 // one binding). Its bindings start at the 256-byte boundary at or before the
@@ -12,14 +12,23 @@
 // scratch that all slices share.
 //
 // With GRAD the pass also writes d loss / d logit for every logit: a second
-// walk over the row once its log-sum-exp is known (none for nll), scaled by
-// the upstream and the reduction.
+// walk over the row once its log-sum-exp is known, scaled by the upstream and
+// the reduction.
 //
-// `main` gives each thread one row. `wide` gives each workgroup one row and
-// merges its threads' states with a tree: it is for large class counts, where
-// one thread per row would walk the whole vocabulary alone. (Mesa's llvmpipe
-// also stops every shader invocation after 65 535 loop iterations in total, so
-// no thread may loop over a 10^5-class row.)
+// The variants (`RowsVariant` in src/gpu/rows.rs says when each is used) differ
+// in how many invocations share a row:
+// - `main`: one thread per row (partials per workgroup);
+// - `nll_rows`: nll only reads one logit per row, so a thread takes NLL_ROWS;
+// - `group_shared`: `lanes` invocations per row, WG / lanes rows per
+//   workgroup, states merged by a tree in workgroup memory;
+// - `row_subgroup` (rows_subgroup.wgsl): a subgroup per row, merged with
+//   subgroup operations;
+// - `wide`: a workgroup per row (a partial per row);
+// - `split_scan` + `split_finish`: `chunks` workgroups per row, whose states
+//   meet in `states` before the second pass finishes the row.
+// Mesa's llvmpipe stops every shader invocation after 65 535 loop iterations
+// in total, so no invocation may walk a 10^5-class row alone: the host keeps
+// each variant to the rows it walks in well under that.
 //
 // Params is `RowsParams` in src/gpu/rows.rs; the test
 // gpu::contract::params_match_the_shaders checks that they agree.
@@ -45,6 +54,18 @@ struct Params {
     scale_mode: u32,
     d_at: u32,
     divisor: f32,
+    // Rows per workgroup of `row_subgroup`.
+    per_group: u32,
+    // Invocations per row of `group_shared`: a power of two up to WG.
+    lanes: u32,
+    // `split_*`: classes per workgroup, workgroups per row, and where in
+    // `states` the slice's states start.
+    chunk: u32,
+    chunks: u32,
+    states_at: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Class indices as i32 (ignored rows hold `ignore`), or the bits of f32
@@ -57,7 +78,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 // The input's layout, from `x_skip`.
 @group(0) @binding(5) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(6) var<uniform> params: Params;
+// `split_*`: STATE_LEN values per (row, chunk), from `states_at`.
+@group(0) @binding(6) var<storage, read_write> states: array<f32>;
+@group(0) @binding(7) var<uniform> params: Params;
 
 override GRAD: bool = false;
 
@@ -490,11 +513,83 @@ fn scan(r: u32, y: i32) -> Scan {
     return Scan(st, xy);
 }
 
+// The state of classes c0, c0 + step, ... below `end` of row r, in partial
+// states of CHUNK classes as `scan` keeps them.
+fn scan_part(r: u32, c0: u32, end: u32, step: u32) -> State {
+    let base = row_base(r);
+    var st = empty();
+    var c = c0;
+    while (c < end) {
+        var part = empty();
+        for (var k = 0u; k < CHUNK && c < end; k = k + 1u) {
+            let j = base + c * params.inner;
+            part = push(part, input[params.x_skip + j], factor(c, j));
+            c = c + step;
+        }
+        st = merge(st, part);
+    }
+    return st;
+}
+
+// The target's logit of row r; 0 where there is none (skipped rows,
+// probability targets), which no formula then reads.
+fn target_logit(r: u32, y: i32) -> f32 {
+    if (y < 0) {
+        return 0.0;
+    }
+    return input[params.x_skip + row_base(r) + u32(y) * params.inner];
+}
+
 // NLL reads one logit per row: its kind carries a non-finite one through.
 fn nll(r: u32, y: i32) -> Item {
     let wy = ext(class_weight(u32(y)));
     let x = ext(input[params.x_skip + row_base(r) + u32(y) * params.inner]);
     return Item(ext_mul(fin(-1.0), ext_mul(wy, x)), wy);
+}
+
+// The item of row r from its complete state (unused by skipped rows and nll).
+fn row_item(r: u32, y: i32, st: State, xy: f32) -> Item {
+    if (skipped(y)) {
+        return skipped_loss(y);
+    }
+    if (LOSS == NLL) {
+        return nll(r, y);
+    }
+    return finish(st, y, xy);
+}
+
+// The gradients of classes c0, c0 + step, ... below `end` of row r.
+fn row_grads(r: u32, y: i32, st: State, xy: f32, c0: u32, end: u32, step: u32) {
+    if (skipped(y)) {
+        for (var c = c0; c < end; c = c + step) {
+            skip_grad(r, c, y);
+        }
+        return;
+    }
+    var co: Coef;
+    if (LOSS == NLL) {
+        co = nll_coef(y, row_scale(r));
+    } else {
+        co = coef(st, y, xy, row_scale(r));
+    }
+    for (var c = c0; c < end; c = c + step) {
+        logit_grad(r, c, y, co);
+    }
+}
+
+fn add_items(p: Item, q: Item) -> Item {
+    return Item(ext_add(p.l, q.l), ext_add(p.d, q.d));
+}
+
+// The workgroup's (loss, denominator) partial at `group` of the slice. Call
+// from uniform control flow; `v` is what this invocation holds.
+fn write_partial(lid: u32, group: u32, v: Item) {
+    let t = unpack(reduce_wg(lid, pack(v)));
+    if (lid == 0u) {
+        let at = 2u * (params.partial_base + group);
+        out[at] = ext_f32(t.l);
+        out[at + 1u] = ext_f32(t.d);
+    }
 }
 
 @compute @workgroup_size(256)
@@ -534,19 +629,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     if (params.write_items == 0u) {
-        let t = unpack(reduce_wg(lid, pack(v)));
-        if (lid == 0u) {
-            let at = 2u * (params.partial_base + group);
-            out[at] = ext_f32(t.l);
-            out[at + 1u] = ext_f32(t.d);
+        write_partial(lid, group, v);
+    }
+}
+
+// Rows per thread of `nll_rows`, `nll_rows_per_thread` in src/gpu/rows.rs
+// (checked by gpu::contract::shared_constants_match_the_shaders).
+const NLL_ROWS: u32 = 8u;
+
+// nll, NLL_ROWS rows per thread: rows k WG + lid of the workgroup's
+// NLL_ROWS WG, so that neighbouring threads read neighbouring targets.
+@compute @workgroup_size(256)
+fn nll_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let group = wid.x + wid.y * params.groups_x;
+    var v = Item(fin(0.0), fin(0.0));
+    for (var k = 0u; k < NLL_ROWS; k = k + 1u) {
+        let r = (group * NLL_ROWS + k) * WG + lid;
+        if (r >= params.rows) {
+            break;
         }
+        let y = target_class(r);
+        let it = row_item(r, y, empty(), 0.0);
+        if (params.write_items != 0u) {
+            out[params.o_skip + r] = ext_f32(it.l);
+        }
+        v = add_items(v, it);
+        if (GRAD) {
+            row_grads(r, y, empty(), 0.0, 0u, params.classes, 1u);
+        }
+    }
+    if (params.write_items == 0u) {
+        write_partial(lid, group, v);
     }
 }
 
 var<workgroup> wg_y: i32;
-var<workgroup> wg_xy: f32;
 
-// The flags of the states in `red` while `wide` merges them.
+// The flags of the states in `red` while they merge.
 var<workgroup> red_f: array<u32, WG>;
 
 fn write_row(r: u32, v: Item) {
@@ -567,7 +686,67 @@ fn from_vec(v: vec4<f32>, f: u32) -> State {
     return State(v.x, v.y, v.z, v.w, f);
 }
 
-// One workgroup per row; cross_entropy and softmax_focal only.
+// Merges the states of each slice of `lanes` invocations (a power of two) by
+// a tree in workgroup memory; each invocation gets its slice's state. Call
+// from uniform control flow.
+fn merge_slices(lid: u32, st: State, lanes: u32) -> State {
+    red[lid] = to_vec(st);
+    red_f[lid] = st.f;
+    workgroupBarrier();
+    let lane = lid % lanes;
+    for (var k = lanes / 2u; k > 0u; k = k >> 1u) {
+        if (lane < k) {
+            let both = merge(from_vec(red[lid], red_f[lid]), from_vec(red[lid + k], red_f[lid + k]));
+            red[lid] = to_vec(both);
+            red_f[lid] = both.f;
+        }
+        workgroupBarrier();
+    }
+    let lead = lid - lane;
+    let whole = from_vec(red[lead], red_f[lead]);
+    // `red` is free again only once every invocation has read its state.
+    workgroupBarrier();
+    return whole;
+}
+
+// `lanes` invocations per row, WG / lanes rows per workgroup: neighbouring
+// lanes read neighbouring logits of a row (coalesced where inner == 1), and a
+// short row does not leave most of a workgroup idle.
+@compute @workgroup_size(256)
+fn group_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let group = wid.x + wid.y * params.groups_x;
+    let lanes = params.lanes;
+    let lane = lid % lanes;
+    let r = group * (WG / lanes) + lid / lanes;
+    let live = r < params.rows;
+    var y = IGNORED;
+    var st = empty();
+    if (live) {
+        y = target_class(r);
+        if (!skipped(y) && LOSS != NLL) {
+            st = scan_part(r, lane, params.classes, lanes);
+        }
+    }
+    let whole = merge_slices(lid, st, lanes);
+    var v = Item(fin(0.0), fin(0.0));
+    if (live) {
+        let xy = target_logit(r, y);
+        if (lane == 0u) {
+            v = row_item(r, y, whole, xy);
+            if (params.write_items != 0u) {
+                out[params.o_skip + r] = ext_f32(v.l);
+            }
+        }
+        if (GRAD) {
+            row_grads(r, y, whole, xy, lane, params.classes, lanes);
+        }
+    }
+    if (params.write_items == 0u) {
+        write_partial(lid, group, v);
+    }
+}
+
+// One workgroup per row.
 @compute @workgroup_size(256)
 fn wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r = wid.x + wid.y * params.groups_x;
@@ -578,48 +757,85 @@ fn wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         wg_y = target_class(r);
     }
     let y = workgroupUniformLoad(&wg_y);
-    // Ignored rows, and rows with a bad class index, read no logits.
-    if (skipped(y)) {
-        if (lid == 0u) {
-            write_row(r, skipped_loss(y));
-        }
-        if (GRAD) {
-            for (var c = lid; c < params.classes; c = c + WG) {
-                skip_grad(r, c, y);
-            }
-        }
-        return;
+    var whole = empty();
+    // Ignored rows, rows with a bad class index, and nll read no row.
+    if (!skipped(y) && LOSS != NLL) {
+        whole = merge_slices(lid, scan_part(r, lid, params.classes, WG), WG);
     }
-    let base = row_base(r);
-    var st = empty();
-    for (var c = lid; c < params.classes; c = c + WG) {
-        let j = base + c * params.inner;
-        let x = input[params.x_skip + j];
-        if (i32(c) == y) {
-            wg_xy = x;
-        }
-        st = push(st, x, factor(c, j));
-    }
-    red[lid] = to_vec(st);
-    red_f[lid] = st.f;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k = k >> 1u) {
-        if (lid < k) {
-            let both = merge(from_vec(red[lid], red_f[lid]), from_vec(red[lid + k], red_f[lid + k]));
-            red[lid] = to_vec(both);
-            red_f[lid] = both.f;
-        }
-        workgroupBarrier();
-    }
-    let whole = from_vec(red[0], red_f[0]);
+    let xy = target_logit(r, y);
     if (lid == 0u) {
-        write_row(r, finish(whole, y, wg_xy));
+        write_row(r, row_item(r, y, whole, xy));
     }
     if (GRAD) {
-        let co = coef(whole, y, wg_xy, row_scale(r));
-        for (var c = lid; c < params.classes; c = c + WG) {
-            logit_grad(r, c, y, co);
+        row_grads(r, y, whole, xy, lid, params.classes, WG);
+    }
+}
+
+// A split row's partial state: m, r, a, b and the flags (small integers,
+// exact as f32).
+const STATE_LEN: u32 = 5u;
+
+// The first pass of a split row: workgroup (r, k) merges the state of
+// classes [k chunk, (k + 1) chunk) into `states`.
+@compute @workgroup_size(256)
+fn split_scan(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * params.groups_x;
+    let r = g / params.chunks;
+    if (r >= params.rows) {
+        return;
+    }
+    if (lid == 0u) {
+        wg_y = target_class(r);
+    }
+    let y = workgroupUniformLoad(&wg_y);
+    if (skipped(y)) {
+        return;
+    }
+    let c0 = (g % params.chunks) * params.chunk;
+    let end = min(c0 + params.chunk, params.classes);
+    let st = merge_slices(lid, scan_part(r, c0 + lid, end, WG), WG);
+    if (lid == 0u) {
+        let at = params.states_at + g * STATE_LEN;
+        states[at] = st.m;
+        states[at + 1u] = st.r;
+        states[at + 2u] = st.a;
+        states[at + 3u] = st.b;
+        states[at + 4u] = f32(st.f);
+    }
+}
+
+// The second pass: merges row r's states, writes its item from workgroup
+// (r, 0) and, with GRAD, the gradient of chunk k from workgroup (r, k);
+// without GRAD there is one workgroup per row.
+@compute @workgroup_size(256)
+fn split_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * params.groups_x;
+    let per_row = select(1u, params.chunks, GRAD);
+    let r = g / per_row;
+    let k = g % per_row;
+    if (r >= params.rows) {
+        return;
+    }
+    if (lid == 0u) {
+        wg_y = target_class(r);
+    }
+    let y = workgroupUniformLoad(&wg_y);
+    var whole = empty();
+    if (!skipped(y) && LOSS != NLL) {
+        var mine = empty();
+        if (lid < params.chunks) {
+            let at = params.states_at + (r * params.chunks + lid) * STATE_LEN;
+            mine = State(states[at], states[at + 1u], states[at + 2u], states[at + 3u], u32(states[at + 4u]));
         }
+        whole = merge_slices(lid, mine, WG);
+    }
+    let xy = target_logit(r, y);
+    if (k == 0u && lid == 0u) {
+        write_row(r, row_item(r, y, whole, xy));
+    }
+    if (GRAD) {
+        let c0 = k * params.chunk;
+        row_grads(r, y, whole, xy, c0 + lid, min(c0 + params.chunk, params.classes), WG);
     }
 }
 

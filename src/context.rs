@@ -38,8 +38,21 @@ macro_rules! kernel {
 /// items or partials, and the gradient.
 pub(crate) const POINTWISE: Kernel = kernel!("pointwise", 5, 2);
 /// Reads logits, targets, class weight and the upstream gradient; writes the
-/// items or partials, and the gradient.
-pub(crate) const ROWS: Kernel = kernel!("rows", 4, 2);
+/// items or partials, the gradient, and the split rows' partial states.
+pub(crate) const ROWS: Kernel = kernel!("rows", 4, 3);
+/// The softmax-row kernels that share a row across a subgroup: `ROWS` with
+/// the entry points that need `Features::SUBGROUP`, in a module of their own
+/// so that `ROWS` still validates on a device without it.
+pub(crate) const ROWS_SUBGROUP: Kernel = Kernel {
+    name: "rows_subgroup",
+    source: concat!(
+        include_str!("../shaders/common.wgsl"),
+        include_str!("../shaders/rows.wgsl"),
+        include_str!("../shaders/rows_subgroup.wgsl")
+    ),
+    reads: 4,
+    writes: 3,
+};
 /// Reads the two or three row tensors (or cosine_embedding's labels in the
 /// third) and the upstream gradient; writes the items or partials, and up to
 /// three gradients.
@@ -205,12 +218,14 @@ impl Context {
     }
 
     /// Opens a device on `adapter`, requesting its full limits so that large
-    /// batches bind as much as the hardware allows, and timestamp queries where
-    /// offered so that benchmarks can read GPU time.
+    /// batches bind as much as the hardware allows, timestamp queries where
+    /// offered so that benchmarks can read GPU time, and subgroup operations
+    /// where offered for the kernels that share a row across a subgroup.
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Context> {
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         let desc = wgpu::DeviceDescriptor {
             label: Some("wgpu-loss"),
-            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
+            required_features: adapter.features() & wanted,
             required_limits: adapter.limits(),
             ..Default::default()
         };

@@ -22,6 +22,9 @@ pub use context::{Adapters, Context};
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 pub use error::{Error, GpuSource, Result};
 pub use gpu::evaluator::Evaluator;
+/// Test hooks: forcing and listing the softmax-row kernel variants.
+#[doc(hidden)]
+pub use gpu::rows::{rows_variants, with_rows_variant};
 pub use gpu::{Evaluation, Gradients, Prepared};
 pub use gradients::GradientsOf;
 pub use inputs::{Inputs, Target, Tensor, Upstream};

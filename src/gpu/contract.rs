@@ -43,12 +43,13 @@ use super::rows::{self, RowsParams};
 use crate::cli::bench::{CopyParams, COPY_ITEMS};
 #[cfg(feature = "cli")]
 use crate::context::COPY;
-use crate::context::{Kernel, DICE, FINALIZE, PAIRS, POINTWISE, ROWS};
+use crate::context::{Kernel, DICE, FINALIZE, PAIRS, POINTWISE, ROWS, ROWS_SUBGROUP};
 use crate::loss::{DiceMode, Loss, TargetKind, CATALOG};
 
 const KERNELS: &[(&str, &Kernel)] = &[
     ("POINTWISE", &POINTWISE),
     ("ROWS", &ROWS),
+    ("ROWS_SUBGROUP", &ROWS_SUBGROUP),
     ("PAIRS", &PAIRS),
     ("DICE", &DICE),
     ("FINALIZE", &FINALIZE),
@@ -274,7 +275,13 @@ fn params_match_the_shaders() {
         })),
         (&ROWS, rust_struct!(RowsParams {
             rows, classes, inner, has_weight, write_items, groups_x, eps, gamma, ignore, x_skip,
-            t_skip, o_skip, partial_base, scale_mode, d_at, divisor,
+            t_skip, o_skip, partial_base, scale_mode, d_at, divisor, per_group, lanes, chunk,
+            chunks, states_at, _pad,
+        })),
+        (&ROWS_SUBGROUP, rust_struct!(RowsParams {
+            rows, classes, inner, has_weight, write_items, groups_x, eps, gamma, ignore, x_skip,
+            t_skip, o_skip, partial_base, scale_mode, d_at, divisor, per_group, lanes, chunk,
+            chunks, states_at, _pad,
         })),
         (&PAIRS, rust_struct!(PairsParams {
             rows, dim, write_items, groups_x, flag, norm, margin, p, eps, skip, row_skip,
@@ -430,14 +437,15 @@ fn shared_constants_match_the_shaders() {
             }
         }
     }
-    for (kernel, value, rust) in [
-        (&POINTWISE, pointwise::ITEMS, "pointwise::ITEMS"),
-        (&DICE, dice::ITEMS, "dice::ITEMS"),
+    for (kernel, name, value, rust) in [
+        (&POINTWISE, "ITEMS", pointwise::ITEMS, "pointwise::ITEMS"),
+        (&DICE, "ITEMS", dice::ITEMS, "dice::ITEMS"),
+        (&ROWS, "NLL_ROWS", rows::NLL_ROWS, "rows::NLL_ROWS"),
         #[cfg(feature = "cli")]
-        (&COPY, COPY_ITEMS, "bench::COPY_ITEMS"),
+        (&COPY, "ITEMS", COPY_ITEMS, "bench::COPY_ITEMS"),
     ] {
         let module = parse(kernel);
-        expect_const(kernel, &module, "ITEMS", value as i64, rust, &mut problems);
+        expect_const(kernel, &module, name, value as i64, rust, &mut problems);
     }
     report(problems);
 }
@@ -501,7 +509,7 @@ fn loss_values(kernel: &Kernel) -> Vec<u32> {
     for entry in CATALOG {
         match (kernel.name, (entry.default)()) {
             ("pointwise", Loss::Pointwise(l)) => ids.push(pointwise::loss_id(&l).0),
-            ("rows", Loss::Rows(l)) => {
+            ("rows" | "rows_subgroup", Loss::Rows(l)) => {
                 ids.push(rows::loss_id(&l, false).0);
                 ids.push(rows::loss_id(&l, true).0);
             }
@@ -548,14 +556,49 @@ fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f
     combos
 }
 
+/// Whether the kernel uses subgroup operations, which a device offers only
+/// with `Features::SUBGROUP`.
+fn uses_subgroups(kernel: &Kernel) -> bool {
+    kernel.name == ROWS_SUBGROUP.name
+}
+
+/// The language versions `translate` writes for a kernel.
+struct Targets {
+    msl: (u8, u8),
+    hlsl: naga::back::hlsl::ShaderModel,
+}
+
+impl Targets {
+    /// The oldest that wgpu still compiles for: MSL 2.0, HLSL shader model
+    /// 5.1 (the FXC path); for subgroup operations the oldest that has them:
+    /// MSL 2.1 (simd-group functions), shader model 6.0 (wave intrinsics,
+    /// DXC), which is also what wgpu requires before it offers
+    /// `Features::SUBGROUP` on DX12. GLSL is ES 3.10 (the first with compute
+    /// shaders, and with the KHR_shader_subgroup extensions) for both.
+    fn of(kernel: &Kernel) -> Targets {
+        use naga::back::hlsl::ShaderModel;
+        if uses_subgroups(kernel) {
+            Targets {
+                msl: (2, 1),
+                hlsl: ShaderModel::V6_0,
+            }
+        } else {
+            Targets {
+                msl: (2, 0),
+                hlsl: ShaderModel::V5_1,
+            }
+        }
+    }
+}
+
 /// Translates one entry point, specialised, for each backend wgpu-loss
-/// enables, at old targets wgpu still compiles for: MSL 2.0, HLSL shader
-/// model 5.1 (the FXC path), GLSL ES 3.10 (the first with compute shaders).
+/// enables, at `targets`.
 fn translate(
     module: &Module,
     info: &naga::valid::ModuleInfo,
     entry: &str,
     constants: &naga::back::PipelineConstants,
+    targets: &Targets,
 ) -> Result<(), String> {
     use naga::back::{glsl, hlsl, msl, spv};
     use naga::ShaderStage::Compute;
@@ -583,7 +626,7 @@ fn translate(
         module,
         info,
         &msl::Options {
-            lang_version: (2, 0),
+            lang_version: targets.msl,
             ..Default::default()
         },
         &msl::PipelineOptions {
@@ -594,7 +637,10 @@ fn translate(
     .map_err(|e| format!("MSL: {e}"))?;
 
     let mut hlsl_out = String::new();
-    let hlsl_options = hlsl::Options::default();
+    let hlsl_options = hlsl::Options {
+        shader_model: targets.hlsl,
+        ..Default::default()
+    };
     let hlsl_pipeline = hlsl::PipelineOptions {
         entry_point: Some((Compute, entry.to_string())),
     };
@@ -627,30 +673,56 @@ fn every_kernel_translates_for_every_backend() {
     let mut problems = Vec::new();
     for &(_, kernel) in KERNELS {
         let module = parse(kernel);
-        // No capabilities: the kernels ask a device for no features.
-        let info =
-            match Validator::new(ValidationFlags::all(), Capabilities::empty()).validate(&module) {
-                Ok(info) => info,
-                Err(e) => {
-                    problems.push(format!(
-                        "{}: {}",
-                        file(kernel),
-                        e.emit_to_string_with_path(kernel.source, &file(kernel))
-                    ));
-                    continue;
-                }
-            };
+        // No capabilities but for the subgroup kernel: the others must build
+        // on a device with no features.
+        let caps = if uses_subgroups(kernel) {
+            Capabilities::SUBGROUP
+        } else {
+            Capabilities::empty()
+        };
+        let info = match Validator::new(ValidationFlags::all(), caps).validate(&module) {
+            Ok(info) => info,
+            Err(e) => {
+                problems.push(format!(
+                    "{}: {}",
+                    file(kernel),
+                    e.emit_to_string_with_path(kernel.source, &file(kernel))
+                ));
+                continue;
+            }
+        };
         let combos = override_combinations(kernel, &module);
+        let targets = Targets::of(kernel);
         for ep in &module.entry_points {
             for combo in &combos {
                 let constants: naga::back::PipelineConstants = combo.iter().cloned().collect();
-                if let Err(e) = translate(&module, &info, &ep.name, &constants) {
+                if let Err(e) = translate(&module, &info, &ep.name, &constants, &targets) {
                     problems.push(format!("{} {} {combo:?}: {e}", file(kernel), ep.name));
                 }
             }
         }
     }
     report(problems);
+}
+
+#[test]
+fn only_the_subgroup_kernel_needs_subgroups() {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    // Without the capability naga rejects the subgroup kernel: it must stay a
+    // module of its own, built only on devices with `Features::SUBGROUP`.
+    let module = parse(&ROWS_SUBGROUP);
+    let without = Validator::new(ValidationFlags::all(), Capabilities::empty()).validate(&module);
+    assert!(without.is_err(), "rows_subgroup validates without SUBGROUP");
+    // And it holds every entry point of ROWS, whose host code it shares.
+    let rows = parse(&ROWS);
+    for ep in &rows.entry_points {
+        assert!(
+            module.entry_points.iter().any(|e| e.name == ep.name),
+            "rows_subgroup lacks {}",
+            ep.name
+        );
+    }
+    assert!(module.entry_points.iter().any(|e| e.name == "row_subgroup"));
 }
 
 /// The lines of WGSL `src` (comments dropped) that compare a value with

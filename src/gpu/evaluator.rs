@@ -159,7 +159,10 @@ impl Context {
             Geometry::Point(p) => {
                 super::pointwise::schedule(reduction, p, limit, grad, self.groups_wanted())?
             }
-            Geometry::Rows(r) => super::rows::schedule(reduction, r, limit, grad)?,
+            Geometry::Rows(r) => {
+                let variant = super::rows::chosen(r, &super::rows::caps(self))?;
+                super::rows::schedule(reduction, r, limit, grad, variant)?
+            }
             Geometry::Pairs(p) => super::pairs::schedule(reduction, p, limit, grad)?,
             Geometry::Dice(d) => super::dice::schedule(reduction, d, limit, grad)?,
         };

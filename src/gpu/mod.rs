@@ -8,7 +8,7 @@ pub(crate) mod evaluator;
 mod pairs;
 mod plan;
 mod pointwise;
-mod rows;
+pub(crate) mod rows;
 #[cfg(test)]
 mod schedule_tests;
 pub(crate) mod stream;

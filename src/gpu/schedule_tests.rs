@@ -2,9 +2,13 @@
 //! (dispatches, bindings, grids), so how a shape is cut into slices, which
 //! passes run and what each binds can be tested on any machine.
 
-use super::plan::{aligned, chunk_len, grid, units_per_slice, Role, Schedule, Slice, OFFSET_ALIGN};
+use super::plan::FinalizeParams;
+use super::plan::{
+    aligned, chunk_len, grid, units_per_slice, Caps, Role, Schedule, Slice, OFFSET_ALIGN,
+};
+use super::rows::{RowsParams, RowsVariant};
 use super::{dice, pairs, pointwise, rows};
-use crate::inputs::{plan, Geometry, Inputs, Tensor};
+use crate::inputs::{plan, Geometry, Inputs, RowsPlan, Tensor};
 use crate::loss::{Loss, Reduction};
 
 fn schedule(
@@ -18,7 +22,10 @@ fn schedule(
     let p = plan(&loss, reduction, inputs).unwrap();
     match &p.geometry {
         Geometry::Point(p) => pointwise::schedule(reduction, p, limit, grad, 64),
-        Geometry::Rows(r) => rows::schedule(reduction, r, limit, grad),
+        Geometry::Rows(r) => {
+            let best = rows::variants(r, &Caps::default())[0];
+            rows::schedule(reduction, r, limit, grad, best)
+        }
         Geometry::Pairs(p) => pairs::schedule(reduction, p, limit, grad),
         Geometry::Dice(d) => dice::schedule(reduction, d, limit, grad),
     }
@@ -118,17 +125,307 @@ fn gaussian_nll_binds_its_variance_as_aux() {
     assert!(bindings(&s, "main", Role::PosWeight).is_empty());
 }
 
+/// The plan of `loss` on logits `(rows, classes)` (every target ignored).
+fn rows_plan(loss: &str, rows: usize, classes: usize) -> RowsPlan {
+    let x = vec![0.0f32; rows * classes];
+    let y = vec![-100i64; rows];
+    let (shape, items) = ([rows, classes], [rows]);
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
+    let loss = Loss::from_name(loss).unwrap();
+    match plan(&loss, Reduction::Mean, &inputs).unwrap().geometry {
+        Geometry::Rows(r) => r,
+        _ => panic!("{} is not a softmax-row loss", loss.name()),
+    }
+}
+
+fn names(variants: &[RowsVariant]) -> Vec<&'static str> {
+    variants.iter().map(|v| v.name()).collect()
+}
+
 #[test]
-fn rows_pick_the_workgroup_per_row_entry_for_wide_rows() {
-    let (narrow, wide) = (vec![0.0f32; 4 * 100], vec![0.0f32; 2 * 4096]);
-    let classes = [1i64, 0, 3, 2];
-    let entry = |x: &[f32], shape: &[usize], rows: usize| {
-        let inputs = Inputs::new(Tensor::new(x, shape)).classes(&classes[..rows], &shape[..1]);
-        let s = schedule("cross_entropy", Reduction::Mean, &inputs, 1 << 20, false);
-        s.dispatches[0].entry
+fn row_variants_are_offered_where_each_stays_within_the_loop_budget() {
+    use RowsVariant::*;
+    let sub = Caps { subgroups: true };
+    let none = Caps::default();
+    // Names are unique and kebab-case.
+    let all = names(RowsVariant::ALL);
+    for (i, n) in all.iter().enumerate() {
+        assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{n}");
+        assert!(!all[i + 1..].contains(n), "{n} twice");
+    }
+    // Short rows: every variant but the split (one chunk) and, below 64
+    // classes, the workgroup per row; nll-rows is nll's alone.
+    let v = rows::variants(&rows_plan("cross_entropy", 1000, 7), &sub);
+    assert_eq!(
+        names(&v),
+        ["row-thread", "row-subgroup", "row-group-shared"]
+    );
+    let v = rows::variants(&rows_plan("nll", 1000, 7), &none);
+    assert_eq!(names(&v), ["nll-rows", "row-thread", "row-group-shared"]);
+    // The subgroup variant only with subgroups.
+    let thousand = rows_plan("cross_entropy", 4096, 1000);
+    assert_eq!(rows::variants(&thousand, &sub)[0], Subgroup);
+    assert_eq!(rows::variants(&thousand, &none)[0], GroupShared);
+    assert!(!rows::variants(&thousand, &none).contains(&Subgroup));
+    // A thread walks a row twice (scan and gradient): up to 16 256 classes.
+    let thread = |c| rows::variants(&rows_plan("softmax_focal", 2, c), &none).contains(&Thread);
+    assert!(thread(16_256) && !thread(16_257));
+    assert!(rows::iterations(Thread, &rows_plan("cross_entropy", 1, 16_256)) <= rows::LOOP_BUDGET);
+    // nll-rows walks the gradient of 8 rows: up to 4095 classes.
+    let nll_rows = |c| rows::variants(&rows_plan("nll", 2, c), &none).contains(&NllRows);
+    assert!(nll_rows(4095) && !nll_rows(4096));
+    // At every subgroup size from 4 to 128 lanes.
+    let subgroup = |c| rows::variants(&rows_plan("cross_entropy", 2, c), &sub).contains(&Subgroup);
+    assert!(subgroup(65_000) && !subgroup(70_000));
+    // Few rows of many classes: split first; 10^6 classes on no thread.
+    let v = rows::variants(&rows_plan("cross_entropy", 4, 262_144), &sub);
+    assert_eq!(
+        names(&v),
+        ["row-split", "row-workgroup", "row-group-shared"]
+    );
+    let v = rows::variants(&rows_plan("softmax_focal", 1, 1_000_000), &sub);
+    assert_eq!(names(&v), ["row-split", "row-workgroup"]);
+    // Long strided rows: a workgroup per row once a thread may not walk them.
+    let x = vec![0.0f32; 2 * 20_000 * 3];
+    let (shape, items) = ([2, 20_000, 3], [2, 3]);
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&[0; 6], &items);
+    let ce = Loss::from_name("cross_entropy").unwrap();
+    let Geometry::Rows(strided) = plan(&ce, Reduction::Sum, &inputs).unwrap().geometry else {
+        unreachable!()
     };
-    assert_eq!(entry(&narrow, &[4, 100], 4), "main");
-    assert_eq!(entry(&wide, &[2, 4096], 2), "wide");
+    assert_eq!(rows::variants(&strided, &sub)[0], Workgroup);
+    // Never empty, and within the budget whatever is offered.
+    for c in [0, 1, 63, 64, 8191, 8192, 1 << 20, 1 << 23] {
+        for loss in ["cross_entropy", "nll", "softmax_focal"] {
+            let plan = rows_plan(loss, 1, c);
+            let v = rows::variants(&plan, &sub);
+            assert!(!v.is_empty(), "{loss} C={c}");
+            for variant in v {
+                let n = rows::iterations(variant, &plan);
+                assert!(n <= rows::LOOP_BUDGET, "{loss} C={c} {variant:?}: {n}");
+            }
+        }
+    }
+}
+
+/// The row schedule of `variant` (which must be eligible) for `(rows, C)`.
+fn rows_schedule(
+    loss: &str,
+    reduction: Reduction,
+    rows: usize,
+    classes: usize,
+    limit: usize,
+    grad: bool,
+    variant: RowsVariant,
+) -> Schedule {
+    let x = vec![0.0f32; rows * classes];
+    let y = vec![0i64; rows];
+    let (shape, items) = ([rows, classes], [rows]);
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
+    let loss = Loss::from_name(loss).unwrap();
+    let Geometry::Rows(plan) = plan(&loss, reduction, &inputs).unwrap().geometry else {
+        panic!("not a row loss")
+    };
+    rows::schedule(reduction, &plan, limit, grad, variant).unwrap()
+}
+
+fn entries(s: &Schedule) -> Vec<&'static str> {
+    s.dispatches.iter().map(|d| d.entry).collect()
+}
+
+/// The params of a softmax-row dispatch.
+fn params(d: &super::plan::Dispatch) -> RowsParams {
+    bytemuck::pod_read_unaligned(&d.params)
+}
+
+#[test]
+fn row_variants_schedule_their_entry_points() {
+    use RowsVariant::*;
+    let entry = |v, loss, c| {
+        entries(&rows_schedule(
+            loss,
+            Reduction::Sum,
+            300,
+            c,
+            1 << 20,
+            false,
+            v,
+        ))[0]
+    };
+    assert_eq!(entry(Thread, "cross_entropy", 7), "main");
+    assert_eq!(entry(NllRows, "nll", 7), "nll_rows");
+    assert_eq!(entry(Subgroup, "cross_entropy", 700), "row_subgroup");
+    assert_eq!(entry(GroupShared, "cross_entropy", 700), "group_shared");
+    assert_eq!(entry(Workgroup, "cross_entropy", 700), "wide");
+    assert_eq!(entry(Split, "cross_entropy", 9000), "split_scan");
+    // Only the subgroup entry point is in the module that needs SUBGROUP.
+    for v in RowsVariant::ALL.iter().copied().filter(|&v| v != Split) {
+        let loss = if v == NllRows { "nll" } else { "cross_entropy" };
+        let c = if v == NllRows { 7 } else { 700 };
+        let s = rows_schedule(loss, Reduction::Sum, 300, c, 1 << 20, false, v);
+        let kernel = s.dispatches[0].kernel.name;
+        assert_eq!(kernel == "rows_subgroup", v == Subgroup, "{v:?}");
+        // Rows per workgroup: partials per workgroup, finalize over them.
+        assert_eq!(s.dispatches.len(), 2, "{v:?}");
+    }
+    // A thread per row: 300 rows in 2 workgroups; nll-rows: 1; 8 lanes per
+    // row of 40 classes: 32 rows per workgroup, 10 workgroups.
+    let groups = |v, loss, c| {
+        rows_schedule(loss, Reduction::Sum, 300, c, 1 << 20, false, v).dispatches[0].groups
+    };
+    assert_eq!(groups(Thread, "cross_entropy", 7), (2, 1));
+    assert_eq!(groups(NllRows, "nll", 7), (1, 1));
+    assert_eq!(groups(GroupShared, "cross_entropy", 40), (10, 1));
+    assert_eq!(
+        groups(Subgroup, "cross_entropy", 40),
+        (300usize.div_ceil(rows::SUBGROUP_ROWS) as u32, 1)
+    );
+    assert_eq!(groups(Workgroup, "cross_entropy", 700), (300, 1));
+    assert_eq!(rows::lanes(40), 8);
+    assert_eq!((rows::lanes(1), rows::lanes(1000)), (4, 32));
+}
+
+#[test]
+fn a_split_row_scans_then_merges_its_chunks() {
+    use RowsVariant::Split;
+    let (rows, c) = (4, 262_144);
+    let (chunk, chunks) = rows::split_chunks(c);
+    assert_eq!((chunk, chunks), (4096, 64));
+    assert_eq!(rows::split_chunks(1 << 24), (65_536, 256));
+    assert_eq!(rows::split_chunks(9000), (4096, 3));
+    // Forward mean: the scan over rows x chunks workgroups, the finish with
+    // one workgroup per row, the finalize over a partial per row.
+    let s = rows_schedule(
+        "cross_entropy",
+        Reduction::Mean,
+        rows,
+        c,
+        1 << 30,
+        false,
+        Split,
+    );
+    assert_eq!(entries(&s), ["split_scan", "split_finish", "main"]);
+    assert_eq!(s.dispatches[0].groups, (rows as u32 * chunks as u32, 1));
+    assert_eq!(s.dispatches[1].groups, (rows as u32, 1));
+    assert_eq!(s.dispatches[2].kernel.name, "finalize");
+    let finalize: FinalizeParams = bytemuck::pod_read_unaligned(&s.dispatches[2].params);
+    assert_eq!(finalize.count, rows as u32, "partials");
+    // The states follow the 2 x rows partials: STATE_LEN (5) values per
+    // (row, chunk); both passes bind them (binding 6), the scan writes no
+    // partials (binding 4 absent).
+    let states_at = params(&s.dispatches[0]).states_at;
+    assert_eq!(states_at, 2 * rows as u32);
+    assert_eq!(
+        s.scratch,
+        (2 * rows + rows * chunks * 5).next_multiple_of(2)
+    );
+    for d in &s.dispatches[..2] {
+        assert_eq!(d.bindings.len(), 7);
+        assert_eq!(d.bindings[6].role, Role::Scratch);
+        assert_eq!(
+            (params(d).chunk, params(d).chunks),
+            (chunk as u32, chunks as u32)
+        );
+    }
+    assert_eq!(s.dispatches[0].bindings[4].role, Role::Absent);
+    assert_eq!(s.dispatches[1].bindings[4].role, Role::Scratch);
+    // With the gradient, the finish runs a workgroup per chunk again, and a
+    // class-index mean sums its denominator first, the states after it.
+    let s = rows_schedule(
+        "cross_entropy",
+        Reduction::Mean,
+        rows,
+        c,
+        1 << 30,
+        true,
+        Split,
+    );
+    assert_eq!(
+        entries(&s),
+        ["denominator", "total", "split_scan", "split_finish", "main"]
+    );
+    assert_eq!(s.dispatches[3].groups, (rows as u32 * chunks as u32, 1));
+    let p = params(&s.dispatches[3]);
+    assert_eq!(p.states_at, p.d_at + 1);
+    // `none`: the items in place, the states alone in the scratch.
+    let s = rows_schedule(
+        "softmax_focal",
+        Reduction::None,
+        rows,
+        c,
+        1 << 30,
+        true,
+        Split,
+    );
+    assert_eq!(entries(&s), ["split_scan", "split_finish"]);
+    assert_eq!(params(&s.dispatches[1]).states_at, 0);
+    assert_eq!(s.scratch, rows * chunks * 5);
+    assert_eq!(s.dispatches[1].bindings[4].role, Role::Output);
+    // nll reads no row: no scan, no states.
+    let s = rows_schedule("nll", Reduction::Sum, rows, c, 1 << 30, true, Split);
+    assert_eq!(entries(&s), ["split_finish", "main"]);
+    assert_eq!(s.dispatches[0].bindings[6].role, Role::Absent);
+    assert_eq!(s.scratch, 2 * rows);
+    // Beyond one binding: a scan and a finish per slice of whole rows, the
+    // states sized for the largest slice and shared by all.
+    let (rows, c) = (5, 9000);
+    let s = rows_schedule(
+        "cross_entropy",
+        Reduction::Sum,
+        rows,
+        c,
+        20_000,
+        false,
+        Split,
+    );
+    assert_eq!(
+        entries(&s),
+        [
+            "split_scan",
+            "split_finish",
+            "split_scan",
+            "split_finish",
+            "split_scan",
+            "split_finish",
+            "main"
+        ]
+    );
+    let (_, chunks) = rows::split_chunks(c);
+    assert_eq!(s.scratch, (2 * rows + 2 * chunks * 5).next_multiple_of(2));
+    let scans: Vec<_> = s
+        .dispatches
+        .iter()
+        .filter(|d| d.entry == "split_scan")
+        .collect();
+    let mut next = 0;
+    for d in &scans {
+        let (x, p) = (d.bindings[0], params(d));
+        assert!(x.len.unwrap() <= 20_000);
+        assert_eq!(x.offset % OFFSET_ALIGN, 0);
+        assert_eq!(
+            x.offset + p.x_skip as usize,
+            next,
+            "slices follow each other"
+        );
+        assert_eq!(x.len.unwrap() - p.x_skip as usize, p.rows as usize * c);
+        next += p.rows as usize * c;
+    }
+    assert_eq!(next, rows * c);
+    // A variant that does not fit is refused, not scheduled.
+    let x = vec![0.0f32; 7];
+    let inputs = Inputs::new(Tensor::new(&x, &[1, 7])).classes(&[0], &[1]);
+    let Geometry::Rows(plan) = plan(
+        &Loss::from_name("cross_entropy").unwrap(),
+        Reduction::Sum,
+        &inputs,
+    )
+    .unwrap()
+    .geometry
+    else {
+        unreachable!()
+    };
+    assert!(rows::schedule(Reduction::Sum, &plan, 1 << 20, false, Split).is_err());
+    assert!(rows::schedule(Reduction::Sum, &plan, 1 << 20, false, RowsVariant::NllRows).is_err());
 }
 
 #[test]

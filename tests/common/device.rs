@@ -34,6 +34,8 @@ pub fn small_binding_ctx(values: u64) -> Context {
     };
     let desc = wgpu::DeviceDescriptor {
         label: Some("small bindings"),
+        // As `Context::from_adapter` asks, so that subgroup kernels run here too.
+        required_features: adapter.features() & wgpu::Features::SUBGROUP,
         required_limits: limits,
         ..Default::default()
     };

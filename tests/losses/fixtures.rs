@@ -6,7 +6,7 @@
 use crate::common::cases::{expected, grads, load, loss_of, reduction_of, tight, CaseTensors};
 use crate::common::{close, ctx, ByName};
 use serde_json::Value;
-use wgpu_loss::{cpu, Dice, Loss, Pairs, Upstream};
+use wgpu_loss::{cpu, rows_variants, with_rows_variant, Dice, Loss, Pairs, Upstream};
 
 /// Checks each gradient of `got` against autograd's in the case, element by
 /// element with `ok`; what disagrees goes into `failures`.
@@ -127,6 +127,74 @@ fn pytorch_fixtures() {
         pair_gradients.0, pair_gradients.1,
         "every pair case has its GPU gradients checked"
     );
+    assert!(
+        failures.is_empty(),
+        "{} fixture mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The softmax-row cases through every kernel variant eligible for them
+/// (`RowsVariant` in src/gpu/rows.rs), not only the one the best guess picks.
+#[test]
+fn pytorch_row_cases_through_every_variant() {
+    let mut failures = vec![];
+    let mut runs = 0;
+    for case in &load("torch_cases.json") {
+        let loss = loss_of(case);
+        if !matches!(loss, Loss::Rows(_)) {
+            continue;
+        }
+        let name = case["name"].as_str().unwrap();
+        let reduction = reduction_of(case);
+        let tensors = CaseTensors::of(case);
+        let inputs = tensors.inputs(&loss);
+        let (want, want_items) = expected(case);
+        let item_scale = want_items
+            .as_ref()
+            .map_or(0.0, |w| w.iter().map(|v| v.abs()).sum::<f64>());
+        let variants = rows_variants(ctx(), &loss, reduction, &inputs).unwrap();
+        for v in variants {
+            runs += 1;
+            let name = format!("{name} {v}");
+            let (got, got_grads) = with_rows_variant(v, || {
+                let got = ctx().evaluate(&loss, reduction, &inputs);
+                let grads =
+                    ctx().evaluate_with_grad(&loss, reduction, &inputs, Upstream::Scalar(1.0));
+                (got, grads)
+            })
+            .unwrap();
+            match got {
+                Err(e) => failures.push(format!("{name}: gpu error {e}")),
+                Ok(g) => {
+                    if !close(g.value, want, 1e-6 + 1e-6 * item_scale) {
+                        failures.push(format!("{name}: gpu {} vs torch {want}", g.value));
+                    }
+                    if let (Some(items), Some(w)) = (&g.items, &want_items) {
+                        for (k, (g, w)) in items.iter().zip(w).enumerate() {
+                            if !close(*g as f64, *w, 1e-6) {
+                                failures.push(format!("{name}: gpu item {k}: {g} vs torch {w}"));
+                            }
+                        }
+                    }
+                }
+            }
+            match got_grads {
+                Err(e) => failures.push(format!("{name}: gpu gradient error {e}")),
+                Ok((_, g)) => compare_grads(
+                    &name,
+                    "gpu",
+                    &g,
+                    case,
+                    |g, w| close(g, w, 1e-6),
+                    &mut failures,
+                ),
+            }
+        }
+    }
+    // Each of the row cases through two variants at least.
+    assert!(runs >= 150, "only {runs} variant runs of the row cases");
     assert!(
         failures.is_empty(),
         "{} fixture mismatches:\n{}",

@@ -10,14 +10,17 @@ use crate::common::device::{
     buffer, buffer_with, encoder, read, read_all, small_binding_ctx, STORAGE,
 };
 use crate::common::finite::{self as fd, Case};
-use crate::common::upstream::{calls, upstream_items};
+use crate::common::upstream::{calls, kind, upstream_items};
 use crate::common::*;
 use rand::Rng;
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
 use wgpu_loss::cpu::rows::log_softmax;
 use wgpu_loss::{
     cpu, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, Error, GradViews, Inputs,
     Loss, Reduction, Rows, Tensor, Upstream, Value,
 };
+use wgpu_loss::{rows_variants, with_rows_variant};
 
 const IGNORE: i64 = -100;
 
@@ -551,7 +554,8 @@ fn all_rows_ignored_and_empty_batches() {
 
 #[test]
 fn wide_rows_of_contiguous_logits() {
-    // Rows of at least 2048 contiguous classes take a workgroup each.
+    // Rows of at least 2048 contiguous classes take a workgroup each by
+    // default, and a few rows of 70 000 are split across workgroups.
     for (n, c) in [(1usize, 2048usize), (257, 3001), (3, 70_000)] {
         let seed = c as u64;
         let mut x = uniform(&mut rng(seed), n * c, -12.0, 12.0);
@@ -591,11 +595,12 @@ fn wide_rows_of_contiguous_logits() {
 
 #[test]
 fn long_strided_rows() {
-    // inner > 1: 16 383 classes is the longest row one thread walks alone;
-    // from 16 384 on, and at 70 000, a workgroup shares each strided row.
+    // inner > 1: 16 256 classes is the longest row one thread walks alone
+    // (a scan and a gradient walk within half of llvmpipe's loop limit); from
+    // 16 257 on a workgroup shares each strided row, at 70 000 split rows.
     for (n, c, d) in [
-        (2usize, 16_383usize, 3usize),
-        (1, 16_384, 2),
+        (2usize, 16_256usize, 3usize),
+        (1, 16_257, 2),
         (2, 70_000, 3),
     ] {
         let seed = c as u64;
@@ -1181,4 +1186,473 @@ fn means_over_nothing_and_over_zero_weight() {
     }));
     assert!(r.value.is_nan());
     fd::assert_vec("softmax_focal zero weight", &g.input, &[0.0; 6]);
+}
+
+// Every kernel variant (`RowsVariant` in src/gpu/rows.rs) against the twin:
+// each test forces, in turn, every variant eligible for its shapes on the
+// adapter at hand, so that the variants the best guess does not pick are
+// checked as closely as the one it does.
+
+/// The variants eligible for `loss` on these inputs' shapes on `ctx`.
+fn eligible(ctx: &Context, loss: &Loss, inputs: &Inputs<'_>) -> Vec<&'static str> {
+    rows_variants(ctx, loss, Reduction::Mean, inputs).unwrap()
+}
+
+/// Whether `ctx`'s device runs subgroup operations (`row-subgroup` then).
+fn has_subgroups(ctx: &Context) -> bool {
+    ctx.device().features().contains(wgpu::Features::SUBGROUP)
+}
+
+/// Checks every reduction's value and items, and the gradient of every
+/// reduction and upstream, of `loss` on `inputs` through each eligible
+/// variant; adds the variants it ran to `ran`.
+fn check_variants(
+    ctx: &Context,
+    what: &str,
+    loss: &Loss,
+    inputs: &Inputs<'_>,
+    items: usize,
+    ran: &mut BTreeSet<&'static str>,
+) {
+    let u = upstream_items(items, items as u64);
+    for v in eligible(ctx, loss, inputs) {
+        ran.insert(v);
+        with_rows_variant(v, || {
+            for red in REDUCTIONS {
+                let what = format!("{what} {loss:?} {v} {red:?}");
+                check_on(ctx, &what, loss, red, inputs, 1e-6);
+            }
+            for (red, up) in calls(&u) {
+                let what = format!("{what} {loss:?} {v} gradient {red:?} {}", kind(&up));
+                check_grad_on(ctx, &what, loss, red, inputs, up);
+            }
+        })
+        .unwrap();
+    }
+}
+
+/// The losses of the variant tests on class targets.
+fn variant_losses() -> Vec<Loss> {
+    vec![
+        ce(IGNORE, 0.0),
+        ce(IGNORE, 0.1),
+        Loss::Rows(Rows::Nll {
+            ignore_index: IGNORE,
+        }),
+        focal(2.0, IGNORE),
+        focal(0.5, IGNORE),
+    ]
+}
+
+/// Every variant on random `(N, C, d..)` logits: `losses` on class targets
+/// (every 7th row ignored), and cross_entropy with and without smoothing on
+/// probability targets; with class weights where `weighted`.
+fn check_shape_variants(
+    ctx: &Context,
+    shape: &[usize],
+    seed: u64,
+    losses: &[Loss],
+    weighted: bool,
+    ran: &mut BTreeSet<&'static str>,
+) {
+    let n: usize = shape.iter().product();
+    let c = shape[1];
+    let mut items = vec![shape[0]];
+    items.extend_from_slice(&shape[2..]);
+    let rows: usize = items.iter().product();
+    let x = uniform(&mut rng(seed), n, -8.0, 8.0);
+    let y = classes(seed + 1, rows, c, 7, IGNORE);
+    let w = class_weight(seed + 2, c);
+    let ws = [c];
+    let t = prob_targets(seed + 3, shape);
+    let mut sets = vec![
+        Inputs::new(Tensor::new(&x, shape)).classes(&y, &items),
+        Inputs::new(Tensor::new(&x, shape)).target(Tensor::new(&t, shape)),
+    ];
+    if weighted {
+        sets = sets
+            .into_iter()
+            .map(|i| i.weight(Tensor::new(&w, &ws)))
+            .collect();
+    }
+    let what = format!("{shape:?} weighted={weighted}");
+    for loss in losses {
+        check_variants(ctx, &what, loss, &sets[0], rows, ran);
+    }
+    for loss in [ce(IGNORE, 0.0), ce(IGNORE, 0.1)] {
+        let what = format!("{what} probabilities");
+        check_variants(ctx, &what, &loss, &sets[1], rows, ran);
+    }
+}
+
+#[test]
+fn every_variant_at_awkward_class_counts() {
+    let mut ran = BTreeSet::new();
+    for (k, shape) in [
+        vec![1000usize, 1],
+        vec![1000, 2],
+        vec![1000, 7],
+        vec![3, 255],
+        vec![257, 257],
+        vec![3, 1000],
+        vec![1, 4099],
+        // K-dim rows (inner > 1).
+        vec![3, 7, 5],
+        vec![2, 257, 3],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let weighted = k % 2 == 0;
+        check_shape_variants(
+            ctx(),
+            &shape,
+            200 + 10 * k as u64,
+            &variant_losses(),
+            weighted,
+            &mut ran,
+        );
+    }
+    let mut want = vec![
+        "nll-rows",
+        "row-group-shared",
+        "row-thread",
+        "row-workgroup",
+    ];
+    if has_subgroups(ctx()) {
+        want.push("row-subgroup");
+    }
+    want.sort_unstable();
+    assert_eq!(ran.into_iter().collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn every_variant_beyond_the_loop_limit() {
+    // 70 000 classes: no thread may walk the row alone (llvmpipe stops an
+    // invocation after 65 535 loop iterations), and rows this long split.
+    let mut ran = BTreeSet::new();
+    for (k, shape) in [vec![2usize, 70_000], vec![1, 70_000, 2]]
+        .into_iter()
+        .enumerate()
+    {
+        check_shape_variants(
+            ctx(),
+            &shape,
+            300 + 10 * k as u64,
+            &variant_losses(),
+            true,
+            &mut ran,
+        );
+    }
+    let ran: Vec<_> = ran.into_iter().collect();
+    assert_eq!(ran, ["row-group-shared", "row-split", "row-workgroup"]);
+    // Rows of 10^6 classes: only a workgroup per row, or split rows.
+    let (n, c) = (2usize, 1_000_000usize);
+    let x = uniform(&mut rng(320), n * c, -10.0, 10.0);
+    let (shape, items, ws) = ([n, c], [n], [c]);
+    let w = class_weight(321, c);
+    let y = [999_999i64, 12_345];
+    let inputs = Inputs::new(Tensor::new(&x, &shape))
+        .classes(&y, &items)
+        .weight(Tensor::new(&w, &ws));
+    let loss = ce(IGNORE, 0.1);
+    let variants = eligible(ctx(), &loss, &inputs);
+    assert_eq!(variants, ["row-split", "row-workgroup"]);
+    for v in variants {
+        with_rows_variant(v, || {
+            check_on(
+                ctx(),
+                &format!("{n}x{c} {v}"),
+                &loss,
+                Reduction::Mean,
+                &inputs,
+                1e-6,
+            );
+            let up = [0.5f32, -2.0];
+            check_grad_on(
+                ctx(),
+                &format!("{n}x{c} {v}"),
+                &loss,
+                Reduction::None,
+                &inputs,
+                Upstream::Items(&up),
+            );
+        })
+        .unwrap();
+    }
+}
+
+/// Rows of `c` classes with extreme and non-finite logits, the special
+/// logits spread over the row (so that a split row has them in different
+/// chunks), and their class targets: the dominant class, a far-off one, a
+/// -inf one, an ignored row.
+fn extreme_rows(c: usize) -> (Vec<f32>, Vec<i64>, usize) {
+    let mut rows: Vec<(Vec<f32>, i64)> = Vec::new();
+    let mut r = rng(c as u64);
+    let mut base = || uniform(&mut r, c, -3.0, 3.0);
+    let (far, mid, last) = (c / 3, 2 * c / 3, c - 1);
+    let t = |k: usize| k as i64;
+    // ±1e4 logits, the target at either.
+    let mut x = base();
+    x[far] = 1e4;
+    x[mid] = -1e4;
+    rows.push((x.clone(), t(far)));
+    rows.push((x, t(mid)));
+    // A -inf logit away from the target, at the target, and every logit -inf.
+    let mut x = base();
+    x[mid] = f32::NEG_INFINITY;
+    rows.push((x.clone(), t(last)));
+    rows.push((x, t(mid)));
+    rows.push((vec![f32::NEG_INFINITY; c], t(0)));
+    // A NaN logit and a +inf logit: NaN rows, as in the reference.
+    let mut x = base();
+    x[mid] = f32::NAN;
+    rows.push((x, t(far)));
+    let mut x = base();
+    x[last] = f32::INFINITY;
+    rows.push((x, t(0)));
+    // An ignored row, and a dominant target (p_t near 1).
+    rows.push((base(), IGNORE));
+    let mut x = base();
+    x[last] = 40.0;
+    rows.push((x, t(last)));
+    let n = rows.len();
+    let (x, y) = rows
+        .into_iter()
+        .fold((vec![], vec![]), |(mut x, mut y), (row, t)| {
+            x.extend(row);
+            y.push(t);
+            (x, y)
+        });
+    (x, y, n)
+}
+
+#[test]
+fn every_variant_at_extreme_and_non_finite_logits() {
+    let mut ran = BTreeSet::new();
+    for c in [1usize, 7, 300, 9000] {
+        let (x, y, n) = extreme_rows(c);
+        let mut w = class_weight(c as u64, c);
+        w[0] = 0.0;
+        let (shape, items, ws) = ([n, c], [n], [c]);
+        let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
+        let finite = [0usize, 1, 7, 8];
+        let xf: Vec<f32> = finite
+            .iter()
+            .flat_map(|&r| x[r * c..(r + 1) * c].to_vec())
+            .collect();
+        let yf: Vec<i64> = finite.iter().map(|&r| y[r]).collect();
+        let (fshape, fitems) = ([finite.len(), c], [finite.len()]);
+        let finite = Inputs::new(Tensor::new(&xf, &fshape))
+            .classes(&yf, &fitems)
+            .weight(Tensor::new(&w, &ws));
+        for loss in variant_losses() {
+            let what = format!("C={c} extremes");
+            check_variants(ctx(), &what, &loss, &inputs, n, &mut ran);
+            // Without the non-finite rows the reduced values are numbers.
+            let what = format!("C={c} finite extremes weighted");
+            check_variants(ctx(), &what, &loss, &finite, yf.len(), &mut ran);
+        }
+        // Probability targets on the same rows: NaN where 0 meets -inf.
+        let t = prob_targets(c as u64 + 1, &shape);
+        let probs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&t, &shape));
+        for loss in [ce(IGNORE, 0.0), ce(IGNORE, 0.1)] {
+            check_variants(
+                ctx(),
+                &format!("C={c} extremes probabilities"),
+                &loss,
+                &probs,
+                n,
+                &mut ran,
+            );
+        }
+    }
+    assert!(
+        ran.contains("row-split") && ran.contains("row-thread"),
+        "{ran:?}"
+    );
+}
+
+#[test]
+fn every_variant_with_every_row_ignored_or_weighted_zero() {
+    let mut ran = BTreeSet::new();
+    for (n, c) in [(300usize, 6usize), (5, 300), (2, 9000)] {
+        let x = uniform(&mut rng(c as u64), n * c, -2.0, 2.0);
+        let w = class_weight(7, c);
+        let (shape, items, ws) = ([n, c], [n], [c]);
+        let ignored = vec![IGNORE; n];
+        // Class 1 has weight 0: a mean over zero weight.
+        let zero = vec![1i64; n];
+        for (y, all_ignored) in [(&ignored, true), (&zero, false)] {
+            let inputs = Inputs::new(Tensor::new(&x, &shape))
+                .classes(y, &items)
+                .weight(Tensor::new(&w, &ws));
+            for loss in variant_losses() {
+                check_variants(
+                    ctx(),
+                    &format!("{n}x{c} {}", y[0]),
+                    &loss,
+                    &inputs,
+                    n,
+                    &mut ran,
+                );
+                // 0 / 0 (a zero weight meets smoothing's other classes otherwise).
+                for v in eligible(ctx(), &loss, &inputs)
+                    .into_iter()
+                    .filter(|_| all_ignored)
+                {
+                    let mean = with_rows_variant(v, || {
+                        ctx().evaluate(&loss, Reduction::Mean, &inputs).unwrap()
+                    })
+                    .unwrap();
+                    assert!(mean.value.is_nan(), "{loss:?} {v}: mean {}", mean.value);
+                }
+            }
+        }
+    }
+    assert!(ran.contains("row-split"), "{ran:?}");
+}
+
+#[test]
+fn every_variant_in_slices_beyond_one_binding() {
+    // Bindings of 20 000 values: slices that start off the 256-byte grid, a
+    // split row's states reused by the next slice's scan.
+    let small = small_binding_ctx(20_000);
+    let mut ran = BTreeSet::new();
+    for (k, shape) in [
+        vec![3001usize, 7],
+        vec![517, 5, 13],
+        vec![41, 1000],
+        vec![5, 9000],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let nll = Loss::Rows(Rows::Nll {
+            ignore_index: IGNORE,
+        });
+        let losses = [ce(IGNORE, 0.1), nll, focal(2.0, IGNORE)];
+        check_shape_variants(&small, &shape, 400 + 10 * k as u64, &losses, true, &mut ran);
+    }
+    for v in [
+        "row-group-shared",
+        "row-workgroup",
+        "row-split",
+        "row-thread",
+        "nll-rows",
+    ] {
+        assert!(ran.contains(v), "{v} did not run: {ran:?}");
+    }
+    assert_eq!(ran.contains("row-subgroup"), has_subgroups(&small));
+}
+
+#[test]
+fn a_forced_variant_must_fit_the_shape() {
+    let x = vec![0.5f32; 70_000];
+    let inputs = Inputs::new(Tensor::new(&x, &[1, 70_000])).classes(&[3], &[1]);
+    let loss = ce(IGNORE, 0.0);
+    let names = eligible(ctx(), &loss, &inputs);
+    assert!(!names.contains(&"row-thread"), "{names:?}");
+    // A thread would walk 70 000 classes: refused, not wrong.
+    let err = with_rows_variant("row-thread", || {
+        ctx().evaluate(&loss, Reduction::Mean, &inputs)
+    })
+    .unwrap()
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Param {
+                name: "variant",
+                ..
+            }
+        ) && err.to_string().contains("row-thread"),
+        "{err}"
+    );
+    // nll-rows is nll's alone.
+    let err = with_rows_variant("nll-rows", || {
+        ctx().evaluate(&loss, Reduction::Mean, &inputs)
+    })
+    .unwrap()
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Param {
+                name: "variant",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(with_rows_variant("row-warp", || ()).is_err());
+    // What is forced is what runs: a split row's scan pass comes first.
+    let x = vec![0.5f32; 140_000];
+    let two = Inputs::new(Tensor::new(&x, &[2, 70_000])).classes(&[3, 5], &[2]);
+    for (v, passes) in [
+        ("row-split", 3),
+        ("row-workgroup", 2),
+        ("row-group-shared", 2),
+    ] {
+        let prepared = with_rows_variant(v, || ctx().prepare(&loss, Reduction::Sum, &two))
+            .unwrap()
+            .unwrap();
+        assert_eq!(prepared.dispatches(), passes, "{v}");
+    }
+    // The forcing ends with the closure.
+    let ok = ctx().evaluate(&loss, Reduction::Mean, &inputs);
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+/// llvmpipe through GL (wgpu's GLES backend), where the machine has it.
+fn gl_ctx() -> Option<&'static Context> {
+    static GL: OnceLock<Option<Context>> = OnceLock::new();
+    GL.get_or_init(|| {
+        let gl = Context::adapters()
+            .into_iter()
+            .find(|a| a.get_info().backend == wgpu::Backend::Gl)?;
+        Some(Context::from_adapter(&gl).expect("a device on the GL adapter"))
+    })
+    .as_ref()
+}
+
+#[test]
+fn every_variant_on_the_gl_backend() {
+    let Some(gl) = gl_ctx() else {
+        eprintln!("no GL adapter: the variants ran on Vulkan alone");
+        return;
+    };
+    let nll = Loss::Rows(Rows::Nll {
+        ignore_index: IGNORE,
+    });
+    let losses = [ce(IGNORE, 0.1), nll, focal(2.0, IGNORE)];
+    let mut ran = BTreeSet::new();
+    for (k, shape) in [
+        vec![257usize, 7],
+        vec![3, 1000],
+        vec![2, 5, 3],
+        vec![2, 9000],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        check_shape_variants(
+            gl,
+            &shape,
+            500 + 10 * k as u64,
+            &losses,
+            k % 2 == 0,
+            &mut ran,
+        );
+    }
+    for v in [
+        "nll-rows",
+        "row-group-shared",
+        "row-workgroup",
+        "row-split",
+        "row-thread",
+    ] {
+        assert!(ran.contains(v), "{v} did not run on GL: {ran:?}");
+    }
+    assert_eq!(ran.contains("row-subgroup"), has_subgroups(gl));
 }
