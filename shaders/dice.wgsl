@@ -286,6 +286,66 @@ fn class_coef(r: Sums, g: Ext) -> Coef {
     return Coef(ext_mul(fin(0.5), gnum), ext_mul(fin(-0.5), gnum));
 }
 
+// Whether every sum of a class is finite. If one is not, smp's own
+// expression (the twin's `dice` and `dice_grad`) decides, on extended reals:
+// its terms meet inf - inf and give NaN where the rearranged rule above,
+// algebraically the same, would give an infinity.
+fn finite_sums(r: Sums) -> bool {
+    return r.sp.k == K_FIN && r.st.k == K_FIN && r.d.k == K_FIN && r.i.k == K_FIN;
+}
+
+// smp's terms: the intersection (Sp + St - D) / 2, the cardinality before
+// its clamp, inter + fp / 2 + fn / 2 + smooth, and the score.
+struct Terms {
+    inter: Ext,
+    raw: Ext,
+    card: Ext,
+    score: Ext,
+}
+
+fn smp_terms(r: Sums) -> Terms {
+    let smoothing = fin(params.smoothing);
+    let inter = ext_mul(ext_sub(ext_add(r.sp, r.st), r.d), fin(0.5));
+    let fp = ext_sub(r.sp, inter);
+    let fneg = ext_sub(r.st, inter);
+    let raw = ext_add(ext_add(ext_add(inter, ext_mul(fin(0.5), fp)), ext_mul(fin(0.5), fneg)), smoothing);
+    let card = ext_clamp_min(raw, params.eps);
+    return Terms(inter, raw, card, ext_div(ext_add(inter, smoothing), card));
+}
+
+fn class_loss_ref(r: Sums) -> Ext {
+    let t = smp_terms(r);
+    var l = ext_sub(fin(1.0), t.score);
+    if (params.log_loss != 0u) {
+        l = ext_neg(ext_ln(ext_clamp_min(t.score, params.eps)));
+    }
+    return ext_mul(l, fin(select(0.0, 1.0, ext_lt(fin(0.0), r.st))));
+}
+
+// autograd through smp's terms: the score's gradient reaches the
+// intersection through the numerator and, where the clamp passes it, the
+// cardinality, whose own intersection term cancels against fp and fn.
+fn class_coef_ref(r: Sums, g: Ext) -> Coef {
+    let t = smp_terms(r);
+    let gl = ext_mul(g, fin(select(0.0, 1.0, ext_lt(fin(0.0), r.st))));
+    var gscore = ext_neg(gl);
+    if (params.log_loss != 0u) {
+        gscore = fin(0.0);
+        if (ext_le(fin(params.eps), t.score)) {
+            gscore = ext_div(ext_neg(gl), t.score);
+        }
+    }
+    let gnum = ext_div(gscore, t.card);
+    var gcard = fin(0.0);
+    if (ext_le(fin(params.eps), t.raw)) {
+        let num = ext_mul(ext_neg(gscore), ext_add(t.inter, fin(params.smoothing)));
+        gcard = ext_div(num, ext_mul(t.card, t.card));
+    }
+    let half = ext_mul(fin(0.5), gcard);
+    let ginter = ext_sub(ext_sub(ext_add(gnum, gcard), half), half);
+    return Coef(ext_add(half, ext_mul(fin(0.5), ginter)), ext_mul(fin(-0.5), ginter));
+}
+
 @compute @workgroup_size(256)
 fn finish(@builtin(local_invocation_index) lid: u32) {
     let classes = params.classes;
@@ -305,7 +365,11 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
         }
         let r = sums_of(reduce_wg_kinds(lid, acc, kinds, c));
         if (lid == 0u) {
-            let l = class_loss(r);
+            let finite = finite_sums(r);
+            var l = class_loss_ref(r);
+            if (finite) {
+                l = class_loss(r);
+            }
             total = ext_add(total, l);
             if (params.grad != 0u) {
                 // One upstream per class for `none` (or one for all of them).
@@ -316,7 +380,10 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
                 if (params.mean != 0u) {
                     g = ext_div(g, fin(f32(classes)));
                 }
-                let co = class_coef(r, g);
+                var co = class_coef_ref(r, g);
+                if (finite) {
+                    co = class_coef(r, g);
+                }
                 scratch[params.coef_at + 2u * c] = ext_f32(co.a);
                 scratch[params.coef_at + 2u * c + 1u] = ext_f32(co.b);
             }

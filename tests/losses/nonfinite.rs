@@ -489,3 +489,115 @@ fn nonfinite_upstreams_scale_as_ieee() {
         failures.join("\n")
     );
 }
+
+/// dice with NaN and infinite logits, probabilities and float targets (one
+/// kind at one place per call, and a pixel of -inf logits), in every mode,
+/// with and without logits, smoothing, log loss and ignored pixels, against
+/// the twin: items, value and d/dinput. The kernels sum the finite parts of
+/// each class and carry the kinds of the others to the per-class rule.
+#[test]
+fn dice_kinds_follow_the_twin() {
+    use crate::common::dice;
+    let (n, inner) = (2usize, 5usize);
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    let mut failures = vec![];
+    let mut calls = 0;
+    for mode in [DiceMode::Binary, DiceMode::Multilabel, DiceMode::Multiclass] {
+        let c = if mode == DiceMode::Binary { 1 } else { 3 };
+        let len = n * c * inner;
+        let shape = [n, c, inner];
+        for (from_logits, smooth, ignore, log_loss) in [
+            (true, 0.0, None, false),
+            (false, 0.0, None, false),
+            (true, 1.0, Some(1), true),
+            (false, 0.5, None, true),
+        ] {
+            let loss = dice(mode, from_logits, smooth, ignore, log_loss);
+            let base: Vec<f32> = (0..len)
+                .map(|i| {
+                    let u = ((i * 37 + 11) % 19) as f32 / 19.0;
+                    if from_logits {
+                        6.0 * u - 3.0
+                    } else {
+                        u
+                    }
+                })
+                .collect();
+            let float_targets: Vec<f32> =
+                (0..len).map(|i| ((i * 7) % 3 == 0) as u8 as f32).collect();
+            let classes: Vec<i64> = (0..n * inner).map(|i| (i % c) as i64).collect();
+            // (input, float targets) of each call.
+            let mut variants = vec![];
+            for (k, &v) in specials.iter().enumerate() {
+                for at in [k, len / 2 + k + 1] {
+                    let mut x = base.clone();
+                    x[at] = v;
+                    variants.push((x, float_targets.clone()));
+                    if mode != DiceMode::Multiclass {
+                        let mut t = float_targets.clone();
+                        t[at] = v;
+                        variants.push((base.clone(), t));
+                    }
+                }
+            }
+            // Every class of pixel 0 at -inf.
+            let mut x = base.clone();
+            for k in 0..c {
+                x[k * inner] = f32::NEG_INFINITY;
+            }
+            variants.push((x, float_targets.clone()));
+            let ys = [n, inner];
+            for (x, t) in &variants {
+                let inputs = Inputs::new(Tensor::new(x, &shape));
+                let inputs = if mode == DiceMode::Multiclass {
+                    inputs.classes(&classes, &ys)
+                } else {
+                    inputs.target(Tensor::new(t, &shape))
+                };
+                let args: Vec<String> =
+                    (0..len).map(|i| format!("x {} t {}", x[i], t[i])).collect();
+                for reduction in [Reduction::None, Reduction::Mean] {
+                    let what = format!("{loss:?} {reduction:?} x {x:?} t {t:?}");
+                    let up = Upstream::Scalar(1.0);
+                    let (want, want_g) = cpu::gradient(&loss, reduction, &inputs, up)
+                        .unwrap_or_else(|e| panic!("{what}: cpu {e}"));
+                    let (got, got_g) = ctx()
+                        .evaluate_with_grad(&loss, reduction, &inputs, up)
+                        .unwrap_or_else(|e| panic!("{what}: gpu {e}"));
+                    calls += 1;
+                    if let Some(items) = &got.items {
+                        let labels: Vec<String> =
+                            (0..items.len()).map(|k| format!("class {k}")).collect();
+                        same_kinds(
+                            &mut failures,
+                            &format!("{what} items"),
+                            items,
+                            &want.items,
+                            &labels,
+                        );
+                    }
+                    if !close(got.value, want.value, 1e-6) {
+                        failures.push(format!(
+                            "{what} value: gpu {} vs twin {}",
+                            got.value, want.value
+                        ));
+                    }
+                    same_kinds(
+                        &mut failures,
+                        &format!("{what} d/dinput"),
+                        &got_g.input,
+                        &want_g.input,
+                        &args,
+                    );
+                }
+            }
+        }
+    }
+    assert!(calls > 100, "only {calls} calls");
+    assert!(
+        failures.is_empty(),
+        "{} disagreements with the twin:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
