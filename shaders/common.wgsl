@@ -126,7 +126,10 @@ fn ext_div(s: Ext, d: Ext) -> Ext {
     var k = select(inf, K_FIN, sf);
     k = select(k, K_FIN, !df);
     k = select(k, inf, dz);
-    let q = s.v / select(d.v, 1.0, !df || dz);
+    // A zero s gives 0 without the division, which hardware that flushes
+    // subnormals to zero would make 0 / 0 for a subnormal d.
+    let sz = sf && is_zero(s.v);
+    let q = s.v / select(d.v, 1.0, !df || dz || sz);
     return ext_of(select(0.0, q, sf && df && !dz), select(k, K_NAN, nan));
 }
 

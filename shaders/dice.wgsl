@@ -237,7 +237,15 @@ fn class_loss(r: Sums) -> Ext {
             l = ext_neg(ext_ln(ext_clamp_min(dice, eps)));
         }
     }
-    return ext_mul(l, fin(select(0.0, 1.0, ext_lt(fin(0.0), r.st))));
+    return ext_mul(l, present(r.st));
+}
+
+// 1 for a class present in the batch (Σt > 0), else 0; a finite sum is
+// read from its bits, so that a subnormal one counts as present also where
+// hardware flushes subnormals to zero.
+fn present(st: Ext) -> Ext {
+    let positive = st.k == K_PINF || (st.k == K_FIN && !sign_bit(st.v) && !is_zero(st.v));
+    return fin(select(0.0, 1.0, positive));
 }
 
 // d/dΣp and d/dΣ|p − t| of a class.
@@ -254,7 +262,7 @@ struct Coef {
 fn class_coef(r: Sums, g: Ext) -> Coef {
     let smoothing = fin(params.smoothing);
     let eps = params.eps;
-    let gl = ext_mul(g, fin(select(0.0, 1.0, ext_lt(fin(0.0), r.st))));
+    let gl = ext_mul(g, present(r.st));
     let raw = ext_add(ext_mul(fin(0.5), ext_add(r.sp, r.st)), smoothing);
     if (ext_le(fin(eps), raw)) {
         let miss = ext_div(ext_mul(fin(0.5), r.d), raw);
@@ -319,7 +327,7 @@ fn class_loss_ref(r: Sums) -> Ext {
     if (params.log_loss != 0u) {
         l = ext_neg(ext_ln(ext_clamp_min(t.score, params.eps)));
     }
-    return ext_mul(l, fin(select(0.0, 1.0, ext_lt(fin(0.0), r.st))));
+    return ext_mul(l, present(r.st));
 }
 
 // autograd through smp's terms: the score's gradient reaches the
@@ -327,7 +335,7 @@ fn class_loss_ref(r: Sums) -> Ext {
 // cardinality, whose own intersection term cancels against fp and fn.
 fn class_coef_ref(r: Sums, g: Ext) -> Coef {
     let t = smp_terms(r);
-    let gl = ext_mul(g, fin(select(0.0, 1.0, ext_lt(fin(0.0), r.st))));
+    let gl = ext_mul(g, present(r.st));
     var gscore = ext_neg(gl);
     if (params.log_loss != 0u) {
         gscore = fin(0.0);

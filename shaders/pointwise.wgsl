@@ -350,6 +350,23 @@ fn value(e: Elem) -> Item {
 // The backward of each loss as PyTorch's autograd computes it (conventions
 // on the CPU twin in src/cpu/pointwise.rs), on `Ext` as the forward.
 
+// x as an integer that orders as the values do (±0 alike), for finite x.
+fn ordered(x: f32) -> i32 {
+    let b = bitcast<i32>(x);
+    return select(b, -(b & 0x7fffffff), b < 0);
+}
+
+// sign(d) of d = x - y as torch's sign (0 at NaN). For finite x and y it is
+// read from their order, not from d: IEEE's gradual underflow makes x - y = 0
+// only where x = y, but hardware that flushes subnormals to zero turns a
+// difference below 2^-126 into 0.
+fn sign_diff(x: f32, y: f32, d: Ext) -> f32 {
+    let kx = ordered(x);
+    let ky = ordered(y);
+    let s = select(select(0.0, -1.0, kx < ky), 1.0, kx > ky);
+    return select(ext_sign(d), s, is_fin(x) && is_fin(y));
+}
+
 // d = x - y; |d| == delta takes the linear branch.
 fn huber_grad(d: Ext, delta: f32) -> Ext {
     if (d.k == K_NAN) { return d; }
@@ -359,8 +376,8 @@ fn huber_grad(d: Ext, delta: f32) -> Ext {
 }
 
 // beta = 0 is l1's sign (0 for NaN, as torch's sign).
-fn smooth_l1_grad(d: Ext, beta: f32) -> Ext {
-    if (beta == 0.0) { return fin(ext_sign(d)); }
+fn smooth_l1_grad(x: f32, y: f32, d: Ext, beta: f32) -> Ext {
+    if (beta == 0.0) { return fin(sign_diff(x, y, d)); }
     if (d.k == K_NAN) { return d; }
     if (ext_le(d, fin(-beta))) { return fin(-1.0); }
     if (ext_le(fin(beta), d)) { return fin(1.0); }
@@ -502,9 +519,9 @@ fn slope(e: Elem, s: Ext) -> Ext {
     let d = ext_sub(ext(x), ext(y));
     switch LOSS {
         case MSE: { return ext_mul(sw, ext_mul(fin(2.0), d)); }
-        case L1: { return ext_mul(sw, fin(ext_sign(d))); }
+        case L1: { return ext_mul(sw, fin(sign_diff(x, y, d))); }
         case HUBER: { return ext_mul(sw, huber_grad(d, params.p0)); }
-        case SMOOTH_L1: { return ext_mul(s, smooth_l1_grad(d, params.p0)); }
+        case SMOOTH_L1: { return ext_mul(s, smooth_l1_grad(x, y, d, params.p0)); }
         case LOG_COSH: { return ext_mul(s, log_cosh_grad(d)); }
         case QUANTILE: { return ext_mul(s, quantile_grad(x, y, e.a)); }
         case BCE: { return ext_mul(sw, bce_grad(x, y)); }
