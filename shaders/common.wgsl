@@ -14,37 +14,47 @@ const LN2: f32 = 0.6931471805599453;
 // 149 ln 2: ln x = ln b - 149 ln 2 for a subnormal x of bits b.
 const SUBNORMAL_LN: f32 = 103.27892990343184;
 
-// A run-time 1.0/0.0 may be 0 on some implementations: build sentinels from bits.
-fn inf() -> f32 { return bitcast<f32>(0x7f800000u); }
-fn nan() -> f32 { return bitcast<f32>(0x7fc00000u); }
-fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
-
 // Metal and DXC compile with fast math, and WGSL lets an implementation assume
-// no inf or NaN: a comparison against inf() may fold to false and 0 * inf to
-// 0. Kernels therefore never compute with non-finite values. They classify an
-// input from its bits, carry the kind beside a finite value (`Ext`), and turn
-// it back into an IEEE value with `ext_f32` only when storing a result. The
-// test gpu::contract::no_float_tests_of_inf_or_nan keeps comparisons against
-// inf() and nan() out of the kernels.
+// no inf or NaN: a comparison against an infinity may fold to false, 0 * inf
+// to 0, and an operation whose operand is NaN may return anything. Kernels
+// therefore never compute with a non-finite value. They classify each
+// argument from its bits (`kind_of`, `is_fin`, `is_zero`: integer tests),
+// carry the kind beside a finite value (`Ext`, whose operations implement
+// IEEE arithmetic on the kinds), and turn the result into an IEEE value with
+// `ext_f32` only where they store it. `kind_bits` is the one place that
+// builds a NaN or an infinity; the test gpu::contract::nonfinite_values_only_at_stores
+// keeps every other way out of the kernels, and lets `kind_bits`, `ext_f32`
+// and `pair_value` appear only in stores.
+//
+// Arithmetic on finite values can still overflow; where that matters a
+// result is classified from its bits (`ext`), which a compiler cannot fold.
 const FLT_MAX: f32 = 3.4028235e38;
 const K_FIN: u32 = 0u;
 const K_PINF: u32 = 1u;
 const K_NINF: u32 = 2u;
 const K_NAN: u32 = 3u;
 
+fn is_nan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn is_fin(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) < 0x7f800000u; }
+// ±0 from the bits: hardware that flushes subnormals to zero compares a
+// subnormal equal to 0, which IEEE arithmetic (and the reference) does not.
+fn is_zero(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0u; }
+// The sign bit: true for -0 and negative subnormals too.
+fn sign_bit(x: f32) -> bool { return (bitcast<u32>(x) >> 31u) != 0u; }
+
 fn kind_of(x: f32) -> u32 {
     let b = bitcast<u32>(x);
     let e = b & 0x7fffffffu;
-    if (e < 0x7f800000u) {
-        return K_FIN;
-    }
-    if (e > 0x7f800000u) {
-        return K_NAN;
-    }
-    return select(K_PINF, K_NINF, (b >> 31u) != 0u);
+    let inf = select(K_PINF, K_NINF, (b >> 31u) != 0u);
+    return select(select(inf, K_NAN, e > 0x7f800000u), K_FIN, e < 0x7f800000u);
 }
 
-// An extended real: `v` when k is K_FIN, else the kind alone (v = 0).
+// An extended real: `v` when k is K_FIN, else the kind alone (v = ±0, which
+// adds nothing to a sum of finite parts). The operations below are written
+// with selects, not branches: kernels inline many of them, and a shader
+// compiler's time grows with the branches far more than with straight code.
+// Each computes on the finite parts only (those of a non-finite operand are
+// 0), so that no operation ever sees an infinity or NaN.
 struct Ext {
     v: f32,
     k: u32,
@@ -53,71 +63,190 @@ struct Ext {
 fn fin(v: f32) -> Ext { return Ext(v, K_FIN); }
 fn ext_kind(k: u32) -> Ext { return Ext(0.0, k); }
 
-fn ext(x: f32) -> Ext {
-    let k = kind_of(x);
-    return Ext(select(0.0, x, k == K_FIN), k);
+// v of kind k, or the kind alone; a "finite" v that overflowed is an
+// infinity, from its bits.
+fn ext_of(v: f32, k: u32) -> Ext {
+    let kv = select(k, kind_of(v), k == K_FIN);
+    return Ext(select(0.0, v, kv == K_FIN), kv);
+}
+
+// A computed or loaded value, classified from its bits.
+fn ext(x: f32) -> Ext { return ext_of(x, K_FIN); }
+
+// c ? b : a, for extended reals.
+fn ext_pick(a: Ext, b: Ext, c: bool) -> Ext {
+    return Ext(select(a.v, b.v, c), select(a.k, b.k, c));
+}
+
+fn ext_neg(e: Ext) -> Ext {
+    return Ext(-e.v, select(select(e.k, K_PINF, e.k == K_NINF), K_NINF, e.k == K_PINF));
+}
+
+fn ext_abs(e: Ext) -> Ext {
+    return Ext(abs(e.v), select(e.k, K_PINF, e.k == K_NINF));
 }
 
 // IEEE addition: inf - inf and anything with NaN are NaN.
 fn ext_add(p: Ext, q: Ext) -> Ext {
-    if (p.k == K_NAN || q.k == K_NAN || (p.k != K_FIN && q.k != K_FIN && p.k != q.k)) {
-        return ext_kind(K_NAN);
-    }
-    if (p.k != K_FIN) { return p; }
-    if (q.k != K_FIN) { return q; }
-    return fin(p.v + q.v);
+    let pf = p.k == K_FIN;
+    let qf = q.k == K_FIN;
+    let nan = p.k == K_NAN || q.k == K_NAN || (!pf && !qf && p.k != q.k);
+    let k = select(select(p.k, q.k, pf), K_FIN, pf && qf);
+    return ext_of(p.v + q.v, select(k, K_NAN, nan));
 }
 
+fn ext_sub(p: Ext, q: Ext) -> Ext { return ext_add(p, ext_neg(q)); }
+
+// The sign of an extended real, from the bits for a finite one.
 fn ext_neg_sign(e: Ext) -> bool {
-    return select(e.v < 0.0, e.k == K_NINF, e.k != K_FIN);
+    return select(sign_bit(e.v), e.k == K_NINF, e.k != K_FIN);
 }
 
 // IEEE multiplication: 0 * inf and anything with NaN are NaN.
 fn ext_mul(p: Ext, q: Ext) -> Ext {
-    if (p.k == K_NAN || q.k == K_NAN) {
-        return ext_kind(K_NAN);
-    }
-    if (p.k == K_FIN && q.k == K_FIN) {
-        return fin(p.v * q.v);
-    }
-    if ((p.k == K_FIN && p.v == 0.0) || (q.k == K_FIN && q.v == 0.0)) {
-        return ext_kind(K_NAN);
-    }
-    return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(p) != ext_neg_sign(q)));
+    let pf = p.k == K_FIN;
+    let qf = q.k == K_FIN;
+    let zero = (pf && is_zero(p.v)) || (qf && is_zero(q.v));
+    let nan = p.k == K_NAN || q.k == K_NAN || (!(pf && qf) && zero);
+    let inf = select(K_PINF, K_NINF, ext_neg_sign(p) != ext_neg_sign(q));
+    let k = select(select(inf, K_FIN, pf && qf), K_NAN, nan);
+    return ext_of(p.v * q.v, k);
 }
 
-// s / d as `safe_div` gives it, on extended reals: an empty or zero-weight
-// denominator gives NaN for 0 / 0 and an infinity of the sign of s otherwise.
+// s / d, IEEE division except that a zero denominator counts as +0: 0 / 0 is
+// NaN and s / 0 an infinity of the sign of s. No caller divides by a -0.
 fn ext_div(s: Ext, d: Ext) -> Ext {
-    if (s.k == K_NAN || d.k == K_NAN) {
-        return ext_kind(K_NAN);
-    }
-    if (d.k == K_FIN && d.v == 0.0) {
-        if (s.k == K_FIN && s.v == 0.0) {
-            return ext_kind(K_NAN);
-        }
-        return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(s)));
-    }
-    if (d.k != K_FIN) {
-        if (s.k != K_FIN) {
-            return ext_kind(K_NAN);
-        }
-        return fin(0.0);
-    }
-    if (s.k != K_FIN) {
-        return ext_kind(select(K_PINF, K_NINF, ext_neg_sign(s) != (d.v < 0.0)));
-    }
-    return fin(s.v / d.v);
+    let sf = s.k == K_FIN;
+    let df = d.k == K_FIN;
+    let dz = df && is_zero(d.v);
+    let nan = s.k == K_NAN || d.k == K_NAN || (dz && sf && is_zero(s.v)) || (!sf && !df);
+    let inf = select(K_PINF, K_NINF, select(ext_neg_sign(s) != sign_bit(d.v), ext_neg_sign(s), dz));
+    // Finite by finite nonzero: the quotient; an infinite s: inf; an
+    // infinite d (s finite): 0; a zero d: inf.
+    var k = select(inf, K_FIN, sf);
+    k = select(k, K_FIN, !df);
+    k = select(k, inf, dz);
+    // A zero s gives 0 without the division, which hardware that flushes
+    // subnormals to zero would make 0 / 0 for a subnormal d.
+    let sz = sf && is_zero(s.v);
+    let q = s.v / select(d.v, 1.0, !df || dz || sz);
+    return ext_of(select(0.0, q, sf && df && !dz), select(k, K_NAN, nan));
 }
 
-// The IEEE value of a kind, built from bits for a store.
+// p < q, false when either is NaN.
+fn ext_lt(p: Ext, q: Ext) -> bool {
+    let nan = p.k == K_NAN || q.k == K_NAN;
+    let kinds = (p.k == K_NINF && q.k != K_NINF) || (q.k == K_PINF && p.k != K_PINF);
+    return !nan && select(kinds, p.v < q.v, p.k == K_FIN && q.k == K_FIN);
+}
+
+// p == q, false when either is NaN.
+fn ext_eq(p: Ext, q: Ext) -> bool {
+    let nan = p.k == K_NAN || q.k == K_NAN;
+    return !nan && select(p.k == q.k, p.v == q.v, p.k == K_FIN && q.k == K_FIN);
+}
+
+fn ext_le(p: Ext, q: Ext) -> bool { return ext_lt(p, q) || ext_eq(p, q); }
+
+// torch.maximum: NaN if either is.
+fn ext_max(p: Ext, q: Ext) -> Ext {
+    let nan = p.k == K_NAN || q.k == K_NAN;
+    return ext_pick(ext_pick(p, q, ext_lt(p, q)), ext_kind(K_NAN), nan);
+}
+
+// torch.minimum: NaN if either is.
+fn ext_min(p: Ext, q: Ext) -> Ext {
+    let nan = p.k == K_NAN || q.k == K_NAN;
+    return ext_pick(ext_pick(p, q, ext_lt(q, p)), ext_kind(K_NAN), nan);
+}
+
+// torch.clamp_min for a finite bound: NaN stays NaN.
+fn ext_clamp_min(e: Ext, lo: f32) -> Ext {
+    return ext_pick(e, fin(lo), ext_lt(e, fin(lo)));
+}
+
+// sign with sign(±0) = 0 and sign(NaN) = 0, as torch's sign; a subnormal
+// keeps its sign.
+fn ext_sign(e: Ext) -> f32 {
+    let zero = e.k == K_NAN || (e.k == K_FIN && is_zero(e.v));
+    return select(select(1.0, -1.0, ext_neg_sign(e)), 0.0, zero);
+}
+
+// e^x: 0 at -inf.
+fn ext_exp(e: Ext) -> Ext {
+    let v = exp(e.v);
+    return ext_of(select(0.0, v, e.k == K_FIN), select(e.k, K_FIN, e.k == K_NINF));
+}
+
+// ln with IEEE's answers for what `ln` leaves out: -inf at ±0 (from the
+// bits), NaN below 0 and at -inf.
+fn ext_ln(e: Ext) -> Ext {
+    let zero = e.k == K_FIN && is_zero(e.v);
+    let pos = e.k == K_FIN && !zero && !sign_bit(e.v);
+    let v = ln(select(1.0, e.v, pos));
+    var k = select(e.k, K_NAN, e.k == K_NINF || (e.k == K_FIN && !pos));
+    k = select(k, K_NINF, zero);
+    return ext_of(v, k);
+}
+
+// log1p with IEEE's answers where `log1p` leaves them out: -inf at -1, NaN
+// below -1 and at -inf.
+fn ext_log1p(e: Ext) -> Ext {
+    let ok = e.k == K_FIN && e.v > -1.0;
+    let v = log1p(select(0.0, e.v, ok));
+    var k = select(e.k, K_NAN, e.k == K_NINF || (e.k == K_FIN && !ok));
+    k = select(k, K_NINF, e.k == K_FIN && e.v == -1.0);
+    return ext_of(v, k);
+}
+
+// log(1 + e^z): +inf at +inf, 0 at -inf.
+fn ext_softplus(z: Ext) -> Ext {
+    let v = softplus(z.v);
+    return ext_of(select(0.0, v, z.k == K_FIN), select(z.k, K_FIN, z.k == K_NINF));
+}
+
+// u^g as C's pow gives it (the twin's powf), for a finite g: 1 for g = 0
+// whatever u is, NaN for u < 0 and a g that is not an integer.
+fn ext_pow(u: Ext, g: f32) -> Ext {
+    let whole = fract(g) == 0.0;
+    let odd = whole && fract(0.5 * g) != 0.0;
+    let zero = u.k == K_FIN && is_zero(u.v);
+    let neg = ext_neg_sign(u);
+    let m = ext(pow_gamma(select(1.0, abs(u.v), u.k == K_FIN && !zero), g));
+    // |u|^g is +inf for an infinite u and g > 0, or for u = 0 and g < 0; else
+    // 0. A negative u (-inf, -0) keeps its sign for odd g.
+    let big = (u.k != K_FIN) == (g > 0.0);
+    let s = odd && neg;
+    var r = ext_pick(fin(select(0.0, -0.0, s)), ext_kind(select(K_PINF, K_NINF, s)), big);
+    // A finite nonzero u: |u|^g, negated for a negative u and odd g, NaN for
+    // a negative u and a g that is not an integer.
+    let m_signed = ext_pick(m, ext_neg(m), s);
+    r = ext_pick(r, ext_pick(m_signed, ext_kind(K_NAN), neg && !whole), u.k == K_FIN && !zero);
+    r = ext_pick(r, u, u.k == K_NAN);
+    return ext_pick(r, fin(1.0), g == 0.0);
+}
+
+// 1 / (1 + e^-z): 1 at +inf, 0 at -inf.
+fn ext_sigmoid(e: Ext) -> Ext {
+    let v = select(sigmoid(e.v), select(0.0, 1.0, e.k == K_PINF), e.k == K_PINF || e.k == K_NINF);
+    return Ext(v, select(K_FIN, K_NAN, e.k == K_NAN));
+}
+
+// The one place a NaN or an infinity is built: the IEEE value of a kind, for
+// a store.
 fn kind_bits(k: u32) -> f32 {
     return bitcast<f32>(select(select(0x7fc00000u, 0xff800000u, k == K_NINF), 0x7f800000u, k == K_PINF));
 }
 
+// An extended real as the f32 a kernel stores.
 fn ext_f32(e: Ext) -> f32 {
     return select(e.v, kind_bits(e.k), e.k != K_FIN);
 }
+
+// NaN as a working value, for shaders/pairs.wgsl alone (`max_norm` and
+// `item`'s default), whose distances do not carry kinds yet. The contract
+// test allows it nowhere else.
+fn nan() -> f32 { return kind_bits(K_NAN); }
 
 // Clamps from below without turning NaN into the bound. WGSL's max may drop
 // NaN, and a compiler that assumes no NaN may turn a select of a comparison
@@ -141,17 +270,23 @@ fn log1p_series(u: f32) -> f32 {
     return 2.0 * s * p;
 }
 
+// log(1 + u) for finite u > -1. At u = -1 it gives -FLT_MAX, a finite floor,
+// not -inf: callers that can meet it classify the argument first.
 fn log1p(u: f32) -> f32 {
     let w = 1.0 + u;
     if (w >= 0.5 && w <= 2.0) {
         return log1p_series(u);
     }
     if (w == 0.0) {
-        return -inf();
+        return -FLT_MAX;
     }
     return log(w);
 }
 
+// ln x for finite x > 0, subnormals included (`ext_ln` classifies the rest).
+// At ±0 it gives -FLT_MAX, a finite floor, not -inf: pairs.wgsl's `ln_acc`
+// reaches it only for a ratio that underflowed, whose power then underflows
+// to 0 (or overflows) from -FLT_MAX as it did from -inf.
 fn ln(x: f32) -> f32 {
     if (x >= 0.5 && x <= 2.0) {
         // x - 1 is exact here (Sterbenz).
@@ -160,7 +295,7 @@ fn ln(x: f32) -> f32 {
     let b = bitcast<u32>(x);
     if (b < 0x00800000u) {
         if (b == 0u) {
-            return -inf();
+            return -FLT_MAX;
         }
         // A positive subnormal, read from its bits: x = b 2^-149 for the
         // integer b < 2^23, exact as f32. Hardware that flushes subnormals
@@ -168,9 +303,8 @@ fn ln(x: f32) -> f32 {
         // built-in logs mishandle them.
         return log(f32(b)) - SUBNORMAL_LN;
     }
-    // -0 gives -inf like +0; negative values give NaN through log.
     if (b == 0x80000000u) {
-        return -inf();
+        return -FLT_MAX;
     }
     return log(x);
 }
@@ -196,26 +330,23 @@ fn softplus(z: f32) -> f32 {
     return max(z, 0.0) + log1p(exp(-abs(z)));
 }
 
+// For finite z. Below z = -80, 1 + e^-z rounds to e^-z (it does from z = -17
+// on), so the value is e^z, taken directly: e^-z would overflow past -88.7
+// and leave 1 / inf.
 fn sigmoid(z: f32) -> f32 {
+    if (z < -80.0) {
+        return exp(z);
+    }
     return 1.0 / (1.0 + exp(-z));
 }
 
-// u^gamma for u in [0, 1], with 0^0 = 1 and exact small integer powers.
+// u^gamma for u >= 0, with 0^0 = 1 and exact small integer powers.
 fn pow_gamma(u: f32, gamma: f32) -> f32 {
     if (gamma == 0.0) { return 1.0; }
     if (gamma == 1.0) { return u; }
     if (gamma == 2.0) { return u * u; }
     if (u == 0.0) { return 0.0; }
     return exp2(gamma * log2(u));
-}
-
-// s / d with the reference's answers for an empty or zero-weight denominator.
-fn safe_div(s: f32, d: f32) -> f32 {
-    if (d == 0.0) {
-        if (s == 0.0 || is_nan(s)) { return nan(); }
-        return select(-inf(), inf(), s > 0.0);
-    }
-    return s / d;
 }
 
 var<workgroup> red: array<vec4<f32>, WG>;
@@ -264,6 +395,42 @@ fn reduce_kinds(lid: u32, kinds: u32) -> u32 {
     atomicOr(&wg_kinds, kinds);
     workgroupBarrier();
     return atomicLoad(&wg_kinds);
+}
+
+// Two slots for `reduce_wg_kinds`.
+var<workgroup> wg_kind_slots: array<atomic<u32>, 2>;
+
+struct Reduced {
+    v: vec4<f32>,
+    kinds: u32,
+}
+
+// `reduce_wg` of the finite parts, and every invocation's kinds or-ed, for
+// calls in a loop (n counts them from 0). Call n ors into slot n % 2 after its
+// first barrier; before that barrier invocation 0 clears the other slot (and,
+// in call 0, this one: workgroup memory is not zeroed). Every invocation read
+// the other slot in call n - 1, before that call's last barrier, and none ors
+// into it before call n + 1's first barrier. Call from uniform control flow.
+fn reduce_wg_kinds(lid: u32, v: vec4<f32>, kinds: u32, n: u32) -> Reduced {
+    let slot = n & 1u;
+    if (lid == 0u) {
+        atomicStore(&wg_kind_slots[slot ^ 1u], 0u);
+        if (n == 0u) {
+            atomicStore(&wg_kind_slots[slot], 0u);
+        }
+    }
+    red[lid] = v;
+    workgroupBarrier();
+    atomicOr(&wg_kind_slots[slot], kinds);
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = Reduced(red[0], atomicLoad(&wg_kind_slots[slot]));
+    workgroupBarrier();
+    return r;
 }
 
 // A reduced (loss, denominator) pair with its kinds, as IEEE values to store.

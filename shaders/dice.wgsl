@@ -68,6 +68,70 @@ const ITEMS: u32 = 8u;
 const SIGMOID: u32 = 1u;
 const SOFTMAX: u32 = 2u;
 
+// The kinds of the four sums of a (pixel, class) term, 4 bits each.
+fn term_kinds(p: Ext, t: Ext, d: Ext, both: Ext) -> u32 {
+    return kind_flag(p.k) | (kind_flag(t.k) << 4u) | (kind_flag(d.k) << 8u) | (kind_flag(both.k) << 12u);
+}
+
+// The four sums of a class, each with its kinds.
+struct Sums {
+    sp: Ext,
+    st: Ext,
+    d: Ext,
+    i: Ext,
+}
+
+fn sums_of(r: Reduced) -> Sums {
+    return Sums(
+        with_kinds(r.v.x, r.kinds & 15u),
+        with_kinds(r.v.y, (r.kinds >> 4u) & 15u),
+        with_kinds(r.v.z, (r.kinds >> 8u) & 15u),
+        with_kinds(r.v.w, (r.kinds >> 12u) & 15u),
+    );
+}
+
+// A pixel's softmax statistics over the finite logits: the largest and the
+// sum of exp(x_c - max). A NaN or +inf logit makes every probability of the
+// pixel NaN (the reference's max is then inf or NaN, and its sum NaN), and so
+// does a row of -inf logits (0 / 0); a -inf logit's probability is 0.
+struct Softmax {
+    m: f32,
+    s: f32,
+    nan: bool,
+}
+
+fn softmax_of(first: u32) -> Softmax {
+    var m = -FLT_MAX;
+    var nan = false;
+    for (var c = 0u; c < params.classes; c = c + 1u) {
+        let x = ext(input[first + c * params.inner]);
+        if (x.k == K_NAN || x.k == K_PINF) {
+            nan = true;
+        } else if (x.k == K_FIN) {
+            m = max(m, x.v);
+        }
+    }
+    var s = 0.0;
+    for (var c = 0u; c < params.classes; c = c + 1u) {
+        let x = input[first + c * params.inner];
+        if (is_fin(x)) {
+            s = s + exp(x - m);
+        }
+    }
+    return Softmax(m, s, nan || s == 0.0);
+}
+
+// The probability exp(x - m) / s of a logit x.
+fn softmax_p(x: f32, st: Softmax) -> Ext {
+    if (st.nan) {
+        return ext_kind(K_NAN);
+    }
+    if (!is_fin(x)) {
+        return fin(0.0);
+    }
+    return fin(exp(x - st.m) / st.s);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
@@ -78,76 +142,69 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // division, not one per class), and its softmax statistics, computed once
     // for all classes.
     var first: array<u32, ITEMS>;
-    var row_max: array<f32, ITEMS>;
-    var row_sum: array<f32, ITEMS>;
+    var stats: array<Softmax, ITEMS>;
     for (var k = 0u; k < ITEMS; k = k + 1u) {
         let q = base + k * WG + lid;
         if (q < params.pixels) {
             let n = q / inner;
             first[k] = params.skip + n * classes * inner + (q - n * inner);
             if (params.activation == SOFTMAX) {
-                // NaN or infinite logits make the sum NaN, as in the reference.
-                // The max starts at -FLT_MAX, not -inf: a row of -inf logits
-                // still gives 0 / 0.
-                var m = -FLT_MAX;
-                for (var c = 0u; c < classes; c = c + 1u) {
-                    m = max(m, input[first[k] + c * inner]);
-                }
-                var s = 0.0;
-                for (var c = 0u; c < classes; c = c + 1u) {
-                    s = s + exp(input[first[k] + c * inner] - m);
-                }
-                row_max[k] = m;
-                row_sum[k] = s;
+                stats[k] = softmax_of(first[k]);
             }
         }
     }
     for (var c = 0u; c < classes; c = c + 1u) {
         var acc = vec4<f32>(0.0);
+        var kinds = 0u;
         for (var k = 0u; k < ITEMS; k = k + 1u) {
             let q = base + k * WG + lid;
             if (q < params.pixels) {
                 let i = first[k] + c * inner;
                 let x = input[i];
-                var p = x;
+                var p = ext(x);
                 if (params.activation == SIGMOID) {
-                    p = sigmoid(x);
+                    p = ext_sigmoid(p);
                 } else if (params.activation == SOFTMAX) {
-                    p = exp(x - row_max[k]) / row_sum[k];
+                    p = softmax_p(x, stats[k]);
                 }
-                var t: f32;
+                var t: Ext;
                 var keep: bool;
                 if (params.class_target != 0u) {
                     let y = bitcast<i32>(targets[params.target_skip + q]);
                     keep = params.has_ignore == 0u || y != params.ignore_class;
-                    t = select(0.0, 1.0, y == i32(c));
+                    t = fin(select(0.0, 1.0, y == i32(c)));
                     // The host never sends a class out of range; device
                     // buffers may. Its one-hot row is undefined: NaN in every
                     // class, never a plausible loss.
                     if (keep && (y < 0 || y >= i32(classes))) {
-                        t = nan();
+                        t = ext_kind(K_NAN);
                     }
                 } else {
-                    t = targets[i];
-                    keep = params.has_ignore == 0u || t != params.ignore;
+                    let raw = targets[i];
+                    keep = params.has_ignore == 0u || raw != params.ignore;
+                    t = ext(raw);
                 }
-                // smp multiplies by the mask, so a NaN prediction stays NaN.
-                let w = select(0.0, 1.0, keep);
-                p = p * w;
-                t = t * w;
+                // smp multiplies by the mask, so a NaN prediction stays NaN
+                // (and an infinite one becomes NaN).
+                let w = fin(select(0.0, 1.0, keep));
+                p = ext_mul(p, w);
+                t = ext_mul(t, w);
                 // min(p, t) = (p + t - |p - t|) / 2 per pixel: the intersection
                 // without the cancellation of (Sp + St - D) / 2 when it is tiny.
-                let both = select(min(p, t), nan(), is_nan(p) || is_nan(t));
-                acc = acc + vec4(p, t, abs(p - t), both);
+                let d = ext_abs(ext_sub(p, t));
+                let both = ext_min(p, t);
+                // The sums add finite parts only; kinds join at the store.
+                kinds = kinds | term_kinds(p, t, d, both);
+                acc = acc + vec4(p.v, t.v, d.v, both.v);
             }
         }
-        let r = reduce_wg(lid, acc);
+        let r = sums_of(reduce_wg_kinds(lid, acc, kinds, c));
         if (lid == 0u) {
             let j = 4u * ((params.partial_base + group) * classes + c);
-            scratch[j] = r.x;
-            scratch[j + 1u] = r.y;
-            scratch[j + 2u] = r.z;
-            scratch[j + 3u] = r.w;
+            scratch[j] = ext_f32(r.sp);
+            scratch[j + 1u] = ext_f32(r.st);
+            scratch[j + 2u] = ext_f32(r.d);
+            scratch[j + 3u] = ext_f32(r.i);
         }
     }
 }
@@ -157,103 +214,205 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 // Where the clamp is inactive, 1 − dice = (D / 2) / cardinality exactly,
 // which avoids the cancellation of 1 − dice for good predictions; a log loss
 // of a poor one takes dice from the intersection I = Σ min(p, t) instead.
-fn class_loss(sp: f32, st: f32, d: f32, i: f32) -> f32 {
-    let smoothing = params.smoothing;
+// The sums may hold infinities and NaN as kinds: the rule runs on `Ext`.
+fn class_loss(r: Sums) -> Ext {
+    let smoothing = fin(params.smoothing);
     let eps = params.eps;
-    let card = 0.5 * (sp + st) + smoothing;
-    var l: f32;
-    if (card >= eps) {
-        let miss = 0.5 * d / card;
+    let card = ext_add(ext_mul(fin(0.5), ext_add(r.sp, r.st)), smoothing);
+    var l: Ext;
+    if (ext_le(fin(eps), card)) {
+        let miss = ext_div(ext_mul(fin(0.5), r.d), card);
         if (params.log_loss == 0u) {
             l = miss;
-        } else if (miss > 0.5) {
-            l = -ln(clamp_min((i + smoothing) / card, eps));
+        } else if (ext_lt(fin(0.5), miss)) {
+            l = ext_neg(ext_ln(ext_clamp_min(ext_div(ext_add(r.i, smoothing), card), eps)));
         } else {
-            l = -log1p(-miss);
+            l = ext_neg(ext_log1p(ext_neg(miss)));
         }
     } else {
-        let dice = ((sp + st - d) * 0.5 + smoothing) / eps;
+        let dice = ext_div(ext_add(ext_mul(ext_sub(ext_add(r.sp, r.st), r.d), fin(0.5)), smoothing), fin(eps));
         if (params.log_loss == 0u) {
-            l = 1.0 - dice;
+            l = ext_sub(fin(1.0), dice);
         } else {
-            l = -ln(clamp_min(dice, eps));
+            l = ext_neg(ext_ln(ext_clamp_min(dice, eps)));
         }
     }
-    return l * select(0.0, 1.0, st > 0.0);
+    return ext_mul(l, present(r.st));
+}
+
+// 1 for a class present in the batch (Σt > 0), else 0; a finite sum is
+// read from its bits, so that a subnormal one counts as present also where
+// hardware flushes subnormals to zero.
+fn present(st: Ext) -> Ext {
+    let positive = st.k == K_PINF || (st.k == K_FIN && !sign_bit(st.v) && !is_zero(st.v));
+    return fin(select(0.0, 1.0, positive));
+}
+
+// d/dΣp and d/dΣ|p − t| of a class.
+struct Coef {
+    a: Ext,
+    b: Ext,
 }
 
 // The backward of `class_loss` for upstream g, as autograd runs through
-// smp's expression: (d/dΣp, d/dΣ|p − t|). A clamp passes a gradient where its
-// argument is at or above eps (PyTorch's clamp_min); an absent class gets 0.
-// Where the cardinality's clamp is inactive, d/dΣp = g_dice · (1 − dice) /
-// (2 card), with 1 − dice = (D / 2) / card as in the forward.
-fn class_coef(sp: f32, st: f32, d: f32, i: f32, g: f32) -> vec2<f32> {
-    let smoothing = params.smoothing;
+// smp's expression. A clamp passes a gradient where its argument is at or
+// above eps (PyTorch's clamp_min); an absent class gets 0. Where the
+// cardinality's clamp is inactive, d/dΣp = g_dice · (1 − dice) / (2 card),
+// with 1 − dice = (D / 2) / card as in the forward.
+fn class_coef(r: Sums, g: Ext) -> Coef {
+    let smoothing = fin(params.smoothing);
     let eps = params.eps;
-    let gl = g * select(0.0, 1.0, st > 0.0);
-    let raw = 0.5 * (sp + st) + smoothing;
-    if (raw >= eps) {
-        let miss = 0.5 * d / raw;
-        var gdice = -gl;
+    let gl = ext_mul(g, present(r.st));
+    let raw = ext_add(ext_mul(fin(0.5), ext_add(r.sp, r.st)), smoothing);
+    if (ext_le(fin(eps), raw)) {
+        let miss = ext_div(ext_mul(fin(0.5), r.d), raw);
+        var gdice = ext_neg(gl);
         if (params.log_loss != 0u) {
-            let dice = select(1.0 - miss, (i + smoothing) / raw, miss > 0.5);
-            gdice = select(0.0, -gl / dice, dice >= eps);
+            var dice = ext_sub(fin(1.0), miss);
+            if (ext_lt(fin(0.5), miss)) {
+                dice = ext_div(ext_add(r.i, smoothing), raw);
+            }
+            gdice = fin(0.0);
+            if (ext_le(fin(eps), dice)) {
+                gdice = ext_div(ext_neg(gl), dice);
+            }
         }
-        return vec2(0.5 * gdice * miss / raw, -0.5 * gdice / raw);
+        let half = ext_mul(fin(0.5), gdice);
+        return Coef(ext_div(ext_mul(half, miss), raw), ext_div(ext_neg(half), raw));
     }
     // Only the numerator passes a gradient (NaN sums stay NaN).
-    let card = clamp_min(raw, eps);
-    let dice = ((sp + st - d) * 0.5 + smoothing) / card;
-    var gdice = -gl;
+    let card = ext_clamp_min(raw, eps);
+    let dice = ext_div(ext_add(ext_mul(ext_sub(ext_add(r.sp, r.st), r.d), fin(0.5)), smoothing), card);
+    var gdice = ext_neg(gl);
     if (params.log_loss != 0u) {
-        gdice = select(0.0, -gl / dice, dice >= eps);
+        gdice = fin(0.0);
+        if (ext_le(fin(eps), dice)) {
+            gdice = ext_div(ext_neg(gl), dice);
+        }
     }
-    let gnum = gdice / card;
-    return vec2(0.5 * gnum, -0.5 * gnum);
+    let gnum = ext_div(gdice, card);
+    return Coef(ext_mul(fin(0.5), gnum), ext_mul(fin(-0.5), gnum));
+}
+
+// Whether every sum of a class is finite. If one is not, smp's own
+// expression (the twin's `dice` and `dice_grad`) decides, on extended reals:
+// its terms meet inf - inf and give NaN where the rearranged rule above,
+// algebraically the same, would give an infinity.
+fn finite_sums(r: Sums) -> bool {
+    return r.sp.k == K_FIN && r.st.k == K_FIN && r.d.k == K_FIN && r.i.k == K_FIN;
+}
+
+// smp's terms: the intersection (Sp + St - D) / 2, the cardinality before
+// its clamp, inter + fp / 2 + fn / 2 + smooth, and the score.
+struct Terms {
+    inter: Ext,
+    raw: Ext,
+    card: Ext,
+    score: Ext,
+}
+
+fn smp_terms(r: Sums) -> Terms {
+    let smoothing = fin(params.smoothing);
+    let inter = ext_mul(ext_sub(ext_add(r.sp, r.st), r.d), fin(0.5));
+    let fp = ext_sub(r.sp, inter);
+    let fneg = ext_sub(r.st, inter);
+    let raw = ext_add(ext_add(ext_add(inter, ext_mul(fin(0.5), fp)), ext_mul(fin(0.5), fneg)), smoothing);
+    let card = ext_clamp_min(raw, params.eps);
+    return Terms(inter, raw, card, ext_div(ext_add(inter, smoothing), card));
+}
+
+fn class_loss_ref(r: Sums) -> Ext {
+    let t = smp_terms(r);
+    var l = ext_sub(fin(1.0), t.score);
+    if (params.log_loss != 0u) {
+        l = ext_neg(ext_ln(ext_clamp_min(t.score, params.eps)));
+    }
+    return ext_mul(l, present(r.st));
+}
+
+// autograd through smp's terms: the score's gradient reaches the
+// intersection through the numerator and, where the clamp passes it, the
+// cardinality, whose own intersection term cancels against fp and fn.
+fn class_coef_ref(r: Sums, g: Ext) -> Coef {
+    let t = smp_terms(r);
+    let gl = ext_mul(g, present(r.st));
+    var gscore = ext_neg(gl);
+    if (params.log_loss != 0u) {
+        gscore = fin(0.0);
+        if (ext_le(fin(params.eps), t.score)) {
+            gscore = ext_div(ext_neg(gl), t.score);
+        }
+    }
+    let gnum = ext_div(gscore, t.card);
+    var gcard = fin(0.0);
+    if (ext_le(fin(params.eps), t.raw)) {
+        let num = ext_mul(ext_neg(gscore), ext_add(t.inter, fin(params.smoothing)));
+        gcard = ext_div(num, ext_mul(t.card, t.card));
+    }
+    let half = ext_mul(fin(0.5), gcard);
+    let ginter = ext_sub(ext_sub(ext_add(gnum, gcard), half), half);
+    return Coef(ext_add(half, ext_mul(fin(0.5), ginter)), ext_mul(fin(-0.5), ginter));
 }
 
 @compute @workgroup_size(256)
 fn finish(@builtin(local_invocation_index) lid: u32) {
     let classes = params.classes;
     let sums = arrayLength(&out) >= 3u + 3u * classes;
-    var total = 0.0;
+    var total = fin(0.0);
     for (var c = 0u; c < classes; c = c + 1u) {
         var acc = vec4<f32>(0.0);
+        var kinds = 0u;
         for (var g = lid; g < params.groups; g = g + WG) {
             let j = 4u * (g * classes + c);
-            acc = acc + vec4(scratch[j], scratch[j + 1u], scratch[j + 2u], scratch[j + 3u]);
+            let p = ext(scratch[j]);
+            let t = ext(scratch[j + 1u]);
+            let d = ext(scratch[j + 2u]);
+            let both = ext(scratch[j + 3u]);
+            kinds = kinds | term_kinds(p, t, d, both);
+            acc = acc + vec4(p.v, t.v, d.v, both.v);
         }
-        let r = reduce_wg(lid, acc);
+        let r = sums_of(reduce_wg_kinds(lid, acc, kinds, c));
         if (lid == 0u) {
-            let l = class_loss(r.x, r.y, r.z, r.w);
-            total = total + l;
+            let finite = finite_sums(r);
+            var l = class_loss_ref(r);
+            if (finite) {
+                l = class_loss(r);
+            }
+            total = ext_add(total, l);
             if (params.grad != 0u) {
                 // One upstream per class for `none` (or one for all of them).
-                var g = side[0];
+                var g = ext(side[0]);
                 if (params.write_items != 0u && arrayLength(&side) > 1u) {
-                    g = side[c];
+                    g = ext(side[c]);
                 }
                 if (params.mean != 0u) {
-                    g = g / f32(classes);
+                    g = ext_div(g, fin(f32(classes)));
                 }
-                let co = class_coef(r.x, r.y, r.z, r.w, g);
-                scratch[params.coef_at + 2u * c] = co.x;
-                scratch[params.coef_at + 2u * c + 1u] = co.y;
+                var co = class_coef_ref(r, g);
+                if (finite) {
+                    co = class_coef(r, g);
+                }
+                scratch[params.coef_at + 2u * c] = ext_f32(co.a);
+                scratch[params.coef_at + 2u * c + 1u] = ext_f32(co.b);
             }
             if (params.write_items != 0u) {
-                out[c] = l;
+                out[c] = ext_f32(l);
             } else if (sums) {
                 let j = 3u + 3u * c;
-                out[j] = r.x;
-                out[j + 1u] = r.y;
-                out[j + 2u] = r.z;
+                out[j] = ext_f32(r.sp);
+                out[j + 1u] = ext_f32(r.st);
+                out[j + 2u] = ext_f32(r.d);
             }
         }
     }
     if (lid == 0u && params.write_items == 0u) {
-        out[0] = select(total, safe_div(total, f32(classes)), params.mean != 0u);
+        var v = total;
+        if (params.mean != 0u) {
+            v = ext_div(total, fin(f32(classes)));
+        }
+        out[0] = ext_f32(v);
         if (sums) {
-            out[1] = total;
+            out[1] = ext_f32(total);
             out[2] = f32(classes);
         }
     }
@@ -261,12 +420,11 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
 
 // d loss / d probability of class c: p and t masked, sign(0) = 0 (and, as in
 // the twin, 0 for NaN: NaN sums make the coefficients NaN anyway).
-fn grad_prob(c: u32, p: f32, t: f32, m: f32) -> f32 {
-    let a = side[params.coef_at + 2u * c];
-    let b = side[params.coef_at + 2u * c + 1u];
-    let v = p * m - t;
-    let s = select(0.0, 1.0, v > 0.0) - select(0.0, 1.0, v < 0.0);
-    return (a + b * s) * m;
+fn grad_prob(c: u32, p: Ext, t: Ext, m: f32) -> Ext {
+    let a = ext(side[params.coef_at + 2u * c]);
+    let b = ext(side[params.coef_at + 2u * c + 1u]);
+    let s = ext_sign(ext_sub(ext_mul(p, fin(m)), t));
+    return ext_mul(ext_add(a, ext_mul(b, fin(s))), fin(m));
 }
 
 @compute @workgroup_size(256)
@@ -288,7 +446,7 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         if (keep && (y < 0 || y >= i32(classes))) {
             // As in the forward: a bad class index gives NaN, never a number.
             for (var c = 0u; c < classes; c = c + 1u) {
-                out[first + c * inner] = nan();
+                out[first + c * inner] = kind_bits(K_NAN);
             }
             return;
         }
@@ -302,49 +460,67 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         // sign of p_j − 0 is that of e_j (a p_j that rounds to 0 weighs
         // nothing either way); the target class's sign needs p_y itself.
         var mx = -FLT_MAX;
+        var poison = false;
         for (var c = 0u; c < classes; c = c + 1u) {
-            mx = max(mx, input[first + c * inner]);
-        }
-        var s = 0.0;
-        var dot = 0.0;
-        for (var c = 0u; c < classes; c = c + 1u) {
-            let e = exp(input[first + c * inner] - mx);
-            s = s + e;
-            if (i32(c) != y) {
-                dot = dot + grad_prob(c, e, 0.0, m) * e;
+            let x = ext(input[first + c * inner]);
+            if (x.k == K_NAN || x.k == K_PINF) {
+                poison = true;
+            } else if (x.k == K_FIN) {
+                mx = max(mx, x.v);
             }
         }
-        dot = dot / s;
+        var s = 0.0;
+        var dot = fin(0.0);
+        for (var c = 0u; c < classes; c = c + 1u) {
+            let x = input[first + c * inner];
+            var e = 0.0;
+            if (is_fin(x)) {
+                e = exp(x - mx);
+            }
+            s = s + e;
+            if (i32(c) != y) {
+                dot = ext_add(dot, ext_mul(grad_prob(c, fin(e), fin(0.0), m), fin(e)));
+            }
+        }
+        // As in `main` (softmax_of): NaN for every class.
+        if (poison || s == 0.0) {
+            for (var c = 0u; c < classes; c = c + 1u) {
+                out[first + c * inner] = kind_bits(K_NAN);
+            }
+            return;
+        }
+        let st = Softmax(mx, s, false);
+        dot = ext_div(dot, fin(st.s));
         if (y >= 0) {
-            let p = exp(input[first + u32(y) * inner] - mx) / s;
-            dot = dot + grad_prob(u32(y), p, 1.0, m) * p;
+            let p = softmax_p(input[first + u32(y) * inner], st);
+            dot = ext_add(dot, ext_mul(grad_prob(u32(y), p, fin(1.0), m), p));
         }
         for (var c = 0u; c < classes; c = c + 1u) {
             let i = first + c * inner;
-            let p = exp(input[i] - mx) / s;
-            let t = select(0.0, 1.0, i32(c) == y);
-            out[i] = p * (grad_prob(c, p, t, m) - dot);
+            let p = softmax_p(input[i], st);
+            let t = fin(select(0.0, 1.0, i32(c) == y));
+            out[i] = ext_f32(ext_mul(p, ext_sub(grad_prob(c, p, t, m), dot)));
         }
         return;
     }
     for (var c = 0u; c < classes; c = c + 1u) {
         let i = first + c * inner;
-        let x = input[i];
-        var t: f32;
+        let x = ext(input[i]);
+        var t: Ext;
         var mc = m;
         if (params.class_target != 0u) {
-            t = select(0.0, 1.0, i32(c) == y);
+            t = fin(select(0.0, 1.0, i32(c) == y));
         } else {
-            t = targets[i];
-            mc = select(0.0, 1.0, params.has_ignore == 0u || t != params.ignore);
-            t = t * mc;
+            let raw = targets[i];
+            mc = select(0.0, 1.0, params.has_ignore == 0u || raw != params.ignore);
+            t = ext_mul(ext(raw), fin(mc));
         }
         if (params.activation == SIGMOID) {
             // p = exp(logsigmoid(x)): dp/dx = p σ(−x).
-            let p = sigmoid(x);
-            out[i] = grad_prob(c, p, t, mc) * p * sigmoid(-x);
+            let p = ext_sigmoid(x);
+            out[i] = ext_f32(ext_mul(ext_mul(grad_prob(c, p, t, mc), p), ext_sigmoid(ext_neg(x))));
         } else {
-            out[i] = grad_prob(c, x, t, mc);
+            out[i] = ext_f32(grad_prob(c, x, t, mc));
         }
     }
 }

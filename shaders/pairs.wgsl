@@ -358,6 +358,8 @@ fn sign0(v: f32) -> f32 {
 // significant bits). What this assumes: `k * LN2_HI + (... + k * LN2_LO)` and
 // `(y - n * LN2_HI) - n * LN2_LO` are not reassociated into one product with
 // ln 2 (fma contraction of either product is harmless: it only rounds less).
+// Without LN2_LO in either, tests/losses/pairs.rs
+// general_p_gradients_hold_the_two_part_ln2 fails.
 const LN2_HI: f32 = 0.693145751953125;
 const LN2_LO: f32 = 1.4286068e-6;
 

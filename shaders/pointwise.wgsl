@@ -73,31 +73,48 @@ const KL_DIV: u32 = 9u;
 const POISSON_NLL: u32 = 10u;
 const GAUSSIAN_NLL: u32 = 11u;
 
-fn mse(x: f32, y: f32) -> f32 {
-    let e = x - y;
-    return e * e;
+// Each loss below returns an `Ext` (common.wgsl): its arguments are
+// classified from their bits and no NaN or infinity is ever an operand. Where
+// a loss has a more accurate form than the reference's expression, that form
+// serves finite arguments, and the reference's expression (src/cpu/pointwise.rs,
+// PyTorch's), evaluated on `Ext`, serves the others, so that every NaN and
+// infinity comes out where the reference's does.
+
+// The losses of the error e = x - y grow without bound in |e|: +inf for an
+// infinite error, NaN for NaN.
+fn unbounded(e: Ext) -> Ext {
+    return ext_kind(select(K_PINF, K_NAN, e.k == K_NAN));
 }
 
-fn l1(x: f32, y: f32) -> f32 {
-    return abs(x - y);
+fn mse(e: Ext) -> Ext {
+    if (e.k != K_FIN) { return unbounded(e); }
+    return ext(e.v * e.v);
+}
+
+fn l1(e: Ext) -> Ext {
+    if (e.k != K_FIN) { return unbounded(e); }
+    return fin(abs(e.v));
 }
 
 // The quadratic branch is strict (z < delta), as in the reference.
-fn huber(x: f32, y: f32, delta: f32) -> f32 {
-    let z = abs(x - y);
-    return select(delta * (z - 0.5 * delta), 0.5 * z * z, z < delta);
+fn huber(e: Ext, delta: f32) -> Ext {
+    if (e.k != K_FIN) { return unbounded(e); }
+    let z = abs(e.v);
+    return ext(select(delta * (z - 0.5 * delta), 0.5 * z * z, z < delta));
 }
 
 // beta == 0 never takes the quadratic branch, which makes it L1.
-fn smooth_l1(x: f32, y: f32, beta: f32) -> f32 {
-    let z = abs(x - y);
-    return select(z - 0.5 * beta, 0.5 * z * z / beta, z < beta);
+fn smooth_l1(e: Ext, beta: f32) -> Ext {
+    if (e.k != K_FIN) { return unbounded(e); }
+    let z = abs(e.v);
+    return ext(select(z - 0.5 * beta, 0.5 * z * z / beta, z < beta));
 }
 
 // The stable form |e| + log1p(e^-2|e|) - log 2 cancels for small |e|: use the
 // Taylor series of log cosh there.
-fn log_cosh(x: f32, y: f32) -> f32 {
-    let e = x - y;
+fn log_cosh(d: Ext) -> Ext {
+    if (d.k != K_FIN) { return unbounded(d); }
+    let e = d.v;
     let a = abs(e);
     if (a < 0.25) {
         let e2 = e * e;
@@ -106,111 +123,158 @@ fn log_cosh(x: f32, y: f32) -> f32 {
         p = p * e2 + 1.0 / 45.0;
         p = p * e2 - 1.0 / 12.0;
         p = p * e2 + 0.5;
-        return e2 * p;
+        return fin(e2 * p);
     }
-    return a + log1p(exp(-2.0 * a)) - LN2;
+    return fin(a + log1p(exp(-2.0 * a)) - LN2);
 }
 
-fn quantile(x: f32, y: f32, q: f32) -> f32 {
-    let e = y - x;
-    let lo = (q - 1.0) * e;
-    let hi = q * e;
-    // torch.maximum: NaN if either is (q = 0 or 1 times an infinite error).
-    return select(select(lo, hi, hi > lo), nan(), is_nan(lo) || is_nan(hi));
+// torch.maximum((q - 1) e, q e) for e = y - x: NaN if either is (q = 0 or 1
+// times an infinite error).
+fn quantile(x: f32, y: f32, q: f32) -> Ext {
+    let e = ext_sub(ext(y), ext(x));
+    let qe = ext(q);
+    return ext_max(ext_mul(ext_add(qe, fin(-1.0)), e), ext_mul(qe, e));
 }
 
-// Each log is clamped at -100 before it meets the target, so 0 * log(0) never
-// appears. The logs of 0 (x = 0 from its bits, x = 1) take the clamp directly
-// rather than comparing a -inf with it.
-fn bce(x: f32, y: f32) -> f32 {
+// Each log is clamped at -100 before it meets the target, as PyTorch clamps
+// it. The logs of 0 (x = ±0 from its bits, x = 1) take the clamp directly: no
+// -inf is formed. A probability outside [0, 1] (only a device buffer can hold
+// one; PyTorch raises) gives NaN, as its log would.
+fn bce(x: f32, y: f32) -> Ext {
+    if (!is_fin(x) || (sign_bit(x) && !is_zero(x)) || x > 1.0) {
+        return ext_kind(K_NAN);
+    }
     var lx = -100.0;
-    if ((bitcast<u32>(x) & 0x7fffffffu) != 0u) {
-        lx = clamp_min(ln(x), -100.0);
+    if (!is_zero(x)) {
+        lx = max(ln(x), -100.0);
     }
     var l1x = -100.0;
     if (x != 1.0) {
-        l1x = clamp_min(log1p(-x), -100.0);
+        l1x = max(log1p(-x), -100.0);
     }
-    return (y - 1.0) * l1x - y * lx;
+    let ye = ext(y);
+    return ext_sub(ext_mul(ext_add(ye, fin(-1.0)), fin(l1x)), ext_mul(ye, fin(lx)));
 }
 
-// (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y, rearranged per sign of x
-// so that no large terms cancel.
-fn bce_with_logits(x: f32, y: f32, pw: f32) -> f32 {
+// The reference's (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y. At x =
+// -inf PyTorch's form of it, (1 - y) x + lw (m + log(e^-m + e^(-x - m))) with
+// m = max(-x, 0), is NaN for every y.
+fn bce_logits_ref(x: Ext, y: Ext, pw: Ext) -> Ext {
+    if (x.k == K_NINF) {
+        return ext_kind(K_NAN);
+    }
+    let lw = ext_add(fin(1.0), ext_mul(ext_add(pw, fin(-1.0)), y));
+    return ext_add(ext_mul(ext_sub(fin(1.0), y), x), ext_mul(lw, ext_softplus(ext_neg(x))));
+}
+
+// For finite arguments rearranged per sign of x, so that no large terms
+// cancel: (1 - y) x + tail, or -pw y x + tail, tail = lw log1p(e^-|x|).
+fn bce_with_logits(x: f32, y: f32, pw: f32) -> Ext {
+    if (!(is_fin(x) && is_fin(y) && is_fin(pw))) {
+        return bce_logits_ref(ext(x), ext(y), ext(pw));
+    }
     let lw = 1.0 + (pw - 1.0) * y;
     let tail = lw * log1p(exp(-abs(x)));
     if (x >= 0.0) {
-        return (1.0 - y) * x + tail;
+        return ext((1.0 - y) * x + tail);
     }
-    // The reference's (1 - y) x - lw log(sigmoid(x)) is -inf + inf or 0 * inf
-    // at x = -inf, for every y: NaN, which the rearranged form would not give.
-    if (kind_of(x) == K_NINF) {
-        return kind_bits(K_NAN);
-    }
-    return -pw * y * x + tail;
+    return ext(-pw * y * x + tail);
 }
 
-// torchvision's sigmoid focal loss; 1 - p_t is formed from sigma(x) and
-// sigma(-x) directly so it keeps its precision when p_t is near 1.
-fn sigmoid_focal(x: f32, y: f32, alpha: f32, gamma: f32) -> f32 {
+// torchvision's sigmoid focal loss; for finite arguments 1 - p_t is formed
+// from sigma(x) and sigma(-x) directly, so that it keeps its precision when
+// p_t is near 1.
+fn sigmoid_focal(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
+    if (!(is_fin(x) && is_fin(y))) {
+        return focal_ref(ext(x), ext(y), alpha, gamma);
+    }
     let ce = bce_with_logits(x, y, 1.0);
     let u = y * sigmoid(-x) + (1.0 - y) * sigmoid(x);
-    var l = ce * pow_gamma(u, gamma);
+    var l = ext_mul(ce, ext_pow(fin(u), gamma));
     if (alpha >= 0.0) {
-        l = l * (alpha * y + (1.0 - alpha) * (1.0 - y));
+        l = ext_mul(l, fin(alpha * y + (1.0 - alpha) * (1.0 - y)));
     }
     return l;
 }
 
-// xlogy(y, y) - y x, or exp(y) (y - x) for log targets. y = 0 contributes 0
-// unless x = -inf (0 * inf is NaN, as in the reference).
-fn kl_div(x: f32, y: f32, log_target: bool) -> f32 {
+// The alpha weight alpha y + (1 - alpha) (1 - y), where alpha >= 0.
+fn alpha_weight(l: Ext, y: Ext, alpha: f32) -> Ext {
+    if (alpha < 0.0) {
+        return l;
+    }
+    return ext_mul(l, ext_add(ext_mul(fin(alpha), y), ext_mul(fin(1.0 - alpha), ext_sub(fin(1.0), y))));
+}
+
+// torchvision's expression: ce (1 - p_t)^gamma, p_t = p y + (1 - p) (1 - y).
+fn focal_ref(x: Ext, y: Ext, alpha: f32, gamma: f32) -> Ext {
+    let ce = bce_logits_ref(x, y, fin(1.0));
+    let p = ext_sigmoid(x);
+    let pt = ext_add(ext_mul(p, y), ext_mul(ext_sub(fin(1.0), p), ext_sub(fin(1.0), y)));
+    return alpha_weight(ext_mul(ce, ext_pow(ext_sub(fin(1.0), pt), gamma)), y, alpha);
+}
+
+// xlogy(y, y) - y x, or exp(y) (y - x) for log targets. For a finite target
+// y >= 0, y (ln y - x) (one rounding less); y = 0, from its bits, contributes
+// -(0 x) (a subnormal target is not 0, also where hardware flushes it).
+fn kl_div(x: f32, y: f32, log_target: bool) -> Ext {
+    let xe = ext(x);
+    let ye = ext(y);
     if (log_target) {
-        return exp(y) * (y - x);
+        return ext_mul(ext_exp(ye), ext_sub(ye, xe));
     }
-    if (y == 0.0) {
-        return -(y * x);
+    if (is_zero(y)) {
+        return ext_neg(ext_mul(ye, xe));
     }
-    return y * (ln(y) - x);
+    if (is_fin(x) && is_fin(y) && !sign_bit(y)) {
+        return ext(y * (ln(y) - x));
+    }
+    return ext_sub(ext_mul(ye, ext_ln(ye)), ext_mul(ye, xe));
 }
 
 // y ln y - y + ln(2 pi y) / 2 where y > 1 (NaN targets keep it, as the
 // reference's mask on y <= 1 does).
-fn stirling(y: f32) -> f32 {
-    if (y > 1.0 || is_nan(y)) {
-        return y * ln(y) - y + 0.5 * ln(6.283185307179586 * y);
+fn stirling(y: Ext) -> Ext {
+    if (y.k == K_NAN || ext_lt(fin(1.0), y)) {
+        let half_log = ext_mul(fin(0.5), ext_ln(ext_mul(fin(6.283185307179586), y)));
+        return ext_add(ext_sub(ext_mul(y, ext_ln(y)), y), half_log);
     }
-    return 0.0;
+    return fin(0.0);
 }
 
-// exp(x) - y x for a log rate, x - y ln(x + eps) for a rate; `full` adds
-// the Stirling term.
-fn poisson_nll(x: f32, y: f32, log_input: bool, full: bool, eps: f32) -> f32 {
-    var l: f32;
+// exp(x) - y x for a log rate, x - y ln(x + eps) for a rate (-inf where x +
+// eps is 0, as the reference's); `full` adds the Stirling term.
+fn poisson_nll(x: f32, y: f32, log_input: bool, full: bool, eps: f32) -> Ext {
+    let xe = ext(x);
+    let ye = ext(y);
+    var l: Ext;
     if (log_input) {
-        l = exp(x) - y * x;
+        l = ext_sub(ext_exp(xe), ext_mul(ye, xe));
     } else {
-        l = x - y * ln(x + eps);
+        l = ext_sub(xe, ext_mul(ye, ext_ln(ext_add(xe, fin(eps)))));
     }
     if (full) {
-        l = l + stirling(y);
+        l = ext_add(l, stirling(ye));
     }
     return l;
 }
 
-// The variance clamped below at eps; NaN stays NaN.
-fn clamp_var(variance: f32, eps: f32) -> f32 {
-    return select(variance, eps, variance < eps);
+// The variance clamped below at eps (-inf too); NaN stays NaN.
+fn clamp_var(variance: f32, eps: f32) -> Ext {
+    let v = ext(variance);
+    if (ext_lt(v, fin(eps))) {
+        return fin(eps);
+    }
+    return v;
 }
 
 // (ln v + (x - y)^2 / v) / 2 with v the clamped variance; `full` adds
 // ln(2 pi) / 2.
-fn gaussian_nll(x: f32, y: f32, variance: f32, full: bool, eps: f32) -> f32 {
+fn gaussian_nll(x: f32, y: f32, variance: f32, full: bool, eps: f32) -> Ext {
     let v = clamp_var(variance, eps);
-    let d = x - y;
-    var l = 0.5 * (ln(v) + d * d / v);
+    let d = ext_sub(ext(x), ext(y));
+    var l = ext_mul(fin(0.5), ext_add(ext_ln(v), ext_div(ext_mul(d, d), v)));
     if (full) {
-        l = l + 0.9189385332046727;
+        l = ext_add(l, fin(0.9189385332046727));
     }
     return l;
 }
@@ -250,97 +314,137 @@ fn pos_weight(e: Elem) -> f32 {
     return 1.0;
 }
 
-// (loss, denominator contribution) of one element.
-fn value(e: Elem) -> vec2<f32> {
+// An element's loss and denominator contribution.
+struct Item {
+    l: Ext,
+    d: Ext,
+}
+
+fn value(e: Elem) -> Item {
     let x = e.x;
     let y = e.y;
-    let w = e.w;
+    let w = ext(e.w);
+    let one = fin(1.0);
+    let d = ext_sub(ext(x), ext(y));
     switch LOSS {
-        case MSE: { return vec2(w * mse(x, y), w); }
-        case L1: { return vec2(w * l1(x, y), w); }
-        case HUBER: { return vec2(w * huber(x, y, params.p0), 1.0); }
-        case SMOOTH_L1: { return vec2(smooth_l1(x, y, params.p0), 1.0); }
-        case LOG_COSH: { return vec2(log_cosh(x, y), 1.0); }
-        case QUANTILE: { return vec2(quantile(x, y, e.a), 1.0); }
-        case BCE: { return vec2(w * bce(x, y), 1.0); }
-        case BCE_WITH_LOGITS: { return vec2(w * bce_with_logits(x, y, pos_weight(e)), 1.0); }
-        case SIGMOID_FOCAL: { return vec2(sigmoid_focal(x, y, params.p0, params.p1), 1.0); }
-        case KL_DIV: { return vec2(kl_div(x, y, params.p0 != 0.0), 1.0); }
+        case MSE: { return Item(ext_mul(w, mse(d)), w); }
+        case L1: { return Item(ext_mul(w, l1(d)), w); }
+        case HUBER: { return Item(ext_mul(w, huber(d, params.p0)), one); }
+        case SMOOTH_L1: { return Item(smooth_l1(d, params.p0), one); }
+        case LOG_COSH: { return Item(log_cosh(d), one); }
+        case QUANTILE: { return Item(quantile(x, y, e.a), one); }
+        case BCE: { return Item(ext_mul(w, bce(x, y)), one); }
+        case BCE_WITH_LOGITS: { return Item(ext_mul(w, bce_with_logits(x, y, pos_weight(e))), one); }
+        case SIGMOID_FOCAL: { return Item(sigmoid_focal(x, y, params.p0, params.p1), one); }
+        case KL_DIV: { return Item(kl_div(x, y, params.p0 != 0.0), one); }
         case POISSON_NLL: {
-            return vec2(poisson_nll(x, y, params.p0 != 0.0, params.p1 != 0.0, params.p2), 1.0);
+            return Item(poisson_nll(x, y, params.p0 != 0.0, params.p1 != 0.0, params.p2), one);
         }
         case GAUSSIAN_NLL: {
-            return vec2(gaussian_nll(x, y, e.a, params.p0 != 0.0, params.p1), 1.0);
+            return Item(gaussian_nll(x, y, e.a, params.p0 != 0.0, params.p1), one);
         }
-        default: { return vec2(nan(), 1.0); }
+        default: { return Item(ext_kind(K_NAN), one); }
     }
 }
 
 // The backward of each loss as PyTorch's autograd computes it (conventions
-// on the CPU twin in src/cpu/pointwise.rs).
+// on the CPU twin in src/cpu/pointwise.rs), on `Ext` as the forward.
 
-// sign with sign(0) = 0 and NaN kept.
-fn sgn(d: f32) -> f32 {
-    return select(select(d, -1.0, d < 0.0), 1.0, d > 0.0);
+// x as an integer that orders as the values do (±0 alike), for finite x.
+fn ordered(x: f32) -> i32 {
+    let b = bitcast<i32>(x);
+    return select(b, -(b & 0x7fffffff), b < 0);
 }
 
-// |x - y| == delta takes the linear branch.
-fn huber_grad(x: f32, y: f32, delta: f32) -> f32 {
-    let d = x - y;
-    if (d <= -delta) { return -delta; }
-    if (d >= delta) { return delta; }
+// sign(d) of d = x - y as torch's sign (0 at NaN). For finite x and y it is
+// read from their order, not from d: IEEE's gradual underflow makes x - y = 0
+// only where x = y, but hardware that flushes subnormals to zero turns a
+// difference below 2^-126 into 0.
+fn sign_diff(x: f32, y: f32, d: Ext) -> f32 {
+    let kx = ordered(x);
+    let ky = ordered(y);
+    let s = select(select(0.0, -1.0, kx < ky), 1.0, kx > ky);
+    return select(ext_sign(d), s, is_fin(x) && is_fin(y));
+}
+
+// d = x - y; |d| == delta takes the linear branch.
+fn huber_grad(d: Ext, delta: f32) -> Ext {
+    if (d.k == K_NAN) { return d; }
+    if (ext_le(d, fin(-delta))) { return fin(-delta); }
+    if (ext_le(fin(delta), d)) { return fin(delta); }
     return d;
 }
 
-fn smooth_l1_grad(x: f32, y: f32, beta: f32) -> f32 {
-    let d = x - y;
-    if (beta == 0.0) { return sgn(d); }
-    if (d <= -beta) { return -1.0; }
-    if (d >= beta) { return 1.0; }
-    return d / beta;
+// beta = 0 is l1's sign (0 for NaN, as torch's sign).
+fn smooth_l1_grad(x: f32, y: f32, d: Ext, beta: f32) -> Ext {
+    if (beta == 0.0) { return fin(sign_diff(x, y, d)); }
+    if (d.k == K_NAN) { return d; }
+    if (ext_le(d, fin(-beta))) { return fin(-1.0); }
+    if (ext_le(fin(beta), d)) { return fin(1.0); }
+    return fin(d.v / beta);
 }
 
-// tanh through expm1, which keeps its relative precision for small |e| where
-// the built-in may cancel.
-fn log_cosh_grad(x: f32, y: f32) -> f32 {
-    let e = x - y;
-    let a = abs(e);
-    if (a > 20.0) {
-        return sgn(e);
+// tanh(d) through expm1, which keeps its relative precision for small |d|
+// where the built-in may cancel; ±1 past |d| = 20 and at ±inf.
+fn log_cosh_grad(d: Ext) -> Ext {
+    if (d.k == K_NAN) { return d; }
+    let a = ext_abs(d);
+    if (ext_lt(fin(20.0), a)) {
+        return fin(ext_sign(d));
     }
-    let m = expm1(2.0 * a);
-    return select(-1.0, 1.0, e >= 0.0) * (m / (m + 2.0));
+    let m = expm1(2.0 * a.v);
+    return fin(select(-1.0, 1.0, d.v >= 0.0) * (m / (m + 2.0)));
 }
 
 // torch.maximum of the two branches: half the gradient to each at a tie, the
 // whole to both for NaN.
-fn quantile_grad(x: f32, y: f32, q: f32) -> f32 {
-    let e = y - x;
-    let under = (q - 1.0) * e;
-    let over = q * e;
-    if (under > over) { return 1.0 - q; }
-    if (over > under) { return -q; }
-    if (under == over) { return 0.5 - q; }
-    return 1.0 - 2.0 * q;
+fn quantile_grad(x: f32, y: f32, q: f32) -> Ext {
+    let e = ext_sub(ext(y), ext(x));
+    let qe = ext(q);
+    let under = ext_mul(ext_add(qe, fin(-1.0)), e);
+    let over = ext_mul(qe, e);
+    if (ext_lt(over, under)) { return ext_sub(fin(1.0), qe); }
+    if (ext_lt(under, over)) { return ext_neg(qe); }
+    if (ext_eq(under, over)) { return ext_sub(fin(0.5), qe); }
+    return ext_sub(fin(1.0), ext_mul(fin(2.0), qe));
 }
 
 // PyTorch's backward, not the clamped forward's derivative: up to 1e12 at
 // x in {0, 1}. The literal is the float 1e-12 PyTorch uses.
-fn bce_grad(x: f32, y: f32) -> f32 {
-    let d = (1.0 - x) * x;
-    return (x - y) / select(d, 1e-12, d < 1e-12);
+fn bce_grad(x: f32, y: f32) -> Ext {
+    let xe = ext(x);
+    var d = ext_mul(ext_sub(fin(1.0), xe), xe);
+    if (ext_lt(d, fin(1e-12))) {
+        d = fin(1e-12);
+    }
+    return ext_div(ext_sub(xe, ext(y)), d);
 }
 
-// (pw y + 1 - y) sigma(x) - pw y, written as (1 - y) sigma(x) - pw y sigma(-x)
-// so that sigma(x) - 1 never cancels.
-fn bce_with_logits_grad(x: f32, y: f32, pw: f32) -> f32 {
-    return (1.0 - y) * sigmoid(x) - pw * y * sigmoid(-x);
+// (pw y + 1 - y) sigma(x) - pw y, for finite arguments written as
+// (1 - y) sigma(x) - pw y sigma(-x) so that sigma(x) - 1 never cancels;
+// without pos_weight the reference's is sigma(x) - y.
+fn bce_with_logits_grad(x: f32, y: f32, pw: f32) -> Ext {
+    if (is_fin(x) && is_fin(y) && is_fin(pw)) {
+        return ext((1.0 - y) * sigmoid(x) - pw * y * sigmoid(-x));
+    }
+    let s = ext_sigmoid(ext(x));
+    let ye = ext(y);
+    if (params.a_len == 0u) {
+        return ext_sub(s, ye);
+    }
+    let t = ext_mul(ext(pw), ye);
+    return ext_sub(ext_mul(ext_sub(ext_add(t, fin(1.0)), ye), s), t);
 }
 
 // The chain through torchvision's expression, u = 1 - p_t:
-// ce' u^gamma + ce gamma u^(gamma - 1) u', with u and p (1 - p) formed from
-// sigma(x) and sigma(-x) so they keep their precision near saturation.
-fn sigmoid_focal_grad(x: f32, y: f32, alpha: f32, gamma: f32) -> f32 {
+// ce' u^gamma + ce gamma u^(gamma - 1) u' (the second term 0 at gamma = 0,
+// pow's backward at exponent 0). For finite arguments u and p (1 - p) are
+// formed from sigma(x) and sigma(-x) so they keep their precision near
+// saturation.
+fn sigmoid_focal_grad(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
+    if (!(is_fin(x) && is_fin(y))) {
+        return focal_grad_ref(ext(x), ext(y), alpha, gamma);
+    }
     let p = sigmoid(x);
     let r = sigmoid(-x);
     var u = y * r + (1.0 - y) * p;
@@ -349,75 +453,96 @@ fn sigmoid_focal_grad(x: f32, y: f32, alpha: f32, gamma: f32) -> f32 {
     if ((y == 1.0 && x >= 36.736801) || (y == 0.0 && x <= -37.42995)) {
         u = 0.0;
     }
+    // Nor does the reference's u = 1 - p_t resolve a u below 2^-126 (a
+    // difference from 1 is at least 2^-53): such a u is 0, taken from the
+    // bits, so that hardware that flushes subnormals to zero gives the same.
+    if ((bitcast<u32>(u) & 0x7f800000u) == 0u) {
+        u = 0.0;
+    }
     // gamma u^(gamma - 1) is infinite at u = 0 for 0 < gamma < 1, and meets a
     // zero there: NaN, as in PyTorch.
     if (u == 0.0 && gamma > 0.0 && gamma < 1.0) {
-        return nan();
+        return ext_kind(K_NAN);
     }
-    var focal = 0.0;
+    var g = ext_mul(fin((1.0 - y) * p - y * r), ext_pow(fin(u), gamma));
     if (gamma != 0.0) {
-        focal = gamma * pow_gamma(u, gamma - 1.0);
+        let focal = ext_mul(fin(gamma), ext_pow(fin(u), gamma - 1.0));
+        let du = (1.0 - 2.0 * y) * (p * r);
+        g = ext_add(g, ext_mul(ext_mul(bce_with_logits(x, y, 1.0), focal), fin(du)));
     }
-    let ce = bce_with_logits(x, y, 1.0);
-    let du = (1.0 - 2.0 * y) * (p * r);
-    var g = ((1.0 - y) * p - y * r) * pow_gamma(u, gamma) + ce * focal * du;
-    if (alpha >= 0.0) {
-        g = g * (alpha * y + (1.0 - alpha) * (1.0 - y));
+    return alpha_weight(g, fin(y), alpha);
+}
+
+// The reference's chain: (p - y) u^gamma + ce gamma u^(gamma - 1) du,
+// u = 1 - p_t, du = (1 - 2y) p (1 - p).
+fn focal_grad_ref(x: Ext, y: Ext, alpha: f32, gamma: f32) -> Ext {
+    let p = ext_sigmoid(x);
+    let q = ext_sub(fin(1.0), p);
+    let u = ext_sub(fin(1.0), ext_add(ext_mul(p, y), ext_mul(q, ext_sub(fin(1.0), y))));
+    var g = ext_mul(ext_sub(p, y), ext_pow(u, gamma));
+    if (gamma != 0.0) {
+        let du = ext_mul(ext_sub(fin(1.0), ext_mul(fin(2.0), y)), ext_mul(p, q));
+        let focal = ext_mul(fin(gamma), ext_pow(u, gamma - 1.0));
+        g = ext_add(g, ext_mul(ext_mul(bce_logits_ref(x, y, fin(1.0)), focal), du));
     }
-    return g;
+    return alpha_weight(g, y, alpha);
 }
 
 // The Stirling term does not depend on x.
-fn poisson_nll_grad(x: f32, y: f32, log_input: bool, eps: f32) -> f32 {
+fn poisson_nll_grad(x: f32, y: f32, log_input: bool, eps: f32) -> Ext {
+    let xe = ext(x);
+    let ye = ext(y);
     if (log_input) {
-        return exp(x) - y;
+        return ext_sub(ext_exp(xe), ye);
     }
-    return 1.0 - y / (x + eps);
+    return ext_sub(fin(1.0), ext_div(ye, ext_add(xe, fin(eps))));
 }
 
 // The clamp of the variance has no gradient.
-fn gaussian_nll_grad(x: f32, y: f32, variance: f32, eps: f32) -> f32 {
-    return (x - y) / clamp_var(variance, eps);
+fn gaussian_nll_grad(d: Ext, variance: f32, eps: f32) -> Ext {
+    return ext_div(d, clamp_var(variance, eps));
 }
 
-fn kl_div_grad(y: f32, log_target: bool) -> f32 {
+fn kl_div_grad(y: f32, log_target: bool) -> Ext {
     if (log_target) {
-        return -exp(y);
+        return ext_neg(ext_exp(ext(y)));
     }
-    return -y;
+    return ext_neg(ext(y));
 }
 
 // d loss / dx of one element times s, the upstream scaled by the reduction.
 // s meets the weight first: g / 0 * 0 is NaN, as in PyTorch.
-fn slope(e: Elem, s: f32) -> f32 {
+fn slope(e: Elem, s: Ext) -> Ext {
     let x = e.x;
     let y = e.y;
-    let sw = s * e.w;
+    let sw = ext_mul(s, ext(e.w));
+    let d = ext_sub(ext(x), ext(y));
     switch LOSS {
-        case MSE: { return sw * (2.0 * (x - y)); }
-        case L1: { return sw * sgn(x - y); }
-        case HUBER: { return sw * huber_grad(x, y, params.p0); }
-        case SMOOTH_L1: { return s * smooth_l1_grad(x, y, params.p0); }
-        case LOG_COSH: { return s * log_cosh_grad(x, y); }
-        case QUANTILE: { return s * quantile_grad(x, y, e.a); }
-        case BCE: { return sw * bce_grad(x, y); }
-        case BCE_WITH_LOGITS: { return sw * bce_with_logits_grad(x, y, pos_weight(e)); }
-        case SIGMOID_FOCAL: { return s * sigmoid_focal_grad(x, y, params.p0, params.p1); }
-        case KL_DIV: { return s * kl_div_grad(y, params.p0 != 0.0); }
-        case POISSON_NLL: { return s * poisson_nll_grad(x, y, params.p0 != 0.0, params.p2); }
-        case GAUSSIAN_NLL: { return s * gaussian_nll_grad(x, y, e.a, params.p1); }
-        default: { return nan(); }
+        case MSE: { return ext_mul(sw, ext_mul(fin(2.0), d)); }
+        case L1: { return ext_mul(sw, fin(sign_diff(x, y, d))); }
+        case HUBER: { return ext_mul(sw, huber_grad(d, params.p0)); }
+        case SMOOTH_L1: { return ext_mul(s, smooth_l1_grad(x, y, d, params.p0)); }
+        case LOG_COSH: { return ext_mul(s, log_cosh_grad(d)); }
+        case QUANTILE: { return ext_mul(s, quantile_grad(x, y, e.a)); }
+        case BCE: { return ext_mul(sw, bce_grad(x, y)); }
+        case BCE_WITH_LOGITS: { return ext_mul(sw, bce_with_logits_grad(x, y, pos_weight(e))); }
+        case SIGMOID_FOCAL: { return ext_mul(s, sigmoid_focal_grad(x, y, params.p0, params.p1)); }
+        case KL_DIV: { return ext_mul(s, kl_div_grad(y, params.p0 != 0.0)); }
+        case POISSON_NLL: { return ext_mul(s, poisson_nll_grad(x, y, params.p0 != 0.0, params.p2)); }
+        case GAUSSIAN_NLL: { return ext_mul(s, gaussian_nll_grad(d, e.a, params.p1)); }
+        default: { return ext_kind(K_NAN); }
     }
 }
 
-// The upstream of a reduced call, scaled by its reduction.
-fn reduced_scale() -> f32 {
-    let g = upstream[0];
+// The upstream of a reduced call, scaled by its reduction (a mean over zero
+// weights gives ±inf or NaN, as the reference's g / 0).
+fn reduced_scale() -> Ext {
+    let g = ext(upstream[0]);
     if (params.scale_mode == 1u) {
-        return g / params.divisor;
+        return ext_div(g, ext(params.divisor));
     }
     if (params.scale_mode == 2u) {
-        return safe_div(g, out[params.d_at]);
+        return ext_div(g, ext(out[params.d_at]));
     }
     return g;
 }
@@ -427,13 +552,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let group = wid.x + wid.y * params.groups_x;
     let base = group * WG * params.per_thread;
     let items = params.write_items != 0u;
-    var s = 0.0;
+    var s = fin(0.0);
     // A single upstream value serves every element (a reduced call, or a
     // scalar for `none`); otherwise each element has its own.
     var each = false;
     if (GRAD) {
         if (items) {
-            s = upstream[0];
+            s = ext(upstream[0]);
             each = arrayLength(&upstream) > 1u;
         } else {
             s = reduced_scale();
@@ -447,19 +572,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let e = load(i);
             let v = value(e);
             if (items) {
-                out[i] = v.x;
+                out[i] = ext_f32(v.l);
             } else {
-                // The sums add finite values only; kinds join at the store.
-                let part = split_pair(v);
-                kinds = kinds | part.kinds;
-                acc = acc + vec4(part.v, 0.0, 0.0);
+                // The sums add finite parts only; kinds join at the store.
+                kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
+                acc = acc + vec4(v.l.v, v.d.v, 0.0, 0.0);
             }
             if (GRAD) {
                 var si = s;
                 if (each) {
-                    si = upstream[i];
+                    si = ext(upstream[i]);
                 }
-                grad[i] = slope(e, si);
+                grad[i] = ext_f32(slope(e, si));
             }
         }
     }
@@ -478,35 +602,45 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 // its grid (checked by the test gpu::contract::shared_constants_match_the_shaders).
 const ITEMS: u32 = 8u;
 
-// Pre-pass of a weighted mean's gradient: per-workgroup sums of the weight.
+// Pre-pass of a weighted mean's gradient: per-workgroup sums of the weight,
+// the finite parts summed and the kinds of the others joined at the store.
 @compute @workgroup_size(256)
 fn weight_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
     let base = group * WG * ITEMS;
     var acc = vec4<f32>(0.0);
+    var kinds = 0u;
     for (var k = 0u; k < ITEMS; k = k + 1u) {
         let i = base + k * WG + lid;
         if (i < params.n) {
-            acc.x = acc.x + weight[i];
+            let w = ext(weight[i]);
+            kinds = kinds | kind_flag(w.k);
+            acc.x = acc.x + w.v;
         }
     }
+    let all = reduce_kinds(lid, kinds);
     let r = reduce_wg(lid, acc);
     if (lid == 0u) {
-        out[params.partial_base + group] = r.x;
+        out[params.partial_base + group] = ext_f32(with_kinds(r.x, all));
     }
 }
 
 // Sums `n` single-float partials of the scratch from `partial_base` into
 // out[d_at], times `repeat`: the weight's total for weight_sum's partials, and
-// the same for other families' denominators.
+// the same for other families' denominators. Partials that are not finite
+// join as kinds, as in weight_sum.
 @compute @workgroup_size(256)
 fn total(@builtin(local_invocation_index) lid: u32) {
     var acc = vec4<f32>(0.0);
+    var kinds = 0u;
     for (var i = lid; i < params.n; i = i + WG) {
-        acc.x = acc.x + out[params.partial_base + i];
+        let v = ext(out[params.partial_base + i]);
+        kinds = kinds | kind_flag(v.k);
+        acc.x = acc.x + v.v;
     }
+    let all = reduce_kinds(lid, kinds);
     let r = reduce_wg(lid, acc);
     if (lid == 0u) {
-        out[params.d_at] = r.x * params.repeat;
+        out[params.d_at] = ext_f32(ext_mul(with_kinds(r.x, all), ext(params.repeat)));
     }
 }

@@ -57,7 +57,13 @@ pub fn softplus(z: f64) -> f64 {
     z.max(0.0) + (-z.abs()).exp().ln_1p()
 }
 
+/// At x = −inf PyTorch's form of it, (1 − y)·x + lw·(m + ln(e^−m + e^(−x−m)))
+/// with m = max(−x, 0), is NaN for every y and pos_weight (−x − m = inf − inf),
+/// where this one could be ±inf.
 pub fn bce_with_logits(x: f64, y: f64, pos_weight: f64) -> f64 {
+    if x == f64::NEG_INFINITY {
+        return f64::NAN;
+    }
     let lw = 1.0 + (pos_weight - 1.0) * y;
     (1.0 - y) * x + lw * softplus(-x)
 }

@@ -725,88 +725,346 @@ fn only_the_subgroup_kernel_needs_subgroups() {
     assert!(module.entry_points.iter().any(|e| e.name == "row_subgroup"));
 }
 
-/// The lines of WGSL `src` (comments dropped) that compare a value with
-/// `inf()` or `nan()`, with or without a minus: a compiler that assumes no
-/// inf or NaN (Metal's fast math, DXC's `fast` flags, WGSL itself) may fold
-/// such a test to a constant. Kernels test kinds from the bits instead
-/// (`kind_of`, `is_nan` in common.wgsl). Building the values (`fn inf()`,
-/// `return -inf();`, `out[i] = nan();`) is allowed.
-fn nonfinite_comparisons(src: &str) -> Vec<(usize, String)> {
-    const OPS: [&str; 6] = ["==", "!=", "<=", ">=", "<", ">"];
-    let mut found = Vec::new();
+/// One statement of WGSL source, comments dropped: its text, the line it
+/// starts on, and the function it is in (None at module scope).
+struct Stmt {
+    line: usize,
+    text: String,
+    func: Option<String>,
+}
+
+/// `src` cut at every `;`, `{` and `}`: statements, conditions and headers.
+fn statements(src: &str) -> Vec<Stmt> {
+    let mut out = Vec::new();
+    let (mut depth, mut func, mut text, mut start) = (0usize, None::<String>, String::new(), 0);
     for (n, full) in src.lines().enumerate() {
-        let line = full.split("//").next().unwrap_or("");
-        for helper in ["inf()", "nan()"] {
-            let mut from = 0;
-            while let Some(at) = line[from..].find(helper).map(|i| i + from) {
-                from = at + helper.len();
-                let prev = line[..at].chars().next_back();
-                if prev.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-                    continue;
+        for ch in full.split("//").next().unwrap_or("").chars() {
+            if !matches!(ch, ';' | '{' | '}') {
+                if text.trim().is_empty() {
+                    start = n + 1;
                 }
-                let before = line[..at].trim_end();
-                let before = before.strip_suffix('-').unwrap_or(before).trim_end();
-                let after = line[from..].trim_start();
-                // `->` is a return type; a lone `=` is an assignment.
-                let compared_before =
-                    OPS.iter().any(|op| before.ends_with(op)) && !before.ends_with("->");
-                let compared_after =
-                    OPS.iter().any(|op| after.starts_with(op)) && !after.starts_with("->");
-                if compared_before || compared_after {
-                    found.push((n + 1, full.trim().to_string()));
+                text.push(ch);
+                continue;
+            }
+            let t = text.trim().to_string();
+            text.clear();
+            if ch == '{' && depth == 0 {
+                if let Some(name) = fn_name(&t) {
+                    func = Some(name);
                 }
             }
+            if !t.is_empty() {
+                out.push(Stmt {
+                    line: start,
+                    text: t,
+                    func: func.clone(),
+                });
+            }
+            match ch {
+                '{' => depth += 1,
+                '}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        func = None;
+                    }
+                }
+                _ => {}
+            }
         }
+        text.push(' ');
+    }
+    out
+}
+
+/// The function a header (`@compute .. fn name(..) -> T`) declares.
+fn fn_name(header: &str) -> Option<String> {
+    let mut words = header.split_whitespace();
+    words.find(|w| *w == "fn")?;
+    words.next()?.split('(').next().map(str::to_string)
+}
+
+/// The end of the call whose name (`len` long) starts at `at` in `text`: one
+/// past its closing parenthesis.
+fn call_end(text: &str, at: usize, len: usize) -> usize {
+    let mut depth = 0;
+    for (i, c) in text[at + len..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return at + len + i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+/// Where `name(` is called in `text` (not `other_name(` nor `fn name(`).
+fn calls(text: &str, name: &str) -> Vec<usize> {
+    let pat = format!("{name}(");
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(&pat).map(|i| i + from) {
+        from = at + pat.len();
+        let prev = text[..at].chars().next_back();
+        if prev.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        if text[..at].trim_end().ends_with("fn") {
+            continue;
+        }
+        found.push(at);
     }
     found
 }
 
-#[test]
-fn the_nonfinite_scan_sees_comparisons() {
-    for bad in [
-        "if (x == inf()) {",
-        "if (p.m == -inf()) {",
-        "let f = x < inf();",
-        "return select(a, b, abs(s) == inf());",
-        "if (x != - inf()) {",
-        "if (y == nan()) {",
-        "if (inf() > x) {",
-        "if (-inf() >= x) {",
-        "let b = x <= inf();",
-    ] {
-        assert_eq!(nonfinite_comparisons(bad).len(), 1, "missed: {bad}");
+/// Whether the call of a helper at `at` (its name `len` long) in `text` is an
+/// operand of a comparison.
+fn compared(text: &str, at: usize, len: usize) -> bool {
+    const OPS: [&str; 6] = ["==", "!=", "<=", ">=", "<", ">"];
+    let before = text[..at].trim_end();
+    let before = before.strip_suffix('-').unwrap_or(before).trim_end();
+    let after = text[call_end(text, at, len)..].trim_start();
+    // `->` is a return type; a lone `=` is an assignment.
+    (OPS.iter().any(|op| before.ends_with(op)) && !before.ends_with("->"))
+        || (OPS.iter().any(|op| after.starts_with(op)) && !after.starts_with("->"))
+}
+
+/// A store: `name[index] = value`.
+fn is_store(text: &str) -> bool {
+    let Some(eq) = text.find('=') else {
+        return false;
+    };
+    let (lhs, rhs) = (text[..eq].trim(), &text[eq + 1..]);
+    !rhs.starts_with('=')
+        && lhs.ends_with(']')
+        && lhs
+            .split('[')
+            .next()
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_'))
+}
+
+/// The helpers that turn kinds into the IEEE values a kernel stores: their
+/// calls may stand only in a store (or a `let` read only by stores).
+const STORE_HELPERS: [&str; 3] = ["kind_bits", "ext_f32", "pair_value"];
+/// The functions of common.wgsl that may build a NaN or an infinity, or call
+/// the store helpers as values: the store helpers themselves, and `nan`.
+const NONFINITE_HELPERS: [&str; 4] = ["kind_bits", "ext_f32", "pair_value", "nan"];
+/// Helpers that hand out NaN or an infinity as a working value.
+const WORKING_NONFINITE: [&str; 2] = ["nan", "inf"];
+/// The (file, function) pairs still allowed a working NaN, and why. The test
+/// fails when one no longer uses it, so that the list only shrinks.
+const WORKING_NONFINITE_ALLOWED: [(&str, &str, &str); 2] = [
+    (
+        "shaders/pairs.wgsl",
+        "max_norm",
+        "the p = inf norm of a row with a NaN component, until pairs' distances carry kinds",
+    ),
+    (
+        "shaders/pairs.wgsl",
+        "item",
+        "the unreachable default of the loss switch, stored as the row's loss",
+    ),
+];
+
+/// Whether `v` (a u32 literal's value) is the bit pattern of an f32 NaN or
+/// infinity.
+fn nonfinite_bits(v: u64) -> bool {
+    v <= u32::MAX as u64 && (v as u32 & 0x7f80_0000) == 0x7f80_0000
+}
+
+/// The hex literals of `text` whose value is a non-finite f32 pattern.
+fn nonfinite_literals(text: &str) -> bool {
+    text.match_indices("0x").any(|(at, _)| {
+        let digits: String = text[at + 2..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .collect();
+        u64::from_str_radix(&digits, 16).is_ok_and(nonfinite_bits)
+    })
+}
+
+/// The problems of one WGSL file (`name` as reported, `common` for
+/// common.wgsl): non-finite values built outside `kind_bits`, working NaN or
+/// infinities outside `WORKING_NONFINITE_ALLOWED`, store helpers outside
+/// stores or compared, and the allowances `src` no longer uses.
+fn nonfinite_problems(name: &str, src: &str, common: bool) -> Vec<String> {
+    let stmts = statements(src);
+    let in_helper = |s: &Stmt| {
+        common
+            && s.func
+                .as_deref()
+                .is_some_and(|f| NONFINITE_HELPERS.contains(&f))
+    };
+    let func = |s: &Stmt| s.func.clone().unwrap_or_else(|| "module scope".into());
+    // Constants bound to a non-finite pattern, which a bitcast could read.
+    let consts: Vec<String> = stmts
+        .iter()
+        .filter(|s| s.text.starts_with("const ") && nonfinite_literals(&s.text))
+        .filter_map(|s| {
+            s.text[6..]
+                .split([':', '='])
+                .next()
+                .map(|n| n.trim().to_string())
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let mut used = vec![false; WORKING_NONFINITE_ALLOWED.len()];
+    for (k, s) in stmts.iter().enumerate() {
+        let text = &s.text;
+        let mut problem = |why: String| {
+            problems.push(format!(
+                "{name}:{}: `{text}` (fn {}): {why}",
+                s.line,
+                func(s)
+            ))
+        };
+        // A bitcast of a NaN's or an infinity's bits (a mask with `&` only
+        // keeps bits the value had).
+        let builds = text.match_indices("bitcast<f32>").any(|(at, m)| {
+            let arg = &text[at + m.len()..call_end(text, at, m.len())];
+            let named = consts.iter().any(|c| {
+                arg.split(|ch: char| !(ch.is_alphanumeric() || ch == '_'))
+                    .any(|w| w == c)
+            });
+            (nonfinite_literals(arg) || named) && !arg.contains('&')
+        });
+        if builds && !(common && s.func.as_deref() == Some("kind_bits")) {
+            problem("builds a NaN or an infinity outside common.wgsl's kind_bits".into());
+        }
+        if fn_name(text).is_some() {
+            continue;
+        }
+        for helper in WORKING_NONFINITE {
+            if calls(text, helper).is_empty() {
+                continue;
+            }
+            let allowed = WORKING_NONFINITE_ALLOWED
+                .iter()
+                .position(|(f, g, _)| *f == name && s.func.as_deref() == Some(*g));
+            match allowed {
+                Some(i) => used[i] = true,
+                None => problem(format!(
+                    "{helper}() is a working NaN or infinity: carry the kind (Ext) and build the value with ext_f32 where it is stored"
+                )),
+            }
+        }
+        for helper in STORE_HELPERS {
+            for at in calls(text, helper) {
+                if compared(text, at, helper.len()) {
+                    problem(format!(
+                        "compares with {helper}(): test the kind (kind_of, Ext.k) instead"
+                    ));
+                    continue;
+                }
+                if in_helper(s) || is_store(text) {
+                    continue;
+                }
+                // `let v = helper(..)`, v read at least once and only by stores.
+                let whole = call_end(text, at, helper.len()) == text.len()
+                    && text[..at].trim_end().ends_with('=');
+                let bound = text
+                    .strip_prefix("let ")
+                    .filter(|_| whole)
+                    .and_then(|r| r.split(['=', ':']).next())
+                    .map(|v| v.trim().to_string());
+                let only_stored = bound.as_ref().is_some_and(|v| {
+                    let uses: Vec<&Stmt> = stmts[k + 1..]
+                        .iter()
+                        .take_while(|t| t.func == s.func)
+                        .filter(|t| {
+                            t.text
+                                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                                .any(|w| w == v)
+                        })
+                        .collect();
+                    !uses.is_empty() && uses.iter().all(|t| is_store(&t.text))
+                });
+                if !only_stored {
+                    problem(format!(
+                        "{helper}() gives the IEEE value to store: call it only in a store (`buffer[i] = ...`)"
+                    ));
+                }
+            }
+        }
     }
-    for good in [
-        "fn inf() -> f32 { return bitcast<f32>(0x7f800000u); }",
-        "fn nan() -> f32 { return bitcast<f32>(0x7fc00000u); }",
-        "return -inf();",
-        "out[i] = nan();",
-        "return select(-inf(), inf(), s > 0.0);",
-        "var m = -FLT_MAX; // not m == -inf()",
-        "let y = is_inf(x) == true;",
-    ] {
-        assert!(nonfinite_comparisons(good).is_empty(), "flagged: {good}");
+    for (i, (f, g, _)) in WORKING_NONFINITE_ALLOWED.iter().enumerate() {
+        if *f == name && !used[i] {
+            problems.push(format!(
+                "{f}: fn {g} no longer uses a working NaN: remove it from WORKING_NONFINITE_ALLOWED"
+            ));
+        }
     }
+    problems
 }
 
 #[test]
-fn no_float_tests_of_inf_or_nan() {
+fn the_nonfinite_scan_sees_every_way_in() {
+    let common = "fn kind_bits(k: u32) -> f32 {\n    return bitcast<f32>(0x7fc00000u);\n}\n\
+                  fn ext_f32(e: Ext) -> f32 {\n    return select(e.v, kind_bits(e.k), e.k != K_FIN);\n}\n";
+    assert!(nonfinite_problems("common", common, true).is_empty());
+    // Each of these, in a kernel's function, is one problem.
+    for bad in [
+        "let m = bitcast<f32>(0xff800000u);",
+        "return bitcast<f32>(0x7f800001u) * x;",
+        "var t = nan();",
+        "if (x == nan()) {",
+        "let y = select(a, -inf(), c);",
+        "let r = kind_bits(K_NAN) * 2.0;",
+        "return ext_f32(e);",
+        "if (x == ext_f32(e)) {",
+        "out[i] = select(x, 0.0, x == kind_bits(K_PINF));",
+        "let v = ext_f32(e);\n    let w = v + 1.0;",
+    ] {
+        let src = format!("fn f(x: f32) -> f32 {{\n    {bad}\n}}\n");
+        let found = nonfinite_problems("k.wgsl", &src, false);
+        assert_eq!(found.len(), 1, "{bad}: {found:?}");
+        assert!(found[0].starts_with("k.wgsl:2: `"), "{found:?}");
+        assert!(found[0].contains("(fn f)"), "{found:?}");
+    }
+    // An allowance no longer used is a problem too.
+    let pairs =
+        "fn max_norm(s: MaxAcc) -> f32 {\n    return select(s.m, nan(), s.nans > 0.0);\n}\n";
+    let found = nonfinite_problems("shaders/pairs.wgsl", pairs, false);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("fn item no longer uses"), "{found:?}");
+    // A bitcast of a constant that holds an infinity's bits.
+    let src = "const INF_BITS: u32 = 0x7f800000u;\nfn f() -> f32 {\n    return bitcast<f32>(INF_BITS);\n}\n";
+    assert_eq!(nonfinite_problems("k.wgsl", src, false).len(), 1);
+    for good in [
+        "out[i] = ext_f32(v);",
+        "grad[a + b[c]] = select(0.0, kind_bits(K_NAN), y == BAD);",
+        "let r = pair_value(s, k);\n    out[at] = r.x;\n    out[at + 1u] = r.y;",
+        "let b = bitcast<u32>(x) & 0x7fffffffu;",
+        "if ((bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) {",
+        "let y = is_inf(x) == true;",
+        "var m = -FLT_MAX; // not nan()",
+    ] {
+        let src = format!("fn f(x: f32) {{\n    {good}\n}}\n");
+        let found = nonfinite_problems("k.wgsl", &src, false);
+        assert!(found.is_empty(), "{good}: {found:?}");
+    }
+}
+
+/// No kernel computes with a NaN or an infinity it made: `kind_bits` in
+/// common.wgsl is the only place that builds one (from the bits), and it and
+/// the helpers over it (`ext_f32`, `pair_value`) stand only in stores. A
+/// compiler that assumes no inf or NaN (Metal's fast math, DXC's `fast`
+/// flags, WGSL itself) may fold any other use. Arguments that are NaN or
+/// infinite are classified from their bits (`kind_of`, `ext`) and carried
+/// as kinds (`Ext`); the scan cannot see those, nor a finite computation that
+/// overflows: the kernels' comments and tests/losses/nonfinite.rs do.
+#[test]
+fn nonfinite_values_only_at_stores() {
     // Each kernel's source is common.wgsl followed by the family's file.
     let common = include_str!("../../shaders/common.wgsl");
-    let mut problems = Vec::new();
-    for (line, text) in nonfinite_comparisons(common) {
-        problems.push(format!("shaders/common.wgsl:{line}: `{text}`"));
-    }
+    let mut problems = nonfinite_problems("shaders/common.wgsl", common, true);
     for (_, kernel) in KERNELS {
         let own = &kernel.source[common.len()..];
-        for (line, text) in nonfinite_comparisons(own) {
-            problems.push(format!("{}:{line}: `{text}`", file(kernel)));
-        }
-    }
-    if !problems.is_empty() {
-        problems.push(
-            "these compare against inf()/nan(): test the bits (kind_of, is_nan) instead".into(),
-        );
+        problems.extend(nonfinite_problems(&file(kernel), own, false));
     }
     report(problems);
 }
