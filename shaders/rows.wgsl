@@ -245,9 +245,26 @@ fn target_class(r: u32) -> i32 {
     return y;
 }
 
-// Whether row class y reads no logits: an ignored or bad class index.
+// Whether row class y has no loss: an ignored or bad class index.
 fn skipped(y: i32) -> bool {
     return LOSS != CROSS_ENTROPY_PROB && y < 0;
+}
+
+// Whether a row's logits are read: for its loss, or, for an ignored row's
+// gradient, to learn whether its log-softmax is NaN. The reference's backward
+// multiplies an ignored row's zero by the row's softmax, so a row with a NaN
+// or +inf logit, or of -inf logits only, gives NaN there (nll has no softmax).
+fn scans(y: i32) -> bool {
+    return LOSS != NLL && (!skipped(y) || (GRAD && y == IGNORED));
+}
+
+// The factor of class c at logit j in row class y's state: none for an
+// ignored row, whose gradient does not meet the class weights.
+fn row_factor(c: u32, j: u32, y: i32) -> f32 {
+    if (skipped(y)) {
+        return 0.0;
+    }
+    return factor(c, j);
 }
 
 // A row's loss and denominator, non-finite values as kinds until the store.
@@ -422,22 +439,32 @@ fn coef(st: State, y: i32, xy: f32, s: Ext) -> Coef {
         u = -expm1(-ce);
     }
     if (LOSS == SOFTMAX_FOCAL) {
-        // At -log p_y = +inf the reference's exp(-ce) * ce is 0 * inf: NaN.
-        if (inf_ce) {
+        let gamma = params.gamma;
+        // At -log p_y = +inf the reference's exp(-ce) * ce is 0 * inf: NaN,
+        // but for gamma = 0, where pow's backward is 0 and never meets it.
+        if (inf_ce && gamma != 0.0) {
             return nan_coef();
         }
-        if (saturated(st, xy)) {
+        // u is 0 where the float64 reference's is: where its log p_y is 0,
+        // and below 2^-126, which it cannot resolve either (its u is 0 or
+        // above 2^-53 when y is the arg-max, above 1/2 otherwise). Decided
+        // from the bits, so that hardware that flushes a subnormal u to zero
+        // takes the same branch, and u^(gamma - 1) never meets a flushed u.
+        let u_zero = saturated(st, xy) || (bitcast<u32>(u) & 0x7f800000u) == 0u;
+        if (u_zero) {
             ce = 0.0;
             u = 0.0;
         }
-        let gamma = params.gamma;
         // gamma u^(gamma - 1) is infinite at u = 0 for 0 < gamma < 1 and
         // meets log p_y = 0: NaN, as in PyTorch.
-        if (u == 0.0 && gamma > 0.0 && gamma < 1.0) {
+        if (u_zero && gamma > 0.0 && gamma < 1.0) {
             return nan_coef();
         }
+        // At u = 0, u^(gamma - 1) is 1 for gamma = 1 and 0 above (gamma >= 0).
         var focal = 0.0;
-        if (gamma != 0.0) {
+        if (u_zero) {
+            focal = select(0.0, 1.0, gamma == 1.0);
+        } else if (gamma != 0.0) {
             focal = gamma * pow_gamma(u, gamma - 1.0);
         }
         // d loss / d log p_y; the softmax's backward splits it.
@@ -481,9 +508,11 @@ fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
     grad[params.x_skip + j] = ext_f32(g);
 }
 
-// Ignored rows pass no gradient; a bad class index gives NaN.
-fn skip_grad(r: u32, c: u32, y: i32) {
-    grad[params.x_skip + row_base(r) + c * params.inner] = select(0.0, kind_bits(K_NAN), y == BAD);
+// Ignored rows pass no gradient but NaN where their log-softmax is NaN (`st`
+// is their state where `scans` reads them); a bad class index gives NaN.
+fn skip_grad(r: u32, c: u32, y: i32, st: State) {
+    let nan = y == BAD || (scans(y) && poisoned(st));
+    grad[params.x_skip + row_base(r) + c * params.inner] = select(0.0, kind_bits(K_NAN), nan);
 }
 
 // A row's complete state and its target's logit.
@@ -506,16 +535,16 @@ fn scan(r: u32, y: i32) -> Scan {
             if (i32(c) == y) {
                 xy = x;
             }
-            part = push(part, x, factor(c, j));
+            part = push(part, x, row_factor(c, j, y));
         }
         st = merge(st, part);
     }
     return Scan(st, xy);
 }
 
-// The state of classes c0, c0 + step, ... below `end` of row r, in partial
-// states of CHUNK classes as `scan` keeps them.
-fn scan_part(r: u32, c0: u32, end: u32, step: u32) -> State {
+// The state of classes c0, c0 + step, ... below `end` of row r (of class y),
+// in partial states of CHUNK classes as `scan` keeps them.
+fn scan_part(r: u32, y: i32, c0: u32, end: u32, step: u32) -> State {
     let base = row_base(r);
     var st = empty();
     var c = c0;
@@ -523,7 +552,7 @@ fn scan_part(r: u32, c0: u32, end: u32, step: u32) -> State {
         var part = empty();
         for (var k = 0u; k < CHUNK && c < end; k = k + 1u) {
             let j = base + c * params.inner;
-            part = push(part, input[params.x_skip + j], factor(c, j));
+            part = push(part, input[params.x_skip + j], row_factor(c, j, y));
             c = c + step;
         }
         st = merge(st, part);
@@ -562,7 +591,7 @@ fn row_item(r: u32, y: i32, st: State, xy: f32) -> Item {
 fn row_grads(r: u32, y: i32, st: State, xy: f32, c0: u32, end: u32, step: u32) {
     if (skipped(y)) {
         for (var c = c0; c < end; c = c + step) {
-            skip_grad(r, c, y);
+            skip_grad(r, c, y, st);
         }
         return;
     }
@@ -602,8 +631,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (skipped(y)) {
             v = skipped_loss(y);
             if (GRAD) {
+                var st = empty();
+                if (scans(y)) {
+                    st = scan(r, y).st;
+                }
                 for (var c = 0u; c < params.classes; c = c + 1u) {
-                    skip_grad(r, c, y);
+                    skip_grad(r, c, y, st);
                 }
             }
         } else if (LOSS == NLL) {
@@ -723,8 +756,8 @@ fn group_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     var st = empty();
     if (live) {
         y = target_class(r);
-        if (!skipped(y) && LOSS != NLL) {
-            st = scan_part(r, lane, params.classes, lanes);
+        if (scans(y)) {
+            st = scan_part(r, y, lane, params.classes, lanes);
         }
     }
     let whole = merge_slices(lid, st, lanes);
@@ -758,9 +791,10 @@ fn wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let y = workgroupUniformLoad(&wg_y);
     var whole = empty();
-    // Ignored rows, rows with a bad class index, and nll read no row.
-    if (!skipped(y) && LOSS != NLL) {
-        whole = merge_slices(lid, scan_part(r, lid, params.classes, WG), WG);
+    // Rows with a bad class index, nll, and ignored rows but for a gradient
+    // read no row.
+    if (scans(y)) {
+        whole = merge_slices(lid, scan_part(r, y, lid, params.classes, WG), WG);
     }
     let xy = target_logit(r, y);
     if (lid == 0u) {
@@ -788,12 +822,12 @@ fn split_scan(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         wg_y = target_class(r);
     }
     let y = workgroupUniformLoad(&wg_y);
-    if (skipped(y)) {
+    if (!scans(y)) {
         return;
     }
     let c0 = (g % params.chunks) * params.chunk;
     let end = min(c0 + params.chunk, params.classes);
-    let st = merge_slices(lid, scan_part(r, c0 + lid, end, WG), WG);
+    let st = merge_slices(lid, scan_part(r, y, c0 + lid, end, WG), WG);
     if (lid == 0u) {
         let at = params.states_at + g * STATE_LEN;
         states[at] = st.m;
@@ -821,7 +855,7 @@ fn split_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
     let y = workgroupUniformLoad(&wg_y);
     var whole = empty();
-    if (!skipped(y) && LOSS != NLL) {
+    if (scans(y)) {
         var mine = empty();
         if (lid < params.chunks) {
             let at = params.states_at + (r * params.chunks + lid) * STATE_LEN;
