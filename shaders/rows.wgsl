@@ -407,10 +407,24 @@ fn saturated(st: State, xy: f32) -> bool {
     if (xy != st.m) {
         return false;
     }
-    if (st.r <= 1.1102230246251565e-16) {
+    // The reference's 1 + r is 1 + k 2^-52, k = r 2^52 rounded to even: 1 for
+    // r <= 2^-53 (also for an r that hardware flushed to zero).
+    let k = round(st.r * 4503599627370496.0);
+    if (k == 0.0) {
         return true;
     }
-    return st.m != 0.0 && log1p(st.r) <= ldexp(1.0, frexp(st.m).exp - 54);
+    if (st.m == 0.0) {
+        return false;
+    }
+    // m + ln(1 + r) rounds to m where the log is at most half an ulp of m.
+    // For a small r that log is just below k 2^-52, not ln(1 + r): at m = 3.5
+    // an r of 1.04 2^-52 still vanishes. (The reference rounds 1 + r term by
+    // term; several classes each near 2^-53 are not followed.)
+    let half_ulp = ldexp(1.0, frexp(st.m).exp - 54);
+    if (st.r < 9.5367431640625e-7) {
+        return k * 2.220446049250313e-16 <= half_ulp;
+    }
+    return log1p(st.r) <= half_ulp;
 }
 
 fn nll_coef(y: i32, s: Ext) -> Coef {
