@@ -131,13 +131,14 @@ fn seen(st: State) -> bool {
     return (st.f & SEEN) != 0u;
 }
 
-fn push(st: State, x: f32, t: f32) -> State {
+fn push(st: State, x: f32, te: Ext) -> State {
     var o = st;
     let kx = kind_of(x);
-    if (kx == K_NAN || kx == K_PINF || kind_of(t) != K_FIN) {
+    if (kx == K_NAN || kx == K_PINF || te.k != K_FIN) {
         o.f = o.f | POISON;
         return o;
     }
+    let t = te.v;
     if (kx == K_NINF) {
         if (t > 0.0) {
             o.f = o.f | A_PINF;
@@ -191,7 +192,7 @@ fn poisoned(st: State) -> bool {
 
 // a with the t_c * inf terms of the -inf logits.
 fn a_ext(st: State) -> Ext {
-    var e = fin(st.a);
+    var e = ext(st.a);
     if ((st.f & A_PINF) != 0u) {
         e = ext_add(e, ext_kind(K_PINF));
     }
@@ -213,12 +214,13 @@ fn class_weight(c: u32) -> f32 {
 
 // The factor t_c of class c at logit `j` of the slice (see State): the class
 // weight for label smoothing, times the smoothed probability for probability
-// targets.
-fn factor(c: u32, j: u32) -> f32 {
-    let w = class_weight(c);
+// targets; a weight or target that is not finite only as its kind.
+fn factor(c: u32, j: u32) -> Ext {
+    let w = ext(class_weight(c));
     if (LOSS == CROSS_ENTROPY_PROB) {
-        let t = bitcast<f32>(targets[params.t_skip + j]);
-        return w * (t * (1.0 - params.eps) + params.eps / f32(params.classes));
+        let t = ext(bitcast<f32>(targets[params.t_skip + j]));
+        let smoothed = ext_add(ext_mul(t, fin(1.0 - params.eps)), fin(params.eps / f32(params.classes)));
+        return ext_mul(w, smoothed);
     }
     return w;
 }
@@ -258,11 +260,19 @@ fn scans(y: i32) -> bool {
     return LOSS != NLL && (!skipped(y) || (GRAD && y == IGNORED));
 }
 
-// The factor of class c at logit j in row class y's state: none for an
-// ignored row, whose gradient does not meet the class weights.
-fn row_factor(c: u32, j: u32, y: i32) -> f32 {
-    if (skipped(y)) {
-        return 0.0;
+// Whether the loss sums over every class of a row: smoothing and probability
+// targets. Otherwise only the target's weight enters, and the weights of the
+// other classes (not finite ones too) must not touch the row.
+fn uses_factors() -> bool {
+    return LOSS == CROSS_ENTROPY_PROB || (LOSS == CROSS_ENTROPY && params.eps > 0.0);
+}
+
+// The factor of class c at logit j in row class y's state: none where the
+// loss does not use it, and for an ignored row, whose gradient does not meet
+// the class weights.
+fn row_factor(c: u32, j: u32, y: i32) -> Ext {
+    if (skipped(y) || !uses_factors()) {
+        return fin(0.0);
     }
     return factor(c, j);
 }
@@ -294,15 +304,15 @@ fn finish(st: State, y: i32, xy: f32) -> Item {
     }
     // log(s) = lse - m >= 0.
     let ls = log1p(st.r);
-    let uniform_part = ext_add(fin(st.b * ls), a_ext(st));
+    let uniform_part = ext_add(ext(st.b * ls), a_ext(st));
     if (LOSS == CROSS_ENTROPY_PROB) {
         return Item(uniform_part, den);
     }
     // -log p_y = lse - x_y: +inf for a -inf target logit (NaN and +inf ones
     // poison the row).
-    var ce = fin(ls + (st.m - xy));
-    if (kind_of(xy) == K_NINF) {
-        ce = ext_kind(K_PINF);
+    var ce = ext_kind(K_PINF);
+    if (is_fin(xy)) {
+        ce = fin(ls + (st.m - xy));
     }
     if (LOSS == SOFTMAX_FOCAL) {
         // 1 - p_y without cancellation when p_y is near 1.
@@ -429,7 +439,7 @@ fn saturated(st: State, xy: f32) -> bool {
 
 fn nll_coef(y: i32, s: Ext) -> Coef {
     let z = fin(0.0);
-    return Coef(0.0, 0.0, z, z, z, ext_mul(ext(-class_weight(u32(y))), s), false);
+    return Coef(0.0, 0.0, z, z, z, ext_mul(ext_neg(ext(class_weight(u32(y)))), s), false);
 }
 
 // The coefficients of a row from its complete state, for upstream s.
@@ -439,10 +449,10 @@ fn coef(st: State, y: i32, xy: f32, s: Ext) -> Coef {
     }
     let ls = log1p(st.r);
     if (LOSS == CROSS_ENTROPY_PROB) {
-        let sb = ext_mul(s, fin(st.b));
+        let sb = ext_mul(s, ext(st.b));
         return Coef(st.m, ls, sb, sb, s, fin(0.0), false);
     }
-    let wy = class_weight(u32(y));
+    let wy = ext(class_weight(u32(y)));
     // -log p_y, and 1 - p_y without cancellation; a -inf target logit has
     // -log p_y = +inf, u = 1.
     let inf_ce = kind_of(xy) == K_NINF;
@@ -464,7 +474,7 @@ fn coef(st: State, y: i32, xy: f32, s: Ext) -> Coef {
         // above 2^-53 when y is the arg-max, above 1/2 otherwise). Decided
         // from the bits, so that hardware that flushes a subnormal u to zero
         // takes the same branch, and u^(gamma - 1) never meets a flushed u.
-        let u_zero = saturated(st, xy) || (bitcast<u32>(u) & 0x7f800000u) == 0u;
+        let u_zero = !inf_ce && (saturated(st, xy) || (bitcast<u32>(u) & 0x7f800000u) == 0u);
         if (u_zero) {
             ce = 0.0;
             u = 0.0;
@@ -483,17 +493,27 @@ fn coef(st: State, y: i32, xy: f32, s: Ext) -> Coef {
         }
         // d loss / d log p_y; the softmax's backward splits it.
         let dl = -pow_gamma(u, gamma) - focal * exp(-ce) * ce;
-        let gy = ext_mul(ext_mul(s, fin(wy)), fin(dl));
-        return Coef(st.m, ls, ext_mul(fin(-1.0), gy), fin(0.0), fin(0.0), ext_mul(gy, fin(u)), false);
+        let gy = ext_mul(ext_mul(s, wy), fin(dl));
+        return Coef(st.m, ls, ext_mul(fin(-1.0), gy), fin(0.0), fin(0.0), target_term(gy, fin(u)), false);
     }
     // Cross entropy: (1 - eps) on the target, eps / C spread by class weight.
-    let a = ext_mul(ext_mul(s, fin(1.0 - params.eps)), fin(wy));
+    let a = ext_mul(ext_mul(s, fin(1.0 - params.eps)), wy);
     var b = fin(0.0);
     if (params.eps > 0.0) {
         b = ext_mul(s, fin(params.eps / f32(params.classes)));
     }
-    let bb = ext_mul(b, fin(st.b));
-    return Coef(st.m, ls, ext_add(a, bb), bb, b, ext_mul(ext_mul(fin(-1.0), a), fin(u)), false);
+    let bb = ext_mul(b, ext(st.b));
+    return Coef(st.m, ls, ext_add(a, bb), bb, b, target_term(a, fin(-u)), false);
+}
+
+// The target's own term g_y (1 - p_y) of d loss / d log p_y = g_y, formed
+// without cancelling. The reference's g_y - p_y g_y is NaN for an infinite
+// g_y (an infinite upstream or target weight), p_y = 0 included.
+fn target_term(gy: Ext, u: Ext) -> Ext {
+    if (gy.k != K_FIN) {
+        return ext_kind(K_NAN);
+    }
+    return ext_mul(gy, u);
 }
 
 fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
@@ -507,14 +527,17 @@ fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
         // In a row that is not NaN, a logit is finite or -inf (p = 0).
         let x = input[params.x_skip + j];
         var p = 0.0;
-        if (kind_of(x) != K_NINF) {
+        if (is_fin(x)) {
             p = exp((x - co.m) - co.ls);
         }
         var cp = co.p;
         if (i32(c) == y) {
             cp = co.py;
         }
-        g = ext_add(ext_mul(fin(p), cp), ext_mul(ext_mul(fin(-1.0), co.b), fin(factor(c, j))));
+        g = ext_mul(fin(p), cp);
+        if (uses_factors()) {
+            g = ext_add(g, ext_mul(ext_mul(fin(-1.0), co.b), factor(c, j)));
+        }
     }
     if (i32(c) == y) {
         g = ext_add(g, co.ey);
@@ -893,19 +916,31 @@ fn split_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 fn denominator(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
     let r = group * WG + lid;
-    var d = 0.0;
+    var d = fin(0.0);
     var bad = 0.0;
     if (r < params.rows) {
         let y = target_class(r);
         if (y == BAD) {
             bad = 1.0;
         } else if (y != IGNORED) {
-            d = class_weight(u32(y));
+            d = ext(class_weight(u32(y)));
         }
     }
-    // Bad indices are counted, and give NaN only at the store.
-    let t = reduce_wg(lid, vec4(d, bad, 0.0, 0.0));
+    // Bad indices and weights that are not finite are counted, and give their
+    // kinds only at the store.
+    let nan = bad + select(0.0, 1.0, d.k == K_NAN);
+    let t = reduce_wg(lid, vec4(d.v, nan, select(0.0, 1.0, d.k == K_PINF), select(0.0, 1.0, d.k == K_NINF)));
     if (lid == 0u) {
-        out[params.partial_base + group] = select(t.x, kind_bits(K_NAN), t.y > 0.0);
+        var e = ext(t.x);
+        if (t.z > 0.0) {
+            e = ext_add(e, ext_kind(K_PINF));
+        }
+        if (t.w > 0.0) {
+            e = ext_add(e, ext_kind(K_NINF));
+        }
+        if (t.y > 0.0) {
+            e = ext_kind(K_NAN);
+        }
+        out[params.partial_base + group] = ext_f32(e);
     }
 }

@@ -1540,6 +1540,76 @@ fn every_variant_at_focal_saturation() {
     assert!(ran.contains("row-workgroup"), "{ran:?}");
 }
 
+/// Class weights of +inf, NaN and -inf, at classes the rows target and at
+/// classes they do not, and infinite upstreams: cross_entropy without
+/// smoothing, nll and softmax_focal take only the target's weight, so the
+/// others leave a row alone, and a non-finite one (or upstream) meets the
+/// softmax's backward as in the twin: NaN for the target's own logit.
+/// Through every variant, against the twin.
+#[test]
+fn every_variant_at_non_finite_class_weights_and_upstreams() {
+    let mut ran = BTreeSet::new();
+    for c in [4usize, 300] {
+        let n = 13;
+        let x = uniform(&mut rng(c as u64 + 5), n * c, -3.0, 3.0);
+        // Four classes spread over the row: the non-finite weights sit at
+        // the last three.
+        let at = [0, c / 3, 2 * c / 3, c - 1];
+        let every: Vec<i64> = (0..n)
+            .map(|r| if r == 5 { IGNORE } else { at[r % 4] as i64 })
+            .collect();
+        let first = vec![0i64; n];
+        let mut up = upstream_items(n, 3);
+        up[1] = f32::INFINITY;
+        up[2] = f32::NEG_INFINITY;
+        up[6] = f32::NAN;
+        let (shape, items, ws) = ([n, c], [n], [c]);
+        for (k, v) in [(1, f32::INFINITY), (2, f32::NAN), (3, f32::NEG_INFINITY)] {
+            let mut w = class_weight(c as u64, c);
+            w[at[k]] = v;
+            for y in [&every, &first] {
+                let inputs = Inputs::new(Tensor::new(&x, &shape))
+                    .classes(y, &items)
+                    .weight(Tensor::new(&w, &ws));
+                for loss in [
+                    ce(IGNORE, 0.0),
+                    Loss::Rows(Rows::Nll {
+                        ignore_index: IGNORE,
+                    }),
+                    focal(2.0, IGNORE),
+                    focal(0.0, IGNORE),
+                ] {
+                    for v in eligible(ctx(), &loss, &inputs) {
+                        ran.insert(v);
+                        with_rows_variant(v, || {
+                            let what =
+                                format!("C={c} w[{}]={} y={} {loss:?} {v}", at[k], w[at[k]], y[0]);
+                            for red in REDUCTIONS {
+                                check_on(
+                                    ctx(),
+                                    &format!("{what} {red:?}"),
+                                    &loss,
+                                    red,
+                                    &inputs,
+                                    1e-6,
+                                );
+                            }
+                            let mut calls = calls(&up);
+                            calls.push((Reduction::Sum, Upstream::Scalar(f32::INFINITY)));
+                            for (red, u) in calls {
+                                let what = format!("{what} gradient {red:?} {}", kind(&u));
+                                check_grad_on(ctx(), &what, &loss, red, &inputs, u);
+                            }
+                        })
+                        .unwrap();
+                    }
+                }
+            }
+        }
+    }
+    assert!(ran.contains("row-workgroup"), "{ran:?}");
+}
+
 #[test]
 fn every_variant_with_every_row_ignored_or_weighted_zero() {
     let mut ran = BTreeSet::new();
