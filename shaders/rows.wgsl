@@ -131,13 +131,14 @@ fn seen(st: State) -> bool {
     return (st.f & SEEN) != 0u;
 }
 
-fn push(st: State, x: f32, t: f32) -> State {
+fn push(st: State, x: f32, te: Ext) -> State {
     var o = st;
     let kx = kind_of(x);
-    if (kx == K_NAN || kx == K_PINF || kind_of(t) != K_FIN) {
+    if (kx == K_NAN || kx == K_PINF || te.k != K_FIN) {
         o.f = o.f | POISON;
         return o;
     }
+    let t = te.v;
     if (kx == K_NINF) {
         if (t > 0.0) {
             o.f = o.f | A_PINF;
@@ -191,7 +192,7 @@ fn poisoned(st: State) -> bool {
 
 // a with the t_c * inf terms of the -inf logits.
 fn a_ext(st: State) -> Ext {
-    var e = fin(st.a);
+    var e = ext(st.a);
     if ((st.f & A_PINF) != 0u) {
         e = ext_add(e, ext_kind(K_PINF));
     }
@@ -213,12 +214,13 @@ fn class_weight(c: u32) -> f32 {
 
 // The factor t_c of class c at logit `j` of the slice (see State): the class
 // weight for label smoothing, times the smoothed probability for probability
-// targets.
-fn factor(c: u32, j: u32) -> f32 {
-    let w = class_weight(c);
+// targets; a weight or target that is not finite only as its kind.
+fn factor(c: u32, j: u32) -> Ext {
+    let w = ext(class_weight(c));
     if (LOSS == CROSS_ENTROPY_PROB) {
-        let t = bitcast<f32>(targets[params.t_skip + j]);
-        return w * (t * (1.0 - params.eps) + params.eps / f32(params.classes));
+        let t = ext(bitcast<f32>(targets[params.t_skip + j]));
+        let smoothed = ext_add(ext_mul(t, fin(1.0 - params.eps)), fin(params.eps / f32(params.classes)));
+        return ext_mul(w, smoothed);
     }
     return w;
 }
@@ -245,9 +247,34 @@ fn target_class(r: u32) -> i32 {
     return y;
 }
 
-// Whether row class y reads no logits: an ignored or bad class index.
+// Whether row class y has no loss: an ignored or bad class index.
 fn skipped(y: i32) -> bool {
     return LOSS != CROSS_ENTROPY_PROB && y < 0;
+}
+
+// Whether a row's logits are read: for its loss, or, for an ignored row's
+// gradient, to learn whether its log-softmax is NaN. The reference's backward
+// multiplies an ignored row's zero by the row's softmax, so a row with a NaN
+// or +inf logit, or of -inf logits only, gives NaN there (nll has no softmax).
+fn scans(y: i32) -> bool {
+    return LOSS != NLL && (!skipped(y) || (GRAD && y == IGNORED));
+}
+
+// Whether the loss sums over every class of a row: smoothing and probability
+// targets. Otherwise only the target's weight enters, and the weights of the
+// other classes (not finite ones too) must not touch the row.
+fn uses_factors() -> bool {
+    return LOSS == CROSS_ENTROPY_PROB || (LOSS == CROSS_ENTROPY && params.eps > 0.0);
+}
+
+// The factor of class c at logit j in row class y's state: none where the
+// loss does not use it, and for an ignored row, whose gradient does not meet
+// the class weights.
+fn row_factor(c: u32, j: u32, y: i32) -> Ext {
+    if (skipped(y) || !uses_factors()) {
+        return fin(0.0);
+    }
+    return factor(c, j);
 }
 
 // A row's loss and denominator, non-finite values as kinds until the store.
@@ -277,15 +304,15 @@ fn finish(st: State, y: i32, xy: f32) -> Item {
     }
     // log(s) = lse - m >= 0.
     let ls = log1p(st.r);
-    let uniform_part = ext_add(fin(st.b * ls), a_ext(st));
+    let uniform_part = ext_add(ext(st.b * ls), a_ext(st));
     if (LOSS == CROSS_ENTROPY_PROB) {
         return Item(uniform_part, den);
     }
     // -log p_y = lse - x_y: +inf for a -inf target logit (NaN and +inf ones
     // poison the row).
-    var ce = fin(ls + (st.m - xy));
-    if (kind_of(xy) == K_NINF) {
-        ce = ext_kind(K_PINF);
+    var ce = ext_kind(K_PINF);
+    if (is_fin(xy)) {
+        ce = fin(ls + (st.m - xy));
     }
     if (LOSS == SOFTMAX_FOCAL) {
         // 1 - p_y without cancellation when p_y is near 1.
@@ -390,15 +417,29 @@ fn saturated(st: State, xy: f32) -> bool {
     if (xy != st.m) {
         return false;
     }
-    if (st.r <= 1.1102230246251565e-16) {
+    // The reference's 1 + r is 1 + k 2^-52, k = r 2^52 rounded to even: 1 for
+    // r <= 2^-53 (also for an r that hardware flushed to zero).
+    let k = round(st.r * 4503599627370496.0);
+    if (k == 0.0) {
         return true;
     }
-    return st.m != 0.0 && log1p(st.r) <= ldexp(1.0, frexp(st.m).exp - 54);
+    if (st.m == 0.0) {
+        return false;
+    }
+    // m + ln(1 + r) rounds to m where the log is at most half an ulp of m.
+    // For a small r that log is just below k 2^-52, not ln(1 + r): at m = 3.5
+    // an r of 1.04 2^-52 still vanishes. (The reference rounds 1 + r term by
+    // term; several classes each near 2^-53 are not followed.)
+    let half_ulp = ldexp(1.0, frexp(st.m).exp - 54);
+    if (st.r < 9.5367431640625e-7) {
+        return k * 2.220446049250313e-16 <= half_ulp;
+    }
+    return log1p(st.r) <= half_ulp;
 }
 
 fn nll_coef(y: i32, s: Ext) -> Coef {
     let z = fin(0.0);
-    return Coef(0.0, 0.0, z, z, z, ext_mul(ext(-class_weight(u32(y))), s), false);
+    return Coef(0.0, 0.0, z, z, z, ext_mul(ext_neg(ext(class_weight(u32(y)))), s), false);
 }
 
 // The coefficients of a row from its complete state, for upstream s.
@@ -408,10 +449,10 @@ fn coef(st: State, y: i32, xy: f32, s: Ext) -> Coef {
     }
     let ls = log1p(st.r);
     if (LOSS == CROSS_ENTROPY_PROB) {
-        let sb = ext_mul(s, fin(st.b));
+        let sb = ext_mul(s, ext(st.b));
         return Coef(st.m, ls, sb, sb, s, fin(0.0), false);
     }
-    let wy = class_weight(u32(y));
+    let wy = ext(class_weight(u32(y)));
     // -log p_y, and 1 - p_y without cancellation; a -inf target logit has
     // -log p_y = +inf, u = 1.
     let inf_ce = kind_of(xy) == K_NINF;
@@ -422,37 +463,57 @@ fn coef(st: State, y: i32, xy: f32, s: Ext) -> Coef {
         u = -expm1(-ce);
     }
     if (LOSS == SOFTMAX_FOCAL) {
-        // At -log p_y = +inf the reference's exp(-ce) * ce is 0 * inf: NaN.
-        if (inf_ce) {
+        let gamma = params.gamma;
+        // At -log p_y = +inf the reference's exp(-ce) * ce is 0 * inf: NaN,
+        // but for gamma = 0, where pow's backward is 0 and never meets it.
+        if (inf_ce && gamma != 0.0) {
             return nan_coef();
         }
-        if (saturated(st, xy)) {
+        // u is 0 where the float64 reference's is: where its log p_y is 0,
+        // and below 2^-126, which it cannot resolve either (its u is 0 or
+        // above 2^-53 when y is the arg-max, above 1/2 otherwise). Decided
+        // from the bits, so that hardware that flushes a subnormal u to zero
+        // takes the same branch, and u^(gamma - 1) never meets a flushed u.
+        let u_zero = !inf_ce && (saturated(st, xy) || (bitcast<u32>(u) & 0x7f800000u) == 0u);
+        if (u_zero) {
             ce = 0.0;
             u = 0.0;
         }
-        let gamma = params.gamma;
         // gamma u^(gamma - 1) is infinite at u = 0 for 0 < gamma < 1 and
         // meets log p_y = 0: NaN, as in PyTorch.
-        if (u == 0.0 && gamma > 0.0 && gamma < 1.0) {
+        if (u_zero && gamma > 0.0 && gamma < 1.0) {
             return nan_coef();
         }
+        // At u = 0, u^(gamma - 1) is 1 for gamma = 1 and 0 above (gamma >= 0).
         var focal = 0.0;
-        if (gamma != 0.0) {
+        if (u_zero) {
+            focal = select(0.0, 1.0, gamma == 1.0);
+        } else if (gamma != 0.0) {
             focal = gamma * pow_gamma(u, gamma - 1.0);
         }
         // d loss / d log p_y; the softmax's backward splits it.
         let dl = -pow_gamma(u, gamma) - focal * exp(-ce) * ce;
-        let gy = ext_mul(ext_mul(s, fin(wy)), fin(dl));
-        return Coef(st.m, ls, ext_mul(fin(-1.0), gy), fin(0.0), fin(0.0), ext_mul(gy, fin(u)), false);
+        let gy = ext_mul(ext_mul(s, wy), fin(dl));
+        return Coef(st.m, ls, ext_mul(fin(-1.0), gy), fin(0.0), fin(0.0), target_term(gy, fin(u)), false);
     }
     // Cross entropy: (1 - eps) on the target, eps / C spread by class weight.
-    let a = ext_mul(ext_mul(s, fin(1.0 - params.eps)), fin(wy));
+    let a = ext_mul(ext_mul(s, fin(1.0 - params.eps)), wy);
     var b = fin(0.0);
     if (params.eps > 0.0) {
         b = ext_mul(s, fin(params.eps / f32(params.classes)));
     }
-    let bb = ext_mul(b, fin(st.b));
-    return Coef(st.m, ls, ext_add(a, bb), bb, b, ext_mul(ext_mul(fin(-1.0), a), fin(u)), false);
+    let bb = ext_mul(b, ext(st.b));
+    return Coef(st.m, ls, ext_add(a, bb), bb, b, target_term(a, fin(-u)), false);
+}
+
+// The target's own term g_y (1 - p_y) of d loss / d log p_y = g_y, formed
+// without cancelling. The reference's g_y - p_y g_y is NaN for an infinite
+// g_y (an infinite upstream or target weight), p_y = 0 included.
+fn target_term(gy: Ext, u: Ext) -> Ext {
+    if (gy.k != K_FIN) {
+        return ext_kind(K_NAN);
+    }
+    return ext_mul(gy, u);
 }
 
 fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
@@ -466,14 +527,17 @@ fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
         // In a row that is not NaN, a logit is finite or -inf (p = 0).
         let x = input[params.x_skip + j];
         var p = 0.0;
-        if (kind_of(x) != K_NINF) {
+        if (is_fin(x)) {
             p = exp((x - co.m) - co.ls);
         }
         var cp = co.p;
         if (i32(c) == y) {
             cp = co.py;
         }
-        g = ext_add(ext_mul(fin(p), cp), ext_mul(ext_mul(fin(-1.0), co.b), fin(factor(c, j))));
+        g = ext_mul(fin(p), cp);
+        if (uses_factors()) {
+            g = ext_add(g, ext_mul(ext_mul(fin(-1.0), co.b), factor(c, j)));
+        }
     }
     if (i32(c) == y) {
         g = ext_add(g, co.ey);
@@ -481,9 +545,11 @@ fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
     grad[params.x_skip + j] = ext_f32(g);
 }
 
-// Ignored rows pass no gradient; a bad class index gives NaN.
-fn skip_grad(r: u32, c: u32, y: i32) {
-    grad[params.x_skip + row_base(r) + c * params.inner] = select(0.0, kind_bits(K_NAN), y == BAD);
+// Ignored rows pass no gradient but NaN where their log-softmax is NaN (`st`
+// is their state where `scans` reads them); a bad class index gives NaN.
+fn skip_grad(r: u32, c: u32, y: i32, st: State) {
+    let nan = y == BAD || (scans(y) && poisoned(st));
+    grad[params.x_skip + row_base(r) + c * params.inner] = select(0.0, kind_bits(K_NAN), nan);
 }
 
 // A row's complete state and its target's logit.
@@ -506,16 +572,16 @@ fn scan(r: u32, y: i32) -> Scan {
             if (i32(c) == y) {
                 xy = x;
             }
-            part = push(part, x, factor(c, j));
+            part = push(part, x, row_factor(c, j, y));
         }
         st = merge(st, part);
     }
     return Scan(st, xy);
 }
 
-// The state of classes c0, c0 + step, ... below `end` of row r, in partial
-// states of CHUNK classes as `scan` keeps them.
-fn scan_part(r: u32, c0: u32, end: u32, step: u32) -> State {
+// The state of classes c0, c0 + step, ... below `end` of row r (of class y),
+// in partial states of CHUNK classes as `scan` keeps them.
+fn scan_part(r: u32, y: i32, c0: u32, end: u32, step: u32) -> State {
     let base = row_base(r);
     var st = empty();
     var c = c0;
@@ -523,7 +589,7 @@ fn scan_part(r: u32, c0: u32, end: u32, step: u32) -> State {
         var part = empty();
         for (var k = 0u; k < CHUNK && c < end; k = k + 1u) {
             let j = base + c * params.inner;
-            part = push(part, input[params.x_skip + j], factor(c, j));
+            part = push(part, input[params.x_skip + j], row_factor(c, j, y));
             c = c + step;
         }
         st = merge(st, part);
@@ -562,7 +628,7 @@ fn row_item(r: u32, y: i32, st: State, xy: f32) -> Item {
 fn row_grads(r: u32, y: i32, st: State, xy: f32, c0: u32, end: u32, step: u32) {
     if (skipped(y)) {
         for (var c = c0; c < end; c = c + step) {
-            skip_grad(r, c, y);
+            skip_grad(r, c, y, st);
         }
         return;
     }
@@ -602,8 +668,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (skipped(y)) {
             v = skipped_loss(y);
             if (GRAD) {
+                var st = empty();
+                if (scans(y)) {
+                    st = scan(r, y).st;
+                }
                 for (var c = 0u; c < params.classes; c = c + 1u) {
-                    skip_grad(r, c, y);
+                    skip_grad(r, c, y, st);
                 }
             }
         } else if (LOSS == NLL) {
@@ -723,8 +793,8 @@ fn group_shared(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     var st = empty();
     if (live) {
         y = target_class(r);
-        if (!skipped(y) && LOSS != NLL) {
-            st = scan_part(r, lane, params.classes, lanes);
+        if (scans(y)) {
+            st = scan_part(r, y, lane, params.classes, lanes);
         }
     }
     let whole = merge_slices(lid, st, lanes);
@@ -758,9 +828,10 @@ fn wide(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let y = workgroupUniformLoad(&wg_y);
     var whole = empty();
-    // Ignored rows, rows with a bad class index, and nll read no row.
-    if (!skipped(y) && LOSS != NLL) {
-        whole = merge_slices(lid, scan_part(r, lid, params.classes, WG), WG);
+    // Rows with a bad class index, nll, and ignored rows but for a gradient
+    // read no row.
+    if (scans(y)) {
+        whole = merge_slices(lid, scan_part(r, y, lid, params.classes, WG), WG);
     }
     let xy = target_logit(r, y);
     if (lid == 0u) {
@@ -788,12 +859,12 @@ fn split_scan(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         wg_y = target_class(r);
     }
     let y = workgroupUniformLoad(&wg_y);
-    if (skipped(y)) {
+    if (!scans(y)) {
         return;
     }
     let c0 = (g % params.chunks) * params.chunk;
     let end = min(c0 + params.chunk, params.classes);
-    let st = merge_slices(lid, scan_part(r, c0 + lid, end, WG), WG);
+    let st = merge_slices(lid, scan_part(r, y, c0 + lid, end, WG), WG);
     if (lid == 0u) {
         let at = params.states_at + g * STATE_LEN;
         states[at] = st.m;
@@ -821,7 +892,7 @@ fn split_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
     let y = workgroupUniformLoad(&wg_y);
     var whole = empty();
-    if (!skipped(y) && LOSS != NLL) {
+    if (scans(y)) {
         var mine = empty();
         if (lid < params.chunks) {
             let at = params.states_at + (r * params.chunks + lid) * STATE_LEN;
@@ -845,19 +916,31 @@ fn split_finish(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 fn denominator(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
     let r = group * WG + lid;
-    var d = 0.0;
+    var d = fin(0.0);
     var bad = 0.0;
     if (r < params.rows) {
         let y = target_class(r);
         if (y == BAD) {
             bad = 1.0;
         } else if (y != IGNORED) {
-            d = class_weight(u32(y));
+            d = ext(class_weight(u32(y)));
         }
     }
-    // Bad indices are counted, and give NaN only at the store.
-    let t = reduce_wg(lid, vec4(d, bad, 0.0, 0.0));
+    // Bad indices and weights that are not finite are counted, and give their
+    // kinds only at the store.
+    let nan = bad + select(0.0, 1.0, d.k == K_NAN);
+    let t = reduce_wg(lid, vec4(d.v, nan, select(0.0, 1.0, d.k == K_PINF), select(0.0, 1.0, d.k == K_NINF)));
     if (lid == 0u) {
-        out[params.partial_base + group] = select(t.x, kind_bits(K_NAN), t.y > 0.0);
+        var e = ext(t.x);
+        if (t.z > 0.0) {
+            e = ext_add(e, ext_kind(K_PINF));
+        }
+        if (t.w > 0.0) {
+            e = ext_add(e, ext_kind(K_NINF));
+        }
+        if (t.y > 0.0) {
+            e = ext_kind(K_NAN);
+        }
+        out[params.partial_base + group] = ext_f32(e);
     }
 }

@@ -55,8 +55,8 @@ fn row_subgroup(
         }
         let y = target_class(r);
         var whole = empty();
-        if (!skipped(y) && LOSS != NLL) {
-            whole = subgroup_merge(scan_part(r, lane, params.classes, size), lane);
+        if (scans(y)) {
+            whole = subgroup_merge(scan_part(r, y, lane, params.classes, size), lane);
         }
         let xy = target_logit(r, y);
         if (lane == 0u) {

@@ -582,7 +582,9 @@ pub(super) fn schedule(
             dispatches.push(Dispatch {
                 kernel: &ROWS,
                 entry: "split_scan",
-                constants: vec![("LOSS", id as f64)],
+                // With GRAD it also reads ignored rows, whose gradient needs
+                // to know whether their log-softmax is NaN.
+                constants: constants.clone(),
                 params: bytemuck::bytes_of(&params).to_vec(),
                 bindings: vec![x, t, weight, absent, absent, absent, states],
                 groups: (groups_x, groups_y),

@@ -5,16 +5,25 @@
 //! targets and weights of every loss. The CPU twin must give the same NaN,
 //! the same infinity or a value within float64 rounding of every item, value
 //! and gradient; the GPU the same NaN or infinity, and finite values within
-//! 1e-4 relative + 1e-6 absolute, for the value, the items and (but for the
-//! rows family) d/dinput.
+//! 1e-4 relative + 1e-6 absolute, for the value, the items and d/dinput,
+//! through every softmax-row variant that fits a rows case.
 
 use crate::common::cases::{expected, load, loss_of, num, reduction_of, tight, CaseTensors};
 use crate::common::{close, ctx};
 use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
+use wgpu_loss::{rows_variants, with_rows_variant};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
 
 fn show(v: &[f64]) -> String {
     format!("{v:?}")
+}
+
+/// `f` with the softmax-row variant `v` forced, or as it is.
+fn on_variant<R>(v: Option<&str>, f: impl FnOnce() -> R) -> R {
+    match v {
+        Some(v) => with_rows_variant(v, f).unwrap(),
+        None => f(),
+    }
 }
 
 #[test]
@@ -72,45 +81,64 @@ fn nan_and_inf_follow_pytorch() {
                 }
             }
         }
-        // The rows family's GPU gradients on these cases are its own tests'.
-        if gradient && !matches!(loss, Loss::Rows(_)) {
-            match ctx().evaluate_with_grad(&loss, reduction, &inputs, Upstream::Scalar(1.0)) {
-                Err(e) => failures.push(format!("{name}: gpu gradient error {e}")),
-                Ok((_, g)) => {
-                    let want: Vec<f64> = case["grads"]["input"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(num)
-                        .collect();
-                    if g.input.len() != want.len()
-                        || g.input
+        // Every softmax-row variant that fits the case; the chosen kernel
+        // elsewhere.
+        let variants: Vec<Option<&str>> = match loss {
+            Loss::Rows(_) => rows_variants(ctx(), &loss, reduction, &inputs)
+                .unwrap()
+                .into_iter()
+                .map(Some)
+                .collect(),
+            _ => vec![None],
+        };
+        assert!(!variants.is_empty(), "{name}: no variant fits");
+        for v in variants {
+            let tag = v.map_or(String::new(), |v| format!(" {v}"));
+            if gradient {
+                match on_variant(v, || {
+                    ctx().evaluate_with_grad(&loss, reduction, &inputs, Upstream::Scalar(1.0))
+                }) {
+                    Err(e) => failures.push(format!("{name}{tag}: gpu gradient error {e}")),
+                    Ok((_, g)) => {
+                        let want: Vec<f64> = case["grads"]["input"]
+                            .as_array()
+                            .unwrap()
                             .iter()
-                            .zip(&want)
-                            .any(|(g, w)| !close(*g as f64, *w, 1e-6))
-                    {
-                        failures.push(format!(
-                            "{name}: gpu d/dinput {:?} vs torch {}",
-                            g.input,
-                            show(&want)
-                        ));
+                            .map(num)
+                            .collect();
+                        if g.input.len() != want.len()
+                            || g.input
+                                .iter()
+                                .zip(&want)
+                                .any(|(g, w)| !close(*g as f64, *w, 1e-6))
+                        {
+                            failures.push(format!(
+                                "{name}{tag}: gpu d/dinput {:?} vs torch {}",
+                                g.input,
+                                show(&want)
+                            ));
+                        }
                     }
                 }
             }
-        }
-        match ctx().evaluate(&loss, reduction, &inputs) {
-            Err(e) => failures.push(format!("{name}: gpu error {e}")),
-            Ok(g) => {
-                if !close(g.value, want, 1e-6) {
-                    failures.push(format!("{name}: gpu value {} vs torch {want}", g.value));
-                }
-                if let (Some(items), Some(w)) = (&g.items, &want_items) {
-                    if items
-                        .iter()
-                        .zip(w)
-                        .any(|(g, w)| !close(*g as f64, *w, 1e-6))
-                    {
-                        failures.push(format!("{name}: gpu items {items:?} vs torch {w:?}"));
+            match on_variant(v, || ctx().evaluate(&loss, reduction, &inputs)) {
+                Err(e) => failures.push(format!("{name}{tag}: gpu error {e}")),
+                Ok(g) => {
+                    if !close(g.value, want, 1e-6) {
+                        failures.push(format!(
+                            "{name}{tag}: gpu value {} vs torch {want}",
+                            g.value
+                        ));
+                    }
+                    if let (Some(items), Some(w)) = (&g.items, &want_items) {
+                        if items
+                            .iter()
+                            .zip(w)
+                            .any(|(g, w)| !close(*g as f64, *w, 1e-6))
+                        {
+                            failures
+                                .push(format!("{name}{tag}: gpu items {items:?} vs torch {w:?}"));
+                        }
                     }
                 }
             }

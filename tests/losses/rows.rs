@@ -1385,7 +1385,9 @@ fn every_variant_beyond_the_loop_limit() {
 /// Rows of `c` classes with extreme and non-finite logits, the special
 /// logits spread over the row (so that a split row has them in different
 /// chunks), and their class targets: the dominant class, a far-off one, a
-/// -inf one, an ignored row.
+/// -inf one, an ignored row; last, ignored rows whose log-softmax is NaN (a
+/// NaN logit, a +inf one, every logit -inf), whose gradient is NaN but for
+/// nll, as in PyTorch's backward.
 fn extreme_rows(c: usize) -> (Vec<f32>, Vec<i64>, usize) {
     let mut rows: Vec<(Vec<f32>, i64)> = Vec::new();
     let mut r = rng(c as u64);
@@ -1416,6 +1418,13 @@ fn extreme_rows(c: usize) -> (Vec<f32>, Vec<i64>, usize) {
     let mut x = base();
     x[last] = 40.0;
     rows.push((x, t(last)));
+    let mut x = base();
+    x[far] = f32::NAN;
+    rows.push((x, IGNORE));
+    let mut x = base();
+    x[mid] = f32::INFINITY;
+    rows.push((x, IGNORE));
+    rows.push((vec![f32::NEG_INFINITY; c], IGNORE));
     let n = rows.len();
     let (x, y) = rows
         .into_iter()
@@ -1446,7 +1455,9 @@ fn every_variant_at_extreme_and_non_finite_logits() {
         let finite = Inputs::new(Tensor::new(&xf, &fshape))
             .classes(&yf, &fitems)
             .weight(Tensor::new(&w, &ws));
-        for loss in variant_losses() {
+        // gamma = 0 keeps a gradient at a -inf target logit (pow's backward
+        // is 0 there), where other gammas meet 0 * inf.
+        for loss in variant_losses().into_iter().chain([focal(0.0, IGNORE)]) {
             let what = format!("C={c} extremes");
             check_variants(ctx(), &what, &loss, &inputs, n, &mut ran);
             // Without the non-finite rows the reduced values are numbers.
@@ -1471,6 +1482,132 @@ fn every_variant_at_extreme_and_non_finite_logits() {
         ran.contains("row-split") && ran.contains("row-thread"),
         "{ran:?}"
     );
+}
+
+/// Focal rows whose target dominates one other class by `gap` (the other
+/// logits -inf): 1 - p_t from e^-20 down past f32's subnormals (gap 88 to
+/// 103) and to 0 (gap 104), across the float64 reference's saturation at
+/// e^-36.7 = 2^-53, where its u is 0 and u^(gamma - 1) is infinite for gamma
+/// < 1 (NaN gradients) and 1 at gamma = 1. The kernels decide u = 0 from r
+/// and from the bits of u, so that hardware that flushes subnormals to zero
+/// would decide the same; here, every gamma through every variant, against
+/// the twin.
+#[test]
+fn every_variant_at_focal_saturation() {
+    let mut ran = BTreeSet::new();
+    let gaps = [20.0f32, 36.0, 37.5, 60.0, 88.0, 95.0, 103.0, 104.0, 120.0];
+    for c in [3usize, 300] {
+        let (mut x, mut y) = (vec![], vec![]);
+        for (k, &gap) in gaps.iter().enumerate() {
+            for top in [0.0f32, 3.5] {
+                let mut row = vec![f32::NEG_INFINITY; c];
+                let (t, other) = ((k + 1) % c, (2 * k + 3 * c / 4) % c);
+                row[t] = top;
+                if other != t {
+                    row[other] = top - gap;
+                }
+                x.extend(row);
+                y.push(t as i64);
+            }
+        }
+        let n = y.len();
+        let (shape, items) = ([n, c], [n]);
+        let inputs = Inputs::new(Tensor::new(&x, &shape)).classes(&y, &items);
+        for gamma in [0.0, 0.5, 1.0, 1.5] {
+            let what = format!("C={c} saturation");
+            check_variants(ctx(), &what, &focal(gamma, IGNORE), &inputs, n, &mut ran);
+        }
+        // The float64 reference's u is 0 past gap 37 (e^-gap below 2^-53):
+        // NaN gradients for 0 < gamma < 1. At gap 36, 1 + e^-36 rounds to
+        // 1 + 2^-52, whose log (just below 2^-52) vanishes next to a top
+        // logit of 3.5 (half an ulp is 2^-52) but not next to 0.
+        let (_, g) = cpu::gradient(
+            &focal(0.5, IGNORE),
+            Reduction::Sum,
+            &inputs,
+            Upstream::Scalar(1.0),
+        )
+        .unwrap();
+        let nan: Vec<bool> = (0..n)
+            .map(|r| g.input[r * c..(r + 1) * c].iter().any(|v| v.is_nan()))
+            .collect();
+        let want: Vec<bool> = gaps
+            .iter()
+            .flat_map(|&g| [g > 37.0, g > 37.0 || g == 36.0])
+            .collect();
+        assert_eq!(nan, want, "C={c}");
+    }
+    assert!(ran.contains("row-workgroup"), "{ran:?}");
+}
+
+/// Class weights of +inf, NaN and -inf, at classes the rows target and at
+/// classes they do not, and infinite upstreams: cross_entropy without
+/// smoothing, nll and softmax_focal take only the target's weight, so the
+/// others leave a row alone, and a non-finite one (or upstream) meets the
+/// softmax's backward as in the twin: NaN for the target's own logit.
+/// Through every variant, against the twin.
+#[test]
+fn every_variant_at_non_finite_class_weights_and_upstreams() {
+    let mut ran = BTreeSet::new();
+    for c in [4usize, 300] {
+        let n = 13;
+        let x = uniform(&mut rng(c as u64 + 5), n * c, -3.0, 3.0);
+        // Four classes spread over the row: the non-finite weights sit at
+        // the last three.
+        let at = [0, c / 3, 2 * c / 3, c - 1];
+        let every: Vec<i64> = (0..n)
+            .map(|r| if r == 5 { IGNORE } else { at[r % 4] as i64 })
+            .collect();
+        let first = vec![0i64; n];
+        let mut up = upstream_items(n, 3);
+        up[1] = f32::INFINITY;
+        up[2] = f32::NEG_INFINITY;
+        up[6] = f32::NAN;
+        let (shape, items, ws) = ([n, c], [n], [c]);
+        for (k, v) in [(1, f32::INFINITY), (2, f32::NAN), (3, f32::NEG_INFINITY)] {
+            let mut w = class_weight(c as u64, c);
+            w[at[k]] = v;
+            for y in [&every, &first] {
+                let inputs = Inputs::new(Tensor::new(&x, &shape))
+                    .classes(y, &items)
+                    .weight(Tensor::new(&w, &ws));
+                for loss in [
+                    ce(IGNORE, 0.0),
+                    Loss::Rows(Rows::Nll {
+                        ignore_index: IGNORE,
+                    }),
+                    focal(2.0, IGNORE),
+                    focal(0.0, IGNORE),
+                ] {
+                    for v in eligible(ctx(), &loss, &inputs) {
+                        ran.insert(v);
+                        with_rows_variant(v, || {
+                            let what =
+                                format!("C={c} w[{}]={} y={} {loss:?} {v}", at[k], w[at[k]], y[0]);
+                            for red in REDUCTIONS {
+                                check_on(
+                                    ctx(),
+                                    &format!("{what} {red:?}"),
+                                    &loss,
+                                    red,
+                                    &inputs,
+                                    1e-6,
+                                );
+                            }
+                            let mut calls = calls(&up);
+                            calls.push((Reduction::Sum, Upstream::Scalar(f32::INFINITY)));
+                            for (red, u) in calls {
+                                let what = format!("{what} gradient {red:?} {}", kind(&u));
+                                check_grad_on(ctx(), &what, &loss, red, &inputs, u);
+                            }
+                        })
+                        .unwrap();
+                    }
+                }
+            }
+        }
+    }
+    assert!(ran.contains("row-workgroup"), "{ran:?}");
 }
 
 #[test]
