@@ -22,7 +22,8 @@ pub use context::{Adapters, Context};
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 pub use error::{Error, GpuSource, Result};
 pub use gpu::evaluator::Evaluator;
-pub use gpu::{Evaluation, Gradients, Prepared};
+pub use gpu::{Evaluation, Gradients, Prepared, TuneCache, Variant};
+pub use gpu::{TUNE_MAX_ELEMENTS, TUNE_MIN_ELEMENTS};
 pub use gradients::GradientsOf;
 pub use inputs::{Inputs, Target, Tensor, Upstream};
 pub use loss::{

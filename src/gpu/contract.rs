@@ -43,13 +43,14 @@ use super::rows::{self, RowsParams};
 use crate::cli::bench::{CopyParams, COPY_ITEMS};
 #[cfg(feature = "cli")]
 use crate::context::COPY;
-use crate::context::{Kernel, DICE, FINALIZE, PAIRS, POINTWISE, ROWS};
+use crate::context::{Kernel, DICE, FINALIZE, PAIRS, PAIRS_SUBGROUP, POINTWISE, ROWS};
 use crate::loss::{DiceMode, Loss, TargetKind, CATALOG};
 
 const KERNELS: &[(&str, &Kernel)] = &[
     ("POINTWISE", &POINTWISE),
     ("ROWS", &ROWS),
     ("PAIRS", &PAIRS),
+    ("PAIRS_SUBGROUP", &PAIRS_SUBGROUP),
     ("DICE", &DICE),
     ("FINALIZE", &FINALIZE),
     #[cfg(feature = "cli")]
@@ -58,6 +59,12 @@ const KERNELS: &[(&str, &Kernel)] = &[
 
 fn file(kernel: &Kernel) -> String {
     format!("shaders/{}.wgsl", kernel.name)
+}
+
+/// Kernels that use subgroup operations: the host builds them only on a
+/// device with `Features::SUBGROUP`.
+fn uses_subgroups(kernel: &Kernel) -> bool {
+    kernel.name == PAIRS_SUBGROUP.name
 }
 
 /// The kernel's source as the host compiles it (common.wgsl and the family's
@@ -278,7 +285,11 @@ fn params_match_the_shaders() {
         })),
         (&PAIRS, rust_struct!(PairsParams {
             rows, dim, write_items, groups_x, flag, norm, margin, p, eps, skip, row_skip,
-            partial_base, divisor, cos_eps, _pad,
+            partial_base, divisor, cos_eps, lanes, _pad,
+        })),
+        (&PAIRS_SUBGROUP, rust_struct!(PairsParams {
+            rows, dim, write_items, groups_x, flag, norm, margin, p, eps, skip, row_skip,
+            partial_base, divisor, cos_eps, lanes, _pad,
         })),
         (&DICE, rust_struct!(DiceParams {
             pixels, classes, inner, groups_x, groups, class_target, activation, has_ignore,
@@ -505,7 +516,7 @@ fn loss_values(kernel: &Kernel) -> Vec<u32> {
                 ids.push(rows::loss_id(&l, false).0);
                 ids.push(rows::loss_id(&l, true).0);
             }
-            ("pairs", Loss::Pairs(l)) => ids.push(pairs::loss_id(&l)),
+            ("pairs" | "pairs_subgroup", Loss::Pairs(l)) => ids.push(pairs::loss_id(&l)),
             _ => {}
         }
     }
@@ -551,11 +562,15 @@ fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f
 /// Translates one entry point, specialised, for each backend wgpu-loss
 /// enables, at old targets wgpu still compiles for: MSL 2.0, HLSL shader
 /// model 5.1 (the FXC path), GLSL ES 3.10 (the first with compute shaders).
+/// With `subgroups`, for the oldest targets that have subgroup operations
+/// (MSL 2.1, shader model 6.0) and not for GL, whose wgpu backend offers
+/// none.
 fn translate(
     module: &Module,
     info: &naga::valid::ModuleInfo,
     entry: &str,
     constants: &naga::back::PipelineConstants,
+    subgroups: bool,
 ) -> Result<(), String> {
     use naga::back::{glsl, hlsl, msl, spv};
     use naga::ShaderStage::Compute;
@@ -583,7 +598,7 @@ fn translate(
         module,
         info,
         &msl::Options {
-            lang_version: (2, 0),
+            lang_version: if subgroups { (2, 1) } else { (2, 0) },
             ..Default::default()
         },
         &msl::PipelineOptions {
@@ -594,7 +609,14 @@ fn translate(
     .map_err(|e| format!("MSL: {e}"))?;
 
     let mut hlsl_out = String::new();
-    let hlsl_options = hlsl::Options::default();
+    let hlsl_options = hlsl::Options {
+        shader_model: if subgroups {
+            hlsl::ShaderModel::V6_0
+        } else {
+            hlsl::Options::default().shader_model
+        },
+        ..Default::default()
+    };
     let hlsl_pipeline = hlsl::PipelineOptions {
         entry_point: Some((Compute, entry.to_string())),
     };
@@ -602,6 +624,9 @@ fn translate(
         .write(module, info, None)
         .map_err(|e| format!("HLSL: {e}"))?;
 
+    if subgroups {
+        return Ok(());
+    }
     let mut glsl_out = String::new();
     let glsl_pipeline = glsl::PipelineOptions {
         shader_stage: Compute,
@@ -627,24 +652,31 @@ fn every_kernel_translates_for_every_backend() {
     let mut problems = Vec::new();
     for &(_, kernel) in KERNELS {
         let module = parse(kernel);
-        // No capabilities: the kernels ask a device for no features.
-        let info =
-            match Validator::new(ValidationFlags::all(), Capabilities::empty()).validate(&module) {
-                Ok(info) => info,
-                Err(e) => {
-                    problems.push(format!(
-                        "{}: {}",
-                        file(kernel),
-                        e.emit_to_string_with_path(kernel.source, &file(kernel))
-                    ));
-                    continue;
-                }
-            };
+        // No capabilities but subgroup operations, for the kernels built only
+        // where the device has them.
+        let caps = if uses_subgroups(kernel) {
+            Capabilities::SUBGROUP
+        } else {
+            Capabilities::empty()
+        };
+        let info = match Validator::new(ValidationFlags::all(), caps).validate(&module) {
+            Ok(info) => info,
+            Err(e) => {
+                problems.push(format!(
+                    "{}: {}",
+                    file(kernel),
+                    e.emit_to_string_with_path(kernel.source, &file(kernel))
+                ));
+                continue;
+            }
+        };
         let combos = override_combinations(kernel, &module);
         for ep in &module.entry_points {
             for combo in &combos {
                 let constants: naga::back::PipelineConstants = combo.iter().cloned().collect();
-                if let Err(e) = translate(&module, &info, &ep.name, &constants) {
+                if let Err(e) =
+                    translate(&module, &info, &ep.name, &constants, uses_subgroups(kernel))
+                {
                     problems.push(format!("{} {} {combo:?}: {e}", file(kernel), ep.name));
                 }
             }

@@ -19,6 +19,13 @@ pub(crate) const WG: usize = 256;
 /// Workgroups per grid dimension.
 const MAX_GROUPS: usize = 65_535;
 
+/// What the adapter offers that a variant may need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Caps {
+    /// `wgpu::Features::SUBGROUP` is enabled on the device.
+    pub subgroups: bool,
+}
+
 /// What a binding reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Role {

@@ -19,7 +19,9 @@ fn schedule(
     match &p.geometry {
         Geometry::Point(p) => pointwise::schedule(reduction, p, limit, grad, 64),
         Geometry::Rows(r) => rows::schedule(reduction, r, limit, grad),
-        Geometry::Pairs(p) => pairs::schedule(reduction, p, limit, grad),
+        Geometry::Pairs(p) => {
+            pairs::schedule(reduction, p, limit, grad, pairs::PairsVariant::Thread, 32)
+        }
         Geometry::Dice(d) => dice::schedule(reduction, d, limit, grad),
     }
     .unwrap()
