@@ -91,8 +91,8 @@ pub(crate) const PACKED_MAX_DIM: usize = 2 * WG;
 /// Rows `Workgroup` takes: 4 values a thread at least. Below, most of a
 /// workgroup would wait at every barrier of its joins for nothing (on
 /// llvmpipe, where a barrier switches between all 256 invocations, a
-/// workgroup per row of 300 values runs 80 times slower than a thread per
-/// row).
+/// workgroup per row of 300 values ran 80 times slower than a thread per
+/// row: BENCHMARKS.md, "Pair-loss variants").
 pub(crate) const WORKGROUP_MIN_DIM: usize = 4 * WG;
 
 /// Lanes per row of `Packed`: about 8 values each (a join per 8 values is
