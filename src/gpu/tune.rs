@@ -45,7 +45,7 @@ use super::Timer;
 use crate::context::Context;
 use crate::device::{BufferView, DeviceInputs, DeviceTensor, GradViews};
 use crate::error::{Error, Result};
-use crate::inputs::{plan, Geometry, Inputs, Plan};
+use crate::inputs::{plan, plan_shapes, Geometry, Inputs, Plan};
 use crate::loss::{Loss, Reduction, TensorName};
 
 /// Calls with fewer input values than this run the family's best guess
@@ -338,7 +338,7 @@ impl Context {
     /// The variant an evaluator of this call runs: the one forced for its
     /// family, else the key's choice, else the best guess for a call outside
     /// the tuner's size range, else the fastest on tuner-owned buffers of
-    /// the call's shapes (filled by `pattern`).
+    /// the call's shapes (`Pattern`).
     pub(crate) fn choose(
         &self,
         loss: &Loss,
@@ -394,10 +394,15 @@ impl Context {
         }
         let ms = match self.scoped(|| {
             data.allocate(self);
+            let inputs = data.inputs();
+            // Planned from the buffers' own shapes, as `prepare` plans from
+            // its uploads (a broadcast may have been uploaded expanded).
+            let shapes = inputs.shapes();
+            let plan = plan_shapes(loss, reduction, &shapes)?;
             let mut ms = Vec::new();
             for &v in &eligible {
                 let best = ms.iter().copied().fold(f64::INFINITY, f64::min);
-                ms.push(self.time_variant(loss, reduction, plan, &data, grad, v, best)?);
+                ms.push(self.time_variant(loss, reduction, &plan, &inputs, grad, v, best)?);
             }
             Ok(ms)
         }) {
@@ -435,13 +440,12 @@ impl Context {
         loss: &Loss,
         reduction: Reduction,
         plan: &Plan<'_>,
-        data: &Pattern,
+        inputs: &DeviceInputs<'_>,
         grad: bool,
         variant: Variant,
         best_so_far: f64,
     ) -> Result<f64> {
-        let inputs = data.inputs();
-        let ev = self.compile_variant(loss, reduction, &inputs, plan, grad, variant)?;
+        let ev = self.compile_variant(loss, reduction, inputs, plan, grad, variant)?;
         let output = self.storage("wgpu-loss tuning output", ev.output_len().max(1));
         let grads: Vec<(super::plan::Wrt, wgpu::Buffer, usize)> = ev
             .grad_lens()
@@ -460,7 +464,7 @@ impl Context {
         for sample in 0..=SAMPLES {
             let ms = self.run_once(
                 &ev,
-                &inputs,
+                inputs,
                 &output,
                 upstream.as_ref(),
                 upstream_len,
