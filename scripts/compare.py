@@ -40,8 +40,13 @@ def main():
     ap.add_argument("--markdown", action="store_true", help="a Markdown table")
     a = ap.parse_args()
 
-    # The forward call's records: PyTorch's peer times the forward only.
-    ours = [r for r in load(a.wgpu) if r.get("call", "forward") == "forward"]
+    # The forward call's records: PyTorch's peer times the forward only. Of
+    # `bench --variants all`, the tuner's choice ("chosen"), which is what a
+    # caller gets.
+    ours = [
+        r for r in load(a.wgpu)
+        if r.get("call", "forward") == "forward" and r.get("chosen", True)
+    ]
     torch = {}
     for r in load(a.torch):
         torch[(r["loss"], r["size"], r["mode"])] = r

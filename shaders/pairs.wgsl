@@ -1,15 +1,25 @@
-// Row-vector losses over (rows, dim): one thread per row loops over the row,
-// then the workgroup sums (loss, 1) partials for finalize.wgsl, or writes the
-// per-row losses with `write_items` set. A dispatch covers one slice of whole
-// rows (inputs may be longer than one binding); every partial goes to
-// `partial_base + group` in the scratch shared by all slices.
+// Row-vector losses over (rows, dim): the loss math, shared by two drivers
+// that the host appends (src/gpu/pairs.rs). The invocations that share a
+// row, its `lanes`, walk it with a stride of `lanes` (neighbouring lanes read
+// neighbouring values: coalesced on a GPU, a vector load on llvmpipe) and
+// join their sums with `row_merge`, which each driver defines:
+// - pairs_lanes.wgsl: `params.lanes` neighbouring invocations of a workgroup
+//   per row, joined in shared memory (1: a thread per row, WG: a workgroup
+//   per row, between: several rows per workgroup);
+// - pairs_subgroup.wgsl: a subgroup per row, joined by subgroup operations.
+// Every lane gets the row's totals and computes the row's loss; lane 0 writes
+// the item (`write_items`) or adds it to the workgroup's (loss, 1) partial
+// for finalize.wgsl. A dispatch covers one slice of whole rows (inputs may be
+// longer than one binding); every partial goes to `partial_base + group` in
+// the scratch shared by all slices.
 //
-// Row sums are blocked pairwise sums (`Pw`): 1 - cos and margin + d_ap - d_an
-// are small differences of large quantities, so the sums must lose far less
-// than a plain f32 sum over rows of thousands of elements. Only the cosine
-// gradient keeps compensated sums (see `Acc`).
+// Row sums are blocked pairwise sums (`Pw`) within a lane, then a tree over
+// the lanes: 1 - cos and margin + d_ap - d_an are small differences of large
+// quantities, so the sums must lose far less than a plain f32 sum over rows
+// of thousands of elements. Only the cosine gradient keeps compensated sums
+// (see `Acc`), joined across lanes with the same compensation.
 //
-// With GRAD the thread then walks its row once more and writes the gradient
+// With GRAD the lanes then walk their row once more and write the gradient
 // of every tensor, the row's upstream scaled by the reduction times the row's
 // derivative (rows are independent: no second pass).
 //
@@ -39,8 +49,10 @@ struct Params {
     // cosine_embedding's 1e-12, as a value the compiler cannot fold into the
     // compensated sums (it simplifies (s - (s + c)) + c to 0 for a constant c).
     cos_eps: f32,
-    _pad0: u32,
-    _pad1: u32,
+    // Invocations per row of pairs_lanes.wgsl, a power of two up to WG
+    // (the subgroup driver reads its subgroup's size instead).
+    lanes: u32,
+    _pad: u32,
 }
 
 // cosine_embedding: input = x1, second = x2, third = labels (one per row).
@@ -69,6 +81,62 @@ const NORM_P: u32 = 0u;
 const NORM_1: u32 = 1u;
 const NORM_2: u32 = 2u;
 const NORM_INF: u32 = 3u;
+
+// Where an invocation sits: lane `lane` of the `lanes` that walk row `row`,
+// and how many of the row's values they walk (dim, or 0 past the last row,
+// where an invocation still takes part in every join).
+struct Seat {
+    row: u32,
+    lane: u32,
+    lanes: u32,
+    len: u32,
+}
+
+fn live(s: Seat) -> bool {
+    return s.row < params.rows;
+}
+
+// Two vec4s of per-lane values that `row_merge` joins across a row's lanes,
+// every lane receiving the result.
+struct Two {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
+// How `row_merge` joins two lanes' values:
+// - MERGE_SUM: both vectors added;
+// - MERGE_ACC: `a` running sums with `b` their dropped rounding errors (`Acc`);
+// - MERGE_MAX: `a` the largest |v| per component (-1: a NaN was met), `b`
+//   how many components reached it (or how many were NaN), as `max_pack`.
+const MERGE_SUM: u32 = 0u;
+const MERGE_ACC: u32 = 1u;
+const MERGE_MAX: u32 = 2u;
+
+// The same on both sides of a join: a butterfly's partners end with equal
+// values, whichever holds which.
+fn merge(how: u32, p: Two, q: Two) -> Two {
+    switch how {
+        case MERGE_ACC: {
+            // acc_add of q.a into p.a, componentwise, the larger first.
+            let t = p.a + q.a;
+            let e = select((p.a - t) + q.a, (q.a - t) + p.a, abs(p.a) < abs(q.a));
+            return Two(t, (p.b + q.b) + e);
+        }
+        case MERGE_MAX: {
+            let x = max_merge(vec2(p.a.x, p.b.x), vec2(q.a.x, q.b.x));
+            let y = max_merge(vec2(p.a.y, p.b.y), vec2(q.a.y, q.b.y));
+            let z = max_merge(vec2(p.a.z, p.b.z), vec2(q.a.z, q.b.z));
+            return Two(vec4(x.x, y.x, z.x, 0.0), vec4(x.y, y.y, z.y, 0.0));
+        }
+        default: {
+            return Two(p.a + q.a, p.b + q.b);
+        }
+    }
+}
+
+fn row_sum(lid: u32, v: vec4<f32>) -> vec4<f32> {
+    return row_merge(lid, MERGE_SUM, Two(v, vec4(0.0))).a;
+}
 
 // A running sum and the rounding error it has dropped so far.
 //
@@ -200,7 +268,8 @@ fn cosine_grad(w: f32, x: f32, m: Acc, dot: Acc, m_total: f32, den: f32, cos: f3
 // The norms are multiplied after their square roots, which cannot overflow
 // where the product of the squares would. With GRAD the sums take exact
 // products (see cosine_grad).
-fn cosine_embedding(r: u32) -> f32 {
+fn cosine_embedding(seat: Seat, lid: u32) -> f32 {
+    let r = seat.row;
     let base = params.skip + r * params.dim;
     var dot = Acc(0.0, 0.0);
     var m1 = Acc(0.0, 0.0);
@@ -210,14 +279,19 @@ fn cosine_embedding(r: u32) -> f32 {
     var dot_total = 0.0;
     if (GRAD) {
         // The gradient needs the sums to twice f32's length (cosine_grad):
-        // the compensated sums stay here, with what acc_add assumes.
-        for (var k = 0u; k < params.dim; k = k + 1u) {
+        // the compensated sums stay here, with what acc_add assumes, and
+        // join across lanes with the same compensation.
+        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = input[base + k];
             let b = second[base + k];
             dot = acc_mul(dot, a, b);
             m1 = acc_mul(m1, a, a);
             m2 = acc_mul(m2, b, b);
         }
+        let t = row_merge(lid, MERGE_ACC, Two(vec4(dot.s, m1.s, m2.s, 0.0), vec4(dot.c, m1.c, m2.c, 0.0)));
+        dot = Acc(t.a.x, t.b.x);
+        m1 = Acc(t.a.y, t.b.y);
+        m2 = Acc(t.a.z, t.b.z);
         m1 = acc_add(m1, params.cos_eps);
         m2 = acc_add(m2, params.cos_eps);
         n1 = acc_total(m1);
@@ -225,12 +299,12 @@ fn cosine_embedding(r: u32) -> f32 {
         dot_total = acc_total(dot);
     } else {
         var sums = pw_new();
-        for (var k = 0u; k < params.dim; k = k + 1u) {
+        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = input[base + k];
             let b = second[base + k];
             pw_add(&sums, vec4(a * b, a * a, b * b, 0.0));
         }
-        let t = pw_total(&sums);
+        let t = row_sum(lid, pw_total(&sums));
         dot_total = t.x;
         n1 = t.y + params.cos_eps;
         n2 = t.z + params.cos_eps;
@@ -238,7 +312,7 @@ fn cosine_embedding(r: u32) -> f32 {
     let den = sqrt(n1) * sqrt(n2);
     let cos = dot_total / den;
     var y = 1.0;
-    if (params.flag != 0u) {
+    if (params.flag != 0u && live(seat)) {
         y = third[params.row_skip + r];
     }
     // The loss and d loss / d cos: the hinge passes no gradient at exactly
@@ -253,8 +327,11 @@ fn cosine_embedding(r: u32) -> f32 {
         dl = select(0.0, 1.0, cos - params.margin > 0.0);
     }
     if (GRAD) {
-        let s = dl * row_upstream(r);
-        for (var k = 0u; k < params.dim; k = k + 1u) {
+        var s = 0.0;
+        if (live(seat)) {
+            s = dl * row_upstream(r);
+        }
+        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = input[base + k];
             let b = second[base + k];
             grad_input[base + k] = s * cosine_grad(b, a, m1, dot, n1, den, cos);
@@ -349,6 +426,54 @@ fn max_count(s: MaxAcc) -> f32 {
     return select(s.count, s.nans, s.nans > 0.0);
 }
 
+// A MaxAcc in two floats for MERGE_MAX: (largest |v|, its count), or (-1,
+// the NaN count) once a NaN was met.
+fn max_pack(s: MaxAcc) -> vec2<f32> {
+    return select(vec2(s.m, s.count), vec2(-1.0, s.nans), s.nans > 0.0);
+}
+
+fn max_unpack(p: vec2<f32>) -> MaxAcc {
+    if (p.x < 0.0) {
+        return MaxAcc(0.0, 0.0, p.y);
+    }
+    return MaxAcc(p.x, p.y, 0.0);
+}
+
+// Two lanes' packed maxima joined: NaN wins (the NaN counts add), else the
+// larger, the counts adding at a tie.
+fn max_merge(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
+    if (p.x < 0.0 || q.x < 0.0) {
+        return vec2(-1.0, select(0.0, p.y, p.x < 0.0) + select(0.0, q.y, q.x < 0.0));
+    }
+    if (p.x > q.x) {
+        return p;
+    }
+    if (q.x > p.x) {
+        return q;
+    }
+    return vec2(p.x, p.y + q.y);
+}
+
+// The maxima of the three distances of a triplet row, each joined across
+// the row's lanes.
+struct Max3 {
+    ap: MaxAcc,
+    an: MaxAcc,
+    pn: MaxAcc,
+}
+
+fn row_max3(lid: u32, ap: MaxAcc, an: MaxAcc, pn: MaxAcc) -> Max3 {
+    let x = max_pack(ap);
+    let y = max_pack(an);
+    let z = max_pack(pn);
+    let t = row_merge(lid, MERGE_MAX, Two(vec4(x.x, y.x, z.x, 0.0), vec4(x.y, y.y, z.y, 0.0)));
+    return Max3(
+        max_unpack(vec2(t.a.x, t.b.x)),
+        max_unpack(vec2(t.a.y, t.b.y)),
+        max_unpack(vec2(t.a.z, t.b.z)),
+    );
+}
+
 // sign(v), 0 for 0 and NaN, as the reference's.
 fn sign0(v: f32) -> f32 {
     return select(0.0, select(-1.0, 1.0, v > 0.0), v > 0.0 || v < 0.0);
@@ -438,7 +563,8 @@ fn norm_grad(v: f32, d: f32, aux: f32) -> f32 {
 
 // TripletMarginLoss: max(margin + d(a, p) - d(a, n), 0), d(u, w) = |u - w + eps|_p,
 // with swap d(a, n) -> min(d(a, n), d(p, n)).
-fn triplet_margin(r: u32) -> f32 {
+fn triplet_margin(seat: Seat, lid: u32) -> f32 {
+    let r = seat.row;
     let base = params.skip + r * params.dim;
     let eps = params.eps;
     let swap = params.flag != 0u;
@@ -457,7 +583,7 @@ fn triplet_margin(r: u32) -> f32 {
         var m_ap = MaxAcc(0.0, 0.0, 0.0);
         var m_an = MaxAcc(0.0, 0.0, 0.0);
         var m_pn = MaxAcc(0.0, 0.0, 0.0);
-        for (var k = 0u; k < params.dim; k = k + 1u) {
+        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = input[base + k];
             let p = second[base + k];
             let n = third[base + k];
@@ -467,6 +593,10 @@ fn triplet_margin(r: u32) -> f32 {
                 m_pn = max_add(m_pn, p - n + eps);
             }
         }
+        let m = row_max3(lid, m_ap, m_an, m_pn);
+        m_ap = m.ap;
+        m_an = m.an;
+        m_pn = m.pn;
         d_ap = max_norm(m_ap);
         d_an = max_norm(m_an);
         d_pn = max_norm(m_pn);
@@ -486,7 +616,7 @@ fn triplet_margin(r: u32) -> f32 {
         var m_ap = MaxAcc(0.0, 0.0, 0.0);
         var m_an = MaxAcc(0.0, 0.0, 0.0);
         var m_pn = MaxAcc(0.0, 0.0, 0.0);
-        for (var k = 0u; k < params.dim; k = k + 1u) {
+        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = input[base + k];
             let p = second[base + k];
             let n = third[base + k];
@@ -504,10 +634,11 @@ fn triplet_margin(r: u32) -> f32 {
             }
             pw_add(&sums, vec4(t_ap, t_an, t_ap - t_an, t_ap - t_pn));
         }
-        let tot = pw_total(&sums);
+        let sum2 = row_merge(lid, MERGE_SUM, Two(pw_total(&sums), pw_total(&sums_pn)));
+        let tot = sum2.a;
         let sap = tot.x;
         let san = tot.y;
-        let spn = pw_total(&sums_pn).x;
+        let spn = sum2.b.x;
         // torch.min(d(a, n), d(p, n)) first (the p-th powers order as the
         // distances do), then the gap to the smaller one.
         use_pn = swap && (spn < san || is_nan(spn));
@@ -526,11 +657,12 @@ fn triplet_margin(r: u32) -> f32 {
             // The sums of |v_k|^p accurate enough for the gradient: scaled by
             // the largest |v_k| (one more walk over the row), each power to
             // about an ulp.
-            d_ap = max_norm(m_ap);
-            d_an = max_norm(m_an);
-            d_pn = max_norm(m_pn);
+            let m = row_max3(lid, m_ap, m_an, m_pn);
+            d_ap = max_norm(m.ap);
+            d_an = max_norm(m.an);
+            d_pn = max_norm(m.pn);
             var q = pw_new();
-            for (var k = 0u; k < params.dim; k = k + 1u) {
+            for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
                 let a = input[base + k];
                 let p = second[base + k];
                 let n = third[base + k];
@@ -540,7 +672,7 @@ fn triplet_margin(r: u32) -> f32 {
                 }
                 pw_add(&q, vec4(scaled_pow(a - p + eps, d_ap), scaled_pow(a - n + eps, d_an), q_pn, 0.0));
             }
-            let qt = pw_total(&q);
+            let qt = row_sum(lid, pw_total(&q));
             // An infinite component leaves only 0 and NaN gradients: the
             // others' ratios are 0 whatever the sum.
             aux_ap = select(ln_acc(qt.x), 0.0, kind_of(d_ap) == K_PINF);
@@ -562,8 +694,11 @@ fn triplet_margin(r: u32) -> f32 {
         }
         // No gradient where the hinge is at or below 0 (or NaN); the zero
         // still meets every term, so NaN terms stay NaN, as in autograd.
-        let g = select(0.0, row_upstream(r), l > 0.0);
-        for (var k = 0u; k < params.dim; k = k + 1u) {
+        var g = 0.0;
+        if (live(seat)) {
+            g = select(0.0, row_upstream(r), l > 0.0);
+        }
+        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = input[base + k];
             let p = second[base + k];
             let n = third[base + k];
@@ -581,38 +716,13 @@ fn triplet_margin(r: u32) -> f32 {
     return l;
 }
 
-fn item(r: u32) -> f32 {
+// The loss of the seat's row, on every lane of it. Every invocation of a
+// workgroup calls it (with a seat past the last row if need be): the joins
+// inside may wait for all of them.
+fn item(seat: Seat, lid: u32) -> f32 {
     switch LOSS {
-        case COSINE_EMBEDDING: { return cosine_embedding(r); }
-        case TRIPLET_MARGIN: { return triplet_margin(r); }
+        case COSINE_EMBEDDING: { return cosine_embedding(seat, lid); }
+        case TRIPLET_MARGIN: { return triplet_margin(seat, lid); }
         default: { return nan(); }
-    }
-}
-
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let group = wid.x + wid.y * params.groups_x;
-    let r = group * WG + lid;
-    var acc = vec4<f32>(0.0);
-    var kinds = 0u;
-    if (r < params.rows) {
-        let l = item(r);
-        if (params.write_items != 0u) {
-            out[params.row_skip + r] = l;
-        } else {
-            // The sums add finite values only; kinds join at the store.
-            let part = split_pair(vec2(l, 1.0));
-            kinds = part.kinds;
-            acc = vec4(part.v, 0.0, 0.0);
-        }
-    }
-    if (params.write_items == 0u) {
-        let all = reduce_kinds(lid, kinds);
-        let total = pair_value(reduce_wg(lid, acc).xy, all);
-        if (lid == 0u) {
-            let at = 2u * (params.partial_base + group);
-            out[at] = total.x;
-            out[at + 1u] = total.y;
-        }
     }
 }

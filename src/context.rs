@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::adapters::{AdapterFilter, SkipReason};
 use crate::error::{Error, Result};
+use crate::gpu::{variant, Caps, TuneCache, Tuner, Variant};
 
 /// A WGSL program: the shared prelude plus one family's kernels. Bindings
 /// follow one convention: `reads` read-only storage buffers at 0.., then
@@ -55,8 +56,30 @@ pub(crate) const ROWS_SUBGROUP: Kernel = Kernel {
 };
 /// Reads the two or three row tensors (or cosine_embedding's labels in the
 /// third) and the upstream gradient; writes the items or partials, and up to
-/// three gradients.
-pub(crate) const PAIRS: Kernel = kernel!("pairs", 4, 4);
+/// three gradients. The loss math (pairs.wgsl) with lanes of a workgroup per
+/// row (pairs_lanes.wgsl).
+pub(crate) const PAIRS: Kernel = Kernel {
+    name: "pairs",
+    source: concat!(
+        include_str!("../shaders/common.wgsl"),
+        include_str!("../shaders/pairs.wgsl"),
+        include_str!("../shaders/pairs_lanes.wgsl")
+    ),
+    reads: 4,
+    writes: 4,
+};
+/// `PAIRS` with a subgroup per row (pairs_subgroup.wgsl): built only on a
+/// device with `Features::SUBGROUP`, whose operations the module needs.
+pub(crate) const PAIRS_SUBGROUP: Kernel = Kernel {
+    name: "pairs_subgroup",
+    source: concat!(
+        include_str!("../shaders/common.wgsl"),
+        include_str!("../shaders/pairs.wgsl"),
+        include_str!("../shaders/pairs_subgroup.wgsl")
+    ),
+    reads: 4,
+    writes: 4,
+};
 /// Reads input, targets and the upstream or the per-class coefficients;
 /// writes the output or the gradient, and the scratch.
 pub(crate) const DICE: Kernel = kernel!("dice", 3, 2);
@@ -80,19 +103,32 @@ pub(crate) struct Pipeline {
 
 /// Owns the device and queue (or shares the caller's) and builds each pipeline
 /// once. `Send + Sync`: one context serves many threads.
+///
+/// [`with_variant`](Self::with_variant) and
+/// [`with_tune_cache`](Self::with_tune_cache) derive contexts that share its
+/// device, queue, pipelines and counters, and choose kernel variants
+/// otherwise.
 pub struct Context {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     /// Why the device was lost, once it is: every later call reports it.
     pub(crate) lost: Arc<Mutex<Option<String>>>,
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    layouts: Mutex<HashMap<(u32, u32), wgpu::BindGroupLayout>>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
-    builds: std::sync::atomic::AtomicUsize,
+    modules: Arc<Mutex<HashMap<&'static str, wgpu::ShaderModule>>>,
+    layouts: Arc<Mutex<HashMap<(u32, u32), wgpu::BindGroupLayout>>>,
+    pipelines: Arc<Mutex<HashMap<PipelineKey, Arc<Pipeline>>>>,
+    builds: Arc<AtomicUsize>,
     /// Buffers, bind groups, bind group layouts and query sets created.
-    created: AtomicUsize,
-    pub(crate) submits: AtomicUsize,
+    created: Arc<AtomicUsize>,
+    pub(crate) submits: Arc<AtomicUsize>,
+    /// What the device offers that a variant may need.
+    pub(crate) caps: Caps,
+    /// The variants forced per family (`WGPU_LOSS_VARIANT`, then
+    /// `with_variant`), or why `WGPU_LOSS_VARIANT` could not be read: every
+    /// evaluator of the context reports it.
+    pub(crate) forced: Result<Vec<Variant>>,
+    /// The choices of variants where none is forced.
+    pub(crate) tuner: Arc<Tuner>,
 }
 
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
@@ -129,8 +165,11 @@ impl Context {
     }
 
     /// Opens the best adapter, or the first whose name contains
-    /// `WGPU_ADAPTER_NAME`, with the adapter's own limits.
+    /// `WGPU_ADAPTER_NAME`, with the adapter's own limits. A
+    /// `WGPU_LOSS_VARIANT` that names no variant (or two of one family) is an
+    /// [`Error::Variant`].
     pub fn new() -> Result<Context> {
+        variant::from_env()?;
         let wanted = std::env::var("WGPU_ADAPTER_NAME")
             .ok()
             .map(|s| s.to_lowercase());
@@ -166,6 +205,7 @@ impl Context {
     /// device would not open, a CPU adapter for a GPU that would not open),
     /// and the call fails only if none opens.
     pub fn all_with(filter: AdapterFilter) -> Result<Adapters> {
+        variant::from_env()?;
         let adapters = Self::adapters();
         if adapters.is_empty() {
             return Err(Error::NoAdapter(
@@ -219,8 +259,8 @@ impl Context {
 
     /// Opens a device on `adapter`, requesting its full limits so that large
     /// batches bind as much as the hardware allows, timestamp queries where
-    /// offered so that benchmarks can read GPU time, and subgroup operations
-    /// where offered for the kernels that share a row across a subgroup.
+    /// offered so that benchmarks and the tuner can read GPU time, and
+    /// subgroup operations where offered, which some kernel variants use.
     pub fn from_adapter(adapter: &wgpu::Adapter) -> Result<Context> {
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         let desc = wgpu::DeviceDescriptor {
@@ -242,24 +282,89 @@ impl Context {
         Ok(ctx)
     }
 
-    /// Shares the caller's device and queue.
+    /// Shares the caller's device and queue. Variants that need subgroup
+    /// operations run where the device was created with
+    /// `Features::SUBGROUP`; `info` gives the subgroup sizes they plan for.
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
     ) -> Context {
+        let caps = Caps {
+            subgroups: device.features().contains(wgpu::Features::SUBGROUP),
+        };
         Context {
             device,
             queue,
             info,
             lost: Arc::new(Mutex::new(None)),
-            modules: Mutex::new(HashMap::new()),
-            layouts: Mutex::new(HashMap::new()),
-            pipelines: Mutex::new(HashMap::new()),
+            modules: Default::default(),
+            layouts: Default::default(),
+            pipelines: Default::default(),
             builds: Default::default(),
-            created: AtomicUsize::new(0),
-            submits: AtomicUsize::new(0),
+            created: Default::default(),
+            submits: Default::default(),
+            caps,
+            forced: variant::from_env(),
+            tuner: Arc::new(Tuner::new(&TuneCache::FromEnv)),
         }
+    }
+
+    /// A context on the same device, queue and pipelines (its counters
+    /// shared too) whose evaluators run `variant` for every loss of its
+    /// family, in place of what `WGPU_LOSS_VARIANT` or the tuner would pick;
+    /// other families keep theirs. A call the variant cannot run (see
+    /// [`Context::variants`]) is an [`Error::Variant`].
+    pub fn with_variant(&self, variant: Variant) -> Context {
+        let mut ctx = self.sibling(self.tuner.clone());
+        if let Ok(forced) = &mut ctx.forced {
+            forced.retain(|v| v.family() != variant.family());
+            forced.push(variant);
+        }
+        ctx
+    }
+
+    /// A context on the same device, queue and pipelines whose tuner keeps
+    /// its choices in `cache` (starting from what that file holds, not from
+    /// this context's choices).
+    pub fn with_tune_cache(&self, cache: TuneCache) -> Context {
+        self.sibling(Arc::new(Tuner::new(&cache)))
+    }
+
+    /// A context on the same device, queue and pipelines whose evaluators
+    /// never time variants nor read the tuner's cache: they run the variant
+    /// forced for the family, else the family's best guess. What a caller
+    /// wants who must not wait for tuning, or who wants the same kernels on
+    /// every machine (the tests, for one).
+    pub fn untuned(&self) -> Context {
+        self.sibling(Arc::new(Tuner::guessing()))
+    }
+
+    fn sibling(&self, tuner: Arc<Tuner>) -> Context {
+        Context {
+            device: self.device.clone(),
+            queue: self.queue.clone(),
+            info: self.info.clone(),
+            lost: self.lost.clone(),
+            modules: self.modules.clone(),
+            layouts: self.layouts.clone(),
+            pipelines: self.pipelines.clone(),
+            builds: self.builds.clone(),
+            created: self.created.clone(),
+            submits: self.submits.clone(),
+            caps: self.caps,
+            forced: self.forced.clone(),
+            tuner,
+        }
+    }
+
+    /// The subgroup size the variants that use subgroups plan their grids
+    /// for: the adapter's largest, within what WebGPU allows.
+    pub(crate) fn subgroup_size(&self) -> usize {
+        self.info.subgroup_max_size.clamp(
+            wgpu::MINIMUM_SUBGROUP_MIN_SIZE,
+            wgpu::MAXIMUM_SUBGROUP_MAX_SIZE,
+        ) as usize
     }
 
     pub fn device(&self) -> &wgpu::Device {

@@ -95,6 +95,11 @@ pub enum Error {
     /// Partials that do not merge, or an output that holds none.
     #[error("partial: {0}")]
     Partial(String),
+    /// A kernel variant that does not exist, that is forced twice for one
+    /// family, or that cannot run the call's shape on this adapter (see
+    /// [`crate::Variant`]).
+    #[error("kernel variant `{name}`: {problem}")]
+    Variant { name: String, problem: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -25,7 +25,8 @@ pub use gpu::evaluator::Evaluator;
 /// Test hooks: forcing and listing the softmax-row kernel variants.
 #[doc(hidden)]
 pub use gpu::rows::{rows_variants, with_rows_variant};
-pub use gpu::{Evaluation, Gradients, Prepared};
+pub use gpu::{Evaluation, Gradients, Prepared, TuneCache, Variant};
+pub use gpu::{TUNE_MAX_ELEMENTS, TUNE_MIN_ELEMENTS};
 pub use gradients::GradientsOf;
 pub use inputs::{Inputs, Target, Tensor, Upstream};
 pub use loss::{

@@ -1371,3 +1371,108 @@ fn a_disagreement_with_the_reference_fails_and_writes_nothing() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.exists() && grad.exists());
 }
+
+/// The tuner's environment variables, each in a process of its own: the
+/// cache in the user's cache directory by default, moved by
+/// `WGPU_LOSS_CACHE=<path>`, not written with `off`, a corrupt file ignored
+/// with one warning; `WGPU_LOSS_VARIANT` forcing a variant, refusing one that
+/// cannot run the batch, and rejecting an unknown name.
+#[test]
+fn tuning_follows_its_environment_variables() {
+    let dir = Dir::new("tuning");
+    let home = dir.path("home");
+    let xdg = home.join("xdg");
+    let file = dir.path("moved.json");
+    let run = |vars: &[(&str, &str)]| -> Output {
+        let mut c = Command::new(BIN);
+        // 512 cosine rows of 256: enough values to be timed.
+        c.args([
+            "bench",
+            "--loss",
+            "cosine_embedding",
+            "--sizes",
+            "2^17",
+            "--calls",
+            "forward",
+            "--min-runs",
+            "1",
+            "--max-runs",
+            "1",
+            "--seconds",
+            "0",
+            "--json",
+        ])
+        .env("HOME", &home)
+        .env("XDG_CACHE_HOME", &xdg)
+        .env_remove("WGPU_LOSS_CACHE")
+        .env_remove("WGPU_LOSS_VARIANT");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().expect("run wgpu-loss")
+    };
+    let records = |o: &Output| -> Vec<Value> {
+        assert!(o.status.success(), "{}", stderr(o));
+        stdout(o)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    };
+    let entries = |path: &std::path::Path| -> Vec<Value> {
+        let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        v["entries"].as_array().unwrap().clone()
+    };
+
+    // Unset: $XDG_CACHE_HOME/wgpu-loss/tune.json holds the record's variant.
+    let o = run(&[]);
+    let r = records(&o);
+    assert_eq!(r.len(), 1, "{}", stdout(&o));
+    assert_eq!(r[0]["chosen"], true);
+    let variant = r[0]["variant"].as_str().unwrap().to_string();
+    assert!(variant.starts_with("pair-"), "{variant}");
+    let e = entries(&xdg.join("wgpu-loss").join("tune.json"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0]["loss"], "cosine_embedding");
+    assert_eq!(e[0]["variant"], variant.as_str());
+
+    // A path moves it; `off` writes nothing anywhere.
+    let path = file.to_str().unwrap();
+    records(&run(&[("WGPU_LOSS_CACHE", path)]));
+    assert_eq!(entries(&file).len(), 1);
+    fs::remove_dir_all(&home).unwrap();
+    fs::remove_file(&file).unwrap();
+    records(&run(&[("WGPU_LOSS_CACHE", "off")]));
+    assert!(!home.exists() && !file.exists(), "off wrote a file");
+
+    // A corrupt file: one warning, the run goes on, the file is written anew.
+    fs::write(&file, "{\"version\": 1, \"entries\": [tru").unwrap();
+    let o = run(&[("WGPU_LOSS_CACHE", path)]);
+    assert_eq!(records(&o).len(), 1);
+    let warned = stderr(&o)
+        .lines()
+        .filter(|l| l.contains("ignoring the tuning cache"))
+        .count();
+    assert_eq!(warned, 1, "{}", stderr(&o));
+    assert_eq!(entries(&file).len(), 1);
+
+    // WGPU_LOSS_VARIANT forces a variant that can run the batch...
+    let off = ("WGPU_LOSS_CACHE", "off");
+    for forced in ["pair-thread", "pair-packed"] {
+        let r = records(&run(&[off, ("WGPU_LOSS_VARIANT", forced)]));
+        assert_eq!(r[0]["variant"], forced);
+    }
+    // ... skips the batch with the reason where it cannot (rows of 256 are
+    // too short for a workgroup each) ...
+    let o = run(&[off, ("WGPU_LOSS_VARIANT", "pair-workgroup")]);
+    assert!(records(&o).is_empty());
+    assert!(
+        stderr(&o).contains("kernel variant `pair-workgroup`: cannot run cosine_embedding"),
+        "{}",
+        stderr(&o)
+    );
+    // ... and an unknown name is a usage error.
+    let o = run(&[off, ("WGPU_LOSS_VARIANT", "pair-nowhere")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pair-nowhere"), "{}", stderr(&o));
+}

@@ -66,6 +66,11 @@ pub struct BenchArgs {
     /// Repeat until this many seconds have passed (and min-runs ran).
     #[arg(long, default_value_t = 0.3, value_name = "S")]
     pub seconds: f64,
+    /// `tuned`: each call runs the kernel variant the tuner picks (timing the candidates first
+    /// where its cache has no choice); `all`: every variant that can run it, one record each,
+    /// the tuner's choice marked `chosen`.
+    #[arg(long, value_name = "tuned|all", default_value = "tuned", value_parser = ["tuned", "all"])]
+    pub variants: String,
     /// Print one JSON record per line instead of a table.
     #[arg(long)]
     pub json: bool,

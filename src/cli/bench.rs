@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::cli::synthetic;
 use crate::context::{Context, COPY};
 use crate::error::{Error, Result};
-use crate::gpu::{grid, Prepared, WG};
+use crate::gpu::{grid, Prepared, Variant, WG};
 use crate::inputs::Upstream;
 use crate::loss::{Loss, Reduction};
 
@@ -102,6 +102,12 @@ pub struct Record {
     pub timing: String,
     pub adapter: String,
     pub device_type: String,
+    /// The kernel variant the call ran (see `wgpu_loss::Variant`).
+    pub variant: String,
+    /// Whether it is the variant an evaluator of this call runs unforced
+    /// (the tuner's choice): always, unless `bench --variants all` forced
+    /// each in turn.
+    pub chosen: bool,
 }
 
 /// What a measurement gave: a record, or why the loss was not run.
@@ -158,8 +164,9 @@ pub struct Bench<'c> {
     pub seed: u64,
     copies: HashMap<usize, f64>,
     roundtrips: HashMap<String, (f64, f64)>,
-    /// The forward call's GPU ms by (loss, size), for the fused call's ratio.
-    forwards: HashMap<(String, usize), f64>,
+    /// The forward call's GPU ms by (loss, size, variant), for the fused
+    /// call's ratio.
+    forwards: HashMap<(String, usize, String), f64>,
 }
 
 impl<'c> Bench<'c> {
@@ -299,9 +306,52 @@ impl<'c> Bench<'c> {
         Ok((device, host))
     }
 
+    /// Every variant that can run `loss` (forward, or `fused`) on the
+    /// synthetic batch of about `size` elements, with whether it is the one
+    /// an unforced call runs (the tuner's choice, timed now if it has none
+    /// yet). Empty where the call is skipped (see `forward`).
+    pub fn variant_runs(
+        &self,
+        loss: &Loss,
+        size: usize,
+        fused: bool,
+    ) -> Result<Vec<(Variant, bool)>> {
+        if loss.validate(self.reduction).is_err() || size > self.ctx.max_binding_elements() {
+            return Ok(vec![]);
+        }
+        let batch = synthetic::batch(loss, size, self.seed);
+        let inputs = batch.inputs();
+        let decided = self
+            .ctx
+            .variants(loss, self.reduction, &inputs)
+            .and_then(|all| {
+                let choice = if fused {
+                    self.ctx.tune_with_grad(loss, self.reduction, &inputs)
+                } else {
+                    self.ctx.tune(loss, self.reduction, &inputs)
+                }?;
+                Ok(all.into_iter().map(|v| (v, v == choice)).collect())
+            });
+        match decided {
+            Err(e) if matches!(skipped(e.clone()), Ok(Outcome::Skipped(_))) => Ok(vec![]),
+            other => other,
+        }
+    }
+
     /// Times the forward call of `loss` on a synthetic batch of about `size`
     /// elements, its inputs already on the device.
     pub fn forward(&mut self, loss: &Loss, size: usize) -> Result<Outcome> {
+        self.forward_as(loss, size, None)
+    }
+
+    /// `forward`, with `variant` forced (`Some`), recorded as not chosen
+    /// unless `chosen`.
+    pub fn forward_as(
+        &mut self,
+        loss: &Loss,
+        size: usize,
+        variant: Option<(Variant, bool)>,
+    ) -> Result<Outcome> {
         if let Err(e) = loss.validate(self.reduction) {
             return skipped(e);
         }
@@ -313,7 +363,9 @@ impl<'c> Bench<'c> {
         }
         let batch = synthetic::batch(loss, size, self.seed);
         let inputs = batch.inputs();
-        let prepared = match self.ctx.prepare(loss, self.reduction, &inputs) {
+        let forced = variant.map(|(v, _)| self.ctx.with_variant(v));
+        let ctx = forced.as_ref().unwrap_or(self.ctx);
+        let prepared = match ctx.prepare(loss, self.reduction, &inputs) {
             Ok(p) => p,
             Err(e) => return skipped(e),
         };
@@ -323,17 +375,30 @@ impl<'c> Bench<'c> {
             Err(e) => return skipped(e),
         };
         let read = must_read(&batch);
-        let record = self.time(loss, size, &batch, &prepared, read, read + 4 * items)?;
-        self.forwards
-            .insert((loss.name().into(), size), record.gpu_ms);
+        let mut record = self.time(loss, size, &batch, &prepared, read, read + 4 * items)?;
+        record.chosen = variant.is_none_or(|(_, chosen)| chosen);
+        self.forwards.insert(
+            (loss.name().into(), size, record.variant.clone()),
+            record.gpu_ms,
+        );
         Ok(Outcome::Done(Box::new(record)))
     }
 
     /// Times the fused value-and-gradient call of `loss` (upstream 1) on the
     /// batch `forward` uses, its inputs on the device: the value is read
     /// back, the gradients stay on the device. Its `vs_forward` is set when
-    /// `forward` ran on the same (loss, size) first.
+    /// `forward` ran on the same (loss, size, variant) first.
     pub fn fused(&mut self, loss: &Loss, size: usize) -> Result<Outcome> {
+        self.fused_as(loss, size, None)
+    }
+
+    /// `fused`, with `variant` forced as in `forward_as`.
+    pub fn fused_as(
+        &mut self,
+        loss: &Loss,
+        size: usize,
+        variant: Option<(Variant, bool)>,
+    ) -> Result<Outcome> {
         if let Err(e) = loss.validate(self.reduction) {
             return skipped(e);
         }
@@ -345,11 +410,10 @@ impl<'c> Bench<'c> {
         }
         let batch = synthetic::batch(loss, size, self.seed);
         let inputs = batch.inputs();
+        let forced = variant.map(|(v, _)| self.ctx.with_variant(v));
+        let ctx = forced.as_ref().unwrap_or(self.ctx);
         let prepared =
-            match self
-                .ctx
-                .prepare_with_grad(loss, self.reduction, &inputs, Upstream::Scalar(1.0))
-            {
+            match ctx.prepare_with_grad(loss, self.reduction, &inputs, Upstream::Scalar(1.0)) {
                 Ok(p) => p,
                 Err(e) => return skipped(e),
             };
@@ -374,9 +438,10 @@ impl<'c> Bench<'c> {
         // The copy yardstick moves as many bytes as the call: half read, half written.
         let bytes = must_read(&batch) + 4 * written;
         let mut record = self.time(loss, size, &batch, &prepared, bytes / 2, bytes)?;
+        record.chosen = variant.is_none_or(|(_, chosen)| chosen);
         record.vs_forward = self
             .forwards
-            .get(&(loss.name().to_string(), size))
+            .get(&(loss.name().to_string(), size, record.variant.clone()))
             .map(|f| record.gpu_ms / f);
         Ok(Outcome::Done(Box::new(record)))
     }
@@ -421,6 +486,8 @@ impl<'c> Bench<'c> {
             timing: if timed { "timestamps" } else { "wall" }.into(),
             adapter: self.ctx.adapter_name(),
             device_type: format!("{:?}", info.device_type),
+            variant: prepared.evaluator().variant().name().into(),
+            chosen: true,
         })
     }
 }
@@ -435,11 +502,14 @@ pub fn must_read(batch: &synthetic::Batch) -> usize {
     }
 }
 
-/// A loss the GPU cannot run yet, a reduction the loss does not have, or a
-/// batch over a limit is skipped; anything else is an error.
+/// A loss the GPU cannot run yet, a reduction the loss does not have, a
+/// batch over a limit, or a forced variant that cannot run the batch is
+/// skipped; anything else is an error.
 fn skipped(e: Error) -> Result<Outcome> {
     match e {
-        Error::TooLarge { .. } | Error::Reduction { .. } => Ok(Outcome::Skipped(e.to_string())),
+        Error::TooLarge { .. } | Error::Reduction { .. } | Error::Variant { .. } => {
+            Ok(Outcome::Skipped(e.to_string()))
+        }
         e => Err(e),
     }
 }
@@ -463,7 +533,7 @@ pub fn human_bytes(bytes: f64) -> String {
 /// The records as a plain-text table, one line per record.
 pub fn table(records: &[Record]) -> String {
     let mut s = format!(
-        "{:<16} {:<7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>6} {:>4} {:>4} {:>9} {:>9} {:>6}\n",
+        "{:<16} {:<7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>6} {:>4} {:>4} {:>9} {:>9} {:>6}  {}\n",
         "loss",
         "call",
         "n",
@@ -476,12 +546,13 @@ pub fn table(records: &[Record]) -> String {
         "subm",
         "rt ms",
         "eval ms",
-        "/fwd"
+        "/fwd",
+        "variant"
     );
     for r in records {
         let vs = r.vs_forward.map(|v| format!("{v:.2}")).unwrap_or_default();
         s += &format!(
-            "{:<16} {:<7} {:>9} {:>9} {:>10.4} {:>9.3} {:>9.3} {:>6.3} {:>4} {:>4} {:>9.3} {:>9.3} {:>6}\n",
+            "{:<16} {:<7} {:>9} {:>9} {:>10.4} {:>9.3} {:>9.3} {:>6.3} {:>4} {:>4} {:>9.3} {:>9.3} {:>6}  {}{}\n",
             r.loss,
             r.call,
             r.n,
@@ -494,7 +565,9 @@ pub fn table(records: &[Record]) -> String {
             r.submits,
             r.roundtrip_ms,
             r.evaluate_ms,
-            vs
+            vs,
+            r.variant,
+            if r.chosen { "" } else { " (forced)" }
         );
     }
     s
@@ -557,10 +630,18 @@ pub fn plot_svg(
         .map_err(|e| err(&e))?
         .label("copy kernel (read + write)")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], thick));
-    // One line per loss and call: "mse", "mse fused".
-    let series = |r: &Record| match r.call.as_str() {
-        "forward" => r.loss.clone(),
-        call => format!("{} {call}", r.loss),
+    // One line per loss and call: "mse", "mse fused"; a forced variant
+    // other than the tuner's choice gets its own: "cosine_embedding [pair-thread]".
+    let series = |r: &Record| {
+        let name = match r.call.as_str() {
+            "forward" => r.loss.clone(),
+            call => format!("{} {call}", r.loss),
+        };
+        if r.chosen {
+            name
+        } else {
+            format!("{name} [{}]", r.variant)
+        }
     };
     let mut losses: Vec<String> = vec![];
     for r in &finite {

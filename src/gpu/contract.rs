@@ -43,7 +43,9 @@ use super::rows::{self, RowsParams};
 use crate::cli::bench::{CopyParams, COPY_ITEMS};
 #[cfg(feature = "cli")]
 use crate::context::COPY;
-use crate::context::{Kernel, DICE, FINALIZE, PAIRS, POINTWISE, ROWS, ROWS_SUBGROUP};
+use crate::context::{
+    Kernel, DICE, FINALIZE, PAIRS, PAIRS_SUBGROUP, POINTWISE, ROWS, ROWS_SUBGROUP,
+};
 use crate::loss::{DiceMode, Loss, TargetKind, CATALOG};
 
 const KERNELS: &[(&str, &Kernel)] = &[
@@ -51,6 +53,7 @@ const KERNELS: &[(&str, &Kernel)] = &[
     ("ROWS", &ROWS),
     ("ROWS_SUBGROUP", &ROWS_SUBGROUP),
     ("PAIRS", &PAIRS),
+    ("PAIRS_SUBGROUP", &PAIRS_SUBGROUP),
     ("DICE", &DICE),
     ("FINALIZE", &FINALIZE),
     #[cfg(feature = "cli")]
@@ -59,6 +62,12 @@ const KERNELS: &[(&str, &Kernel)] = &[
 
 fn file(kernel: &Kernel) -> String {
     format!("shaders/{}.wgsl", kernel.name)
+}
+
+/// Kernels that use subgroup operations: the host builds them only on a
+/// device with `Features::SUBGROUP`.
+fn uses_subgroups(kernel: &Kernel) -> bool {
+    [ROWS_SUBGROUP.name, PAIRS_SUBGROUP.name].contains(&kernel.name)
 }
 
 /// The kernel's source as the host compiles it (common.wgsl and the family's
@@ -285,7 +294,11 @@ fn params_match_the_shaders() {
         })),
         (&PAIRS, rust_struct!(PairsParams {
             rows, dim, write_items, groups_x, flag, norm, margin, p, eps, skip, row_skip,
-            partial_base, divisor, cos_eps, _pad,
+            partial_base, divisor, cos_eps, lanes, _pad,
+        })),
+        (&PAIRS_SUBGROUP, rust_struct!(PairsParams {
+            rows, dim, write_items, groups_x, flag, norm, margin, p, eps, skip, row_skip,
+            partial_base, divisor, cos_eps, lanes, _pad,
         })),
         (&DICE, rust_struct!(DiceParams {
             pixels, classes, inner, groups_x, groups, class_target, activation, has_ignore,
@@ -513,7 +526,7 @@ fn loss_values(kernel: &Kernel) -> Vec<u32> {
                 ids.push(rows::loss_id(&l, false).0);
                 ids.push(rows::loss_id(&l, true).0);
             }
-            ("pairs", Loss::Pairs(l)) => ids.push(pairs::loss_id(&l)),
+            ("pairs" | "pairs_subgroup", Loss::Pairs(l)) => ids.push(pairs::loss_id(&l)),
             _ => {}
         }
     }
@@ -554,12 +567,6 @@ fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f
         combos = next;
     }
     combos
-}
-
-/// Whether the kernel uses subgroup operations, which a device offers only
-/// with `Features::SUBGROUP`.
-fn uses_subgroups(kernel: &Kernel) -> bool {
-    kernel.name == ROWS_SUBGROUP.name
 }
 
 /// The language versions `translate` writes for a kernel.
@@ -1057,14 +1064,38 @@ fn the_nonfinite_scan_sees_every_way_in() {
 /// infinite are classified from their bits (`kind_of`, `ext`) and carried
 /// as kinds (`Ext`); the scan cannot see those, nor a finite computation that
 /// overflows: the kernels' comments and tests/losses/nonfinite.rs do.
+/// Every file of shaders/, each scanned once (a kernel's source is
+/// common.wgsl followed by one or more of them, so scanning kernels would
+/// report a shared file under another's name).
+const SHADER_FILES: [(&str, &str); 10] = [
+    ("common.wgsl", include_str!("../../shaders/common.wgsl")),
+    ("pointwise.wgsl", include_str!("../../shaders/pointwise.wgsl")),
+    ("rows.wgsl", include_str!("../../shaders/rows.wgsl")),
+    ("rows_subgroup.wgsl", include_str!("../../shaders/rows_subgroup.wgsl")),
+    ("pairs.wgsl", include_str!("../../shaders/pairs.wgsl")),
+    ("pairs_lanes.wgsl", include_str!("../../shaders/pairs_lanes.wgsl")),
+    ("pairs_subgroup.wgsl", include_str!("../../shaders/pairs_subgroup.wgsl")),
+    ("dice.wgsl", include_str!("../../shaders/dice.wgsl")),
+    ("finalize.wgsl", include_str!("../../shaders/finalize.wgsl")),
+    ("copy.wgsl", include_str!("../../shaders/copy.wgsl")),
+];
+
 #[test]
 fn nonfinite_values_only_at_stores() {
-    // Each kernel's source is common.wgsl followed by the family's file.
-    let common = include_str!("../../shaders/common.wgsl");
-    let mut problems = nonfinite_problems("shaders/common.wgsl", common, true);
-    for (_, kernel) in KERNELS {
-        let own = &kernel.source[common.len()..];
-        problems.extend(nonfinite_problems(&file(kernel), own, false));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
+    let mut problems = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".wgsl") && !SHADER_FILES.iter().any(|(f, _)| *f == name) {
+            problems.push(format!("shaders/{name} is not in SHADER_FILES: it is not scanned"));
+        }
+    }
+    for (name, src) in SHADER_FILES {
+        problems.extend(nonfinite_problems(
+            &format!("shaders/{name}"),
+            src,
+            name == "common.wgsl",
+        ));
     }
     report(problems);
 }

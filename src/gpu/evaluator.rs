@@ -16,10 +16,11 @@
 use std::sync::{Arc, Mutex};
 
 use super::plan::{Role, Schedule, Slice, Wrt, ALL_WRT};
+use super::variant::{Kind, Variant};
 use crate::context::{Context, Pipeline};
 use crate::device::{BufferView, DeviceInputs, DeviceUpstream, GradViews};
 use crate::error::{Error, Result};
-use crate::inputs::{plan_shapes, Geometry};
+use crate::inputs::{plan_shapes, Geometry, Plan};
 use crate::loss::{Loss, Reduction};
 
 /// The tensors whose gradients a loss has: its prediction, and both sides of
@@ -85,6 +86,7 @@ pub struct Evaluator<'c> {
     ctx: &'c Context,
     loss: Loss,
     reduction: Reduction,
+    variant: Variant,
     shapes: Vec<(&'static str, Option<Vec<usize>>)>,
     class_target: bool,
     items_shape: Vec<usize>,
@@ -109,7 +111,10 @@ pub struct Evaluator<'c> {
 }
 
 impl Context {
-    /// Compiles `loss` for the shapes of `inputs` (their buffers are not read).
+    /// Compiles `loss` for the shapes of `inputs` (their buffers are not read),
+    /// with the variant forced for its family, else the tuner's choice for
+    /// this shape (timed now, on buffers of its own, the first time: see
+    /// [`Context::tune`]).
     pub fn evaluator(
         &self,
         loss: &Loss,
@@ -140,6 +145,13 @@ impl Context {
     ) -> Result<Evaluator<'_>> {
         let shapes = inputs.shapes();
         let plan = plan_shapes(loss, reduction, &shapes)?;
+        self.check_shapes(loss, inputs)?;
+        let variant = self.choose(loss, reduction, &plan, inputs, grad)?;
+        self.compile_variant(loss, reduction, inputs, &plan, grad, variant)
+    }
+
+    /// What the device can hold and the kernels can index.
+    fn check_shapes(&self, loss: &Loss, inputs: &DeviceInputs<'_>) -> Result<()> {
         let max_values = (self.device.limits().max_buffer_size / 4) as usize;
         inputs.check_sizes(loss.name(), max_values)?;
         // Kernels index with u32 (binding-sized slices keep this rare).
@@ -154,17 +166,39 @@ impl Context {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Compiles `loss` as `variant` runs it, for `plan`, the plan of the
+    /// shapes of `inputs`.
+    pub(crate) fn compile_variant(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &DeviceInputs<'_>,
+        plan: &Plan<'_>,
+        grad: bool,
+        variant: Variant,
+    ) -> Result<Evaluator<'_>> {
+        let max_values = (self.device.limits().max_buffer_size / 4) as usize;
         let limit = self.max_binding_elements();
-        let schedule = match &plan.geometry {
-            Geometry::Point(p) => {
+        let schedule = match (&plan.geometry, variant.0) {
+            (Geometry::Point(p), Kind::Pointwise(_)) => {
                 super::pointwise::schedule(reduction, p, limit, grad, self.groups_wanted())?
             }
-            Geometry::Rows(r) => {
-                let variant = super::rows::chosen(r, &super::rows::caps(self))?;
-                super::rows::schedule(reduction, r, limit, grad, variant)?
+            (Geometry::Rows(r), Kind::Rows(v)) => {
+                super::rows::schedule(reduction, r, limit, grad, v)?
             }
-            Geometry::Pairs(p) => super::pairs::schedule(reduction, p, limit, grad)?,
-            Geometry::Dice(d) => super::dice::schedule(reduction, d, limit, grad)?,
+            (Geometry::Pairs(p), Kind::Pairs(v)) => {
+                super::pairs::schedule(reduction, p, limit, grad, v, self.subgroup_size())?
+            }
+            (Geometry::Dice(d), Kind::Dice(_)) => super::dice::schedule(reduction, d, limit, grad)?,
+            _ => {
+                return Err(Error::Variant {
+                    name: variant.name().into(),
+                    problem: format!("runs {} losses, not {}", variant.family(), loss.name()),
+                })
+            }
         };
         let align = self
             .device
@@ -198,9 +232,10 @@ impl Context {
         self.build(
             loss,
             reduction,
+            variant,
             inputs,
             grad,
-            plan.items_shape,
+            plan.items_shape.clone(),
             schedule,
             steps,
             params,
@@ -212,6 +247,7 @@ impl Context {
         &'c self,
         loss: &Loss,
         reduction: Reduction,
+        variant: Variant,
         inputs: &DeviceInputs<'_>,
         grad: bool,
         items_shape: Vec<usize>,
@@ -243,6 +279,7 @@ impl Context {
             ctx: self,
             loss: loss.clone(),
             reduction,
+            variant,
             shapes: inputs
                 .named()
                 .map(|(n, t)| (n, t.map(|t| t.shape.to_vec())))
@@ -287,6 +324,11 @@ impl Evaluator<'_> {
 
     pub fn reduction(&self) -> Reduction {
         self.reduction
+    }
+
+    /// The kernel variant it runs.
+    pub fn variant(&self) -> Variant {
+        self.variant
     }
 
     /// Dispatches recorded per `encode`.

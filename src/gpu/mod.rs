@@ -12,6 +12,8 @@ pub(crate) mod rows;
 #[cfg(test)]
 mod schedule_tests;
 pub(crate) mod stream;
+mod tune;
+pub(crate) mod variant;
 
 use crate::loss::Dice;
 use std::borrow::Cow;
@@ -26,9 +28,13 @@ use crate::loss::{Loss, Reduction, TensorName};
 use evaluator::Evaluator;
 // The benchmark (`cli::bench`) sizes its copy kernel as the losses are sized.
 use crate::gradients::GradientsOf;
+pub(crate) use plan::Caps;
 #[cfg(feature = "cli")]
 pub(crate) use plan::{grid, WG};
 use plan::{ignore_i32, Wrt, OFFSET_ALIGN};
+pub(crate) use tune::Tuner;
+pub use tune::{TuneCache, TUNE_MAX_ELEMENTS, TUNE_MIN_ELEMENTS};
+pub use variant::Variant;
 
 /// A loss evaluated on the GPU.
 #[derive(Clone, Debug, PartialEq)]

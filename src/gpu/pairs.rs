@@ -1,13 +1,15 @@
-//! Host side of `shaders/pairs.wgsl`.
+//! Host side of `shaders/pairs.wgsl` and its two drivers: lanes of a
+//! workgroup per row (`pairs_lanes.wgsl`: pair-thread, pair-packed,
+//! pair-workgroup) and a subgroup per row (`pairs_subgroup.wgsl`).
 
 use crate::loss::Pairs;
 use bytemuck::{Pod, Zeroable};
 
 use super::plan::{
-    aligned, finalize, grid, units_per_slice, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN,
-    WG,
+    aligned, finalize, grid, units_per_slice, Caps, Dispatch, Role, Schedule, Slice, Wrt,
+    OFFSET_ALIGN, WG,
 };
-use crate::context::PAIRS;
+use crate::context::{PAIRS, PAIRS_SUBGROUP};
 use crate::error::{Error, Result};
 use crate::inputs::PairsPlan;
 use crate::loss::Reduction;
@@ -31,7 +33,100 @@ pub(super) struct PairsParams {
     pub(super) partial_base: u32,
     pub(super) divisor: f32,
     pub(super) cos_eps: f32,
-    pub(super) _pad: [u32; 2],
+    pub(super) lanes: u32,
+    pub(super) _pad: u32,
+}
+
+/// How the pair kernels spread a row over invocations.
+///
+/// Eligibility (`variants`) keeps each variant to the rows it is for, and to
+/// what it runs right: llvmpipe ends an invocation after 65 535 loop
+/// iterations in total, and a fused triplet call with a general p walks its
+/// row three times, so `Thread` and `Subgroup` take rows only while those
+/// walks stay well below that (a quarter). `Workgroup` takes every row of at
+/// least `WORKGROUP_MIN_DIM` values (its threads walk a 256th of the row
+/// each: right on llvmpipe for rows of up to about 5 million values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum PairsVariant {
+    /// A thread walks a whole row: no reduction, but neighbouring threads
+    /// read values a row apart (uncoalesced on a GPU, a gather on llvmpipe).
+    Thread,
+    /// `packed_lanes(dim)` neighbouring threads per row, 4 to 128 rows per
+    /// workgroup, summed in shared memory: coalesced short rows.
+    Packed,
+    /// A workgroup per row, its threads striding over it, summed in shared
+    /// memory: long rows, few of them.
+    Workgroup,
+    /// A subgroup per row, summed with subgroup operations (no barrier):
+    /// needs `Features::SUBGROUP`.
+    Subgroup,
+}
+
+impl PairsVariant {
+    pub(crate) const ALL: &'static [PairsVariant] = &[
+        PairsVariant::Thread,
+        PairsVariant::Packed,
+        PairsVariant::Workgroup,
+        PairsVariant::Subgroup,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            PairsVariant::Thread => "pair-thread",
+            PairsVariant::Packed => "pair-packed",
+            PairsVariant::Workgroup => "pair-workgroup",
+            PairsVariant::Subgroup => "pair-subgroup",
+        }
+    }
+}
+
+/// Rows a thread may walk alone: three walks (a fused triplet with a general
+/// p) of 4096 values stay below a quarter of llvmpipe's 65 535 iterations.
+pub(crate) const THREAD_MAX_DIM: usize = 4096;
+/// Rows a subgroup may take: at the smallest subgroup size WebGPU allows
+/// (4), three walks of 16 384 / 4 values stay as far below.
+pub(crate) const SUBGROUP_MAX_DIM: usize = 16_384;
+/// Rows `Packed` takes: up to `WG / 4` lanes of 8 values.
+pub(crate) const PACKED_MAX_DIM: usize = 2 * WG;
+/// Rows `Workgroup` takes: 4 values a thread at least. Below, most of a
+/// workgroup would wait at every barrier of its joins for nothing (on
+/// llvmpipe, where a barrier switches between all 256 invocations, a
+/// workgroup per row of 300 values ran 80 times slower than a thread per
+/// row: BENCHMARKS.md, "Pair-loss variants").
+pub(crate) const WORKGROUP_MIN_DIM: usize = 4 * WG;
+
+/// Lanes per row of `Packed`: about 8 values each (a join per 8 values is
+/// what a barrier-bound adapter can afford), a power of two from 2 to
+/// `WG / 4`, so that a workgroup holds whole rows, 4 at least.
+pub(crate) fn packed_lanes(dim: usize) -> usize {
+    dim.div_ceil(8).next_power_of_two().clamp(2, WG / 4)
+}
+
+/// Eligible variants for this shape and adapter, the best guess first.
+///
+/// The guess serves calls too small to time (see `gpu::tune`), whose time is
+/// mostly the launch, and orders the tuner's candidates: a thread per row
+/// for rows of up to `PACKED_MAX_DIM` values (no join at all, and the
+/// fastest on CPU adapters, where every join is a barrier), then a subgroup
+/// per row while rows fit one, then a workgroup per row.
+pub(crate) fn variants(plan: &PairsPlan, caps: &Caps) -> Vec<PairsVariant> {
+    use PairsVariant::*;
+    let dim = plan.dim;
+    let order: &[PairsVariant] = if dim <= PACKED_MAX_DIM {
+        &[Thread, Subgroup, Packed]
+    } else {
+        &[Subgroup, Thread, Workgroup]
+    };
+    order
+        .iter()
+        .copied()
+        .filter(|v| match v {
+            Thread => dim <= THREAD_MAX_DIM,
+            Packed => dim <= PACKED_MAX_DIM,
+            Workgroup => dim >= WORKGROUP_MIN_DIM,
+            Subgroup => caps.subgroups && dim <= SUBGROUP_MAX_DIM,
+        })
+        .collect()
 }
 
 /// The shader's LOSS override constant: its `const <NAME>` (the test
@@ -64,11 +159,17 @@ pub(super) fn norm_id(p: f32) -> u32 {
 /// With `grad` the same passes write the gradients of both (cosine) or all
 /// three (triplet) tensors, bound like them: rows are independent, so the
 /// upstream and the reduction's scale (1 / rows for mean) are known up front.
+///
+/// `variant` spreads each row over invocations; `Subgroup` sizes its grid
+/// for subgroups of `subgroup_size` (the adapter's largest: with smaller
+/// ones, some subgroups have no row).
 pub(super) fn schedule(
     reduction: Reduction,
     plan: &PairsPlan,
     limit: usize,
     grad: bool,
+    variant: PairsVariant,
+    subgroup_size: usize,
 ) -> Result<Schedule> {
     let loss = &plan.loss;
     // The third binding holds cosine_embedding's labels (one per row) or
@@ -126,12 +227,20 @@ pub(super) fn schedule(
         }
     };
     let items = reduction == Reduction::None;
+    // Invocations per row (none for subgroups: the kernel reads their size)
+    // and rows per workgroup.
+    let (kernel, lanes, rows_per_group) = match variant {
+        PairsVariant::Thread => (&PAIRS, 1, WG),
+        PairsVariant::Packed => (&PAIRS, packed_lanes(dim), WG / packed_lanes(dim)),
+        PairsVariant::Workgroup => (&PAIRS, WG, 1),
+        PairsVariant::Subgroup => (&PAIRS_SUBGROUP, 0, WG / subgroup_size.clamp(1, WG)),
+    };
     let mut dispatches = Vec::new();
     let mut partials = 0;
     let mut first = 0;
     while first < plan.rows {
         let rows = step.min(plan.rows - first);
-        let (groups_x, groups_y) = grid(rows.div_ceil(WG));
+        let (groups_x, groups_y) = grid(rows.div_ceil(rows_per_group));
         let params = PairsParams {
             rows: rows as u32,
             dim: dim as u32,
@@ -147,7 +256,8 @@ pub(super) fn schedule(
             partial_base: partials as u32,
             divisor,
             cos_eps: crate::cpu::pairs::COSINE_EPSILON as f32,
-            _pad: [0; 2],
+            lanes: lanes as u32,
+            _pad: 0,
         };
         let data = |role: Role| match role {
             Role::Absent => Slice::whole(role),
@@ -176,7 +286,7 @@ pub(super) fn schedule(
             (true, false) => Slice::whole(Role::Upstream),
         };
         dispatches.push(Dispatch {
-            kernel: &PAIRS,
+            kernel,
             entry: "main",
             constants: constants.clone(),
             params: bytemuck::bytes_of(&params).to_vec(),

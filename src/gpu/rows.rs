@@ -214,9 +214,9 @@ thread_local! {
 /// Runs `f` with every softmax-row evaluator that this thread compiles in it
 /// forced to the variant `name` (an evaluator compiled for a shape the
 /// variant does not fit, or on an adapter without what it needs, fails with
-/// `Error::Param`), so that tests reach every variant. Until the variant
-/// framework lands, `WGPU_LOSS_VARIANT=<name>` does the same for a whole
-/// process (the benchmark), where `name` is a softmax-row variant.
+/// `Error::Param`), so that tests reach every variant from inside calls that
+/// build their own evaluators. Users force variants with
+/// [`Context::with_variant`] or `WGPU_LOSS_VARIANT`.
 #[doc(hidden)]
 pub fn with_rows_variant<R>(name: &str, f: impl FnOnce() -> R) -> Result<R> {
     let variant = RowsVariant::from_name(name).ok_or_else(|| Error::Param {
@@ -250,7 +250,7 @@ pub fn rows_variants(
 ) -> Result<Vec<&'static str>> {
     let plan = crate::inputs::plan(loss, reduction, inputs)?;
     Ok(match &plan.geometry {
-        Geometry::Rows(r) => variants(r, &caps(ctx))
+        Geometry::Rows(r) => variants(r, &ctx.caps)
             .into_iter()
             .map(|v| v.name())
             .collect(),
@@ -258,27 +258,10 @@ pub fn rows_variants(
     })
 }
 
-/// What `ctx`'s device offers the variants.
-pub(crate) fn caps(ctx: &Context) -> Caps {
-    Caps {
-        subgroups: ctx.device().features().contains(wgpu::Features::SUBGROUP),
-    }
-}
-
-/// The variant an evaluator of this shape uses: the forced one (see
-/// [`with_rows_variant`]) if it is eligible, else the best guess.
-pub(crate) fn chosen(plan: &RowsPlan, caps: &Caps) -> Result<RowsVariant> {
-    let eligible = variants(plan, caps);
-    let forced = FORCED.get().or_else(|| {
-        std::env::var("WGPU_LOSS_VARIANT")
-            .ok()
-            .and_then(|name| RowsVariant::from_name(&name))
-    });
-    match forced {
-        None => Ok(eligible[0]),
-        Some(v) if eligible.contains(&v) => Ok(v),
-        Some(v) => Err(not_eligible(plan, v)),
-    }
+/// The variant [`with_rows_variant`] forces on this thread, if any: the
+/// tuner takes it before the context's own forcing.
+pub(crate) fn forced() -> Option<RowsVariant> {
+    FORCED.get()
 }
 
 fn not_eligible(plan: &RowsPlan, variant: RowsVariant) -> Error {

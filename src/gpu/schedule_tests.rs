@@ -26,7 +26,9 @@ fn schedule(
             let best = rows::variants(r, &Caps::default())[0];
             rows::schedule(reduction, r, limit, grad, best)
         }
-        Geometry::Pairs(p) => pairs::schedule(reduction, p, limit, grad),
+        Geometry::Pairs(p) => {
+            pairs::schedule(reduction, p, limit, grad, pairs::PairsVariant::Thread, 32)
+        }
         Geometry::Dice(d) => dice::schedule(reduction, d, limit, grad),
     }
     .unwrap()
@@ -458,4 +460,97 @@ fn dice_sums_per_class_then_finishes() {
         .dispatches
         .iter()
         .all(|d| d.kernel.name == "dice" || d.kernel.name == "finalize"));
+}
+
+/// The pair schedule of `rows` rows of `dim` values run as `variant`, on an
+/// adapter whose subgroups hold up to 32 invocations.
+fn pair_schedule(
+    rows: usize,
+    dim: usize,
+    variant: pairs::PairsVariant,
+    reduction: Reduction,
+    limit: usize,
+) -> Schedule {
+    let a = vec![0.5f32; rows * dim];
+    let shape = [rows, dim];
+    let inputs = Inputs::new(Tensor::new(&a, &shape)).target(Tensor::new(&a, &shape));
+    let loss = Loss::from_name("cosine_embedding").unwrap();
+    let p = plan(&loss, reduction, &inputs).unwrap();
+    let Geometry::Pairs(p) = &p.geometry else {
+        panic!("cosine_embedding is a pair loss")
+    };
+    pairs::schedule(reduction, p, limit, false, variant, 32).unwrap()
+}
+
+#[test]
+fn pair_variants_lay_rows_over_lanes() {
+    use pairs::PairsVariant::*;
+    let (rows, dim) = (1000, 300);
+    let lanes = pairs::packed_lanes(dim);
+    assert_eq!(lanes, 64, "about 8 values a lane");
+    // (variant, kernel, lanes, workgroups): a thread per row fills a
+    // workgroup with 256 rows, 64 lanes 4, a subgroup of 32 lanes 8.
+    for (variant, kernel, lanes, groups) in [
+        (Thread, "pairs", 1, 4),
+        (Packed, "pairs", 64, 250),
+        (Workgroup, "pairs", 256, 1000),
+        (Subgroup, "pairs_subgroup", 0, 125),
+    ] {
+        let s = pair_schedule(rows, dim, variant, Reduction::Mean, 1 << 20);
+        let main = &s.dispatches[0];
+        assert_eq!(main.kernel.name, kernel, "{variant:?}");
+        let params: &pairs::PairsParams = bytemuck::from_bytes(&main.params);
+        assert_eq!(params.lanes, lanes, "{variant:?}");
+        assert_eq!(main.groups, (groups, 1), "{variant:?}");
+        // One partial per workgroup, summed by the finalize pass.
+        let last = s.dispatches.last().unwrap();
+        assert_eq!(last.kernel.name, "finalize");
+        let count = bytemuck::from_bytes::<super::plan::FinalizeParams>(&last.params).count;
+        assert_eq!(count, groups, "{variant:?}");
+        assert_eq!(s.scratch, 2 * groups as usize);
+        // `none` writes the items in place: no finalize.
+        let s = pair_schedule(rows, dim, variant, Reduction::None, 1 << 20);
+        assert!(s.dispatches.iter().all(|d| d.kernel.name == kernel));
+        assert_eq!(s.output_len, rows);
+    }
+    // More workgroups than a grid dimension holds: x, then y.
+    let s = pair_schedule(70_000, 1, Workgroup, Reduction::Sum, 1 << 20);
+    assert_eq!(s.dispatches[0].groups, (65_535, 2));
+    // Slices of whole rows, every variant alike.
+    for variant in pairs::PairsVariant::ALL {
+        let s = pair_schedule(100, 64, *variant, Reduction::Sum, 40 * 64);
+        let slices = bindings(&s, "main", Role::Input);
+        assert!(slices.len() >= 3, "{variant:?}");
+        assert_eq!(
+            slices.iter().map(|b| b.len.unwrap()).sum::<usize>(),
+            100 * 64
+        );
+    }
+}
+
+#[test]
+fn pair_variants_are_eligible_by_row_length_and_subgroups() {
+    use pairs::{variants, PairsVariant::*};
+    let plan = |dim| crate::inputs::PairsPlan {
+        loss: crate::loss::Pairs::CosineEmbedding { margin: 0.0 },
+        rows: 10,
+        dim,
+        labels: false,
+    };
+    let with = super::plan::Caps { subgroups: true };
+    let without = super::plan::Caps { subgroups: false };
+    for (dim, subgroups, plain) in [
+        (1, &[Thread, Subgroup, Packed][..], &[Thread, Packed][..]),
+        (512, &[Thread, Subgroup, Packed], &[Thread, Packed]),
+        (513, &[Subgroup, Thread], &[Thread]),
+        (1024, &[Subgroup, Thread, Workgroup], &[Thread, Workgroup]),
+        (4096, &[Subgroup, Thread, Workgroup], &[Thread, Workgroup]),
+        (4097, &[Subgroup, Workgroup], &[Workgroup]),
+        (16_384, &[Subgroup, Workgroup], &[Workgroup]),
+        (16_385, &[Workgroup], &[Workgroup]),
+        (1_000_000, &[Workgroup], &[Workgroup]),
+    ] {
+        assert_eq!(variants(&plan(dim), &with), subgroups, "dim {dim}");
+        assert_eq!(variants(&plan(dim), &without), plain, "dim {dim}");
+    }
 }

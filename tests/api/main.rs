@@ -1,6 +1,6 @@
 //! The API around the losses: caller buffers, errors and misuse, lost
 //! devices, threads, prepared calls, streaming, splitting across adapters,
-//! and the examples.
+//! the tuner, and the examples.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,3 +17,4 @@ mod reuse;
 mod split;
 mod stream;
 mod train;
+mod tune;

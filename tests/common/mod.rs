@@ -14,14 +14,34 @@ use wgpu_loss::{Dice, DiceMode, Pairs};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wgpu_loss::{cpu, Context, Error, Evaluation, Gradients, Inputs, Loss, Reduction, Upstream};
+use wgpu_loss::{
+    cpu, Context, Error, Evaluation, Gradients, Inputs, Loss, Reduction, Upstream, Variant,
+};
 
 pub const SIZES: [usize; 6] = [1, 255, 256, 257, 65_537, 1_000_003];
 pub const REDUCTIONS: [Reduction; 3] = [Reduction::None, Reduction::Mean, Reduction::Sum];
 
+/// The binary's context. Untuned: every call runs its family's best guess,
+/// the same kernels on every machine and no time spent timing variants;
+/// tests that want another variant force it ([`variant_ctxs`]), and the
+/// tuner's own tests open tuned contexts.
 pub fn ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
-    CTX.get_or_init(|| Context::new().expect("a wgpu adapter (install mesa-vulkan-drivers)"))
+    CTX.get_or_init(|| {
+        Context::new()
+            .expect("a wgpu adapter (install mesa-vulkan-drivers)")
+            .untuned()
+    })
+}
+
+/// A context on `base`'s device for each variant of `family` (see
+/// [`Variant::family`]), forced to it.
+pub fn variant_ctxs(base: &Context, family: &str) -> Vec<(Variant, Context)> {
+    Variant::all()
+        .into_iter()
+        .filter(|v| v.family() == family)
+        .map(|v| (v, base.with_variant(v)))
+        .collect()
 }
 
 pub fn rng(seed: u64) -> ChaCha8Rng {
@@ -132,14 +152,19 @@ pub fn check_grad_on(
         .evaluate_with_grad(loss, reduction, inputs, upstream)
         .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
     compare(what, reduction, &got, &want, 1e-6);
+    compare_grads(what, &got_grads, &want_grads);
+    got_grads
+}
+
+/// Every element of every GPU gradient against the reference's.
+pub fn compare_grads(what: &str, got: &Gradients, want: &cpu::ReferenceGradients) {
     for name in GRADIENTS {
-        match (got_grads.named(name), want_grads.named(name)) {
+        match (got.named(name), want.named(name)) {
             (Some(got), Some(want)) => assert_close_all(&format!("{what}: d/d{name}"), got, want),
             (None, None) => {}
             _ => panic!("{what}: d/d{name} on one side only"),
         }
     }
-    got_grads
 }
 
 pub fn cosine(margin: f32) -> Loss {

@@ -4,9 +4,9 @@
 //! twin must match them to float64 precision, the GPU to 1e-4 rel + 1e-6 abs.
 
 use crate::common::cases::{expected, grads, load, loss_of, reduction_of, tight, CaseTensors};
-use crate::common::{close, ctx, ByName};
+use crate::common::{close, ctx, variant_ctxs, ByName};
 use serde_json::Value;
-use wgpu_loss::{cpu, rows_variants, with_rows_variant, Dice, Loss, Pairs, Upstream};
+use wgpu_loss::{cpu, Dice, Error, Loss, Pairs, Upstream, Variant};
 
 /// Checks each gradient of `got` against autograd's in the case, element by
 /// element with `ok`; what disagrees goes into `failures`.
@@ -135,18 +135,31 @@ fn pytorch_fixtures() {
     );
 }
 
-/// The softmax-row cases through every kernel variant eligible for them
-/// (`RowsVariant` in src/gpu/rows.rs), not only the one the best guess picks.
+/// The family of a loss, as `Variant::family` names it.
+fn family(loss: &Loss) -> &'static str {
+    match loss {
+        Loss::Pointwise(_) => "pointwise",
+        Loss::Rows(_) => "rows",
+        Loss::Pairs(_) => "pairs",
+        Loss::Dice(_) => "dice",
+    }
+}
+
+/// `pytorch_fixtures` on every kernel variant of the families that have
+/// several, each forced where it can run the case (`pytorch_fixtures` runs
+/// the default one): the value, the items and every gradient against
+/// PyTorch's.
 #[test]
-fn pytorch_row_cases_through_every_variant() {
+fn every_variant_matches_the_pytorch_fixtures() {
     let mut failures = vec![];
-    let mut runs = 0;
+    let mut ran: Vec<(Variant, usize)> = vec![];
     for case in &load("torch_cases.json") {
+        let name = case["name"].as_str().unwrap();
         let loss = loss_of(case);
-        if !matches!(loss, Loss::Rows(_)) {
+        let variants = variant_ctxs(ctx(), family(&loss));
+        if variants.len() < 2 {
             continue;
         }
-        let name = case["name"].as_str().unwrap();
         let reduction = reduction_of(case);
         let tensors = CaseTensors::of(case);
         let inputs = tensors.inputs(&loss);
@@ -154,18 +167,20 @@ fn pytorch_row_cases_through_every_variant() {
         let item_scale = want_items
             .as_ref()
             .map_or(0.0, |w| w.iter().map(|v| v.abs()).sum::<f64>());
-        let variants = rows_variants(ctx(), &loss, reduction, &inputs).unwrap();
-        for v in variants {
-            runs += 1;
-            let name = format!("{name} {v}");
-            let (got, got_grads) = with_rows_variant(v, || {
-                let got = ctx().evaluate(&loss, reduction, &inputs);
-                let grads =
-                    ctx().evaluate_with_grad(&loss, reduction, &inputs, Upstream::Scalar(1.0));
-                (got, grads)
-            })
-            .unwrap();
-            match got {
+        let mut any = false;
+        for (v, forced) in variants {
+            match forced.variants(&loss, reduction, &inputs) {
+                Ok(_) => {}
+                Err(Error::Variant { .. }) => continue,
+                Err(e) => panic!("{name} [{v}]: {e}"),
+            }
+            any = true;
+            match ran.iter_mut().find(|r| r.0 == v) {
+                Some(r) => r.1 += 1,
+                None => ran.push((v, 1)),
+            }
+            let name = format!("{name} [{v}]");
+            match forced.evaluate(&loss, reduction, &inputs) {
                 Err(e) => failures.push(format!("{name}: gpu error {e}")),
                 Ok(g) => {
                     if !close(g.value, want, 1e-6 + 1e-6 * item_scale) {
@@ -180,21 +195,30 @@ fn pytorch_row_cases_through_every_variant() {
                     }
                 }
             }
-            match got_grads {
+            match forced.evaluate_with_grad(&loss, reduction, &inputs, Upstream::Scalar(1.0)) {
                 Err(e) => failures.push(format!("{name}: gpu gradient error {e}")),
-                Ok((_, g)) => compare_grads(
-                    &name,
-                    "gpu",
-                    &g,
-                    case,
-                    |g, w| close(g, w, 1e-6),
-                    &mut failures,
-                ),
+                Ok((_, g)) => {
+                    let ok = |g, w| close(g, w, 1e-6);
+                    compare_grads(&name, "gpu", &g, case, ok, &mut failures);
+                }
             }
         }
+        assert!(any, "{name}: no variant ran");
     }
-    // Each of the row cases through two variants at least.
-    assert!(runs >= 150, "only {runs} variant runs of the row cases");
+    // Each pair variant the adapter has ran on some of the pair cases (the
+    // rows are too short for a workgroup each).
+    let subgroups = ctx().device().features().contains(wgpu::Features::SUBGROUP);
+    let here: &[&str] = if subgroups {
+        &["pair-thread", "pair-packed", "pair-subgroup"]
+    } else {
+        &["pair-thread", "pair-packed"]
+    };
+    for &v in here {
+        assert!(
+            ran.iter().any(|r| r.0.name() == v && r.1 >= 10),
+            "{v}: {ran:?}"
+        );
+    }
     assert!(
         failures.is_empty(),
         "{} fixture mismatches:\n{}",

@@ -4,6 +4,11 @@
 //! rows at awkward sizes and widths, on degenerate rows, in slices beyond one
 //! binding and on caller buffers; then the twin's gradients against finite
 //! differences and PyTorch's conventions.
+//!
+//! `check`, `check_on`, `check_grad` and `check_grad_on` here run every
+//! kernel variant (src/gpu/pairs.rs) that can run the call, forced one after
+//! the other, against one reference: a thread, lanes of a workgroup, a
+//! workgroup or a subgroup per row.
 
 use crate::common::cases::{grads, load, loss_of, reduction_of, CaseTensors};
 use crate::common::device::*;
@@ -13,9 +18,110 @@ use crate::common::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use wgpu_loss::{
-    cpu, BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, Error, GradViews, Inputs, Loss,
-    Pairs, Reduction, Tensor, Upstream,
+    cpu, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, Error, GradViews,
+    Gradients, Inputs, Loss, Pairs, Reduction, Tensor, Upstream, Variant,
 };
+
+/// Whether `forced`, a context forced to one variant, can run the call: an
+/// `Error::Variant` says it cannot.
+fn runs(forced: &Context, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> bool {
+    match forced.variants(loss, reduction, inputs) {
+        Ok(v) => {
+            assert_eq!(v.len(), 1, "a forced variant is the only one");
+            true
+        }
+        Err(Error::Variant { .. }) => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Every pair variant that can run the call on `on`'s adapter against one
+/// reference; the variants that ran.
+fn check_on(
+    on: &Context,
+    what: &str,
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+    abs: f64,
+) -> Vec<Variant> {
+    let want =
+        cpu::evaluate(loss, reduction, inputs).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
+    let mut ran = vec![];
+    for (v, forced) in variant_ctxs(on, "pairs") {
+        if !runs(&forced, loss, reduction, inputs) {
+            continue;
+        }
+        let what = format!("{what} [{v}]");
+        let prepared = forced
+            .prepare(loss, reduction, inputs)
+            .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+        assert_eq!(prepared.evaluator().variant(), v, "{what}");
+        let got = prepared
+            .run()
+            .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+        compare(&what, reduction, &got, &want, abs);
+        ran.push(v);
+    }
+    assert!(!ran.is_empty(), "{what}: no variant ran");
+    ran
+}
+
+fn check(what: &str, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Vec<Variant> {
+    check_on(ctx(), what, loss, reduction, inputs, 1e-6)
+}
+
+/// `check_on` for the fused value and gradients; the last variant's
+/// gradients.
+fn check_grad_on(
+    on: &Context,
+    what: &str,
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+    upstream: Upstream<'_>,
+) -> Gradients {
+    let (want, want_grads) = cpu::gradient(loss, reduction, inputs, upstream)
+        .unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
+    let mut last = None;
+    for (v, forced) in variant_ctxs(on, "pairs") {
+        if !runs(&forced, loss, reduction, inputs) {
+            continue;
+        }
+        let what = format!("{what} [{v}]");
+        let prepared = forced
+            .prepare_with_grad(loss, reduction, inputs, upstream)
+            .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+        assert_eq!(prepared.evaluator().variant(), v, "{what}");
+        let (got, got_grads) = prepared
+            .run_with_grad()
+            .unwrap_or_else(|e| panic!("{what}: gpu: {e}"));
+        compare(&what, reduction, &got, &want, 1e-6);
+        compare_grads(&what, &got_grads, &want_grads);
+        last = Some(got_grads);
+    }
+    last.unwrap_or_else(|| panic!("{what}: no variant ran"))
+}
+
+fn check_grad(
+    what: &str,
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+    upstream: Upstream<'_>,
+) -> Gradients {
+    check_grad_on(ctx(), what, loss, reduction, inputs, upstream)
+}
+
+/// The pair variants this adapter has: every one but `pair-subgroup` where
+/// the device lacks subgroups.
+fn variants_here(on: &Context) -> Vec<Variant> {
+    let subgroups = on.device().features().contains(wgpu::Features::SUBGROUP);
+    Variant::all()
+        .into_iter()
+        .filter(|v| v.family() == "pairs" && (subgroups || v.name() != "pair-subgroup"))
+        .collect()
+}
 
 /// triplet_margin with margin 1 and each norm other than 2 (p, swap).
 const OTHER_NORMS: [(f32, bool); 6] = [
@@ -149,6 +255,15 @@ fn pair_losses_match_the_reference_at_awkward_sizes() {
         for &dim in &[1usize, 3, 64, 300] {
             let data = PairRows::new(rows, dim, 100 * k as u64 + dim as u64, false);
             let large = rows * dim > 1_000_000;
+            // Beyond 100 000 values the default variant only: every one runs
+            // at the sizes of `every_variant_at_awkward_sizes`.
+            let check = |what: &str, loss: &Loss, red, inputs: &Inputs<'_>| {
+                if rows * dim > 100_000 {
+                    crate::common::check(what, loss, red, inputs);
+                } else {
+                    check(what, loss, red, inputs);
+                }
+            };
             let (cos, labelled) = (data.cosine(false), data.cosine(true));
             for red in REDUCTIONS {
                 check(
@@ -655,6 +770,14 @@ fn pair_gradients_match_the_reference_at_awkward_sizes() {
             if n > 2_000_000 {
                 continue;
             }
+            let check_grad =
+                |what: &str, loss: &Loss, red, inputs: &Inputs<'_>, up: Upstream<'_>| {
+                    if n > 100_000 {
+                        crate::common::check_grad(what, loss, red, inputs, up);
+                    } else {
+                        check_grad(what, loss, red, inputs, up);
+                    }
+                };
             let data = PairRows::new(rows, dim, 100 * k as u64 + dim as u64, true);
             let all = calls(&data.up);
             let some = |i: usize| -> Vec<(Reduction, Upstream<'_>)> {
@@ -1396,4 +1519,238 @@ fn general_p_gradients_hold_the_two_part_ln2() {
             );
         }
     }
+
+// The kernel variants: each at the sizes that trip kernels, on rows no
+// thread may walk alone, and refused where it cannot run.
+
+/// Every variant, forward and fused, at rows of 1, 3, 255, 257 (about a
+/// packed workgroup's lanes, one under and one over) and 4099 values (beyond
+/// a thread's row, and not a multiple of any subgroup or workgroup), in
+/// batches of 1, 7 and 1000 rows.
+#[test]
+fn every_variant_at_awkward_sizes() {
+    let mut ran: Vec<Variant> = vec![];
+    for (k, &rows) in [1usize, 7, 1000].iter().enumerate() {
+        for &dim in &[1usize, 3, 255, 257, 4099] {
+            let seed = 500 + 10 * k as u64 + dim as u64;
+            let large = rows * dim > 1_000_000;
+            let data = PairRows::new(rows, dim, seed, false);
+            let cos = data.cosine(false);
+            let labelled = data.cosine(true);
+            let trip = data.triplet();
+            let losses = [
+                (cosine(0.0), &cos),
+                (cosine(0.5), &labelled),
+                (triplet(1.0, 2.0, true), &trip),
+                (triplet(1.0, 1.0, false), &trip),
+                (triplet(1.0, 1.5, true), &trip),
+                (triplet(1.0, f32::INFINITY, true), &trip),
+            ];
+            // Four million values: the items only (their sum is checked
+            // too) of two losses keep the test quick.
+            let (reductions, losses): (&[Reduction], _) = if large {
+                (&[Reduction::None], &losses[1..=2])
+            } else {
+                (&REDUCTIONS, &losses[..])
+            };
+            for (loss, inputs) in losses {
+                for &red in reductions {
+                    let what = format!("{loss:?} rows={rows} dim={dim} {red:?}");
+                    ran.extend(check(&what, loss, red, inputs));
+                }
+            }
+            // Rows with identical pairs, where the cosine's gradient cancels.
+            let data = PairRows::new(rows, dim, seed + 1, true);
+            let all = calls(&data.up);
+            for (i, (loss, labelled)) in [
+                (cosine(0.0), false),
+                (cosine(-0.3), true),
+                (triplet(0.5, 2.0, true), false),
+                (triplet(1.0, 3.0, false), false),
+                (triplet(1.0, f32::INFINITY, false), false),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let inputs = match loss {
+                    Loss::Pairs(Pairs::CosineEmbedding { .. }) => data.cosine(labelled),
+                    _ => data.triplet(),
+                };
+                // Four million values: one call of one loss.
+                let some = match (large, i) {
+                    (false, _) => all.clone(),
+                    (true, 3) => vec![all[1]],
+                    (true, _) => vec![],
+                };
+                for (red, up) in some {
+                    let what = format!("{loss:?} rows={rows} dim={dim} {red:?} {}", kind(&up));
+                    check_grad(&what, &loss, red, &inputs, up);
+                }
+            }
+        }
+    }
+    for v in variants_here(ctx()) {
+        assert!(ran.contains(&v), "{v} never ran");
+    }
+}
+
+/// Rows of a million values, whose walk by one thread passes llvmpipe's
+/// 65 535 loop iterations (the value it returned was silently wrong): only a
+/// workgroup per row may take them, and a thread forced on them is refused.
+#[test]
+fn rows_of_a_million_values() {
+    let (rows, dim) = (2, 1_000_000);
+    let data = PairRows::new(rows, dim, 91, false);
+    let labelled = data.cosine(true);
+    let trip = data.triplet();
+    let eligible = ctx()
+        .with_tune_cache(wgpu_loss::TuneCache::Off)
+        .variants(&cosine(0.2), Reduction::Mean, &labelled)
+        .unwrap();
+    assert_eq!(
+        eligible.iter().map(|v| v.name()).collect::<Vec<_>>(),
+        ["pair-workgroup"]
+    );
+    for red in [Reduction::None, Reduction::Mean] {
+        check(
+            &format!("cosine 2x1e6 {red:?}"),
+            &cosine(0.2),
+            red,
+            &labelled,
+        );
+    }
+    check(
+        "triplet p=2 swap 2x1e6",
+        &triplet(1.0, 2.0, true),
+        Reduction::None,
+        &trip,
+    );
+    let grads = PairRows::new(rows, dim, 92, true);
+    check_grad(
+        "cosine 2x1e6 grad",
+        &cosine(0.0),
+        Reduction::Mean,
+        &grads.cosine(false),
+        Upstream::Scalar(2.0),
+    );
+    // A general p walks each row three times with GRAD.
+    check_grad(
+        "triplet p=1.5 2x1e6 grad",
+        &triplet(1.0, 1.5, true),
+        Reduction::None,
+        &grads.triplet(),
+        Upstream::Items(&grads.up),
+    );
+    let thread = ctx().with_variant(Variant::from_name("pair-thread").unwrap());
+    match thread.evaluate(&cosine(0.2), Reduction::Mean, &labelled) {
+        Err(Error::Variant { name, problem }) => {
+            assert_eq!(name, "pair-thread");
+            assert!(problem.contains("pair-workgroup"), "{problem}");
+        }
+        other => panic!("a thread per row of a million values: {other:?}"),
+    }
+}
+
+/// A device like `ctx()`'s without subgroup operations.
+fn no_subgroups_ctx() -> Context {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let info = ctx().adapter_info().clone();
+    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .find(|a| a.get_info().name == info.name && a.get_info().backend == info.backend)
+        .expect("the test adapter");
+    let desc = wgpu::DeviceDescriptor {
+        required_limits: adapter.limits(),
+        ..Default::default()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&desc)).expect("a device");
+    Context::from_device(device, queue, info).untuned()
+}
+
+/// Forcing a variant on a shape or a device it cannot run is an
+/// `Error::Variant` naming the variant and the eligible ones, from every
+/// entry point; a variant of another family leaves the pair losses alone.
+#[test]
+fn forcing_a_variant_that_cannot_run_is_an_error() {
+    let named = |n: &str| Variant::from_name(n).unwrap();
+    let plain = no_subgroups_ctx();
+    for (on, variant, dim) in [
+        (ctx(), "pair-thread", 5000),
+        (ctx(), "pair-packed", 600),
+        (ctx(), "pair-workgroup", 300),
+        (ctx(), "pair-subgroup", 20_000),
+        (&plain, "pair-subgroup", 64),
+    ] {
+        let data = PairRows::new(3, dim, 7, false);
+        let inputs = data.cosine(true);
+        let forced = on.with_variant(named(variant));
+        let loss = cosine(0.1);
+        let what = format!("{variant} on 3x{dim}");
+        let expect = |r: Result<(), Error>, call: &str| match r {
+            Err(Error::Variant { name, problem }) => {
+                assert_eq!(name, variant, "{what} {call}");
+                assert!(problem.contains("eligible"), "{what} {call}: {problem}");
+            }
+            other => panic!("{what} {call}: {other:?}"),
+        };
+        expect(
+            forced.evaluate(&loss, Reduction::Mean, &inputs).map(|_| ()),
+            "evaluate",
+        );
+        expect(
+            forced
+                .evaluate_with_grad(&loss, Reduction::Sum, &inputs, Upstream::Scalar(1.0))
+                .map(|_| ()),
+            "evaluate_with_grad",
+        );
+        expect(
+            forced.prepare(&loss, Reduction::None, &inputs).map(|_| ()),
+            "prepare",
+        );
+        expect(
+            forced.variants(&loss, Reduction::Mean, &inputs).map(|_| ()),
+            "variants",
+        );
+        expect(
+            forced.tune(&loss, Reduction::Mean, &inputs).map(|_| ()),
+            "tune",
+        );
+        let shape = [3, dim];
+        let b = buffer(on, &data.a);
+        let t = DeviceTensor::new(BufferView::new(&b, 0, 3 * dim), &shape);
+        let device = DeviceInputs::new(t).target(t);
+        expect(
+            forced
+                .evaluator(&loss, Reduction::Mean, &device)
+                .map(|_| ()),
+            "evaluator",
+        );
+        expect(
+            forced
+                .grad_evaluator(&loss, Reduction::Mean, &device)
+                .map(|_| ()),
+            "grad_evaluator",
+        );
+    }
+    // Another family's variant forces nothing here.
+    let data = PairRows::new(3, 16, 8, false);
+    let other = ctx().with_variant(named("point-grid"));
+    check_on(
+        &other,
+        "pairs beside point-grid",
+        &cosine(0.0),
+        Reduction::Mean,
+        &data.cosine(false),
+        1e-6,
+    );
+    assert_eq!(
+        other
+            .prepare(&cosine(0.0), Reduction::Mean, &data.cosine(false))
+            .unwrap()
+            .evaluator()
+            .variant()
+            .family(),
+        "pairs"
+    );
 }

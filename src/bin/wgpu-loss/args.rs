@@ -52,6 +52,8 @@ pub struct BenchPlan {
     /// "forward" and/or "fused", in that order.
     pub calls: Vec<&'static str>,
     pub repeats: bench::Repeats,
+    /// Every variant that can run each call, not only the tuner's choice.
+    pub all_variants: bool,
 }
 
 /// "65536", "2^16" or "1e6" as a count.
@@ -136,6 +138,7 @@ impl BenchPlan {
                 max_runs: a.max_runs,
                 target_s: a.seconds,
             },
+            all_variants: a.variants == "all",
         })
     }
 }

@@ -44,23 +44,38 @@ pub fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
         for &size in sizes {
             for &call in calls {
                 bar.set_message(format!("{} {call} n={size}", loss.name()));
-                let outcome = if call == "fused" {
-                    b.fused(loss, size)
+                let fused = call == "fused";
+                // `None`: the variant the tuner picks.
+                let mut runs: Vec<_> = if plan.all_variants {
+                    b.variant_runs(loss, size, fused)?
+                        .into_iter()
+                        .map(Some)
+                        .collect()
                 } else {
-                    b.forward(loss, size)
+                    vec![]
                 };
-                bar.inc(1);
-                match outcome? {
-                    bench::Outcome::Done(r) => {
-                        if a.json {
-                            bar.suspend(|| say(&serde_json::to_string(&r).unwrap_or_default()));
-                        }
-                        records.push(*r);
-                    }
-                    bench::Outcome::Skipped(why) => bar.suspend(|| {
-                        note(format!("skipped {} {call} at {size}: {why}", loss.name()))
-                    }),
+                if runs.is_empty() {
+                    runs.push(None);
                 }
+                for variant in runs {
+                    let outcome = if fused {
+                        b.fused_as(loss, size, variant)
+                    } else {
+                        b.forward_as(loss, size, variant)
+                    };
+                    match outcome? {
+                        bench::Outcome::Done(r) => {
+                            if a.json {
+                                bar.suspend(|| say(&serde_json::to_string(&r).unwrap_or_default()));
+                            }
+                            records.push(*r);
+                        }
+                        bench::Outcome::Skipped(why) => bar.suspend(|| {
+                            note(format!("skipped {} {call} at {size}: {why}", loss.name()))
+                        }),
+                    }
+                }
+                bar.inc(1);
             }
         }
     }
@@ -75,7 +90,8 @@ pub fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
             "reduction {}, inputs on the device; forward: the value; fused: the value and every gradient (upstream 1, \
              gradients left on the device); efficiency = GB/s / copy-kernel GB/s over the same bytes; \
              rt ms = blocking call on {} elements (inputs on the device), eval ms = the same from host data; \
-             /fwd = fused gpu ms / forward gpu ms",
+             /fwd = fused gpu ms / forward gpu ms of the same variant; variant: the kernel variant run \
+             (forced: not the tuner's choice)",
             reduction.name(),
             bench::ROUNDTRIP_N
         ));
