@@ -32,13 +32,11 @@ pub fn small_binding_ctx(values: u64) -> Context {
         max_storage_buffer_binding_size: 4 * values,
         ..adapter.limits()
     };
-    // Subgroups where offered, so that every variant runs in slices too.
     let desc = wgpu::DeviceDescriptor {
         label: Some("small bindings"),
         // As `Context::from_adapter` asks, so that subgroup kernels run here too.
         required_features: adapter.features() & wgpu::Features::SUBGROUP,
         required_limits: limits,
-        required_features: adapter.features() & wgpu::Features::SUBGROUP,
         ..Default::default()
     };
     let (device, queue) =

@@ -1519,6 +1519,7 @@ fn general_p_gradients_hold_the_two_part_ln2() {
             );
         }
     }
+}
 
 // The kernel variants: each at the sizes that trip kernels, on rows no
 // thread may walk alone, and refused where it cannot run.
