@@ -17,11 +17,12 @@ pub mod partial;
 pub mod split;
 
 pub use adapters::{AdapterFilter, SkipReason};
-pub use chunks::Chunks;
+pub use chunks::{Chunk, Chunks};
 pub use context::{Adapters, Context};
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 pub use error::{Error, GpuSource, Result};
 pub use gpu::evaluator::Evaluator;
+pub use gpu::stream::ChunkResult;
 pub use gpu::{Evaluation, Gradients, Prepared};
 pub use gradients::GradientsOf;
 pub use inputs::{Inputs, Target, Tensor, Upstream};

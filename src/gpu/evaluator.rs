@@ -32,6 +32,10 @@ fn wrt(loss: &Loss) -> Vec<Wrt> {
         .collect()
 }
 
+/// A schedule made in place of the family's, from the geometry and the
+/// binding limit (see `Context::gradient_of_part`).
+pub(super) type CustomSchedule<'a> = &'a dyn Fn(&Geometry, usize) -> Result<Schedule>;
+
 /// Sets of caller buffers whose bind groups an evaluator keeps. Two, so that
 /// the stream's two alternating slots both hit; a fixed set (a training loop's
 /// buffers, a `Prepared`'s uploads) needs one.
@@ -116,7 +120,7 @@ impl Context {
         reduction: Reduction,
         inputs: &DeviceInputs<'_>,
     ) -> Result<Evaluator<'_>> {
-        self.scoped(|| self.compile(loss, reduction, inputs, false))
+        self.scoped(|| self.compile(loss, reduction, inputs, false, None))
     }
 
     /// Compiles `loss` with its backward for the shapes of `inputs`: see
@@ -128,15 +132,18 @@ impl Context {
         reduction: Reduction,
         inputs: &DeviceInputs<'_>,
     ) -> Result<Evaluator<'_>> {
-        self.scoped(|| self.compile(loss, reduction, inputs, true))
+        self.scoped(|| self.compile(loss, reduction, inputs, true, None))
     }
 
-    fn compile(
+    /// `custom` replaces the family's schedule (given the geometry and the
+    /// binding limit): see `Context::gradient_of_part`.
+    pub(super) fn compile(
         &self,
         loss: &Loss,
         reduction: Reduction,
         inputs: &DeviceInputs<'_>,
         grad: bool,
+        custom: Option<CustomSchedule<'_>>,
     ) -> Result<Evaluator<'_>> {
         let shapes = inputs.shapes();
         let plan = plan_shapes(loss, reduction, &shapes)?;
@@ -156,6 +163,7 @@ impl Context {
         }
         let limit = self.max_binding_elements();
         let schedule = match &plan.geometry {
+            g if custom.is_some() => custom.expect("checked")(g, limit)?,
             Geometry::Point(p) => {
                 super::pointwise::schedule(reduction, p, limit, grad, self.groups_wanted())?
             }
