@@ -13,6 +13,8 @@ mod gpu;
 mod gradients;
 pub mod inputs;
 mod loss;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod partial;
 pub mod split;
 

@@ -301,3 +301,37 @@ pub fn reference(
         (cpu::evaluate(loss, reduction, inputs)?, None)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Check;
+
+    /// The sampled chunks depend on the seed and a chunk's first unit only,
+    /// not on how the batch was cut into parts; the seed's anchor unit's
+    /// chunk is always among them.
+    #[test]
+    fn sampling_is_seeded_and_never_empty() {
+        let s = |seed| Check::Sample {
+            fraction: 0.25,
+            seed,
+        };
+        let picks = |c: Check, step: usize| -> Vec<usize> {
+            (0..1000)
+                .step_by(step)
+                .filter(|&a| c.picks(&(a..(a + step).min(1000)), 1000))
+                .collect()
+        };
+        let a = picks(s(1), 10);
+        assert!(a.len() > 5 && a.len() < 50, "{a:?}");
+        assert_eq!(a, picks(s(1), 10));
+        assert_ne!(a, picks(s(2), 10));
+        let tiny = Check::Sample {
+            fraction: 1e-15,
+            seed: 3,
+        };
+        assert_eq!(picks(tiny, 10).len(), 1);
+        assert_eq!(picks(tiny, 100).len(), 1);
+        assert!(Check::Full.picks(&(5..6), 10));
+        assert!(!Check::Off.picks(&(5..6), 10));
+    }
+}

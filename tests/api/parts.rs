@@ -309,3 +309,63 @@ fn spans() {
     let e = (0..cut.len()).find_map(|k| cut.chunk(k).err()).unwrap();
     assert!(e.to_string().contains("[11] = 2"), "{e}");
 }
+
+/// A partial's sums as flat values and back, and the upstream each item of
+/// a part gets from the whole batch's sums, per reduction.
+#[test]
+fn partial_sums_and_item_upstreams() {
+    let ce = Loss::from_name("cross_entropy").unwrap();
+    let p = Partial {
+        loss: "cross_entropy".into(),
+        sum: 6.0,
+        denom: 4.0,
+        batch: 5,
+        classes: None,
+    };
+    assert_eq!(p.to_sums(), [6.0, 4.0, 5.0]);
+    assert_eq!(Partial::from_sums(&ce, &p.to_sums()).unwrap(), p);
+    assert!(Partial::from_sums(&ce, &[1.0, 2.0]).is_err());
+    assert!(
+        Partial::from_sums(&ce, &[1.0, 2.0, 0.5]).is_err(),
+        "a batch of 0.5"
+    );
+    let up = |r| p.item_upstream(&ce, r, 2.0).unwrap();
+    assert_eq!(up(Reduction::Mean), 0.5);
+    assert_eq!((up(Reduction::Sum), up(Reduction::None)), (2.0, 2.0));
+    assert!(p
+        .item_upstream(&Loss::from_name("mse").unwrap(), Reduction::Mean, 1.0)
+        .is_err());
+    let kl = Loss::from_name("kl_div").unwrap();
+    let k = Partial {
+        loss: "kl_div".into(),
+        ..p.clone()
+    };
+    assert_eq!(
+        k.item_upstream(&kl, Reduction::BatchMean, 1.0).unwrap(),
+        0.2
+    );
+    // softmax_focal's mean over a zero total weight has a zero gradient.
+    let focal = Loss::from_name("softmax_focal").unwrap();
+    let f = Partial {
+        loss: "softmax_focal".into(),
+        denom: 0.0,
+        ..p.clone()
+    };
+    assert_eq!(f.item_upstream(&focal, Reduction::Mean, 1.0).unwrap(), 0.0);
+
+    let dice = Loss::from_name("dice").unwrap();
+    let d = Partial {
+        loss: "dice".into(),
+        sum: 0.0,
+        denom: 0.0,
+        batch: 2,
+        classes: Some(vec![[3.0, 4.0, 1.0], [1.0, 0.0, 1.0]]),
+    };
+    assert_eq!(Partial::from_sums(&dice, &d.to_sums()).unwrap(), d);
+    let sum = d.dice_coefficients(&dice, Reduction::Sum, 1.0).unwrap();
+    let mean = d.dice_coefficients(&dice, Reduction::Mean, 1.0).unwrap();
+    assert_eq!(sum.len(), 2);
+    assert_eq!((mean[0].0 * 2.0, mean[0].1 * 2.0), sum[0]);
+    assert_eq!(sum[1], (0.0, 0.0), "an absent class passes nothing");
+    assert!(d.item_upstream(&dice, Reduction::Mean, 1.0).is_err());
+}

@@ -58,9 +58,9 @@ pub enum Writes {
     },
     /// Mapped: the temporary files written a part at a time, to rename.
     Mapped(Outs),
-    /// Another process renames them (an MPI rank other than 0).
+    /// Written and renamed already (by MPI rank 0, once every rank wrote).
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-    Nothing,
+    Done,
 }
 
 /// Opens the context on first use.
@@ -284,6 +284,10 @@ fn params(loss: &Loss) -> JsonValue {
 }
 
 pub fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
+    #[cfg(feature = "mpi")]
+    if crate::mpi::launched() {
+        return crate::mpi::eval(a);
+    }
     let r = Request::new(a)?;
     let ctx = OnceCell::new();
     let o = match r.route {
@@ -306,7 +310,7 @@ pub fn finish(a: &EvalArgs, r: &Request, o: Outcome) -> Result<ExitCode, Fail> {
             }
         }
         Writes::Mapped(outs) => outs.finish()?,
-        Writes::Nothing => return Ok(ExitCode::SUCCESS),
+        Writes::Done => {}
     }
     let (loss, reduction) = (&r.loss, r.reduction);
     let info = &o.adapter;

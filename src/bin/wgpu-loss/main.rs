@@ -12,6 +12,8 @@ mod args;
 mod bench;
 mod demo;
 mod eval;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod sources;
 mod split;
 mod streamed;

@@ -67,6 +67,12 @@ impl Progress {
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
+
+    /// Never drawn (an MPI rank other than 0).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub fn hide(&self) {
+        *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
 }
 
 /// The output files of a mapped run, written a part at a time.
@@ -245,19 +251,27 @@ pub struct Backward {
 }
 
 impl Batch<'_> {
-    /// Input values per chunk: the GPU's two sets of buffers, the pages of
-    /// the chunks in flight, the reference's float64 items (and gradients)
-    /// and the results on their way to the files, within the budget.
+    /// Input values per chunk, so that what one part holds at once stays
+    /// within the budget. Per input value, with `b` bytes of the files per
+    /// input value, `i` items and `g` gradient values:
+    /// - forward: the GPU's two sets of buffers (inputs, output, readback:
+    ///   2b + 16i), wgpu's staging copies of the uploads (2b), the pages of
+    ///   the chunks in flight (being uploaded, queued for the reference,
+    ///   being checked: 3b), and the reference's float64 items with the
+    ///   GPU's on their way (32i);
+    /// - gradients: one call's uploads and their staging copies (2b), its
+    ///   result, readback and copies (16(i + g)), the pages in flight (2b),
+    ///   the GPU's gradients on their way to the reference (8g), and the
+    ///   reference's float64 items and gradients (32i + 16g).
     fn chunk_elems(&self, ctx: &Context, grads: bool) -> usize {
-        let n = self.whole.units().max(1) as f64;
-        let per_unit = self.sources.data_bytes() as f64 / n;
-        let values_per_unit = (self.input_len() as f64 / n).max(1.0);
-        let per_value = (per_unit / values_per_unit).max(4.0);
+        let n = self.input_len().max(1) as f64;
+        let b = (self.sources.data_bytes() as f64 / n).max(4.0);
+        let i = self.items_len() as f64 / n;
+        let g = self.loss.entry().grads.len() as f64;
         let cost = if grads {
-            let tensors = self.loss.entry().grads.len() as f64;
-            4.0 * per_value + 40.0 * tensors
+            4.0 * b + 48.0 * i + 40.0 * g
         } else {
-            4.0 * per_value + 16.0
+            7.0 * b + 48.0 * i
         };
         ((self.budget as f64 / cost) as usize)
             .max(1)
@@ -368,7 +382,7 @@ impl Batch<'_> {
                     sampled.push(units.clone());
                 }
             }
-            self.sources.release(units, total);
+            self.sources.release(first..units.end, total);
             Ok(())
         };
         let mut count = 0;
@@ -397,7 +411,7 @@ impl Batch<'_> {
                 if check.picks(&units, total) {
                     send((chunk, result))
                 } else {
-                    self.sources.release(units, total);
+                    self.sources.release(first..units.end, total);
                     Ok(())
                 }
             })
@@ -440,7 +454,7 @@ impl Batch<'_> {
             if self.check != Check::Full {
                 sampled.push(units.clone());
             }
-            self.sources.release(units, total);
+            self.sources.release(first..units.end, total);
             Ok(())
         };
         overlapped(worker, |send| {
@@ -459,7 +473,7 @@ impl Batch<'_> {
                 if self.check.picks(&units, total) {
                     send((chunk, grads))?;
                 } else {
-                    self.sources.release(units, total);
+                    self.sources.release(first..units.end, total);
                 }
             }
             Ok(())

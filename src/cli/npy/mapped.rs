@@ -94,7 +94,10 @@ impl Mapped {
     /// `done.end / total` from this process (not from the page cache): what
     /// a stream has read then stops counting towards its memory. Reading
     /// them again reloads them from the file, so this never changes what the
-    /// data reads as. Only whole pages inside the range are dropped.
+    /// data reads as. Only whole pages inside the range are dropped. A read
+    /// next to a dropped page may map again the whole large folio the page
+    /// cache holds it in, so a stream passes all it has read so far, not
+    /// only its last chunk.
     pub fn release(&self, done: std::ops::Range<usize>, total: usize) {
         if total == 0 || done.start >= done.end {
             return;

@@ -29,6 +29,8 @@ pub struct OutFile {
     /// Created here (renamed or removed here), not joined.
     owner: bool,
     finished: bool,
+    /// The byte ranges written last, released again on each write.
+    recent: Vec<(usize, usize)>,
 }
 
 impl OutFile {
@@ -67,6 +69,7 @@ impl OutFile {
             len,
             owner: true,
             finished: false,
+            recent: vec![],
         })
     }
 
@@ -102,6 +105,7 @@ impl OutFile {
             len,
             owner: false,
             finished: false,
+            recent: vec![],
         })
     }
 
@@ -145,19 +149,28 @@ impl OutFile {
         for (b, v) in bytes.chunks_exact_mut(4).zip(values) {
             b.copy_from_slice(&v.to_le_bytes());
         }
-        self.release(start, 4 * values.len());
+        let _ = self.map.flush_async_range(start, 4 * values.len());
+        // A fault next to a dropped page may map the whole large folio it
+        // shares with the page (ext4 caches files in large folios), bringing
+        // dropped pages back: the last few writes are dropped again each time.
+        self.recent.push((start, start + 4 * values.len()));
+        if self.recent.len() > RECENT {
+            self.recent.remove(0);
+        }
+        for &(from, to) in &self.recent {
+            self.release(from, to);
+        }
         Ok(())
     }
 
-    /// Starts the write-back of `len` bytes from `start` and drops their
-    /// whole pages from this process. A shared file mapping keeps dirty data
-    /// in the page cache when its pages are dropped, so nothing is lost.
-    fn release(&self, start: usize, len: usize) {
-        let _ = self.map.flush_async_range(start, len);
+    /// Drops the whole pages of bytes `from..to` from this process. A
+    /// shared file mapping keeps dirty data in the page cache when its pages
+    /// are dropped, so nothing is lost.
+    fn release(&self, from: usize, to: usize) {
         #[cfg(unix)]
         {
-            let first = start.div_ceil(PAGE) * PAGE;
-            let end = (start + len) / PAGE * PAGE;
+            let first = from.div_ceil(PAGE) * PAGE;
+            let end = to / PAGE * PAGE;
             if end > first {
                 // SAFETY: a shared, file-backed mapping: dropped pages read
                 // back from the page cache or the file, with what was written.
@@ -170,6 +183,8 @@ impl OutFile {
                 };
             }
         }
+        #[cfg(not(unix))]
+        let _ = (from, to);
     }
 
     /// Writes everything this process wrote through to the file.
@@ -222,6 +237,9 @@ impl Drop for OutFile {
 
 /// Pages dropped by [`OutFile::write`] start and end on multiples of this.
 const PAGE: usize = 4096;
+
+/// Writes whose pages each write drops again.
+const RECENT: usize = 8;
 
 /// The element count of `shape`, or why it has none.
 fn count(path: &Path, shape: &[usize]) -> Result<usize, NpyError> {
