@@ -370,6 +370,14 @@ fn a_failing_rank_fails_every_rank() {
     );
     assert_eq!(dir.names(), inputs, "nothing written");
 
+    // Each rank takes one adapter: splitting a rank's share across adapters
+    // is refused on every rank.
+    let mut split = good.clone();
+    split.extend(strings(&["--adapters", "all"]));
+    let o = mpirun(&[(2, split)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--adapters all: under mpirun"), "{}", stderr(&o));
+
     let o = mpirun_env(&[(2, outs(good))], &[("WGPU_LOSS_TEST_SKEW_GPU", "1.01")]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(!o.status.success(), "{}", stderr(&o));

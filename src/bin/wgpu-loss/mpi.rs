@@ -30,7 +30,7 @@ use ::mpi::traits::*;
 use serde_json::{json, Value as JsonValue};
 use wgpu_loss::cli::agree::{GradCheck, Worst};
 use wgpu_loss::cli::args::EvalArgs;
-use wgpu_loss::cli::check::{Check, Request};
+use wgpu_loss::cli::check::{Check, Request, Route};
 use wgpu_loss::cli::Fail;
 use wgpu_loss::{split, AdapterFilter, Chunks, Context, Loss, Partial};
 
@@ -271,7 +271,13 @@ fn empty_forward(loss: &Loss, classes: usize, check: Check) -> Forward {
 fn run(ranks: &Ranks<'_>, a: &EvalArgs) -> Result<ExitCode, Fail> {
     let start = Instant::now();
     let (rank, size) = (ranks.rank as usize, ranks.size as usize);
-    let r = ranks.all_ok(Request::new(a))?;
+    let r = ranks.all_ok(Request::new(a).and_then(|r| match r.route {
+        Route::Split { .. } => Err(Fail::Usage(format!(
+            "--adapters {}: under mpirun each rank evaluates its share on one adapter (its local rank's, or WGPU_ADAPTER_NAME's)",
+            a.adapters
+        ))),
+        _ => Ok(r),
+    }))?;
     let (loss, reduction) = (&r.loss, r.reduction);
     let sources = ranks.all_ok(Sources::open(loss, &r.files))?;
     let inputs = sources.inputs();

@@ -296,7 +296,7 @@ impl Batch<'_> {
     /// The sums of a chunk's `none` items.
     fn items_partial(&self, items: &[f32], batch: u64) -> Partial {
         let mut p = Partial::empty(self.loss, 0);
-        p.sum = items.iter().map(|v| *v as f64).sum();
+        p.sum = items.iter().fold(0.0, |a, v| a + *v as f64);
         p.denom = items.len() as f64;
         p.batch = batch;
         p
