@@ -376,7 +376,11 @@ fn a_failing_rank_fails_every_rank() {
     split.extend(strings(&["--adapters", "all"]));
     let o = mpirun(&[(2, split)]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--adapters all: under mpirun"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--adapters all: under mpirun"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = mpirun_env(&[(2, outs(good))], &[("WGPU_LOSS_TEST_SKEW_GPU", "1.01")]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
