@@ -76,6 +76,9 @@ pub struct Chunks<'a> {
     cuts: [Cut<'a>; 8],
     units: usize,
     step: usize,
+    /// Chunks start on multiples of this many units: the period of a
+    /// pointwise broadcast kept whole, else 1.
+    quantum: usize,
     batch: u64,
     items_shape: Vec<usize>,
 }
@@ -140,7 +143,7 @@ impl<'a> Chunks<'a> {
             TensorName::Input | TensorName::Target => None,
             _ => inputs.float(role),
         });
-        let (units, step) = match plan.geometry {
+        let (units, step, quantum) = match plan.geometry {
             Geometry::Point(p) => {
                 let q = p.per_target;
                 if let Pointwise::Quantile { quantiles: Some(_) } = p.loss {
@@ -155,7 +158,7 @@ impl<'a> Chunks<'a> {
                         per_unit: 1,
                         rule: Rule::Lead(vec![]),
                     };
-                    (p.n / q, (chunk_elems / q).max(1))
+                    (p.n / q, (chunk_elems / q).max(1), 1)
                 } else {
                     // A broadcast repeating along the trailing dims with a period
                     // that fits a chunk stays whole; chunks then hold whole periods.
@@ -193,7 +196,7 @@ impl<'a> Chunks<'a> {
                             Cut::Expand(b, rule.clone())
                         };
                     }
-                    (p.n, (chunk_elems / l).max(1) * l)
+                    (p.n, (chunk_elems / l).max(1) * l, l)
                 }
             }
             geometry => {
@@ -235,7 +238,7 @@ impl<'a> Chunks<'a> {
                 } else {
                     numel(shape)
                 };
-                (units, (chunk_elems / per_unit.max(1)).max(1))
+                (units, (chunk_elems / per_unit.max(1)).max(1), 1)
             }
         };
         Ok(Chunks {
@@ -244,6 +247,7 @@ impl<'a> Chunks<'a> {
             cuts,
             units,
             step,
+            quantum,
             batch,
             items_shape: plan.items_shape,
         })
@@ -268,6 +272,22 @@ impl<'a> Chunks<'a> {
     /// Units per chunk (the last may hold fewer).
     pub fn units_per_chunk(&self) -> usize {
         self.step
+    }
+
+    /// What every chunk's first unit is a multiple of, and so every
+    /// [`span`](Self::span)'s bounds but the batch's end: the period of a
+    /// pointwise broadcast that chunks keep whole, else 1.
+    pub fn quantum(&self) -> usize {
+        self.quantum
+    }
+
+    /// `units`' share of the values of a tensor with `len` values in all:
+    /// where a part's items or its gradient start in the whole result.
+    pub fn offset(&self, units: usize, len: usize) -> usize {
+        if self.units == 0 {
+            return 0;
+        }
+        (len as u128 * units as u128 / self.units as u128) as usize
     }
 
     /// The whole input's `shape[0]` (1 for a 0-d input), `batchmean`'s divisor.
@@ -298,6 +318,39 @@ impl<'a> Chunks<'a> {
     pub fn chunk(&self, index: usize) -> Result<Chunk<'_>> {
         let start = (index * self.step).min(self.units);
         let end = (start + self.step).min(self.units);
+        let chunk = self.slice(index, start, end);
+        plan(&self.loss, self.reduction, &chunk.inputs())
+            .map_err(|e| self.whole_index(e, start))?;
+        Ok(chunk)
+    }
+
+    /// The units `units` as one part (its `index` is 0), for a part of the
+    /// batch that is cut into chunks again: an adapter's or an MPI rank's
+    /// share. Its values are not read here; the chunks it is cut into check
+    /// them (their indices then count from the part's start). Both bounds
+    /// must be multiples of [`quantum`](Self::quantum), or the end the
+    /// batch's end.
+    pub fn span(&self, units: Range<usize>) -> Result<Chunk<'_>> {
+        let fits = |u: usize| u.is_multiple_of(self.quantum) || u == self.units;
+        if units.start > units.end
+            || units.end > self.units
+            || !fits(units.start)
+            || !fits(units.end)
+        {
+            return Err(Error::Partial(format!(
+                "{}: units {}..{} are not a part of a batch of {} units in steps of {}",
+                self.loss.name(),
+                units.start,
+                units.end,
+                self.units,
+                self.quantum
+            )));
+        }
+        Ok(self.slice(0, units.start, units.end))
+    }
+
+    /// Units `start..end`, sliced.
+    fn slice(&self, index: usize, start: usize, end: usize) -> Chunk<'_> {
         let m = end - start;
         let mut values: [Option<Values<'_>>; 8] = Default::default();
         let mut shapes: [Vec<usize>; 8] = Default::default();
@@ -325,15 +378,12 @@ impl<'a> Chunks<'a> {
             values[role] = Some(v);
             shapes[role] = s;
         }
-        let chunk = Chunk {
+        Chunk {
             index,
             units: start..end,
             values,
             shapes,
-        };
-        plan(&self.loss, self.reduction, &chunk.inputs())
-            .map_err(|e| self.whole_index(e, start))?;
-        Ok(chunk)
+        }
     }
 
     /// A chunk's value error, its index moved to the whole tensor.

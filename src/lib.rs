@@ -13,11 +13,13 @@ mod gpu;
 mod gradients;
 pub mod inputs;
 mod loss;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod partial;
 pub mod split;
 
 pub use adapters::{AdapterFilter, SkipReason};
-pub use chunks::Chunks;
+pub use chunks::{Chunk, Chunks};
 pub use context::{Adapters, Context};
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 pub use error::{Error, GpuSource, Result};
@@ -27,6 +29,7 @@ pub use gpu::evaluator::Evaluator;
 pub use gpu::rows::{rows_variants, with_rows_variant};
 pub use gpu::{Evaluation, Gradients, Prepared, TuneCache, Variant};
 pub use gpu::{TUNE_MAX_ELEMENTS, TUNE_MIN_ELEMENTS};
+pub use gpu::stream::ChunkResult;
 pub use gradients::GradientsOf;
 pub use inputs::{Inputs, Target, Tensor, Upstream};
 pub use loss::{

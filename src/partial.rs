@@ -13,9 +13,9 @@
 use crate::loss::Dice;
 use serde::{Deserialize, Serialize};
 
-use crate::cpu::dice::dice;
+use crate::cpu::dice::{dice, dice_grad};
 use crate::error::{Error, Result};
-use crate::loss::{Loss, Reduction};
+use crate::loss::{Loss, Reduction, Rows};
 
 /// Sums of one part of a batch. Serialises to JSON with non-finite sums as
 /// the strings `"NaN"`, `"inf"` and `"-inf"`.
@@ -187,6 +187,117 @@ impl Partial {
             .iter()
             .map(|&[sp, st, d]| dice(sp, st, d, *smooth as f64, *eps as f64, *log_loss))
             .collect())
+    }
+}
+
+impl Partial {
+    /// The upstream each item of a part of the batch gets, in f64, when the
+    /// whole call's value (whose merged sums this partial holds) has upstream
+    /// `g`: `g` for `sum` and `none`, `g / denom` for `mean` (0 for
+    /// softmax_focal over a zero total weight, as its mean defines), `g /
+    /// batch` for `batchmean`. The gradient of the whole call with respect
+    /// to a part is then that part's `none` gradient with this upstream, so a
+    /// batch streamed in chunks, split across adapters or across ranks gets
+    /// its gradients a part at a time. Not for Dice, whose items are classes:
+    /// see [`dice_coefficients`](Self::dice_coefficients).
+    pub fn item_upstream(&self, loss: &Loss, reduction: Reduction, g: f64) -> Result<f64> {
+        self.check(loss, reduction)?;
+        if let Loss::Dice(_) = loss {
+            return bad("dice: the upstream of its pixels comes from dice_coefficients".into());
+        }
+        Ok(match reduction {
+            Reduction::None | Reduction::Sum => g,
+            Reduction::Mean
+                if self.denom == 0.0 && matches!(loss, Loss::Rows(Rows::SoftmaxFocal { .. })) =>
+            {
+                0.0
+            }
+            Reduction::Mean => g / self.denom,
+            Reduction::BatchMean => g / self.batch as f64,
+        })
+    }
+
+    /// Dice: each class's (d/dΣp, d/dΣ|p − t|) of the whole call's value for
+    /// upstream `g` (each class's loss gets `g`, or `g / C` for `mean`), from
+    /// the merged per-class sums; a pixel's gradient follows from them and
+    /// its own values alone (`cpu::gradient_of_part`, `Context::gradient_of_part`).
+    pub fn dice_coefficients(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        g: f64,
+    ) -> Result<Vec<(f64, f64)>> {
+        self.check(loss, reduction)?;
+        let Loss::Dice(Dice {
+            smooth,
+            eps,
+            log_loss,
+            ..
+        }) = loss
+        else {
+            return bad(format!("{}: only dice has class coefficients", loss.name()));
+        };
+        let Some(classes) = &self.classes else {
+            return bad("dice: the partial holds no per-class sums".into());
+        };
+        let g = match reduction {
+            Reduction::Mean => g / classes.len() as f64,
+            _ => g,
+        };
+        Ok(classes
+            .iter()
+            .map(|&[sp, st, d]| dice_grad(sp, st, d, *smooth as f64, *eps as f64, *log_loss, g))
+            .collect())
+    }
+
+    /// `loss` and `reduction` fit this partial.
+    fn check(&self, loss: &Loss, reduction: Reduction) -> Result<()> {
+        loss.validate(reduction)?;
+        if loss.name() != self.loss {
+            return bad(format!("a {} partial read as {}", self.loss, loss.name()));
+        }
+        Ok(())
+    }
+
+    /// The sums as f64 values, in a fixed order: `[sum, denom, batch]` then
+    /// each class's (Σp, Σt, Σ|p − t|). Element-wise sums of these over
+    /// parts are the merged partial's ([`from_sums`](Self::from_sums)): what
+    /// an all-reduce adds up.
+    pub fn to_sums(&self) -> Vec<f64> {
+        let mut out = vec![self.sum, self.denom, self.batch as f64];
+        for c in self.classes.iter().flatten() {
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    /// A partial of `loss` from values laid out as [`to_sums`](Self::to_sums)
+    /// gives them; for Dice, 3 per class after the first 3.
+    pub fn from_sums(loss: &Loss, sums: &[f64]) -> Result<Partial> {
+        let dice = matches!(loss, Loss::Dice(Dice { .. }));
+        if sums.len() < 3 || (!dice && sums.len() != 3) || !(sums.len() - 3).is_multiple_of(3) {
+            return bad(format!(
+                "{}: {} sums are no partial (3, or 3 + 3 per class for dice)",
+                loss.name(),
+                sums.len()
+            ));
+        }
+        let batch = sums[2];
+        if !(batch >= 0.0 && batch.fract() == 0.0 && batch < 2f64.powi(53)) {
+            return bad(format!("{}: a batch of {batch} entries", loss.name()));
+        }
+        Ok(Partial {
+            loss: loss.name().to_string(),
+            sum: sums[0],
+            denom: sums[1],
+            batch: batch as u64,
+            classes: dice.then(|| {
+                sums[3..]
+                    .chunks_exact(3)
+                    .map(|c| [c[0], c[1], c[2]])
+                    .collect()
+            }),
+        })
     }
 }
 

@@ -6,7 +6,8 @@
 //! f64, in batch order, into what one call over the whole batch gives (a
 //! weighted mean over all the weights, `ignore_index` rows ignored across
 //! shares, Dice's empty-class rule on the merged per-class sums). `none`
-//! items are concatenated in batch order.
+//! items are concatenated in batch order. [`rate`] and [`weighted`] share a
+//! batch by each adapter's measured speed instead.
 
 use std::ops::Range;
 use std::time::Instant;
@@ -141,4 +142,64 @@ fn share(ctx: &Context, cut: &Chunks<'_>, k: usize) -> Result<(Acc, Share)> {
             ms: start.elapsed().as_secs_f64() * 1e3,
         },
     ))
+}
+
+/// Input values per second that `ctx` evaluates `loss` at on `probe` (a
+/// small part of the batch): the partial is computed once to build the
+/// pipelines, then timed once. What [`weighted`] shares a batch by.
+pub fn rate(ctx: &Context, loss: &Loss, probe: &Inputs<'_>) -> Result<f64> {
+    ctx.partial(loss, probe)?;
+    let start = Instant::now();
+    ctx.partial(loss, probe)?;
+    let s = start.elapsed().as_secs_f64().max(1e-9);
+    Ok(probe.input.data.len().max(1) as f64 / s)
+}
+
+/// `units` units cut into one range per weight, in order, each as near its
+/// weight's share as multiples of `quantum` allow (the last range ends at
+/// `units`); a weight that is not a positive finite number gets nothing,
+/// and where none is, the ranges are even.
+pub fn weighted(weights: &[f64], units: usize, quantum: usize) -> Vec<Range<usize>> {
+    let quantum = quantum.max(1);
+    let usable = |w: f64| w.is_finite() && w > 0.0;
+    let mut w: Vec<f64> = weights
+        .iter()
+        .map(|&w| if usable(w) { w } else { 0.0 })
+        .collect();
+    if w.iter().all(|&v| v == 0.0) {
+        w = vec![1.0; weights.len()];
+    }
+    let total: f64 = w.iter().sum();
+    let mut out = Vec::with_capacity(w.len());
+    let (mut start, mut cum) = (0usize, 0.0f64);
+    for (k, v) in w.iter().enumerate() {
+        cum += v;
+        let end = if k + 1 == w.len() {
+            units
+        } else {
+            let at = units as f64 * cum / total;
+            ((at / quantum as f64).round() as usize * quantum).clamp(start, units)
+        };
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weighted;
+
+    #[test]
+    fn weighted_ranges_cover_the_batch_in_order() {
+        assert_eq!(weighted(&[3.0, 1.0], 100, 1), vec![0..75, 75..100]);
+        assert_eq!(weighted(&[1.0, 1.0, 1.0], 10, 4), vec![0..4, 4..8, 8..10]);
+        assert_eq!(
+            weighted(&[0.0, f64::NAN, 2.0], 9, 1),
+            vec![0..0, 0..0, 0..9]
+        );
+        assert_eq!(weighted(&[0.0, 0.0], 5, 1), vec![0..3, 3..5]);
+        assert_eq!(weighted(&[1.0, 1e-9], 7, 1), vec![0..7, 7..7]);
+        assert_eq!(weighted(&[1.0], 0, 1), vec![0..0]);
+    }
 }

@@ -104,10 +104,23 @@ pub struct EvalArgs {
     /// GPU in chunks that keep its buffers within the budget.
     #[arg(long, value_name = "MIB", default_value_t = 256.0)]
     pub budget_mb: f64,
-    /// `one`: the best adapter (or WGPU_ADAPTER_NAME's); `all`: split the batch across every
-    /// adapter `wgpu-loss adapters` lists, one share each, and merge their partials.
-    #[arg(long, value_name = "one|all", default_value = "one", value_parser = ["one", "all"])]
+    /// `one`: the best adapter (or WGPU_ADAPTER_NAME's); `all`: split the batch across one
+    /// adapter per device (`wgpu-loss adapters` lists them), each share weighted by the
+    /// adapter's measured speed and streamed within the budget, and merge their partials;
+    /// `every`: across every adapter listed, each backend of a device apart.
+    #[arg(long, value_name = "one|all|every", default_value = "one", value_parser = ["one", "all", "every"])]
     pub adapters: String,
+    /// How the GPU's result is checked against the float64 reference: `full` (every chunk),
+    /// `sample` (a seeded fraction of the chunks, for batches where float64 on the CPU is the
+    /// bottleneck) or `off`. A disagreement exits 3 and writes nothing.
+    #[arg(long, value_name = "full|sample|off", default_value = "full", value_parser = ["full", "sample", "off"])]
+    pub reference: String,
+    /// `--reference sample`: the fraction of chunks checked (at least one is).
+    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    pub reference_fraction: f64,
+    /// `--reference sample`: the seed that picks the chunks.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub reference_seed: u64,
 }
 
 /// The flags of one tensor: `--<name>` with '-' for '_', and its gradient's,

@@ -18,8 +18,61 @@ pub enum Route {
     Whole,
     /// Memory-mapped and streamed in chunks: the files exceed `--budget-mb`.
     Streamed,
-    /// Read whole and split across every adapter (`--adapters all`).
-    Split,
+    /// Memory-mapped and split across adapters (`--adapters all`, or
+    /// `every`: each backend of a device apart), each share streamed.
+    Split { every: bool },
+}
+
+/// How much of the GPU's result is checked against the float64 reference
+/// (`--reference`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Check {
+    /// Every chunk: the value, every item and every gradient element.
+    Full,
+    /// A seeded fraction of the chunks, each checked on its own (its value,
+    /// items and gradients); at least one.
+    Sample {
+        fraction: f64,
+        seed: u64,
+    },
+    Off,
+}
+
+impl Check {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Check::Full => "full",
+            Check::Sample { .. } => "sample",
+            Check::Off => "off",
+        }
+    }
+
+    /// Whether the chunk of `units` (of `total` units in the batch) is
+    /// checked. A sampled chunk is picked by a hash of the seed and its first
+    /// unit, so the pick does not depend on how the batch was shared out
+    /// between adapters or ranks; the chunk that holds a unit the seed
+    /// chooses is always picked, so that at least one is.
+    pub fn picks(&self, units: &std::ops::Range<usize>, total: usize) -> bool {
+        match *self {
+            Check::Full => true,
+            Check::Off => false,
+            Check::Sample { fraction, seed } => {
+                let anchor = (mix(seed ^ 0x5eed) % total.max(1) as u64) as usize;
+                units.contains(&anchor)
+                    || (units.is_empty() && units.start == 0)
+                    || (mix(seed.wrapping_add(mix(units.start as u64))) as f64)
+                        < fraction * 2f64.powi(64)
+            }
+        }
+    }
+}
+
+/// splitmix64's finaliser: a well-mixed 64-bit hash.
+fn mix(v: u64) -> u64 {
+    let mut z = v.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// An evaluation the flags ask for, checked.
@@ -32,15 +85,17 @@ pub struct Request {
     /// Where the `none` result goes.
     pub out: Option<PathBuf>,
     pub route: Route,
-    /// `--budget-mb` in bytes: what a streamed evaluation may hold on the GPU.
+    /// `--budget-mb` in bytes: what a streamed evaluation may hold on the
+    /// GPU and in the reference at once.
     pub budget: u64,
+    pub check: Check,
 }
 
 impl Request {
     /// Checks everything in the flags: the loss, its parameters and the
     /// reduction; `--out` and the gradient flags against the loss and the
-    /// file system; `--budget-mb` and `--adapters` against the files' sizes
-    /// and the gradients. Reads no file.
+    /// file system; `--budget-mb`, `--adapters` and `--reference`. Reads no
+    /// file.
     pub fn new(a: &EvalArgs) -> Result<Request, Fail> {
         let (loss, reduction) = loss_and_reduction(a)?;
         if let Some(out) = &a.out {
@@ -60,31 +115,27 @@ impl Request {
             )));
         }
         let budget = (a.budget_mb * (1u64 << 20) as f64) as u64;
-        let over_budget = a.files.bytes() > budget;
-        let grad = grads.first().map(|(t, _)| grad_flag(*t));
-        let route = if a.adapters == "all" {
-            if let Some(flag) = grad {
-                return Err(Fail::Usage(format!(
-                    "--{flag}: gradients are computed on one adapter; drop --adapters all"
-                )));
+        let route = match a.adapters.as_str() {
+            "all" => Route::Split { every: false },
+            "every" => Route::Split { every: true },
+            _ if a.files.bytes() > budget => Route::Streamed,
+            _ => Route::Whole,
+        };
+        let check = match a.reference.as_str() {
+            "sample" => {
+                let f = a.reference_fraction;
+                if !(f > 0.0 && f <= 1.0) {
+                    return Err(Fail::Usage(format!(
+                        "--reference-fraction must be in (0, 1], got {f}"
+                    )));
+                }
+                Check::Sample {
+                    fraction: f,
+                    seed: a.reference_seed,
+                }
             }
-            if over_budget {
-                return Err(Fail::Usage(format!(
-                    "--adapters all reads the files whole, and they exceed --budget-mb {}: raise it, or stream them on one adapter",
-                    a.budget_mb
-                )));
-            }
-            Route::Split
-        } else if over_budget {
-            if let Some(flag) = grad {
-                return Err(Fail::Usage(format!(
-                    "--{flag}: gradients are not streamed, and the inputs exceed --budget-mb {}; raise it to evaluate them in one call",
-                    a.budget_mb
-                )));
-            }
-            Route::Streamed
-        } else {
-            Route::Whole
+            "off" => Check::Off,
+            _ => Check::Full,
         };
         Ok(Request {
             loss,
@@ -94,6 +145,7 @@ impl Request {
             out: a.out.clone(),
             route,
             budget,
+            check,
         })
     }
 }
@@ -248,4 +300,38 @@ pub fn reference(
     } else {
         (cpu::evaluate(loss, reduction, inputs)?, None)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Check;
+
+    /// The sampled chunks depend on the seed and a chunk's first unit only,
+    /// not on how the batch was cut into parts; the seed's anchor unit's
+    /// chunk is always among them.
+    #[test]
+    fn sampling_is_seeded_and_never_empty() {
+        let s = |seed| Check::Sample {
+            fraction: 0.25,
+            seed,
+        };
+        let picks = |c: Check, step: usize| -> Vec<usize> {
+            (0..1000)
+                .step_by(step)
+                .filter(|&a| c.picks(&(a..(a + step).min(1000)), 1000))
+                .collect()
+        };
+        let a = picks(s(1), 10);
+        assert!(a.len() > 5 && a.len() < 50, "{a:?}");
+        assert_eq!(a, picks(s(1), 10));
+        assert_ne!(a, picks(s(2), 10));
+        let tiny = Check::Sample {
+            fraction: 1e-15,
+            seed: 3,
+        };
+        assert_eq!(picks(tiny, 10).len(), 1);
+        assert_eq!(picks(tiny, 100).len(), 1);
+        assert!(Check::Full.picks(&(5..6), 10));
+        assert!(!Check::Off.picks(&(5..6), 10));
+    }
 }

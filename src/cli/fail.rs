@@ -4,7 +4,7 @@ use super::npy::NpyError;
 
 /// A failure of the CLI and its exit code: 2 for usage and input errors, 1
 /// for the GPU, 3 for a GPU result that disagrees with the float64 reference.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Fail {
     Usage(String),
     Gpu(String),

@@ -151,20 +151,26 @@ pub fn per_class(inputs: &Inputs<'_>, plan: &DicePlan) -> Vec<f64> {
 /// pixels get 0; with `from_logits` the chain goes on through the softmax
 /// (multiclass) or each sigmoid.
 pub fn gradient(inputs: &Inputs<'_>, plan: &DicePlan, g: &[f64]) -> Vec<f64> {
-    let loss = &plan.loss;
     let Dice {
-        mode,
-        from_logits,
         smooth,
         eps,
         log_loss,
         ..
-    } = loss;
+    } = &plan.loss;
     let class_grads: Vec<(f64, f64)> = sums(inputs, plan)
         .into_iter()
         .zip(g)
         .map(|([sp, st, d], g)| dice_grad(sp, st, d, *smooth as f64, *eps as f64, *log_loss, *g))
         .collect();
+    gradient_with(inputs, plan, &class_grads)
+}
+
+/// d/d(input) from each class's (d/dΣp, d/dΣ|p − t|): of these pixels'
+/// own sums ([`gradient`]), or of a whole batch's that they are a part of.
+pub fn gradient_with(inputs: &Inputs<'_>, plan: &DicePlan, class_grads: &[(f64, f64)]) -> Vec<f64> {
+    let Dice {
+        mode, from_logits, ..
+    } = &plan.loss;
     let (c, inner) = (plan.classes, plan.inner);
     let x = inputs.input.data;
     let mut out = vec![0.0; x.len()];
@@ -174,7 +180,7 @@ pub fn gradient(inputs: &Inputs<'_>, plan: &DicePlan, g: &[f64]) -> Vec<f64> {
             let px = pixel(inputs, plan, n, s);
             let gprob: Vec<f64> = px
                 .iter()
-                .zip(&class_grads)
+                .zip(class_grads)
                 .map(|([prob, t, mask], (gsp, gd))| (gsp + gd * sign(prob * mask - t)) * mask)
                 .collect();
             let gx: Vec<f64> = if !from_logits {

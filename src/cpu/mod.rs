@@ -108,24 +108,68 @@ pub fn gradient(
             vec![scaled; n]
         }
     };
+    Ok((reference, family_gradients(inputs, &plan, &g)))
+}
+
+/// The gradients of every item's loss times its upstream `g` (scaled by the
+/// reduction already; Dice: one per class).
+fn family_gradients(inputs: &Inputs<'_>, plan: &Plan<'_>, g: &[f64]) -> ReferenceGradients {
     let only_input = |input| ReferenceGradients {
         input,
         target: None,
         positive: None,
         negative: None,
     };
-    let grads = match &plan.geometry {
-        Geometry::Point(p) => only_input(pointwise::gradient(inputs, p, &g)),
-        Geometry::Rows(r) => only_input(rows::gradient(inputs, r, &g)),
-        Geometry::Pairs(p) => pairs::gradient(inputs, p, &g),
-        Geometry::Dice(d) => only_input(dice::gradient(inputs, d, &g)),
-    };
-    Ok((reference, grads))
+    match &plan.geometry {
+        Geometry::Point(p) => only_input(pointwise::gradient(inputs, p, g)),
+        Geometry::Rows(r) => only_input(rows::gradient(inputs, r, g)),
+        Geometry::Pairs(p) => pairs::gradient(inputs, p, g),
+        Geometry::Dice(d) => only_input(dice::gradient(inputs, d, g)),
+    }
 }
 
-/// The float64 twin of `Context::partial`: the sums that a reduced loss
-/// merges over parts of a batch (see [`Partial`]).
-pub fn partial(loss: &Loss, inputs: &Inputs<'_>) -> Result<Partial> {
+/// The gradient of a whole call's value (upstream `g`) with respect to one
+/// part of its batch, from the part's values and the whole call's merged
+/// sums `whole` (see [`Partial::item_upstream`] and
+/// [`Partial::dice_coefficients`]); with the part's `none` items (none for
+/// Dice, whose items are the classes). The parts' gradients, concatenated in
+/// batch order, are the whole call's.
+pub fn gradient_of_part(
+    loss: &Loss,
+    reduction: Reduction,
+    part: &Inputs<'_>,
+    whole: &Partial,
+    g: f64,
+) -> Result<(Vec<f64>, ReferenceGradients)> {
+    let plan = plan(loss, Reduction::None, part)?;
+    if let Geometry::Dice(d) = &plan.geometry {
+        let coefficients = whole.dice_coefficients(loss, reduction, g)?;
+        if coefficients.len() != d.classes {
+            return Err(crate::Error::Partial(format!(
+                "dice: the whole batch's partial holds {} classes, the part {}",
+                coefficients.len(),
+                d.classes
+            )));
+        }
+        let input = dice::gradient_with(part, d, &coefficients);
+        let grads = ReferenceGradients {
+            input,
+            target: None,
+            positive: None,
+            negative: None,
+        };
+        return Ok((vec![], grads));
+    }
+    let s = whole.item_upstream(loss, reduction, g)?;
+    let (items, _) = forward(Reduction::None, part, &plan);
+    let upstream = vec![s; items.items.len()];
+    Ok((items.items, family_gradients(part, &plan, &upstream)))
+}
+
+/// [`partial`] with the part's per-item losses (`none`'s items, weighted
+/// where the loss is; none for Dice): what a check of the part's items, or
+/// of a value's rounding against the items' magnitudes, needs.
+pub fn partial_with_items(loss: &Loss, inputs: &Inputs<'_>) -> Result<(Partial, Vec<f64>)> {
     let plan = plan(loss, Reduction::Sum, inputs)?;
     let mut out = Partial::empty(loss, 0);
     out.batch = inputs.input.shape.first().map_or(1, |&n| n as u64);
@@ -135,10 +179,16 @@ pub fn partial(loss: &Loss, inputs: &Inputs<'_>) -> Result<Partial> {
         Geometry::Pairs(p) => pairs::items(inputs, p),
         Geometry::Dice(d) => {
             out.classes = Some(dice::sums(inputs, d));
-            return Ok(out);
+            return Ok((out, vec![]));
         }
     };
     out.sum = items.iter().map(|v| v.0).sum();
     out.denom = items.iter().map(|v| v.1).sum();
-    Ok(out)
+    Ok((out, items.into_iter().map(|v| v.0).collect()))
+}
+
+/// The float64 twin of `Context::partial`: the sums that a reduced loss
+/// merges over parts of a batch (see [`Partial`]).
+pub fn partial(loss: &Loss, inputs: &Inputs<'_>) -> Result<Partial> {
+    partial_with_items(loss, inputs).map(|p| p.0)
 }

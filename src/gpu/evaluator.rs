@@ -33,6 +33,10 @@ fn wrt(loss: &Loss) -> Vec<Wrt> {
         .collect()
 }
 
+/// A schedule made in place of the family's, from the geometry and the
+/// binding limit (see `Context::gradient_of_part`).
+pub(super) type CustomSchedule<'a> = &'a dyn Fn(&Geometry, usize) -> Result<Schedule>;
+
 /// Sets of caller buffers whose bind groups an evaluator keeps. Two, so that
 /// the stream's two alternating slots both hit; a fixed set (a training loop's
 /// buffers, a `Prepared`'s uploads) needs one.
@@ -121,7 +125,7 @@ impl Context {
         reduction: Reduction,
         inputs: &DeviceInputs<'_>,
     ) -> Result<Evaluator<'_>> {
-        self.scoped(|| self.compile(loss, reduction, inputs, false))
+        self.scoped(|| self.compile(loss, reduction, inputs, false, None))
     }
 
     /// Compiles `loss` with its backward for the shapes of `inputs`: see
@@ -133,21 +137,28 @@ impl Context {
         reduction: Reduction,
         inputs: &DeviceInputs<'_>,
     ) -> Result<Evaluator<'_>> {
-        self.scoped(|| self.compile(loss, reduction, inputs, true))
+        self.scoped(|| self.compile(loss, reduction, inputs, true, None))
     }
 
-    fn compile(
+    /// `custom` replaces the family's schedule (given the geometry and the
+    /// binding limit): see `Context::gradient_of_part`.
+    pub(super) fn compile(
         &self,
         loss: &Loss,
         reduction: Reduction,
         inputs: &DeviceInputs<'_>,
         grad: bool,
+        custom: Option<CustomSchedule<'_>>,
     ) -> Result<Evaluator<'_>> {
         let shapes = inputs.shapes();
         let plan = plan_shapes(loss, reduction, &shapes)?;
         self.check_shapes(loss, inputs)?;
-        let variant = self.choose(loss, reduction, &plan, inputs, grad)?;
-        self.compile_variant(loss, reduction, inputs, &plan, grad, variant)
+        // A custom schedule runs no family kernel a variant could shape.
+        let variant = match custom {
+            Some(_) => super::variant::eligible(&plan.geometry, &self.caps)[0],
+            None => self.choose(loss, reduction, &plan, inputs, grad)?,
+        };
+        self.compile_variant(loss, reduction, inputs, &plan, grad, variant, custom)
     }
 
     /// What the device can hold and the kernels can index.
@@ -179,10 +190,12 @@ impl Context {
         plan: &Plan<'_>,
         grad: bool,
         variant: Variant,
+        custom: Option<CustomSchedule<'_>>,
     ) -> Result<Evaluator<'_>> {
         let max_values = (self.device.limits().max_buffer_size / 4) as usize;
         let limit = self.max_binding_elements();
         let schedule = match (&plan.geometry, variant.0) {
+            (g, _) if custom.is_some() => custom.expect("checked")(g, limit)?,
             (Geometry::Point(p), Kind::Pointwise(_)) => {
                 super::pointwise::schedule(reduction, p, limit, grad, self.groups_wanted())?
             }

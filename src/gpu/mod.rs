@@ -6,6 +6,7 @@ mod contract;
 mod dice;
 pub(crate) mod evaluator;
 mod pairs;
+mod part;
 mod plan;
 mod pointwise;
 pub(crate) mod rows;

@@ -84,7 +84,7 @@ impl Context {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Evaluation> {
         self.scoped(|| {
-            let mut acc = Acc::new(chunks);
+            let mut acc = Acc::new();
             self.stream_slots(chunks, &mut acc, progress)?;
             acc.finish(chunks)
         })
@@ -94,21 +94,75 @@ impl Context {
     /// finished: one adapter's share of a split batch.
     pub(crate) fn stream_share(&self, chunks: &Chunks<'_>) -> Result<Acc> {
         self.scoped(|| {
-            let mut acc = Acc::new(chunks);
+            let mut acc = Acc::new();
             self.stream_slots(chunks, &mut acc, &mut |_, _| {})?;
             Ok(acc)
         })
     }
 
-    /// The double-buffered stream.
+    /// Streams `chunks` through the device as
+    /// [`evaluate_chunks`](Self::evaluate_chunks) does, and hands each chunk,
+    /// with its own result, to `on_chunk` in order as that result arrives: a
+    /// [`ChunkResult::Partial`] for a reduced loss (and Dice's `none`), its
+    /// items for `none`. Nothing is merged: the caller does that (with
+    /// [`Partial::merge`]), checks a chunk against the reference, writes its
+    /// items, or drops its pages. The chunk after the one handed over has
+    /// been copied out of the host data already. An error from `on_chunk`
+    /// stops the stream and is returned.
+    pub fn stream_chunks<'c, E: From<Error>>(
+        &self,
+        chunks: &'c Chunks<'_>,
+        mut on_chunk: impl FnMut(Chunk<'c>, ChunkResult) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut failed: Option<E> = None;
+        let streamed = self.scoped(|| {
+            self.stream_each(chunks, &mut |chunk, result| match on_chunk(chunk, result) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        streamed.map_err(E::from)
+    }
+
+    /// The double-buffered stream, merging into `acc`.
     fn stream_slots(
         &self,
         chunks: &Chunks<'_>,
         acc: &mut Acc,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<()> {
+        let total = chunks.units();
+        let mut merged = Ok(());
+        self.stream_each(chunks, &mut |chunk, result| {
+            merged = match result {
+                ChunkResult::Partial(p) => acc.merge(&p),
+                ChunkResult::Items(items) => {
+                    acc.items.extend_from_slice(&items);
+                    Ok(())
+                }
+            };
+            progress(chunk.units.end, total);
+            merged.is_ok()
+        })?;
+        merged
+    }
+
+    /// The double-buffered stream: each chunk and its result go to
+    /// `on_chunk`, which returns false to stop.
+    fn stream_each<'c>(
+        &self,
+        chunks: &'c Chunks<'_>,
+        on_chunk: &mut dyn FnMut(Chunk<'c>, ChunkResult) -> bool,
+    ) -> Result<()> {
         let loss = chunks.loss();
-        let reduction = if acc.partials {
+        let partials = partials(chunks);
+        let reduction = if partials {
             Reduction::Sum
         } else {
             Reduction::None
@@ -127,7 +181,7 @@ impl Context {
             self.evaluator(loss, reduction, &device_inputs(chunk, buffers, &whole))
         };
         let full = build(&first, &buffers)?;
-        let out_len = if acc.partials {
+        let out_len = if partials {
             full.partial_len()
         } else {
             full.output_len()
@@ -143,7 +197,7 @@ impl Context {
         let full_shapes: Vec<Vec<usize>> =
             (0..ROLES.len()).map(|r| first.shape(r).to_vec()).collect();
         let mut last: Option<Evaluator<'_>> = None;
-        let mut pending: Option<Pending> = None;
+        let mut pending: Option<Pending<'c>> = None;
         let mut staged: Vec<i32> = Vec::new();
         let mut next = Some(first);
         for k in 0..count {
@@ -163,7 +217,7 @@ impl Context {
                 }
                 last.as_ref().expect("built above")
             };
-            let len = if acc.partials {
+            let len = if partials {
                 out_len
             } else {
                 evaluator.output_len()
@@ -187,34 +241,38 @@ impl Context {
             } else {
                 tx.send(Ok(())).ok();
             }
+            let batch = evaluator.input_shape().first().map_or(1, |&n| n as u64);
             // The previous chunk's result is read while this one runs.
             if let Some(p) = pending.take() {
-                self.collect(p, &slots, acc, chunks, progress)?;
+                if !self.collect(p, &slots, partials, loss, on_chunk)? {
+                    return Ok(());
+                }
             }
             pending = Some(Pending {
                 slot: s,
                 index,
                 rx,
                 len,
-                batch: evaluator.input_shape().first().map_or(1, |&n| n as u64),
-                done: chunk.units.end,
+                batch,
+                chunk,
             });
         }
         if let Some(p) = pending.take() {
-            self.collect(p, &slots, acc, chunks, progress)?;
+            self.collect(p, &slots, partials, loss, on_chunk)?;
         }
         Ok(())
     }
 
-    /// Waits for one chunk's submission and folds its result into `acc`.
-    fn collect(
+    /// Waits for one chunk's submission and hands the chunk and its result
+    /// to `on_chunk`; false when it asks to stop.
+    fn collect<'c>(
         &self,
-        p: Pending,
+        p: Pending<'c>,
         slots: &[Slot],
-        acc: &mut Acc,
-        chunks: &Chunks<'_>,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<()> {
+        partials: bool,
+        loss: &Loss,
+        on_chunk: &mut dyn FnMut(Chunk<'c>, ChunkResult) -> bool,
+    ) -> Result<bool> {
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(p.index),
@@ -239,24 +297,41 @@ impl Context {
             readback.unmap();
             out
         };
-        if acc.partials {
-            acc.merge(&Partial::from_output(chunks.loss(), p.batch, &out)?)?;
+        let result = if partials {
+            ChunkResult::Partial(Partial::from_output(loss, p.batch, &out)?)
         } else {
-            acc.items.extend_from_slice(&out);
-        }
-        progress(p.done, chunks.units());
-        Ok(())
+            ChunkResult::Items(out)
+        };
+        Ok(on_chunk(p.chunk, result))
     }
 }
 
+/// What one streamed chunk gives (see [`Context::stream_chunks`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChunkResult {
+    /// The chunk's sums, for a reduced loss and for Dice's `none`. Its
+    /// `batch` is the chunk's `shape[0]`; a pointwise chunk is reshaped, so
+    /// set the merged partial's `batch` to [`Chunks::batch`].
+    Partial(Partial),
+    /// The chunk's `none` items, in the whole result's order from the item
+    /// of its first unit on.
+    Items(Vec<f32>),
+}
+
+/// Whether a stream of `chunks` reads back partials rather than items:
+/// Dice's `none` (one loss per class) comes from the merged sums too.
+fn partials(chunks: &Chunks<'_>) -> bool {
+    chunks.reduction() != Reduction::None || matches!(chunks.loss(), Loss::Dice(Dice { .. }))
+}
+
 /// A chunk whose result is still on its way back.
-struct Pending {
+struct Pending<'c> {
     slot: usize,
     index: wgpu::SubmissionIndex,
     rx: OneshotReceiver<Result<(), wgpu::BufferAsyncError>>,
     len: usize,
     batch: u64,
-    done: usize,
+    chunk: Chunk<'c>,
 }
 
 /// Device buffers for a chunk's per-chunk tensors, sized for `first`, the
@@ -366,17 +441,13 @@ fn device_inputs<'b>(
 
 /// What the chunks add up to: a merged partial, or the items in order.
 pub(crate) struct Acc {
-    partials: bool,
     partial: Option<Partial>,
     items: Vec<f32>,
 }
 
 impl Acc {
-    pub(crate) fn new(chunks: &Chunks<'_>) -> Acc {
+    pub(crate) fn new() -> Acc {
         Acc {
-            // Dice's `none` (one loss per class) comes from the merged sums too.
-            partials: chunks.reduction() != Reduction::None
-                || matches!(chunks.loss(), Loss::Dice(Dice { .. })),
             partial: None,
             items: Vec::new(),
         }

@@ -449,7 +449,7 @@ impl Context {
         variant: Variant,
         best_so_far: f64,
     ) -> Result<f64> {
-        let ev = self.compile_variant(loss, reduction, inputs, plan, grad, variant)?;
+        let ev = self.compile_variant(loss, reduction, inputs, plan, grad, variant, None)?;
         let output = self.storage("wgpu-loss tuning output", ev.output_len().max(1));
         let grads: Vec<(super::plan::Wrt, wgpu::Buffer, usize)> = ev
             .grad_lens()

@@ -11,6 +11,7 @@ mod concurrency;
 mod errors;
 mod faults;
 mod misuse;
+mod parts;
 mod pipeline;
 mod prepared;
 mod reuse;

@@ -104,7 +104,7 @@ fn demo_in(ctx: &OnceCell<Context>, dir: &Path) -> Result<ExitCode, Fail> {
         let shape = format!("{:?}", batch.input.1);
         drop(batch);
         let head = format!("{name:<16} {shape:<18} {:<9}", reduction.name());
-        let result = run(ctx, &loss, reduction, &files, false);
+        let result = run(ctx, &loss, reduction, &files);
         attempted += 1;
         match result {
             Ok(o) => {

@@ -1,76 +1,66 @@
 //! `wgpu-loss eval`: the checked request (`wgpu_loss::cli::check`) evaluated
-//! on the GPU, whole, streamed or split across adapters, next to the CPU
-//! reference; the `none` result and the gradients written as `.npy`, and one
-//! line of text or JSON printed.
+//! on the GPU, whole, streamed or split across adapters, with the float64
+//! reference computed beside it on another thread and checked against it
+//! (exit 3 on a disagreement, with nothing written); then the `none` result
+//! and the gradients written as `.npy`, and one line of text or JSON printed.
 
 use std::cell::OnceCell;
+use std::ops::Range;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use serde_json::{json, Value as JsonValue};
-use wgpu_loss::cli::args::{grad_flag, grad_key, EvalArgs, Files};
-use wgpu_loss::cli::check::{load, reference, Request, Route};
+use wgpu_loss::cli::agree::{self, GradCheck};
+use wgpu_loss::cli::args::{grad_flag, grad_key, EvalArgs};
+use wgpu_loss::cli::check::{load, reference, Check, Request, Route};
+use wgpu_loss::cli::npy;
 use wgpu_loss::cli::Fail;
-use wgpu_loss::cli::{agree, npy};
-use wgpu_loss::{cpu, Context, Evaluation, Gradients, Loss, Reduction, TensorName, Value};
+use wgpu_loss::{Chunks, Context, Evaluation, Gradients, Loss, Value};
 
-use crate::{say, streamed};
+use crate::sources::Sources;
+use crate::streamed::{Batch, Outs, Progress};
+use crate::{say, split};
 
-/// What one evaluation gives.
+/// What one evaluation gives, checked against the reference already.
 pub struct Outcome {
-    pub gpu: Evaluation,
-    pub cpu: cpu::Reference,
+    pub value: f64,
+    /// The reference's value of the whole batch (`--reference full`).
+    pub cpu_value: Option<f64>,
     pub n: usize,
+    /// Items of the `none` result (per-item losses behind a reduced value).
+    pub items: usize,
+    pub items_shape: Vec<usize>,
     pub gpu_ms: f64,
     pub adapter: wgpu::AdapterInfo,
     pub adapter_name: String,
-    /// Items of the `none` result (per-item losses behind a reduced value).
-    pub items: usize,
     /// The chunk count of a streamed evaluation.
     pub chunks: Option<usize>,
-    /// The gradients, where the call asked for them.
-    pub grads: Option<GradOutcome>,
+    /// The largest |gpu − cpu| of the gradient elements checked.
+    pub grad_diff: Option<f64>,
+    /// `--reference sample`: the chunks checked, in units of the batch
+    /// (forward pass, then gradient pass).
+    pub sampled: (Vec<Range<usize>>, Vec<Range<usize>>),
+    /// Each adapter's (or rank's) share, as JSON.
+    pub shares: Option<JsonValue>,
+    /// The adapters `--adapters all` left out, as JSON.
+    pub skipped: Option<JsonValue>,
+    pub ranks: Option<usize>,
+    pub writes: Writes,
 }
 
-/// The gradients of one evaluation, with the shapes of their tensors and the
-/// largest difference from the CPU reference's.
-pub struct GradOutcome {
-    gpu: Gradients,
-    reference: cpu::ReferenceGradients,
-    shapes: Vec<(TensorName, Vec<usize>)>,
-    max_abs_diff: f64,
-}
-
-impl GradOutcome {
-    /// The GPU gradient with respect to `wrt`, and its shape.
-    fn get(&self, wrt: TensorName) -> Option<(&[f32], &[usize])> {
-        let shape = self.shapes.iter().find(|(t, _)| *t == wrt)?;
-        Some((self.gpu.get(wrt)?, shape.1.as_slice()))
-    }
-}
-
-/// The largest |gpu − cpu| over every gradient element; 0 where both are
-/// NaN or the same infinity, NaN where only one is NaN.
-fn max_abs_diff(gpu: &Gradients, cpu: &cpu::ReferenceGradients) -> f64 {
-    let mut worst = 0.0f64;
-    for t in TensorName::ALL {
-        let (Some(g), Some(c)) = (gpu.get(t), cpu.get(t)) else {
-            continue;
-        };
-        for (&g, &c) in g.iter().zip(c) {
-            let g = g as f64;
-            let d = if g == c || (g.is_nan() && c.is_nan()) {
-                0.0
-            } else {
-                (g - c).abs()
-            };
-            if d.is_nan() {
-                return f64::NAN;
-            }
-            worst = worst.max(d);
-        }
-    }
-    worst
+/// What a successful evaluation writes.
+pub enum Writes {
+    /// Read whole: the items and gradients, written whole.
+    Whole {
+        items: Option<(Vec<usize>, Vec<f32>)>,
+        grads: Vec<(PathBuf, Vec<usize>, Vec<f32>)>,
+    },
+    /// Mapped: the temporary files written a part at a time, to rename.
+    Mapped(Outs),
+    /// Written and renamed already (by MPI rank 0, once every rank wrote).
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    Done,
 }
 
 /// Opens the context on first use.
@@ -84,98 +74,185 @@ pub fn context(ctx: &OnceCell<Context>) -> Result<&Context, Fail> {
     })
 }
 
-/// Reads the files, validates and evaluates on the CPU reference, then on the
-/// GPU (the context is opened only once the input is known to be valid).
-/// With `grad`, the fused value-and-gradient call (upstream 1: for `none`,
-/// the gradient of the items' sum) and its CPU twin.
+/// The GPU's and the reference's results, unchecked (`demo` prints both).
+pub struct Both {
+    pub gpu: Evaluation,
+    pub cpu: wgpu_loss::cpu::Reference,
+    pub gpu_ms: f64,
+}
+
+/// Reads the files whole and evaluates them on the GPU, and on the
+/// reference on another thread meanwhile.
 pub fn run(
     ctx: &OnceCell<Context>,
     loss: &Loss,
-    reduction: Reduction,
-    files: &Files,
-    grad: bool,
-) -> Result<Outcome, Fail> {
+    reduction: wgpu_loss::Reduction,
+    files: &wgpu_loss::cli::args::Files,
+) -> Result<Both, Fail> {
     let loaded = load(loss, files)?;
     let inputs = loaded.inputs();
-    let (cpu, cpu_grads) = reference(loss, reduction, &inputs, grad)?;
+    wgpu_loss::inputs::plan(loss, reduction, &inputs)?;
     let ctx = context(ctx)?;
-    let start = Instant::now();
-    let (gpu, grads) = match cpu_grads {
-        Some(cpu_grads) => {
-            let (gpu, g) =
-                ctx.evaluate_with_grad(loss, reduction, &inputs, wgpu_loss::Upstream::Scalar(1.0))?;
-            let grads = GradOutcome {
-                max_abs_diff: max_abs_diff(&g, &cpu_grads),
-                gpu: g,
-                reference: cpu_grads,
-                shapes: loaded
-                    .tensors
-                    .iter()
-                    .map(|(t, o)| (*t, o.shape.clone()))
-                    .collect(),
-            };
-            (gpu, Some(grads))
-        }
-        None => (ctx.evaluate(loss, reduction, &inputs)?, None),
-    };
-    let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
-    Ok(Outcome {
-        items: cpu.items.len(),
-        chunks: None,
-        grads,
-        gpu,
-        cpu,
-        n: inputs.input.data.len(),
-        gpu_ms,
-        adapter: ctx.adapter_info().clone(),
-        adapter_name: ctx.adapter_name(),
+    std::thread::scope(|s| {
+        let cpu = s.spawn(|| reference(loss, reduction, &inputs, false));
+        let start = Instant::now();
+        let gpu = ctx.evaluate(loss, reduction, &inputs);
+        let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
+        let cpu = cpu.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        Ok(Both {
+            gpu: gpu?,
+            cpu: cpu?.0,
+            gpu_ms,
+        })
     })
 }
 
-/// `run` with the batch split across every adapter (`--adapters all`); also
-/// gives the adapters that evaluated a share, in batch order, and those
-/// `Context::all_with` left out, with the reason, as JSON.
-fn run_split(
-    loss: &Loss,
-    reduction: Reduction,
-    files: &Files,
-) -> Result<(Outcome, Vec<String>, JsonValue), Fail> {
-    let loaded = load(loss, files)?;
+/// Reads the files whole and evaluates them in one call on the GPU (the
+/// fused value-and-gradient call with upstream 1 where gradients are asked
+/// for: for `none`, the gradient of the items' sum), while a worker thread
+/// computes the float64 reference of the same inputs; then checks one
+/// against the other. The context is opened once the shapes and values are
+/// known to be valid.
+fn whole(ctx: &OnceCell<Context>, r: &Request) -> Result<Outcome, Fail> {
+    let (loss, reduction) = (&r.loss, r.reduction);
+    let loaded = load(loss, &r.files)?;
     let inputs = loaded.inputs();
-    let (cpu, _) = reference(loss, reduction, &inputs, false)?;
-    let adapters = Context::all_with(wgpu_loss::AdapterFilter::default())?;
-    let skipped: JsonValue = adapters
-        .skipped
-        .iter()
-        .map(|(info, why)| {
-            json!({
-                "name": info.name,
-                "backend": format!("{:?}", info.backend),
-                "reason": why.to_string(),
-            })
-        })
-        .collect();
-    let contexts = adapters.contexts;
+    wgpu_loss::inputs::plan(loss, reduction, &inputs)?;
+    let units = Chunks::new(loss, reduction, &inputs, usize::MAX)?.units();
+    let ctx = context(ctx)?;
+    let grad = !r.grads.is_empty();
     let start = Instant::now();
-    let split = wgpu_loss::split::evaluate(&contexts, loss, reduction, &inputs)?;
-    let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
-    let names: Vec<String> = split.shares.iter().map(|s| s.adapter.clone()).collect();
-    let outcome = Outcome {
-        items: cpu.items.len(),
-        chunks: None,
-        gpu: split.evaluation,
-        cpu,
-        n: inputs.input.data.len(),
-        gpu_ms,
-        adapter: contexts[0].adapter_info().clone(),
-        adapter_name: names.join(" + "),
-        grads: None,
+    let (gpu, cpu) = std::thread::scope(|s| {
+        let cpu =
+            (r.check != Check::Off).then(|| s.spawn(|| reference(loss, reduction, &inputs, grad)));
+        let gpu = if grad {
+            ctx.evaluate_with_grad(loss, reduction, &inputs, wgpu_loss::Upstream::Scalar(1.0))
+                .map(|(e, g)| (e, Some(g)))
+        } else {
+            ctx.evaluate(loss, reduction, &inputs).map(|e| (e, None))
+        };
+        let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
+        let cpu = cpu.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        (gpu.map(|g| (g, gpu_ms)), cpu)
+    });
+    let ((gpu, grads), gpu_ms): ((Evaluation, Option<Gradients>), f64) = gpu?;
+    let mut grad_diff = None;
+    let mut cpu_value = None;
+    if let Some(cpu) = cpu {
+        let (cpu, cpu_grads) = cpu?;
+        agree::check(
+            loss.name(),
+            &gpu,
+            &cpu,
+            grads.as_ref().zip(cpu_grads.as_ref()),
+        )
+        .map_err(Fail::Disagree)?;
+        if let (Some(g), Some(c)) = (&grads, &cpu_grads) {
+            let mut check = GradCheck::default();
+            check.add(0, g, c);
+            grad_diff = Some(check.max_abs_diff);
+        }
+        cpu_value = Some(cpu.value);
+    }
+    let mut writes = vec![];
+    for (wrt, path) in &r.grads {
+        let data = grads.as_ref().and_then(|g| g.get(*wrt)).ok_or_else(|| {
+            Fail::Gpu(format!(
+                "--{}: the GPU gave no such gradient",
+                grad_flag(*wrt)
+            ))
+        })?;
+        let shape = loaded.shape(*wrt).unwrap_or_default().to_vec();
+        writes.push((path.clone(), shape, data.to_vec()));
+    }
+    let sampled = match r.check {
+        Check::Sample { .. } => std::iter::once(0..units).collect(),
+        _ => vec![],
     };
-    Ok((outcome, names, skipped))
+    Ok(Outcome {
+        value: gpu.value,
+        cpu_value,
+        n: inputs.input.data.len(),
+        items: gpu.items_shape.iter().product(),
+        items_shape: gpu.items_shape.clone(),
+        gpu_ms,
+        adapter: ctx.adapter_info().clone(),
+        adapter_name: ctx.adapter_name(),
+        chunks: None,
+        grad_diff,
+        sampled: (sampled.clone(), if grad { sampled } else { vec![] }),
+        shares: None,
+        skipped: None,
+        ranks: None,
+        writes: Writes::Whole {
+            items: r
+                .out
+                .as_ref()
+                .and(gpu.items.map(|items| (gpu.items_shape.clone(), items))),
+            grads: writes,
+        },
+    })
+}
+
+/// The files mapped and streamed through one adapter in chunks within the
+/// budget, the `none` items and the gradients written into mapped files.
+fn streamed(ctx: &OnceCell<Context>, r: &Request) -> Result<Outcome, Fail> {
+    let (loss, reduction) = (&r.loss, r.reduction);
+    let sources = Sources::open(loss, &r.files)?;
+    let inputs = sources.inputs();
+    let whole = Chunks::new(loss, reduction, &inputs, usize::MAX)?;
+    let ctx = context(ctx)?;
+    let outs = Outs::create(r.out.as_deref(), whole.items_shape(), &r.grads, &sources)?;
+    let grad = !r.grads.is_empty();
+    let passes = if grad { 2 } else { 1 };
+    let progress = Progress::new(passes * whole.units() as u64);
+    let batch = Batch {
+        loss,
+        reduction,
+        check: r.check,
+        sources: &sources,
+        whole: &whole,
+        budget: r.budget,
+        outs: &outs,
+        progress: &progress,
+    };
+    let start = Instant::now();
+    let forward = batch.forward(ctx, &inputs, 0)?;
+    let (chunks, sampled) = (forward.chunks, forward.sampled.clone());
+    let merged = batch.merge(&[forward])?;
+    batch.dice_items(&merged)?;
+    let mut grad_diff = None;
+    let mut grad_sampled = vec![];
+    if grad {
+        let reference = merged.cpu.as_ref().unwrap_or(&merged.gpu);
+        let b = batch.backward(ctx, &inputs, 0, &merged.gpu, reference)?;
+        b.check.verdict(loss.name()).map_err(Fail::Disagree)?;
+        grad_diff = (r.check != Check::Off).then_some(b.check.max_abs_diff);
+        grad_sampled = b.sampled;
+    }
+    progress.finish();
+    let gpu_ms = start.elapsed().as_secs_f64() * 1e3;
+    Ok(Outcome {
+        value: merged.value,
+        cpu_value: merged.cpu_value,
+        n: inputs.input.data.len(),
+        items: batch.items_len(),
+        items_shape: whole.items_shape().to_vec(),
+        gpu_ms,
+        adapter: ctx.adapter_info().clone(),
+        adapter_name: ctx.adapter_name(),
+        chunks: Some(chunks),
+        grad_diff,
+        sampled: (sampled, grad_sampled),
+        shares: None,
+        skipped: None,
+        ranks: None,
+        writes: Writes::Mapped(outs),
+    })
 }
 
 /// A JSON number, or "NaN" / "inf" / "-inf".
-fn num(v: f64) -> JsonValue {
+pub fn num(v: f64) -> JsonValue {
     match serde_json::Number::from_f64(v) {
         Some(n) => JsonValue::Number(n),
         None if v.is_nan() => "NaN".into(),
@@ -207,54 +284,57 @@ fn params(loss: &Loss) -> JsonValue {
 }
 
 pub fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
+    #[cfg(feature = "mpi")]
+    if crate::mpi::launched() {
+        return crate::mpi::eval(a);
+    }
     let r = Request::new(a)?;
-    let (loss, reduction, files) = (&r.loss, r.reduction, &r.files);
     let ctx = OnceCell::new();
-    let mut split = None;
-    let mut skipped = None;
     let o = match r.route {
-        Route::Split => {
-            let (o, names, skips) = run_split(loss, reduction, files)?;
-            split = Some(names);
-            skipped = Some(skips);
-            o
-        }
-        Route::Streamed => streamed::run(&ctx, loss, reduction, files, r.budget)?,
-        Route::Whole => run(&ctx, loss, reduction, files, !r.grads.is_empty())?,
+        Route::Split { every } => split::run(&r, every)?,
+        Route::Streamed => streamed(&ctx, &r)?,
+        Route::Whole => whole(&ctx, &r)?,
     };
-    // A result the float64 reference does not confirm is a failure, and
-    // nothing is written.
-    agree::check(
-        loss.name(),
-        &o.gpu,
-        &o.cpu,
-        o.grads.as_ref().map(|g| (&g.gpu, &g.reference)),
-    )
-    .map_err(Fail::Disagree)?;
-    if let (Some(out), Some(items)) = (&r.out, &o.gpu.items) {
-        npy::write_f32(out, &o.gpu.items_shape, items)?;
-    }
-    if let Some(g) = &o.grads {
-        for (wrt, path) in &r.grads {
-            let (data, shape) = g.get(*wrt).ok_or_else(|| {
-                Fail::Gpu(format!(
-                    "--{}: the GPU gave no such gradient",
-                    grad_flag(*wrt)
-                ))
-            })?;
-            npy::write_f32(path, shape, data)?;
+    finish(a, &r, o)
+}
+
+/// Writes the files of a checked outcome and prints it.
+pub fn finish(a: &EvalArgs, r: &Request, o: Outcome) -> Result<ExitCode, Fail> {
+    match o.writes {
+        Writes::Whole { items, grads } => {
+            if let (Some(out), Some((shape, items))) = (&r.out, items) {
+                npy::write_f32(out, &shape, &items)?;
+            }
+            for (path, shape, data) in grads {
+                npy::write_f32(path, &shape, &data)?;
+            }
         }
+        Writes::Mapped(outs) => outs.finish()?,
+        Writes::Done => {}
     }
+    let (loss, reduction) = (&r.loss, r.reduction);
     let info = &o.adapter;
     if a.json {
+        let ranges =
+            |v: &[Range<usize>]| json!(v.iter().map(|u| [u.start, u.end]).collect::<Vec<_>>());
+        let mut check = json!({ "mode": r.check.name() });
+        if let Check::Sample { fraction, seed } = r.check {
+            check["fraction"] = num(fraction);
+            check["seed"] = seed.into();
+            check["chunks"] = ranges(&o.sampled.0);
+            if !r.grads.is_empty() {
+                check["grad_chunks"] = ranges(&o.sampled.1);
+            }
+        }
         let mut doc = json!({
             "loss": loss.name(),
             "reduction": reduction.name(),
-            "value": num(o.gpu.value),
-            "cpu_reference": num(o.cpu.value),
+            "value": num(o.value),
+            "cpu_reference": o.cpu_value.map_or(JsonValue::Null, num),
+            "reference": check,
             "n": o.n,
             "items": o.items,
-            "items_shape": o.gpu.items_shape,
+            "items_shape": o.items_shape,
             "adapter": {
                 "name": info.name,
                 "backend": format!("{:?}", info.backend),
@@ -264,19 +344,33 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
             "params": params(loss),
             "gpu_ms": o.gpu_ms,
             "streamed": o.chunks.is_some(),
-            "adapters": split.unwrap_or_else(|| vec![o.adapter_name.clone()]),
         });
+        match &o.shares {
+            Some(shares) => {
+                doc["adapters"] = shares
+                    .as_array()
+                    .map(|s| s.iter().map(|s| s["adapter"].clone()).collect())
+                    .unwrap_or_default();
+                doc["shares"] = shares.clone();
+            }
+            None => doc["adapters"] = json!([o.adapter_name]),
+        }
         if let Some(k) = o.chunks {
             doc["chunks"] = k.into();
         }
-        if let Some(s) = skipped {
+        if let Some(s) = o.skipped {
             doc["skipped"] = s;
+        }
+        if let Some(k) = o.ranks {
+            doc["ranks"] = k.into();
         }
         if let Some(out) = &r.out {
             doc["out"] = out.display().to_string().into();
         }
-        if let Some(g) = &o.grads {
-            doc["grad_max_abs_diff"] = num(g.max_abs_diff);
+        if !r.grads.is_empty() {
+            if let Some(d) = o.grad_diff {
+                doc["grad_max_abs_diff"] = num(d);
+            }
             for (wrt, path) in &r.grads {
                 doc[grad_key(*wrt)] = path.display().to_string().into();
             }
@@ -289,15 +383,22 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
             .chain(r.grads.iter().map(|(_, p)| p))
             .map(|p| format!("; wrote {}", p.display()))
             .collect();
-        if let Some(g) = &o.grads {
-            wrote = format!("; gradient max |gpu - cpu| {:.1e}{wrote}", g.max_abs_diff);
+        if let Some(d) = o.grad_diff.filter(|_| !r.grads.is_empty()) {
+            wrote = format!("; gradient max |gpu - cpu| {d:.1e}{wrote}");
         }
+        let reference = match (o.cpu_value, r.check) {
+            (Some(v), _) => format!("cpu reference {}", v as f32),
+            (None, Check::Sample { .. }) => {
+                format!("cpu reference on {} sampled chunks", o.sampled.0.len())
+            }
+            (None, _) => "cpu reference off".to_string(),
+        };
+        let ranks = o.ranks.map(|k| format!(", {k} ranks")).unwrap_or_default();
         say(&format!(
-            "{} {} = {} (cpu reference {}, {} items, {}, {:.1} ms{wrote})",
+            "{} {} = {} ({reference}, {} items, {}{ranks}, {:.1} ms{wrote})",
             loss.name(),
             reduction.name(),
-            o.gpu.value as f32,
-            o.cpu.value as f32,
+            o.value as f32,
             o.items,
             o.adapter_name,
             o.gpu_ms,

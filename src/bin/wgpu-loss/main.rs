@@ -3,13 +3,19 @@
 //! are the library's, and so are the command line's types and the checks
 //! `eval` makes before it opens a GPU (`wgpu_loss::cli`).
 //!
-//! `args`: the command line; `eval`: `wgpu-loss eval`, with `streamed` for
-//! files over the budget; `demo`, `bench`: those commands.
+//! `args`: the command line; `eval`: `wgpu-loss eval`, with `sources` (the
+//! files mapped) and `streamed` (a batch, or a part of it, in chunks) for
+//! files over the budget, `split` across adapters and `mpi` across ranks;
+//! `demo`, `bench`: those commands.
 
 mod args;
 mod bench;
 mod demo;
 mod eval;
+#[cfg(feature = "mpi")]
+mod mpi;
+mod sources;
+mod split;
 mod streamed;
 
 use std::io::Write;

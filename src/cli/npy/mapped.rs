@@ -90,27 +90,37 @@ impl Mapped {
         }
     }
 
-    /// Drops the resident pages of the first `done / total` of the data
-    /// from this process (not from the page cache): what a stream has read
-    /// then stops counting towards its memory. Reading them again reloads them
-    /// from the file, so this never changes what the data reads as.
-    pub fn release(&self, done: usize, total: usize) {
-        if total == 0 {
+    /// Drops the resident pages of the data from `done.start / total` to
+    /// `done.end / total` from this process (not from the page cache): what
+    /// a stream has read then stops counting towards its memory. Reading
+    /// them again reloads them from the file, so this never changes what the
+    /// data reads as. Only whole pages inside the range are dropped. A read
+    /// next to a dropped page may map again the whole large folio the page
+    /// cache holds it in, so a stream passes all it has read so far, not
+    /// only its last chunk.
+    pub fn release(&self, done: std::ops::Range<usize>, total: usize) {
+        if total == 0 || done.start >= done.end {
             return;
         }
-        let data = (self.header.bytes as u128 * done.min(total) as u128 / total as u128) as usize;
-        let len = (self.header.offset + data) / PAGE * PAGE;
+        let at = |u: usize| {
+            self.header.offset
+                + (self.header.bytes as u128 * u.min(total) as u128 / total as u128) as usize
+        };
+        let (from, to) = (
+            at(done.start).div_ceil(PAGE) * PAGE,
+            at(done.end) / PAGE * PAGE,
+        );
         #[cfg(unix)]
-        if len > 0 {
+        if to > from {
             // SAFETY: the mapping is shared, read-only and file-backed: its
             // dropped pages read back as the same bytes of the unchanged file.
             let _ = unsafe {
                 self.map
-                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len)
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
             };
         }
         #[cfg(not(unix))]
-        let _ = len;
+        let _ = (from, to);
     }
 }
 

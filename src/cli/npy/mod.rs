@@ -8,11 +8,13 @@
 //!
 //! `array`: what a file gives, and the errors; `header`: the preamble and
 //! the header's literal, validated; `read`: whole files read or parsed;
-//! `mapped`: files mapped instead; `write`: files written.
+//! `mapped`: files mapped instead; `write`: files written; `out`: files
+//! written a part at a time through a map.
 
 mod array;
 mod header;
 mod mapped;
+mod out;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -20,5 +22,6 @@ mod write;
 
 pub use array::{Array, Data, NpyError};
 pub use mapped::Mapped;
+pub use out::OutFile;
 pub use read::{parse, read};
 pub use write::{write_f32, write_i64};

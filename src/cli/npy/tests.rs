@@ -124,7 +124,7 @@ fn mapped_files_are_read_in_place_or_converted() {
     );
     assert_eq!(m.f32(), Some(&data[..]));
     assert_eq!(m.i64(), None);
-    m.release(1, 2);
+    m.release(0..2, 2);
     assert_eq!(
         m.f32(),
         Some(&data[..]),
@@ -169,4 +169,46 @@ fn mutated_files_never_panic() {
         }
         let _ = parse("f.npy", &bytes);
     }
+}
+
+/// Written a part at a time, in any order, by the creator and by a joined
+/// writer, the file holds the bytes `write_f32` writes; until it is finished
+/// only its temporary file exists, and a dropped one leaves nothing.
+#[test]
+fn out_files_match_whole_writes() {
+    let dir = std::env::temp_dir().join(format!("wgpu-loss-npy-out-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    // Several pages, so that written pages are dropped on the way.
+    let shape = [3, 5000];
+    let data: Vec<f32> = (0..15_000).map(|i| (i as f32).sin() * 1e3).collect();
+    write_f32(dir.join("whole.npy"), &shape, &data).unwrap();
+    let path = dir.join("parts.npy");
+    let mut out = OutFile::create(&path, &shape).unwrap();
+    assert!(!path.exists() && out.tmp().exists());
+    out.write(9_000, &data[9_000..]).unwrap();
+    let mut other = OutFile::join(&path, out.tmp(), &shape).unwrap();
+    other.write(4_001, &data[4_001..9_000]).unwrap();
+    other.flush().unwrap();
+    drop(other);
+    out.write(0, &data[..4_001]).unwrap();
+    assert!(out.write(14_999, &data[..2]).is_err(), "past the end");
+    assert!(
+        OutFile::join(&path, out.tmp(), &[7]).is_err(),
+        "another shape"
+    );
+    out.finish().unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        fs::read(dir.join("whole.npy")).unwrap()
+    );
+    let dropped = OutFile::create(dir.join("dropped.npy"), &[4]).unwrap();
+    drop(dropped);
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["parts.npy", "whole.npy"]);
+    fs::remove_dir_all(&dir).unwrap();
 }

@@ -22,7 +22,7 @@ pub fn write_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Resul
 
 /// The header of a C-order array, padded so that the data starts on a
 /// 64-byte boundary as numpy does.
-fn encode_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+pub(super) fn encode_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     let dims = match shape {
         [] => "()".to_string(),
         [d] => format!("({d},)"),
@@ -56,6 +56,26 @@ fn encode_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     out
 }
 
+/// A temporary name beside `path` (`.name.pid-k.tmp`) and its directory.
+pub(super) fn temp_beside(path: &Path) -> io::Result<(std::path::PathBuf, &Path)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("not a file name"))?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".{}-{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    Ok((dir.join(tmp_name), dir))
+}
+
 /// Writes to a temporary file beside `path`, syncs it and renames it over
 /// `path`: readers see the old file or the complete new one, never a part.
 fn write(
@@ -72,26 +92,11 @@ fn write(
             len,
         });
     }
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let io_err = |source| NpyError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_err(io::Error::other("not a file name")))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".{}-{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
+    let (tmp, dir) = temp_beside(path).map_err(io_err)?;
     let result = (|| {
         let mut file = fs::OpenOptions::new()
             .write(true)
