@@ -24,6 +24,7 @@ pub use error::{Error, GpuSource, Result};
 pub use gpu::evaluator::Evaluator;
 /// Test hooks: forcing and listing the softmax-row kernel variants.
 #[doc(hidden)]
+pub use gpu::pointwise::{point_variants, with_point_variant};
 pub use gpu::rows::{rows_variants, with_rows_variant};
 pub use gpu::{Evaluation, Gradients, Prepared};
 pub use gradients::GradientsOf;

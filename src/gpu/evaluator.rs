@@ -157,7 +157,9 @@ impl Context {
         let limit = self.max_binding_elements();
         let schedule = match &plan.geometry {
             Geometry::Point(p) => {
-                super::pointwise::schedule(reduction, p, limit, grad, self.groups_wanted())?
+                let variant = super::pointwise::chosen(p, &super::rows::caps(self))?;
+                let groups = self.groups_wanted();
+                super::pointwise::schedule(reduction, p, limit, grad, groups, variant)?
             }
             Geometry::Rows(r) => {
                 let variant = super::rows::chosen(r, &super::rows::caps(self))?;

@@ -7,7 +7,7 @@ mod dice;
 pub(crate) mod evaluator;
 mod pairs;
 mod plan;
-mod pointwise;
+pub(crate) mod pointwise;
 pub(crate) mod rows;
 #[cfg(test)]
 mod schedule_tests;
