@@ -2,10 +2,10 @@
 //! (dispatches, bindings, grids), so how a shape is cut into slices, which
 //! passes run and what each binds can be tested on any machine.
 
-use super::plan::{FinalizeParams, PointParams};
 use super::plan::{
     aligned, chunk_len, grid, units_per_slice, Caps, Role, Schedule, Slice, OFFSET_ALIGN,
 };
+use super::plan::{FinalizeParams, PointParams};
 use super::pointwise::PointVariant::{self, Scalar, Vec4};
 use super::rows::{RowsParams, RowsVariant};
 use super::{dice, pairs, pointwise, rows};
@@ -128,7 +128,11 @@ fn point_vec4_binds_whole_vectors_and_leaves_the_tail_to_the_scalar_entry() {
         assert_eq!(tail.len(), 1);
         assert_eq!(tail[0].kernel.name, "pointwise");
         let input = tail[0].bindings[0];
-        assert_eq!((input.offset, input.len), (768, Some(233)), "bound from the aligned start");
+        assert_eq!(
+            (input.offset, input.len),
+            (768, Some(233)),
+            "bound from the aligned start"
+        );
         let p = point_params(&tail[0].params);
         assert_eq!((p.n, p.first, p.base), (233, 232, 768));
         for d in s.dispatches.iter().filter(|d| d.entry == "main_vec4") {

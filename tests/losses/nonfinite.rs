@@ -10,8 +10,9 @@
 
 use crate::common::cases::{expected, load, loss_of, num, reduction_of, tight, CaseTensors};
 use crate::common::{close, ctx};
-use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
+use wgpu_loss::{cpu, point_variants, with_point_variant};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
+use wgpu_loss::{DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
 
 fn show(v: &[f64]) -> String {
     format!("{v:?}")
@@ -404,35 +405,42 @@ fn pointwise_kinds_follow_the_twin_on_a_grid() {
                 .filter(|v| v.is_finite())
                 .map(|v| v.abs())
                 .sum();
-            for (reduction, up) in calls {
-                let what = format!(
-                    "{loss:?} {reduction:?} {}",
-                    crate::common::upstream::kind(&up)
-                );
-                let (want, want_g) = cpu::gradient(loss, reduction, &inputs, up)
-                    .unwrap_or_else(|e| panic!("{what}: cpu {e}"));
-                let (got, got_g) = ctx()
-                    .evaluate_with_grad(loss, reduction, &inputs, up)
-                    .unwrap_or_else(|e| panic!("{what}: gpu {e}"));
-                if let Some(items) = &got.items {
-                    same_kinds(
-                        &mut failures,
-                        &format!("{what} items"),
-                        items,
-                        &want.items,
-                        &g.args,
-                    );
-                }
-                if reduction != Reduction::None
-                    && !close(got.value, want.value, 1e-6 + 1e-6 * terms)
-                {
-                    failures.push(format!(
-                        "{what} value: gpu {} vs twin {}",
-                        got.value, want.value
-                    ));
-                }
-                let what = format!("{what} d/dinput");
-                same_kinds(&mut failures, &what, &got_g.input, &want_g.input, &g.args);
+            // Through every variant that fits (point-vec4 where the third is
+            // as long as the input, and one target serves one element).
+            for v in point_variants(ctx(), loss, Reduction::Mean, &inputs).unwrap() {
+                with_point_variant(v, || {
+                    for &(reduction, up) in &calls {
+                        let what = format!(
+                            "{loss:?} {v} {reduction:?} {}",
+                            crate::common::upstream::kind(&up)
+                        );
+                        let (want, want_g) = cpu::gradient(loss, reduction, &inputs, up)
+                            .unwrap_or_else(|e| panic!("{what}: cpu {e}"));
+                        let (got, got_g) = ctx()
+                            .evaluate_with_grad(loss, reduction, &inputs, up)
+                            .unwrap_or_else(|e| panic!("{what}: gpu {e}"));
+                        if let Some(items) = &got.items {
+                            same_kinds(
+                                &mut failures,
+                                &format!("{what} items"),
+                                items,
+                                &want.items,
+                                &g.args,
+                            );
+                        }
+                        if reduction != Reduction::None
+                            && !close(got.value, want.value, 1e-6 + 1e-6 * terms)
+                        {
+                            failures.push(format!(
+                                "{what} value: gpu {} vs twin {}",
+                                got.value, want.value
+                            ));
+                        }
+                        let what = format!("{what} d/dinput");
+                        same_kinds(&mut failures, &what, &got_g.input, &want_g.input, &g.args);
+                    }
+                })
+                .unwrap();
             }
         }
     }
