@@ -11,7 +11,7 @@
 //! | variant | an invocation loads | for |
 //! |---|---|---|
 //! | `point-scalar` | one f32 of each tensor, neighbouring invocations neighbouring elements | every shape: broadcast weights, `pos_weight` or variance, quantile lists |
-//! | `point-vec4` | one vec4<f32> of each element-aligned tensor, in a grid-stride loop | tensors without broadcasts: on lavapipe a vector load instead of a gather, on a GPU a quarter of the load instructions |
+//! | `point-vec4` | one `vec4<f32>` of each element-aligned tensor, in a grid-stride loop | tensors without broadcasts: on lavapipe a vector load instead of a gather, on a GPU a quarter of the load instructions |
 //!
 //! `point-vec4` is eligible where every tensor it reads is as long as the
 //! input (see [`variants`]); the last `n % 4` elements of a slice go to a
