@@ -448,6 +448,12 @@ fn shared_constants_match_the_shaders() {
     for (kernel, name, value, rust) in [
         (&POINTWISE, "ITEMS", pointwise::ITEMS, "pointwise::ITEMS"),
         (&DICE, "ITEMS", dice::ITEMS, "dice::ITEMS"),
+        (
+            &DICE,
+            "COALESCED_CLASSES",
+            dice::COALESCED_CLASSES,
+            "dice::COALESCED_CLASSES",
+        ),
         (&ROWS, "NLL_ROWS", rows::NLL_ROWS, "rows::NLL_ROWS"),
         #[cfg(feature = "cli")]
         (&COPY, "ITEMS", COPY_ITEMS, "bench::COPY_ITEMS"),

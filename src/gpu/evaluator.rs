@@ -166,7 +166,10 @@ impl Context {
                 super::rows::schedule(reduction, r, limit, grad, variant)?
             }
             Geometry::Pairs(p) => super::pairs::schedule(reduction, p, limit, grad)?,
-            Geometry::Dice(d) => super::dice::schedule(reduction, d, limit, grad)?,
+            Geometry::Dice(d) => {
+                let variant = super::dice::chosen(d, &super::rows::caps(self))?;
+                super::dice::schedule(reduction, d, limit, grad, variant)?
+            }
         };
         let align = self
             .device

@@ -3,7 +3,7 @@
 
 #[cfg(test)]
 mod contract;
-mod dice;
+pub(crate) mod dice;
 pub(crate) mod evaluator;
 mod pairs;
 mod plan;

@@ -2,6 +2,7 @@
 //! (dispatches, bindings, grids), so how a shape is cut into slices, which
 //! passes run and what each binds can be tested on any machine.
 
+use super::dice::DiceVariant;
 use super::plan::{
     aligned, chunk_len, grid, units_per_slice, Caps, Role, Schedule, Slice, OFFSET_ALIGN,
 };
@@ -29,7 +30,7 @@ fn schedule(
             rows::schedule(reduction, r, limit, grad, best)
         }
         Geometry::Pairs(p) => pairs::schedule(reduction, p, limit, grad),
-        Geometry::Dice(d) => dice::schedule(reduction, d, limit, grad),
+        Geometry::Dice(d) => dice::schedule(reduction, d, limit, grad, DiceVariant::ClassGroups),
     }
     .unwrap()
 }
@@ -557,4 +558,47 @@ fn dice_sums_per_class_then_finishes() {
         .dispatches
         .iter()
         .all(|d| d.kernel.name == "dice" || d.kernel.name == "finalize"));
+}
+
+#[test]
+fn dice_variants_and_their_first_pass() {
+    use DiceVariant::{ClassGroups, Coalesced};
+    let plan_of = |mode: &str, logits: bool, shape: &[usize]| {
+        let mut loss = Loss::from_name("dice").unwrap();
+        let Loss::Dice(d) = &mut loss else {
+            unreachable!()
+        };
+        d.mode = crate::loss::DiceMode::ALL
+            .into_iter()
+            .find(|m| m.name() == mode)
+            .unwrap();
+        d.from_logits = logits;
+        let n: usize = shape.iter().product();
+        let x = vec![0.25f32; n];
+        let inputs = Inputs::new(Tensor::new(&x, shape)).target(Tensor::new(&x, shape));
+        match plan(&loss, Reduction::Mean, &inputs).unwrap().geometry {
+            Geometry::Dice(d) => d,
+            _ => unreachable!(),
+        }
+    };
+    let none = Caps::default();
+    // Neighbouring classes (inner = 1): coalesced first; long rows of pixels: class groups.
+    assert_eq!(
+        dice::variants(&plan_of("multilabel", true, &[64, 4, 1]), &none),
+        [Coalesced, ClassGroups]
+    );
+    assert_eq!(
+        dice::variants(&plan_of("multilabel", true, &[2, 4, 4096]), &none),
+        [ClassGroups, Coalesced]
+    );
+    // More classes than it keeps sums of.
+    assert_eq!(
+        dice::variants(&plan_of("multilabel", true, &[2, 17, 8]), &none),
+        [ClassGroups]
+    );
+    let p = plan_of("multilabel", false, &[3, 5, 100]);
+    let s = dice::schedule(Reduction::Mean, &p, 1 << 20, false, Coalesced).unwrap();
+    assert_eq!(s.dispatches[0].entry, "coalesced");
+    // 1500 values, 32 per invocation: one workgroup.
+    assert_eq!(s.dispatches[0].groups, (1, 1));
 }

@@ -10,7 +10,7 @@
 
 use crate::common::cases::{expected, load, loss_of, num, reduction_of, tight, CaseTensors};
 use crate::common::{close, ctx};
-use wgpu_loss::{cpu, point_variants, with_point_variant};
+use wgpu_loss::{cpu, dice_variants, point_variants, with_dice_variant, with_point_variant};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
 use wgpu_loss::{DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
 
@@ -564,39 +564,45 @@ fn dice_kinds_follow_the_twin() {
                 };
                 let args: Vec<String> =
                     (0..len).map(|i| format!("x {} t {}", x[i], t[i])).collect();
-                for reduction in [Reduction::None, Reduction::Mean] {
-                    let what = format!("{loss:?} {reduction:?} x {x:?} t {t:?}");
-                    let up = Upstream::Scalar(1.0);
-                    let (want, want_g) = cpu::gradient(&loss, reduction, &inputs, up)
-                        .unwrap_or_else(|e| panic!("{what}: cpu {e}"));
-                    let (got, got_g) = ctx()
-                        .evaluate_with_grad(&loss, reduction, &inputs, up)
-                        .unwrap_or_else(|e| panic!("{what}: gpu {e}"));
-                    calls += 1;
-                    if let Some(items) = &got.items {
-                        let labels: Vec<String> =
-                            (0..items.len()).map(|k| format!("class {k}")).collect();
-                        same_kinds(
-                            &mut failures,
-                            &format!("{what} items"),
-                            items,
-                            &want.items,
-                            &labels,
-                        );
-                    }
-                    if !close(got.value, want.value, 1e-6) {
-                        failures.push(format!(
-                            "{what} value: gpu {} vs twin {}",
-                            got.value, want.value
-                        ));
-                    }
-                    same_kinds(
-                        &mut failures,
-                        &format!("{what} d/dinput"),
-                        &got_g.input,
-                        &want_g.input,
-                        &args,
-                    );
+                // Through every variant of the first pass that fits.
+                for v in dice_variants(ctx(), &loss, Reduction::Mean, &inputs).unwrap() {
+                    with_dice_variant(v, || {
+                        for reduction in [Reduction::None, Reduction::Mean] {
+                            let what = format!("{loss:?} {v} {reduction:?} x {x:?} t {t:?}");
+                            let up = Upstream::Scalar(1.0);
+                            let (want, want_g) = cpu::gradient(&loss, reduction, &inputs, up)
+                                .unwrap_or_else(|e| panic!("{what}: cpu {e}"));
+                            let (got, got_g) = ctx()
+                                .evaluate_with_grad(&loss, reduction, &inputs, up)
+                                .unwrap_or_else(|e| panic!("{what}: gpu {e}"));
+                            calls += 1;
+                            if let Some(items) = &got.items {
+                                let labels: Vec<String> =
+                                    (0..items.len()).map(|k| format!("class {k}")).collect();
+                                same_kinds(
+                                    &mut failures,
+                                    &format!("{what} items"),
+                                    items,
+                                    &want.items,
+                                    &labels,
+                                );
+                            }
+                            if !close(got.value, want.value, 1e-6) {
+                                failures.push(format!(
+                                    "{what} value: gpu {} vs twin {}",
+                                    got.value, want.value
+                                ));
+                            }
+                            same_kinds(
+                                &mut failures,
+                                &format!("{what} d/dinput"),
+                                &got_g.input,
+                                &want_g.input,
+                                &args,
+                            );
+                        }
+                    })
+                    .unwrap();
                 }
             }
         }
