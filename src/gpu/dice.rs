@@ -73,17 +73,15 @@ impl DiceVariant {
 
 /// The variants that can evaluate this shape, the best guess first.
 /// `dice-coalesced` needs no softmax (a softmax reads every class of a pixel
-/// together) and at most [`COALESCED_CLASSES`] classes; it goes first where
-/// a pixel's classes lie closer than 32 values apart, so that
-/// `dice-class-groups`' neighbouring invocations would read addresses that
-/// far apart per class.
+/// together) and at most [`COALESCED_CLASSES`] classes. `dice-class-groups`
+/// stays the best guess everywhere: on lavapipe neither was consistently
+/// faster (BENCHMARKS.md), and where `dice-coalesced` should win on a GPU (a
+/// pixel's classes closer than a warp's width apart, `inner` < 32) is for
+/// the autotuner to measure.
 pub(crate) fn variants(plan: &DicePlan, _caps: &Caps) -> Vec<DiceVariant> {
     let softmax = activation_id(plan.loss.from_logits, plan.loss.mode) == 2;
     if softmax || plan.classes > COALESCED_CLASSES {
-        return vec![DiceVariant::ClassGroups];
-    }
-    if plan.inner < 32 {
-        vec![DiceVariant::Coalesced, DiceVariant::ClassGroups]
+        vec![DiceVariant::ClassGroups]
     } else {
         vec![DiceVariant::ClassGroups, DiceVariant::Coalesced]
     }

@@ -582,10 +582,10 @@ fn dice_variants_and_their_first_pass() {
         }
     };
     let none = Caps::default();
-    // Neighbouring classes (inner = 1): coalesced first; long rows of pixels: class groups.
+    // Class groups first; coalesced where there is no softmax.
     assert_eq!(
         dice::variants(&plan_of("multilabel", true, &[64, 4, 1]), &none),
-        [Coalesced, ClassGroups]
+        [ClassGroups, Coalesced]
     );
     assert_eq!(
         dice::variants(&plan_of("multilabel", true, &[2, 4, 4096]), &none),
