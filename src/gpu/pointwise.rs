@@ -314,12 +314,13 @@ pub(super) fn schedule(
     }
     let mut entries = Vec::new();
     for &(entry, base, len, first) in &parts {
-        let units = if entry == "main_vec4" {
-            len / 4
+        // Vectors or elements per invocation: `point-vec4` keeps each running
+        // sum to the same MAX_ITEMS elements as `point-scalar`.
+        let (units, items_per_thread) = if entry == "main_vec4" {
+            (len / 4, per_thread(len, groups_wanted) / 4)
         } else {
-            len - first
+            (len - first, per_thread(len - first, groups_wanted))
         };
-        let items_per_thread = per_thread(units, groups_wanted);
         let (groups_x, groups_y) = grid(units.div_ceil(WG * items_per_thread));
         let params = PointParams {
             n: len as u32,

@@ -10,9 +10,8 @@
 
 use crate::common::cases::{expected, load, loss_of, num, reduction_of, tight, CaseTensors};
 use crate::common::{close, ctx};
-use wgpu_loss::{cpu, dice_variants, point_variants, with_dice_variant, with_point_variant};
+use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
-use wgpu_loss::{DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
 
 fn show(v: &[f64]) -> String {
     format!("{v:?}")
@@ -341,6 +340,7 @@ fn grid_of(p: &Pointwise, thirds: &[f32]) -> Grid {
 /// still comes out where the reference's does.
 #[test]
 fn pointwise_kinds_follow_the_twin_on_a_grid() {
+    use wgpu_loss::{point_variants, with_point_variant};
     let mut failures = vec![];
     for loss in &grid_losses() {
         let Loss::Pointwise(p) = loss else {
@@ -506,6 +506,7 @@ fn nonfinite_upstreams_scale_as_ieee() {
 #[test]
 fn dice_kinds_follow_the_twin() {
     use crate::common::dice;
+    use wgpu_loss::{dice_variants, with_dice_variant};
     let (n, inner) = (2usize, 5usize);
     let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
     let mut failures = vec![];
