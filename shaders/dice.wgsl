@@ -209,6 +209,79 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 }
 
+// `dice-coalesced`: `main`'s partials from one pass over the slice's values
+// in memory order, in a grid-stride loop, so that neighbouring invocations
+// read neighbouring values whatever the layout (`main` reads a pixel's classes
+// `inner` apart, which for inner = 1 are a stride of C between neighbouring
+// invocations). Each value adds to its class's sums, which each invocation
+// keeps for up to COALESCED_CLASSES classes; one reduction per class then
+// gives the workgroup's partial. Sigmoid and plain probabilities only: a
+// softmax needs every class of a pixel at once (src/gpu/dice.rs offers this
+// variant only there).
+const COALESCED_CLASSES: u32 = 16u;
+
+@compute @workgroup_size(256)
+fn coalesced(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let group = wid.x + wid.y * params.groups_x;
+    let stride = groups.x * groups.y * WG;
+    let classes = params.classes;
+    let inner = params.inner;
+    let values = params.pixels * classes;
+    var acc: array<vec4<f32>, COALESCED_CLASSES>;
+    var kinds: array<u32, COALESCED_CLASSES>;
+    for (var c = 0u; c < COALESCED_CLASSES; c = c + 1u) {
+        acc[c] = vec4<f32>(0.0);
+        kinds[c] = 0u;
+    }
+    for (var e = group * WG + lid; e < values; e = e + stride) {
+        // e = (n * classes + c) * inner + r: entry n, class c, pixel r of the entry.
+        let row = e / inner;
+        let c = row % classes;
+        let q = (row / classes) * inner + (e - row * inner);
+        let i = params.skip + e;
+        var p = ext(input[i]);
+        if (params.activation == SIGMOID) {
+            p = ext_sigmoid(p);
+        }
+        var t: Ext;
+        var keep: bool;
+        if (params.class_target != 0u) {
+            let y = bitcast<i32>(targets[params.target_skip + q]);
+            keep = params.has_ignore == 0u || y != params.ignore_class;
+            t = fin(select(0.0, 1.0, y == i32(c)));
+            if (keep && (y < 0 || y >= i32(classes))) {
+                t = ext_kind(K_NAN);
+            }
+        } else {
+            let raw = targets[i];
+            keep = params.has_ignore == 0u || raw != params.ignore;
+            t = ext(raw);
+        }
+        // As in `main`.
+        let w = fin(select(0.0, 1.0, keep));
+        p = ext_mul(p, w);
+        t = ext_mul(t, w);
+        let d = ext_abs(ext_sub(p, t));
+        let both = ext_min(p, t);
+        kinds[c] = kinds[c] | term_kinds(p, t, d, both);
+        acc[c] = acc[c] + vec4(p.v, t.v, d.v, both.v);
+    }
+    for (var c = 0u; c < classes; c = c + 1u) {
+        let r = sums_of(reduce_wg_kinds(lid, acc[c], kinds[c], c));
+        if (lid == 0u) {
+            let j = 4u * ((params.partial_base + group) * classes + c);
+            scratch[j] = ext_f32(r.sp);
+            scratch[j + 1u] = ext_f32(r.st);
+            scratch[j + 2u] = ext_f32(r.d);
+            scratch[j + 3u] = ext_f32(r.i);
+        }
+    }
+}
+
 // smp's rule: I = (Sp + St − D) / 2, dice = (I + smooth) / clamp_min(Sp/2 +
 // St/2 + smooth, eps); 0 for a class absent from the whole batch (NaN stays NaN).
 // Where the clamp is inactive, 1 − dice = (D / 2) / cardinality exactly,

@@ -7,6 +7,13 @@
 // With GRAD the same pass also writes each element's gradient, read from the
 // same loads: g * w * dloss/dx, g being the upstream scaled by the reduction.
 //
+// This file holds what every variant shares: the parameters and each loss's
+// math on one element. The bindings and entry points are in
+// pointwise_scalar.wgsl (`point-scalar`, one f32 per load) and
+// pointwise_vec4.wgsl (`point-vec4`, vec4 loads), which bind the same buffers
+// with different element types and so are modules of their own
+// (src/gpu/pointwise.rs, src/context.rs).
+//
 // Params is `PointParams` in src/gpu/plan.rs (p0..p3 its `p`); the test
 // gpu::contract::params_match_the_shaders checks that they agree.
 struct Params {
@@ -40,20 +47,13 @@ struct Params {
     // Elements each thread maps before the workgroup reduction (see
     // `per_thread` in src/gpu/pointwise.rs).
     per_thread: u32,
+    // The first element of the slice the scalar entry maps: `point-vec4`
+    // leaves the last n % 4 elements of a slice to it, bound from the slice's
+    // aligned start.
+    first: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
-
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read> targets: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> aux: array<f32>;
-// One value per element of the slice, or a single one for every element.
-@group(0) @binding(4) var<storage, read> upstream: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(7) var<uniform> params: Params;
 
 override GRAD: bool = false;
 
@@ -287,26 +287,6 @@ struct Elem {
     a: f32,
 }
 
-fn load(i: u32) -> Elem {
-    var e: Elem;
-    e.x = input[i];
-    e.y = targets[i / params.per_target];
-    let g = params.base + i;
-    e.w = 1.0;
-    if (params.w_sliced != 0u) {
-        e.w = weight[i];
-    } else if (params.w_len != 0u) {
-        e.w = weight[(g / params.w_inner) % params.w_len];
-    }
-    e.a = params.p0;
-    if (params.a_sliced != 0u) {
-        e.a = aux[i];
-    } else if (params.a_len != 0u) {
-        e.a = aux[(g / params.a_inner) % params.a_len];
-    }
-    return e;
-}
-
 fn pos_weight(e: Elem) -> f32 {
     if (params.a_len != 0u) {
         return e.a;
@@ -531,116 +511,5 @@ fn slope(e: Elem, s: Ext) -> Ext {
         case POISSON_NLL: { return ext_mul(s, poisson_nll_grad(x, y, params.p0 != 0.0, params.p2)); }
         case GAUSSIAN_NLL: { return ext_mul(s, gaussian_nll_grad(d, e.a, params.p1)); }
         default: { return ext_kind(K_NAN); }
-    }
-}
-
-// The upstream of a reduced call, scaled by its reduction (a mean over zero
-// weights gives ±inf or NaN, as the reference's g / 0).
-fn reduced_scale() -> Ext {
-    let g = ext(upstream[0]);
-    if (params.scale_mode == 1u) {
-        return ext_div(g, ext(params.divisor));
-    }
-    if (params.scale_mode == 2u) {
-        return ext_div(g, ext(out[params.d_at]));
-    }
-    return g;
-}
-
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let group = wid.x + wid.y * params.groups_x;
-    let base = group * WG * params.per_thread;
-    let items = params.write_items != 0u;
-    var s = fin(0.0);
-    // A single upstream value serves every element (a reduced call, or a
-    // scalar for `none`); otherwise each element has its own.
-    var each = false;
-    if (GRAD) {
-        if (items) {
-            s = ext(upstream[0]);
-            each = arrayLength(&upstream) > 1u;
-        } else {
-            s = reduced_scale();
-        }
-    }
-    var acc = vec4<f32>(0.0);
-    var kinds = 0u;
-    for (var k = 0u; k < params.per_thread; k = k + 1u) {
-        let i = base + k * WG + lid;
-        if (i < params.n) {
-            let e = load(i);
-            let v = value(e);
-            if (items) {
-                out[i] = ext_f32(v.l);
-            } else {
-                // The sums add finite parts only; kinds join at the store.
-                kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
-                acc = acc + vec4(v.l.v, v.d.v, 0.0, 0.0);
-            }
-            if (GRAD) {
-                var si = s;
-                if (each) {
-                    si = ext(upstream[i]);
-                }
-                grad[i] = ext_f32(slope(e, si));
-            }
-        }
-    }
-    if (!items) {
-        let all = reduce_kinds(lid, kinds);
-        let r = pair_value(reduce_wg(lid, acc).xy, all);
-        if (lid == 0u) {
-            let at = 2u * (params.partial_base + group);
-            out[at] = r.x;
-            out[at + 1u] = r.y;
-        }
-    }
-}
-
-// Elements per thread of the weight pre-pass, as src/gpu/pointwise.rs sizes
-// its grid (checked by the test gpu::contract::shared_constants_match_the_shaders).
-const ITEMS: u32 = 8u;
-
-// Pre-pass of a weighted mean's gradient: per-workgroup sums of the weight,
-// the finite parts summed and the kinds of the others joined at the store.
-@compute @workgroup_size(256)
-fn weight_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let group = wid.x + wid.y * params.groups_x;
-    let base = group * WG * ITEMS;
-    var acc = vec4<f32>(0.0);
-    var kinds = 0u;
-    for (var k = 0u; k < ITEMS; k = k + 1u) {
-        let i = base + k * WG + lid;
-        if (i < params.n) {
-            let w = ext(weight[i]);
-            kinds = kinds | kind_flag(w.k);
-            acc.x = acc.x + w.v;
-        }
-    }
-    let all = reduce_kinds(lid, kinds);
-    let r = reduce_wg(lid, acc);
-    if (lid == 0u) {
-        out[params.partial_base + group] = ext_f32(with_kinds(r.x, all));
-    }
-}
-
-// Sums `n` single-float partials of the scratch from `partial_base` into
-// out[d_at], times `repeat`: the weight's total for weight_sum's partials, and
-// the same for other families' denominators. Partials that are not finite
-// join as kinds, as in weight_sum.
-@compute @workgroup_size(256)
-fn total(@builtin(local_invocation_index) lid: u32) {
-    var acc = vec4<f32>(0.0);
-    var kinds = 0u;
-    for (var i = lid; i < params.n; i = i + WG) {
-        let v = ext(out[params.partial_base + i]);
-        kinds = kinds | kind_flag(v.k);
-        acc.x = acc.x + v.v;
-    }
-    let all = reduce_kinds(lid, kinds);
-    let r = reduce_wg(lid, acc);
-    if (lid == 0u) {
-        out[params.d_at] = ext_f32(ext_mul(with_kinds(r.x, all), ext(params.repeat)));
     }
 }

@@ -36,8 +36,30 @@ macro_rules! kernel {
 }
 
 /// Reads input, target, weight, aux and the upstream gradient; writes the
-/// items or partials, and the gradient.
-pub(crate) const POINTWISE: Kernel = kernel!("pointwise", 5, 2);
+/// items or partials, and the gradient: `point-scalar`, one f32 per load,
+/// and the weight pre-pass.
+pub(crate) const POINTWISE: Kernel = Kernel {
+    name: "pointwise",
+    source: concat!(
+        include_str!("../shaders/common.wgsl"),
+        include_str!("../shaders/pointwise.wgsl"),
+        include_str!("../shaders/pointwise_scalar.wgsl")
+    ),
+    reads: 5,
+    writes: 2,
+};
+/// `POINTWISE`'s losses as `point-vec4`: the same buffers bound as arrays of
+/// vec4<f32>, hence a module of its own.
+pub(crate) const POINTWISE_VEC4: Kernel = Kernel {
+    name: "pointwise_vec4",
+    source: concat!(
+        include_str!("../shaders/common.wgsl"),
+        include_str!("../shaders/pointwise.wgsl"),
+        include_str!("../shaders/pointwise_vec4.wgsl")
+    ),
+    reads: 5,
+    writes: 2,
+};
 /// Reads logits, targets, class weight and the upstream gradient; writes the
 /// items or partials, the gradient, and the split rows' partial states.
 pub(crate) const ROWS: Kernel = kernel!("rows", 4, 3);

@@ -23,9 +23,11 @@ pub use chunks::{Chunk, Chunks};
 pub use context::{Adapters, Context};
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 pub use error::{Error, GpuSource, Result};
-pub use gpu::evaluator::Evaluator;
 /// Test hooks: forcing and listing the softmax-row kernel variants.
 #[doc(hidden)]
+pub use gpu::dice::{dice_variants, with_dice_variant};
+pub use gpu::evaluator::Evaluator;
+pub use gpu::pointwise::{point_variants, with_point_variant};
 pub use gpu::rows::{rows_variants, with_rows_variant};
 pub use gpu::{Evaluation, Gradients, Prepared, TuneCache, Variant};
 pub use gpu::{TUNE_MAX_ELEMENTS, TUNE_MIN_ELEMENTS};

@@ -44,12 +44,14 @@ use crate::cli::bench::{CopyParams, COPY_ITEMS};
 #[cfg(feature = "cli")]
 use crate::context::COPY;
 use crate::context::{
-    Kernel, DICE, FINALIZE, PAIRS, PAIRS_SUBGROUP, POINTWISE, ROWS, ROWS_SUBGROUP,
+    Kernel, DICE, FINALIZE, PAIRS, PAIRS_SUBGROUP, POINTWISE, POINTWISE_VEC4, ROWS,
+    ROWS_SUBGROUP,
 };
 use crate::loss::{DiceMode, Loss, TargetKind, CATALOG};
 
 const KERNELS: &[(&str, &Kernel)] = &[
     ("POINTWISE", &POINTWISE),
+    ("POINTWISE_VEC4", &POINTWISE_VEC4),
     ("ROWS", &ROWS),
     ("ROWS_SUBGROUP", &ROWS_SUBGROUP),
     ("PAIRS", &PAIRS),
@@ -280,7 +282,12 @@ fn params_match_the_shaders() {
         (&POINTWISE, rust_struct!(PointParams {
             n, per_target, w_inner, w_len, a_inner, a_len, write_items, groups_x, base,
             partial_base, w_sliced, a_sliced, p, scale_mode, d_at, divisor, repeat, per_thread,
-            _pad,
+            first, _pad,
+        })),
+        (&POINTWISE_VEC4, rust_struct!(PointParams {
+            n, per_target, w_inner, w_len, a_inner, a_len, write_items, groups_x, base,
+            partial_base, w_sliced, a_sliced, p, scale_mode, d_at, divisor, repeat, per_thread,
+            first, _pad,
         })),
         (&ROWS, rust_struct!(RowsParams {
             rows, classes, inner, has_weight, write_items, groups_x, eps, gamma, ignore, x_skip,
@@ -453,6 +460,12 @@ fn shared_constants_match_the_shaders() {
     for (kernel, name, value, rust) in [
         (&POINTWISE, "ITEMS", pointwise::ITEMS, "pointwise::ITEMS"),
         (&DICE, "ITEMS", dice::ITEMS, "dice::ITEMS"),
+        (
+            &DICE,
+            "COALESCED_CLASSES",
+            dice::COALESCED_CLASSES,
+            "dice::COALESCED_CLASSES",
+        ),
         (&ROWS, "NLL_ROWS", rows::NLL_ROWS, "rows::NLL_ROWS"),
         #[cfg(feature = "cli")]
         (&COPY, "ITEMS", COPY_ITEMS, "bench::COPY_ITEMS"),
@@ -521,7 +534,9 @@ fn loss_values(kernel: &Kernel) -> Vec<u32> {
     let mut ids = Vec::new();
     for entry in CATALOG {
         match (kernel.name, (entry.default)()) {
-            ("pointwise", Loss::Pointwise(l)) => ids.push(pointwise::loss_id(&l).0),
+            ("pointwise" | "pointwise_vec4", Loss::Pointwise(l)) => {
+                ids.push(pointwise::loss_id(&l).0)
+            }
             ("rows" | "rows_subgroup", Loss::Rows(l)) => {
                 ids.push(rows::loss_id(&l, false).0);
                 ids.push(rows::loss_id(&l, true).0);

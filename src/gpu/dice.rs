@@ -1,20 +1,156 @@
-//! Host side of `shaders/dice.wgsl`.
+//! Host side of `shaders/dice.wgsl`: dice in two variants of its first pass,
+//! and the schedule of one shape for one of them.
+//!
+//! # Variants
+//!
+//! Both write the same per-(workgroup, class) partials, which the same
+//! `finish` and `gradient` passes read; they differ in how the first pass
+//! walks the input:
+//!
+//! | variant | an invocation | for |
+//! |---|---|---|
+//! | `dice-class-groups` | takes [`ITEMS`] pixels and walks their classes, `inner` values apart | every shape; softmax, which needs all classes of a pixel at once; many classes |
+//! | `dice-coalesced` | takes values in memory order (grid-stride), adding each to its class's sums | sigmoid or probabilities over at most [`COALESCED_CLASSES`] classes: neighbouring invocations read neighbouring values even where `inner` is small |
+
+use std::cell::Cell;
 
 use crate::loss::Dice;
 use bytemuck::{Pod, Zeroable};
 
 use super::plan::{
-    aligned, grid, ignore_i32, units_per_slice, Dispatch, Role, Schedule, Slice, Wrt, OFFSET_ALIGN,
-    WG,
+    aligned, grid, ignore_i32, units_per_slice, Caps, Dispatch, Role, Schedule, Slice, Wrt,
+    OFFSET_ALIGN, WG,
 };
-use crate::context::DICE;
+use crate::context::{Context, DICE};
 use crate::error::{Error, Result};
-use crate::inputs::DicePlan;
-use crate::loss::{DiceMode, Reduction};
+use crate::inputs::{DicePlan, Geometry, Inputs};
+use crate::loss::{DiceMode, Loss, Reduction};
 
 /// Pixels per thread: `ITEMS` in shaders/dice.wgsl (checked by the test
 /// gpu::contract::shared_constants_match_the_shaders).
 pub(super) const ITEMS: usize = 8;
+
+/// Classes `dice-coalesced` keeps sums of per invocation at most:
+/// `COALESCED_CLASSES` in shaders/dice.wgsl (checked by the test
+/// gpu::contract::shared_constants_match_the_shaders).
+pub(crate) const COALESCED_CLASSES: usize = 16;
+
+/// Values per invocation of `dice-coalesced`: enough to amortise its C
+/// reductions, few enough for llvmpipe's loop limit.
+const COALESCED_ITEMS: usize = 32;
+
+/// How dice's first pass walks the input (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum DiceVariant {
+    ClassGroups,
+    Coalesced,
+}
+
+impl DiceVariant {
+    pub(crate) const ALL: &'static [DiceVariant] =
+        &[DiceVariant::ClassGroups, DiceVariant::Coalesced];
+
+    /// user-facing, kebab-case, unique across families
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            DiceVariant::ClassGroups => "dice-class-groups",
+            DiceVariant::Coalesced => "dice-coalesced",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<DiceVariant> {
+        Self::ALL.iter().copied().find(|v| v.name() == name)
+    }
+
+    /// The first pass's entry point.
+    fn entry(self) -> &'static str {
+        match self {
+            DiceVariant::ClassGroups => "main",
+            DiceVariant::Coalesced => "coalesced",
+        }
+    }
+}
+
+/// The variants that can evaluate this shape, the best guess first.
+/// `dice-coalesced` needs no softmax (a softmax reads every class of a pixel
+/// together) and at most [`COALESCED_CLASSES`] classes. `dice-class-groups`
+/// stays the best guess everywhere: on lavapipe neither was consistently
+/// faster (BENCHMARKS.md), and where `dice-coalesced` should win on a GPU (a
+/// pixel's classes closer than a warp's width apart, `inner` < 32) is for
+/// the autotuner to measure.
+pub(crate) fn variants(plan: &DicePlan, _caps: &Caps) -> Vec<DiceVariant> {
+    let softmax = activation_id(plan.loss.from_logits, plan.loss.mode) == 2;
+    if softmax || plan.classes > COALESCED_CLASSES {
+        vec![DiceVariant::ClassGroups]
+    } else {
+        vec![DiceVariant::ClassGroups, DiceVariant::Coalesced]
+    }
+}
+
+thread_local! {
+    /// The variant `with_dice_variant` forces on this thread.
+    static FORCED: Cell<Option<DiceVariant>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with every dice evaluator that this thread compiles in it forced
+/// to the variant `name` (an evaluator compiled for a shape the variant does
+/// not fit fails with `Error::Param`), so that tests reach every variant
+/// from inside calls that build their own evaluators. Users force variants
+/// with [`Context::with_variant`] or `WGPU_LOSS_VARIANT`.
+#[doc(hidden)]
+pub fn with_dice_variant<R>(name: &str, f: impl FnOnce() -> R) -> Result<R> {
+    let variant = DiceVariant::from_name(name).ok_or_else(|| Error::Param {
+        loss: "dice",
+        name: "variant",
+        expected: "one of dice-class-groups, dice-coalesced",
+        value: name.to_string(),
+    })?;
+    let before = FORCED.replace(Some(variant));
+    // Restored on unwinding too, so that a failed test leaves no variant behind.
+    struct Restore(Option<DiceVariant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED.set(self.0);
+        }
+    }
+    let _restore = Restore(before);
+    Ok(f())
+}
+
+/// The names of the dice variants eligible for `loss` on these inputs'
+/// shapes on `ctx`'s adapter, the best guess first (empty for a loss of
+/// another family).
+#[doc(hidden)]
+pub fn dice_variants(
+    ctx: &Context,
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+) -> Result<Vec<&'static str>> {
+    let plan = crate::inputs::plan(loss, reduction, inputs)?;
+    Ok(match &plan.geometry {
+        Geometry::Dice(d) => variants(d, &ctx.caps)
+            .into_iter()
+            .map(|v| v.name())
+            .collect(),
+        _ => vec![],
+    })
+}
+
+/// The variant [`with_dice_variant`] forces on this thread, if any: the tuner
+/// takes it before the context's own forcing.
+pub(crate) fn forced() -> Option<DiceVariant> {
+    FORCED.get()
+}
+
+fn not_eligible(plan: &DicePlan, variant: DiceVariant) -> Error {
+    Error::Param {
+        loss: plan.loss.name(),
+        name: "variant",
+        expected: "a variant eligible for this shape",
+        value: variant.name().to_string(),
+    }
+}
 
 /// `Params` of shaders/dice.wgsl; the test
 /// gpu::contract::params_match_the_shaders checks that they agree.
@@ -75,7 +211,11 @@ pub(super) fn schedule(
     plan: &DicePlan,
     limit: usize,
     grad: bool,
+    variant: DiceVariant,
 ) -> Result<Schedule> {
+    if !variants(plan, &Caps::default()).contains(&variant) {
+        return Err(not_eligible(plan, variant));
+    }
     let loss = &plan.loss;
     let Dice {
         mode,
@@ -127,7 +267,10 @@ pub(super) fn schedule(
     while first < plan.batch && entry > 0 {
         let entries = step.min(plan.batch - first);
         let pixels = entries * inner;
-        let (groups_x, groups_y) = grid(pixels.div_ceil(WG * ITEMS));
+        let (groups_x, groups_y) = match variant {
+            DiceVariant::ClassGroups => grid(pixels.div_ceil(WG * ITEMS)),
+            DiceVariant::Coalesced => grid((pixels * classes).div_ceil(WG * COALESCED_ITEMS)),
+        };
         let (target_start, target_len) = if class_target {
             (first * inner, pixels)
         } else {
@@ -145,7 +288,7 @@ pub(super) fn schedule(
         let t = aligned(Role::Target, target_start, target_len);
         dispatches.push(Dispatch {
             kernel: &DICE,
-            entry: "main",
+            entry: variant.entry(),
             constants: vec![],
             params: bytemuck::bytes_of(&p).to_vec(),
             bindings: vec![x, t, absent, absent, Slice::whole(Role::Scratch)],

@@ -196,8 +196,9 @@ impl Context {
         let limit = self.max_binding_elements();
         let schedule = match (&plan.geometry, variant.0) {
             (g, _) if custom.is_some() => custom.expect("checked")(g, limit)?,
-            (Geometry::Point(p), Kind::Pointwise(_)) => {
-                super::pointwise::schedule(reduction, p, limit, grad, self.groups_wanted())?
+            (Geometry::Point(p), Kind::Pointwise(v)) => {
+                let groups = self.groups_wanted();
+                super::pointwise::schedule(reduction, p, limit, grad, groups, v)?
             }
             (Geometry::Rows(r), Kind::Rows(v)) => {
                 super::rows::schedule(reduction, r, limit, grad, v)?
@@ -205,7 +206,7 @@ impl Context {
             (Geometry::Pairs(p), Kind::Pairs(v)) => {
                 super::pairs::schedule(reduction, p, limit, grad, v, self.subgroup_size())?
             }
-            (Geometry::Dice(d), Kind::Dice(_)) => super::dice::schedule(reduction, d, limit, grad)?,
+            (Geometry::Dice(d), Kind::Dice(v)) => super::dice::schedule(reduction, d, limit, grad, v)?,
             _ => {
                 return Err(Error::Variant {
                     name: variant.name().into(),

@@ -3,12 +3,12 @@
 
 #[cfg(test)]
 mod contract;
-mod dice;
+pub(crate) mod dice;
 pub(crate) mod evaluator;
 mod pairs;
 mod part;
 mod plan;
-mod pointwise;
+pub(crate) mod pointwise;
 pub(crate) mod rows;
 #[cfg(test)]
 mod schedule_tests;

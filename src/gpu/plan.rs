@@ -241,7 +241,8 @@ pub(crate) struct PointParams {
     pub divisor: f32,
     pub repeat: f32,
     pub per_thread: u32,
-    pub _pad: [u32; 3],
+    pub first: u32,
+    pub _pad: [u32; 2],
 }
 
 /// The pass that sums `count` single-float partials of the scratch from

@@ -1,16 +1,137 @@
-//! Host side of `shaders/pointwise.wgsl`.
+//! Host side of `shaders/pointwise.wgsl` (with `pointwise_scalar.wgsl` and
+//! `pointwise_vec4.wgsl`): the elementwise losses in two variants, and the
+//! schedule of one shape for one of them.
+//!
+//! # Variants
+//!
+//! Both map each element through the same per-element math (pointwise.wgsl)
+//! and reduce the same way, so they agree to the rounding of their sums;
+//! they differ in how an invocation loads:
+//!
+//! | variant | an invocation loads | for |
+//! |---|---|---|
+//! | `point-scalar` | one f32 of each tensor, neighbouring invocations neighbouring elements | every shape: broadcast weights, `pos_weight` or variance, quantile lists |
+//! | `point-vec4` | one `vec4<f32>` of each element-aligned tensor, in a grid-stride loop | tensors without broadcasts: on lavapipe a vector load instead of a gather, on a GPU a quarter of the load instructions |
+//!
+//! `point-vec4` is eligible where every tensor it reads is as long as the
+//! input (see [`variants`]); the last `n % 4` elements of a slice go to a
+//! `point-scalar` dispatch of their own.
+
+use std::cell::Cell;
 
 use crate::loss::Pointwise;
 use bytemuck::Zeroable;
 
 use super::plan::{
-    chunk_len, finalize, grid, scratch_pass, total, Dispatch, PointParams, Role, Schedule, Slice,
-    Wrt, OFFSET_ALIGN, WG,
+    chunk_len, finalize, grid, scratch_pass, total, Caps, Dispatch, PointParams, Role, Schedule,
+    Slice, Wrt, OFFSET_ALIGN, WG,
 };
-use crate::context::POINTWISE;
+use crate::context::{Context, POINTWISE, POINTWISE_VEC4};
 use crate::error::{Error, Result};
-use crate::inputs::{Broadcast, PointPlan};
-use crate::loss::Reduction;
+use crate::inputs::{Broadcast, Geometry, Inputs, PointPlan};
+use crate::loss::{Loss, Reduction};
+
+/// How an elementwise kernel loads its elements (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum PointVariant {
+    Scalar,
+    Vec4,
+}
+
+impl PointVariant {
+    pub(crate) const ALL: &'static [PointVariant] = &[PointVariant::Scalar, PointVariant::Vec4];
+
+    /// user-facing, kebab-case, unique across families
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            PointVariant::Scalar => "point-scalar",
+            PointVariant::Vec4 => "point-vec4",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<PointVariant> {
+        Self::ALL.iter().copied().find(|v| v.name() == name)
+    }
+}
+
+/// Whether a broadcast tensor can be read as vectors: absent, or one value
+/// per element of the input.
+fn element_aligned(b: Option<&Broadcast<'_>>, n: usize) -> bool {
+    b.is_none_or(|b| b.inner == 1 && b.len == n)
+}
+
+/// The variants that can evaluate this shape, the best guess first.
+/// `point-vec4` reads every tensor as vectors, so it needs each target to
+/// serve one element and the weight and aux tensor to be absent or as long as
+/// the input; where it fits it goes first: it loads the same bytes in a
+/// quarter of the instructions on any adapter. `point-scalar` fits every
+/// shape, so the list is never empty.
+pub(crate) fn variants(plan: &PointPlan, _caps: &Caps) -> Vec<PointVariant> {
+    let vec4 = plan.per_target == 1
+        && element_aligned(plan.weight.as_ref(), plan.n)
+        && element_aligned(plan.aux.as_ref(), plan.n);
+    if vec4 {
+        vec![PointVariant::Vec4, PointVariant::Scalar]
+    } else {
+        vec![PointVariant::Scalar]
+    }
+}
+
+thread_local! {
+    /// The variant `with_point_variant` forces on this thread.
+    static FORCED: Cell<Option<PointVariant>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with every elementwise evaluator that this thread compiles in it
+/// forced to the variant `name` (an evaluator compiled for a shape the
+/// variant does not fit fails with `Error::Param`), so that tests reach every
+/// variant from inside calls that build their own evaluators. Users force
+/// variants with [`Context::with_variant`] or `WGPU_LOSS_VARIANT`.
+#[doc(hidden)]
+pub fn with_point_variant<R>(name: &str, f: impl FnOnce() -> R) -> Result<R> {
+    let variant = PointVariant::from_name(name).ok_or_else(|| Error::Param {
+        loss: "elementwise",
+        name: "variant",
+        expected: "one of point-scalar, point-vec4",
+        value: name.to_string(),
+    })?;
+    let before = FORCED.replace(Some(variant));
+    // Restored on unwinding too, so that a failed test leaves no variant behind.
+    struct Restore(Option<PointVariant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED.set(self.0);
+        }
+    }
+    let _restore = Restore(before);
+    Ok(f())
+}
+
+/// The names of the elementwise variants eligible for `loss` on these
+/// inputs' shapes on `ctx`'s adapter, the best guess first (empty for a loss
+/// of another family).
+#[doc(hidden)]
+pub fn point_variants(
+    ctx: &Context,
+    loss: &Loss,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+) -> Result<Vec<&'static str>> {
+    let plan = crate::inputs::plan(loss, reduction, inputs)?;
+    Ok(match &plan.geometry {
+        Geometry::Point(p) => variants(p, &ctx.caps)
+            .into_iter()
+            .map(|v| v.name())
+            .collect(),
+        _ => vec![],
+    })
+}
+
+/// The variant [`with_point_variant`] forces on this thread, if any: the tuner
+/// takes it before the context's own forcing.
+pub(crate) fn forced() -> Option<PointVariant> {
+    FORCED.get()
+}
 
 /// Elements per thread of the weight pre-pass: `ITEMS` in
 /// shaders/pointwise.wgsl (checked by the test
@@ -84,8 +205,18 @@ pub(super) fn schedule(
     limit: usize,
     grad: bool,
     groups_wanted: usize,
+    variant: PointVariant,
 ) -> Result<Schedule> {
     let loss = &plan.loss;
+    let vec4 = variant == PointVariant::Vec4;
+    if vec4 && !variants(plan, &Caps::default()).contains(&variant) {
+        return Err(Error::Param {
+            loss: loss.name(),
+            name: "variant",
+            expected: "a variant eligible for this shape",
+            value: variant.name().to_string(),
+        });
+    }
     let (id, p) = loss_id(loss);
     let q = plan.per_target;
     // Slices hold whole groups of Q quantiles and start 256-byte aligned, in
@@ -152,15 +283,36 @@ pub(super) fn schedule(
         .collect();
     let mut fused = Vec::new();
     let mut partials = 0;
+    // Each dispatch: (entry, elements it binds, first element it maps).
+    let mut parts: Vec<(&'static str, usize, usize, usize)> = Vec::new();
     for &(base, len) in &slices {
-        let items_per_thread = per_thread(len, groups_wanted);
-        let (groups_x, groups_y) = grid(len.div_ceil(WG * items_per_thread));
+        let bulk = if vec4 { len - len % 4 } else { 0 };
+        if bulk > 0 {
+            parts.push(("main_vec4", base, bulk, 0));
+        }
+        if bulk < len {
+            // The tail is bound from the slice's (aligned) start: a binding
+            // cannot start at an arbitrary element.
+            parts.push(("main", base, len, bulk));
+        }
+    }
+    let mut entries = Vec::new();
+    for &(entry, base, len, first) in &parts {
+        // Vectors or elements per invocation: `point-vec4` keeps each running
+        // sum to the same MAX_ITEMS elements as `point-scalar`.
+        let (units, items_per_thread) = if entry == "main_vec4" {
+            (len / 4, per_thread(len, groups_wanted) / 4)
+        } else {
+            (len - first, per_thread(len - first, groups_wanted))
+        };
+        let (groups_x, groups_y) = grid(units.div_ceil(WG * items_per_thread));
         let params = PointParams {
             n: len as u32,
             groups_x,
             per_thread: items_per_thread as u32,
             base: base as u32,
             partial_base: partials as u32,
+            first: first as u32,
             ..common
         };
         let sliced = |role: Role, yes: bool| {
@@ -202,6 +354,7 @@ pub(super) fn schedule(
             grad_view,
         ];
         fused.push((params, bindings, (groups_x, groups_y)));
+        entries.push(entry);
         partials += groups_x as usize * groups_y as usize;
     }
     // Scratch: the fused pass's (loss, denominator) partials, then the
@@ -248,9 +401,14 @@ pub(super) fn schedule(
     dispatches.extend(
         fused
             .into_iter()
-            .map(|(params, bindings, groups)| Dispatch {
-                kernel: &POINTWISE,
-                entry: "main",
+            .zip(entries)
+            .map(|((params, bindings, groups), entry)| Dispatch {
+                kernel: if entry == "main_vec4" {
+                    &POINTWISE_VEC4
+                } else {
+                    &POINTWISE
+                },
+                entry,
                 constants: constants.clone(),
                 params: bytemuck::bytes_of(&params).to_vec(),
                 bindings,
@@ -273,8 +431,9 @@ pub(super) fn schedule(
     dispatches.push(finalize(partials, reduction, plan.batch));
     Ok(Schedule {
         dispatches,
-        // An even count keeps the scratch a whole array of vec2 partials.
-        scratch: scratch.next_multiple_of(2),
+        // An even count keeps the scratch a whole array of vec2 partials, a
+        // multiple of 4 one of vec4s (`point-vec4` binds it so).
+        scratch: scratch.next_multiple_of(if vec4 { 4 } else { 2 }),
         owned,
         output_len: 1,
     })

@@ -2,10 +2,12 @@
 //! (dispatches, bindings, grids), so how a shape is cut into slices, which
 //! passes run and what each binds can be tested on any machine.
 
-use super::plan::FinalizeParams;
+use super::dice::DiceVariant;
 use super::plan::{
     aligned, chunk_len, grid, units_per_slice, Caps, Role, Schedule, Slice, OFFSET_ALIGN,
 };
+use super::plan::{FinalizeParams, PointParams};
+use super::pointwise::PointVariant::{self, Scalar, Vec4};
 use super::rows::{RowsParams, RowsVariant};
 use super::{dice, pairs, pointwise, rows};
 use crate::inputs::{plan, Geometry, Inputs, RowsPlan, Tensor};
@@ -21,7 +23,8 @@ fn schedule(
     let loss = Loss::from_name(loss).unwrap();
     let p = plan(&loss, reduction, inputs).unwrap();
     match &p.geometry {
-        Geometry::Point(p) => pointwise::schedule(reduction, p, limit, grad, 64),
+        // The cutting below is `point-scalar`'s; `point-vec4`'s has tests of its own.
+        Geometry::Point(p) => pointwise::schedule(reduction, p, limit, grad, 64, Scalar),
         Geometry::Rows(r) => {
             let best = rows::variants(r, &Caps::default())[0];
             rows::schedule(reduction, r, limit, grad, best)
@@ -29,7 +32,7 @@ fn schedule(
         Geometry::Pairs(p) => {
             pairs::schedule(reduction, p, limit, grad, pairs::PairsVariant::Thread, 32)
         }
-        Geometry::Dice(d) => dice::schedule(reduction, d, limit, grad),
+        Geometry::Dice(d) => dice::schedule(reduction, d, limit, grad, DiceVariant::ClassGroups),
     }
     .unwrap()
 }
@@ -85,6 +88,103 @@ fn pointwise_cuts_a_long_input_into_aligned_slices_with_one_finalize() {
     assert!(s.dispatches.iter().all(|d| d.kernel.name == "pointwise"));
     assert_eq!(bindings(&s, "main", Role::Output).len(), slices.len());
     assert_eq!(s.output_len, n);
+}
+
+fn point_schedule(
+    loss: &str,
+    reduction: Reduction,
+    inputs: &Inputs<'_>,
+    limit: usize,
+    variant: PointVariant,
+) -> crate::error::Result<Schedule> {
+    let loss = Loss::from_name(loss).unwrap();
+    let p = plan(&loss, reduction, inputs).unwrap();
+    let Geometry::Point(p) = &p.geometry else {
+        unreachable!()
+    };
+    pointwise::schedule(reduction, p, limit, true, 64, variant)
+}
+
+fn point_params(bytes: &[u8]) -> PointParams {
+    bytemuck::pod_read_unaligned(bytes)
+}
+
+#[test]
+fn point_vec4_binds_whole_vectors_and_leaves_the_tail_to_the_scalar_entry() {
+    let n = 1001;
+    let (x, y) = (vec![0.5f32; n], vec![0.25f32; n]);
+    let shape = [n];
+    let inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+    for reduction in [Reduction::Mean, Reduction::None] {
+        let s = point_schedule("mse", reduction, &inputs, 256, Vec4).unwrap();
+        let bulk = bindings(&s, "main_vec4", Role::Input);
+        let lens: Vec<_> = bulk.iter().map(|b| (b.offset, b.len.unwrap())).collect();
+        // Every slice's whole vectors; the last slice's 233 leave one element.
+        assert_eq!(lens, [(0, 256), (256, 256), (512, 256), (768, 232)]);
+        let tail: Vec<_> = s.dispatches.iter().filter(|d| d.entry == "main").collect();
+        let tail = if reduction == Reduction::None {
+            &tail[..]
+        } else {
+            // The finalize pass is a `main` too.
+            &tail[..tail.len() - 1]
+        };
+        assert_eq!(tail.len(), 1);
+        assert_eq!(tail[0].kernel.name, "pointwise");
+        let input = tail[0].bindings[0];
+        assert_eq!(
+            (input.offset, input.len),
+            (768, Some(233)),
+            "bound from the aligned start"
+        );
+        let p = point_params(&tail[0].params);
+        assert_eq!((p.n, p.first, p.base), (233, 232, 768));
+        for d in s.dispatches.iter().filter(|d| d.entry == "main_vec4") {
+            assert_eq!(d.kernel.name, "pointwise_vec4");
+            assert_eq!(point_params(&d.params).first, 0);
+        }
+        if reduction == Reduction::Mean {
+            assert_eq!(s.scratch % 4, 0, "a whole number of vec4s");
+        }
+    }
+    // Under four elements there is no vector: the scalar entry maps them.
+    let inputs = Inputs::new(Tensor::new(&x[..3], &[3])).target(Tensor::new(&y[..3], &[3]));
+    let s = point_schedule("l1", Reduction::Sum, &inputs, 256, Vec4).unwrap();
+    let entries: Vec<_> = s.dispatches.iter().map(|d| d.entry).collect();
+    assert_eq!(entries, ["main", "main"]);
+}
+
+#[test]
+fn point_vec4_needs_element_aligned_tensors() {
+    let n = 64;
+    let (x, w) = (vec![0.5f32; n], vec![1.0f32; n]);
+    let eligible = |inputs: &Inputs<'_>, loss: &str| {
+        let loss = Loss::from_name(loss).unwrap();
+        let p = plan(&loss, Reduction::Mean, inputs).unwrap();
+        let Geometry::Point(p) = &p.geometry else {
+            unreachable!()
+        };
+        pointwise::variants(p, &Caps::default())
+    };
+    let base = || Inputs::new(Tensor::new(&x, &[4, 16])).target(Tensor::new(&x, &[4, 16]));
+    assert_eq!(eligible(&base(), "mse"), [Vec4, Scalar]);
+    let full = base().weight(Tensor::new(&w, &[4, 16]));
+    assert_eq!(eligible(&full, "mse"), [Vec4, Scalar]);
+    // A weight broadcast over rows cannot be read as vectors.
+    let row = base().weight(Tensor::new(&w[..16], &[16]));
+    assert_eq!(eligible(&row, "mse"), [Scalar]);
+    assert!(point_schedule("mse", Reduction::Mean, &row, 1 << 20, Vec4).is_err());
+    let pw = base().pos_weight(Tensor::new(&w[..16], &[16]));
+    assert_eq!(eligible(&pw, "bce_with_logits"), [Scalar]);
+    // With a quantile list a target serves Q elements.
+    let loss = Loss::Pointwise(crate::loss::Pointwise::Quantile {
+        quantiles: Some(vec![0.1, 0.5, 0.9, 0.99]),
+    });
+    let inputs = Inputs::new(Tensor::new(&x, &[16, 4])).target(Tensor::new(&x[..16], &[16]));
+    let p = plan(&loss, Reduction::Mean, &inputs).unwrap();
+    let Geometry::Point(p) = &p.geometry else {
+        unreachable!()
+    };
+    assert_eq!(pointwise::variants(p, &Caps::default()), [Scalar]);
 }
 
 #[test]
@@ -553,4 +653,47 @@ fn pair_variants_are_eligible_by_row_length_and_subgroups() {
         assert_eq!(variants(&plan(dim), &with), subgroups, "dim {dim}");
         assert_eq!(variants(&plan(dim), &without), plain, "dim {dim}");
     }
+}
+
+#[test]
+fn dice_variants_and_their_first_pass() {
+    use DiceVariant::{ClassGroups, Coalesced};
+    let plan_of = |mode: &str, logits: bool, shape: &[usize]| {
+        let mut loss = Loss::from_name("dice").unwrap();
+        let Loss::Dice(d) = &mut loss else {
+            unreachable!()
+        };
+        d.mode = crate::loss::DiceMode::ALL
+            .into_iter()
+            .find(|m| m.name() == mode)
+            .unwrap();
+        d.from_logits = logits;
+        let n: usize = shape.iter().product();
+        let x = vec![0.25f32; n];
+        let inputs = Inputs::new(Tensor::new(&x, shape)).target(Tensor::new(&x, shape));
+        match plan(&loss, Reduction::Mean, &inputs).unwrap().geometry {
+            Geometry::Dice(d) => d,
+            _ => unreachable!(),
+        }
+    };
+    let none = Caps::default();
+    // Class groups first; coalesced where there is no softmax.
+    assert_eq!(
+        dice::variants(&plan_of("multilabel", true, &[64, 4, 1]), &none),
+        [ClassGroups, Coalesced]
+    );
+    assert_eq!(
+        dice::variants(&plan_of("multilabel", true, &[2, 4, 4096]), &none),
+        [ClassGroups, Coalesced]
+    );
+    // More classes than it keeps sums of.
+    assert_eq!(
+        dice::variants(&plan_of("multilabel", true, &[2, 17, 8]), &none),
+        [ClassGroups]
+    );
+    let p = plan_of("multilabel", false, &[3, 5, 100]);
+    let s = dice::schedule(Reduction::Mean, &p, 1 << 20, false, Coalesced).unwrap();
+    assert_eq!(s.dispatches[0].entry, "coalesced");
+    // 1500 values, 32 per invocation: one workgroup.
+    assert_eq!(s.dispatches[0].groups, (1, 1));
 }

@@ -316,9 +316,15 @@ impl Context {
         let eligible = variant::eligible(&plan.geometry, &self.caps);
         let family = variant::family(loss);
         let mut forced = self.forced.clone()?;
-        // A test forcing a softmax-row variant on its thread comes first.
-        if let Some(v) = super::rows::forced() {
-            forced.insert(0, Variant(Kind::Rows(v)));
+        // A test forcing a variant on its thread (`with_rows_variant`, ...)
+        // comes first.
+        let here = [
+            super::pointwise::forced().map(Kind::Pointwise),
+            super::rows::forced().map(Kind::Rows),
+            super::dice::forced().map(Kind::Dice),
+        ];
+        for kind in here.into_iter().flatten() {
+            forced.insert(0, Variant(kind));
         }
         let Some(v) = forced.into_iter().find(|v| v.family() == family) else {
             return Ok((eligible, None));

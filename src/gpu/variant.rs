@@ -16,56 +16,8 @@ use crate::inputs::Geometry;
 use crate::loss::Loss;
 
 use super::rows::{self, RowsVariant};
-use single::{dice, pointwise};
-use single::{DiceVariant, PointwiseVariant};
-
-/// The families whose kernels have no variants yet: today's kernel is their
-/// one variant. Each family's own module takes its enum and `variants` over
-/// once it has several.
-pub(crate) mod single {
-    use super::Caps;
-
-    macro_rules! single_variant {
-        ($module:ident, $ty:ident, $plan:ty, $name:literal, $doc:literal) => {
-            #[doc = $doc]
-            #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-            pub(crate) enum $ty {
-                Today,
-            }
-
-            impl $ty {
-                pub(crate) const ALL: &'static [$ty] = &[$ty::Today];
-
-                pub(crate) fn name(self) -> &'static str {
-                    $name
-                }
-            }
-
-            pub(crate) mod $module {
-                use super::{$ty, Caps};
-
-                pub(crate) fn variants(_plan: &$plan, _caps: &Caps) -> Vec<$ty> {
-                    vec![$ty::Today]
-                }
-            }
-        };
-    }
-
-    single_variant!(
-        pointwise,
-        PointwiseVariant,
-        crate::inputs::PointPlan<'_>,
-        "point-grid",
-        "The elementwise kernel: a grid of threads striding over the items."
-    );
-    single_variant!(
-        dice,
-        DiceVariant,
-        crate::inputs::DicePlan,
-        "dice-per-class",
-        "The dice kernel: per-class sums over the pixels, then the classes' terms."
-    );
-}
+use super::dice::{self, DiceVariant};
+use super::pointwise::{self, PointVariant as PointwiseVariant};
 
 /// One family's variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -12,10 +12,11 @@ use crate::common::finite::{self as fd, Case, GAP};
 use crate::common::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
 use wgpu_loss::inputs::{plan, Geometry};
 use wgpu_loss::{
-    cpu, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, Dice, DiceMode, Error,
-    GradViews, Inputs, Loss, Reduction, Tensor, Upstream,
+    cpu, dice_variants, with_dice_variant, BufferView, Context, DeviceInputs, DeviceTensor,
+    DeviceUpstream, Dice, DiceMode, Error, GradViews, Inputs, Loss, Reduction, Tensor, Upstream,
 };
 
 /// A binary target of 16 pixels, every third 1.
@@ -1217,4 +1218,122 @@ fn dice_conventions() {
         .classes(vec![0, 255, 2], &[1, 3]);
     let g = fd::grad(&case, Reduction::Mean).1.input;
     fd::assert_vec("ignored pixel", &[g[1], g[4], g[7]], &[0.0; 3]);
+}
+
+// The variants of the first pass (`dice-class-groups`, `dice-coalesced`):
+// each forced on every mode at shapes around the workgroup and with few
+// pixels per entry (inner = 1, where a pixel's classes are neighbours), with
+// smoothing, log loss, ignored and absent classes, values and gradients, and
+// in slices beyond one binding; `nonfinite.rs` runs its kinds through both.
+
+/// Every reduction and every gradient call of `loss` on `inputs` through each
+/// eligible variant on `ctx`; adds the variants it ran to `ran`.
+fn check_dice_variants(
+    ctx: &Context,
+    what: &str,
+    loss: &Loss,
+    inputs: &Inputs<'_>,
+    shape: &[usize],
+    ran: &mut BTreeSet<&'static str>,
+) {
+    let n: usize = shape.iter().product();
+    let pixels = n / shape[1].max(1);
+    for v in dice_variants(ctx, loss, Reduction::Mean, inputs).unwrap() {
+        ran.insert(v);
+        with_dice_variant(v, || {
+            for red in REDUCTIONS {
+                let what = format!("{what} {loss:?} {shape:?} {v} {red:?}");
+                check_on(ctx, &what, loss, red, inputs, 1e-6);
+            }
+            for (red, up) in calls(shape[1], pixels, n as u64) {
+                let what = format!("{what} {loss:?} {shape:?} {v} gradient {red:?}");
+                check_grad_on(ctx, &what, loss, red, inputs, up);
+            }
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn every_dice_variant_at_awkward_shapes() {
+    let mut ran = BTreeSet::new();
+    // (N, C, inner): a pixel per entry, around the workgroup, the most
+    // classes `dice-coalesced` keeps and one more.
+    let shapes: [[usize; 3]; 7] = [
+        [1, 3, 1],
+        [7, 5, 1],
+        [2, 3, 255],
+        [1, 3, 257],
+        [3, 16, 5],
+        [2, 17, 3],
+        [1, 2, 4099],
+    ];
+    for (k, shape) in shapes.iter().enumerate() {
+        for mode in DiceMode::ALL {
+            let shape = if mode == DiceMode::Binary {
+                [shape[0], 1, shape[2] * shape[1]]
+            } else {
+                *shape
+            };
+            for (from_logits, smooth, ignore, log_loss) in [
+                (true, 0.0, None, false),
+                (false, 1.0, Some(255), true),
+                (true, 0.5, Some(255), false),
+            ] {
+                let loss = dice(mode, from_logits, smooth, ignore, log_loss);
+                let data = DiceData::new(&loss, &shape, 50 + k as u64, k % 2 == 1);
+                check_dice_variants(ctx(), "", &loss, &data.inputs(), &shape, &mut ran);
+            }
+        }
+    }
+    assert_eq!(ran, BTreeSet::from(["dice-class-groups", "dice-coalesced"]));
+}
+
+#[test]
+fn every_dice_variant_in_slices_beyond_one_binding() {
+    let small = small_ctx();
+    let limit = small.max_binding_elements();
+    let mut ran = BTreeSet::new();
+    for (mode, shape, ignore) in [
+        (DiceMode::Multiclass, [50, 3, 1000], Some(255)),
+        (DiceMode::Multilabel, [40, 2, 1999], Some(255)),
+        (DiceMode::Binary, [9, 1, 20_011], None),
+        (DiceMode::Multilabel, [30_011, 3, 1], None),
+    ] {
+        let n: usize = shape.iter().product();
+        assert!(n > limit, "{shape:?} fits one binding");
+        for from_logits in [true, false] {
+            let loss = dice(mode, from_logits, 0.5, ignore, false);
+            let data = DiceData::new(&loss, &shape, n as u64, false);
+            check_dice_variants(small, "sliced", &loss, &data.inputs(), &shape, &mut ran);
+        }
+    }
+    assert_eq!(ran, BTreeSet::from(["dice-class-groups", "dice-coalesced"]));
+}
+
+/// A softmax needs every class of a pixel at once, and `dice-coalesced`
+/// keeps at most 16 classes: forcing it there is an error, not a wrong
+/// answer.
+#[test]
+fn dice_coalesced_needs_no_softmax_and_few_classes() {
+    let only = |loss: &Loss, shape: &[usize]| {
+        let data = DiceData::new(loss, shape, 3, false);
+        let inputs = data.inputs();
+        let eligible = dice_variants(ctx(), loss, Reduction::Mean, &inputs).unwrap();
+        assert_eq!(eligible, ["dice-class-groups"], "{loss:?} {shape:?}");
+        let got = with_dice_variant("dice-coalesced", || {
+            ctx().evaluate(loss, Reduction::Mean, &inputs)
+        })
+        .unwrap();
+        assert!(matches!(got, Err(Error::Variant { .. })), "{got:?}");
+    };
+    only(
+        &dice(DiceMode::Multiclass, true, 0.0, None, false),
+        &[2, 3, 10],
+    );
+    only(
+        &dice(DiceMode::Multilabel, true, 0.0, None, false),
+        &[2, 17, 10],
+    );
+    assert!(with_dice_variant("dice-warp", || ()).is_err());
 }

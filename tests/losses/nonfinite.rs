@@ -368,6 +368,7 @@ fn grid_of(p: &Pointwise, thirds: &[f32]) -> Grid {
 /// still comes out where the reference's does.
 #[test]
 fn pointwise_kinds_follow_the_twin_on_a_grid() {
+    use wgpu_loss::{point_variants, with_point_variant};
     let mut failures = vec![];
     for loss in &grid_losses() {
         let Loss::Pointwise(p) = loss else {
@@ -432,35 +433,42 @@ fn pointwise_kinds_follow_the_twin_on_a_grid() {
                 .filter(|v| v.is_finite())
                 .map(|v| v.abs())
                 .sum();
-            for (reduction, up) in calls {
-                let what = format!(
-                    "{loss:?} {reduction:?} {}",
-                    crate::common::upstream::kind(&up)
-                );
-                let (want, want_g) = cpu::gradient(loss, reduction, &inputs, up)
-                    .unwrap_or_else(|e| panic!("{what}: cpu {e}"));
-                let (got, got_g) = ctx()
-                    .evaluate_with_grad(loss, reduction, &inputs, up)
-                    .unwrap_or_else(|e| panic!("{what}: gpu {e}"));
-                if let Some(items) = &got.items {
-                    same_kinds(
-                        &mut failures,
-                        &format!("{what} items"),
-                        items,
-                        &want.items,
-                        &g.args,
-                    );
-                }
-                if reduction != Reduction::None
-                    && !close(got.value, want.value, 1e-6 + 1e-6 * terms)
-                {
-                    failures.push(format!(
-                        "{what} value: gpu {} vs twin {}",
-                        got.value, want.value
-                    ));
-                }
-                let what = format!("{what} d/dinput");
-                same_kinds(&mut failures, &what, &got_g.input, &want_g.input, &g.args);
+            // Through every variant that fits (point-vec4 where the third is
+            // as long as the input, and one target serves one element).
+            for v in point_variants(ctx(), loss, Reduction::Mean, &inputs).unwrap() {
+                with_point_variant(v, || {
+                    for &(reduction, up) in &calls {
+                        let what = format!(
+                            "{loss:?} {v} {reduction:?} {}",
+                            crate::common::upstream::kind(&up)
+                        );
+                        let (want, want_g) = cpu::gradient(loss, reduction, &inputs, up)
+                            .unwrap_or_else(|e| panic!("{what}: cpu {e}"));
+                        let (got, got_g) = ctx()
+                            .evaluate_with_grad(loss, reduction, &inputs, up)
+                            .unwrap_or_else(|e| panic!("{what}: gpu {e}"));
+                        if let Some(items) = &got.items {
+                            same_kinds(
+                                &mut failures,
+                                &format!("{what} items"),
+                                items,
+                                &want.items,
+                                &g.args,
+                            );
+                        }
+                        if reduction != Reduction::None
+                            && !close(got.value, want.value, 1e-6 + 1e-6 * terms)
+                        {
+                            failures.push(format!(
+                                "{what} value: gpu {} vs twin {}",
+                                got.value, want.value
+                            ));
+                        }
+                        let what = format!("{what} d/dinput");
+                        same_kinds(&mut failures, &what, &got_g.input, &want_g.input, &g.args);
+                    }
+                })
+                .unwrap();
             }
         }
     }
@@ -526,6 +534,7 @@ fn nonfinite_upstreams_scale_as_ieee() {
 #[test]
 fn dice_kinds_follow_the_twin() {
     use crate::common::dice;
+    use wgpu_loss::{dice_variants, with_dice_variant};
     let (n, inner) = (2usize, 5usize);
     let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
     let mut failures = vec![];
@@ -584,39 +593,45 @@ fn dice_kinds_follow_the_twin() {
                 };
                 let args: Vec<String> =
                     (0..len).map(|i| format!("x {} t {}", x[i], t[i])).collect();
-                for reduction in [Reduction::None, Reduction::Mean] {
-                    let what = format!("{loss:?} {reduction:?} x {x:?} t {t:?}");
-                    let up = Upstream::Scalar(1.0);
-                    let (want, want_g) = cpu::gradient(&loss, reduction, &inputs, up)
-                        .unwrap_or_else(|e| panic!("{what}: cpu {e}"));
-                    let (got, got_g) = ctx()
-                        .evaluate_with_grad(&loss, reduction, &inputs, up)
-                        .unwrap_or_else(|e| panic!("{what}: gpu {e}"));
-                    calls += 1;
-                    if let Some(items) = &got.items {
-                        let labels: Vec<String> =
-                            (0..items.len()).map(|k| format!("class {k}")).collect();
-                        same_kinds(
-                            &mut failures,
-                            &format!("{what} items"),
-                            items,
-                            &want.items,
-                            &labels,
-                        );
-                    }
-                    if !close(got.value, want.value, 1e-6) {
-                        failures.push(format!(
-                            "{what} value: gpu {} vs twin {}",
-                            got.value, want.value
-                        ));
-                    }
-                    same_kinds(
-                        &mut failures,
-                        &format!("{what} d/dinput"),
-                        &got_g.input,
-                        &want_g.input,
-                        &args,
-                    );
+                // Through every variant of the first pass that fits.
+                for v in dice_variants(ctx(), &loss, Reduction::Mean, &inputs).unwrap() {
+                    with_dice_variant(v, || {
+                        for reduction in [Reduction::None, Reduction::Mean] {
+                            let what = format!("{loss:?} {v} {reduction:?} x {x:?} t {t:?}");
+                            let up = Upstream::Scalar(1.0);
+                            let (want, want_g) = cpu::gradient(&loss, reduction, &inputs, up)
+                                .unwrap_or_else(|e| panic!("{what}: cpu {e}"));
+                            let (got, got_g) = ctx()
+                                .evaluate_with_grad(&loss, reduction, &inputs, up)
+                                .unwrap_or_else(|e| panic!("{what}: gpu {e}"));
+                            calls += 1;
+                            if let Some(items) = &got.items {
+                                let labels: Vec<String> =
+                                    (0..items.len()).map(|k| format!("class {k}")).collect();
+                                same_kinds(
+                                    &mut failures,
+                                    &format!("{what} items"),
+                                    items,
+                                    &want.items,
+                                    &labels,
+                                );
+                            }
+                            if !close(got.value, want.value, 1e-6) {
+                                failures.push(format!(
+                                    "{what} value: gpu {} vs twin {}",
+                                    got.value, want.value
+                                ));
+                            }
+                            same_kinds(
+                                &mut failures,
+                                &format!("{what} d/dinput"),
+                                &got_g.input,
+                                &want_g.input,
+                                &args,
+                            );
+                        }
+                    })
+                    .unwrap();
                 }
             }
         }

@@ -11,9 +11,10 @@ use crate::common::upstream::{calls_for, kind, upstream_items};
 use crate::common::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
 use wgpu_loss::{
-    cpu, BufferView, DeviceInputs, DeviceTensor, Error, Inputs, Loss, Pointwise, Reduction, Tensor,
-    Upstream,
+    cpu, point_variants, with_point_variant, BufferView, Context, DeviceInputs, DeviceTensor,
+    Error, Inputs, Loss, Pointwise, Reduction, Tensor, Upstream,
 };
 
 /// The shape of the broadcast tests: (N, C, d) with C = 5.
@@ -1329,4 +1330,176 @@ fn subnormal_bce_inputs() {
             &inputs,
         );
     }
+}
+
+// The variants (`point-scalar`, `point-vec4`): each forced on every loss, at
+// sizes around the vector width and the workgroup, with weights as long as
+// the input and broadcast, and beyond one binding; `nonfinite.rs` runs its
+// grid through both.
+
+/// The elementwise variants eligible for `loss` on these inputs on `ctx`.
+fn point_eligible(ctx: &Context, loss: &Loss, inputs: &Inputs<'_>) -> Vec<&'static str> {
+    point_variants(ctx, loss, Reduction::Mean, inputs).unwrap()
+}
+
+/// Every reduction's value and items, and every gradient call, of `loss` on
+/// `inputs` on `ctx` through each eligible variant; adds the variants it ran
+/// to `ran`.
+fn check_point_variants(
+    ctx: &Context,
+    what: &str,
+    loss: &Loss,
+    inputs: &Inputs<'_>,
+    ran: &mut BTreeSet<&'static str>,
+) {
+    let n = inputs.input.data.len();
+    let u = upstream_items(n, n as u64);
+    let mut reductions = REDUCTIONS.to_vec();
+    if matches!(loss, Loss::Pointwise(Pointwise::KlDiv { .. })) {
+        reductions.push(Reduction::BatchMean);
+    }
+    for v in point_eligible(ctx, loss, inputs) {
+        ran.insert(v);
+        with_point_variant(v, || {
+            for &red in &reductions {
+                check_on(
+                    ctx,
+                    &format!("{what} {loss:?} {v} {red:?}"),
+                    loss,
+                    red,
+                    inputs,
+                    1e-6,
+                );
+            }
+            for (red, up) in calls_for(loss, &u, n) {
+                let what = format!("{what} {loss:?} {v} gradient {red:?} {}", kind(&up));
+                check_grad_on(ctx, &what, loss, red, inputs, up);
+            }
+        })
+        .unwrap();
+    }
+}
+
+/// Around the vector width (a tail of 0 to 3 elements after whole vectors,
+/// or no vector at all) and the workgroup's 256 invocations of 4 elements.
+const VARIANT_SIZES: [usize; 7] = [1, 3, 4, 5, 255, 257, 4099];
+
+#[test]
+fn every_point_variant_at_sizes_around_the_vector_width() {
+    let mut ran = BTreeSet::new();
+    for loss in losses() {
+        for (k, &n) in VARIANT_SIZES.iter().enumerate() {
+            let points = Points::new(&loss, n, 13 * k as u64 + 5);
+            check_point_variants(ctx(), &format!("n={n}"), &loss, &points.inputs(), &mut ran);
+        }
+    }
+    assert_eq!(ran, BTreeSet::from(["point-scalar", "point-vec4"]));
+}
+
+#[test]
+fn every_point_variant_with_weights_as_long_as_the_input() {
+    let mut ran = BTreeSet::new();
+    for n in [5, 4099] {
+        let mut r = rng(n as u64);
+        let x = uniform(&mut r, n, -5.0, 5.0);
+        let probs: Vec<f32> = x.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+        let y: Vec<f32> = (0..n).map(|i| (i % 3 == 0) as u8 as f32).collect();
+        let mut w = uniform(&mut r, n, 0.0, 2.0);
+        w[n / 2] = 0.0;
+        let shape = [n];
+        for loss in broadcast_losses() {
+            let x = if loss == Loss::Pointwise(Pointwise::Bce) {
+                &probs
+            } else {
+                &x
+            };
+            let inputs = Inputs::new(Tensor::new(x, &shape))
+                .target(Tensor::new(&y, &shape))
+                .weight(Tensor::new(&w, &shape));
+            let eligible = point_eligible(ctx(), &loss, &inputs);
+            assert_eq!(eligible, ["point-vec4", "point-scalar"], "{loss:?}");
+            check_point_variants(ctx(), &format!("n={n} weighted"), &loss, &inputs, &mut ran);
+        }
+        let loss = Loss::Pointwise(Pointwise::BceWithLogits);
+        let inputs = Inputs::new(Tensor::new(&x, &shape))
+            .target(Tensor::new(&y, &shape))
+            .weight(Tensor::new(&w, &shape))
+            .pos_weight(Tensor::new(&w, &shape));
+        check_point_variants(
+            ctx(),
+            &format!("n={n} pos_weight"),
+            &loss,
+            &inputs,
+            &mut ran,
+        );
+    }
+    assert_eq!(ran, BTreeSet::from(["point-scalar", "point-vec4"]));
+}
+
+/// A broadcast cannot be read as vectors: only `point-scalar` is offered,
+/// and forcing `point-vec4` on it is an error, not a wrong answer.
+#[test]
+fn a_broadcast_leaves_only_the_scalar_variant() {
+    let b = Broadcast::new(&mut rng(29));
+    let loss = Loss::Pointwise(Pointwise::Mse);
+    for (w, shape) in b.weights().into_iter().skip(1) {
+        let inputs = b.inputs(&loss).weight(Tensor::new(w, shape));
+        assert_eq!(point_eligible(ctx(), &loss, &inputs), ["point-scalar"]);
+        let err = with_point_variant("point-vec4", || {
+            ctx().evaluate(&loss, Reduction::Mean, &inputs)
+        })
+        .unwrap();
+        assert!(
+            matches!(err, Err(Error::Variant { .. })),
+            "{shape:?}: {err:?}"
+        );
+        let mut ran = BTreeSet::new();
+        check_point_variants(
+            ctx(),
+            &format!("weight {shape:?}"),
+            &loss,
+            &inputs,
+            &mut ran,
+        );
+    }
+    let q = Loss::Pointwise(Pointwise::Quantile {
+        quantiles: Some(vec![0.1, 0.9]),
+    });
+    let (x, y) = (vec![0.5f32; 8], vec![0.25f32; 4]);
+    let inputs = Inputs::new(Tensor::new(&x, &[4, 2])).target(Tensor::new(&y, &[4]));
+    assert_eq!(point_eligible(ctx(), &q, &inputs), ["point-scalar"]);
+    assert!(with_point_variant("point-warp", || ()).is_err());
+}
+
+/// Beyond one binding (the small context's 65 536 values): every slice's
+/// whole vectors, the last slice's tail of 3, and a weight, pos_weight and
+/// variance sliced with the input.
+#[test]
+fn every_point_variant_in_slices_beyond_one_binding() {
+    let small = device::small_ctx();
+    let n = 3 * 65_536 + 7;
+    assert!(n > small.max_binding_elements());
+    let mut ran = BTreeSet::new();
+    let w: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.25).collect();
+    let shape = [n];
+    for loss in [
+        Loss::Pointwise(Pointwise::Mse),
+        Loss::Pointwise(Pointwise::L1),
+        Loss::Pointwise(Pointwise::BceWithLogits),
+        gaussian(true, 1e-6),
+    ] {
+        let points = Points::new(&loss, n, 31);
+        let mut inputs = points.inputs();
+        match loss {
+            Loss::Pointwise(Pointwise::Mse | Pointwise::L1) => {
+                inputs = inputs.weight(Tensor::new(&w, &shape))
+            }
+            Loss::Pointwise(Pointwise::BceWithLogits) => {
+                inputs = inputs.pos_weight(Tensor::new(&w, &shape))
+            }
+            _ => {}
+        }
+        check_point_variants(small, "beyond a binding", &loss, &inputs, &mut ran);
+    }
+    assert_eq!(ran, BTreeSet::from(["point-scalar", "point-vec4"]));
 }

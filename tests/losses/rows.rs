@@ -1699,10 +1699,7 @@ fn a_forced_variant_must_fit_the_shape() {
     assert!(
         matches!(
             err,
-            Error::Param {
-                name: "variant",
-                ..
-            }
+            Error::Variant { .. }
         ) && err.to_string().contains("row-thread"),
         "{err}"
     );
@@ -1715,10 +1712,7 @@ fn a_forced_variant_must_fit_the_shape() {
     assert!(
         matches!(
             err,
-            Error::Param {
-                name: "variant",
-                ..
-            }
+            Error::Variant { .. }
         ),
         "{err}"
     );

@@ -1,0 +1,119 @@
+// `point-vec4`: the elementwise losses (pointwise.wgsl, which precedes this
+// file in the module) with every element-aligned tensor loaded and stored as
+// vec4<f32>, in a grid-stride loop so that neighbouring invocations read
+// neighbouring 16-byte vectors. On lavapipe a SIMD group then loads whole
+// vectors where the scalar kernel's loads are gathers; on a GPU each load
+// instruction moves four times the bytes.
+//
+// The host (src/gpu/pointwise.rs) offers it only where the weight and the aux
+// tensor are absent or as long as the input (a broadcast cannot be read as a
+// vector) and each target serves one element; it binds each slice's first
+// n - n % 4 elements here (slices start 256-byte aligned) and leaves the
+// rest to pointwise_scalar.wgsl's `main`, from `first`. `params.n` is then a
+// multiple of 4.
+
+@group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> targets: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> aux: array<vec4<f32>>;
+// A single value for every element, or one per element: f32, since a single
+// value is bound as 4 bytes, too few for a vec4.
+@group(0) @binding(4) var<storage, read> upstream: array<f32>;
+// The items, or the scratch of partials (a whole number of vec4s).
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> grad: array<vec4<f32>>;
+@group(0) @binding(7) var<uniform> params: Params;
+
+// Vector j of an element-aligned tensor bound per slice (`sliced`) or whole
+// (indexed by the element of the whole tensor).
+fn vec_at(j: u32, sliced: u32) -> u32 {
+    return select(params.base / 4u + j, j, sliced != 0u);
+}
+
+fn scratch_read(k: u32) -> f32 {
+    return out[k / 4u][k % 4u];
+}
+
+// As pointwise_scalar.wgsl's `reduced_scale`.
+fn reduced_scale() -> Ext {
+    let g = ext(upstream[0]);
+    if (params.scale_mode == 1u) {
+        return ext_div(g, ext(params.divisor));
+    }
+    if (params.scale_mode == 2u) {
+        return ext_div(g, ext(scratch_read(params.d_at)));
+    }
+    return g;
+}
+
+@compute @workgroup_size(256)
+fn main_vec4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let group = wid.x + wid.y * params.groups_x;
+    let stride = groups.x * groups.y * WG;
+    let n4 = params.n / 4u;
+    let items = params.write_items != 0u;
+    var s = fin(0.0);
+    var each = false;
+    if (GRAD) {
+        if (items) {
+            s = ext(upstream[0]);
+            each = arrayLength(&upstream) > 1u;
+        } else {
+            s = reduced_scale();
+        }
+    }
+    var acc = vec4<f32>(0.0);
+    var kinds = 0u;
+    // At most `per_thread` vectors each (src/gpu/pointwise.rs sizes the grid).
+    for (var j = group * WG + lid; j < n4; j = j + stride) {
+        let x = input[j];
+        let y = targets[j];
+        var w = vec4<f32>(1.0);
+        if (params.w_len != 0u) {
+            w = weight[vec_at(j, params.w_sliced)];
+        }
+        var a = vec4<f32>(params.p0);
+        if (params.a_len != 0u) {
+            a = aux[vec_at(j, params.a_sliced)];
+        }
+        var l = vec4<f32>(0.0);
+        var g = vec4<f32>(0.0);
+        for (var c = 0u; c < 4u; c = c + 1u) {
+            let e = Elem(x[c], y[c], w[c], a[c]);
+            let v = value(e);
+            if (items) {
+                l[c] = ext_f32(v.l);
+            } else {
+                kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
+                acc = acc + vec4(v.l.v, v.d.v, 0.0, 0.0);
+            }
+            if (GRAD) {
+                var si = s;
+                if (each) {
+                    si = ext(upstream[4u * j + c]);
+                }
+                g[c] = ext_f32(slope(e, si));
+            }
+        }
+        if (items) {
+            out[j] = l;
+        }
+        if (GRAD) {
+            grad[j] = g;
+        }
+    }
+    if (!items) {
+        let all = reduce_kinds(lid, kinds);
+        let r = pair_value(reduce_wg(lid, acc).xy, all);
+        if (lid == 0u) {
+            // Partials are pairs at even positions: half a vector each.
+            let at = 2u * (params.partial_base + group);
+            out[at / 4u][at % 4u] = r.x;
+            out[at / 4u][at % 4u + 1u] = r.y;
+        }
+    }
+}
