@@ -5,12 +5,15 @@
 #      and NVIDIA's Vulkan driver if the loader finds none by itself;
 #   2. the build (cargo build --release; where the machine has no Rust, a
 #      wgpu-loss binary built elsewhere: target/release/wgpu-loss or $WGPU_LOSS_BIN);
-#   3. wgpu-loss bench --json (and --plot);
+#   3. wgpu-loss bench --json --variants all (and --plot): every eligible
+#      kernel variant of each loss timed, the tuner's choice marked
+#      ("chosen"), its cache kept in $OUT/tune.json; variants.txt lists
+#      which variant the tuner picked for each loss and size;
 #   4. benches/torch_peer.py --json: the same losses and sizes with PyTorch
 #      eager and torch.compile, CUDA events, medians;
 #   5. one comparison table (scripts/compare.py).
 # Results go to $OUT (default bench-out/): wgpu.json, wgpu.svg, torch.json,
-# compare.txt, compare.md, adapters.txt.
+# compare.txt, compare.md, adapters.txt, tune.json, variants.txt.
 #
 # Environment: SIZES (e.g. 2^16,2^20,2^24) and LOSSES (e.g. mse,cross_entropy)
 # narrow both runs; MODES=eager skips torch.compile; SKIP_TORCH=1 skips PyTorch.
@@ -48,7 +51,16 @@ fi
 args=()
 [ -n "${SIZES:-}" ] && args+=(--sizes "$SIZES")
 [ -n "${LOSSES:-}" ] && args+=(--loss "$LOSSES")
-"$BIN" bench --json --plot "$OUT/wgpu.svg" "${args[@]}" >"$OUT/wgpu.json"
+WGPU_LOSS_CACHE="$OUT/tune.json" "$BIN" bench --json --variants all --plot "$OUT/wgpu.svg" \
+    "${args[@]}" >"$OUT/wgpu.json"
+python3 - "$OUT/wgpu.json" <<'PY' | tee "$OUT/variants.txt"
+import json, sys
+text = open(sys.argv[1]).read().strip()
+records = json.loads(text) if text.startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+for r in records:
+    if isinstance(r, dict) and r.get("chosen"):
+        print(r.get("loss"), r.get("call"), r.get("shape"), "->", r.get("variant"))
+PY
 
 # 4. PyTorch's.
 if [ -z "${SKIP_TORCH:-}" ]; then

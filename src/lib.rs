@@ -29,9 +29,9 @@ pub use gpu::dice::{dice_variants, with_dice_variant};
 pub use gpu::evaluator::Evaluator;
 pub use gpu::pointwise::{point_variants, with_point_variant};
 pub use gpu::rows::{rows_variants, with_rows_variant};
+pub use gpu::stream::ChunkResult;
 pub use gpu::{Evaluation, Gradients, Prepared, TuneCache, Variant};
 pub use gpu::{TUNE_MAX_ELEMENTS, TUNE_MIN_ELEMENTS};
-pub use gpu::stream::ChunkResult;
 pub use gradients::GradientsOf;
 pub use inputs::{Inputs, Target, Tensor, Upstream};
 pub use loss::{

@@ -86,9 +86,12 @@ impl Drop for Dir {
     }
 }
 
+/// Runs the binary with the tuner's cache off, so that the suite leaves no
+/// file in the user's cache directory.
 fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
+        .env("WGPU_LOSS_CACHE", "off")
         .output()
         .expect("run wgpu-loss")
 }

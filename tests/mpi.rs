@@ -96,6 +96,7 @@ fn mpirun(apps: &[(usize, Vec<String>)]) -> Output {
 fn mpirun_env(apps: &[(usize, Vec<String>)], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("mpirun");
     cmd.arg("--oversubscribe");
+    cmd.args(["-x", "WGPU_LOSS_CACHE=off"]);
     for (k, v) in env {
         cmd.args(["-x", &format!("{k}={v}")]);
     }
@@ -123,7 +124,7 @@ fn mpirun_env(apps: &[(usize, Vec<String>)], env: &[(&str, &str)]) -> Output {
 
 fn one_process(args: &[String]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args);
+    cmd.args(args).env("WGPU_LOSS_CACHE", "off");
     output(cmd)
 }
 

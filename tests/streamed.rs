@@ -63,7 +63,8 @@ impl Drop for Dir {
 
 fn run_env(args: &[String], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(BIN);
-    c.args(args);
+    // No tuner cache in the user's cache directory.
+    c.args(args).env("WGPU_LOSS_CACHE", "off");
     for (k, v) in env {
         c.env(k, v);
     }

@@ -44,8 +44,7 @@ use crate::cli::bench::{CopyParams, COPY_ITEMS};
 #[cfg(feature = "cli")]
 use crate::context::COPY;
 use crate::context::{
-    Kernel, DICE, FINALIZE, PAIRS, PAIRS_SUBGROUP, POINTWISE, POINTWISE_VEC4, ROWS,
-    ROWS_SUBGROUP,
+    Kernel, DICE, FINALIZE, PAIRS, PAIRS_SUBGROUP, POINTWISE, POINTWISE_VEC4, ROWS, ROWS_SUBGROUP,
 };
 use crate::loss::{DiceMode, Loss, TargetKind, CATALOG};
 
@@ -1082,14 +1081,34 @@ fn the_nonfinite_scan_sees_every_way_in() {
 /// Every file of shaders/, each scanned once (a kernel's source is
 /// common.wgsl followed by one or more of them, so scanning kernels would
 /// report a shared file under another's name).
-const SHADER_FILES: [(&str, &str); 10] = [
+const SHADER_FILES: [(&str, &str); 12] = [
     ("common.wgsl", include_str!("../../shaders/common.wgsl")),
-    ("pointwise.wgsl", include_str!("../../shaders/pointwise.wgsl")),
+    (
+        "pointwise.wgsl",
+        include_str!("../../shaders/pointwise.wgsl"),
+    ),
+    (
+        "pointwise_scalar.wgsl",
+        include_str!("../../shaders/pointwise_scalar.wgsl"),
+    ),
+    (
+        "pointwise_vec4.wgsl",
+        include_str!("../../shaders/pointwise_vec4.wgsl"),
+    ),
     ("rows.wgsl", include_str!("../../shaders/rows.wgsl")),
-    ("rows_subgroup.wgsl", include_str!("../../shaders/rows_subgroup.wgsl")),
+    (
+        "rows_subgroup.wgsl",
+        include_str!("../../shaders/rows_subgroup.wgsl"),
+    ),
     ("pairs.wgsl", include_str!("../../shaders/pairs.wgsl")),
-    ("pairs_lanes.wgsl", include_str!("../../shaders/pairs_lanes.wgsl")),
-    ("pairs_subgroup.wgsl", include_str!("../../shaders/pairs_subgroup.wgsl")),
+    (
+        "pairs_lanes.wgsl",
+        include_str!("../../shaders/pairs_lanes.wgsl"),
+    ),
+    (
+        "pairs_subgroup.wgsl",
+        include_str!("../../shaders/pairs_subgroup.wgsl"),
+    ),
     ("dice.wgsl", include_str!("../../shaders/dice.wgsl")),
     ("finalize.wgsl", include_str!("../../shaders/finalize.wgsl")),
     ("copy.wgsl", include_str!("../../shaders/copy.wgsl")),
@@ -1102,7 +1121,9 @@ fn nonfinite_values_only_at_stores() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         if name.ends_with(".wgsl") && !SHADER_FILES.iter().any(|(f, _)| *f == name) {
-            problems.push(format!("shaders/{name} is not in SHADER_FILES: it is not scanned"));
+            problems.push(format!(
+                "shaders/{name} is not in SHADER_FILES: it is not scanned"
+            ));
         }
     }
     for (name, src) in SHADER_FILES {

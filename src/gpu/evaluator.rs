@@ -206,7 +206,9 @@ impl Context {
             (Geometry::Pairs(p), Kind::Pairs(v)) => {
                 super::pairs::schedule(reduction, p, limit, grad, v, self.subgroup_size())?
             }
-            (Geometry::Dice(d), Kind::Dice(v)) => super::dice::schedule(reduction, d, limit, grad, v)?,
+            (Geometry::Dice(d), Kind::Dice(v)) => {
+                super::dice::schedule(reduction, d, limit, grad, v)?
+            }
             _ => {
                 return Err(Error::Variant {
                     name: variant.name().into(),

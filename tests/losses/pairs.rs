@@ -1736,10 +1736,10 @@ fn forcing_a_variant_that_cannot_run_is_an_error() {
     }
     // Another family's variant forces nothing here.
     let data = PairRows::new(3, 16, 8, false);
-    let other = ctx().with_variant(named("point-grid"));
+    let other = ctx().with_variant(named("point-vec4"));
     check_on(
         &other,
-        "pairs beside point-grid",
+        "pairs beside point-vec4",
         &cosine(0.0),
         Reduction::Mean,
         &data.cosine(false),

@@ -1697,10 +1697,7 @@ fn a_forced_variant_must_fit_the_shape() {
     .unwrap()
     .unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::Variant { .. }
-        ) && err.to_string().contains("row-thread"),
+        matches!(err, Error::Variant { .. }) && err.to_string().contains("row-thread"),
         "{err}"
     );
     // nll-rows is nll's alone.
@@ -1709,13 +1706,7 @@ fn a_forced_variant_must_fit_the_shape() {
     })
     .unwrap()
     .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Variant { .. }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, Error::Variant { .. }), "{err}");
     assert!(with_rows_variant("row-warp", || ()).is_err());
     // What is forced is what runs: a split row's scan pass comes first.
     let x = vec![0.5f32; 140_000];
