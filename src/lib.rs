@@ -23,13 +23,11 @@ pub use chunks::{Chunk, Chunks};
 pub use context::{Adapters, Context};
 pub use device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 pub use error::{Error, GpuSource, Result};
-/// Test hooks: forcing and listing the softmax-row kernel variants.
-#[doc(hidden)]
-pub use gpu::dice::{dice_variants, with_dice_variant};
 pub use gpu::evaluator::Evaluator;
-pub use gpu::pointwise::{point_variants, with_point_variant};
-pub use gpu::rows::{rows_variants, with_rows_variant};
 pub use gpu::stream::ChunkResult;
+/// Test hooks: forcing and listing the kernel variants from inside calls.
+#[doc(hidden)]
+pub use gpu::variant::{variant_names, with_forced_variant};
 pub use gpu::{Evaluation, Gradients, Prepared, TuneCache, Variant};
 pub use gpu::{TUNE_MAX_ELEMENTS, TUNE_MIN_ELEMENTS};
 pub use gradients::GradientsOf;

@@ -12,8 +12,6 @@
 //! | `dice-class-groups` | takes [`ITEMS`] pixels and walks their classes, `inner` values apart | every shape; softmax, which needs all classes of a pixel at once; many classes |
 //! | `dice-coalesced` | takes values in memory order (grid-stride), adding each to its class's sums | sigmoid or probabilities over at most [`COALESCED_CLASSES`] classes: neighbouring invocations read neighbouring values even where `inner` is small |
 
-use std::cell::Cell;
-
 use crate::loss::Dice;
 use bytemuck::{Pod, Zeroable};
 
@@ -21,10 +19,10 @@ use super::plan::{
     aligned, grid, ignore_i32, units_per_slice, Caps, Dispatch, Role, Schedule, Slice, Wrt,
     OFFSET_ALIGN, WG,
 };
-use crate::context::{Context, DICE};
+use crate::context::DICE;
 use crate::error::{Error, Result};
-use crate::inputs::{DicePlan, Geometry, Inputs};
-use crate::loss::{DiceMode, Loss, Reduction};
+use crate::inputs::DicePlan;
+use crate::loss::{DiceMode, Reduction};
 
 /// Pixels per thread: `ITEMS` in shaders/dice.wgsl (checked by the test
 /// gpu::contract::shared_constants_match_the_shaders).
@@ -58,10 +56,6 @@ impl DiceVariant {
         }
     }
 
-    fn from_name(name: &str) -> Option<DiceVariant> {
-        Self::ALL.iter().copied().find(|v| v.name() == name)
-    }
-
     /// The first pass's entry point.
     fn entry(self) -> &'static str {
         match self {
@@ -85,62 +79,6 @@ pub(crate) fn variants(plan: &DicePlan, _caps: &Caps) -> Vec<DiceVariant> {
     } else {
         vec![DiceVariant::ClassGroups, DiceVariant::Coalesced]
     }
-}
-
-thread_local! {
-    /// The variant `with_dice_variant` forces on this thread.
-    static FORCED: Cell<Option<DiceVariant>> = const { Cell::new(None) };
-}
-
-/// Runs `f` with every dice evaluator that this thread compiles in it forced
-/// to the variant `name` (an evaluator compiled for a shape the variant does
-/// not fit fails with `Error::Param`), so that tests reach every variant
-/// from inside calls that build their own evaluators. Users force variants
-/// with [`Context::with_variant`] or `WGPU_LOSS_VARIANT`.
-#[doc(hidden)]
-pub fn with_dice_variant<R>(name: &str, f: impl FnOnce() -> R) -> Result<R> {
-    let variant = DiceVariant::from_name(name).ok_or_else(|| Error::Param {
-        loss: "dice",
-        name: "variant",
-        expected: "one of dice-class-groups, dice-coalesced",
-        value: name.to_string(),
-    })?;
-    let before = FORCED.replace(Some(variant));
-    // Restored on unwinding too, so that a failed test leaves no variant behind.
-    struct Restore(Option<DiceVariant>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            FORCED.set(self.0);
-        }
-    }
-    let _restore = Restore(before);
-    Ok(f())
-}
-
-/// The names of the dice variants eligible for `loss` on these inputs'
-/// shapes on `ctx`'s adapter, the best guess first (empty for a loss of
-/// another family).
-#[doc(hidden)]
-pub fn dice_variants(
-    ctx: &Context,
-    loss: &Loss,
-    reduction: Reduction,
-    inputs: &Inputs<'_>,
-) -> Result<Vec<&'static str>> {
-    let plan = crate::inputs::plan(loss, reduction, inputs)?;
-    Ok(match &plan.geometry {
-        Geometry::Dice(d) => variants(d, &ctx.caps)
-            .into_iter()
-            .map(|v| v.name())
-            .collect(),
-        _ => vec![],
-    })
-}
-
-/// The variant [`with_dice_variant`] forces on this thread, if any: the tuner
-/// takes it before the context's own forcing.
-pub(crate) fn forced() -> Option<DiceVariant> {
-    FORCED.get()
 }
 
 fn not_eligible(plan: &DicePlan, variant: DiceVariant) -> Error {

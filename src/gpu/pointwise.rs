@@ -17,8 +17,6 @@
 //! input (see [`variants`]); the last `n % 4` elements of a slice go to a
 //! `point-scalar` dispatch of their own.
 
-use std::cell::Cell;
-
 use crate::loss::Pointwise;
 use bytemuck::Zeroable;
 
@@ -26,10 +24,10 @@ use super::plan::{
     chunk_len, finalize, grid, scratch_pass, total, Caps, Dispatch, PointParams, Role, Schedule,
     Slice, Wrt, OFFSET_ALIGN, WG,
 };
-use crate::context::{Context, POINTWISE, POINTWISE_VEC4};
+use crate::context::{POINTWISE, POINTWISE_VEC4};
 use crate::error::{Error, Result};
-use crate::inputs::{Broadcast, Geometry, Inputs, PointPlan};
-use crate::loss::{Loss, Reduction};
+use crate::inputs::{Broadcast, PointPlan};
+use crate::loss::Reduction;
 
 /// How an elementwise kernel loads its elements (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,10 +45,6 @@ impl PointVariant {
             PointVariant::Scalar => "point-scalar",
             PointVariant::Vec4 => "point-vec4",
         }
-    }
-
-    fn from_name(name: &str) -> Option<PointVariant> {
-        Self::ALL.iter().copied().find(|v| v.name() == name)
     }
 }
 
@@ -75,62 +69,6 @@ pub(crate) fn variants(plan: &PointPlan, _caps: &Caps) -> Vec<PointVariant> {
     } else {
         vec![PointVariant::Scalar]
     }
-}
-
-thread_local! {
-    /// The variant `with_point_variant` forces on this thread.
-    static FORCED: Cell<Option<PointVariant>> = const { Cell::new(None) };
-}
-
-/// Runs `f` with every elementwise evaluator that this thread compiles in it
-/// forced to the variant `name` (an evaluator compiled for a shape the
-/// variant does not fit fails with `Error::Param`), so that tests reach every
-/// variant from inside calls that build their own evaluators. Users force
-/// variants with [`Context::with_variant`] or `WGPU_LOSS_VARIANT`.
-#[doc(hidden)]
-pub fn with_point_variant<R>(name: &str, f: impl FnOnce() -> R) -> Result<R> {
-    let variant = PointVariant::from_name(name).ok_or_else(|| Error::Param {
-        loss: "elementwise",
-        name: "variant",
-        expected: "one of point-scalar, point-vec4",
-        value: name.to_string(),
-    })?;
-    let before = FORCED.replace(Some(variant));
-    // Restored on unwinding too, so that a failed test leaves no variant behind.
-    struct Restore(Option<PointVariant>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            FORCED.set(self.0);
-        }
-    }
-    let _restore = Restore(before);
-    Ok(f())
-}
-
-/// The names of the elementwise variants eligible for `loss` on these
-/// inputs' shapes on `ctx`'s adapter, the best guess first (empty for a loss
-/// of another family).
-#[doc(hidden)]
-pub fn point_variants(
-    ctx: &Context,
-    loss: &Loss,
-    reduction: Reduction,
-    inputs: &Inputs<'_>,
-) -> Result<Vec<&'static str>> {
-    let plan = crate::inputs::plan(loss, reduction, inputs)?;
-    Ok(match &plan.geometry {
-        Geometry::Point(p) => variants(p, &ctx.caps)
-            .into_iter()
-            .map(|v| v.name())
-            .collect(),
-        _ => vec![],
-    })
-}
-
-/// The variant [`with_point_variant`] forces on this thread, if any: the tuner
-/// takes it before the context's own forcing.
-pub(crate) fn forced() -> Option<PointVariant> {
-    FORCED.get()
 }
 
 /// Elements per thread of the weight pre-pass: `ITEMS` in

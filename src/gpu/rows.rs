@@ -24,18 +24,16 @@
 //! `row-subgroup` only with [`Caps::subgroups`]. The best-guess order (see
 //! [`variants`]) is for when nothing was timed.
 
-use std::cell::Cell;
-
 use bytemuck::{Pod, Zeroable};
 
 use super::plan::{
     aligned, finalize, grid, ignore_i32, total, Caps, Dispatch, Role, Schedule, Slice, Wrt,
     OFFSET_ALIGN, WG,
 };
-use crate::context::{Context, Kernel, ROWS, ROWS_SUBGROUP};
+use crate::context::{Kernel, ROWS, ROWS_SUBGROUP};
 use crate::error::{Error, Result};
-use crate::inputs::{Geometry, Inputs, RowsPlan};
-use crate::loss::{Loss, Reduction, Rows};
+use crate::inputs::RowsPlan;
+use crate::loss::{Reduction, Rows};
 
 /// How a softmax-row kernel lays rows onto invocations (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -68,10 +66,6 @@ impl RowsVariant {
             RowsVariant::Workgroup => "row-workgroup",
             RowsVariant::Split => "row-split",
         }
-    }
-
-    fn from_name(name: &str) -> Option<RowsVariant> {
-        Self::ALL.iter().copied().find(|v| v.name() == name)
     }
 }
 
@@ -205,64 +199,6 @@ const SPLIT_MIN_CLASSES: usize = 65_536;
 const SHARED_MIN_CLASSES: usize = 64;
 /// Contiguous rows at least this long get a workgroup each.
 const WORKGROUP_MIN_CLASSES: usize = 2048;
-
-thread_local! {
-    /// The variant `with_rows_variant` forces on this thread.
-    static FORCED: Cell<Option<RowsVariant>> = const { Cell::new(None) };
-}
-
-/// Runs `f` with every softmax-row evaluator that this thread compiles in it
-/// forced to the variant `name` (an evaluator compiled for a shape the
-/// variant does not fit, or on an adapter without what it needs, fails with
-/// `Error::Param`), so that tests reach every variant from inside calls that
-/// build their own evaluators. Users force variants with
-/// [`Context::with_variant`] or `WGPU_LOSS_VARIANT`.
-#[doc(hidden)]
-pub fn with_rows_variant<R>(name: &str, f: impl FnOnce() -> R) -> Result<R> {
-    let variant = RowsVariant::from_name(name).ok_or_else(|| Error::Param {
-        loss: "softmax rows",
-        name: "variant",
-        expected:
-            "one of row-thread, nll-rows, row-subgroup, row-group-shared, row-workgroup, row-split",
-        value: name.to_string(),
-    })?;
-    let before = FORCED.replace(Some(variant));
-    // Restored on unwinding too, so that a failed test leaves no variant behind.
-    struct Restore(Option<RowsVariant>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            FORCED.set(self.0);
-        }
-    }
-    let _restore = Restore(before);
-    Ok(f())
-}
-
-/// The names of the softmax-row variants eligible for `loss` on these
-/// inputs' shapes on `ctx`'s adapter, the best guess first (empty for a loss
-/// of another family).
-#[doc(hidden)]
-pub fn rows_variants(
-    ctx: &Context,
-    loss: &Loss,
-    reduction: Reduction,
-    inputs: &Inputs<'_>,
-) -> Result<Vec<&'static str>> {
-    let plan = crate::inputs::plan(loss, reduction, inputs)?;
-    Ok(match &plan.geometry {
-        Geometry::Rows(r) => variants(r, &ctx.caps)
-            .into_iter()
-            .map(|v| v.name())
-            .collect(),
-        _ => vec![],
-    })
-}
-
-/// The variant [`with_rows_variant`] forces on this thread, if any: the
-/// tuner takes it before the context's own forcing.
-pub(crate) fn forced() -> Option<RowsVariant> {
-    FORCED.get()
-}
 
 fn not_eligible(plan: &RowsPlan, variant: RowsVariant) -> Error {
     Error::Param {

@@ -40,7 +40,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::evaluator::Evaluator;
-use super::variant::{self, Kind, Variant};
+use super::variant::{self, Variant};
 use super::Timer;
 use crate::context::Context;
 use crate::device::{BufferView, DeviceInputs, DeviceTensor, GradViews};
@@ -316,15 +316,10 @@ impl Context {
         let eligible = variant::eligible(&plan.geometry, &self.caps);
         let family = variant::family(loss);
         let mut forced = self.forced.clone()?;
-        // A test forcing a variant on its thread (`with_rows_variant`, ...)
+        // A test forcing a variant on its thread (`with_forced_variant`)
         // comes first.
-        let here = [
-            super::pointwise::forced().map(Kind::Pointwise),
-            super::rows::forced().map(Kind::Rows),
-            super::dice::forced().map(Kind::Dice),
-        ];
-        for kind in here.into_iter().flatten() {
-            forced.insert(0, Variant(kind));
+        for v in variant::forced_here() {
+            forced.insert(0, v);
         }
         let Some(v) = forced.into_iter().find(|v| v.family() == family) else {
             return Ok((eligible, None));

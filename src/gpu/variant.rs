@@ -6,6 +6,7 @@
 //! the tuner's cache, `bench`); the tuner (`gpu::tune`) picks among the
 //! eligible ones.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
 
@@ -104,6 +105,60 @@ impl FromStr for Variant {
             problem: format!("no such variant (one of: {})", names()),
         })
     }
+}
+
+thread_local! {
+    /// The variants [`with_forced_variant`] forces on this thread, one per
+    /// family.
+    static FORCED_HERE: RefCell<Vec<Variant>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with every evaluator that this thread builds inside it running
+/// the variant `name` for its family (a call the variant cannot run is an
+/// [`Error::Variant`]), before what the context forces. A test hook: it
+/// reaches variants from inside calls that build their own evaluators
+/// (`evaluate`, `prepare`, streaming). Users force variants with
+/// [`Context::with_variant`](crate::Context::with_variant) or
+/// `WGPU_LOSS_VARIANT`.
+#[doc(hidden)]
+pub fn with_forced_variant<R>(name: &str, f: impl FnOnce() -> R) -> Result<R> {
+    let variant: Variant = name.parse()?;
+    let before = FORCED_HERE.with_borrow_mut(|list| {
+        let before = list.clone();
+        list.retain(|v| v.family() != variant.family());
+        list.push(variant);
+        before
+    });
+    // Restored on unwinding too, so that a failed test leaves no variant behind.
+    struct Restore(Vec<Variant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED_HERE.set(std::mem::take(&mut self.0));
+        }
+    }
+    let _restore = Restore(before);
+    Ok(f())
+}
+
+/// The variants [`with_forced_variant`] forces on this thread.
+pub(crate) fn forced_here() -> Vec<Variant> {
+    FORCED_HERE.with_borrow(|list| list.clone())
+}
+
+/// The names of the variants that may run `loss` on these inputs' shapes on
+/// `ctx`'s adapter, the best guess first, whatever is forced. A test hook.
+#[doc(hidden)]
+pub fn variant_names(
+    ctx: &crate::Context,
+    loss: &Loss,
+    reduction: crate::loss::Reduction,
+    inputs: &crate::Inputs<'_>,
+) -> Result<Vec<&'static str>> {
+    let plan = crate::inputs::plan(loss, reduction, inputs)?;
+    Ok(eligible(&plan.geometry, &ctx.caps)
+        .into_iter()
+        .map(Variant::name)
+        .collect())
 }
 
 /// Every variant's name, comma-separated.

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
 use wgpu_loss::inputs::{plan, Geometry};
 use wgpu_loss::{
-    cpu, dice_variants, with_dice_variant, BufferView, Context, DeviceInputs, DeviceTensor,
+    cpu, variant_names, with_forced_variant, BufferView, Context, DeviceInputs, DeviceTensor,
     DeviceUpstream, Dice, DiceMode, Error, GradViews, Inputs, Loss, Reduction, Tensor, Upstream,
 };
 
@@ -1238,9 +1238,9 @@ fn check_dice_variants(
 ) {
     let n: usize = shape.iter().product();
     let pixels = n / shape[1].max(1);
-    for v in dice_variants(ctx, loss, Reduction::Mean, inputs).unwrap() {
+    for v in variant_names(ctx, loss, Reduction::Mean, inputs).unwrap() {
         ran.insert(v);
-        with_dice_variant(v, || {
+        with_forced_variant(v, || {
             for red in REDUCTIONS {
                 let what = format!("{what} {loss:?} {shape:?} {v} {red:?}");
                 check_on(ctx, &what, loss, red, inputs, 1e-6);
@@ -1319,9 +1319,9 @@ fn dice_coalesced_needs_no_softmax_and_few_classes() {
     let only = |loss: &Loss, shape: &[usize]| {
         let data = DiceData::new(loss, shape, 3, false);
         let inputs = data.inputs();
-        let eligible = dice_variants(ctx(), loss, Reduction::Mean, &inputs).unwrap();
+        let eligible = variant_names(ctx(), loss, Reduction::Mean, &inputs).unwrap();
         assert_eq!(eligible, ["dice-class-groups"], "{loss:?} {shape:?}");
-        let got = with_dice_variant("dice-coalesced", || {
+        let got = with_forced_variant("dice-coalesced", || {
             ctx().evaluate(loss, Reduction::Mean, &inputs)
         })
         .unwrap();
@@ -1335,5 +1335,5 @@ fn dice_coalesced_needs_no_softmax_and_few_classes() {
         &dice(DiceMode::Multilabel, true, 0.0, None, false),
         &[2, 17, 10],
     );
-    assert!(with_dice_variant("dice-warp", || ()).is_err());
+    assert!(with_forced_variant("dice-warp", || ()).is_err());
 }

@@ -11,7 +11,7 @@
 use crate::common::cases::{expected, load, loss_of, num, reduction_of, tight, CaseTensors};
 use crate::common::{close, ctx};
 use wgpu_loss::{cpu, DiceMode, Error, Inputs, Loss, Reduction, Tensor, Upstream};
-use wgpu_loss::{rows_variants, with_rows_variant};
+use wgpu_loss::{variant_names, with_forced_variant};
 use wgpu_loss::{Dice, Pairs, Pointwise, Rows};
 
 fn show(v: &[f64]) -> String {
@@ -21,7 +21,7 @@ fn show(v: &[f64]) -> String {
 /// `f` with the softmax-row variant `v` forced, or as it is.
 fn on_variant<R>(v: Option<&str>, f: impl FnOnce() -> R) -> R {
     match v {
-        Some(v) => with_rows_variant(v, f).unwrap(),
+        Some(v) => with_forced_variant(v, f).unwrap(),
         None => f(),
     }
 }
@@ -84,7 +84,7 @@ fn nan_and_inf_follow_pytorch() {
         // Every softmax-row variant that fits the case; the chosen kernel
         // elsewhere.
         let variants: Vec<Option<&str>> = match loss {
-            Loss::Rows(_) => rows_variants(ctx(), &loss, reduction, &inputs)
+            Loss::Rows(_) => variant_names(ctx(), &loss, reduction, &inputs)
                 .unwrap()
                 .into_iter()
                 .map(Some)
@@ -368,7 +368,7 @@ fn grid_of(p: &Pointwise, thirds: &[f32]) -> Grid {
 /// still comes out where the reference's does.
 #[test]
 fn pointwise_kinds_follow_the_twin_on_a_grid() {
-    use wgpu_loss::{point_variants, with_point_variant};
+    use wgpu_loss::{variant_names, with_forced_variant};
     let mut failures = vec![];
     for loss in &grid_losses() {
         let Loss::Pointwise(p) = loss else {
@@ -435,8 +435,8 @@ fn pointwise_kinds_follow_the_twin_on_a_grid() {
                 .sum();
             // Through every variant that fits (point-vec4 where the third is
             // as long as the input, and one target serves one element).
-            for v in point_variants(ctx(), loss, Reduction::Mean, &inputs).unwrap() {
-                with_point_variant(v, || {
+            for v in variant_names(ctx(), loss, Reduction::Mean, &inputs).unwrap() {
+                with_forced_variant(v, || {
                     for &(reduction, up) in &calls {
                         let what = format!(
                             "{loss:?} {v} {reduction:?} {}",
@@ -534,7 +534,7 @@ fn nonfinite_upstreams_scale_as_ieee() {
 #[test]
 fn dice_kinds_follow_the_twin() {
     use crate::common::dice;
-    use wgpu_loss::{dice_variants, with_dice_variant};
+    use wgpu_loss::{variant_names, with_forced_variant};
     let (n, inner) = (2usize, 5usize);
     let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
     let mut failures = vec![];
@@ -594,8 +594,8 @@ fn dice_kinds_follow_the_twin() {
                 let args: Vec<String> =
                     (0..len).map(|i| format!("x {} t {}", x[i], t[i])).collect();
                 // Through every variant of the first pass that fits.
-                for v in dice_variants(ctx(), &loss, Reduction::Mean, &inputs).unwrap() {
-                    with_dice_variant(v, || {
+                for v in variant_names(ctx(), &loss, Reduction::Mean, &inputs).unwrap() {
+                    with_forced_variant(v, || {
                         for reduction in [Reduction::None, Reduction::Mean] {
                             let what = format!("{loss:?} {v} {reduction:?} x {x:?} t {t:?}");
                             let up = Upstream::Scalar(1.0);

@@ -13,7 +13,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
 use wgpu_loss::{
-    cpu, point_variants, with_point_variant, BufferView, Context, DeviceInputs, DeviceTensor,
+    cpu, variant_names, with_forced_variant, BufferView, Context, DeviceInputs, DeviceTensor,
     Error, Inputs, Loss, Pointwise, Reduction, Tensor, Upstream,
 };
 
@@ -1339,7 +1339,7 @@ fn subnormal_bce_inputs() {
 
 /// The elementwise variants eligible for `loss` on these inputs on `ctx`.
 fn point_eligible(ctx: &Context, loss: &Loss, inputs: &Inputs<'_>) -> Vec<&'static str> {
-    point_variants(ctx, loss, Reduction::Mean, inputs).unwrap()
+    variant_names(ctx, loss, Reduction::Mean, inputs).unwrap()
 }
 
 /// Every reduction's value and items, and every gradient call, of `loss` on
@@ -1360,7 +1360,7 @@ fn check_point_variants(
     }
     for v in point_eligible(ctx, loss, inputs) {
         ran.insert(v);
-        with_point_variant(v, || {
+        with_forced_variant(v, || {
             for &red in &reductions {
                 check_on(
                     ctx,
@@ -1445,7 +1445,7 @@ fn a_broadcast_leaves_only_the_scalar_variant() {
     for (w, shape) in b.weights().into_iter().skip(1) {
         let inputs = b.inputs(&loss).weight(Tensor::new(w, shape));
         assert_eq!(point_eligible(ctx(), &loss, &inputs), ["point-scalar"]);
-        let err = with_point_variant("point-vec4", || {
+        let err = with_forced_variant("point-vec4", || {
             ctx().evaluate(&loss, Reduction::Mean, &inputs)
         })
         .unwrap();
@@ -1468,7 +1468,7 @@ fn a_broadcast_leaves_only_the_scalar_variant() {
     let (x, y) = (vec![0.5f32; 8], vec![0.25f32; 4]);
     let inputs = Inputs::new(Tensor::new(&x, &[4, 2])).target(Tensor::new(&y, &[4]));
     assert_eq!(point_eligible(ctx(), &q, &inputs), ["point-scalar"]);
-    assert!(with_point_variant("point-warp", || ()).is_err());
+    assert!(with_forced_variant("point-warp", || ()).is_err());
 }
 
 /// Beyond one binding (the small context's 65 536 values): every slice's

@@ -20,7 +20,7 @@ use wgpu_loss::{
     cpu, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, Error, GradViews, Inputs,
     Loss, Reduction, Rows, Tensor, Upstream, Value,
 };
-use wgpu_loss::{rows_variants, with_rows_variant};
+use wgpu_loss::{variant_names, with_forced_variant};
 
 const IGNORE: i64 = -100;
 
@@ -1195,7 +1195,7 @@ fn means_over_nothing_and_over_zero_weight() {
 
 /// The variants eligible for `loss` on these inputs' shapes on `ctx`.
 fn eligible(ctx: &Context, loss: &Loss, inputs: &Inputs<'_>) -> Vec<&'static str> {
-    rows_variants(ctx, loss, Reduction::Mean, inputs).unwrap()
+    variant_names(ctx, loss, Reduction::Mean, inputs).unwrap()
 }
 
 /// Whether `ctx`'s device runs subgroup operations (`row-subgroup` then).
@@ -1217,7 +1217,7 @@ fn check_variants(
     let u = upstream_items(items, items as u64);
     for v in eligible(ctx, loss, inputs) {
         ran.insert(v);
-        with_rows_variant(v, || {
+        with_forced_variant(v, || {
             for red in REDUCTIONS {
                 let what = format!("{what} {loss:?} {v} {red:?}");
                 check_on(ctx, &what, loss, red, inputs, 1e-6);
@@ -1359,7 +1359,7 @@ fn every_variant_beyond_the_loop_limit() {
     let variants = eligible(ctx(), &loss, &inputs);
     assert_eq!(variants, ["row-split", "row-workgroup"]);
     for v in variants {
-        with_rows_variant(v, || {
+        with_forced_variant(v, || {
             check_on(
                 ctx(),
                 &format!("{n}x{c} {v}"),
@@ -1581,7 +1581,7 @@ fn every_variant_at_non_finite_class_weights_and_upstreams() {
                 ] {
                     for v in eligible(ctx(), &loss, &inputs) {
                         ran.insert(v);
-                        with_rows_variant(v, || {
+                        with_forced_variant(v, || {
                             let what =
                                 format!("C={c} w[{}]={} y={} {loss:?} {v}", at[k], w[at[k]], y[0]);
                             for red in REDUCTIONS {
@@ -1638,7 +1638,7 @@ fn every_variant_with_every_row_ignored_or_weighted_zero() {
                     .into_iter()
                     .filter(|_| all_ignored)
                 {
-                    let mean = with_rows_variant(v, || {
+                    let mean = with_forced_variant(v, || {
                         ctx().evaluate(&loss, Reduction::Mean, &inputs).unwrap()
                     })
                     .unwrap();
@@ -1691,7 +1691,7 @@ fn a_forced_variant_must_fit_the_shape() {
     let names = eligible(ctx(), &loss, &inputs);
     assert!(!names.contains(&"row-thread"), "{names:?}");
     // A thread would walk 70 000 classes: refused, not wrong.
-    let err = with_rows_variant("row-thread", || {
+    let err = with_forced_variant("row-thread", || {
         ctx().evaluate(&loss, Reduction::Mean, &inputs)
     })
     .unwrap()
@@ -1701,13 +1701,13 @@ fn a_forced_variant_must_fit_the_shape() {
         "{err}"
     );
     // nll-rows is nll's alone.
-    let err = with_rows_variant("nll-rows", || {
+    let err = with_forced_variant("nll-rows", || {
         ctx().evaluate(&loss, Reduction::Mean, &inputs)
     })
     .unwrap()
     .unwrap_err();
     assert!(matches!(err, Error::Variant { .. }), "{err}");
-    assert!(with_rows_variant("row-warp", || ()).is_err());
+    assert!(with_forced_variant("row-warp", || ()).is_err());
     // What is forced is what runs: a split row's scan pass comes first.
     let x = vec![0.5f32; 140_000];
     let two = Inputs::new(Tensor::new(&x, &[2, 70_000])).classes(&[3, 5], &[2]);
@@ -1716,7 +1716,7 @@ fn a_forced_variant_must_fit_the_shape() {
         ("row-workgroup", 2),
         ("row-group-shared", 2),
     ] {
-        let prepared = with_rows_variant(v, || ctx().prepare(&loss, Reduction::Sum, &two))
+        let prepared = with_forced_variant(v, || ctx().prepare(&loss, Reduction::Sum, &two))
             .unwrap()
             .unwrap();
         assert_eq!(prepared.dispatches(), passes, "{v}");
