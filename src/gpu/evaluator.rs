@@ -182,6 +182,9 @@ impl Context {
 
     /// Compiles `loss` as `variant` runs it, for `plan`, the plan of the
     /// shapes of `inputs`.
+    // The call (loss, reduction, inputs, plan, grad) and how to run it
+    // (variant, custom schedule): the tuner builds one per candidate.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn compile_variant(
         &self,
         loss: &Loss,
