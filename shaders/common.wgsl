@@ -243,11 +243,6 @@ fn ext_f32(e: Ext) -> f32 {
     return select(e.v, kind_bits(e.k), e.k != K_FIN);
 }
 
-// NaN as a working value, for shaders/pairs.wgsl alone (`max_norm` and
-// `item`'s default), whose distances do not carry kinds yet. The contract
-// test allows it nowhere else.
-fn nan() -> f32 { return kind_bits(K_NAN); }
-
 // Clamps from below without turning NaN into the bound. WGSL's max may drop
 // NaN, and a compiler that assumes no NaN may turn a select of a comparison
 // into max (Mesa's GL path does): the bit test keeps NaN either way.

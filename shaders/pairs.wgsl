@@ -418,8 +418,10 @@ fn max_add(s: MaxAcc, v: f32) -> MaxAcc {
     return s;
 }
 
-fn max_norm(s: MaxAcc) -> f32 {
-    return select(s.m, nan(), s.nans > 0.0);
+// A NaN component makes the norm NaN: the callers carry that as a flag
+// (`max_nan`) to the stores and compute on a finite stand-in instead.
+fn max_nan(s: MaxAcc) -> bool {
+    return s.nans > 0.0;
 }
 
 fn max_count(s: MaxAcc) -> f32 {
@@ -474,11 +476,6 @@ fn row_max3(lid: u32, ap: MaxAcc, an: MaxAcc, pn: MaxAcc) -> Max3 {
     );
 }
 
-// sign(v), 0 for 0 and NaN, as the reference's.
-fn sign0(v: f32) -> f32 {
-    return select(0.0, select(-1.0, 1.0, v > 0.0), v > 0.0 || v < 0.0);
-}
-
 // ln 2 in two parts: k * LN2_HI is exact for |k| < 2^9 (LN2_HI has 15
 // significant bits). What this assumes: `k * LN2_HI + (... + k * LN2_LO)` and
 // `(y - n * LN2_HI) - n * LN2_LO` are not reassociated into one product with
@@ -489,9 +486,10 @@ const LN2_HI: f32 = 0.693145751953125;
 const LN2_LO: f32 = 1.4286068e-6;
 
 // ln x to about an ulp: the exponent's multiple of ln 2 in two parts, the
-// mantissa in [0.707, 1.414) through the series.
+// mantissa in [0.707, 1.414) through the series. For finite x >= 0 (callers
+// classify the rest); 0 gives `ln`'s finite floor -FLT_MAX.
 fn ln_acc(x: f32) -> f32 {
-    if (kind_of(x) != K_FIN || x <= 0.0) {
+    if (x <= 0.0) {
         return ln(x);
     }
     let f = frexp(x);
@@ -507,8 +505,10 @@ fn ln_acc(x: f32) -> f32 {
 
 // e^y to about an ulp (the built-in may be off by 3 + 2|y| ulp): y = n ln 2
 // + f with |f| <= ln 2 / 2, a polynomial for e^f, then the power of two.
+// For finite y (callers classify the rest); past 80 the built-in, whose
+// overflow the callers classify.
 fn exp_acc(y: f32) -> f32 {
-    if (kind_of(y) != K_FIN || abs(y) >= 80.0) {
+    if (abs(y) >= 80.0) {
         return exp(y);
     }
     let n = round(y / LN2);
@@ -524,46 +524,76 @@ fn exp_acc(y: f32) -> f32 {
     return ldexp(1.0 + f * q, i32(n));
 }
 
-// |v_k| / vmax raised to p, for the scaled sums of the general norm.
+// |v_k| / vmax raised to p, for the scaled sums of the general norm. Only a
+// finite nonzero vmax has its sum used (see triplet_margin): a zero, NaN
+// (stand-in 0) or infinite one gives 0 without computing, and then so does
+// every v_k, which is finite for a finite vmax.
 fn scaled_pow(v: f32, vmax: f32) -> f32 {
+    if (!is_fin(vmax) || is_zero(vmax) || !is_fin(v)) {
+        return 0.0;
+    }
     let r = abs(v) / vmax;
     if (r == 0.0) {
         return 0.0;
     }
-    return exp_acc(params.p * ln_acc(r));
+    // r in (0, 1] and p > 0: y <= 0, -inf only for an absurd p (e^y = 0).
+    let y = params.p * ln_acc(r);
+    return select(exp_acc(select(y, 0.0, !is_fin(y))), 0.0, !is_fin(y));
 }
 
-// d |v|_p / d v_k as torch's norm_backward (see norm_grad in src/cpu/pairs.rs).
-// `d` is the norm, except for the general p: there the largest |v_k|, with
-// `aux` = ln sum (|v_k| / d)^p; for p = inf, `aux` components share the
-// gradient.
-fn norm_grad(v: f32, d: f32, aux: f32) -> f32 {
+// d |v|_p / d v_k as torch's norm_backward (see norm_grad in src/cpu/pairs.rs),
+// with its kind: v and d may be infinite or NaN (from the inputs), and are
+// classified from their bits. `d` is the norm, except for the general p:
+// there the largest |v_k| (0 when `norm_nan`: a NaN component), with `aux` =
+// ln sum (|v_k| / d)^p; for p = inf, `aux` components share the gradient
+// (d = -1 for a NaN norm, which no |v_k| equals).
+fn norm_grad(v: f32, d: f32, aux: f32, norm_nan: bool) -> Ext {
+    let ve = ext(v);
     switch params.norm {
         case NORM_INF: {
-            return select(0.0, sign0(v) / aux, abs(v) == d || is_nan(v));
+            // aux >= 1 wherever the term is taken.
+            let at_max = ext_eq(ext_abs(ve), ext(d)) || ve.k == K_NAN;
+            return fin(select(0.0, ext_sign(ve) / max(aux, 1.0), at_max));
         }
         case NORM_1: {
-            return sign0(v);
+            return fin(ext_sign(ve));
         }
         case NORM_2: {
-            return select(v / d, 0.0, d == 0.0);
+            return ext_pick(ext_div(ve, ext(d)), fin(0.0), is_zero(d));
         }
         default: {
-            if (d == 0.0 || v == 0.0) {
-                return 0.0;
+            // A NaN norm: every nonzero component's term is NaN.
+            if (norm_nan) {
+                return ext_pick(ext_kind(K_NAN), fin(0.0), is_zero(v));
             }
+            if (is_zero(d) || is_zero(v)) {
+                return fin(0.0);
+            }
+            // Past here v is finite unless d is infinite: then |v_k| / d is
+            // 0 for a finite v_k (aux = 0), NaN for an infinite one.
+            if (ve.k != K_FIN) {
+                return ext_kind(K_NAN);
+            }
+            let dinf = kind_of(d) == K_PINF;
+            let ratio = select(abs(v) / select(d, 1.0, dinf), 0.0, dinf);
             // |v_k|^(p-1) / |v|_p^(p-1) with |v|_p = vmax S^(1/p): as one
             // exponential of small arguments, so that no power overflows and
-            // a single component gives exactly sign(v_k).
+            // a single component gives exactly sign(v_k). The exponent
+            // overflows only from ln's floor at a zero ratio: e^-inf = 0,
+            // e^inf = inf.
             let q = params.p - 1.0;
-            return sign0(v) * exp_acc(q * ln_acc(abs(v) / d) - q / params.p * aux);
+            let y = ext(q * ln_acc(ratio) - q / params.p * aux);
+            var e = ext(exp_acc(y.v));
+            e = ext_pick(e, fin(0.0), y.k == K_NINF);
+            e = ext_pick(e, ext_kind(y.k), y.k == K_PINF || y.k == K_NAN);
+            return ext_mul(fin(ext_sign(ve)), e);
         }
     }
 }
 
 // TripletMarginLoss: max(margin + d(a, p) - d(a, n), 0), d(u, w) = |u - w + eps|_p,
 // with swap d(a, n) -> min(d(a, n), d(p, n)).
-fn triplet_margin(seat: Seat, lid: u32) -> f32 {
+fn triplet_margin(seat: Seat, lid: u32) -> Ext {
     let r = seat.row;
     let base = params.skip + r * params.dim;
     let eps = params.eps;
@@ -579,6 +609,12 @@ fn triplet_margin(seat: Seat, lid: u32) -> f32 {
     var aux_pn = 1.0;
     var use_pn = false;
     var tie = false;
+    // Whether a distance is NaN (a NaN component, see max_nan), and so the
+    // loss.
+    var nan_ap = false;
+    var nan_an = false;
+    var nan_pn = false;
+    var l_nan = false;
     if (params.norm == NORM_INF) {
         var m_ap = MaxAcc(0.0, 0.0, 0.0);
         var m_an = MaxAcc(0.0, 0.0, 0.0);
@@ -597,17 +633,24 @@ fn triplet_margin(seat: Seat, lid: u32) -> f32 {
         m_ap = m.ap;
         m_an = m.an;
         m_pn = m.pn;
-        d_ap = max_norm(m_ap);
-        d_an = max_norm(m_an);
-        d_pn = max_norm(m_pn);
+        nan_ap = max_nan(m_ap);
+        nan_an = max_nan(m_an);
+        nan_pn = max_nan(m_pn);
+        // A NaN norm's stand-in is -1, which no |v_k| equals: norm_grad then
+        // gives its NaN components 0 / count and the others 0, as for NaN.
+        d_ap = select(m_ap.m, -1.0, nan_ap);
+        d_an = select(m_an.m, -1.0, nan_an);
+        d_pn = select(m_pn.m, -1.0, nan_pn);
         aux_ap = max_count(m_ap);
         aux_an = max_count(m_an);
         aux_pn = max_count(m_pn);
         // torch.min(d(a, n), d(p, n)) before the difference: inf - min(inf, x)
-        // is inf, where the larger of inf - inf and inf - x would be NaN.
-        use_pn = swap && (d_pn < d_an || is_nan(d_pn));
-        tie = swap && d_pn == d_an;
+        // is inf, where the larger of inf - inf and inf - x would be NaN. A
+        // NaN d(p, n) is the minimum; a NaN d(a, n) compares with nothing.
+        use_pn = swap && (nan_pn || (!nan_an && d_pn < d_an));
+        tie = swap && !nan_pn && !nan_an && d_pn == d_an;
         l = clamp_min(params.margin + (d_ap - select(d_an, d_pn, use_pn)), 0.0);
+        l_nan = nan_ap || select(nan_an, nan_pn, use_pn);
     } else {
         // (s_ap, s_an, ds_an, ds_pn) and (s_pn, ...).
         var sums = pw_new();
@@ -658,9 +701,15 @@ fn triplet_margin(seat: Seat, lid: u32) -> f32 {
             // the largest |v_k| (one more walk over the row), each power to
             // about an ulp.
             let m = row_max3(lid, m_ap, m_an, m_pn);
-            d_ap = max_norm(m.ap);
-            d_an = max_norm(m.an);
-            d_pn = max_norm(m.pn);
+            // A NaN norm makes every nonzero component's gradient NaN
+            // (norm_grad): its scaled sum takes the stand-in scale 0 and goes
+            // unused.
+            nan_ap = max_nan(m.ap);
+            nan_an = max_nan(m.an);
+            nan_pn = max_nan(m.pn);
+            d_ap = select(m.ap.m, 0.0, nan_ap);
+            d_an = select(m.an.m, 0.0, nan_an);
+            d_pn = select(m.pn.m, 0.0, nan_pn);
             var q = pw_new();
             for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
                 let a = input[base + k];
@@ -674,7 +723,8 @@ fn triplet_margin(seat: Seat, lid: u32) -> f32 {
             }
             let qt = row_sum(lid, pw_total(&q));
             // An infinite component leaves only 0 and NaN gradients: the
-            // others' ratios are 0 whatever the sum.
+            // others' ratios are 0 whatever the sum. A zero norm's aux goes
+            // unused too (norm_grad gives 0).
             aux_ap = select(ln_acc(qt.x), 0.0, kind_of(d_ap) == K_PINF);
             aux_an = select(ln_acc(qt.y), 0.0, kind_of(d_an) == K_PINF);
             aux_pn = select(ln_acc(qt.z), 0.0, kind_of(d_pn) == K_PINF);
@@ -696,33 +746,41 @@ fn triplet_margin(seat: Seat, lid: u32) -> f32 {
         // still meets every term, so NaN terms stay NaN, as in autograd.
         var g = 0.0;
         if (live(seat)) {
-            g = select(0.0, row_upstream(r), l > 0.0);
+            g = select(0.0, row_upstream(r), l > 0.0 && !l_nan);
         }
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = input[base + k];
             let p = second[base + k];
             let n = third[base + k];
-            let n_ap = norm_grad(a - p + eps, d_ap, aux_ap);
-            let n_an = norm_grad(a - n + eps, d_an, aux_an);
-            var n_pn = 0.0;
+            let n_ap = norm_grad(a - p + eps, d_ap, aux_ap, nan_ap);
+            let n_an = norm_grad(a - n + eps, d_an, aux_an, nan_an);
+            var n_pn = fin(0.0);
             if (swap) {
-                n_pn = norm_grad(p - n + eps, d_pn, aux_pn);
+                n_pn = norm_grad(p - n + eps, d_pn, aux_pn, nan_pn);
             }
-            grad_input[base + k] = g * (n_ap - w_an * n_an);
-            grad_second[base + k] = g * (-n_ap - w_pn * n_pn);
-            grad_third[base + k] = g * (w_an * n_an + w_pn * n_pn);
+            // IEEE on the kinds: a NaN or infinite term reaches every sum it
+            // meets, also at weight 0. The weights are 0, 0.5 or 1: their
+            // products are exact, whatever fma contraction does.
+            let ge = ext(g);
+            let an = ext_mul(fin(w_an), n_an);
+            let pn = ext_mul(fin(w_pn), n_pn);
+            grad_input[base + k] = ext_f32(ext_mul(ge, ext_sub(n_ap, an)));
+            grad_second[base + k] = ext_f32(ext_mul(ge, ext_sub(ext_neg(n_ap), pn)));
+            grad_third[base + k] = ext_f32(ext_mul(ge, ext_add(an, pn)));
         }
     }
-    return l;
+    return ext_of(l, select(K_FIN, K_NAN, l_nan));
 }
 
-// The loss of the seat's row, on every lane of it. Every invocation of a
-// workgroup calls it (with a seat past the last row if need be): the joins
-// inside may wait for all of them.
-fn item(seat: Seat, lid: u32) -> f32 {
+// The loss of the seat's row, on every lane of it, as the kind the drivers
+// store. Every invocation of a workgroup calls it (with a seat past the last
+// row if need be): the joins inside may wait for all of them.
+fn item(seat: Seat, lid: u32) -> Ext {
     switch LOSS {
-        case COSINE_EMBEDDING: { return cosine_embedding(seat, lid); }
+        case COSINE_EMBEDDING: { return ext(cosine_embedding(seat, lid)); }
         case TRIPLET_MARGIN: { return triplet_margin(seat, lid); }
-        default: { return nan(); }
+        // Unreachable (the host sets LOSS from loss_id): a NaN kind, stored
+        // as NaN, if it ever were.
+        default: { return ext_kind(K_NAN); }
     }
 }

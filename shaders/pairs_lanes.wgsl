@@ -49,12 +49,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var kinds = 0u;
     if (live(seat) && seat.lane == 0u) {
         if (params.write_items != 0u) {
-            out[params.row_skip + r] = l;
+            out[params.row_skip + r] = ext_f32(l);
         } else {
             // The sums add finite values only; kinds join at the store.
-            let part = split_pair(vec2(l, 1.0));
-            kinds = part.kinds;
-            acc = vec4(part.v, 0.0, 0.0);
+            kinds = kind_flag(l.k);
+            acc = vec4(l.v, 1.0, 0.0, 0.0);
         }
     }
     if (params.write_items == 0u) {

@@ -43,11 +43,10 @@ fn main(
         let l = item(Seat(r, lane, size, params.dim), lid);
         if (lane == 0u) {
             if (params.write_items != 0u) {
-                out[params.row_skip + r] = l;
+                out[params.row_skip + r] = ext_f32(l);
             } else {
-                let part = split_pair(vec2(l, 1.0));
-                kinds = kinds | part.kinds;
-                acc = acc + vec4(part.v, 0.0, 0.0);
+                kinds = kinds | kind_flag(l.k);
+                acc = acc + vec4(l.v, 1.0, 0.0, 0.0);
             }
         }
     }

@@ -872,24 +872,11 @@ fn is_store(text: &str) -> bool {
 /// calls may stand only in a store (or a `let` read only by stores).
 const STORE_HELPERS: [&str; 3] = ["kind_bits", "ext_f32", "pair_value"];
 /// The functions of common.wgsl that may build a NaN or an infinity, or call
-/// the store helpers as values: the store helpers themselves, and `nan`.
-const NONFINITE_HELPERS: [&str; 4] = ["kind_bits", "ext_f32", "pair_value", "nan"];
-/// Helpers that hand out NaN or an infinity as a working value.
+/// the store helpers as values: the store helpers themselves.
+const NONFINITE_HELPERS: [&str; 3] = STORE_HELPERS;
+/// Helpers that would hand out NaN or an infinity as a working value: none is
+/// allowed anywhere, whether or not a shader defines it.
 const WORKING_NONFINITE: [&str; 2] = ["nan", "inf"];
-/// The (file, function) pairs still allowed a working NaN, and why. The test
-/// fails when one no longer uses it, so that the list only shrinks.
-const WORKING_NONFINITE_ALLOWED: [(&str, &str, &str); 2] = [
-    (
-        "shaders/pairs.wgsl",
-        "max_norm",
-        "the p = inf norm of a row with a NaN component, until pairs' distances carry kinds",
-    ),
-    (
-        "shaders/pairs.wgsl",
-        "item",
-        "the unreachable default of the loss switch, stored as the row's loss",
-    ),
-];
 
 /// Whether `v` (a u32 literal's value) is the bit pattern of an f32 NaN or
 /// infinity.
@@ -910,8 +897,8 @@ fn nonfinite_literals(text: &str) -> bool {
 
 /// The problems of one WGSL file (`name` as reported, `common` for
 /// common.wgsl): non-finite values built outside `kind_bits`, working NaN or
-/// infinities outside `WORKING_NONFINITE_ALLOWED`, store helpers outside
-/// stores or compared, and the allowances `src` no longer uses.
+/// infinities (`WORKING_NONFINITE`), and store helpers outside stores or
+/// compared.
 fn nonfinite_problems(name: &str, src: &str, common: bool) -> Vec<String> {
     let stmts = statements(src);
     let in_helper = |s: &Stmt| {
@@ -933,7 +920,6 @@ fn nonfinite_problems(name: &str, src: &str, common: bool) -> Vec<String> {
         })
         .collect();
     let mut problems = Vec::new();
-    let mut used = vec![false; WORKING_NONFINITE_ALLOWED.len()];
     for (k, s) in stmts.iter().enumerate() {
         let text = &s.text;
         let mut problem = |why: String| {
@@ -963,15 +949,9 @@ fn nonfinite_problems(name: &str, src: &str, common: bool) -> Vec<String> {
             if calls(text, helper).is_empty() {
                 continue;
             }
-            let allowed = WORKING_NONFINITE_ALLOWED
-                .iter()
-                .position(|(f, g, _)| *f == name && s.func.as_deref() == Some(*g));
-            match allowed {
-                Some(i) => used[i] = true,
-                None => problem(format!(
-                    "{helper}() is a working NaN or infinity: carry the kind (Ext) and build the value with ext_f32 where it is stored"
-                )),
-            }
+            problem(format!(
+                "{helper}() is a working NaN or infinity: carry the kind (Ext) and build the value with ext_f32 where it is stored"
+            ));
         }
         for helper in STORE_HELPERS {
             for at in calls(text, helper) {
@@ -1012,13 +992,6 @@ fn nonfinite_problems(name: &str, src: &str, common: bool) -> Vec<String> {
             }
         }
     }
-    for (i, (f, g, _)) in WORKING_NONFINITE_ALLOWED.iter().enumerate() {
-        if *f == name && !used[i] {
-            problems.push(format!(
-                "{f}: fn {g} no longer uses a working NaN: remove it from WORKING_NONFINITE_ALLOWED"
-            ));
-        }
-    }
     problems
 }
 
@@ -1046,12 +1019,12 @@ fn the_nonfinite_scan_sees_every_way_in() {
         assert!(found[0].starts_with("k.wgsl:2: `"), "{found:?}");
         assert!(found[0].contains("(fn f)"), "{found:?}");
     }
-    // An allowance no longer used is a problem too.
+    // pairs.wgsl once had allowances; none is left.
     let pairs =
         "fn max_norm(s: MaxAcc) -> f32 {\n    return select(s.m, nan(), s.nans > 0.0);\n}\n";
     let found = nonfinite_problems("shaders/pairs.wgsl", pairs, false);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].contains("fn item no longer uses"), "{found:?}");
+    assert!(found[0].contains("nan() is a working NaN"), "{found:?}");
     // A bitcast of a constant that holds an infinity's bits.
     let src = "const INF_BITS: u32 = 0x7f800000u;\nfn f() -> f32 {\n    return bitcast<f32>(INF_BITS);\n}\n";
     assert_eq!(nonfinite_problems("k.wgsl", src, false).len(), 1);

@@ -1755,3 +1755,34 @@ fn forcing_a_variant_that_cannot_run_is_an_error() {
         "pairs"
     );
 }
+
+/// Infinite and NaN components of the anchor, positive and negative give the
+/// twin's value and gradient kinds for every norm, with and without swap, on
+/// every variant: infinite and NaN distances, inf - inf, the swap's minimum
+/// against a NaN or infinite distance, and norm gradients at an infinite or
+/// NaN norm (which the kernels carry as kinds).
+#[test]
+fn triplet_nonfinite_components_follow_the_twin() {
+    let (nan, inf) = (f32::NAN, f32::INFINITY);
+    #[rustfmt::skip]
+    let rows: [[[f32; 3]; 3]; 7] = [
+        [[nan, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]],
+        [[inf, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]],
+        [[0.0, 1.0, 2.0], [0.0, 1.0, 1.0], [0.0, -inf, 2.0]],
+        [[1.0, 0.0, 0.0], [inf, 0.0, 0.0], [0.0, 0.0, 1.0]],
+        [[1.0, 2.0, 3.0], [1.0, 2.0, 2.5], [0.0, 0.0, 0.0]],
+        [[0.0, 0.0, 0.0], [inf, 1.0, 0.0], [inf, 0.0, 0.0]],
+        [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, nan, 0.0]],
+    ];
+    let part = |t: usize| -> Vec<f32> { rows.iter().flat_map(|r| r[t]).collect() };
+    let (a, p, n) = (part(0), part(1), part(2));
+    let shape = [rows.len(), 3];
+    let inputs = Inputs::new(Tensor::new(&a, &shape))
+        .positive(Tensor::new(&p, &shape))
+        .negative(Tensor::new(&n, &shape));
+    for loss in triplets() {
+        let what = format!("{loss:?} non-finite components");
+        check(&what, &loss, Reduction::None, &inputs);
+        check_grad(&what, &loss, Reduction::Sum, &inputs, Upstream::Scalar(1.0));
+    }
+}
