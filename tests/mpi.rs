@@ -8,59 +8,21 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
-use wgpu_loss::cli::npy;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wgpu-loss");
 
 /// No MPI run here takes a minute; one that does is hanging.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("wgpu-loss-mpi-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.0.join(file).to_str().unwrap().to_string()
-    }
-
-    fn f32(&self, file: &str, shape: &[usize], data: &[f32]) -> String {
-        npy::write_f32(self.path(file), shape, data).unwrap();
-        self.path(file)
-    }
-
-    fn i64(&self, file: &str, shape: &[usize], data: &[i64]) -> String {
-        npy::write_i64(self.path(file), shape, data).unwrap();
-        self.path(file)
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "common/dir.rs"]
+mod dir;
+use dir::Dir;
 
 /// Runs `cmd`, killing it (and failing) past `TIMEOUT`.
 fn output(mut cmd: Command) -> Output {
@@ -288,7 +250,7 @@ fn cases(dir: &Dir) -> Vec<Case> {
 /// for byte; rank 0 alone prints, with the rank count and each rank's share.
 #[test]
 fn ranks_give_one_process_results() {
-    let dir = Dir::new("values");
+    let dir = Dir::new("mpi", "values");
     let cases = cases(&dir);
     let inputs = dir.names();
     for case in &cases {
@@ -344,7 +306,7 @@ fn ranks_give_one_process_results() {
 /// reference on every rank (exit 3).
 #[test]
 fn a_failing_rank_fails_every_rank() {
-    let dir = Dir::new("failing");
+    let dir = Dir::new("mpi", "failing");
     let cases = cases(&dir);
     let good = &cases[0].args;
     let mut bad = good.clone();

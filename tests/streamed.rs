@@ -18,48 +18,9 @@ use wgpu_loss::{cpu, Inputs, Loss, Reduction, Tensor};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wgpu-loss");
 
-/// A fresh directory per test, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir =
-            std::env::temp_dir().join(format!("wgpu-loss-streamed-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.0.join(file).to_str().unwrap().to_string()
-    }
-
-    fn f32(&self, file: &str, shape: &[usize], data: &[f32]) -> String {
-        npy::write_f32(self.path(file), shape, data).unwrap();
-        self.path(file)
-    }
-
-    fn i64(&self, file: &str, shape: &[usize], data: &[i64]) -> String {
-        npy::write_i64(self.path(file), shape, data).unwrap();
-        self.path(file)
-    }
-
-    /// The file names in the directory, sorted.
-    fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "common/dir.rs"]
+mod dir;
+use dir::Dir;
 
 fn run_env(args: &[String], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(BIN);
@@ -387,7 +348,7 @@ fn cases(dir: &Dir) -> Vec<Case> {
 /// reference's tolerance), and no temporary file is left.
 #[test]
 fn streamed_files_are_those_of_one_call() {
-    let dir = Dir::new("files");
+    let dir = Dir::new("streamed", "files");
     let cases = cases(&dir);
     let inputs = dir.names();
     for case in cases {
@@ -405,7 +366,7 @@ fn streamed_files_are_those_of_one_call() {
 /// files are those of one call.
 #[test]
 fn adapters_share_by_speed() {
-    let dir = Dir::new("adapters");
+    let dir = Dir::new("streamed", "adapters");
     let cases = cases(&dir);
     for case in cases.iter().filter(|c| {
         [
@@ -461,7 +422,7 @@ fn value_of(v: &Value) -> f64 {
 /// neither changes the GPU's value.
 #[test]
 fn reference_modes() {
-    let dir = Dir::new("modes");
+    let dir = Dir::new("streamed", "modes");
     let mut r = rng(42);
     let n = 30_000;
     let (x, y) = (uniform(&mut r, n, -2.0, 2.0), uniform(&mut r, n, -2.0, 2.0));
@@ -572,7 +533,7 @@ fn reference_modes() {
 /// test-only `WGPU_LOSS_TEST_SKEW_GPU`.
 #[test]
 fn disagreements_exit_3_and_write_nothing() {
-    let dir = Dir::new("disagree");
+    let dir = Dir::new("streamed", "disagree");
     let mut r = rng(43);
     let n = 20_000;
     let (x, y) = (uniform(&mut r, n, -2.0, 2.0), uniform(&mut r, n, -2.0, 2.0));
@@ -659,7 +620,7 @@ fn disagreements_exit_3_and_write_nothing() {
 /// earlier chunks were written: exit 2, and no output or temporary file left.
 #[test]
 fn a_failing_chunk_leaves_nothing() {
-    let dir = Dir::new("failing");
+    let dir = Dir::new("streamed", "failing");
     let mut r = rng(44);
     let (rows, c) = (20_000, 5);
     let logits = uniform(&mut r, rows * c, -3.0, 3.0);
