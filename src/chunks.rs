@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
-use crate::inputs::{plan, plan_shapes, Broadcast, Geometry, Inputs, Target, Tensor};
+use crate::inputs::{plan, plan_shapes, Broadcast, Floats, Geometry, Inputs, Target, Tensor};
 use crate::loss::{Loss, Reduction};
 
 /// Roles in the order of `DeviceInputs::named`: a chunk's tensors are
@@ -44,6 +44,9 @@ impl Rule {
 
 #[derive(Clone, Debug)]
 enum Values<'a> {
+    /// A tensor's own elements (any dtype).
+    Floats(Floats<'a>),
+    /// Values the plan made: an upcast or expanded broadcast.
     F32(Cow<'a, [f32]>),
     I64(&'a [i64]),
 }
@@ -133,7 +136,7 @@ impl<'a> Chunks<'a> {
         let batch = shape.first().map_or(1, |&n| n as u64);
         let chunk_elems = chunk_elems.max(1);
         let mut cuts: [Cut<'a>; 8] = Default::default();
-        let f32s = |t: Tensor<'a>| Values::F32(Cow::Borrowed(t.data));
+        let f32s = |t: Tensor<'a>| Values::Floats(t.data);
         let target_values = match inputs.target {
             Some(Target::Float(t)) => Some(f32s(t)),
             Some(Target::Class { data, .. }) => Some(Values::I64(data)),
@@ -227,9 +230,7 @@ impl<'a> Chunks<'a> {
                     let Some(t) = t else { continue };
                     cuts[role] = match (role, &geometry) {
                         // The class weight of the softmax-row losses: one per class.
-                        (2, Geometry::Rows(_)) => {
-                            Cut::Whole(Cow::Borrowed(t.data), t.shape.to_vec())
-                        }
+                        (2, Geometry::Rows(_)) => Cut::Whole(t.data.to_f32(), t.shape.to_vec()),
                         _ => cut(f32s(t), t.shape),
                     };
                 }
@@ -365,6 +366,7 @@ impl<'a> Chunks<'a> {
                 } => {
                     let range = start * per_unit..end * per_unit;
                     let v = match values {
+                        Values::Floats(d) => Values::Floats(d.slice(range)),
                         Values::F32(d) => Values::F32(Cow::Borrowed(&d[range])),
                         Values::I64(d) => Values::I64(&d[range]),
                     };
@@ -427,12 +429,13 @@ impl<'c> Chunk<'c> {
     /// The chunk as the inputs of one call.
     pub fn inputs(&self) -> Inputs<'_> {
         let float = |role: usize| match &self.values[role] {
-            Some(Values::F32(d)) => Some(Tensor::new(d, &self.shapes[role])),
+            Some(Values::Floats(d)) => Some(Tensor::new(*d, &self.shapes[role])),
+            Some(Values::F32(d)) => Some(Tensor::new(&d[..], &self.shapes[role])),
             _ => None,
         };
         let mut inputs = Inputs::new(float(0).unwrap_or_default());
         inputs.target = match &self.values[1] {
-            Some(Values::F32(d)) => Some(Target::Float(Tensor::new(d, &self.shapes[1]))),
+            Some(Values::Floats(_) | Values::F32(_)) => float(1).map(Target::Float),
             Some(Values::I64(d)) => Some(Target::Class {
                 data: d,
                 shape: &self.shapes[1],
@@ -447,10 +450,11 @@ impl<'c> Chunk<'c> {
         inputs
     }
 
-    /// The f32 values of `role`, or the class indices of the target.
-    pub(crate) fn floats(&self, role: usize) -> Option<&[f32]> {
+    /// The float values of `role`.
+    pub(crate) fn floats(&self, role: usize) -> Option<Floats<'_>> {
         match &self.values[role] {
-            Some(Values::F32(d)) => Some(d),
+            Some(Values::Floats(d)) => Some(*d),
+            Some(Values::F32(d)) => Some(Floats::F32(d)),
             _ => None,
         }
     }

@@ -31,7 +31,7 @@ pub use gpu::variant::{variant_names, with_forced_variant};
 pub use gpu::{Evaluation, Gradients, Prepared, TuneCache, Variant};
 pub use gpu::{TUNE_MAX_ELEMENTS, TUNE_MIN_ELEMENTS};
 pub use gradients::GradientsOf;
-pub use inputs::{Inputs, Target, Tensor, Upstream};
+pub use inputs::{bf16, f16, DType, Floats, Inputs, Target, Tensor, Upstream};
 pub use loss::{
     Dice, DiceMode, Domain, Entry, Loss, Need, Pairs, Param, Pointwise, Reduction, Rows,
     TargetKind, TensorName, Value, CATALOG,

@@ -21,15 +21,15 @@ fn pixel(inputs: &Inputs<'_>, plan: &DicePlan, n: usize, s: usize) -> Vec<[f64; 
     let x = inputs.input.data;
     let at = |k: usize| (n * c + k) * inner + s;
     let probs: Vec<f64> = if !from_logits {
-        (0..c).map(|k| x[at(k)] as f64).collect()
+        (0..c).map(|k| x.get(at(k)) as f64).collect()
     } else if *mode == DiceMode::Multiclass {
-        let z: Vec<f64> = (0..c).map(|k| x[at(k)] as f64).collect();
+        let z: Vec<f64> = (0..c).map(|k| x.get(at(k)) as f64).collect();
         let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
         let total: f64 = e.iter().sum();
         e.iter().map(|v| v / total).collect()
     } else {
-        (0..c).map(|k| sigmoid(x[at(k)] as f64)).collect()
+        (0..c).map(|k| sigmoid(x.get(at(k)) as f64)).collect()
     };
     (0..c)
         .map(|k| {
@@ -40,7 +40,7 @@ fn pixel(inputs: &Inputs<'_>, plan: &DicePlan, n: usize, s: usize) -> Vec<[f64; 
                     ((keep && y == k as i64) as u8 as f64, keep)
                 }
                 Some(Target::Float(t)) => {
-                    let y = t.data[at(k)];
+                    let y = t.data.get(at(k));
                     (y as f64, ignore_index.is_none_or(|i| y != i as f32))
                 }
                 None => unreachable!("validated by plan"),
@@ -200,7 +200,7 @@ pub fn gradient_with(inputs: &Inputs<'_>, plan: &DicePlan, class_grads: &[(f64, 
                     .iter()
                     .zip(&px)
                     .enumerate()
-                    .map(|(k, (g, q))| g * q[0] * sigmoid(-(x[at(k)] as f64)))
+                    .map(|(k, (g, q))| g * q[0] * sigmoid(-(x.get(at(k)) as f64)))
                     .collect()
             };
             for (k, v) in gx.into_iter().enumerate() {

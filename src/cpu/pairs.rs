@@ -1,7 +1,9 @@
 //! CPU twin of `shaders/pairs.wgsl`: cosine_embedding and triplet_margin over
 //! rows of `(N, D)`.
 
-use crate::inputs::{Inputs, PairsPlan, Target};
+use std::borrow::Cow;
+
+use crate::inputs::{Floats, Inputs, PairsPlan, Target};
 use crate::loss::Pairs;
 
 use super::pointwise::sign;
@@ -216,8 +218,8 @@ pub fn triplet_margin_grad(
     [ga, gp, gn]
 }
 
-fn row(t: &[f32], d: usize, r: usize) -> &[f32] {
-    &t[r * d..(r + 1) * d]
+fn row(t: Floats<'_>, d: usize, r: usize) -> Cow<'_, [f32]> {
+    t.slice(r * d..(r + 1) * d).to_f32()
 }
 
 /// (loss, 1) per row.
@@ -226,14 +228,14 @@ pub fn items(inputs: &Inputs<'_>, plan: &PairsPlan) -> Vec<(f64, f64)> {
     let d = plan.dim;
     (0..plan.rows)
         .map(|r| {
-            let a = row(inputs.input.data, d, r);
+            let a = &row(inputs.input.data, d, r);
             let l = match loss {
                 Pairs::CosineEmbedding { margin } => {
                     let Some(Target::Float(b)) = inputs.target else {
                         unreachable!("validated by plan")
                     };
-                    let label = inputs.labels.map_or(1.0, |l| l.data[r] as f64);
-                    cosine_embedding(a, row(b.data, d, r), label, *margin as f64)
+                    let label = inputs.labels.map_or(1.0, |l| l.data.get(r) as f64);
+                    cosine_embedding(a, &row(b.data, d, r), label, *margin as f64)
                 }
                 Pairs::TripletMargin {
                     margin,
@@ -241,8 +243,8 @@ pub fn items(inputs: &Inputs<'_>, plan: &PairsPlan) -> Vec<(f64, f64)> {
                     eps,
                     swap,
                 } => {
-                    let pos = row(inputs.positive.expect("validated").data, d, r);
-                    let neg = row(inputs.negative.expect("validated").data, d, r);
+                    let pos = &row(inputs.positive.expect("validated").data, d, r);
+                    let neg = &row(inputs.negative.expect("validated").data, d, r);
                     triplet_margin(a, pos, neg, *margin as f64, *p as f64, *eps as f64, *swap)
                 }
             };
@@ -264,15 +266,15 @@ pub fn gradient(inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -> ReferenceGr
         Vec::with_capacity(len),
     );
     for (r, gr) in g.iter().enumerate() {
-        let a = row(inputs.input.data, d, r);
+        let a = &row(inputs.input.data, d, r);
         match loss {
             Pairs::CosineEmbedding { margin } => {
                 let Some(Target::Float(b)) = inputs.target else {
                     unreachable!("validated by plan")
                 };
-                let label = inputs.labels.map_or(1.0, |l| l.data[r] as f64);
+                let label = inputs.labels.map_or(1.0, |l| l.data.get(r) as f64);
                 let (ga, gb) =
-                    cosine_embedding_grad(a, row(b.data, d, r), label, *margin as f64, *gr);
+                    cosine_embedding_grad(a, &row(b.data, d, r), label, *margin as f64, *gr);
                 first.extend(ga);
                 second.extend(gb);
             }
@@ -282,8 +284,8 @@ pub fn gradient(inputs: &Inputs<'_>, plan: &PairsPlan, g: &[f64]) -> ReferenceGr
                 eps,
                 swap,
             } => {
-                let pos = row(inputs.positive.expect("validated").data, d, r);
-                let neg = row(inputs.negative.expect("validated").data, d, r);
+                let pos = &row(inputs.positive.expect("validated").data, d, r);
+                let neg = &row(inputs.negative.expect("validated").data, d, r);
                 let [ga, gp, gn] = triplet_margin_grad(
                     a,
                     pos,

@@ -277,8 +277,8 @@ pub fn gradient(inputs: &Inputs<'_>, plan: &PointPlan<'_>, g: &[f64]) -> Vec<f64
     };
     (0..plan.n)
         .map(|i| {
-            let x = inputs.input.data[i] as f64;
-            let y = target.data[i / plan.per_target] as f64;
+            let x = inputs.input.data.get(i) as f64;
+            let y = target.data.get(i / plan.per_target) as f64;
             let w = plan.weight.as_ref().map_or(1.0, |w| w.at(i) as f64);
             let a = plan.aux.as_ref().map(|a| a.at(i) as f64);
             // The upstream meets the weight first: g/0 · 0 is NaN as in PyTorch.
@@ -315,8 +315,8 @@ pub fn items(inputs: &Inputs<'_>, plan: &PointPlan<'_>) -> Vec<(f64, f64)> {
     };
     (0..plan.n)
         .map(|i| {
-            let x = inputs.input.data[i] as f64;
-            let y = target.data[i / plan.per_target] as f64;
+            let x = inputs.input.data.get(i) as f64;
+            let y = target.data.get(i / plan.per_target) as f64;
             let w = plan.weight.as_ref().map_or(1.0, |w| w.at(i) as f64);
             let a = plan.aux.as_ref().map(|a| a.at(i) as f64);
             match loss {

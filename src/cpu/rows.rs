@@ -8,7 +8,12 @@ use crate::loss::Rows;
 pub fn row(inputs: &Inputs<'_>, plan: &RowsPlan, r: usize) -> Vec<f64> {
     let (n, s) = (r / plan.inner, r % plan.inner);
     (0..plan.classes)
-        .map(|c| inputs.input.data[(n * plan.classes + c) * plan.inner + s] as f64)
+        .map(|c| {
+            inputs
+                .input
+                .data
+                .get((n * plan.classes + c) * plan.inner + s) as f64
+        })
         .collect()
 }
 
@@ -22,7 +27,7 @@ pub fn log_softmax(x: &[f64]) -> Vec<f64> {
 pub fn items(inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64)> {
     let loss = &plan.loss;
     let c = plan.classes;
-    let w = |k: usize| inputs.weight.map_or(1.0, |w| w.data[k] as f64);
+    let w = |k: usize| inputs.weight.map_or(1.0, |w| w.data.get(k) as f64);
     (0..plan.rows)
         .map(|r| {
             let x = row(inputs, plan, r);
@@ -38,7 +43,7 @@ pub fn items(inputs: &Inputs<'_>, plan: &RowsPlan) -> Vec<(f64, f64)> {
                     let (n, s) = (r / plan.inner, r % plan.inner);
                     let l = (0..c)
                         .map(|k| {
-                            let tk = t.data[(n * c + k) * plan.inner + s] as f64;
+                            let tk = t.data.get((n * c + k) * plan.inner + s) as f64;
                             let tk = tk * (1.0 - eps) + eps / c as f64;
                             -w(k) * tk * logp[k]
                         })
@@ -102,7 +107,7 @@ fn log_softmax_grad(logp: &[f64], grad_logp: &[f64]) -> Vec<f64> {
 pub fn gradient(inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) -> Vec<f64> {
     let loss = &plan.loss;
     let c = plan.classes;
-    let w = |k: usize| inputs.weight.map_or(1.0, |w| w.data[k] as f64);
+    let w = |k: usize| inputs.weight.map_or(1.0, |w| w.data.get(k) as f64);
     let mut out = vec![0.0; inputs.input.data.len()];
     for r in 0..plan.rows {
         let (n, s) = (r / plan.inner, r % plan.inner);
@@ -119,7 +124,7 @@ pub fn gradient(inputs: &Inputs<'_>, plan: &RowsPlan, g: &[f64]) -> Vec<f64> {
             ) => {
                 let eps = *label_smoothing as f64;
                 for (k, gl) in grad_logp.iter_mut().enumerate() {
-                    let tk = t.data[at(k)] as f64;
+                    let tk = t.data.get(at(k)) as f64;
                     let tk = tk * (1.0 - eps) + eps / c as f64;
                     *gl = -gr * w(k) * tk;
                 }

@@ -17,7 +17,6 @@ mod tune;
 pub(crate) mod variant;
 
 use crate::loss::Dice;
-use std::borrow::Cow;
 
 use bytemuck::Pod;
 
@@ -308,10 +307,10 @@ impl Context {
             (name, self.upload(name, data), shape.to_vec())
         };
         let mut add = |t| tensors.push(t);
-        add(up("input", inputs.input.data, inputs.input.shape));
+        add(up("input", &inputs.input.data.to_f32(), inputs.input.shape));
         let mut class_target = false;
         match inputs.target {
-            Some(Target::Float(t)) => add(up("target", t.data, t.shape)),
+            Some(Target::Float(t)) => add(up("target", &t.data.to_f32(), t.shape)),
             Some(Target::Class { data, shape }) => {
                 let ignore = ignore_index(loss);
                 let classes: Vec<i32> = data
@@ -349,10 +348,8 @@ impl Context {
                 .find(|(n, _)| *n == Some(name))
                 .and_then(|(_, b)| *b);
             match b {
-                Some(b) if matches!(b.data, Cow::Owned(_)) => {
-                    add(up(name.name(), &b.data, inputs.input.shape))
-                }
-                _ => add(up(name.name(), t.data, t.shape)),
+                Some(b) if b.expanded => add(up(name.name(), &b.data, inputs.input.shape)),
+                _ => add(up(name.name(), &t.data.to_f32(), t.shape)),
             }
         }
         Uploads {

@@ -172,7 +172,7 @@ impl Context {
         // Tensors that every chunk shares are uploaded once.
         let whole: Vec<Option<wgpu::Buffer>> = (0..ROLES.len())
             .map(|r| match first.floats(r) {
-                Some(d) if chunks.is_whole(r) => Some(self.upload(ROLES[r].name(), d)),
+                Some(d) if chunks.is_whole(r) => Some(self.upload(ROLES[r].name(), &d.to_f32())),
                 _ => None,
             })
             .collect();
@@ -389,8 +389,12 @@ impl Slot {
     fn write(&self, ctx: &Context, chunk: &Chunk<'_>, staged: &mut Vec<i32>, ignore: Option<i64>) {
         for (r, buffer) in self.buffers.iter().enumerate() {
             let Some(buffer) = buffer else { continue };
+            let upcast;
             let bytes: &[u8] = match (chunk.floats(r), chunk.classes()) {
-                (Some(d), _) => bytemuck::cast_slice(d),
+                (Some(d), _) => {
+                    upcast = d.to_f32();
+                    bytemuck::cast_slice(&upcast)
+                }
                 (None, Some(c)) if r == 1 => {
                     staged.clear();
                     staged.extend(c.iter().map(|&v| {

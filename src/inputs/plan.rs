@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 
 use super::tensors::{
-    Broadcast, DicePlan, Geometry, Inputs, PairsPlan, Plan, PointPlan, RowsPlan, Target, Tensor,
+    Broadcast, DicePlan, Floats, Geometry, Inputs, PairsPlan, Plan, PointPlan, RowsPlan, Target,
+    Tensor,
 };
 use crate::error::{Error, Result};
 use crate::loss::{Dice, DiceMode, Loss, Need, Pairs, Pointwise, Reduction, Rows, TensorName};
@@ -153,21 +154,24 @@ impl<'a> Checker<'_, 'a> {
         }
         if numel(shape) == 0 {
             return Ok(Broadcast {
-                data: Cow::Borrowed(t.data),
+                data: t.data.to_f32(),
                 inner: 1,
                 len: numel(t.shape).max(1),
+                expanded: false,
             });
         }
         match block {
             None => Ok(Broadcast {
-                data: Cow::Borrowed(t.data),
+                data: t.data.to_f32(),
                 inner: 1,
                 len: 1,
+                expanded: false,
             }),
             Some((lo, hi)) if contiguous => Ok(Broadcast {
-                data: Cow::Borrowed(t.data),
+                data: t.data.to_f32(),
                 inner: numel(&shape[hi..]),
                 len: numel(&shape[lo..hi]),
+                expanded: false,
             }),
             Some(_) if !self.values => self.shape_err(
                 name,
@@ -189,7 +193,7 @@ impl<'a> Checker<'_, 'a> {
                 let mut out = Vec::with_capacity(n);
                 let mut idx = vec![0usize; shape.len()];
                 for _ in 0..n {
-                    out.push(t.data[idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()]);
+                    out.push(t.data.get(idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()));
                     for d in (0..shape.len()).rev() {
                         idx[d] += 1;
                         if idx[d] < shape[d] {
@@ -202,6 +206,7 @@ impl<'a> Checker<'_, 'a> {
                     data: Cow::Owned(out),
                     inner: 1,
                     len: n,
+                    expanded: true,
                 })
             }
         }
@@ -235,15 +240,17 @@ impl<'a> Checker<'_, 'a> {
             || (var.shape.len() == s.len() && var.shape.split_last() == Some((&1, rows)));
         let b = if var.shape == s {
             Broadcast {
-                data: Cow::Borrowed(var.data),
+                data: var.data.to_f32(),
                 inner: 1,
                 len: numel(s).max(1),
+                expanded: false,
             }
         } else if per_row && !s.is_empty() {
             Broadcast {
-                data: Cow::Borrowed(var.data),
+                data: var.data.to_f32(),
                 inner: last.max(1),
                 len: numel(rows).max(1),
+                expanded: false,
             }
         } else {
             return self.shape_err(
@@ -253,28 +260,28 @@ impl<'a> Checker<'_, 'a> {
             );
         };
         if self.values {
-            if let Some(index) = var.data.iter().position(|v| *v < 0.0) {
+            if let Some(index) = var.data.iter().position(|v| v < 0.0) {
                 return Err(Error::Negative {
                     loss: self.loss,
                     name: "var",
                     index,
-                    value: var.data[index],
+                    value: var.data.get(index),
                 });
             }
         }
         Ok(b)
     }
 
-    fn unit_range(&self, name: &'static str, data: &[f32]) -> Result<()> {
+    fn unit_range(&self, name: &'static str, data: Floats<'_>) -> Result<()> {
         if !self.values {
             return Ok(());
         }
-        match data.iter().position(|v| !(*v >= 0.0 && *v <= 1.0)) {
+        match data.iter().position(|v| !(0.0..=1.0).contains(&v)) {
             Some(index) => Err(Error::OutOfUnitRange {
                 loss: self.loss,
                 name,
                 index,
-                value: data[index],
+                value: data.get(index),
             }),
             None => Ok(()),
         }
@@ -447,6 +454,7 @@ fn point_plan<'a>(c: &Checker<'_, 'a>, loss: &Pointwise) -> Result<Plan<'a>> {
                 data: Cow::Owned(q.clone()),
                 inner: 1,
                 len: q.len(),
+                expanded: false,
             };
             point(q.len(), None, Some((aux, None)))
         }

@@ -2,19 +2,187 @@
 
 use std::borrow::Cow;
 
+pub use half::{bf16, f16};
+
 use crate::error::{Error, Result};
 use crate::loss::{Dice, Pairs, Pointwise, Reduction, Rows, TensorName};
 
+/// The element type of a float tensor. Half-precision values are read as
+/// they are stored and computed in f32, as PyTorch upcasts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DType {
+    #[default]
+    F32,
+    /// IEEE binary16 ([`half::f16`]).
+    F16,
+    /// bfloat16 ([`half::bf16`]): f32's exponent, 8 bits of significand.
+    Bf16,
+}
+
+impl DType {
+    pub const ALL: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::Bf16 => 2,
+        }
+    }
+
+    /// The name the CLI and errors use: `f32`, `f16`, `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::Bf16 => "bf16",
+        }
+    }
+
+    /// The dtype of a name as [`name`](Self::name) gives it.
+    pub fn parse(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// The borrowed elements of a float tensor, in one of the [`DType`]s.
+#[derive(Clone, Copy, Debug)]
+pub enum Floats<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    Bf16(&'a [bf16]),
+}
+
+impl Default for Floats<'_> {
+    fn default() -> Self {
+        Floats::F32(&[])
+    }
+}
+
+impl<'a> Floats<'a> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Floats::F32(_) => DType::F32,
+            Floats::F16(_) => DType::F16,
+            Floats::Bf16(_) => DType::Bf16,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Floats::F32(d) => d.len(),
+            Floats::F16(d) => d.len(),
+            Floats::Bf16(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` as f32 (exact: every f16 and bf16 value is an f32).
+    pub fn get(&self, i: usize) -> f32 {
+        match self {
+            Floats::F32(d) => d[i],
+            Floats::F16(d) => d[i].to_f32(),
+            Floats::Bf16(d) => d[i].to_f32(),
+        }
+    }
+
+    /// The elements in `range`, in the same dtype.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Floats<'a> {
+        match *self {
+            Floats::F32(d) => Floats::F32(&d[range]),
+            Floats::F16(d) => Floats::F16(&d[range]),
+            Floats::Bf16(d) => Floats::Bf16(&d[range]),
+        }
+    }
+
+    /// The elements as f32: borrowed when they are, else upcast (exactly).
+    pub fn to_f32(&self) -> Cow<'a, [f32]> {
+        match *self {
+            Floats::F32(d) => Cow::Borrowed(d),
+            Floats::F16(d) => Cow::Owned(d.iter().map(|v| v.to_f32()).collect()),
+            Floats::Bf16(d) => Cow::Owned(d.iter().map(|v| v.to_f32()).collect()),
+        }
+    }
+
+    /// The elements as f32, one at a time.
+    pub fn iter(&self) -> impl Iterator<Item = f32> + 'a {
+        let this = *self;
+        (0..this.len()).map(move |i| this.get(i))
+    }
+
+    /// The stored bytes (native endianness), as a device buffer holds them.
+    pub fn bytes(&self) -> &'a [u8] {
+        match *self {
+            Floats::F32(d) => bytemuck::cast_slice(d),
+            Floats::F16(d) => bytemuck::cast_slice(d),
+            Floats::Bf16(d) => bytemuck::cast_slice(d),
+        }
+    }
+}
+
+impl<'a> From<&'a [f32]> for Floats<'a> {
+    fn from(d: &'a [f32]) -> Self {
+        Floats::F32(d)
+    }
+}
+impl<'a> From<&'a Vec<f32>> for Floats<'a> {
+    fn from(d: &'a Vec<f32>) -> Self {
+        Floats::F32(d)
+    }
+}
+impl<'a, const N: usize> From<&'a [f32; N]> for Floats<'a> {
+    fn from(d: &'a [f32; N]) -> Self {
+        Floats::F32(d)
+    }
+}
+impl<'a> From<&'a [f16]> for Floats<'a> {
+    fn from(d: &'a [f16]) -> Self {
+        Floats::F16(d)
+    }
+}
+impl<'a> From<&'a Vec<f16>> for Floats<'a> {
+    fn from(d: &'a Vec<f16>) -> Self {
+        Floats::F16(d)
+    }
+}
+impl<'a> From<&'a [bf16]> for Floats<'a> {
+    fn from(d: &'a [bf16]) -> Self {
+        Floats::Bf16(d)
+    }
+}
+impl<'a> From<&'a Vec<bf16>> for Floats<'a> {
+    fn from(d: &'a Vec<bf16>) -> Self {
+        Floats::Bf16(d)
+    }
+}
+impl<'a> From<&'a Cow<'a, [f32]>> for Floats<'a> {
+    fn from(d: &'a Cow<'a, [f32]>) -> Self {
+        Floats::F32(d)
+    }
+}
+
 /// A borrowed float tensor: row-major data and its shape (`[]` is a scalar).
+/// The data is f32, f16 or bf16 ([`Floats`]); `Tensor::new(&values, &shape)`
+/// takes a slice or `Vec` of any of them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tensor<'a> {
-    pub data: &'a [f32],
+    pub data: Floats<'a>,
     pub shape: &'a [usize],
 }
 
 impl<'a> Tensor<'a> {
-    pub fn new(data: &'a [f32], shape: &'a [usize]) -> Self {
-        Tensor { data, shape }
+    pub fn new(data: impl Into<Floats<'a>>, shape: &'a [usize]) -> Self {
+        Tensor {
+            data: data.into(),
+            shape,
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
     }
 }
 
@@ -179,9 +347,12 @@ impl Upstream<'_> {
 /// contiguous block are expanded on the host.
 #[derive(Clone, Debug)]
 pub struct Broadcast<'a> {
+    /// The values, upcast to f32 where the tensor was half precision.
     pub data: Cow<'a, [f32]>,
     pub inner: usize,
     pub len: usize,
+    /// `data` is the tensor expanded to the larger one's shape.
+    pub expanded: bool,
 }
 
 impl Broadcast<'_> {

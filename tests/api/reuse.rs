@@ -117,7 +117,13 @@ fn encodes_on_the_same_buffers_allocate_nothing_after_the_first() {
     };
     // Two sets of buffers holding the same data.
     let sets: Vec<[wgpu::Buffer; 3]> = (0..2)
-        .map(|_| [buffer(&ctx, x), buffer(&ctx, y), buffer(&ctx, &[0f32; 4])])
+        .map(|_| {
+            [
+                buffer(&ctx, &x.to_f32()),
+                buffer(&ctx, &y.to_f32()),
+                buffer(&ctx, &[0f32; 4]),
+            ]
+        })
         .collect();
     fn device<'a>(s: &'a [wgpu::Buffer; 3], shape: &'a [usize]) -> DeviceInputs<'a> {
         DeviceInputs::new(DeviceTensor::new(BufferView::new(&s[0], 0, 1000), shape))
@@ -167,7 +173,7 @@ fn scalar_upstreams_are_kept_per_value() {
         Some(wgpu_loss::Target::Float(t)) => t.data,
         _ => panic!("mse has a float target"),
     };
-    let (bx, by) = (buffer(&ctx, x), buffer(&ctx, y));
+    let (bx, by) = (buffer(&ctx, &x.to_f32()), buffer(&ctx, &y.to_f32()));
     let device = DeviceInputs::new(DeviceTensor::new(BufferView::new(&bx, 0, 1000), &shape))
         .target(DeviceTensor::new(BufferView::new(&by, 0, 1000), &shape));
     let evaluator = ctx.grad_evaluator(&loss, Reduction::Sum, &device).unwrap();

@@ -407,7 +407,7 @@ fn merged_cross_entropy_shards() {
         .iter()
         .zip(&ys)
         .map(|((xd, xsh), (yd, ysh))| {
-            Inputs::new(Tensor::new(xd, xsh))
+            Inputs::new(Tensor::new(*xd, xsh))
                 .classes(yd, ysh)
                 .weight(Tensor::new(&w, &sw))
         })
@@ -441,7 +441,7 @@ fn merged_dice_shards() {
     let parts: Vec<Inputs<'_>> = xs
         .iter()
         .zip(&ys)
-        .map(|((xd, xsh), (yd, ysh))| Inputs::new(Tensor::new(xd, xsh)).classes(yd, ysh))
+        .map(|((xd, xsh), (yd, ysh))| Inputs::new(Tensor::new(*xd, xsh)).classes(yd, ysh))
         .collect();
     for log_loss in [false, true] {
         let dice = Loss::Dice(Dice {

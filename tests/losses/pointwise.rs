@@ -1271,7 +1271,7 @@ fn upstream_items_scale_each_item() {
         .unwrap()
         .data
         .iter()
-        .map(|y| -*y as f64 / 3.0)
+        .map(|y| -y as f64 / 3.0)
         .collect();
     fd::assert_vec("batchmean", &b.input, &want);
     // Only the pair losses fill the other fields.

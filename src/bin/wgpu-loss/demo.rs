@@ -34,7 +34,7 @@ fn write_batch(dir: &Path, b: &synthetic::Batch) -> Result<Files, Fail> {
                 npy::write_i64(&path, shape, data)?
             }
             _ => match inputs.float(t) {
-                Some(x) => npy::write_f32(&path, x.shape, x.data)?,
+                Some(x) => npy::write_f32(&path, x.shape, &x.data.to_f32())?,
                 None => continue,
             },
         }
