@@ -42,6 +42,51 @@ fn is_zero(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0u; }
 // The sign bit: true for -0 and negative subnormals too.
 fn sign_bit(x: f32) -> bool { return (bitcast<u32>(x) >> 31u) != 0u; }
 
+// The element type of a float input binding, as src/inputs/tensors.rs's
+// `DType` and the `DTYPE_<binding>` overrides the host sets per binding
+// (src/gpu/evaluator.rs). A binding of halves holds two per u32, the
+// element with the lower index in the lower 16 bits (little-endian, as every
+// backend stores them).
+const DT_F32: u32 = 0u;
+const DT_F16: u32 = 1u;
+const DT_BF16: u32 = 2u;
+
+// The f32 of an f16's bits (the low 16 of `h`), from integer operations only:
+// the value is exact, an inf or NaN keeps its kind for `kind_of`, and an f16
+// subnormal becomes an f32 normal, so no flush-to-zero mode can drop it.
+fn f16_value(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    if (e == 0u) {
+        if (m == 0u) {
+            return bitcast<f32>(sign);
+        }
+        // m * 2^-24, normalised: its top bit `t` (0..9) becomes the implicit one.
+        let t = 31u - countLeadingZeros(m);
+        return bitcast<f32>(sign | ((t + 103u) << 23u) | ((m << (23u - t)) & 0x7fffffu));
+    }
+    let exponent = select(e + 112u, 255u, e == 0x1fu);
+    return bitcast<f32>(sign | (exponent << 23u) | (m << 13u));
+}
+
+// The word of a float binding that holds element `i`.
+fn word_of(i: u32, dt: u32) -> u32 {
+    return select(i >> 1u, i, dt == DT_F32);
+}
+
+// Element `i` of a float binding from its word `w` (see `word_of`).
+fn element(w: u32, i: u32, dt: u32) -> f32 {
+    let h = (w >> ((i & 1u) * 16u)) & 0xffffu;
+    if (dt == DT_F32) {
+        return bitcast<f32>(w);
+    }
+    if (dt == DT_BF16) {
+        return bitcast<f32>(h << 16u);
+    }
+    return f16_value(h);
+}
+
 fn kind_of(x: f32) -> u32 {
     let b = bitcast<u32>(x);
     let e = b & 0x7fffffffu;

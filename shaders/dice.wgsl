@@ -49,8 +49,10 @@ struct Params {
     coef_at: u32,
 }
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read> targets: array<f32>;
+// Input and float targets as words of their dtype (`element`, common.wgsl),
+// which the `DTYPE_<binding>` override of each names; class targets as i32.
+@group(0) @binding(0) var<storage, read> input: array<u32>;
+@group(0) @binding(1) var<storage, read> targets: array<u32>;
 // `finish`: the upstream (one value, or one per class for `none`);
 // `gradient`: the scratch, for the coefficients.
 @group(0) @binding(2) var<storage, read> side: array<f32>;
@@ -59,6 +61,12 @@ struct Params {
 // `main` and `finish`: partials and coefficients.
 @group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
+
+override DTYPE_0: u32 = DT_F32;
+override DTYPE_1: u32 = DT_F32;
+
+fn ld_input(i: u32) -> f32 { return element(input[word_of(i, DTYPE_0)], i, DTYPE_0); }
+fn ld_target(i: u32) -> f32 { return element(targets[word_of(i, DTYPE_1)], i, DTYPE_1); }
 
 // Pixels per thread of `main`, as src/gpu/dice.rs sizes its grid, and the
 // `activation` values of `activation_id` there (checked by the tests
@@ -104,7 +112,7 @@ fn softmax_of(first: u32) -> Softmax {
     var m = -FLT_MAX;
     var nan = false;
     for (var c = 0u; c < params.classes; c = c + 1u) {
-        let x = ext(input[first + c * params.inner]);
+        let x = ext(ld_input(first + c * params.inner));
         if (x.k == K_NAN || x.k == K_PINF) {
             nan = true;
         } else if (x.k == K_FIN) {
@@ -113,7 +121,7 @@ fn softmax_of(first: u32) -> Softmax {
     }
     var s = 0.0;
     for (var c = 0u; c < params.classes; c = c + 1u) {
-        let x = input[first + c * params.inner];
+        let x = ld_input(first + c * params.inner);
         if (is_fin(x)) {
             s = s + exp(x - m);
         }
@@ -160,7 +168,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let q = base + k * WG + lid;
             if (q < params.pixels) {
                 let i = first[k] + c * inner;
-                let x = input[i];
+                let x = ld_input(i);
                 var p = ext(x);
                 if (params.activation == SIGMOID) {
                     p = ext_sigmoid(p);
@@ -180,7 +188,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                         t = ext_kind(K_NAN);
                     }
                 } else {
-                    let raw = targets[i];
+                    let raw = ld_target(i);
                     keep = params.has_ignore == 0u || raw != params.ignore;
                     t = ext(raw);
                 }
@@ -243,7 +251,7 @@ fn coalesced(
         let c = row % classes;
         let q = (row / classes) * inner + (e - row * inner);
         let i = params.skip + e;
-        var p = ext(input[i]);
+        var p = ext(ld_input(i));
         if (params.activation == SIGMOID) {
             p = ext_sigmoid(p);
         }
@@ -257,7 +265,7 @@ fn coalesced(
                 t = ext_kind(K_NAN);
             }
         } else {
-            let raw = targets[i];
+            let raw = ld_target(i);
             keep = params.has_ignore == 0u || raw != params.ignore;
             t = ext(raw);
         }
@@ -535,7 +543,7 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         var mx = -FLT_MAX;
         var poison = false;
         for (var c = 0u; c < classes; c = c + 1u) {
-            let x = ext(input[first + c * inner]);
+            let x = ext(ld_input(first + c * inner));
             if (x.k == K_NAN || x.k == K_PINF) {
                 poison = true;
             } else if (x.k == K_FIN) {
@@ -545,7 +553,7 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         var s = 0.0;
         var dot = fin(0.0);
         for (var c = 0u; c < classes; c = c + 1u) {
-            let x = input[first + c * inner];
+            let x = ld_input(first + c * inner);
             var e = 0.0;
             if (is_fin(x)) {
                 e = exp(x - mx);
@@ -565,12 +573,12 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
         let st = Softmax(mx, s, false);
         dot = ext_div(dot, fin(st.s));
         if (y >= 0) {
-            let p = softmax_p(input[first + u32(y) * inner], st);
+            let p = softmax_p(ld_input(first + u32(y) * inner), st);
             dot = ext_add(dot, ext_mul(grad_prob(u32(y), p, fin(1.0), m), p));
         }
         for (var c = 0u; c < classes; c = c + 1u) {
             let i = first + c * inner;
-            let p = softmax_p(input[i], st);
+            let p = softmax_p(ld_input(i), st);
             let t = fin(select(0.0, 1.0, i32(c) == y));
             out[i] = ext_f32(ext_mul(p, ext_sub(grad_prob(c, p, t, m), dot)));
         }
@@ -578,13 +586,13 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     }
     for (var c = 0u; c < classes; c = c + 1u) {
         let i = first + c * inner;
-        let x = ext(input[i]);
+        let x = ext(ld_input(i));
         var t: Ext;
         var mc = m;
         if (params.class_target != 0u) {
             t = fin(select(0.0, 1.0, i32(c) == y));
         } else {
-            let raw = targets[i];
+            let raw = ld_target(i);
             mc = select(0.0, 1.0, params.has_ignore == 0u || raw != params.ignore);
             t = ext_mul(ext(raw), fin(mc));
         }

@@ -57,9 +57,11 @@ struct Params {
 
 // cosine_embedding: input = x1, second = x2, third = labels (one per row).
 // triplet_margin: input = anchor, second = positive, third = negative.
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read> second: array<f32>;
-@group(0) @binding(2) var<storage, read> third: array<f32>;
+// Each as words of its dtype (`element`, common.wgsl), which the
+// `DTYPE_<binding>` override of each names.
+@group(0) @binding(0) var<storage, read> input: array<u32>;
+@group(0) @binding(1) var<storage, read> second: array<u32>;
+@group(0) @binding(2) var<storage, read> third: array<u32>;
 // One value per row of the slice (from `row_skip`), or a single one for all.
 @group(0) @binding(3) var<storage, read> upstream: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -70,6 +72,13 @@ struct Params {
 @group(0) @binding(8) var<uniform> params: Params;
 
 override GRAD: bool = false;
+override DTYPE_0: u32 = DT_F32;
+override DTYPE_1: u32 = DT_F32;
+override DTYPE_2: u32 = DT_F32;
+
+fn ld_input(i: u32) -> f32 { return element(input[word_of(i, DTYPE_0)], i, DTYPE_0); }
+fn ld_second(i: u32) -> f32 { return element(second[word_of(i, DTYPE_1)], i, DTYPE_1); }
+fn ld_third(i: u32) -> f32 { return element(third[word_of(i, DTYPE_2)], i, DTYPE_2); }
 
 // Loss ids and norm selectors, as `loss_id` and `norm_id` in src/gpu/pairs.rs
 // give them (checked by the test gpu::contract::loss_ids_match_the_shaders).
@@ -282,8 +291,8 @@ fn cosine_embedding(seat: Seat, lid: u32) -> f32 {
         // the compensated sums stay here, with what acc_add assumes, and
         // join across lanes with the same compensation.
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
-            let a = input[base + k];
-            let b = second[base + k];
+            let a = ld_input(base + k);
+            let b = ld_second(base + k);
             dot = acc_mul(dot, a, b);
             m1 = acc_mul(m1, a, a);
             m2 = acc_mul(m2, b, b);
@@ -300,8 +309,8 @@ fn cosine_embedding(seat: Seat, lid: u32) -> f32 {
     } else {
         var sums = pw_new();
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
-            let a = input[base + k];
-            let b = second[base + k];
+            let a = ld_input(base + k);
+            let b = ld_second(base + k);
             pw_add(&sums, vec4(a * b, a * a, b * b, 0.0));
         }
         let t = row_sum(lid, pw_total(&sums));
@@ -313,7 +322,7 @@ fn cosine_embedding(seat: Seat, lid: u32) -> f32 {
     let cos = dot_total / den;
     var y = 1.0;
     if (params.flag != 0u && live(seat)) {
-        y = third[params.row_skip + r];
+        y = ld_third(params.row_skip + r);
     }
     // The loss and d loss / d cos: the hinge passes no gradient at exactly
     // cos = margin, labels other than +-1 none.
@@ -332,8 +341,8 @@ fn cosine_embedding(seat: Seat, lid: u32) -> f32 {
             s = dl * row_upstream(r);
         }
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
-            let a = input[base + k];
-            let b = second[base + k];
+            let a = ld_input(base + k);
+            let b = ld_second(base + k);
             grad_input[base + k] = s * cosine_grad(b, a, m1, dot, n1, den, cos);
             grad_second[base + k] = s * cosine_grad(a, b, m2, dot, n2, den, cos);
         }
@@ -620,9 +629,9 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         var m_an = MaxAcc(0.0, 0.0, 0.0);
         var m_pn = MaxAcc(0.0, 0.0, 0.0);
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
-            let a = input[base + k];
-            let p = second[base + k];
-            let n = third[base + k];
+            let a = ld_input(base + k);
+            let p = ld_second(base + k);
+            let n = ld_third(base + k);
             m_ap = max_add(m_ap, a - p + eps);
             m_an = max_add(m_an, a - n + eps);
             if (swap) {
@@ -660,9 +669,9 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         var m_an = MaxAcc(0.0, 0.0, 0.0);
         var m_pn = MaxAcc(0.0, 0.0, 0.0);
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
-            let a = input[base + k];
-            let p = second[base + k];
-            let n = third[base + k];
+            let a = ld_input(base + k);
+            let p = ld_second(base + k);
+            let n = ld_third(base + k);
             if (scaled) {
                 m_ap = max_add(m_ap, a - p + eps);
                 m_an = max_add(m_an, a - n + eps);
@@ -712,9 +721,9 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
             d_pn = select(m.pn.m, 0.0, nan_pn);
             var q = pw_new();
             for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
-                let a = input[base + k];
-                let p = second[base + k];
-                let n = third[base + k];
+                let a = ld_input(base + k);
+                let p = ld_second(base + k);
+                let n = ld_third(base + k);
                 var q_pn = 0.0;
                 if (swap) {
                     q_pn = scaled_pow(p - n + eps, d_pn);
@@ -749,9 +758,9 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
             g = select(0.0, row_upstream(r), l > 0.0 && !l_nan);
         }
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
-            let a = input[base + k];
-            let p = second[base + k];
-            let n = third[base + k];
+            let a = ld_input(base + k);
+            let p = ld_second(base + k);
+            let n = ld_third(base + k);
             let n_ap = norm_grad(a - p + eps, d_ap, aux_ap, nan_ap);
             let n_an = norm_grad(a - n + eps, d_an, aux_an, nan_an);
             var n_pn = fin(0.0);

@@ -2,32 +2,44 @@
 // pointwise.wgsl, which precedes this file in the module), and the weight
 // pre-pass and `total` that every variant's schedule uses.
 
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read> targets: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> aux: array<f32>;
+// Float tensors as words of their dtype (`element`, common.wgsl), which the
+// `DTYPE_<binding>` override of each names.
+@group(0) @binding(0) var<storage, read> input: array<u32>;
+@group(0) @binding(1) var<storage, read> targets: array<u32>;
+@group(0) @binding(2) var<storage, read> weight: array<u32>;
+@group(0) @binding(3) var<storage, read> aux: array<u32>;
 // One value per element of the slice, or a single one for every element.
 @group(0) @binding(4) var<storage, read> upstream: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(7) var<uniform> params: Params;
 
+override DTYPE_0: u32 = DT_F32;
+override DTYPE_1: u32 = DT_F32;
+override DTYPE_2: u32 = DT_F32;
+override DTYPE_3: u32 = DT_F32;
+
+fn ld_input(i: u32) -> f32 { return element(input[word_of(i, DTYPE_0)], i, DTYPE_0); }
+fn ld_target(i: u32) -> f32 { return element(targets[word_of(i, DTYPE_1)], i, DTYPE_1); }
+fn ld_weight(i: u32) -> f32 { return element(weight[word_of(i, DTYPE_2)], i, DTYPE_2); }
+fn ld_aux(i: u32) -> f32 { return element(aux[word_of(i, DTYPE_3)], i, DTYPE_3); }
+
 fn load(i: u32) -> Elem {
     var e: Elem;
-    e.x = input[i];
-    e.y = targets[i / params.per_target];
+    e.x = ld_input(i);
+    e.y = ld_target(i / params.per_target);
     let g = params.base + i;
     e.w = 1.0;
     if (params.w_sliced != 0u) {
-        e.w = weight[i];
+        e.w = ld_weight(i);
     } else if (params.w_len != 0u) {
-        e.w = weight[(g / params.w_inner) % params.w_len];
+        e.w = ld_weight((g / params.w_inner) % params.w_len);
     }
     e.a = params.p0;
     if (params.a_sliced != 0u) {
-        e.a = aux[i];
+        e.a = ld_aux(i);
     } else if (params.a_len != 0u) {
-        e.a = aux[(g / params.a_inner) % params.a_len];
+        e.a = ld_aux((g / params.a_inner) % params.a_len);
     }
     return e;
 }
@@ -111,7 +123,7 @@ fn weight_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     for (var k = 0u; k < ITEMS; k = k + 1u) {
         let i = base + k * WG + lid;
         if (i < params.n) {
-            let w = ext(weight[i]);
+            let w = ext(ld_weight(i));
             kinds = kinds | kind_flag(w.k);
             acc.x = acc.x + w.v;
         }

@@ -1,6 +1,6 @@
 // `point-vec4`: the elementwise losses (pointwise.wgsl, which precedes this
-// file in the module) with every element-aligned tensor loaded and stored as
-// vec4<f32>, in a grid-stride loop so that neighbouring invocations read
+// file in the module) with every element-aligned tensor loaded four elements
+// at a time and the results stored as vec4<f32>, in a grid-stride loop so that neighbouring invocations read
 // neighbouring 16-byte vectors. On lavapipe a SIMD group then loads whole
 // vectors where the scalar kernel's loads are gathers; on a GPU each load
 // instruction moves four times the bytes.
@@ -12,10 +12,10 @@
 // rest to pointwise_scalar.wgsl's `main`, from `first`. `params.n` is then a
 // multiple of 4.
 
-@group(0) @binding(0) var<storage, read> input: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> targets: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> weight: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> aux: array<vec4<f32>>;
+// The tensors it reads (bindings 0-3) are declared with their loads
+// `ld4_input`, `ld4_target`, `ld4_weight` and `ld4_aux` of vector j, which
+// precede this file: pointwise_vec4_f32.wgsl or, for half-precision
+// tensors, pointwise_vec4_half.wgsl.
 // A single value for every element, or one per element: f32, since a single
 // value is bound as 4 bytes, too few for a vec4.
 @group(0) @binding(4) var<storage, read> upstream: array<f32>;
@@ -70,15 +70,15 @@ fn main_vec4(
     var kinds = 0u;
     // At most `per_thread` vectors each (src/gpu/pointwise.rs sizes the grid).
     for (var j = group * WG + lid; j < n4; j = j + stride) {
-        let x = input[j];
-        let y = targets[j];
+        let x = ld4_input(j);
+        let y = ld4_target(j);
         var w = vec4<f32>(1.0);
         if (params.w_len != 0u) {
-            w = weight[vec_at(j, params.w_sliced)];
+            w = ld4_weight(vec_at(j, params.w_sliced));
         }
         var a = vec4<f32>(params.p0);
         if (params.a_len != 0u) {
-            a = aux[vec_at(j, params.a_sliced)];
+            a = ld4_aux(vec_at(j, params.a_sliced));
         }
         var l = vec4<f32>(0.0);
         var g = vec4<f32>(0.0);

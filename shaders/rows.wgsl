@@ -68,11 +68,12 @@ struct Params {
     _pad2: u32,
 }
 
-// Class indices as i32 (ignored rows hold `ignore`), or the bits of f32
-// probability targets of the input's shape.
-@group(0) @binding(0) var<storage, read> input: array<f32>;
-@group(0) @binding(1) var<storage, read> targets: array<i32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
+// Float tensors as words of their dtype (`element`, common.wgsl), which the
+// `DTYPE_<binding>` override of each names. Targets: class indices as i32
+// (ignored rows hold `ignore`), or probability targets of the input's shape.
+@group(0) @binding(0) var<storage, read> input: array<u32>;
+@group(0) @binding(1) var<storage, read> targets: array<u32>;
+@group(0) @binding(2) var<storage, read> weight: array<u32>;
 // One value per row of the slice (from `o_skip`), or a single one for all.
 @group(0) @binding(3) var<storage, read> upstream: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -83,6 +84,13 @@ struct Params {
 @group(0) @binding(7) var<uniform> params: Params;
 
 override GRAD: bool = false;
+override DTYPE_0: u32 = DT_F32;
+override DTYPE_1: u32 = DT_F32;
+override DTYPE_2: u32 = DT_F32;
+
+fn ld_input(i: u32) -> f32 { return element(input[word_of(i, DTYPE_0)], i, DTYPE_0); }
+fn ld_target(i: u32) -> f32 { return element(targets[word_of(i, DTYPE_1)], i, DTYPE_1); }
+fn ld_weight(i: u32) -> f32 { return element(weight[word_of(i, DTYPE_2)], i, DTYPE_2); }
 
 // Loss ids, as `loss_id` in src/gpu/rows.rs gives them (checked by the test
 // gpu::contract::loss_ids_match_the_shaders).
@@ -207,7 +215,7 @@ fn a_ext(st: State) -> Ext {
 
 fn class_weight(c: u32) -> f32 {
     if (params.has_weight != 0u) {
-        return weight[c];
+        return ld_weight(c);
     }
     return 1.0;
 }
@@ -218,7 +226,7 @@ fn class_weight(c: u32) -> f32 {
 fn factor(c: u32, j: u32) -> Ext {
     let w = ext(class_weight(c));
     if (LOSS == CROSS_ENTROPY_PROB) {
-        let t = ext(bitcast<f32>(targets[params.t_skip + j]));
+        let t = ext(ld_target(params.t_skip + j));
         let smoothed = ext_add(ext_mul(t, fin(1.0 - params.eps)), fin(params.eps / f32(params.classes)));
         return ext_mul(w, smoothed);
     }
@@ -237,7 +245,7 @@ fn target_class(r: u32) -> i32 {
     if (LOSS == CROSS_ENTROPY_PROB) {
         return IGNORED;
     }
-    let y = targets[params.t_skip + r];
+    let y = bitcast<i32>(targets[params.t_skip + r]);
     if (y == params.ignore) {
         return IGNORED;
     }
@@ -525,7 +533,7 @@ fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
     var g = fin(0.0);
     if (LOSS != NLL) {
         // In a row that is not NaN, a logit is finite or -inf (p = 0).
-        let x = input[params.x_skip + j];
+        let x = ld_input(params.x_skip + j);
         var p = 0.0;
         if (is_fin(x)) {
             p = exp((x - co.m) - co.ls);
@@ -568,7 +576,7 @@ fn scan(r: u32, y: i32) -> Scan {
         var part = empty();
         for (; c < end; c = c + 1u) {
             let j = base + c * params.inner;
-            let x = input[params.x_skip + j];
+            let x = ld_input(params.x_skip + j);
             if (i32(c) == y) {
                 xy = x;
             }
@@ -589,7 +597,7 @@ fn scan_part(r: u32, y: i32, c0: u32, end: u32, step: u32) -> State {
         var part = empty();
         for (var k = 0u; k < CHUNK && c < end; k = k + 1u) {
             let j = base + c * params.inner;
-            part = push(part, input[params.x_skip + j], row_factor(c, j, y));
+            part = push(part, ld_input(params.x_skip + j), row_factor(c, j, y));
             c = c + step;
         }
         st = merge(st, part);
@@ -603,13 +611,13 @@ fn target_logit(r: u32, y: i32) -> f32 {
     if (y < 0) {
         return 0.0;
     }
-    return input[params.x_skip + row_base(r) + u32(y) * params.inner];
+    return ld_input(params.x_skip + row_base(r) + u32(y) * params.inner);
 }
 
 // NLL reads one logit per row: its kind carries a non-finite one through.
 fn nll(r: u32, y: i32) -> Item {
     let wy = ext(class_weight(u32(y)));
-    let x = ext(input[params.x_skip + row_base(r) + u32(y) * params.inner]);
+    let x = ext(ld_input(params.x_skip + row_base(r) + u32(y) * params.inner));
     return Item(ext_mul(fin(-1.0), ext_mul(wy, x)), wy);
 }
 

@@ -55,6 +55,19 @@ pub(crate) const POINTWISE_VEC4: Kernel = Kernel {
     source: concat!(
         include_str!("../shaders/common.wgsl"),
         include_str!("../shaders/pointwise.wgsl"),
+        include_str!("../shaders/pointwise_vec4_f32.wgsl"),
+        include_str!("../shaders/pointwise_vec4.wgsl")
+    ),
+    reads: 5,
+    writes: 2,
+};
+/// `point-vec4` over f16 and bf16 tensors: four halves (8 bytes) per load.
+pub(crate) const POINTWISE_VEC4_HALF: Kernel = Kernel {
+    name: "pointwise_vec4_half",
+    source: concat!(
+        include_str!("../shaders/common.wgsl"),
+        include_str!("../shaders/pointwise.wgsl"),
+        include_str!("../shaders/pointwise_vec4_half.wgsl"),
         include_str!("../shaders/pointwise_vec4.wgsl")
     ),
     reads: 5,

@@ -2,13 +2,14 @@
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::inputs::{Inputs, Target, Tensor};
+use crate::inputs::{DType, Floats, Inputs, Target, Tensor};
 use crate::loss::TensorName;
 
-/// `len` 4-byte values (f32, or i32 class indices) of a caller-owned buffer,
-/// starting `offset` bytes in. Offsets must be multiples of 256 bytes (the
-/// largest `min_storage_buffer_offset_alignment` any adapter asks for), so a
-/// call that works on one adapter works on all.
+/// `len` values of a caller-owned buffer, starting `offset` bytes in: 4-byte
+/// values (f32, or i32 class indices), or 2-byte ones for a half-precision
+/// [`DeviceTensor`]. Offsets must be multiples of 256 bytes (the largest
+/// `min_storage_buffer_offset_alignment` any adapter asks for), so a call that
+/// works on one adapter works on all.
 #[derive(Clone, Copy, Debug)]
 pub struct BufferView<'a> {
     pub buffer: &'a wgpu::Buffer,
@@ -34,8 +35,15 @@ impl<'a> BufferView<'a> {
         }
     }
 
-    /// Checks usage, alignment and bounds; `name` goes into the error.
-    pub(crate) fn validate(&self, name: &'static str, device: &wgpu::Device) -> Result<()> {
+    /// Checks usage, alignment and bounds for values of `size` bytes (the
+    /// kernels read 4-byte words, so halves need the whole last word);
+    /// `name` goes into the error.
+    pub(crate) fn validate(
+        &self,
+        name: &'static str,
+        size: usize,
+        device: &wgpu::Device,
+    ) -> Result<()> {
         let bad = |problem: String| Err(Error::Buffer { name, problem });
         if !self.buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
             return bad(format!(
@@ -50,10 +58,15 @@ impl<'a> BufferView<'a> {
                 self.offset
             ));
         }
-        let end = self.offset + 4 * self.len as u64;
+        let end = self.offset + words(self.len, size);
         if end > self.buffer.size() {
+            let padded = if (self.len * size) % 4 != 0 {
+                ", rounded up to whole 4-byte words"
+            } else {
+                ""
+            };
             return bad(format!(
-                "offset {} + {} values x 4 bytes = {end} bytes exceeds its size of {} bytes",
+                "offset {} + {} values x {size} bytes{padded} = {end} bytes exceeds its size of {} bytes",
                 self.offset,
                 self.len,
                 self.buffer.size()
@@ -63,16 +76,35 @@ impl<'a> BufferView<'a> {
     }
 }
 
-/// A device tensor: a view and the shape of its values.
+/// The bytes of `len` values of `size` bytes, in whole 4-byte words.
+pub(crate) fn words(len: usize, size: usize) -> u64 {
+    ((len * size) as u64).next_multiple_of(4)
+}
+
+/// A device tensor: a view, the shape of its values and their dtype (f32
+/// unless [`with_dtype`](Self::with_dtype) says otherwise; class indices
+/// are i32).
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceTensor<'a> {
     pub view: BufferView<'a>,
     pub shape: &'a [usize],
+    pub dtype: DType,
 }
 
 impl<'a> DeviceTensor<'a> {
     pub fn new(view: BufferView<'a>, shape: &'a [usize]) -> Self {
-        DeviceTensor { view, shape }
+        DeviceTensor {
+            view,
+            shape,
+            dtype: DType::F32,
+        }
+    }
+
+    /// The same view read as `dtype` values: `view.len` of them, two per
+    /// 4-byte word for f16 and bf16 (the first in the lower bytes).
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
     }
 }
 
@@ -186,7 +218,14 @@ impl<'a> DeviceInputs<'a> {
 
     /// The shapes as host `Inputs` without data, for `plan_shapes`.
     pub(crate) fn shapes(&self) -> Inputs<'a> {
-        let t = |d: &DeviceTensor<'a>| Tensor::new(&[], d.shape);
+        let t = |d: &DeviceTensor<'a>| {
+            let data = match d.dtype {
+                DType::F32 => Floats::F32(&[]),
+                DType::F16 => Floats::F16(&[]),
+                DType::Bf16 => Floats::Bf16(&[]),
+            };
+            Tensor::new(data, d.shape)
+        };
         Inputs {
             input: t(&self.input),
             target: self.target.map(|d| {
@@ -273,9 +312,21 @@ impl<'a> DeviceInputs<'a> {
 
     /// Usage, alignment, bounds, and element counts against the shapes.
     pub(crate) fn validate(&self, device: &wgpu::Device) -> Result<()> {
+        if let Some(t) = self
+            .target
+            .filter(|t| self.class_target && t.dtype != DType::F32)
+        {
+            return Err(Error::Buffer {
+                name: "target",
+                problem: format!(
+                    "class indices are i32 values; {} is for float tensors",
+                    t.dtype.name()
+                ),
+            });
+        }
         for (name, t) in self.named() {
             if let Some(t) = t {
-                t.view.validate(name, device)?;
+                t.view.validate(name, t.dtype.size(), device)?;
                 let want: usize = t.shape.iter().product();
                 if t.view.len != want {
                     return Err(Error::DataLength {

@@ -1,7 +1,7 @@
 //! Seeded synthetic batches of realistic shape for every loss: what the CLI's
 //! `demo`, the benchmarks and examples evaluate.
 
-use crate::inputs::{Inputs, Target, Tensor};
+use crate::inputs::{bf16, f16, DType, Floats, Inputs, Target, Tensor};
 use crate::loss::{Dice, Pairs, Pointwise, Rows};
 use crate::loss::{DiceMode, Loss};
 
@@ -43,6 +43,96 @@ impl Batch {
             + f(&self.negative)
             + f(&self.var)
             + self.classes.as_ref().map_or(0, |c| c.0.len() * 4)
+    }
+}
+
+/// A tensor's values in one dtype, owned.
+#[derive(Clone, Debug)]
+pub enum Values {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+}
+
+impl Values {
+    /// `values` rounded to `dtype` (to nearest, ties to even).
+    pub fn cast(values: &[f32], dtype: DType) -> Values {
+        match dtype {
+            DType::F32 => Values::F32(values.to_vec()),
+            DType::F16 => Values::F16(values.iter().map(|&v| f16::from_f32(v)).collect()),
+            DType::Bf16 => Values::Bf16(values.iter().map(|&v| bf16::from_f32(v)).collect()),
+        }
+    }
+
+    pub fn floats(&self) -> Floats<'_> {
+        match self {
+            Values::F32(v) => Floats::F32(v),
+            Values::F16(v) => Floats::F16(v),
+            Values::Bf16(v) => Floats::Bf16(v),
+        }
+    }
+}
+
+/// A batch with its float tensors in another dtype ([`Batch::cast`]).
+#[derive(Clone, Debug)]
+pub struct Cast<'b> {
+    batch: &'b Batch,
+    tensors: [Option<Values>; 5],
+}
+
+impl Batch {
+    /// The batch with every float tensor rounded to `dtype` (class indices
+    /// stay as they are): what a model's half-precision output holds.
+    pub fn cast(&self, dtype: DType) -> Cast<'_> {
+        let cast = |t: Option<&(Vec<f32>, Vec<usize>)>| t.map(|t| Values::cast(&t.0, dtype));
+        Cast {
+            batch: self,
+            tensors: [
+                cast(Some(&self.input)),
+                cast(self.target.as_ref()),
+                cast(self.positive.as_ref()),
+                cast(self.negative.as_ref()),
+                cast(self.var.as_ref()),
+            ],
+        }
+    }
+}
+
+impl Cast<'_> {
+    pub fn inputs(&self) -> Inputs<'_> {
+        let b = self.batch;
+        let shapes = [
+            Some(&b.input.1),
+            b.target.as_ref().map(|t| &t.1),
+            b.positive.as_ref().map(|t| &t.1),
+            b.negative.as_ref().map(|t| &t.1),
+            b.var.as_ref().map(|t| &t.1),
+        ];
+        let [input, target, positive, negative, var] =
+            std::array::from_fn(|k| match (&self.tensors[k], shapes[k]) {
+                (Some(v), Some(s)) => Some(Tensor::new(v.floats(), s)),
+                _ => None,
+            });
+        let mut i = Inputs::new(input.expect("every batch has an input"));
+        i.target = match &b.classes {
+            Some((d, s)) => Some(Target::Class { data: d, shape: s }),
+            None => target.map(Target::Float),
+        };
+        i.positive = positive;
+        i.negative = negative;
+        i.var = var;
+        i
+    }
+
+    /// Bytes a kernel must read: every input once, in its dtype.
+    pub fn bytes(&self) -> usize {
+        let floats: usize = self
+            .tensors
+            .iter()
+            .flatten()
+            .map(|v| v.floats().bytes().len())
+            .sum();
+        floats + self.batch.classes.as_ref().map_or(0, |c| c.0.len() * 4)
     }
 }
 

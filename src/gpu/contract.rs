@@ -34,23 +34,27 @@ use naga::{
 };
 
 use super::dice::{self, DiceParams};
+use super::evaluator::dtype_code;
 use super::pairs::{self, PairsParams};
 use super::plan::{FinalizeParams, PointParams, WG};
 use super::pointwise;
 use super::rows::{self, RowsParams};
+use crate::inputs::DType;
 // The copy kernel's host side is the benchmark's, there with the `cli` feature.
 #[cfg(feature = "cli")]
 use crate::cli::bench::{CopyParams, COPY_ITEMS};
 #[cfg(feature = "cli")]
 use crate::context::COPY;
 use crate::context::{
-    Kernel, DICE, FINALIZE, PAIRS, PAIRS_SUBGROUP, POINTWISE, POINTWISE_VEC4, ROWS, ROWS_SUBGROUP,
+    Kernel, DICE, FINALIZE, PAIRS, PAIRS_SUBGROUP, POINTWISE, POINTWISE_VEC4, POINTWISE_VEC4_HALF,
+    ROWS, ROWS_SUBGROUP,
 };
 use crate::loss::{DiceMode, Loss, TargetKind, CATALOG};
 
 const KERNELS: &[(&str, &Kernel)] = &[
     ("POINTWISE", &POINTWISE),
     ("POINTWISE_VEC4", &POINTWISE_VEC4),
+    ("POINTWISE_VEC4_HALF", &POINTWISE_VEC4_HALF),
     ("ROWS", &ROWS),
     ("ROWS_SUBGROUP", &ROWS_SUBGROUP),
     ("PAIRS", &PAIRS),
@@ -288,6 +292,11 @@ fn params_match_the_shaders() {
             partial_base, w_sliced, a_sliced, p, scale_mode, d_at, divisor, repeat, per_thread,
             first, _pad,
         })),
+        (&POINTWISE_VEC4_HALF, rust_struct!(PointParams {
+            n, per_target, w_inner, w_len, a_inner, a_len, write_items, groups_x, base,
+            partial_base, w_sliced, a_sliced, p, scale_mode, d_at, divisor, repeat, per_thread,
+            first, _pad,
+        })),
         (&ROWS, rust_struct!(RowsParams {
             rows, classes, inner, has_weight, write_items, groups_x, eps, gamma, ignore, x_skip,
             t_skip, o_skip, partial_base, scale_mode, d_at, divisor, per_group, lanes, chunk,
@@ -445,6 +454,21 @@ fn shared_constants_match_the_shaders() {
         let module = parse(kernel);
         // Every kernel carries common.wgsl, so WG is checked in each.
         expect_const(kernel, &module, "WG", WG as i64, "plan::WG", &mut problems);
+        for (name, dtype) in [
+            ("DT_F32", DType::F32),
+            ("DT_F16", DType::F16),
+            ("DT_BF16", DType::Bf16),
+        ] {
+            let code = dtype_code(dtype) as i64;
+            expect_const(
+                kernel,
+                &module,
+                name,
+                code,
+                "evaluator::dtype_code",
+                &mut problems,
+            );
+        }
         for ep in &module.entry_points {
             if ep.workgroup_size != [WG as u32, 1, 1] {
                 problems.push(format!(
@@ -533,7 +557,7 @@ fn loss_values(kernel: &Kernel) -> Vec<u32> {
     let mut ids = Vec::new();
     for entry in CATALOG {
         match (kernel.name, (entry.default)()) {
-            ("pointwise" | "pointwise_vec4", Loss::Pointwise(l)) => {
+            ("pointwise" | "pointwise_vec4" | "pointwise_vec4_half", Loss::Pointwise(l)) => {
                 ids.push(pointwise::loss_id(&l).0)
             }
             ("rows" | "rows_subgroup", Loss::Rows(l)) => {
@@ -553,10 +577,15 @@ fn loss_values(kernel: &Kernel) -> Vec<u32> {
 /// constants.
 fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f64)>> {
     let mut combos = vec![vec![]];
+    let mut dtypes = Vec::new();
     for (_, o) in module.overrides.iter() {
         // naga adds unnamed overrides for expressions of named ones (an
         // array length such as `N / LOSS`): they follow from the named.
         let Some(name) = o.name.clone() else { continue };
+        if name.starts_with("DTYPE_") {
+            dtypes.push(name);
+            continue;
+        }
         let values: Vec<f64> = match name.as_str() {
             "LOSS" => loss_values(kernel).into_iter().map(f64::from).collect(),
             "GRAD" => vec![0.0, 1.0],
@@ -579,6 +608,21 @@ fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f
             }
         }
         combos = next;
+    }
+    // The bindings' dtypes, together: all f32, all f16, all bf16 (each
+    // binding's reads are the same code whatever the others hold).
+    if !dtypes.is_empty() {
+        let dtypes = &dtypes;
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                DType::ALL.into_iter().map(move |d| {
+                    let mut c = c.clone();
+                    c.extend(dtypes.iter().map(|n| (n.clone(), dtype_code(d))));
+                    c
+                })
+            })
+            .collect();
     }
     combos
 }
@@ -1054,7 +1098,7 @@ fn the_nonfinite_scan_sees_every_way_in() {
 /// Every file of shaders/, each scanned once (a kernel's source is
 /// common.wgsl followed by one or more of them, so scanning kernels would
 /// report a shared file under another's name).
-const SHADER_FILES: [(&str, &str); 12] = [
+const SHADER_FILES: [(&str, &str); 14] = [
     ("common.wgsl", include_str!("../../shaders/common.wgsl")),
     (
         "pointwise.wgsl",
@@ -1067,6 +1111,14 @@ const SHADER_FILES: [(&str, &str); 12] = [
     (
         "pointwise_vec4.wgsl",
         include_str!("../../shaders/pointwise_vec4.wgsl"),
+    ),
+    (
+        "pointwise_vec4_f32.wgsl",
+        include_str!("../../shaders/pointwise_vec4_f32.wgsl"),
+    ),
+    (
+        "pointwise_vec4_half.wgsl",
+        include_str!("../../shaders/pointwise_vec4_half.wgsl"),
     ),
     ("rows.wgsl", include_str!("../../shaders/rows.wgsl")),
     (

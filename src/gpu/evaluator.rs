@@ -15,12 +15,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::plan::{Role, Schedule, Slice, Wrt, ALL_WRT};
+use super::plan::{Dispatch, Role, Schedule, Slice, Wrt, ALL_WRT};
 use super::variant::{Kind, Variant};
 use crate::context::{Context, Pipeline};
 use crate::device::{BufferView, DeviceInputs, DeviceUpstream, GradViews};
 use crate::error::{Error, Result};
-use crate::inputs::{plan_shapes, Geometry, Plan};
+use crate::inputs::{plan_shapes, DType, Geometry, Plan};
 use crate::loss::{Loss, Reduction};
 
 /// The tensors whose gradients a loss has: its prediction, and both sides of
@@ -92,6 +92,9 @@ pub struct Evaluator<'c> {
     reduction: Reduction,
     variant: Variant,
     shapes: Vec<(&'static str, Option<Vec<usize>>)>,
+    /// The dtype of each float tensor (`shapes`' order) the kernels were
+    /// specialised for.
+    dtypes: Vec<DType>,
     class_target: bool,
     items_shape: Vec<usize>,
     steps: Vec<Step>,
@@ -227,7 +230,7 @@ impl Context {
         let mut params = Vec::new();
         let mut steps = Vec::new();
         for d in &schedule.dispatches {
-            let pipeline = self.pipeline(d.kernel, d.entry, &d.constants)?;
+            let pipeline = self.pipeline(d.kernel, d.entry, &dtype_constants(d, inputs))?;
             let params_offset = params.len() as u64;
             params.extend_from_slice(&d.params);
             params.resize(params.len().div_ceil(align) * align, 0);
@@ -303,6 +306,10 @@ impl Context {
                 .named()
                 .map(|(n, t)| (n, t.map(|t| t.shape.to_vec())))
                 .to_vec(),
+            dtypes: inputs
+                .named()
+                .map(|(_, t)| t.map_or(DType::F32, |t| t.dtype))
+                .to_vec(),
             class_target: inputs.class_target,
             items_shape,
             steps,
@@ -316,6 +323,38 @@ impl Context {
             bound: Mutex::new(Vec::new()),
             scalars: Mutex::new(Vec::new()),
         })
+    }
+}
+
+/// The overrides naming the element type of each read binding
+/// (`DTYPE_<binding>` in the shaders; f32 is their default).
+const DTYPE_OVERRIDES: [&str; 4] = ["DTYPE_0", "DTYPE_1", "DTYPE_2", "DTYPE_3"];
+
+/// A dispatch's override constants with the dtype of each float tensor it
+/// binds: the kernels read each as words of that type. Only kernels that
+/// read input tensors bind them, and they declare the overrides.
+fn dtype_constants(d: &Dispatch, inputs: &DeviceInputs<'_>) -> Vec<(&'static str, f64)> {
+    let mut constants = d.constants.clone();
+    for (slice, name) in d.bindings.iter().zip(DTYPE_OVERRIDES) {
+        let dtype = slice
+            .role
+            .tensor()
+            .and_then(|t| inputs.get(t))
+            .map_or(DType::F32, |t| t.dtype);
+        if dtype != DType::F32 {
+            constants.push((name, dtype_code(dtype)));
+        }
+    }
+    constants
+}
+
+/// A dtype as the shaders' `DT_*` constants (common.wgsl) name it; the test
+/// gpu::contract::shared_constants_match_the_shaders checks that they agree.
+pub(super) fn dtype_code(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => 0.0,
+        DType::F16 => 1.0,
+        DType::Bf16 => 2.0,
     }
 }
 
@@ -427,7 +466,7 @@ impl Evaluator<'_> {
                 BufferView::new(&scalar, 0, 1)
             }
             DeviceUpstream::Buffer(v) => {
-                v.validate("upstream", device)?;
+                v.validate("upstream", 4, device)?;
                 let expected = if self.reduction == Reduction::None {
                     self.output_len
                 } else {
@@ -471,7 +510,7 @@ impl Evaluator<'_> {
                 }
                 (Some(v), true) => v,
             };
-            v.validate(name, device)?;
+            v.validate(name, 4, device)?;
             let want = self.tensor_len(w.tensor().name());
             if v.len != want {
                 return bad(format!(
@@ -515,13 +554,25 @@ impl Evaluator<'_> {
                 });
             }
         }
+        for (want, (name, got)) in self.dtypes.iter().zip(inputs.named()) {
+            if let Some(got) = got.filter(|t| t.dtype != *want) {
+                return Err(Error::Buffer {
+                    name,
+                    problem: format!(
+                        "holds {} values, this evaluator was built for {}",
+                        got.dtype.name(),
+                        want.name()
+                    ),
+                });
+            }
+        }
         if inputs.class_target != self.class_target {
             return Err(Error::Buffer {
                 name: "target",
                 problem: "class indices and float targets need different evaluators".into(),
             });
         }
-        output.validate("output", device)?;
+        output.validate("output", 4, device)?;
         if output.len < self.output_len {
             return Err(Error::Buffer {
                 name: "output",
@@ -617,6 +668,12 @@ impl Evaluator<'_> {
         upstream: Option<BufferView<'b>>,
         grads: Option<&GradViews<'b>>,
     ) -> Vec<Binding<'b>> {
+        // Bytes per value: a float input's dtype; else 4 (i32 classes, f32).
+        let size = |role: Role| -> u64 {
+            role.tensor()
+                .and_then(|name| inputs.get(name))
+                .map_or(4, |t| t.dtype.size() as u64)
+        };
         let view = |role: Role| -> Option<BufferView<'b>> {
             match role {
                 Role::Input => Some(inputs.input.view),
@@ -643,14 +700,17 @@ impl Evaluator<'_> {
                     _ if i as u32 >= step.reads => (&self.absent_rw, 0, 4),
                     _ => (&self.absent, 0, 4),
                 };
+                let bytes = size(slice.role);
+                let from = offset + bytes * slice.offset as u64;
+                // Whole 4-byte words: a binding of halves ends on the word
+                // holding its last value (`DeviceTensor` validation and the
+                // uploads make sure that word is in the buffer).
+                let count = |values: u64| (bytes * values.max(1)).next_multiple_of(4);
                 let (start, size) = match slice.len {
                     // One upstream value serves every slice of the items.
                     _ if slice.role == Role::Upstream && len == 1 => (offset, 4),
-                    Some(l) => (offset + 4 * slice.offset as u64, 4 * l.max(1) as u64),
-                    None => (
-                        offset + 4 * slice.offset as u64,
-                        4 * (len - slice.offset as u64).max(1),
-                    ),
+                    Some(l) => (from, count(l as u64)),
+                    None => (from, count(len - slice.offset as u64)),
                 };
                 out.push((buffer, start, size));
             }

@@ -23,7 +23,7 @@ use bytemuck::Pod;
 use crate::context::Context;
 use crate::device::{BufferView, DeviceInputs, DeviceTensor, DeviceUpstream, GradViews};
 use crate::error::{Error, Result};
-use crate::inputs::{plan, Geometry, Inputs, Plan, Target, Upstream};
+use crate::inputs::{plan, DType, Geometry, Inputs, Plan, Target, Tensor, Upstream};
 use crate::loss::{Loss, Reduction, TensorName};
 use evaluator::Evaluator;
 // The benchmark (`cli::bench`) sizes its copy kernel as the losses are sized.
@@ -97,7 +97,12 @@ impl Context {
             usage: usage | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if !bytes.is_empty() {
+        if bytes.len() % 4 != 0 {
+            // Queue writes are whole 4-byte words (an odd count of halves).
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            self.queue.write_buffer(&buffer, 0, &padded);
+        } else if !bytes.is_empty() {
             self.queue.write_buffer(&buffer, 0, bytes);
         }
         buffer
@@ -303,14 +308,16 @@ impl Context {
     /// equals), broadcasts that had to be expanded in their expanded shape.
     fn upload_inputs(&self, loss: &Loss, inputs: &Inputs<'_>, plan: &Plan<'_>) -> Uploads {
         let mut tensors = Vec::new();
-        let up = |name: &'static str, data: &[f32], shape: &[usize]| {
-            (name, self.upload(name, data), shape.to_vec())
+        let up = |name: &'static str, bytes: &[u8], shape: &[usize], dtype: DType| {
+            let buffer = self.buffer_with(name, bytes, wgpu::BufferUsages::STORAGE);
+            (name, buffer, shape.to_vec(), dtype)
         };
+        let floats = |name, t: Tensor<'_>| up(name, t.data.bytes(), t.shape, t.dtype());
         let mut add = |t| tensors.push(t);
-        add(up("input", &inputs.input.data.to_f32(), inputs.input.shape));
+        add(floats("input", inputs.input));
         let mut class_target = false;
         match inputs.target {
-            Some(Target::Float(t)) => add(up("target", &t.data.to_f32(), t.shape)),
+            Some(Target::Float(t)) => add(floats("target", t)),
             Some(Target::Class { data, shape }) => {
                 let ignore = ignore_index(loss);
                 let classes: Vec<i32> = data
@@ -323,7 +330,12 @@ impl Context {
                         }
                     })
                     .collect();
-                add(("target", self.upload("target", &classes), shape.to_vec()));
+                add(up(
+                    "target",
+                    bytemuck::cast_slice(&classes),
+                    shape,
+                    DType::F32,
+                ));
                 class_target = true;
             }
             None => {}
@@ -348,8 +360,14 @@ impl Context {
                 .find(|(n, _)| *n == Some(name))
                 .and_then(|(_, b)| *b);
             match b {
-                Some(b) if b.expanded => add(up(name.name(), &b.data, inputs.input.shape)),
-                _ => add(up(name.name(), &t.data.to_f32(), t.shape)),
+                // Back in the tensor's dtype (exactly: the values came from it).
+                Some(b) if b.expanded => add(up(
+                    name.name(),
+                    &narrow(&b.data, t.dtype()),
+                    inputs.input.shape,
+                    t.dtype(),
+                )),
+                _ => add(floats(name.name(), t)),
             }
         }
         Uploads {
@@ -532,8 +550,23 @@ impl Context {
 
 /// Host tensors uploaded for the slice API: (role, buffer, shape).
 struct Uploads {
-    tensors: Vec<(&'static str, wgpu::Buffer, Vec<usize>)>,
+    tensors: Vec<(&'static str, wgpu::Buffer, Vec<usize>, DType)>,
     class_target: bool,
+}
+
+/// f32 values as the bytes of `dtype` values (round to nearest even).
+pub(crate) fn narrow(values: &[f32], dtype: DType) -> Vec<u8> {
+    match dtype {
+        DType::F32 => bytemuck::cast_slice(values).to_vec(),
+        DType::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_bits().to_ne_bytes())
+            .collect(),
+        DType::Bf16 => values
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_bits().to_ne_bytes())
+            .collect(),
+    }
 }
 
 impl Uploads {
@@ -542,8 +575,9 @@ impl Uploads {
             self.tensors
                 .iter()
                 .find(|t| t.0 == name)
-                .map(|(_, buffer, shape)| {
-                    DeviceTensor::new(BufferView::new(buffer, 0, shape.iter().product()), shape)
+                .map(|(_, buffer, shape, dtype)| {
+                    let view = BufferView::new(buffer, 0, shape.iter().product());
+                    DeviceTensor::new(view, shape).with_dtype(*dtype)
                 })
         };
         let mut d = DeviceInputs::new(get("input").expect("the input is always uploaded"));

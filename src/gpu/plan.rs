@@ -52,6 +52,28 @@ pub(crate) enum Role {
     Absent,
 }
 
+impl Role {
+    /// The input tensor bound in this role, if one is.
+    pub(crate) fn tensor(self) -> Option<TensorName> {
+        Some(match self {
+            Role::Input => TensorName::Input,
+            Role::Target => TensorName::Target,
+            Role::Weight => TensorName::Weight,
+            Role::PosWeight => TensorName::PosWeight,
+            Role::Labels => TensorName::Labels,
+            Role::Positive => TensorName::Positive,
+            Role::Negative => TensorName::Negative,
+            Role::Var => TensorName::Var,
+            Role::Owned(_)
+            | Role::Scratch
+            | Role::Output
+            | Role::Upstream
+            | Role::Grad(_)
+            | Role::Absent => return None,
+        })
+    }
+}
+
 /// A tensor a loss is differentiated with respect to.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Wrt {
@@ -177,8 +199,10 @@ pub(crate) fn chunk_len(limit: usize, align: usize) -> usize {
     (limit / align).max(1) * align
 }
 
-/// Storage offsets are 256-byte aligned: 64 f32 values.
-pub(crate) const OFFSET_ALIGN: usize = 64;
+/// Storage offsets are 256-byte aligned: slices start on multiples of 128
+/// values, 256 bytes of f16 or bf16 (512 of f32), so that every dtype's
+/// slices start aligned.
+pub(crate) const OFFSET_ALIGN: usize = 128;
 
 /// Whole units of `size` values (rows, batch entries) per slice, of `count`
 /// units in all, for bindings of at most `limit` values. All of them when

@@ -11,7 +11,7 @@
 //! | variant | an invocation loads | for |
 //! |---|---|---|
 //! | `point-scalar` | one f32 of each tensor, neighbouring invocations neighbouring elements | every shape: broadcast weights, `pos_weight` or variance, quantile lists |
-//! | `point-vec4` | one `vec4<f32>` of each element-aligned tensor, in a grid-stride loop | tensors without broadcasts: on lavapipe a vector load instead of a gather, on a GPU a quarter of the load instructions |
+//! | `point-vec4` | four elements of each element-aligned tensor (a `vec4<f32>`, or 8 bytes of f16/bf16), in a grid-stride loop | tensors without broadcasts, all f32 or all half: on lavapipe a vector load instead of a gather, on a GPU a quarter of the load instructions |
 //!
 //! `point-vec4` is eligible where every tensor it reads is as long as the
 //! input (see [`variants`]); the last `n % 4` elements of a slice go to a
@@ -24,9 +24,9 @@ use super::plan::{
     chunk_len, finalize, grid, scratch_pass, total, Caps, Dispatch, PointParams, Role, Schedule,
     Slice, Wrt, OFFSET_ALIGN, WG,
 };
-use crate::context::{POINTWISE, POINTWISE_VEC4};
+use crate::context::{POINTWISE, POINTWISE_VEC4, POINTWISE_VEC4_HALF};
 use crate::error::{Error, Result};
-use crate::inputs::{Broadcast, PointPlan};
+use crate::inputs::{Broadcast, PointPlan, Widths};
 use crate::loss::Reduction;
 
 /// How an elementwise kernel loads its elements (see the module docs).
@@ -56,12 +56,13 @@ fn element_aligned(b: Option<&Broadcast<'_>>, n: usize) -> bool {
 
 /// The variants that can evaluate this shape, the best guess first.
 /// `point-vec4` reads every tensor as vectors, so it needs each target to
-/// serve one element and the weight and aux tensor to be absent or as long as
-/// the input; where it fits it goes first: it loads the same bytes in a
+/// serve one element, the weight and aux tensor to be absent or as long as
+/// the input, and one width for all (f32, or f16/bf16); where it fits it goes first: it loads the same bytes in a
 /// quarter of the instructions on any adapter. `point-scalar` fits every
 /// shape, so the list is never empty.
 pub(crate) fn variants(plan: &PointPlan, _caps: &Caps) -> Vec<PointVariant> {
     let vec4 = plan.per_target == 1
+        && plan.widths != Widths::Mixed
         && element_aligned(plan.weight.as_ref(), plan.n)
         && element_aligned(plan.aux.as_ref(), plan.n);
     if vec4 {
@@ -341,10 +342,10 @@ pub(super) fn schedule(
             .into_iter()
             .zip(entries)
             .map(|((params, bindings, groups), entry)| Dispatch {
-                kernel: if entry == "main_vec4" {
-                    &POINTWISE_VEC4
-                } else {
-                    &POINTWISE
+                kernel: match (entry, plan.widths) {
+                    ("main_vec4", Widths::Half) => &POINTWISE_VEC4_HALF,
+                    ("main_vec4", _) => &POINTWISE_VEC4,
+                    _ => &POINTWISE,
                 },
                 entry,
                 constants: constants.clone(),

@@ -55,8 +55,8 @@ fn grids_and_slices() {
     assert_eq!(chunk_len(10, 64), 64);
     // All units fit; else a multiple of OFFSET_ALIGN units; else fewer.
     assert_eq!(units_per_slice(10, 50, 1000), Some(50));
-    assert_eq!(units_per_slice(1, 5000, 1000), Some(960));
-    assert_eq!(units_per_slice(100, 50, 1000), Some(9));
+    assert_eq!(units_per_slice(1, 5000, 1000), Some(896));
+    assert_eq!(units_per_slice(100, 50, 1000), Some(8));
     assert_eq!(units_per_slice(2000, 5, 1000), None);
     let s = aligned(Role::Input, 130, 10);
     assert_eq!((s.offset, s.len), (128, Some(12)));

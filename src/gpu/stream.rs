@@ -9,9 +9,9 @@ use super::plan::ignore_i32;
 use super::{ignore_index, Evaluation};
 use crate::chunks::{Chunk, Chunks, ROLES};
 use crate::context::Context;
-use crate::device::{BufferView, DeviceInputs, DeviceTensor};
+use crate::device::{words, BufferView, DeviceInputs, DeviceTensor};
 use crate::error::{Error, Result};
-use crate::inputs::{plan, Inputs};
+use crate::inputs::{plan, DType, Inputs};
 use crate::loss::{Loss, Reduction};
 use crate::partial::{partial_len, Partial};
 
@@ -172,7 +172,9 @@ impl Context {
         // Tensors that every chunk shares are uploaded once.
         let whole: Vec<Option<wgpu::Buffer>> = (0..ROLES.len())
             .map(|r| match first.floats(r) {
-                Some(d) if chunks.is_whole(r) => Some(self.upload(ROLES[r].name(), &d.to_f32())),
+                Some(d) if chunks.is_whole(r) => {
+                    Some(self.buffer_with(ROLES[r].name(), d.bytes(), wgpu::BufferUsages::STORAGE))
+                }
                 _ => None,
             })
             .collect();
@@ -347,14 +349,14 @@ fn slot_buffers(
             if chunks.is_whole(r) {
                 return None;
             }
-            let len = match (first.floats(r), r) {
-                (Some(d), _) => d.len(),
-                (None, 1) => first.classes()?.len(),
+            let bytes = match (first.floats(r), r) {
+                (Some(d), _) => words(d.len(), d.dtype().size()),
+                (None, 1) => 4 * first.classes()?.len() as u64,
                 _ => return None,
             };
             Some(ctx.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&format!("wgpu-loss stream {} {k}", ROLES[r].name())),
-                size: (4 * len as u64).max(16),
+                size: bytes.max(16),
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }))
@@ -389,12 +391,14 @@ impl Slot {
     fn write(&self, ctx: &Context, chunk: &Chunk<'_>, staged: &mut Vec<i32>, ignore: Option<i64>) {
         for (r, buffer) in self.buffers.iter().enumerate() {
             let Some(buffer) = buffer else { continue };
-            let upcast;
+            let padded;
             let bytes: &[u8] = match (chunk.floats(r), chunk.classes()) {
-                (Some(d), _) => {
-                    upcast = d.to_f32();
-                    bytemuck::cast_slice(&upcast)
+                // Queue writes are whole 4-byte words (an odd count of halves).
+                (Some(d), _) if d.bytes().len() % 4 != 0 => {
+                    padded = [d.bytes(), &[0, 0]].concat();
+                    &padded
                 }
+                (Some(d), _) => d.bytes(),
                 (None, Some(c)) if r == 1 => {
                     staged.clear();
                     staged.extend(c.iter().map(|&v| {
@@ -422,16 +426,13 @@ fn device_inputs<'b>(
     whole: &'b [Option<wgpu::Buffer>],
 ) -> DeviceInputs<'b> {
     let tensor = |r: usize| {
-        let len = match (chunk.floats(r), r) {
-            (Some(d), _) => d.len(),
-            (None, 1) => chunk.classes()?.len(),
+        let (len, dtype) = match (chunk.floats(r), r) {
+            (Some(d), _) => (d.len(), d.dtype()),
+            (None, 1) => (chunk.classes()?.len(), DType::F32),
             _ => return None,
         };
         let buffer = buffers[r].as_ref().or(whole[r].as_ref())?;
-        Some(DeviceTensor::new(
-            BufferView::new(buffer, 0, len),
-            chunk.shape(r),
-        ))
+        Some(DeviceTensor::new(BufferView::new(buffer, 0, len), chunk.shape(r)).with_dtype(dtype))
     };
     let mut d = DeviceInputs::new(tensor(0).expect("every chunk has an input"));
     for (r, name) in ROLES.iter().enumerate().skip(1) {

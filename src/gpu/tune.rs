@@ -45,7 +45,7 @@ use super::Timer;
 use crate::context::Context;
 use crate::device::{BufferView, DeviceInputs, DeviceTensor, GradViews};
 use crate::error::{Error, Result};
-use crate::inputs::{plan, plan_shapes, Geometry, Inputs, Plan};
+use crate::inputs::{plan, plan_shapes, DType, Geometry, Inputs, Plan};
 use crate::loss::{Loss, Reduction, TensorName};
 
 /// Calls with fewer input values than this run the family's best guess
@@ -294,7 +294,9 @@ enum Timing {
 }
 
 impl Context {
-    fn key(&self, loss: &Loss, geometry: &Geometry<'_>, grad: bool) -> Key {
+    /// The key of a call's choice: `dtype` is the input's (what the
+    /// kernels mostly read).
+    fn key(&self, loss: &Loss, geometry: &Geometry<'_>, dtype: DType, grad: bool) -> Key {
         let info = self.adapter_info();
         let (rows, len) = variant::extent(geometry);
         Key {
@@ -303,7 +305,7 @@ impl Context {
             backend: format!("{:?}", info.backend),
             family: variant::family(loss).into(),
             loss: loss.name().into(),
-            dtype: "f32".into(),
+            dtype: dtype.name().into(),
             rows_log2: log2_bucket(rows),
             row_len_log2: log2_bucket(len),
             grad,
@@ -352,16 +354,19 @@ impl Context {
         inputs: &DeviceInputs<'_>,
         grad: bool,
     ) -> Result<Variant> {
-        self.decide(loss, reduction, plan, grad, Timing::IfSized, || {
+        let dtype = inputs.input.dtype;
+        self.decide(loss, reduction, plan, dtype, grad, Timing::IfSized, || {
             Ok(Pattern::new(plan, inputs))
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         loss: &Loss,
         reduction: Reduction,
         plan: &Plan<'_>,
+        dtype: DType,
         grad: bool,
         timing: Timing,
         data: impl FnOnce() -> Result<Pattern>,
@@ -379,7 +384,7 @@ impl Context {
         if eligible.len() == 1 || self.tuner.guess_only {
             return Ok(guess);
         }
-        let key = self.key(loss, &plan.geometry, grad);
+        let key = self.key(loss, &plan.geometry, dtype, grad);
         let mut guard = self.tuner.lock();
         let entries = guard.get_or_insert_with(HashMap::new);
         if let Some(v) = entries.get(&key).and_then(|e| still_valid(e, &eligible)) {
@@ -556,7 +561,8 @@ impl Context {
         grad: bool,
     ) -> Result<Variant> {
         let plan = plan(loss, reduction, inputs)?;
-        self.decide(loss, reduction, &plan, grad, Timing::IfNew, || {
+        let dtype = inputs.input.dtype();
+        self.decide(loss, reduction, &plan, dtype, grad, Timing::IfNew, || {
             Ok(Pattern::upload(self, loss, inputs, &plan))
         })
     }
@@ -589,8 +595,9 @@ fn plan_input_len(plan: &Plan<'_>) -> usize {
 /// (`Context::tune`), or values the tuner makes up (an evaluator's build,
 /// whose buffers it may not read: only their shapes are known to be right).
 struct Pattern {
-    /// (tensor, shape, values): made-up values are written on `allocate`.
-    tensors: Vec<(TensorName, Vec<usize>, Fill)>,
+    /// (tensor, shape, values, dtype): made-up values are written on
+    /// `allocate`.
+    tensors: Vec<(TensorName, Vec<usize>, Fill, DType)>,
     buffers: std::sync::OnceLock<Vec<wgpu::Buffer>>,
     class_target: bool,
     /// Values in all the tensors.
@@ -623,7 +630,7 @@ impl Pattern {
                 TensorName::Labels => Fill::Signs,
                 _ => Fill::Floats(k),
             };
-            tensors.push((name, t.shape.to_vec(), fill));
+            tensors.push((name, t.shape.to_vec(), fill, t.dtype));
         }
         Pattern::of(tensors, inputs.class_target)
     }
@@ -639,16 +646,17 @@ impl Pattern {
                     name,
                     t.shape.to_vec(),
                     Fill::Uploaded(t.view.buffer.clone()),
+                    t.dtype,
                 ));
             }
         }
         Pattern::of(tensors, class_target)
     }
 
-    fn of(tensors: Vec<(TensorName, Vec<usize>, Fill)>, class_target: bool) -> Pattern {
+    fn of(tensors: Vec<(TensorName, Vec<usize>, Fill, DType)>, class_target: bool) -> Pattern {
         let values = tensors
             .iter()
-            .map(|(_, s, _)| s.iter().product::<usize>())
+            .map(|(_, s, _, _)| s.iter().product::<usize>())
             .sum();
         Pattern {
             tensors,
@@ -663,11 +671,11 @@ impl Pattern {
         self.buffers.get_or_init(|| {
             self.tensors
                 .iter()
-                .map(|(name, shape, fill)| {
+                .map(|(name, shape, fill, dtype)| {
                     let len: usize = shape.iter().product();
                     match fill {
                         Fill::Uploaded(b) => b.clone(),
-                        _ => ctx.filled(name.name(), len, fill),
+                        _ => ctx.filled(name.name(), len, fill, *dtype),
                     }
                 })
                 .collect()
@@ -677,14 +685,15 @@ impl Pattern {
     fn inputs(&self) -> DeviceInputs<'_> {
         let buffers = self.buffers.get().expect("allocated before timing");
         let tensor = |i: usize| {
-            let (_, shape, _) = &self.tensors[i];
+            let (_, shape, _, dtype) = &self.tensors[i];
             DeviceTensor::new(
                 BufferView::new(&buffers[i], 0, shape.iter().product()),
                 shape,
             )
+            .with_dtype(*dtype)
         };
         let mut d = DeviceInputs::new(tensor(0));
-        for (i, (name, _, _)) in self.tensors.iter().enumerate().skip(1) {
+        for (i, (name, _, _, _)) in self.tensors.iter().enumerate().skip(1) {
             d = d.with(*name, tensor(i));
         }
         d.class_target = self.class_target;
@@ -697,42 +706,42 @@ impl Pattern {
 const FILL_CHUNK: usize = 1 << 20;
 
 impl Context {
-    /// A storage buffer of `len` values written with `fill`'s pattern.
-    fn filled(&self, label: &str, len: usize, fill: &Fill) -> wgpu::Buffer {
+    /// A storage buffer of `len` values written with `fill`'s pattern, as
+    /// `dtype` values (class indices: i32).
+    fn filled(&self, label: &str, len: usize, fill: &Fill, dtype: DType) -> wgpu::Buffer {
         let buffer = self.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: (len.max(4) * 4) as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        // One more value than a chunk: halves are written in whole words.
         let chunk = len.min(FILL_CHUNK);
-        let bytes: Vec<u8> = match fill {
+        let floats = |v: Vec<f32>| super::narrow(&v, dtype);
+        let (bytes, size): (Vec<u8>, usize) = match fill {
             Fill::Classes(classes) => {
-                let v: Vec<i32> = (0..chunk).map(|k| (k % classes) as i32).collect();
-                bytemuck::cast_slice(&v).to_vec()
+                let v: Vec<i32> = (0..=chunk).map(|k| (k % classes) as i32).collect();
+                (bytemuck::cast_slice(&v).to_vec(), 4)
             }
             Fill::Signs => {
-                let v: Vec<f32> = (0..chunk)
-                    .map(|k| if k % 2 == 0 { 1.0 } else { -1.0 })
-                    .collect();
-                bytemuck::cast_slice(&v).to_vec()
+                let v = (0..=chunk).map(|k| if k % 2 == 0 { 1.0 } else { -1.0 });
+                (floats(v.collect()), dtype.size())
             }
             Fill::Floats(phase) => {
-                let v: Vec<f32> = (0..chunk)
-                    .map(|k| {
-                        let u = ((k + 7919 * phase) as f64 * 0.618_033_988_749_895).fract();
-                        (0.05 + 0.9 * u) as f32
-                    })
-                    .collect();
-                bytemuck::cast_slice(&v).to_vec()
+                let v = (0..=chunk).map(|k| {
+                    let u = ((k + 7919 * phase) as f64 * 0.618_033_988_749_895).fract();
+                    (0.05 + 0.9 * u) as f32
+                });
+                (floats(v.collect()), dtype.size())
             }
-            Fill::Uploaded(_) => vec![],
+            Fill::Uploaded(_) => (vec![], 4),
         };
         let mut at = 0;
         while at < len {
             let n = chunk.min(len - at);
+            let end = (size * n).next_multiple_of(4);
             self.queue
-                .write_buffer(&buffer, (4 * at) as u64, &bytes[..4 * n]);
+                .write_buffer(&buffer, (size * at) as u64, &bytes[..end]);
             at += n;
         }
         buffer

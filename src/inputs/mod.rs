@@ -7,5 +7,5 @@ mod tensors;
 pub use plan::{plan, plan_shapes, MAX_DICE_CLASSES, MAX_EMPTY_ITEMS};
 pub use tensors::{
     bf16, f16, Broadcast, DType, DicePlan, Floats, Geometry, Inputs, PairsPlan, Plan, PointPlan,
-    RowsPlan, Target, Tensor, Upstream,
+    RowsPlan, Target, Tensor, Upstream, Widths,
 };

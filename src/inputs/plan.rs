@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use super::tensors::{
     Broadcast, DicePlan, Floats, Geometry, Inputs, PairsPlan, Plan, PointPlan, RowsPlan, Target,
-    Tensor,
+    Tensor, Widths,
 };
 use crate::error::{Error, Result};
 use crate::loss::{Dice, DiceMode, Loss, Need, Pairs, Pointwise, Reduction, Rows, TensorName};
@@ -418,6 +418,11 @@ fn point_plan<'a>(c: &Checker<'_, 'a>, loss: &Pointwise) -> Result<Plan<'a>> {
             None => (None, None),
         };
         let batch = input.shape.first().copied().unwrap_or(1);
+        let read = [Some(input), inputs.float(TensorName::Target), inputs.weight]
+            .into_iter()
+            .chain([aux_tensor.and_then(|name| inputs.float(name))])
+            .flatten()
+            .map(|t| t.dtype());
         Ok(Plan {
             geometry: Geometry::Point(PointPlan {
                 loss: loss.clone(),
@@ -427,6 +432,7 @@ fn point_plan<'a>(c: &Checker<'_, 'a>, loss: &Pointwise) -> Result<Plan<'a>> {
                 aux,
                 aux_tensor,
                 batch,
+                widths: Widths::of(read),
             }),
             items_shape: input.shape.to_vec(),
         })

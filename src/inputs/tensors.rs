@@ -375,6 +375,35 @@ pub struct PointPlan<'a> {
     pub aux_tensor: Option<TensorName>,
     /// `batchmean`'s divisor.
     pub batch: usize,
+    /// The dtypes of the tensors it reads.
+    pub widths: Widths,
+}
+
+/// Whether a call's float tensors are all f32, all half precision (f16 or
+/// bf16, in any mix), or some of each: a kernel that loads several elements
+/// at once needs one width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Widths {
+    F32,
+    Half,
+    Mixed,
+}
+
+impl Widths {
+    pub fn of(dtypes: impl IntoIterator<Item = DType>) -> Widths {
+        let (mut f32s, mut halves) = (false, false);
+        for d in dtypes {
+            match d {
+                DType::F32 => f32s = true,
+                DType::F16 | DType::Bf16 => halves = true,
+            }
+        }
+        match (f32s, halves) {
+            (true, true) => Widths::Mixed,
+            (false, true) => Widths::Half,
+            _ => Widths::F32,
+        }
+    }
 }
 
 /// Softmax-row losses over input `(N, C, inner)`: row `r` is (r / inner, ·, r % inner).

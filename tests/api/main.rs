@@ -10,6 +10,7 @@ mod buffers;
 mod concurrency;
 mod errors;
 mod faults;
+mod half;
 mod misuse;
 mod parts;
 mod pipeline;
