@@ -23,7 +23,12 @@ How the numbers are made:
     shows the short decimal (0.1), which parses to that same f32;
   * reduction 'none': expected.value is the sum of the per-item values and the
     gradients are those of that sum;
-  * non-finite numbers are written as the strings "NaN", "inf", "-inf".
+  * non-finite numbers are written as the strings "NaN", "inf", "-inf";
+  * half-precision cases (Half, h16, bh16): a float tensor drawn in f32 is
+    rounded to float16 / bfloat16 by torch and stored, with that "dtype", as
+    its exact half values; float64 torch computes from those values upcast, so
+    expected values and gradients are those of the half values. Each tensor
+    has its own dtype (an f32 weight may sit next to bf16 logits).
 
 Each case draws from its own RNG seeded by crc32(case name), so adding a case
 does not change the others.
@@ -417,6 +422,11 @@ def regression():
         add_case(f"{loss}_f16_max_subnormal_none", loss, "none", {}, {"input": mx, "target": my},
                  lambda t, fn=fn: fn(t["input"], t["target"], reduction="none"),
                  f"F.{fn.__name__}(x, y, reduction='none')")
+    # more elements than a workgroup, an odd count (half values pack two to a 32-bit word)
+    n = "mse_f16_1001_sum"
+    r = rng(n)
+    add_case(n, "mse", "sum", {}, {"input": h16(randn(r, 7, 143, scale=2)), "target": h16(randn(r, 7, 143))},
+             lambda t: F.mse_loss(t["input"], t["target"], reduction="sum"), "F.mse_loss(x, y, reduction='sum')")
     n = "l1_f16_subnormal_mean"
     r = rng(n)
     add_case(n, "l1", "mean", {}, {"input": h16(r.integers(-1023, 1024, (3, 4)) * sub),
@@ -939,6 +949,13 @@ def cross_entropy_cases():
         y[1, 0, 1] = -100
         ce_case(n, "sum", {"input": h(randn(r, 2, 3, 2, 2, scale=2)), "target": y, "weight": h(uniform(r, 0.2, 3, 3))},
                 ignore_index=-100)
+    # many rows of an odd length (half values pack two to a 32-bit word)
+    n = "cross_entropy_bf16_257_rows_weight_f32_ignore_mean"
+    r = rng(n)
+    y = i64(r.integers(0, 5, 257))
+    y[::17] = -100
+    ce_case(n, "mean", {"input": bh16(randn(r, 257, 5, scale=3)), "target": y, "weight": uniform(r, 0.2, 3, 5)},
+            ignore_index=-100)
     # large logits: f16 up to its max (differences of 131008), bf16 far beyond f16's range
     lx16 = h16([[65504, -65504, 0], [60000, 59968, -1000], [-32768, 1000, 32768], [2.0 ** -24, 0, -2.0 ** -24]])
     lx_bf = bh16([[3e4, -3e4, 0], [1e30, -1e30, 1], [1e5, 1e5 + 512, -1e5], [-1e36, 2, 2.5]])
@@ -1042,10 +1059,10 @@ def nll_cases():
                   "weight": uniform(r, 0.2, 3, 4)},
                  lambda t, red=red: f(t, red), s(red, True, -100))
     # the largest f16 magnitudes and subnormals as the picked values; bf16 far beyond
-    add_case("nll_f16_max_subnormal_mean", "nll", "mean", {},
+    add_case("nll_f16_max_subnormal_none", "nll", "none", {},
              {"input": h16([[-65504, 0, 1], [-2.0 ** -24, -3, 0], [-60000, -5, -1023 * 2.0 ** -24]]),
               "target": i64([0, 0, 2])},
-             lambda t: f(t, "mean"), s("mean"))
+             lambda t: f(t, "none"), s("none"))
     add_case("nll_bf16_large_f32_weight_sum", "nll", "sum", {},
              {"input": bh16([[-1e30, 0], [-3e5, -1], [-2.5, -1e-30]]), "target": i64([0, 0, 1]),
               "weight": f32([0.5, 2])},
@@ -1433,6 +1450,10 @@ def cosine_cases():
        {"input": h16([[65504, -65504, 60000], [sub, 3 * sub, 1023 * sub], [60000, 1, -2]]),
         "target": h16([[-32768, 65504, 1000], [2 * sub, -sub, 512 * sub], [sub, 2.0 ** -14, 0.5]]),
         "labels": i64([1, 1, -1])})
+    n = "cosine_embedding_bf16_129x7_mean"
+    r = rng(n)
+    cc(n, "mean", {"input": bh16(randn(r, 129, 7)), "target": bh16(randn(r, 129, 7)),
+                   "labels": i64(r.choice([-1, 1], 129))}, margin=0.25)
     cc("cosine_embedding_bf16_large_none", "none",
        {"input": bh16([[1e15, -3e14, 2], [1e-15, 2e-16, 0]]), "target": bh16([[-2e12, 7e14, 1e15], [3e-16, -1e-15, 0]]),
         "labels": i64([1, -1])}, margin=-0.5)
@@ -1702,6 +1723,11 @@ def dice_cases():
         t[0, 1, 2] = 255  # a half holds 255 exactly
         t[1, 0, 0] = 255
         dc(n, "sum", {"input": h(randn(r, 2, 2, 4, scale=2)), "target": h(t)}, "multilabel", ignore_index=255)
+    # more pixels than a workgroup, an odd count (half values pack two to a 32-bit word)
+    n = "dice_binary_f16_33x31_mean"
+    r = rng(n)
+    dc(n, "mean", {"input": h16(randn(r, 1, 1, 33, 31, scale=3)), "target": h16(r.integers(0, 2, (1, 1, 33, 31)))},
+       "binary")
     # bf16 probabilities near 0 and 1 (its step below 1 is 2**-8); f16 ones with subnormals
     dc("dice_binary_bf16_probs_near_0_1_mean", "mean",
        {"input": bh16([[[0.999, 0.995, 0.001, 1e-10, 0.998, 0.5]]]), "target": bh16([[[1, 1, 0, 1, 0, 1]]])},
