@@ -23,7 +23,12 @@ How the numbers are made:
     shows the short decimal (0.1), which parses to that same f32;
   * reduction 'none': expected.value is the sum of the per-item values and the
     gradients are those of that sum;
-  * non-finite numbers are written as the strings "NaN", "inf", "-inf".
+  * non-finite numbers are written as the strings "NaN", "inf", "-inf";
+  * half-precision cases (Half, h16, bh16): a float tensor drawn in f32 is
+    rounded to float16 / bfloat16 by torch and stored, with that "dtype", as
+    its exact half values; float64 torch computes from those values upcast, so
+    expected values and gradients are those of the half values. Each tensor
+    has its own dtype (an f32 weight may sit next to bf16 logits).
 
 Each case draws from its own RNG seeded by crc32(case name), so adding a case
 does not change the others.
@@ -92,6 +97,46 @@ def uniform(r, lo, hi, *shape):
     return f32(r.uniform(lo, hi, shape))
 
 
+HALVES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _round_half(a, dtype):
+    """float32 values rounded to the half dtype and back (exact: every half value is an f32)."""
+    t = torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.float32)))
+    return t.to(HALVES[dtype]).to(torch.float32).numpy()
+
+
+class Half:
+    """A float tensor held in a half dtype: its values (exact half values, as float32) and the dtype's name.
+
+    Values beyond the dtype's range would become infinities; that is refused unless `inf` says it is meant.
+    """
+
+    def __init__(self, a, dtype, inf=False):
+        a = np.asarray(a, dtype=np.float32)
+        self.dtype = dtype
+        self.values = _round_half(a, dtype)
+        if not inf:
+            grew = np.isinf(self.values) & np.isfinite(a)
+            assert not grew.any(), f"{dtype}: {a[grew]} is beyond its range"
+
+    @property
+    def shape(self):
+        return self.values.shape
+
+
+def h16(a, inf=False):
+    return Half(a, "float16", inf)
+
+
+def bh16(a, inf=False):
+    return Half(a, "bfloat16", inf)
+
+
+def is_float(a):
+    return isinstance(a, Half) or np.asarray(a).dtype == np.float32
+
+
 def softmax32(a, axis):
     """A probability tensor in f32 (computed in f64, rounded once)."""
     a = np.asarray(a, dtype=np.float64)
@@ -138,18 +183,28 @@ def add_case(name, loss, reduction, params, tensors, fn, torch_str,
     t = {}
     jt = {}
     for k, a in tensors.items():
+        dtype = "float32"
+        if isinstance(a, Half):
+            dtype = a.dtype
+            a = a.values
+            back = _round_half(a, dtype)
+            assert np.array_equal(back, a, equal_nan=True), f"{name}: {k} holds values that are not {dtype}"
         a = np.asarray(a)
         if a.dtype == np.float32:
+            # A half tensor's values are upcast exactly: float64 torch computes from the half values.
             tt = torch.tensor(a.astype(np.float64), dtype=D64)
             if k in grad_of:
                 tt.requires_grad_(True)
-            jt[k] = {"shape": list(a.shape), "dtype": "float32", "data": flat(a)}
+            jt[k] = {"shape": list(a.shape), "dtype": dtype, "data": flat(a)}
         elif a.dtype == np.int64:
             tt = torch.tensor(a, dtype=torch.int64)
             jt[k] = {"shape": list(a.shape), "dtype": "int64", "data": flat(a)}
         else:
             raise TypeError(f"{name}: tensor {k} has dtype {a.dtype}")
         t[k] = tt
+    halves = [f"{k} {a.dtype}" for k, a in tensors.items() if isinstance(a, Half)]
+    if halves:
+        torch_str += "  # " + ", ".join(halves) + ": float64 torch on the upcast half values"
     out = fn(t)
     if reduction == "none":
         value = out.sum()
@@ -335,6 +390,64 @@ def regression():
     assert_close(n, v, l1)
     assert_close(n, g["input"], torch.autograd.grad(l1, xt)[0])
 
+    # half precision (drawn in f32, rounded to the half dtype, float64 torch on the half values)
+    hb = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss, "smooth_l1": F.smooth_l1_loss}
+    for loss, fn in hb.items():
+        fname = "F." + fn.__name__
+        n = f"{loss}_f16_rand_none"
+        r = rng(n)
+        add_case(n, loss, "none", {}, {"input": h16(randn(r, 3, 5, scale=2)), "target": h16(randn(r, 3, 5))},
+                 lambda t, fn=fn: fn(t["input"], t["target"], reduction="none"), f"{fname}(x, y, reduction='none')")
+        n = f"{loss}_bf16_rand_mean"
+        r = rng(n)
+        add_case(n, loss, "mean", {}, {"input": bh16(randn(r, 4, 7, scale=2)), "target": bh16(randn(r, 4, 7))},
+                 lambda t, fn=fn: fn(t["input"], t["target"]), f"{fname}(x, y, reduction='mean')")
+        # per-tensor dtypes: a bf16 input, an f16 target, an f32 weight (smooth_l1 has none)
+        n = f"{loss}_bf16_f16_weight_f32_sum" if loss != "smooth_l1" else f"{loss}_bf16_f16_sum"
+        r = rng(n)
+        d = {"input": bh16(randn(r, 2, 6, scale=2)), "target": h16(randn(r, 2, 6))}
+        if loss != "smooth_l1":
+            d["weight"] = uniform(r, 0, 2, 2, 6)
+        add_case(n, loss, "sum", {}, d,
+                 lambda t, fn=fn: fn(t["input"], t["target"], reduction="sum",
+                                     **({"weight": t["weight"]} if "weight" in t else {})),
+                 f"{fname}(x, y{', weight=w' if 'weight' in d else ''}, reduction='sum')")
+    # f16's range: its largest values (65504; differences of up to 131008) and its subnormals
+    # (2**-24 .. 1023 * 2**-24), whose signs decide the l1 gradients
+    sub = 2.0 ** -24
+    mx = h16([65504, -65504, 60000, 65472, sub, -3 * sub, 1023 * sub, 2.0 ** -14, 0, 7 * sub])
+    my = h16([65472, 65504, -32768, 65504, 0, sub, sub, -sub, 5 * sub, 7 * sub])
+    for loss in ("mse", "l1", "huber", "smooth_l1"):
+        fn = hb[loss]
+        add_case(f"{loss}_f16_max_subnormal_none", loss, "none", {}, {"input": mx, "target": my},
+                 lambda t, fn=fn: fn(t["input"], t["target"], reduction="none"),
+                 f"F.{fn.__name__}(x, y, reduction='none')")
+    # more elements than a workgroup, an odd count (half values pack two to a 32-bit word)
+    n = "mse_f16_1001_sum"
+    r = rng(n)
+    add_case(n, "mse", "sum", {}, {"input": h16(randn(r, 7, 143, scale=2)), "target": h16(randn(r, 7, 143))},
+             lambda t: F.mse_loss(t["input"], t["target"], reduction="sum"), "F.mse_loss(x, y, reduction='sum')")
+    n = "l1_f16_subnormal_mean"
+    r = rng(n)
+    add_case(n, "l1", "mean", {}, {"input": h16(r.integers(-1023, 1024, (3, 4)) * sub),
+                                   "target": h16(r.integers(-1023, 1024, (3, 4)) * sub)},
+             lambda t: F.l1_loss(t["input"], t["target"]), "F.l1_loss(x, y, reduction='mean')  # f16 subnormals")
+    n = "smooth_l1_f16_subnormal_beta0_sum"
+    r = rng(n)
+    add_case(n, "smooth_l1", "sum", {"beta": 0.0}, {"input": h16(r.integers(-1023, 1024, 8) * sub),
+                                                    "target": h16(r.integers(-1023, 1024, 8) * sub)},
+             lambda t: F.smooth_l1_loss(t["input"], t["target"], beta=0.0, reduction="sum"),
+             "F.smooth_l1_loss(x, y, beta=0.0, reduction='sum')  # f16 subnormals")
+    # bf16's range: magnitudes far beyond f16's, still finite in f32
+    bx = bh16([1e30, -1e30, 3e20, -7e4, 1e4, 2.5, -1e-30, 1e-38])
+    by = bh16([-1e30, 1e29, 3e20, 7e4, -1e4, 2.5, 1e-30, 0])
+    add_case("l1_bf16_large_mean", "l1", "mean", {}, {"input": bx, "target": by},
+             lambda t: F.l1_loss(t["input"], t["target"]), "F.l1_loss(x, y, reduction='mean')")
+    add_case("huber_bf16_large_delta2_none", "huber", "none", {"delta": 2.0},
+             {"input": bh16([1e4, -3e5, 6e4, 1.5, -1.0, 70000]), "target": bh16([-1e4, 0, 6e4, 0.5, 2.5, 65536])},
+             lambda t: F.huber_loss(t["input"], t["target"], delta=2.0, reduction="none"),
+             "F.huber_loss(x, y, delta=2.0, reduction='none')")
+
 
 # --------------------------------------------------------------------------
 # log_cosh / quantile
@@ -385,6 +498,24 @@ def log_cosh_cases():
     n = "log_cosh_single_element_sum"
     add_case(n, "log_cosh", "sum", {}, {"input": f32([-2.5]), "target": f32([0.75])},
              lambda t: log_cosh_ref(t, "sum"), f"{LC_STR}; sum")
+    # half precision
+    n = "log_cosh_f16_rand_none"
+    r = rng(n)
+    add_case(n, "log_cosh", "none", {}, {"input": h16(randn(r, 3, 5, scale=3)), "target": h16(randn(r, 3, 5))},
+             lambda t: log_cosh_ref(t, "none"), f"{LC_STR}; reduction 'none'")
+    n = "log_cosh_bf16_rand_mean"
+    r = rng(n)
+    add_case(n, "log_cosh", "mean", {}, {"input": bh16(randn(r, 4, 6, scale=3)), "target": bh16(randn(r, 4, 6))},
+             lambda t: log_cosh_ref(t, "mean"), f"{LC_STR}; mean")
+    # f16 near its max and in its subnormals (Taylor branch), bf16 far beyond f16's range
+    sub = 2.0 ** -24
+    add_case("log_cosh_f16_max_subnormal_none", "log_cosh", "none", {},
+             {"input": h16([65504, -65504, 1000, 3 * sub, 1023 * sub, 0.00999, 0.0]),
+              "target": h16([-65504, 0, -1000, 0, -sub, 0, 2.0 ** -14])},
+             lambda t: log_cosh_ref(t, "none"), f"{LC_STR}; reduction 'none'")
+    add_case("log_cosh_bf16_large_f32_target_sum", "log_cosh", "sum", {},
+             {"input": bh16([1e30, -3e20, 7e4, 2.5, -1e-30, 0.01]), "target": f32([-1e30, 1e20, 0.5, 2.5, 0, 0])},
+             lambda t: log_cosh_ref(t, "sum"), f"{LC_STR}; sum")
 
 
 def pinball(t, red, quantiles):
@@ -431,6 +562,26 @@ def quantile_cases():
     r = rng(n)
     add_case(n, "quantile", "sum", {"quantiles": [0.25]}, {"input": randn(r, 5, 1), "target": randn(r, 5)},
              lambda t: pinball(t, "sum", [0.25]), f"{s}; sum")
+    # half precision
+    n = "quantile_f16_q3_mean"
+    r = rng(n)
+    add_case(n, "quantile", "mean", {"quantiles": qs}, {"input": h16(randn(r, 5, 3)), "target": h16(randn(r, 5))},
+             lambda t: pinball(t, "mean", qs), f"{s}; mean")
+    n = "quantile_bf16_q5_none"
+    r = rng(n)
+    add_case(n, "quantile", "none", {"quantiles": q5},
+             {"input": bh16(randn(r, 2, 3, 5, scale=2)), "target": bh16(randn(r, 2, 3, scale=2))},
+             lambda t: pinball(t, "none", q5), f"{s}; reduction 'none'")
+    n = "quantile_bf16_input_f32_target_noq_sum"
+    r = rng(n)
+    add_case(n, "quantile", "sum", {}, {"input": bh16(randn(r, 3, 4)), "target": randn(r, 3, 4)},
+             lambda t: pinball(t, "sum", None), f"{s0}; sum")
+    # f16 subnormal errors: their signs pick q or q - 1 in each gradient; the largest f16 values
+    sub = 2.0 ** -24
+    add_case("quantile_f16_max_subnormal_q3_sum", "quantile", "sum", {"quantiles": qs},
+             {"input": h16([[sub, -sub, 0], [5 * sub, 1023 * sub, 7 * sub], [65504, -65504, 60000]]),
+              "target": h16([0, 3 * sub, 32768])},
+             lambda t: pinball(t, "sum", qs), f"{s}; sum")
 
 
 # --------------------------------------------------------------------------
@@ -521,6 +672,80 @@ def bce_cases():
     add_case(n, "bce_with_logits", "mean", {}, {"input": f32([0.375]), "target": f32([1])},
              lambda t: g(t, "mean"), "F.binary_cross_entropy_with_logits(x, y, reduction='mean')")
 
+    # half precision: bce
+    n = "bce_f16_rand_mean"
+    r = rng(n)
+    add_case(n, "bce", "mean", {},
+             {"input": h16(uniform(r, 0.02, 0.98, 3, 5)), "target": h16(r.integers(0, 2, (3, 5)))},
+             lambda t: f(t, "mean"), "F.binary_cross_entropy(x, y, reduction='mean')")
+    n = "bce_bf16_rand_none"
+    r = rng(n)
+    add_case(n, "bce", "none", {},
+             {"input": bh16(uniform(r, 0.02, 0.98, 4, 3)), "target": bh16(uniform(r, 0, 1, 4, 3))},
+             lambda t: f(t, "none"), "F.binary_cross_entropy(x, y_soft, reduction='none')")
+    # bf16 has 8 significant bits: below 1 its step is 2**-8, so 0.999 and 0.9995 are 1 (log(1 - x)
+    # clamped at -100 for a target below 1) and 0.995 and 0.998 are 0.99609375; it keeps small ones
+    nx = [0.99, 0.995, 0.998, 0.9995, 0.999, 0.001, 1e-4, 1e-10, 0.5, 0.75, 0.996, 0.002]
+    ny = [1, 0, 0, 1, 0.25, 0, 1, 1, 0.3, 0, 1, 0.9]
+    for red in ("none", "sum"):
+        add_case(f"bce_bf16_near_0_1_{red}", "bce", red, {}, {"input": bh16(nx), "target": bh16(ny)},
+                 lambda t, red=red: f(t, red), f"F.binary_cross_entropy(x, y, reduction='{red}')  # log clamped at -100")
+    # f16 near 1 (step 2**-11 below 1) and its subnormal probabilities, whose logs are -17 and above
+    sub = 2.0 ** -24
+    add_case("bce_f16_near_0_1_subnormal_none", "bce", "none", {},
+             {"input": h16([0.9995, 0.99976, 1 - 2.0 ** -11, sub, 3 * sub, 1023 * sub, 2.0 ** -14, 0.5]),
+              "target": h16([0, 0, 0, 1, 1, 1, 0.5, 1])},
+             lambda t: f(t, "none"), "F.binary_cross_entropy(x, y, reduction='none')")
+    # per-tensor dtypes: bf16 probabilities, f32 targets and weights; f16 ones with a bf16 weight
+    n = "bce_bf16_target_weight_f32_mean"
+    r = rng(n)
+    add_case(n, "bce", "mean", {},
+             {"input": bh16(uniform(r, 0.01, 0.99, 4, 3)), "target": f32(r.integers(0, 2, (4, 3))),
+              "weight": f32([0.5, 2.0, 0.0])},
+             lambda t: f(t, "mean"), "F.binary_cross_entropy(x, y, weight=w[C], reduction='mean')")
+    n = "bce_f16_weight_bf16_sum"
+    r = rng(n)
+    add_case(n, "bce", "sum", {},
+             {"input": h16(uniform(r, 0.01, 0.99, 2, 3, 2)), "target": h16(uniform(r, 0, 1, 2, 3, 2)),
+              "weight": bh16(uniform(r, 0, 2, 2, 3, 2))},
+             lambda t: f(t, "sum"), "F.binary_cross_entropy(x, y_soft, weight=w, reduction='sum')")
+
+    # half precision: bce_with_logits
+    n = "bce_with_logits_f16_rand_sum"
+    r = rng(n)
+    add_case(n, "bce_with_logits", "sum", {},
+             {"input": h16(randn(r, 3, 5, scale=2)), "target": h16(r.integers(0, 2, (3, 5)))},
+             lambda t: g(t, "sum"), "F.binary_cross_entropy_with_logits(x, y, reduction='sum')")
+    n = "bce_with_logits_bf16_rand_none"
+    r = rng(n)
+    add_case(n, "bce_with_logits", "none", {},
+             {"input": bh16(randn(r, 4, 3, scale=2)), "target": bh16(uniform(r, 0, 1, 4, 3))},
+             lambda t: g(t, "none"), "F.binary_cross_entropy_with_logits(x, y_soft, reduction='none')")
+    # large logits: f16 up to its max, bf16 far beyond
+    add_case("bce_with_logits_f16_large_mean", "bce_with_logits", "mean", {},
+             {"input": h16([65504, -65504, 60000, -60000, 1000, -1000, 30, -30, 2.0 ** -24, 0]),
+              "target": h16([0, 1, 1, 0, 0, 1, 1, 1, 1, 0.5])},
+             lambda t: g(t, "mean"), "F.binary_cross_entropy_with_logits(x, y, reduction='mean')")
+    add_case("bce_with_logits_bf16_large_none", "bce_with_logits", "none", {},
+             {"input": bh16([1e30, -1e30, 3e6, -3e6, 1e5, -1e5, 88.5, -88.5, 17.25, -0.01]),
+              "target": bh16([0, 1, 1, 0, 0.5, 0.5, 0, 1, 0, 1])},
+             lambda t: g(t, "none"), "F.binary_cross_entropy_with_logits(x, y, reduction='none')")
+    # per-tensor dtypes: bf16 logits, f32 targets, weight and pos_weight; f16 logits, bf16 pos_weight
+    for red in ("none", "mean"):
+        n = f"bce_with_logits_bf16_weight_pos_weight_f32_{red}"
+        r = rng(n)
+        add_case(n, "bce_with_logits", red, {},
+                 {"input": bh16(randn(r, 2, 3, 2, 2, scale=3)), "target": f32(r.integers(0, 2, (2, 3, 2, 2))),
+                  "weight": uniform(r, 0, 2, 2, 3, 2, 2), "pos_weight": f32([[[2.0]], [[0.5]], [[5.0]]])},
+                 lambda t, red=red: g(t, red),
+                 f"F.binary_cross_entropy_with_logits(x[N,C,H,W], y, weight=w, pos_weight=pw[C,1,1], reduction='{red}')")
+    n = "bce_with_logits_f16_pos_weight_bf16_sum"
+    r = rng(n)
+    add_case(n, "bce_with_logits", "sum", {},
+             {"input": h16(randn(r, 4, 3, scale=4)), "target": h16(r.integers(0, 2, (4, 3))),
+              "pos_weight": bh16(uniform(r, 0.2, 3, 3))},
+             lambda t: g(t, "sum"), "F.binary_cross_entropy_with_logits(x, y, pos_weight=pw[C], reduction='sum')")
+
 
 # --------------------------------------------------------------------------
 # cross_entropy / nll
@@ -559,7 +784,7 @@ def ce_params(ignore_index=None, ls=None):
 
 def ce_case(name, red, tensors, ignore_index=None, ls=None, check=None, note=""):
     ii = -100 if ignore_index is None else ignore_index
-    soft = tensors["target"].dtype == np.float32
+    soft = is_float(tensors["target"])
     return add_case(name, "cross_entropy", red, ce_params(ignore_index, ls), tensors,
                     lambda t: ce(t, red, ii, ls or 0.0),
                     ce_str(red, "weight" in tensors, ignore_index, ls, soft) + note, check=check)
@@ -697,6 +922,65 @@ def cross_entropy_cases():
     ce_case("cross_entropy_prob_neginf_logit_mean", "mean",
             {"input": f32([[-np.inf, 1, 2], [0, 0, 1]]), "target": f32([[0, 0.25, 0.75], [0.5, 0.25, 0.25]])})
 
+    # half precision: class targets
+    for dt, h in (("f16", h16), ("bf16", bh16)):
+        for red in REDS:
+            n = f"cross_entropy_{dt}_rand_{red}"
+            r = rng(n)
+            ce_case(n, red, {"input": h(randn(r, 5, 4, scale=3)), "target": i64(r.integers(0, 4, 5))})
+    # per-tensor dtypes: bf16 logits with an f32 weight, f16 ones with a bf16 weight
+    for red in ("none", "mean"):
+        n = f"cross_entropy_bf16_weight_f32_smooth_ignore_{red}"
+        r = rng(n)
+        y = i64(r.integers(0, 5, 6))
+        y[[1, 4]] = -100
+        ce_case(n, red, {"input": bh16(randn(r, 6, 5, scale=3)), "target": y, "weight": uniform(r, 0.2, 3, 5)},
+                ignore_index=-100, ls=0.1)
+    n = "cross_entropy_f16_weight_bf16_ignore_valid_class0_mean"
+    r = rng(n)
+    y = i64(r.integers(0, 4, 6))
+    y[[0, 3]] = 0
+    ce_case(n, "mean", {"input": h16(randn(r, 6, 4, scale=2)), "target": y, "weight": bh16(uniform(r, 0.2, 3, 4))},
+            ignore_index=0)
+    for dt, h in (("f16", h16), ("bf16", bh16)):
+        n = f"cross_entropy_{dt}_kdim_weight_ignore_sum"
+        r = rng(n)
+        y = i64(r.integers(0, 3, (2, 2, 2)))
+        y[1, 0, 1] = -100
+        ce_case(n, "sum", {"input": h(randn(r, 2, 3, 2, 2, scale=2)), "target": y, "weight": h(uniform(r, 0.2, 3, 3))},
+                ignore_index=-100)
+    # many rows of an odd length (half values pack two to a 32-bit word)
+    n = "cross_entropy_bf16_257_rows_weight_f32_ignore_mean"
+    r = rng(n)
+    y = i64(r.integers(0, 5, 257))
+    y[::17] = -100
+    ce_case(n, "mean", {"input": bh16(randn(r, 257, 5, scale=3)), "target": y, "weight": uniform(r, 0.2, 3, 5)},
+            ignore_index=-100)
+    # large logits: f16 up to its max (differences of 131008), bf16 far beyond f16's range
+    lx16 = h16([[65504, -65504, 0], [60000, 59968, -1000], [-32768, 1000, 32768], [2.0 ** -24, 0, -2.0 ** -24]])
+    lx_bf = bh16([[3e4, -3e4, 0], [1e30, -1e30, 1], [1e5, 1e5 + 512, -1e5], [-1e36, 2, 2.5]])
+    ly = i64([1, 0, 2, 1])
+    for dt, x in (("f16", lx16), ("bf16", lx_bf)):
+        ce_case(f"cross_entropy_{dt}_large_logits_none", "none", {"input": x, "target": ly})
+        ce_case(f"cross_entropy_{dt}_large_logits_smooth_mean", "mean", {"input": x, "target": ly}, ls=0.1)
+    # a logit beyond f16's range is -inf once rounded: that class has probability 0
+    ce_case("cross_entropy_f16_beyond_range_neginf_logit_mean", "mean",
+            {"input": h16([[-70000, 1, 2], [0.5, -1, 2]], inf=True), "target": i64([2, 0])},
+            note="  # -70000 rounds to -inf in float16")
+    # half precision: probability targets (rounded, so a row sums to 1 only up to the half's step)
+    for dt, h in (("f16", h16), ("bf16", bh16)):
+        n = f"cross_entropy_{dt}_prob_mean"
+        r = rng(n)
+        ce_case(n, "mean", {"input": h(randn(r, 4, 3, scale=2)), "target": h(softmax32(r.standard_normal((4, 3)), 1))})
+    n = "cross_entropy_bf16_prob_f32_weight_f32_smooth_sum"
+    r = rng(n)
+    ce_case(n, "sum", {"input": bh16(randn(r, 4, 3, scale=2)), "target": softmax32(r.standard_normal((4, 3)), 1),
+                       "weight": uniform(r, 0.2, 3, 3)}, ls=0.2)
+    n = "cross_entropy_f16_prob_kdim_none"
+    r = rng(n)
+    ce_case(n, "none", {"input": h16(randn(r, 2, 3, 2, 2, scale=2)),
+                        "target": h16(softmax32(r.standard_normal((2, 3, 2, 2)), 1))})
+
 
 def nll_cases():
     def f(t, red, ii=-100):
@@ -748,6 +1032,41 @@ def nll_cases():
     add_case(n, "nll", "none", {}, {"input": log_softmax32(r.standard_normal((2, 3, 4)), 1),
                                     "target": i64(r.integers(0, 3, (2, 4)))},
              lambda t: f(t, "none"), s("none"))
+    # half precision
+    for dt, h in (("f16", h16), ("bf16", bh16)):
+        for red in ("none", "mean"):
+            n = f"nll_{dt}_rand_{red}"
+            r = rng(n)
+            add_case(n, "nll", red, {}, {"input": h(log_softmax32(r.standard_normal((5, 4)) * 3, 1)),
+                                         "target": i64(r.integers(0, 4, 5))},
+                     lambda t, red=red: f(t, red), s(red))
+        n = f"nll_{dt}_kdim_weight_ignore_sum"
+        r = rng(n)
+        y = i64(r.integers(0, 3, (2, 2, 2)))
+        y[0, 1, 1] = -100
+        add_case(n, "nll", "sum", {"ignore_index": -100},
+                 {"input": h(log_softmax32(r.standard_normal((2, 3, 2, 2)), 1)), "target": y,
+                  "weight": h(uniform(r, 0.2, 3, 3))},
+                 lambda t: f(t, "sum"), s("sum", True, -100))
+    # per-tensor dtypes: bf16 log-probabilities, an f32 weight
+    for red in ("mean", "sum"):
+        n = f"nll_bf16_weight_f32_ignore_{red}"
+        r = rng(n)
+        y = i64(r.integers(0, 4, 6))
+        y[[2, 5]] = -100
+        add_case(n, "nll", red, {"ignore_index": -100},
+                 {"input": bh16(log_softmax32(r.standard_normal((6, 4)) * 2, 1)), "target": y,
+                  "weight": uniform(r, 0.2, 3, 4)},
+                 lambda t, red=red: f(t, red), s(red, True, -100))
+    # the largest f16 magnitudes and subnormals as the picked values; bf16 far beyond
+    add_case("nll_f16_max_subnormal_none", "nll", "none", {},
+             {"input": h16([[-65504, 0, 1], [-2.0 ** -24, -3, 0], [-60000, -5, -1023 * 2.0 ** -24]]),
+              "target": i64([0, 0, 2])},
+             lambda t: f(t, "none"), s("none"))
+    add_case("nll_bf16_large_f32_weight_sum", "nll", "sum", {},
+             {"input": bh16([[-1e30, 0], [-3e5, -1], [-2.5, -1e-30]]), "target": i64([0, 0, 1]),
+              "weight": f32([0.5, 2])},
+             lambda t: f(t, "sum"), s("sum", True))
 
 
 # --------------------------------------------------------------------------
@@ -800,6 +1119,32 @@ def kl_cases():
     add_case("kl_div_target_zero_input_neginf_none", "kl_div", "none", {},
              {"input": f32([[-np.inf, 0.0], [-0.5, -1.0]]), "target": f32([[0.0, 1.0], [0.25, 0.75]])},
              lambda t: f(t, "none"), s("none") + "  # xlogy(0,0) - 0*(-inf) = NaN")
+    # half precision
+    for dt, h in (("f16", h16), ("bf16", bh16)):
+        n = f"kl_div_{dt}_rand_batchmean"
+        r = rng(n)
+        add_case(n, "kl_div", "batchmean", {}, {"input": h(log_softmax32(r.standard_normal((3, 5)) * 2, 1)),
+                                                "target": h(softmax32(r.standard_normal((3, 5)) * 2, 1))},
+                 lambda t: f(t, "batchmean"), s("batchmean"))
+        n = f"kl_div_{dt}_log_target_none"
+        r = rng(n)
+        add_case(n, "kl_div", "none", {"log_target": True},
+                 {"input": h(log_softmax32(r.standard_normal((3, 4)), 1)),
+                  "target": h(log_softmax32(r.standard_normal((3, 4)) * 3, 1))},
+                 lambda t: f(t, "none", True), s("none", True))
+    # per-tensor dtypes: bf16 log-probabilities, f32 probabilities with zeros
+    n = "kl_div_bf16_input_f32_target_zeros_sum"
+    r = rng(n)
+    y = softmax32(r.standard_normal((3, 4)) * 2, 1)
+    y[1, 2] = 0
+    add_case(n, "kl_div", "sum", {}, {"input": bh16(log_softmax32(r.standard_normal((3, 4)), 1)), "target": y},
+             lambda t: f(t, "sum"), s("sum"))
+    # f16 subnormal probabilities (the target's xlogy) and large log-probabilities
+    sub = 2.0 ** -24
+    add_case("kl_div_f16_subnormal_target_large_input_mean", "kl_div", "mean", {},
+             {"input": h16([[-65504, -1, -0.25], [-20, -1000, -2.0 ** -14]]),
+              "target": h16([[sub, 0.75, 0.25], [1023 * sub, 3 * sub, 1]])},
+             lambda t: f(t, "mean"), s("mean"))
 
 
 # --------------------------------------------------------------------------
@@ -872,6 +1217,28 @@ def sigmoid_focal_cases():
     add_case(n, "sigmoid_focal", "mean", {},
              {"input": randn(r, 2, 2, 2, 2, scale=2), "target": f32(r.integers(0, 2, (2, 2, 2, 2)))},
              lambda t: f(t, "mean"), s("mean"))
+    # half precision
+    for dt, h in (("f16", h16), ("bf16", bh16)):
+        n = f"sigmoid_focal_{dt}_rand_mean"
+        r = rng(n)
+        add_case(n, "sigmoid_focal", "mean", {}, {"input": h(randn(r, 3, 5, scale=3)),
+                                                  "target": h(r.integers(0, 2, (3, 5)))},
+                 lambda t: f(t, "mean"), s("mean"))
+    add_case("sigmoid_focal_f16_large_none", "sigmoid_focal", "none", {},
+             {"input": h16([65504, -65504, 1000, -1000, 30, -30, 2.0 ** -24, 0]),
+              "target": h16([0, 1, 1, 1, 0, 1, 1, 0])},
+             lambda t: f(t, "none"), s("none"))
+    # (gamma 2: with gamma < 1 autograd's gradient at a saturated right answer is 0 * inf = NaN)
+    add_case("sigmoid_focal_bf16_large_sum", "sigmoid_focal", "sum", {},
+             {"input": bh16([1e30, -1e30, 1e5, -1e5, 100, -100, 17.25, -0.01]),
+              "target": bh16([0, 1, 1, 0, 0, 0, 1, 1])},
+             lambda t: f(t, "sum"), s("sum"))
+    # per-tensor dtypes: bf16 logits, f32 soft targets
+    n = "sigmoid_focal_bf16_f32_soft_target_alpha05_gamma1_none"
+    r = rng(n)
+    add_case(n, "sigmoid_focal", "none", prm(alpha=0.5, gamma=1.0),
+             {"input": bh16(randn(r, 6, scale=2)), "target": uniform(r, 0, 1, 6)},
+             lambda t: f(t, "none", alpha=0.5, gamma=1.0), s("none", alpha=0.5, gamma=1.0))
 
 
 def softmax_focal64(t, red, gamma=2.0, ignore_index=-100):
@@ -976,6 +1343,30 @@ def softmax_focal_cases():
     sf(n, "mean", {"input": randn(r, 5, 3, scale=2), "target": i64(r.integers(0, 3, 5))}, gamma=0.5)
     sf("softmax_focal_all_ignored_mean", "mean", {"input": WZ, "target": i64([-100, -100])}, ii=-100,
        check={"value": float("nan"), "grads": {"input": [0.0] * 6}})
+    # half precision
+    for dt, h in (("f16", h16), ("bf16", bh16)):
+        for red in ("none", "mean"):
+            n = f"softmax_focal_{dt}_rand_{red}"
+            r = rng(n)
+            sf(n, red, {"input": h(randn(r, 5, 4, scale=3)), "target": i64(r.integers(0, 4, 5))})
+        n = f"softmax_focal_{dt}_kdim_weight_ignore_sum"
+        r = rng(n)
+        y = i64(r.integers(0, 3, (2, 2, 2)))
+        y[0, 0, 1] = -100
+        sf(n, "sum", {"input": h(randn(r, 2, 3, 2, 2, scale=2)), "target": y, "weight": h(uniform(r, 0.2, 3, 3))},
+           ii=-100)
+    # per-tensor dtypes: bf16 logits, an f32 weight
+    n = "softmax_focal_bf16_weight_f32_gamma05_mean"
+    r = rng(n)
+    y = i64(r.integers(0, 4, 6))
+    y[2] = -100
+    sf(n, "mean", {"input": bh16(randn(r, 6, 4, scale=2)), "target": y, "weight": uniform(r, 0.2, 3, 4)},
+       gamma=0.5, ii=-100)
+    # large logits
+    sf("softmax_focal_f16_large_logits_none", "none",
+       {"input": h16([[65504, -65504, 0], [60000, 59968, -1000], [-32768, 1000, 32768]]), "target": i64([1, 0, 2])})
+    sf("softmax_focal_bf16_large_logits_sum", "sum",
+       {"input": bh16([[3e4, -3e4, 0], [1e30, -1e30, 1], [1e5, 1e5 + 512, -1e5]]), "target": i64([1, 0, 2])})
 
 
 # --------------------------------------------------------------------------
@@ -1036,6 +1427,36 @@ def cosine_cases():
     n = "cosine_embedding_1d_no_labels_sum"
     r = rng(n)
     cc(n, "sum", {"input": randn(r, 3), "target": randn(r, 3)})
+    # half precision
+    n = "cosine_embedding_f16_rand_none"
+    r = rng(n)
+    cc(n, "none", {"input": h16(randn(r, 4, 5)), "target": h16(randn(r, 4, 5)), "labels": i64([1, -1, -1, 1])})
+    n = "cosine_embedding_bf16_no_labels_mean"
+    r = rng(n)
+    cc(n, "mean", {"input": bh16(randn(r, 3, 6)), "target": bh16(randn(r, 3, 6))})
+    # per-tensor dtypes: f16 and bf16 vectors side by side, and bf16 next to f32
+    n = "cosine_embedding_f16_bf16_margin05_sum"
+    r = rng(n)
+    cc(n, "sum", {"input": h16(randn(r, 5, 3)), "target": bh16(randn(r, 5, 3)),
+                  "labels": i64([-1, -1, 1, -1, 1])}, margin=0.5)
+    n = "cosine_embedding_bf16_f32_neg_margin_mean"
+    r = rng(n)
+    cc(n, "mean", {"input": bh16(randn(r, 4, 3)), "target": randn(r, 4, 3), "labels": i64([-1, 1, -1, -1])},
+       margin=-0.3)
+    # f16's largest values, and vectors of subnormals (their norms are below torch's 1e-12 guard,
+    # so the cosine is about dot / 1e-12)
+    sub = 2.0 ** -24
+    cc("cosine_embedding_f16_max_subnormal_none", "none",
+       {"input": h16([[65504, -65504, 60000], [sub, 3 * sub, 1023 * sub], [60000, 1, -2]]),
+        "target": h16([[-32768, 65504, 1000], [2 * sub, -sub, 512 * sub], [sub, 2.0 ** -14, 0.5]]),
+        "labels": i64([1, 1, -1])})
+    n = "cosine_embedding_bf16_129x7_mean"
+    r = rng(n)
+    cc(n, "mean", {"input": bh16(randn(r, 129, 7)), "target": bh16(randn(r, 129, 7)),
+                   "labels": i64(r.choice([-1, 1], 129))}, margin=0.25)
+    cc("cosine_embedding_bf16_large_none", "none",
+       {"input": bh16([[1e15, -3e14, 2], [1e-15, 2e-16, 0]]), "target": bh16([[-2e12, 7e14, 1e15], [3e-16, -1e-15, 0]]),
+        "labels": i64([1, -1])}, margin=-0.5)
 
 
 def triplet_cases():
@@ -1106,6 +1527,26 @@ def triplet_cases():
     n = "triplet_margin_1d_p1_none"
     r = rng(n)
     tc(n, "none", trip(r, 4), p=1.0)
+    # half precision
+    def half_trip(d, *hs):
+        return {k: h(v) for (k, v), h in zip(d.items(), hs)}
+
+    n = "triplet_margin_f16_rand_mean"
+    tc(n, "mean", half_trip(trip(rng(n), 4, 5), h16, h16, h16))
+    n = "triplet_margin_bf16_rand_none"
+    tc(n, "none", half_trip(trip(rng(n), 4, 3, spread=1.5), bh16, bh16, bh16))
+    n = "triplet_margin_bf16_swap_p1_sum"
+    tc(n, "sum", half_trip(trip(rng(n), 5, 3, spread=1.5), bh16, bh16, bh16), p=1.0, swap=True)
+    # per-tensor dtypes: a bf16 anchor, an f16 positive, an f32 negative
+    n = "triplet_margin_bf16_f16_f32_margin05_none"
+    tc(n, "none", half_trip(trip(rng(n), 4, 3), bh16, h16, f32), margin=0.5)
+    # distances near f16's max; bf16 vectors of 1e15
+    tc("triplet_margin_f16_large_none", "none",
+       {"input": h16([[65504, 0], [-65504, 1000]]), "positive": h16([[60000, 3], [-60000, 1000]]),
+        "negative": h16([[0, -65504], [-65504, 1024]])})
+    tc("triplet_margin_bf16_large_mean", "mean",
+       {"input": bh16([[1e15, 0, 1], [-3e12, 2e12, 0]]), "positive": bh16([[1e15, 1e13, 1], [-3e12, 2e12, 1e11]]),
+        "negative": bh16([[-1e15, 0, 1], [-3e12, 2e12, 3e10]])})
 
 
 # --------------------------------------------------------------------------
@@ -1249,6 +1690,74 @@ def dice_cases():
     t[1, 0, 0] = 255
     dc(n, "mean", {"input": randn(r, 2, 2, 4, scale=2), "target": t}, "multilabel", ignore_index=255)
 
+    # half precision
+    for dt, h in (("f16", h16), ("bf16", bh16)):
+        for red in REDS:
+            n = f"dice_multiclass_{dt}_rand_{red}"
+            r = rng(n)
+            dc(n, red, {"input": h(randn(r, 2, 3, 2, 3, scale=3)), "target": mc_target(r, (2, 2, 3), 3)},
+               "multiclass")
+        n = f"dice_binary_{dt}_rand_mean"
+        r = rng(n)
+        dc(n, "mean", {"input": h(randn(r, 2, 1, 3, 2, scale=3)), "target": h(r.integers(0, 2, (2, 1, 3, 2)))},
+           "binary")
+        n = f"dice_multilabel_{dt}_smooth1_none"
+        r = rng(n)
+        t = r.integers(0, 2, (2, 3, 4))
+        t[:, 1, :] = 0  # an empty channel
+        dc(n, "none", {"input": h(randn(r, 2, 3, 4, scale=3)), "target": h(t)}, "multilabel", smooth=1.0)
+        n = f"dice_multiclass_{dt}_probs_none"
+        r = rng(n)
+        # softmax rounded to the half: a pixel's probabilities sum to 1 only up to the half's step
+        dc(n, "none", {"input": h(softmax32(r.standard_normal((2, 3, 4)) * 2, 1)), "target": mc_target(r, (2, 4), 3)},
+           "multiclass", from_logits=False)
+        n = f"dice_multiclass_{dt}_ignore255_log_loss_mean"
+        r = rng(n)
+        y = mc_target(r, (2, 2, 3), 3)
+        y[1, 0, 2] = 255
+        dc(n, "mean", {"input": h(randn(r, 2, 3, 2, 3, scale=2)), "target": y}, "multiclass", ignore_index=255,
+           log_loss=True)
+        n = f"dice_multilabel_{dt}_ignore255_sum"
+        r = rng(n)
+        t = r.integers(0, 2, (2, 2, 4))
+        t[0, 1, 2] = 255  # a half holds 255 exactly
+        t[1, 0, 0] = 255
+        dc(n, "sum", {"input": h(randn(r, 2, 2, 4, scale=2)), "target": h(t)}, "multilabel", ignore_index=255)
+    # more pixels than a workgroup, an odd count (half values pack two to a 32-bit word)
+    n = "dice_binary_f16_33x31_mean"
+    r = rng(n)
+    dc(n, "mean", {"input": h16(randn(r, 1, 1, 33, 31, scale=3)), "target": h16(r.integers(0, 2, (1, 1, 33, 31)))},
+       "binary")
+    # bf16 probabilities near 0 and 1 (its step below 1 is 2**-8); f16 ones with subnormals
+    dc("dice_binary_bf16_probs_near_0_1_mean", "mean",
+       {"input": bh16([[[0.999, 0.995, 0.001, 1e-10, 0.998, 0.5]]]), "target": bh16([[[1, 1, 0, 1, 0, 1]]])},
+       "binary", from_logits=False)
+    sub = 2.0 ** -24
+    dc("dice_binary_f16_probs_subnormal_smooth1_none", "none",
+       {"input": h16([[[sub, 3 * sub, 1023 * sub, 0.99976, 1, 0]]]), "target": h16([[[1, 0, 1, 1, 1, 0]]])},
+       "binary", from_logits=False, smooth=1.0)
+    # large logits: softmax and sigmoid saturate to exact 0 and 1
+    dc("dice_multiclass_f16_large_logits_sum", "sum",
+       {"input": h16([[[65504, -65504, 0, 30], [-65504, 60000, 0, 31], [0, 0, 65504, -1000]]]),
+        "target": i64([[0, 1, 2, 1]])}, "multiclass")
+    dc("dice_multilabel_bf16_large_logits_mean", "mean",
+       {"input": bh16([[[1e30, -1e30, 1e5, -3e4], [100, -100, 0.5, -0.5]]]),
+        "target": bh16([[[1, 0, 0, 1], [1, 1, 0, 0]]])}, "multilabel")
+    # per-tensor dtypes: bf16 logits, f32 masks (with ignored pixels); f16 probabilities, bf16 masks
+    n = "dice_binary_bf16_f32_target_ignore255_sum"
+    r = rng(n)
+    y = f32(r.integers(0, 2, (2, 1, 3, 2)))
+    y[0, 0, 2, 1] = 255
+    dc(n, "sum", {"input": bh16(randn(r, 2, 1, 3, 2, scale=2)), "target": y}, "binary", ignore_index=255)
+    n = "dice_multilabel_bf16_f32_target_log_loss_mean"
+    r = rng(n)
+    dc(n, "mean", {"input": bh16(randn(r, 2, 3, 4, scale=2)), "target": f32(r.integers(0, 2, (2, 3, 4)))},
+       "multilabel", log_loss=True)
+    n = "dice_multilabel_f16_probs_bf16_target_none"
+    r = rng(n)
+    dc(n, "none", {"input": h16(uniform(r, 0, 1, 2, 2, 3)), "target": bh16(r.integers(0, 2, (2, 2, 3)))},
+       "multilabel", from_logits=False)
+
 
 # --------------------------------------------------------------------------
 # poisson_nll / gaussian_nll
@@ -1362,6 +1871,36 @@ def poisson_nll_cases():
     r = rng(n)
     x = randn(r, 1000)
     pc(n, "mean", {"input": x, "target": counts(r, 3 * np.exp(x.astype(np.float64)))}, full=True)
+    # half precision (counts up to 256 are exact in both halves)
+    for dt, h in (("f16", h16), ("bf16", bh16)):
+        n = f"poisson_nll_{dt}_rand_mean"
+        r = rng(n)
+        x = h(randn(r, 3, 5))
+        pc(n, "mean", {"input": x, "target": h(counts(r, np.exp(x.values.astype(np.float64))))})
+        n = f"poisson_nll_{dt}_rate_full_none"
+        r = rng(n)
+        x = h(uniform(r, 0.05, 6, 2, 5))
+        y = counts(r, x.values)
+        y[1, 0] = 0
+        y[1, 1] = 1
+        pc(n, "none", {"input": x, "target": h(y)}, log_input=False, full=True)
+    # per-tensor dtypes: bf16 log rates, f32 counts
+    n = "poisson_nll_bf16_f32_target_full_sum"
+    r = rng(n)
+    x = bh16(randn(r, 2, 6))
+    y = counts(r, 2 * np.exp(x.values.astype(np.float64)))
+    y[0, :3] = f32([0, 1, 0.5])
+    pc(n, "sum", {"input": x, "target": y}, full=True)
+    # f16 subnormal rates next to eps = 1e-8 (log(x + eps)); rates of exactly 0
+    sub = 2.0 ** -24
+    pc("poisson_nll_f16_subnormal_rates_mean", "mean",
+       {"input": h16([sub, 3 * sub, 1023 * sub, 2.0 ** -14, 0, 0, 1.5, 65504]),
+        "target": h16([0, 1, 2, 1, 0, 3, 2, 65504])}, log_input=False)
+    # large log rates: exp(11) ~ 6e4 and, in bf16, exp(80) ~ 6e34
+    pc("poisson_nll_f16_large_log_input_none", "none",
+       {"input": h16([11, -11, 10.5, -65504, 0]), "target": h16([60000, 0, 2048, 0, 1])})
+    pc("poisson_nll_bf16_large_log_input_full_sum", "sum",
+       {"input": bh16([80, -80, 40, -1e30, 0.5]), "target": bh16([1e30, 0, 3e17, 0, 1])}, full=True)
 
 
 def gaussian_nll_cases():
@@ -1451,6 +1990,31 @@ def gaussian_nll_cases():
     gc(n, "sum", xyv(rng(n), (2, 3, 4), (2, 3)), full=True)
     n = "gaussian_nll_large_full_mean"
     gc(n, "mean", xyv(rng(n), (8, 125), (8, 1)), full=True)
+    # half precision
+    def half_xyv(d, *hs):
+        return {k: h(v) for (k, v), h in zip(d.items(), hs)}
+
+    n = "gaussian_nll_f16_rand_none"
+    gc(n, "none", half_xyv(xyv(rng(n), (3, 4), (3, 4)), h16, h16, h16))
+    n = "gaussian_nll_bf16_var_last1_mean"
+    gc(n, "mean", half_xyv(xyv(rng(n), (3, 4), (3, 1)), bh16, bh16, bh16))
+    n = "gaussian_nll_bf16_full_sum"
+    gc(n, "sum", half_xyv(xyv(rng(n), (2, 5), (2, 5)), bh16, bh16, bh16), full=True)
+    n = "gaussian_nll_f16_var_rows_full_mean"
+    gc(n, "mean", half_xyv(xyv(rng(n), (3, 4), (3,)), h16, h16, h16), full=True)
+    # per-tensor dtypes: bf16 input and target, f32 var; an f16 input, f32 target, bf16 var
+    n = "gaussian_nll_bf16_f32_var_rows_sum"
+    gc(n, "sum", half_xyv(xyv(rng(n), (3, 4), (3,)), bh16, bh16, f32))
+    n = "gaussian_nll_f16_f32_bf16_none"
+    gc(n, "none", half_xyv(xyv(rng(n), (2, 4), (2, 4)), h16, f32, bh16))
+    # f16 subnormal variances on both sides of eps = 1e-6 (16 * 2**-24 < eps < 17 * 2**-24),
+    # where a flushed one would be clamped to eps
+    sub = 2.0 ** -24
+    for red in ("none", "mean"):
+        gc(f"gaussian_nll_f16_subnormal_var_{red}", red,
+           {"input": h16([0.001, -0.002, 0.003, 0.0005, 0.01, 2.0 ** -14, 0.25, 0]),
+            "target": h16([0, 0, 0.001, 0, 0.005, 0, 0.25, 0]),
+            "var": h16([sub, 16 * sub, 17 * sub, 20 * sub, 1023 * sub, 2.0 ** -14, 0.5, 0])})
 
 
 # --------------------------------------------------------------------------

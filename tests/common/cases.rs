@@ -3,7 +3,7 @@
 //! PyTorch gave.
 
 use serde_json::Value;
-use wgpu_loss::{DiceMode, Inputs, Loss, Reduction, Target, Tensor};
+use wgpu_loss::{bf16, f16, DType, DiceMode, Inputs, Loss, Reduction, Target, Tensor};
 use wgpu_loss::{Pairs, TensorName, Value as ParamValue};
 
 /// A number of the case files: "NaN", "inf" and "-inf" are strings there.
@@ -59,11 +59,43 @@ pub fn reduction_of(case: &Value) -> Reduction {
     Reduction::from_name(case["reduction"].as_str().unwrap()).unwrap()
 }
 
-/// A tensor of a case: floats, and the ints too for an int64 one.
+/// A tensor of a case: floats, the ints too for an int64 one, and the half
+/// values for a float16 or bfloat16 one.
 pub struct Owned {
     pub shape: Vec<usize>,
     pub floats: Vec<f32>,
     pub ints: Vec<i64>,
+    pub halves: Option<Halves>,
+}
+
+/// The elements of a half-precision tensor of a case, as the library takes them.
+pub enum Halves {
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+}
+
+/// `values` in the half type `to` makes. Each must be a value of that type:
+/// the case files store a half tensor's exact values, and one that the type
+/// rounds is a fixture bug, not a rounding to accept.
+fn halves<H: Copy>(
+    what: &str,
+    values: &[f32],
+    to: impl Fn(f32) -> H,
+    back: impl Fn(H) -> f32,
+) -> Vec<H> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            let h = to(v);
+            let r = back(h);
+            assert!(
+                r.to_bits() == v.to_bits() || (r.is_nan() && v.is_nan()),
+                "{what}[{k}] = {v:e} is not a value of its dtype (it reads back as {r:e})"
+            );
+            h
+        })
+        .collect()
 }
 
 pub fn tensor(case: &Value, name: &str) -> Option<Owned> {
@@ -80,11 +112,50 @@ pub fn tensor(case: &Value, name: &str) -> Option<Owned> {
     } else {
         vec![]
     };
+    let floats: Vec<f32> = data.iter().map(|v| num(v) as f32).collect();
+    let what = format!("{}: {name}", case["name"]);
+    let halves = match t["dtype"].as_str() {
+        Some("float16") => Some(Halves::F16(halves(
+            &what,
+            &floats,
+            f16::from_f32,
+            f16::to_f32,
+        ))),
+        Some("bfloat16") => Some(Halves::Bf16(halves(
+            &what,
+            &floats,
+            bf16::from_f32,
+            bf16::to_f32,
+        ))),
+        Some("float32" | "int64") => None,
+        other => panic!("{what}: unknown dtype {other:?}"),
+    };
     Some(Owned {
         shape,
-        floats: data.iter().map(|v| num(v) as f32).collect(),
+        floats,
         ints,
+        halves,
     })
+}
+
+impl Owned {
+    /// The tensor as the library takes it, in its own dtype.
+    pub fn tensor(&self) -> Tensor<'_> {
+        match &self.halves {
+            None => Tensor::new(&self.floats, &self.shape),
+            Some(Halves::F16(h)) => Tensor::new(h, &self.shape),
+            Some(Halves::Bf16(h)) => Tensor::new(h, &self.shape),
+        }
+    }
+
+    /// The dtype of a float tensor (an int64 one's floats are f32).
+    pub fn dtype(&self) -> DType {
+        match self.halves {
+            None => DType::F32,
+            Some(Halves::F16(_)) => DType::F16,
+            Some(Halves::Bf16(_)) => DType::Bf16,
+        }
+    }
 }
 
 /// Every tensor of a case, by role.
@@ -106,9 +177,16 @@ impl CaseTensors {
         self.tensors.iter().find(|t| t.0 == role).map(|t| &t.1)
     }
 
+    /// True when some float tensor of the case is held in `dtype`.
+    pub fn has(&self, dtype: DType) -> bool {
+        self.tensors
+            .iter()
+            .any(|(_, t)| t.ints.is_empty() && t.dtype() == dtype)
+    }
+
     /// The inputs of the case; an int64 target is class indices.
     pub fn inputs(&self, loss: &Loss) -> Inputs<'_> {
-        let float = |r: &str| self.get(r).map(|t| Tensor::new(&t.floats, &t.shape));
+        let float = |r: &str| self.get(r).map(Owned::tensor);
         let mut inputs = Inputs::new(float("input").expect("an input"));
         inputs.target = self.get("target").map(|t| {
             if !t.ints.is_empty() && !matches!(loss, Loss::Pairs(Pairs::CosineEmbedding { .. })) {
@@ -117,7 +195,7 @@ impl CaseTensors {
                     shape: &t.shape,
                 }
             } else {
-                Target::Float(Tensor::new(&t.floats, &t.shape))
+                Target::Float(t.tensor())
             }
         });
         for name in TensorName::ALL {

@@ -2,11 +2,18 @@
 //! scripts/make_fixtures.py with torch, torchvision, kornia and smp). Each case
 //! keeps the PyTorch expression that produced it in its "torch" field. The CPU
 //! twin must match them to float64 precision, the GPU to 1e-4 rel + 1e-6 abs.
+//!
+//! Tensors with dtype float16 or bfloat16 are passed as `f16` / `bf16`
+//! tensors (tests/common/cases.rs checks each stored value is one of the
+//! type). PyTorch computed their cases in float64 from the half values, which
+//! is what the library computes on (the twin in f64, the GPU in f32 from the
+//! exact upcast), so they take the same tolerances as the f32 cases.
 
 use crate::common::cases::{expected, grads, load, loss_of, reduction_of, tight, CaseTensors};
 use crate::common::{close, ctx, variant_ctxs, ByName};
 use serde_json::Value;
-use wgpu_loss::{cpu, Dice, Error, Loss, Pairs, Upstream, Variant};
+use std::collections::BTreeSet;
+use wgpu_loss::{cpu, DType, Dice, Error, Loss, Pairs, Upstream, Variant};
 
 /// Checks each gradient of `got` against autograd's in the case, element by
 /// element with `ok`; what disagrees goes into `failures`.
@@ -44,6 +51,10 @@ fn pytorch_fixtures() {
     let mut dice_gradients = 0;
     // (pair cases, of them with GPU gradients checked)
     let mut pair_gradients = (0, 0);
+    // (loss, dtype) of every float tensor of every case; cases with a half
+    // tensor and an f32 one.
+    let mut dtypes = BTreeSet::new();
+    let mut mixed = 0;
     for case in &cases {
         let name = case["name"].as_str().unwrap();
         let loss = loss_of(case);
@@ -54,6 +65,11 @@ fn pytorch_fixtures() {
         );
         pair_gradients.0 += pair as usize;
         let tensors = CaseTensors::of(case);
+        for d in DType::ALL.into_iter().filter(|&d| tensors.has(d)) {
+            dtypes.insert((loss.name(), d.name()));
+        }
+        mixed += (tensors.has(DType::F32) && (tensors.has(DType::F16) || tensors.has(DType::Bf16)))
+            as usize;
         let inputs = tensors.inputs(&loss);
 
         let (want, want_items) = expected(case);
@@ -127,6 +143,18 @@ fn pytorch_fixtures() {
         pair_gradients.0, pair_gradients.1,
         "every pair case has its GPU gradients checked"
     );
+    // Every loss has cases with f16 and with bf16 tensors, some of them next
+    // to f32 ones.
+    for (loss, _) in &dtypes {
+        for d in [DType::F16, DType::Bf16] {
+            assert!(
+                dtypes.contains(&(*loss, d.name())),
+                "{loss} has no {} fixture case",
+                d.name()
+            );
+        }
+    }
+    assert!(mixed >= 10, "only {mixed} cases mix half and f32 tensors");
     assert!(
         failures.is_empty(),
         "{} fixture mismatches:\n{}",
