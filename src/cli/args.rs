@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// the tuner's choice marked `chosen`.
     #[arg(long, value_name = "tuned|all", default_value = "tuned", value_parser = ["tuned", "all"])]
     pub variants: String,
+    /// Comma-separated dtypes of the float inputs, each timed in turn: f32, f16, bf16 [f32].
+    /// Bytes (and so GB/s and efficiency) count each input in its dtype.
+    #[arg(long, value_name = "DTYPE,..", value_delimiter = ',')]
+    pub dtype: Vec<String>,
     /// Print one JSON record per line instead of a table.
     #[arg(long)]
     pub json: bool,

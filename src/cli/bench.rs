@@ -13,7 +13,7 @@ use crate::cli::synthetic;
 use crate::context::{Context, COPY};
 use crate::error::{Error, Result};
 use crate::gpu::{grid, Prepared, Variant, WG};
-use crate::inputs::Upstream;
+use crate::inputs::{DType, Upstream};
 use crate::loss::{Loss, Reduction};
 
 /// vec4s per thread: `ITEMS` in shaders/copy.wgsl (checked by the test
@@ -61,6 +61,8 @@ impl Default for Repeats {
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
     pub loss: String,
+    /// The dtype of the float inputs: f32, f16 or bf16.
+    pub dtype: String,
     /// "forward": the loss value with its inputs already on the device.
     /// "fused": the value and every gradient in one call (upstream 1), the
     /// value read back and the gradients left on the device.
@@ -162,11 +164,13 @@ pub struct Bench<'c> {
     pub repeats: Repeats,
     pub reduction: Reduction,
     pub seed: u64,
+    /// The dtype of the batches' float tensors (class indices stay i64).
+    pub dtype: DType,
     copies: HashMap<usize, f64>,
     roundtrips: HashMap<String, (f64, f64)>,
-    /// The forward call's GPU ms by (loss, size, variant), for the fused
-    /// call's ratio.
-    forwards: HashMap<(String, usize, String), f64>,
+    /// The forward call's GPU ms by (loss, size, variant, dtype), for the
+    /// fused call's ratio.
+    forwards: HashMap<(String, usize, String, DType), f64>,
 }
 
 impl<'c> Bench<'c> {
@@ -176,6 +180,7 @@ impl<'c> Bench<'c> {
             repeats: Repeats::default(),
             reduction: Reduction::Mean,
             seed: 1,
+            dtype: DType::F32,
             copies: HashMap::new(),
             roundtrips: HashMap::new(),
             forwards: HashMap::new(),
@@ -272,12 +277,13 @@ impl<'c> Bench<'c> {
     /// read back with the inputs on the device, and from host data
     /// (`Context::evaluate_with_grad`, which also reads back the gradients).
     fn roundtrip_of(&mut self, loss: &Loss, fused: bool) -> Result<(f64, f64)> {
-        let key = format!("{loss:?} {fused}");
+        let key = format!("{loss:?} {fused} {:?}", self.dtype);
         if let Some(r) = self.roundtrips.get(&key) {
             return Ok(*r);
         }
         let batch = synthetic::batch(loss, ROUNDTRIP_N, self.seed);
-        let inputs = batch.inputs();
+        let cast = batch.cast(self.dtype);
+        let inputs = cast.inputs();
         let one = Upstream::Scalar(1.0);
         let prepared = if fused {
             self.ctx
@@ -320,7 +326,8 @@ impl<'c> Bench<'c> {
             return Ok(vec![]);
         }
         let batch = synthetic::batch(loss, size, self.seed);
-        let inputs = batch.inputs();
+        let cast = batch.cast(self.dtype);
+        let inputs = cast.inputs();
         let decided = self
             .ctx
             .variants(loss, self.reduction, &inputs)
@@ -362,7 +369,8 @@ impl<'c> Bench<'c> {
             )));
         }
         let batch = synthetic::batch(loss, size, self.seed);
-        let inputs = batch.inputs();
+        let cast = batch.cast(self.dtype);
+        let inputs = cast.inputs();
         let forced = variant.map(|(v, _)| self.ctx.with_variant(v));
         let ctx = forced.as_ref().unwrap_or(self.ctx);
         let prepared = match ctx.prepare(loss, self.reduction, &inputs) {
@@ -374,11 +382,11 @@ impl<'c> Bench<'c> {
             Ok(_) => 1,
             Err(e) => return skipped(e),
         };
-        let read = must_read(&batch);
+        let read = must_read(&batch, self.dtype);
         let mut record = self.time(loss, size, &batch, &prepared, read, read + 4 * items)?;
         record.chosen = variant.is_none_or(|(_, chosen)| chosen);
         self.forwards.insert(
-            (loss.name().into(), size, record.variant.clone()),
+            (loss.name().into(), size, record.variant.clone(), self.dtype),
             record.gpu_ms,
         );
         Ok(Outcome::Done(Box::new(record)))
@@ -409,7 +417,8 @@ impl<'c> Bench<'c> {
             )));
         }
         let batch = synthetic::batch(loss, size, self.seed);
-        let inputs = batch.inputs();
+        let cast = batch.cast(self.dtype);
+        let inputs = cast.inputs();
         let forced = variant.map(|(v, _)| self.ctx.with_variant(v));
         let ctx = forced.as_ref().unwrap_or(self.ctx);
         let prepared =
@@ -436,12 +445,17 @@ impl<'c> Bench<'c> {
             Err(e) => return skipped(e),
         };
         // The copy yardstick moves as many bytes as the call: half read, half written.
-        let bytes = must_read(&batch) + 4 * written;
+        let bytes = must_read(&batch, self.dtype) + 4 * written;
         let mut record = self.time(loss, size, &batch, &prepared, bytes / 2, bytes)?;
         record.chosen = variant.is_none_or(|(_, chosen)| chosen);
         record.vs_forward = self
             .forwards
-            .get(&(loss.name().to_string(), size, record.variant.clone()))
+            .get(&(
+                loss.name().to_string(),
+                size,
+                record.variant.clone(),
+                self.dtype,
+            ))
             .map(|f| record.gpu_ms / f);
         Ok(Outcome::Done(Box::new(record)))
     }
@@ -467,6 +481,7 @@ impl<'c> Bench<'c> {
         Ok(Record {
             vs_forward: None,
             loss: loss.name().into(),
+            dtype: self.dtype.name().into(),
             call: if fused { "fused" } else { "forward" }.into(),
             reduction: self.reduction.name().into(),
             size,
@@ -492,13 +507,13 @@ impl<'c> Bench<'c> {
     }
 }
 
-/// Bytes a call must read: every input once ([`synthetic::Batch::bytes`]),
-/// except where the loss looks at only part of it: `nll` reads one input value
-/// per row, the one its class index picks.
-pub fn must_read(batch: &synthetic::Batch) -> usize {
+/// Bytes a call must read: every input once in its dtype
+/// ([`synthetic::Cast::bytes`]), except where the loss looks at only part of
+/// it: `nll` reads one input value per row, the one its class index picks.
+pub fn must_read(batch: &synthetic::Batch, dtype: DType) -> usize {
     match (&batch.loss, &batch.classes) {
-        (Loss::Rows(Rows::Nll { .. }), Some((classes, _))) => 2 * 4 * classes.len(),
-        _ => batch.bytes(),
+        (Loss::Rows(Rows::Nll { .. }), Some((classes, _))) => (dtype.size() + 4) * classes.len(),
+        _ => batch.cast(dtype).bytes(),
     }
 }
 
@@ -533,8 +548,9 @@ pub fn human_bytes(bytes: f64) -> String {
 /// The records as a plain-text table, one line per record.
 pub fn table(records: &[Record]) -> String {
     let mut s = format!(
-        "{:<16} {:<7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>6} {:>4} {:>4} {:>9} {:>9} {:>6}  {}\n",
+        "{:<16} {:<5} {:<7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>6} {:>4} {:>4} {:>9} {:>9} {:>6}  {}\n",
         "loss",
+        "dtype",
         "call",
         "n",
         "bytes",
@@ -552,8 +568,9 @@ pub fn table(records: &[Record]) -> String {
     for r in records {
         let vs = r.vs_forward.map(|v| format!("{v:.2}")).unwrap_or_default();
         s += &format!(
-            "{:<16} {:<7} {:>9} {:>9} {:>10.4} {:>9.3} {:>9.3} {:>6.3} {:>4} {:>4} {:>9.3} {:>9.3} {:>6}  {}{}\n",
+            "{:<16} {:<5} {:<7} {:>9} {:>9} {:>10.4} {:>9.3} {:>9.3} {:>6.3} {:>4} {:>4} {:>9.3} {:>9.3} {:>6}  {}{}\n",
             r.loss,
+            r.dtype,
             r.call,
             r.n,
             human_bytes(r.bytes as f64),
@@ -697,14 +714,20 @@ mod tests {
     #[test]
     fn bytes_that_must_move() {
         let mse = synthetic::batch(&Loss::from_name("mse").unwrap(), 1000, 1);
-        assert_eq!(must_read(&mse), 8000);
+        assert_eq!(must_read(&mse, DType::F32), 8000);
+        assert_eq!(must_read(&mse, DType::F16), 4000);
+        assert_eq!(must_read(&mse, DType::Bf16), 4000);
         let nll = Loss::from_name("nll").unwrap();
         let b = synthetic::batch(&nll, 3000, 1);
         assert_eq!(b.bytes(), 4 * 3000 + 4 * 3);
         assert_eq!(
-            must_read(&b),
+            must_read(&b, DType::F32),
             8 * 3,
             "a class index and one input value per row"
         );
+        assert_eq!(must_read(&b, DType::Bf16), 6 * 3);
+        // Class indices count 4 bytes whatever the dtype of the floats.
+        let ce = synthetic::batch(&Loss::from_name("cross_entropy").unwrap(), 3000, 1);
+        assert_eq!(ce.cast(DType::F16).bytes(), 2 * 3000 + 4 * 3);
     }
 }

@@ -10,7 +10,7 @@ use clap::Parser;
 use wgpu_loss::cli::args::{loss_names, BenchArgs, Cli};
 use wgpu_loss::cli::bench;
 use wgpu_loss::cli::Fail;
-use wgpu_loss::{Loss, Reduction};
+use wgpu_loss::{DType, Loss, Reduction};
 
 /// The parsed command line, or the exit code once help, the version or a
 /// one-line error was printed.
@@ -54,6 +54,8 @@ pub struct BenchPlan {
     pub repeats: bench::Repeats,
     /// Every variant that can run each call, not only the tuner's choice.
     pub all_variants: bool,
+    /// The dtypes of the float inputs, each timed in turn.
+    pub dtypes: Vec<DType>,
 }
 
 /// "65536", "2^16" or "1e6" as a count.
@@ -128,11 +130,24 @@ impl BenchPlan {
             .filter(|c| c.1)
             .map(|c| c.0)
             .collect();
+        let dtypes = if a.dtype.is_empty() {
+            vec![DType::F32]
+        } else {
+            a.dtype
+                .iter()
+                .map(|d| {
+                    DType::parse(d.trim()).ok_or_else(|| {
+                        Fail::Usage(format!("--dtype: unknown dtype `{d}` (use f32, f16, bf16)"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
         Ok(BenchPlan {
             losses,
             reduction,
             sizes,
             calls,
+            dtypes,
             repeats: bench::Repeats {
                 min_runs: a.min_runs,
                 max_runs: a.max_runs,

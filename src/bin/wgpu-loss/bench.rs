@@ -32,7 +32,7 @@ pub fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
     };
     note(format!("adapter: {}; {timing}", ctx.adapter_name()));
     let bar = ProgressBar::with_draw_target(
-        Some((losses.len() * sizes.len() * calls.len()) as u64),
+        Some((losses.len() * sizes.len() * calls.len() * plan.dtypes.len()) as u64),
         ProgressDrawTarget::stderr(),
     );
     bar.set_style(
@@ -40,10 +40,14 @@ pub fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut records = vec![];
-    for loss in losses {
+    for (loss, &dtype) in losses
+        .iter()
+        .flat_map(|l| plan.dtypes.iter().map(move |d| (l, d)))
+    {
+        b.dtype = dtype;
         for &size in sizes {
             for &call in calls {
-                bar.set_message(format!("{} {call} n={size}", loss.name()));
+                bar.set_message(format!("{} {} {call} n={size}", loss.name(), dtype.name()));
                 let fused = call == "fused";
                 // `None`: the variant the tuner picks.
                 let mut runs: Vec<_> = if plan.all_variants {
@@ -71,7 +75,11 @@ pub fn bench(a: &BenchArgs) -> Result<ExitCode, Fail> {
                             records.push(*r);
                         }
                         bench::Outcome::Skipped(why) => bar.suspend(|| {
-                            note(format!("skipped {} {call} at {size}: {why}", loss.name()))
+                            note(format!(
+                                "skipped {} {} {call} at {size}: {why}",
+                                loss.name(),
+                                dtype.name()
+                            ))
                         }),
                     }
                 }
