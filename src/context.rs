@@ -119,6 +119,8 @@ pub(crate) const PAIRS_SUBGROUP: Kernel = Kernel {
 /// writes the output or the gradient, and the scratch.
 pub(crate) const DICE: Kernel = kernel!("dice", 3, 2);
 pub(crate) const FINALIZE: Kernel = kernel!("finalize", 1);
+/// Rounds f32 gradients to f16 or bf16 for a caller's view of halves.
+pub(crate) const PACK: Kernel = kernel!("pack", 1);
 /// The benchmark's bandwidth yardstick (`cli::bench`).
 #[cfg(feature = "cli")]
 pub(crate) const COPY: Kernel = kernel!("copy", 1);

@@ -370,6 +370,9 @@ pub struct GradViews<'a> {
     pub positive: Option<BufferView<'a>>,
     /// `triplet_margin` only.
     pub negative: Option<BufferView<'a>>,
+    /// What every view holds: f32 (the default), or f16/bf16, each value
+    /// computed in f32 and rounded once to nearest, ties to even.
+    pub dtype: DType,
 }
 
 impl<'a> GradViews<'a> {
@@ -379,7 +382,14 @@ impl<'a> GradViews<'a> {
             target: None,
             positive: None,
             negative: None,
+            dtype: DType::F32,
         }
+    }
+    /// Writes the gradients as `dtype` values: a model's half-precision
+    /// tensors get gradients of their own dtype, as autograd gives them.
+    pub fn with_dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
     }
     pub fn target(mut self, target: BufferView<'a>) -> Self {
         self.target = Some(target);
@@ -396,13 +406,14 @@ impl<'a> GradViews<'a> {
 }
 
 impl BufferView<'_> {
-    /// Shares at least one byte with `other`.
-    pub(crate) fn overlaps(&self, other: &BufferView<'_>) -> bool {
-        let end = |v: &BufferView<'_>| v.offset + 4 * v.len as u64;
+    /// Shares at least one byte with `other`, for values of `size` and
+    /// `other_size` bytes (in whole words).
+    pub(crate) fn overlaps(&self, size: usize, other: &BufferView<'_>, other_size: usize) -> bool {
+        let end = |v: &BufferView<'_>, size| v.offset + words(v.len, size);
         self.buffer == other.buffer
             && self.len > 0
             && other.len > 0
-            && self.offset < end(other)
-            && other.offset < end(self)
+            && self.offset < end(other, other_size)
+            && other.offset < end(self, size)
     }
 }

@@ -34,9 +34,9 @@ use naga::{
 };
 
 use super::dice::{self, DiceParams};
-use super::evaluator::dtype_code;
+use super::evaluator::{dtype_code, PACK_ITEMS};
 use super::pairs::{self, PairsParams};
-use super::plan::{FinalizeParams, PointParams, WG};
+use super::plan::{FinalizeParams, PackParams, PointParams, WG};
 use super::pointwise;
 use super::rows::{self, RowsParams};
 use crate::inputs::DType;
@@ -46,8 +46,8 @@ use crate::cli::bench::{CopyParams, COPY_ITEMS};
 #[cfg(feature = "cli")]
 use crate::context::COPY;
 use crate::context::{
-    Kernel, DICE, FINALIZE, PAIRS, PAIRS_SUBGROUP, POINTWISE, POINTWISE_VEC4, POINTWISE_VEC4_HALF,
-    ROWS, ROWS_SUBGROUP,
+    Kernel, DICE, FINALIZE, PACK, PAIRS, PAIRS_SUBGROUP, POINTWISE, POINTWISE_VEC4,
+    POINTWISE_VEC4_HALF, ROWS, ROWS_SUBGROUP,
 };
 use crate::loss::{DiceMode, Loss, TargetKind, CATALOG};
 
@@ -61,6 +61,7 @@ const KERNELS: &[(&str, &Kernel)] = &[
     ("PAIRS_SUBGROUP", &PAIRS_SUBGROUP),
     ("DICE", &DICE),
     ("FINALIZE", &FINALIZE),
+    ("PACK", &PACK),
     #[cfg(feature = "cli")]
     ("COPY", &COPY),
 ];
@@ -321,6 +322,7 @@ fn params_match_the_shaders() {
             partial_base, grad, coef_at,
         })),
         (&FINALIZE, rust_struct!(FinalizeParams { count, mode, divisor, _pad })),
+        (&PACK, rust_struct!(PackParams { n, groups_x, dtype, _pad })),
         #[cfg(feature = "cli")]
         (&COPY, rust_struct!(CopyParams { n4, groups_x, _pad })),
     ];
@@ -490,6 +492,7 @@ fn shared_constants_match_the_shaders() {
             "dice::COALESCED_CLASSES",
         ),
         (&ROWS, "NLL_ROWS", rows::NLL_ROWS, "rows::NLL_ROWS"),
+        (&PACK, "ITEMS", PACK_ITEMS, "evaluator::PACK_ITEMS"),
         #[cfg(feature = "cli")]
         (&COPY, "ITEMS", COPY_ITEMS, "bench::COPY_ITEMS"),
     ] {
@@ -1098,7 +1101,7 @@ fn the_nonfinite_scan_sees_every_way_in() {
 /// Every file of shaders/, each scanned once (a kernel's source is
 /// common.wgsl followed by one or more of them, so scanning kernels would
 /// report a shared file under another's name).
-const SHADER_FILES: [(&str, &str); 14] = [
+const SHADER_FILES: [(&str, &str); 15] = [
     ("common.wgsl", include_str!("../../shaders/common.wgsl")),
     (
         "pointwise.wgsl",
@@ -1136,6 +1139,7 @@ const SHADER_FILES: [(&str, &str); 14] = [
     ),
     ("dice.wgsl", include_str!("../../shaders/dice.wgsl")),
     ("finalize.wgsl", include_str!("../../shaders/finalize.wgsl")),
+    ("pack.wgsl", include_str!("../../shaders/pack.wgsl")),
     ("copy.wgsl", include_str!("../../shaders/copy.wgsl")),
 ];
 

@@ -15,9 +15,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::plan::{Dispatch, Role, Schedule, Slice, Wrt, ALL_WRT};
+use super::plan::{
+    chunk_len, grid, Dispatch, PackParams, Role, Schedule, Slice, Wrt, ALL_WRT, OFFSET_ALIGN, WG,
+};
 use super::variant::{Kind, Variant};
-use crate::context::{Context, Pipeline};
+use crate::context::{Context, Pipeline, PACK};
 use crate::device::{BufferView, DeviceInputs, DeviceUpstream, GradViews};
 use crate::error::{Error, Result};
 use crate::inputs::{plan_shapes, DType, Geometry, Plan};
@@ -69,6 +71,9 @@ impl Bound {
 
 struct Step {
     pipeline: Arc<Pipeline>,
+    /// The dtype a pack step rounds gradients to: it runs only when the
+    /// gradient views hold that dtype. `None`: every call runs it.
+    pack: Option<DType>,
     /// Bindings from this index on are writable.
     reads: u32,
     params_offset: u64,
@@ -108,6 +113,9 @@ pub struct Evaluator<'c> {
     output_len: usize,
     /// The gradients it writes; empty for a forward evaluator.
     wrt: Vec<Wrt>,
+    /// f32 buffers the kernels write gradients into when the caller's views
+    /// hold halves (made on the first such call), one per `wrt`.
+    grad_f32: std::sync::OnceLock<Vec<wgpu::Buffer>>,
     /// Most recent first; at most `BIND_CACHE`.
     bound: Mutex<Vec<Bound>>,
     /// (f32 bits, buffer holding that value) for `DeviceUpstream::Scalar`,
@@ -236,12 +244,21 @@ impl Context {
             params.resize(params.len().div_ceil(align) * align, 0);
             steps.push(Step {
                 pipeline,
+                pack: None,
                 reads: d.kernel.reads,
                 params_offset,
                 params_len: d.params.len() as u64,
                 bindings: d.bindings.clone(),
                 groups: d.groups,
             });
+        }
+        if grad {
+            for w in wrt(loss) {
+                let len = inputs.get(w.tensor()).map_or(0, |t| t.view.len);
+                for dtype in [DType::F16, DType::Bf16] {
+                    steps.extend(self.pack_steps(w, len, dtype, limit, &mut params, align)?);
+                }
+            }
         }
         if schedule.scratch > max_values || schedule.output_len > max_values {
             return Err(Error::TooLarge {
@@ -262,6 +279,49 @@ impl Context {
             steps,
             params,
         )
+    }
+
+    /// The steps that round the f32 gradient of `w` (`len` values) into a
+    /// view of `dtype` values: one per slice of at most `limit` values, each
+    /// starting on a 256-byte boundary of the view.
+    fn pack_steps(
+        &self,
+        w: Wrt,
+        len: usize,
+        dtype: DType,
+        limit: usize,
+        params: &mut Vec<u8>,
+        align: usize,
+    ) -> Result<Vec<Step>> {
+        let pipeline = self.pipeline(&PACK, "main", &[])?;
+        let step = chunk_len(limit, OFFSET_ALIGN);
+        let mut steps = Vec::new();
+        for first in (0..len).step_by(step) {
+            let n = step.min(len - first);
+            let groups = grid(n.div_ceil(2).div_ceil(WG * PACK_ITEMS));
+            let p = PackParams {
+                n: n as u32,
+                groups_x: groups.0,
+                dtype: dtype_code(dtype) as u32,
+                _pad: 0,
+            };
+            let params_offset = params.len() as u64;
+            params.extend_from_slice(bytemuck::bytes_of(&p));
+            params.resize(params.len().div_ceil(align) * align, 0);
+            steps.push(Step {
+                pipeline: pipeline.clone(),
+                pack: Some(dtype),
+                reads: PACK.reads,
+                params_offset,
+                params_len: std::mem::size_of::<PackParams>() as u64,
+                bindings: vec![
+                    Slice::range(Role::Grad(w), first, n),
+                    Slice::range(Role::Packed(w), first, n),
+                ],
+                groups,
+            });
+        }
+        Ok(steps)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -320,11 +380,16 @@ impl Context {
             absent_rw,
             output_len: schedule.output_len,
             wrt: if grad { wrt(loss) } else { vec![] },
+            grad_f32: std::sync::OnceLock::new(),
             bound: Mutex::new(Vec::new()),
             scalars: Mutex::new(Vec::new()),
         })
     }
 }
+
+/// Words per thread of the pack pass: `ITEMS` in shaders/pack.wgsl (checked
+/// by the test gpu::contract::shared_constants_match_the_shaders).
+pub(super) const PACK_ITEMS: usize = 4;
 
 /// The overrides naming the element type of each read binding
 /// (`DTYPE_<binding>` in the shaders; f32 is their default).
@@ -391,7 +456,7 @@ impl Evaluator<'_> {
 
     /// Dispatches recorded per `encode`.
     pub fn dispatches(&self) -> usize {
-        self.steps.len()
+        self.steps.iter().filter(|s| s.pack.is_none()).count()
     }
 
     /// Whether it was built by [`Context::grad_evaluator`].
@@ -482,13 +547,14 @@ impl Evaluator<'_> {
             }
         };
         self.check(inputs, output, Some(upstream))?;
-        let mut reads: Vec<(&'static str, BufferView<'_>)> = inputs
+        let mut reads: Vec<(&'static str, BufferView<'_>, usize)> = inputs
             .named()
             .into_iter()
-            .filter_map(|(name, t)| t.map(|t| (name, t.view)))
+            .filter_map(|(name, t)| t.map(|t| (name, t.view, t.dtype.size())))
             .collect();
-        reads.push(("upstream", upstream));
-        let mut written = vec![("output", output)];
+        reads.push(("upstream", upstream, 4));
+        let mut written = vec![("output", output, 4)];
+        let size = grads.dtype.size();
         for w in ALL_WRT {
             let name = w.view_name();
             let bad = |problem: String| Err(Error::Buffer { name, problem });
@@ -510,7 +576,7 @@ impl Evaluator<'_> {
                 }
                 (Some(v), true) => v,
             };
-            v.validate(name, 4, device)?;
+            v.validate(name, size, device)?;
             let want = self.tensor_len(w.tensor().name());
             if v.len != want {
                 return bad(format!(
@@ -519,17 +585,17 @@ impl Evaluator<'_> {
                     w.tensor().name()
                 ));
             }
-            if let Some((other, _)) = written.iter().find(|(_, o)| v.overlaps(o)) {
+            if let Some((other, _, _)) = written.iter().find(|(_, o, n)| v.overlaps(size, o, *n)) {
                 return bad(format!("overlaps `{other}`"));
             }
-            if let Some((other, r)) = reads.iter().find(|(_, r)| shares(&v, r)) {
-                return bad(if v.overlaps(r) {
+            if let Some((other, r, n)) = reads.iter().find(|(_, r, _)| shares(&v, r)) {
+                return bad(if v.overlaps(size, r, *n) {
                     format!("aliases `{other}`")
                 } else {
                     format!("shares its buffer with `{other}`, which the call reads; wgpu forbids one buffer as read-only and writable storage in one dispatch")
                 });
             }
-            written.push((name, v));
+            written.push((name, v, size));
         }
         self.record(encoder, inputs, output, Some(upstream), Some(grads), None)
     }
@@ -642,7 +708,8 @@ impl Evaluator<'_> {
         bound.insert(0, hit);
         bound.truncate(BIND_CACHE);
         drop(bound);
-        self.dispatch(encoder, &groups, timestamps);
+        let packing = grads.map(|g| g.dtype).filter(|d| *d != DType::F32);
+        self.dispatch(encoder, &groups, packing, timestamps);
         Ok(())
     }
 
@@ -668,11 +735,30 @@ impl Evaluator<'_> {
         upstream: Option<BufferView<'b>>,
         grads: Option<&GradViews<'b>>,
     ) -> Vec<Binding<'b>> {
-        // Bytes per value: a float input's dtype; else 4 (i32 classes, f32).
+        // Gradient views of halves: the kernels write f32 into buffers of
+        // the evaluator's, which the pack steps of that dtype round into them.
+        let packing = grads.map(|g| g.dtype).filter(|d| *d != DType::F32);
+        let f32_grads = packing.map(|_| {
+            self.grad_f32.get_or_init(|| {
+                self.wrt
+                    .iter()
+                    .map(|w| {
+                        self.ctx
+                            .storage("wgpu-loss gradient", self.tensor_len(w.tensor().name()))
+                    })
+                    .collect()
+            })
+        });
+        // Bytes per value: a float input's dtype, a packed gradient's; else 4
+        // (i32 classes, f32).
         let size = |role: Role| -> u64 {
-            role.tensor()
-                .and_then(|name| inputs.get(name))
-                .map_or(4, |t| t.dtype.size() as u64)
+            match (role, packing) {
+                (Role::Packed(_), Some(d)) => d.size() as u64,
+                _ => role
+                    .tensor()
+                    .and_then(|name| inputs.get(name))
+                    .map_or(4, |t| t.dtype.size() as u64),
+            }
         };
         let view = |role: Role| -> Option<BufferView<'b>> {
             match role {
@@ -684,14 +770,40 @@ impl Evaluator<'_> {
                 Role::Positive => inputs.positive.map(|t| t.view),
                 Role::Negative => inputs.negative.map(|t| t.view),
                 Role::Var => inputs.var.map(|t| t.view),
-                Role::Output => Some(output),
+                // A reduced result uses at most 3 values (value, sum,
+                // denominator): a longer view is not bound beyond them.
+                Role::Output => Some(BufferView {
+                    len: output.len.min(self.output_len.max(3)),
+                    ..output
+                }),
                 Role::Upstream => upstream,
-                Role::Grad(w) => grads.and_then(|g| w.view(g)),
+                Role::Grad(w) => match f32_grads {
+                    Some(buffers) => {
+                        let k = self.wrt.iter().position(|x| *x == w)?;
+                        let len = self.tensor_len(w.tensor().name());
+                        Some(BufferView::new(&buffers[k], 0, len))
+                    }
+                    None => grads.and_then(|g| w.view(g)),
+                },
+                Role::Packed(w) => grads.and_then(|g| w.view(g)),
                 _ => None,
             }
         };
         let mut out = Vec::new();
         for step in &self.steps {
+            if step.pack.is_some() && step.pack != packing {
+                // Not dispatched on these views: stand-ins keep its bind group valid.
+                let reads = step.reads as usize;
+                out.extend((0..step.bindings.len()).map(|i| {
+                    let b = if i >= reads {
+                        &self.absent_rw
+                    } else {
+                        &self.absent
+                    };
+                    (b, 0, 4)
+                }));
+                continue;
+            }
             for (i, slice) in step.bindings.iter().enumerate() {
                 let (buffer, offset, len) = match (slice.role, view(slice.role)) {
                     (Role::Scratch, _) => whole(&self.scratch),
@@ -772,11 +884,13 @@ impl Evaluator<'_> {
         Ok(groups.into())
     }
 
-    /// One compute pass: each step's pipeline, bind group and dispatch.
+    /// One compute pass: each step's pipeline, bind group and dispatch; the
+    /// pack steps of `packing`'s dtype only (none for f32 gradients).
     pub(crate) fn dispatch(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         groups: &[wgpu::BindGroup],
+        packing: Option<DType>,
         timestamps: Option<wgpu::ComputePassTimestampWrites<'_>>,
     ) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -784,6 +898,9 @@ impl Evaluator<'_> {
             timestamp_writes: timestamps,
         });
         for (step, bind_group) in self.steps.iter().zip(groups) {
+            if step.pack.is_some() && step.pack != packing {
+                continue;
+            }
             pass.set_pipeline(&step.pipeline.pipeline);
             pass.set_bind_group(0, bind_group, &[]);
             pass.dispatch_workgroups(step.groups.0, step.groups.1, 1);

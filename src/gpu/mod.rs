@@ -735,7 +735,7 @@ impl<'c> Prepared<'c> {
         self.ctx.scoped(|| {
             let mut encoder = self.ctx.encoder();
             self.evaluator
-                .dispatch(&mut encoder, &self.groups, timer.map(Timer::writes));
+                .dispatch(&mut encoder, &self.groups, None, timer.map(Timer::writes));
             self.ctx
                 .read_staged(encoder, &self.output, len, timer, &self.staging)
         })

@@ -45,8 +45,11 @@ pub(crate) enum Role {
     Output,
     /// The upstream gradient: one value, or one per item of `none`.
     Upstream,
-    /// The caller's view for the gradient with respect to a tensor.
+    /// The caller's view for the gradient with respect to a tensor, or, where
+    /// that view holds halves, the evaluator's f32 buffer the pack pass reads.
     Grad(Wrt),
+    /// The caller's view for a gradient of halves, which the pack pass writes.
+    Packed(Wrt),
     /// An absent optional tensor, or a write a dispatch does not make: 16
     /// zero bytes.
     Absent,
@@ -69,6 +72,7 @@ impl Role {
             | Role::Output
             | Role::Upstream
             | Role::Grad(_)
+            | Role::Packed(_)
             | Role::Absent => return None,
         })
     }
@@ -168,6 +172,17 @@ pub(super) struct FinalizeParams {
     pub(super) mode: u32,
     pub(super) divisor: f32,
     pub(super) _pad: u32,
+}
+
+/// `Params` of shaders/pack.wgsl; the test
+/// gpu::contract::params_match_the_shaders checks that they agree.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct PackParams {
+    pub(crate) n: u32,
+    pub(crate) groups_x: u32,
+    pub(crate) dtype: u32,
+    pub(crate) _pad: u32,
 }
 
 /// The pass that sums `count` (loss, denominator) partials from the scratch

@@ -427,3 +427,269 @@ fn device_tensors_declare_their_dtype() {
         other => panic!("expected a class dtype error, got {other:?}"),
     }
 }
+
+/// Runs `loss` with gradients on device copies of `host` (every float
+/// tensor as `dtype`... or as given) and returns the gradient of each
+/// differentiable tensor read back from views of `grad_dtype`, as f32 bits
+/// widened from the halves, and the bytes after each view's last value.
+fn device_grads(
+    ctx: &wgpu_loss::Context,
+    loss: &Loss,
+    reduction: Reduction,
+    host: &Inputs<'_>,
+    grad_dtype: DType,
+) -> Vec<(String, Vec<u16>, Vec<u8>)> {
+    use wgpu_loss::{DeviceUpstream, GradViews, TensorName};
+    let keep = |t: Tensor<'_>| buffer_with(ctx, t.data.bytes(), 0, STORAGE);
+    let named: Vec<(TensorName, Tensor<'_>)> = TensorName::ALL
+        .into_iter()
+        .filter_map(|n| host.float(n).map(|t| (n, t)))
+        .collect();
+    let buffers: Vec<wgpu::Buffer> = named.iter().map(|(_, t)| keep(*t)).collect();
+    let classes = match host.target {
+        Some(wgpu_loss::Target::Class { data, .. }) => {
+            let c: Vec<i32> = data.iter().map(|&c| c as i32).collect();
+            Some(buffer_with(ctx, &c, 0, STORAGE))
+        }
+        _ => None,
+    };
+    let tensor = |k: usize| {
+        let (_, t) = named[k];
+        DeviceTensor::new(BufferView::new(&buffers[k], 0, t.data.len()), t.shape)
+            .with_dtype(t.dtype())
+    };
+    let mut inputs = DeviceInputs::new(tensor(0));
+    for (k, (name, _)) in named.iter().enumerate().skip(1) {
+        inputs = inputs.with(*name, tensor(k));
+    }
+    if let (Some(c), Some(t)) = (&classes, host.target) {
+        inputs = inputs.classes(DeviceTensor::new(
+            BufferView::new(c, 0, t.shape().iter().product()),
+            t.shape(),
+        ));
+    }
+    let ev = ctx.grad_evaluator(loss, reduction, &inputs).unwrap();
+    let grads_of: Vec<TensorName> = loss.entry().grads.to_vec();
+    // Each view in a buffer of its own, filled with 0xAB past its values.
+    let views: Vec<(TensorName, usize, wgpu::Buffer)> = grads_of
+        .iter()
+        .map(|&n| {
+            let len = host.float(n).unwrap().data.len();
+            let bytes = (len * grad_dtype.size()).next_multiple_of(4) + 16;
+            let b = buffer_with(
+                ctx,
+                &vec![0xABu8; bytes],
+                0,
+                STORAGE | wgpu::BufferUsages::COPY_SRC,
+            );
+            (n, len, b)
+        })
+        .collect();
+    let view = |n: TensorName| {
+        views
+            .iter()
+            .find(|v| v.0 == n)
+            .map(|(_, len, b)| BufferView::new(b, 0, *len))
+    };
+    let mut gv = GradViews::new(view(TensorName::Input).unwrap()).with_dtype(grad_dtype);
+    gv.target = view(TensorName::Target);
+    gv.positive = view(TensorName::Positive);
+    gv.negative = view(TensorName::Negative);
+    let out = buffer_with(ctx, &[0f32; 4], 0, STORAGE | wgpu::BufferUsages::COPY_SRC);
+    let mut enc = encoder(ctx);
+    ev.encode_with_grad(
+        &mut enc,
+        &inputs,
+        DeviceUpstream::Scalar(1.0),
+        BufferView::whole(&out),
+        &gv,
+    )
+    .unwrap();
+    ctx.queue().submit([enc.finish()]);
+    views
+        .iter()
+        .map(|(n, len, b)| {
+            let words = read_all(ctx, encoder(ctx), b);
+            let bytes: Vec<u8> = bytemuck::cast_slice(&words).to_vec();
+            let halves: Vec<u16> = bytes[..2 * len]
+                .chunks(2)
+                .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+                .collect();
+            (n.name().to_string(), halves, bytes[2 * len..].to_vec())
+        })
+        .collect()
+}
+
+/// The half bits of `v` as the `half` crate rounds it (to nearest, ties to
+/// even): what the pack pass must give.
+fn half_bits(v: f32, dtype: DType) -> u16 {
+    match dtype {
+        DType::Bf16 => bf16::from_f32(v).to_bits(),
+        _ => f16::from_f32(v).to_bits(),
+    }
+}
+
+fn same_half(got: u16, want: u16, dtype: DType) -> bool {
+    let nan = |b: u16| match dtype {
+        DType::Bf16 => bf16::from_bits(b).is_nan(),
+        _ => f16::from_bits(b).is_nan(),
+    };
+    got == want || (nan(got) && nan(want))
+}
+
+/// Gradients into views of halves: each value the f32 gradient the host API
+/// gives, rounded once to nearest even, bit for bit, for a loss of every
+/// family (three gradients for triplet_margin), odd lengths included; the
+/// bytes after a view's last value are left as they were.
+#[test]
+fn gradients_into_views_of_halves_round_the_f32_gradient_once() {
+    let ctx = ctx();
+    for name in [
+        "mse",
+        "bce_with_logits",
+        "cross_entropy",
+        "triplet_margin",
+        "cosine_embedding",
+        "dice",
+    ] {
+        let loss = Loss::from_name(name).unwrap();
+        let b = batch(&loss, 2049, 13);
+        for dtype in HALVES {
+            let cast = b.cast(dtype);
+            let host = cast.inputs();
+            let (_, want) = ctx
+                .evaluate_with_grad(&loss, Reduction::Mean, &host, Upstream::Scalar(1.0))
+                .unwrap();
+            for (tensor, got, after) in device_grads(ctx, &loss, Reduction::Mean, &host, dtype) {
+                let want = match tensor.as_str() {
+                    "input" => &want.input,
+                    "target" => want.target.as_ref().unwrap(),
+                    "positive" => want.positive.as_ref().unwrap(),
+                    _ => want.negative.as_ref().unwrap(),
+                };
+                assert_eq!(got.len(), want.len());
+                for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                    let w16 = half_bits(*w, dtype);
+                    assert!(
+                        same_half(*g, w16, dtype),
+                        "{name} {dtype:?} d/d{tensor}[{i}]: {g:#06x} vs {w16:#06x} ({w})"
+                    );
+                }
+                assert!(
+                    after.iter().all(|&b| b == 0xAB),
+                    "{name} {dtype:?} d/d{tensor}: wrote past its view"
+                );
+            }
+        }
+    }
+}
+
+/// The rounding itself on the values where it is hard: ties to even, the
+/// f16 overflow threshold, subnormals and the 2^-25 tie, signed zeros,
+/// infinities and NaN. mse `none` with target 0 and upstream 1/2 per item
+/// makes the gradient exactly x (2 (x - 0) / 2, below f32 overflow).
+#[test]
+fn packed_gradients_round_ties_to_even_and_keep_special_values() {
+    use wgpu_loss::{DeviceUpstream, GradViews};
+    let ctx = ctx();
+    let p = |e: i32| 2f32.powi(e);
+    let mut x = vec![
+        1.0 + p(-11),
+        1.0 + 3.0 * p(-11),
+        1.0 + p(-8),
+        1.0 + 3.0 * p(-8),
+        65504.0,
+        65519.0,
+        65520.0,
+        65536.0,
+        1e6,
+        p(-24),
+        p(-25),
+        p(-25) * 1.5,
+        p(-26),
+        3.0 * p(-26),
+        p(-14),
+        p(-14) - p(-24),
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -1.0 - p(-11),
+        1.5e38,
+        1e-40,
+        -1.5e38,
+    ];
+    x.extend((0..100).map(|k| (k as f32 - 50.0) * 0.01337));
+    let n = x.len();
+    let shape = [n];
+    let zeros = vec![0f32; n];
+    let half_g = vec![0.5f32; n];
+    let bx = buffer_with(ctx, &x, 0, STORAGE);
+    let by = buffer_with(ctx, &zeros, 0, STORAGE);
+    let bg = buffer_with(ctx, &half_g, 0, STORAGE);
+    let inputs = DeviceInputs::new(DeviceTensor::new(BufferView::new(&bx, 0, n), &shape))
+        .target(DeviceTensor::new(BufferView::new(&by, 0, n), &shape));
+    let loss = Loss::from_name("mse").unwrap();
+    let ev = ctx.grad_evaluator(&loss, Reduction::None, &inputs).unwrap();
+    for dtype in HALVES {
+        let gb = buffer_with(
+            ctx,
+            &vec![0u8; 4 * n],
+            0,
+            STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let out = buffer_with(
+            ctx,
+            &vec![0f32; n],
+            0,
+            STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let gv = GradViews::new(BufferView::new(&gb, 0, n)).with_dtype(dtype);
+        let mut enc = encoder(ctx);
+        let up = DeviceUpstream::Buffer(BufferView::new(&bg, 0, n));
+        ev.encode_with_grad(&mut enc, &inputs, up, BufferView::whole(&out), &gv)
+            .unwrap();
+        ctx.queue().submit([enc.finish()]);
+        let words = read_all(ctx, encoder(ctx), &gb);
+        let halves: &[u16] = bytemuck::cast_slice(&words);
+        for (i, v) in x.iter().enumerate() {
+            let want = half_bits(*v, dtype);
+            assert!(
+                same_half(halves[i], want, dtype),
+                "{dtype:?} {v:e}: {:#06x} vs {want:#06x}",
+                halves[i]
+            );
+        }
+    }
+}
+
+/// Packed gradients longer than one binding: the pack pass runs per slice,
+/// each starting on a word of its own.
+#[test]
+fn packed_gradients_beyond_one_binding() {
+    let small = small_binding_ctx(1024);
+    let mut r = rng(21);
+    let n = 5001;
+    let shape = [n];
+    for dtype in HALVES {
+        let x = halves(&uniform(&mut r, n, -2.0, 2.0), dtype);
+        let y = halves(&uniform(&mut r, n, -2.0, 2.0), dtype);
+        let host =
+            Inputs::new(Tensor::new(x.floats(), &shape)).target(Tensor::new(y.floats(), &shape));
+        let loss = Loss::from_name("huber").unwrap();
+        let (_, want) = small
+            .evaluate_with_grad(&loss, Reduction::Sum, &host, Upstream::Scalar(1.0))
+            .unwrap();
+        let got = device_grads(&small, &loss, Reduction::Sum, &host, dtype);
+        let (_, halves, after) = &got[0];
+        for (i, (g, w)) in halves.iter().zip(&want.input).enumerate() {
+            let w16 = half_bits(*w, dtype);
+            assert!(
+                same_half(*g, w16, dtype),
+                "{dtype:?}[{i}]: {g:#06x} vs {w16:#06x}"
+            );
+        }
+        assert!(after.iter().all(|&b| b == 0xAB));
+    }
+}
