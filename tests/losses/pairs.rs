@@ -1912,4 +1912,3 @@ fn cosine_nonfinite_components_and_labels_follow_the_twin() {
         }
     }
 }
-
