@@ -319,44 +319,56 @@ fn acc_mul(acc: Acc, a: f32, b: f32) -> Acc {
 }
 
 // d cos / d x_k = (m w_k - dot x_k) / (m den) for the vector x with squared
-// norm m (+ eps), w being the other vector. For nearly parallel vectors the
-// two terms of the numerator cancel far below their f32 rounding (for D = 1
-// to eps w_k), so it is summed from exact products of the double-length sums
-// m and dot. `exact`: the row's sums are all finite (so are then w and x).
-// Rows whose numerator would overflow (told from the bits of its two
-// products) or is not finite take the reference's own formula, in IEEE
-// arithmetic on the kinds.
-fn cosine_grad(w: Ext, x: Ext, m: Acc, dot: Acc, m_total: Ext, den: Ext, cos: Ext, exact: bool) -> Ext {
-    if (exact && is_fin(m.s * w.v) && is_fin(dot.s * x.v)) {
-        var t = acc_mul(Acc(0.0, 0.0), m.s, w.v);
-        t = acc_add(t, m.c * w.v);
-        t = acc_mul(t, -dot.s, x.v);
-        t = acc_add(t, -(dot.c * x.v));
+// norm m (+ eps), w being the other vector, in a row whose sums are finite
+// (so are then w and x). For nearly parallel vectors the two terms of the
+// numerator cancel far below their f32 rounding (for D = 1 to eps w_k), so
+// it is summed from exact products of the double-length sums m and dot.
+// Where the numerator would overflow (told from the bits of its two
+// products) or is not finite, the reference's own formula; its overflow is
+// classified where it is used (`ext`) or stored as it is.
+fn cosine_grad(w: f32, x: f32, m: Acc, dot: Acc, m_total: f32, den: f32, cos: f32) -> f32 {
+    if (is_fin(m.s * w) && is_fin(dot.s * x)) {
+        var t = acc_mul(Acc(0.0, 0.0), m.s, w);
+        t = acc_add(t, m.c * w);
+        t = acc_mul(t, -dot.s, x);
+        t = acc_add(t, -(dot.c * x));
         let num = acc_total(t);
         if (is_fin(num)) {
-            return ext(num / m_total.v / den.v);
+            return num / m_total / den;
         }
     }
+    return w / den - cos * x / m_total;
+}
+
+// The reference's formula in IEEE arithmetic on the kinds, for rows with a
+// sum that is not finite.
+fn cosine_grad_ext(w: Ext, x: Ext, m_total: Ext, den: Ext, cos: Ext) -> Ext {
     return ext_sub(ext_over(w, den), ext_over(ext_mul(cos, x), m_total));
 }
 
-// The terms of x1.x2, |x1|^2 and |x2|^2 for one pair of loaded components,
-// with IEEE's kinds: an infinity times 0 is NaN, and a product of finite
-// components may overflow.
+// The terms of x1.x2, |x1|^2 and |x2|^2 for one pair of loaded components:
+// their finite parts (0 for the others) and their kinds (`kind_flag`), as
+// IEEE multiplication gives them (an infinity times 0 is NaN).
 struct CosTerms {
-    dot: Ext,
-    m1: Ext,
-    m2: Ext,
+    dot: f32,
+    m1: f32,
+    m2: f32,
+    kinds: vec3<u32>,
 }
 
 fn cos_terms(a: f32, b: f32) -> CosTerms {
+    // The common case, told from the bits: both below 2^63, where every
+    // product is finite.
+    let m = max(bitcast<u32>(a) & 0x7fffffffu, bitcast<u32>(b) & 0x7fffffffu);
+    if (m < 0x5f000000u) {
+        return CosTerms(a * b, a * a, b * b, vec3(0u));
+    }
     let ae = ext(a);
     let be = ext(b);
-    return CosTerms(ext_mul(ae, be), ext_mul(ae, ae), ext_mul(be, be));
-}
-
-fn cos_kinds(t: CosTerms) -> vec3<u32> {
-    return vec3(kind_flag(t.dot.k), kind_flag(t.m1.k), kind_flag(t.m2.k));
+    let d = ext_mul(ae, be);
+    let s1 = ext_mul(ae, ae);
+    let s2 = ext_mul(be, be);
+    return CosTerms(d.v, s1.v, s2.v, vec3(kind_flag(d.k), kind_flag(s1.k), kind_flag(s2.k)));
 }
 
 // CosineEmbeddingLoss: cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)).
@@ -382,10 +394,10 @@ fn cosine_embedding(seat: Seat, lid: u32) -> Ext {
             let a = input[base + k];
             let b = second[base + k];
             let t = cos_terms(a, b);
-            kinds = kinds | cos_kinds(t);
-            let fd = t.dot.k == K_FIN;
-            let f1 = t.m1.k == K_FIN;
-            let f2 = t.m2.k == K_FIN;
+            kinds = kinds | t.kinds;
+            let fd = t.kinds.x == 0u;
+            let f1 = t.kinds.y == 0u;
+            let f2 = t.kinds.z == 0u;
             dot = acc_mul(dot, select(0.0, a, fd), select(0.0, b, fd));
             m1 = acc_mul(m1, select(0.0, a, f1), select(0.0, a, f1));
             m2 = acc_mul(m2, select(0.0, b, f2), select(0.0, b, f2));
@@ -403,8 +415,8 @@ fn cosine_embedding(seat: Seat, lid: u32) -> Ext {
             let a = input[base + k];
             let b = second[base + k];
             let t = cos_terms(a, b);
-            kinds = kinds | cos_kinds(t);
-            pw_add(&pw, vec4(t.dot.v, t.m1.v, t.m2.v, 0.0));
+            kinds = kinds | t.kinds;
+            pw_add(&pw, vec4(t.dot, t.m1, t.m2, 0.0));
         }
         let t = row_sum(lid, pw_total(&pw));
         sums = vec3(t.x, t.y + params.cos_eps, t.z + params.cos_eps);
@@ -439,33 +451,54 @@ fn cosine_embedding(seat: Seat, lid: u32) -> Ext {
         if (live(seat) && dl != 0.0) {
             s = ext_mul(fin(dl), row_upstream(r));
         }
+        // Finite sums hold finite components only (a non-finite one gives a
+        // non-finite square).
         let exact = dot_e.k == K_FIN && n1.k == K_FIN && n2.k == K_FIN && den.k == K_FIN && cos.k == K_FIN;
-        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
-            let a = input[base + k];
-            let b = second[base + k];
-            let ae = ext(a);
-            let be = ext(b);
-            grad_input[base + k] = ext_f32(ext_mul(s, cosine_grad(be, ae, m1, dot, n1, den, cos, exact)));
-            grad_second[base + k] = ext_f32(ext_mul(s, cosine_grad(ae, be, m2, dot, n2, den, cos, exact)));
+        if (exact && s.k == K_FIN) {
+            // The common case in f32, the one loop that runs where no row
+            // of a SIMD batch needs the other (an overflow is stored as the
+            // IEEE product gives it).
+            for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
+                let a = input[base + k];
+                let b = second[base + k];
+                grad_input[base + k] = s.v * cosine_grad(b, a, m1, dot, n1.v, den.v, cos.v);
+                grad_second[base + k] = s.v * cosine_grad(a, b, m2, dot, n2.v, den.v, cos.v);
+            }
+        } else {
+            for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
+                let a = input[base + k];
+                let b = second[base + k];
+                let ae = ext(a);
+                let be = ext(b);
+                var gi = cosine_grad_ext(be, ae, n1, den, cos);
+                var gs = cosine_grad_ext(ae, be, n2, den, cos);
+                if (exact) {
+                    gi = ext(cosine_grad(b, a, m1, dot, n1.v, den.v, cos.v));
+                    gs = ext(cosine_grad(a, b, m2, dot, n2.v, den.v, cos.v));
+                }
+                grad_input[base + k] = ext_f32(ext_mul(s, gi));
+                grad_second[base + k] = ext_f32(ext_mul(s, gs));
+            }
         }
     }
     return l;
 }
 
-// |v|^p with its kind: plain products for p = 1 and 2; 0 stays 0 (the log of
-// 0 is not defined everywhere). An infinite v gives +inf, a NaN NaN; the
-// power of a finite one may overflow, and is classified from its bits.
-fn pow_p(v: Ext) -> Ext {
-    let a = abs(v.v);
-    var t = 0.0;
+// |v|^p of a finite v: plain products for p = 1 and 2; 0 stays 0 (the log of
+// 0 is not defined everywhere). The power may overflow: the sums it joins
+// are classified from their bits (`sum_ext`, `ext`).
+fn pow_p(v: f32) -> f32 {
+    let a = abs(v);
     if (params.norm == NORM_1) {
-        t = a;
-    } else if (params.norm == NORM_2) {
-        t = a * a;
-    } else if (a != 0.0) {
-        t = exp2(params.p * ln(a) / LN2);
+        return a;
     }
-    return ext_of(t, ext_abs(v).k);
+    if (params.norm == NORM_2) {
+        return a * a;
+    }
+    if (a == 0.0) {
+        return 0.0;
+    }
+    return exp2(params.p * ln(a) / LN2);
 }
 
 // s^(1/p) for the general norm (s >= 0), an overflow classified from its
@@ -757,20 +790,31 @@ fn norm_grad(ve: Ext, d: Ext, aux: f32) -> Ext {
 }
 
 // a - p + eps, a - n + eps and p - n + eps for one component of each loaded
-// tensor, classified from their bits, with IEEE's kinds (inf - inf is NaN; a
-// difference of finite values may overflow).
+// tensor, with IEEE's kinds (inf - inf is NaN; a difference of finite values
+// may overflow), and the kinds of their magnitudes (`kind_flag`).
 struct Diffs {
     ap: Ext,
     an: Ext,
     pn: Ext,
+    kinds: vec3<u32>,
 }
 
 fn diffs(a: f32, p: f32, n: f32) -> Diffs {
+    let eps = params.eps;
+    // The common case, told from the bits: all three below 2^126, where no
+    // difference overflows.
+    let m = max(max(bitcast<u32>(a) & 0x7fffffffu, bitcast<u32>(p) & 0x7fffffffu), bitcast<u32>(n) & 0x7fffffffu);
+    if (m < 0x7e800000u) {
+        return Diffs(fin(a - p + eps), fin(a - n + eps), fin(p - n + eps), vec3(0u));
+    }
     let ae = ext(a);
     let pe = ext(p);
     let ne = ext(n);
-    let eps = fin(params.eps);
-    return Diffs(ext_add(ext_sub(ae, pe), eps), ext_add(ext_sub(ae, ne), eps), ext_add(ext_sub(pe, ne), eps));
+    let e = fin(eps);
+    let ap = ext_add(ext_sub(ae, pe), e);
+    let an = ext_add(ext_sub(ae, ne), e);
+    let pn = ext_add(ext_sub(pe, ne), e);
+    return Diffs(ap, an, pn, vec3(kind_flag(ext_abs(ap).k), kind_flag(ext_abs(an).k), kind_flag(ext_abs(pn).k)));
 }
 
 // max(margin + gap, 0), NaN staying NaN.
@@ -824,8 +868,11 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         tie = swap && ext_eq(d_pn, d_an);
         l = hinge(ext_sub(d_ap, ext_pick(d_an, d_pn, use_pn)));
     } else {
-        // (s_ap, s_an, ds_an, ds_pn) and (s_pn, ...), of finite terms; the
-        // kinds of the others (ap, an, pn).
+        // (s_ap, s_an, ds_an, ds_pn) and (s_pn, ...), of the finite
+        // components; the kinds of the others (ap, an, pn). A power that
+        // overflowed makes its sums infinite and a difference sum maybe NaN
+        // (inf - inf), told from their bits: the gap then takes the plain
+        // difference of the distances.
         var sums = pw_new();
         var sums_pn = pw_new();
         var kinds = vec3(0u);
@@ -843,15 +890,17 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
                 m_an = max_add(m_an, v.an);
                 m_pn = max_add(m_pn, v.pn);
             }
-            let t_ap = pow_p(v.ap);
-            let t_an = pow_p(v.an);
-            var t_pn = fin(0.0);
+            // The finite parts' powers (0 for the others, whose kinds join
+            // `kinds`).
+            let t_ap = pow_p(v.ap.v);
+            let t_an = pow_p(v.an.v);
+            var t_pn = 0.0;
             if (swap) {
-                t_pn = pow_p(v.pn);
-                pw_add(&sums_pn, vec4(t_pn.v, 0.0, 0.0, 0.0));
+                t_pn = pow_p(v.pn.v);
+                pw_add(&sums_pn, vec4(t_pn, 0.0, 0.0, 0.0));
             }
-            kinds = kinds | vec3(kind_flag(t_ap.k), kind_flag(t_an.k), kind_flag(t_pn.k));
-            pw_add(&sums, vec4(t_ap.v, t_an.v, t_ap.v - t_an.v, t_ap.v - t_pn.v));
+            kinds = kinds | v.kinds;
+            pw_add(&sums, vec4(t_ap, t_an, t_ap - t_an, t_ap - t_pn));
         }
         let sum2 = row_merge(lid, MERGE_SUM, Two(pw_total(&sums), pw_total(&sums_pn)));
         let all = row_kinds(lid, kinds);
