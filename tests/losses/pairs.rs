@@ -1912,3 +1912,39 @@ fn cosine_nonfinite_components_and_labels_follow_the_twin() {
         }
     }
 }
+
+/// Components near the top of f32 (from 1e38, where the kernels leave their
+/// plain path for IEEE arithmetic on the kinds): differences that stay
+/// finite, and two that overflow where the twin's float64 does not but the
+/// hinge clamps either way, for the norms whose sums stay finite (p = 1,
+/// inf), with and without swap, on every variant. Where f32 rounds a small
+/// component away beside a large one (the twin's float64 keeps it), the rows
+/// are such that no result moves beyond the tolerance: a difference of two
+/// large distances would.
+#[test]
+fn triplet_large_finite_components_follow_the_twin() {
+    #[rustfmt::skip]
+    let put: [Put; 8] = [
+        (0, 0, 0, 1e38), (0, 1, 0, 1e38), (0, 2, 0, -1e38),
+        (1, 0, 1, 3e38), (1, 1, 1, 3e38), (1, 2, 1, -3e38),
+        (2, 0, 2, 1e38), (2, 1, 2, -2e38),
+    ];
+    let up = nonfinite_upstream(3);
+    for dim in [3, 1030] {
+        let data = with_values(3, dim, 900 + dim as u64, &put);
+        let inputs = data.triplet();
+        for (p, swap) in [
+            (1.0, false),
+            (1.0, true),
+            (f32::INFINITY, false),
+            (f32::INFINITY, true),
+        ] {
+            let loss = triplet(1.0, p, swap);
+            let what = format!("{loss:?} dim={dim} large components");
+            check(&what, &loss, Reduction::None, &inputs);
+            check(&what, &loss, Reduction::Mean, &inputs);
+            check_grad(&what, &loss, Reduction::Sum, &inputs, Upstream::Scalar(1.0));
+            check_grad(&what, &loss, Reduction::None, &inputs, Upstream::Items(&up));
+        }
+    }
+}
