@@ -19,6 +19,17 @@
 // of thousands of elements. Only the cosine gradient keeps compensated sums
 // (see `Acc`), joined across lanes with the same compensation.
 //
+// No value the kernels compute with is NaN or infinite (see `Ext` in
+// common.wgsl). Each loaded component is classified from its bits right
+// after its load (`ext`, `diffs`, `cos_terms`); only finite parts enter the
+// sums, maxima and products, and the kinds of the other terms travel beside
+// them: as flags joined across the lanes (`row_kinds`) or as counts in the
+// maxima (`MaxAcc`). A row's sums become `Ext` values once joined
+// (`sum_ext`), the loss and gradients are `Ext` arithmetic from there, and
+// NaN and the infinities are built only where they are stored. A finite
+// computation that may overflow (a product of large components, a sum, a
+// power) is classified from its bits where its result is used.
+//
 // With GRAD the lanes then walk their row once more and write the gradient
 // of every tensor, the row's upstream scaled by the reduction times the row's
 // derivative (rows are independent: no second pass).
@@ -114,9 +125,11 @@ struct Two {
 
 // How `row_merge` joins two lanes' values:
 // - MERGE_SUM: both vectors added;
-// - MERGE_ACC: `a` running sums with `b` their dropped rounding errors (`Acc`);
-// - MERGE_MAX: `a` the largest |v| per component (-1: a NaN was met), `b`
-//   how many components reached it (or how many were NaN), as `max_pack`.
+// - MERGE_ACC: `a` running sums with `b` their dropped rounding errors (`Acc`,
+//   whose comment says what the compensation assumes);
+// - MERGE_MAX: `a` the largest finite |v| per component or a tag (MAX_NAN: a
+//   NaN was met, MAX_INF: an infinity and no NaN), `b` how many components
+//   reached it (or how many were NaN, or infinite), as `max_pack`.
 const MERGE_SUM: u32 = 0u;
 const MERGE_ACC: u32 = 1u;
 const MERGE_MAX: u32 = 2u;
@@ -147,6 +160,64 @@ fn row_sum(lid: u32, v: vec4<f32>) -> vec4<f32> {
     return row_merge(lid, MERGE_SUM, Two(v, vec4(0.0))).a;
 }
 
+// Whether a lane's flags hold kind k, as a count for MERGE_SUM: a sum of
+// such counts is exact, and positive once one of them is, in any order.
+fn kind_count(flags: u32, k: u32) -> f32 {
+    return select(0.0, 1.0, (flags & (1u << k)) != 0u);
+}
+
+fn kind_if(count: f32, k: u32) -> u32 {
+    return select(0u, 1u << k, count > 0.0);
+}
+
+// The kinds (`kind_flag` bits) of the non-finite terms of three row sums,
+// joined across the row's lanes. The first sum's terms may be +inf, -inf or
+// NaN; the other two sum squares or powers of |v|, never -inf.
+fn row_kinds(lid: u32, f: vec3<u32>) -> vec3<u32> {
+    let t = row_merge(
+        lid,
+        MERGE_SUM,
+        Two(
+            vec4(kind_count(f.x, K_PINF), kind_count(f.x, K_NINF), kind_count(f.x, K_NAN), kind_count(f.y, K_PINF)),
+            vec4(kind_count(f.y, K_NAN), kind_count(f.z, K_PINF), kind_count(f.z, K_NAN), 0.0),
+        ),
+    );
+    return vec3(
+        kind_if(t.a.x, K_PINF) | kind_if(t.a.y, K_NINF) | kind_if(t.a.z, K_NAN),
+        kind_if(t.a.w, K_PINF) | kind_if(t.b.x, K_NAN),
+        kind_if(t.b.y, K_PINF) | kind_if(t.b.z, K_NAN),
+    );
+}
+
+// A row sum as an extended real: its finite part, classified from its bits
+// (the sum may have overflowed), joined with the kinds of its other terms as
+// IEEE addition joins them (+inf and -inf give NaN).
+fn sum_ext(v: f32, kinds: u32) -> Ext {
+    return ext_add(ext(v), with_kinds(0.0, kinds));
+}
+
+// The square root of a sum of squares (never negative).
+fn ext_sqrt(s: Ext) -> Ext {
+    return Ext(sqrt(s.v), s.k);
+}
+
+// s / d for a d that is never negative (+0, positive, +inf or NaN): IEEE
+// division, signed zeros included. common.wgsl's ext_div gives +0 for a
+// finite s over an infinite d, where IEEE gives the sign of s: a gradient
+// v_k / |v| of a negative v_k at an infinite norm is -0 here, as in the twin.
+fn ext_over(s: Ext, d: Ext) -> Ext {
+    let sf = s.k == K_FIN;
+    let df = d.k == K_FIN;
+    let dz = df && is_zero(d.v);
+    let sz = sf && is_zero(s.v);
+    // A finite s over a finite nonzero d; a zero s keeps its sign over 1.
+    var e = ext(s.v / select(d.v, 1.0, !df || dz || sz));
+    e = ext_pick(e, fin(select(0.0, -0.0, sign_bit(s.v))), !df);
+    e = ext_pick(e, ext_kind(select(K_PINF, K_NINF, ext_neg_sign(s))), !sf || dz);
+    let nan = s.k == K_NAN || d.k == K_NAN || (!sf && !df) || (sz && dz);
+    return ext_pick(e, ext_kind(K_NAN), nan);
+}
+
 // A running sum and the rounding error it has dropped so far.
 //
 // Only the cosine gradient uses it: it needs m and dot to twice f32's length
@@ -167,12 +238,12 @@ fn acc_add(a: Acc, x: f32) -> Acc {
     return Acc(t, a.c + e);
 }
 
-// An overflowed sum has a NaN correction: keep the infinity, as a plain sum
-// would. The overflow is told from the bits: a compiler assuming no inf may
-// fold a comparison against inf().
+// The sum to f32. The terms are finite, but the running sum of large ones
+// may overflow, and its correction is then NaN: the overflowed sum is kept,
+// as a plain sum would, told from its bits, and classified where it is used
+// (`sum_ext`, cosine_grad).
 fn acc_total(a: Acc) -> f32 {
-    let k = kind_of(a.s);
-    return select(a.s + a.c, a.s, k == K_PINF || k == K_NINF);
+    return select(a.s, a.s + a.c, is_fin(a.s));
 }
 
 // A blocked sum of vec4 terms in four levels: r0 adds BLOCK terms in plain
@@ -226,15 +297,16 @@ fn pw_total(p: ptr<function, Pw>) -> vec4<f32> {
     return (((*p).r0 + (*p).r1) + (*p).r2) + (*p).r3;
 }
 
-// The row's upstream, scaled by the reduction.
-fn row_upstream(r: u32) -> f32 {
+// The row's upstream, scaled by the reduction, classified from its bits (a
+// caller's upstream may be NaN or infinite).
+fn row_upstream(r: u32) -> Ext {
     if (params.write_items != 0u) {
         if (arrayLength(&upstream) > 1u) {
-            return upstream[params.row_skip + r];
+            return ext(upstream[params.row_skip + r]);
         }
-        return upstream[0];
+        return ext(upstream[0]);
     }
-    return upstream[0] / params.divisor;
+    return ext_over(ext(upstream[0]), fin(params.divisor));
 }
 
 // The high half of a: its top 12 significant bits. a - hi_half(a) is exact
@@ -256,46 +328,88 @@ fn acc_mul(acc: Acc, a: f32, b: f32) -> Acc {
 }
 
 // d cos / d x_k = (m w_k - dot x_k) / (m den) for the vector x with squared
-// norm m (+ eps), w being the other vector. For nearly parallel vectors the
-// two terms of the numerator cancel far below their f32 rounding (for D = 1
-// to eps w_k), so it is summed from exact products of the double-length sums
-// m and dot. Rows whose numerator overflows (or is not finite) take the
-// reference's own formula.
+// norm m (+ eps), w being the other vector, in a row whose sums are finite
+// (so are then w and x). For nearly parallel vectors the two terms of the
+// numerator cancel far below their f32 rounding (for D = 1 to eps w_k), so
+// it is summed from exact products of the double-length sums m and dot.
+// Where the numerator would overflow (told from the bits of its two
+// products) or is not finite, the reference's own formula; its overflow is
+// classified where it is used (`ext`) or stored as it is.
 fn cosine_grad(w: f32, x: f32, m: Acc, dot: Acc, m_total: f32, den: f32, cos: f32) -> f32 {
-    var t = acc_mul(Acc(0.0, 0.0), m.s, w);
-    t = acc_add(t, m.c * w);
-    t = acc_mul(t, -dot.s, x);
-    t = acc_add(t, -(dot.c * x));
-    let num = acc_total(t);
-    if (kind_of(num) == K_FIN) {
-        return num / m_total / den;
+    if (is_fin(m.s * w) && is_fin(dot.s * x)) {
+        var t = acc_mul(Acc(0.0, 0.0), m.s, w);
+        t = acc_add(t, m.c * w);
+        t = acc_mul(t, -dot.s, x);
+        t = acc_add(t, -(dot.c * x));
+        let num = acc_total(t);
+        if (is_fin(num)) {
+            return num / m_total / den;
+        }
     }
     return w / den - cos * x / m_total;
+}
+
+// The reference's formula in IEEE arithmetic on the kinds, for rows with a
+// sum that is not finite.
+fn cosine_grad_ext(w: Ext, x: Ext, m_total: Ext, den: Ext, cos: Ext) -> Ext {
+    return ext_sub(ext_over(w, den), ext_over(ext_mul(cos, x), m_total));
+}
+
+// The terms of x1.x2, |x1|^2 and |x2|^2 for one pair of loaded components:
+// their finite parts (0 for the others) and their kinds (`kind_flag`), as
+// IEEE multiplication gives them (an infinity times 0 is NaN).
+struct CosTerms {
+    dot: f32,
+    m1: f32,
+    m2: f32,
+    kinds: vec3<u32>,
+}
+
+fn cos_terms(a: f32, b: f32) -> CosTerms {
+    // The common case, told from the bits: both below 2^63, where every
+    // product is finite.
+    let m = max(bitcast<u32>(a) & 0x7fffffffu, bitcast<u32>(b) & 0x7fffffffu);
+    if (m < 0x5f000000u) {
+        return CosTerms(a * b, a * a, b * b, vec3(0u));
+    }
+    let ae = ext(a);
+    let be = ext(b);
+    let d = ext_mul(ae, be);
+    let s1 = ext_mul(ae, ae);
+    let s2 = ext_mul(be, be);
+    return CosTerms(d.v, s1.v, s2.v, vec3(kind_flag(d.k), kind_flag(s1.k), kind_flag(s2.k)));
 }
 
 // CosineEmbeddingLoss: cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)).
 // The norms are multiplied after their square roots, which cannot overflow
 // where the product of the squares would. With GRAD the sums take exact
 // products (see cosine_grad).
-fn cosine_embedding(seat: Seat, lid: u32) -> f32 {
+fn cosine_embedding(seat: Seat, lid: u32) -> Ext {
     let r = seat.row;
     let base = params.skip + r * params.dim;
     var dot = Acc(0.0, 0.0);
     var m1 = Acc(0.0, 0.0);
     var m2 = Acc(0.0, 0.0);
-    var n1 = 0.0;
-    var n2 = 0.0;
-    var dot_total = 0.0;
+    // The finite parts of (dot, |x1|^2 + eps, |x2|^2 + eps), and the kinds of
+    // the terms left out of them.
+    var sums = vec3(0.0);
+    var kinds = vec3(0u);
     if (GRAD) {
         // The gradient needs the sums to twice f32's length (cosine_grad):
         // the compensated sums stay here, with what acc_add assumes, and
-        // join across lanes with the same compensation.
+        // join across lanes with the same compensation. A term that is not
+        // finite adds 0 * 0 instead.
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = ld_input(base + k);
             let b = ld_second(base + k);
-            dot = acc_mul(dot, a, b);
-            m1 = acc_mul(m1, a, a);
-            m2 = acc_mul(m2, b, b);
+            let t = cos_terms(a, b);
+            kinds = kinds | t.kinds;
+            let fd = t.kinds.x == 0u;
+            let f1 = t.kinds.y == 0u;
+            let f2 = t.kinds.z == 0u;
+            dot = acc_mul(dot, select(0.0, a, fd), select(0.0, b, fd));
+            m1 = acc_mul(m1, select(0.0, a, f1), select(0.0, a, f1));
+            m2 = acc_mul(m2, select(0.0, b, f2), select(0.0, b, f2));
         }
         let t = row_merge(lid, MERGE_ACC, Two(vec4(dot.s, m1.s, m2.s, 0.0), vec4(dot.c, m1.c, m2.c, 0.0)));
         dot = Acc(t.a.x, t.b.x);
@@ -303,55 +417,85 @@ fn cosine_embedding(seat: Seat, lid: u32) -> f32 {
         m2 = Acc(t.a.z, t.b.z);
         m1 = acc_add(m1, params.cos_eps);
         m2 = acc_add(m2, params.cos_eps);
-        n1 = acc_total(m1);
-        n2 = acc_total(m2);
-        dot_total = acc_total(dot);
+        sums = vec3(acc_total(dot), acc_total(m1), acc_total(m2));
     } else {
-        var sums = pw_new();
+        var pw = pw_new();
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = ld_input(base + k);
             let b = ld_second(base + k);
-            pw_add(&sums, vec4(a * b, a * a, b * b, 0.0));
+            let t = cos_terms(a, b);
+            kinds = kinds | t.kinds;
+            pw_add(&pw, vec4(t.dot, t.m1, t.m2, 0.0));
         }
-        let t = row_sum(lid, pw_total(&sums));
-        dot_total = t.x;
-        n1 = t.y + params.cos_eps;
-        n2 = t.z + params.cos_eps;
+        let t = row_sum(lid, pw_total(&pw));
+        sums = vec3(t.x, t.y + params.cos_eps, t.z + params.cos_eps);
     }
-    let den = sqrt(n1) * sqrt(n2);
-    let cos = dot_total / den;
-    var y = 1.0;
+    let all = row_kinds(lid, kinds);
+    let dot_e = sum_ext(sums.x, all.x);
+    let n1 = sum_ext(sums.y, all.y);
+    let n2 = sum_ext(sums.z, all.z);
+    let den = ext_mul(ext_sqrt(n1), ext_sqrt(n2));
+    let cos = ext_over(dot_e, den);
+    var y = fin(1.0);
     if (params.flag != 0u && live(seat)) {
-        y = ld_third(params.row_skip + r);
+        let label = ld_third(params.row_skip + r);
+        y = ext(label);
     }
     // The loss and d loss / d cos: the hinge passes no gradient at exactly
-    // cos = margin, labels other than +-1 none.
-    var l = 0.0;
+    // cos = margin, labels other than +-1 (NaN and infinities too) none.
+    var l = fin(0.0);
     var dl = 0.0;
-    if (y == 1.0) {
-        l = 1.0 - cos;
+    if (y.k == K_FIN && y.v == 1.0) {
+        l = ext_sub(fin(1.0), cos);
         dl = -1.0;
-    } else if (y == -1.0) {
-        l = clamp_min(cos - params.margin, 0.0);
-        dl = select(0.0, 1.0, cos - params.margin > 0.0);
+    } else if (y.k == K_FIN && y.v == -1.0) {
+        let h = ext_sub(cos, fin(params.margin));
+        l = ext_clamp_min(h, 0.0);
+        dl = select(0.0, 1.0, ext_lt(fin(0.0), h));
     }
     if (GRAD) {
-        var s = 0.0;
-        if (live(seat)) {
-            s = dl * row_upstream(r);
+        // dl times the upstream: +-upstream, or 0 where the loss passes no
+        // gradient, whatever the upstream (as the twin has it).
+        var s = fin(0.0);
+        if (live(seat) && dl != 0.0) {
+            s = ext_mul(fin(dl), row_upstream(r));
         }
-        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
-            let a = ld_input(base + k);
-            let b = ld_second(base + k);
-            grad_input[base + k] = s * cosine_grad(b, a, m1, dot, n1, den, cos);
-            grad_second[base + k] = s * cosine_grad(a, b, m2, dot, n2, den, cos);
+        // Finite sums hold finite components only (a non-finite one gives a
+        // non-finite square).
+        let exact = dot_e.k == K_FIN && n1.k == K_FIN && n2.k == K_FIN && den.k == K_FIN && cos.k == K_FIN;
+        if (exact && s.k == K_FIN) {
+            // The common case in f32, the one loop that runs where no row
+            // of a SIMD batch needs the other (an overflow is stored as the
+            // IEEE product gives it).
+            for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
+                let a = ld_input(base + k);
+                let b = ld_second(base + k);
+                grad_input[base + k] = s.v * cosine_grad(b, a, m1, dot, n1.v, den.v, cos.v);
+                grad_second[base + k] = s.v * cosine_grad(a, b, m2, dot, n2.v, den.v, cos.v);
+            }
+        } else {
+            for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
+                let a = ld_input(base + k);
+                let b = ld_second(base + k);
+                let ae = ext(a);
+                let be = ext(b);
+                var gi = cosine_grad_ext(be, ae, n1, den, cos);
+                var gs = cosine_grad_ext(ae, be, n2, den, cos);
+                if (exact) {
+                    gi = ext(cosine_grad(b, a, m1, dot, n1.v, den.v, cos.v));
+                    gs = ext(cosine_grad(a, b, m2, dot, n2.v, den.v, cos.v));
+                }
+                grad_input[base + k] = ext_f32(ext_mul(s, gi));
+                grad_second[base + k] = ext_f32(ext_mul(s, gs));
+            }
         }
     }
     return l;
 }
 
-// |v|^p, plain products for p = 1 and 2; 0 stays 0 (the log of 0 is not
-// defined everywhere).
+// |v|^p of a finite v: plain products for p = 1 and 2; 0 stays 0 (the log of
+// 0 is not defined everywhere). The power may overflow: the sums it joins
+// are classified from their bits (`sum_ext`, `ext`).
 fn pow_p(v: f32) -> f32 {
     let a = abs(v);
     if (params.norm == NORM_1) {
@@ -366,95 +510,140 @@ fn pow_p(v: f32) -> f32 {
     return exp2(params.p * ln(a) / LN2);
 }
 
-// s^(1/p) for the general norm.
-fn root_p(s: f32) -> f32 {
-    if (s == 0.0) {
-        return 0.0;
+// s^(1/p) for the general norm (s >= 0), an overflow classified from its
+// bits.
+fn root_p(s: Ext) -> Ext {
+    if (s.k != K_FIN || s.v == 0.0) {
+        return s;
     }
-    return exp2(ln(s) / LN2 / params.p);
+    return ext(exp2(ln(s.v) / LN2 / params.p));
+}
+
+// A distance from its sum of p-th powers (not for NORM_INF).
+fn distance(s: Ext) -> Ext {
+    switch params.norm {
+        case NORM_1: { return s; }
+        case NORM_2: { return ext_sqrt(s); }
+        default: { return root_p(s); }
+    }
 }
 
 // d_ap - d_x from the sums of |v|^p (s_ap, s_x) and their termwise
 // difference ds = sum(|v_ap|^p - |v_x|^p), without subtracting two rounded
 // distances: that would cost an ulp of the distance, far more than the result
 // near the hinge.
-fn distance_gap(s_ap: f32, s_x: f32, ds: f32) -> f32 {
+fn distance_gap(s_ap: Ext, s_x: Ext, ds: Ext) -> Ext {
+    // A sum that is not finite (an infinite or NaN component, or an overflow)
+    // takes the plain difference: inf - x, or NaN for inf - inf.
+    if (s_ap.k != K_FIN || s_x.k != K_FIN || ds.k != K_FIN) {
+        return ext_sub(distance(s_ap), distance(s_x));
+    }
     if (params.norm == NORM_1) {
         return ds;
     }
     if (params.norm == NORM_2) {
         // d_ap - d_x = (s_ap - s_x) / (d_ap + d_x).
-        let d = sqrt(s_ap) + sqrt(s_x);
-        // An infinite distance takes the plain difference (inf - x, or NaN
-        // for inf - inf), where ds / d would be inf / inf.
-        if (kind_of(d) == K_PINF) {
-            return sqrt(s_ap) - sqrt(s_x);
-        }
-        return select(ds / d, 0.0, d == 0.0);
+        let d = sqrt(s_ap.v) + sqrt(s_x.v);
+        let zero = is_zero(d);
+        return fin(select(ds.v / select(d, 1.0, zero), 0.0, zero));
     }
     // d_ap - d_x = d_x (w^(1/p) - 1), w = s_ap / s_x = 1 + ds / s_x: the
     // rounding errors of the p-th roots then scale with the result, not with
-    // the distances. Zero, infinite or NaN ratios take the plain difference.
-    let w = s_ap / s_x;
-    if (kind_of(w) != K_FIN || w <= 0.0) {
-        return root_p(s_ap) - root_p(s_x);
+    // the distances. Zero or overflowing ratios, and those whose p-th root
+    // leaves e^+-80, take the plain difference: there the distances differ by
+    // orders of magnitude, and it loses nothing.
+    if (!is_zero(s_x.v)) {
+        let w = s_ap.v / s_x.v;
+        if (is_fin(w) && w > 0.0) {
+            let r = ds.v / s_x.v;
+            var lw = 0.0;
+            if (abs(r) < 0.5) {
+                lw = log1p(r);
+            } else {
+                lw = ln(w);
+            }
+            let e = lw / params.p;
+            if (abs(e) < 80.0) {
+                return ext_mul(root_p(s_x), fin(expm1(e)));
+            }
+        }
     }
-    let r = ds / s_x;
-    let lw = select(ln(w), log1p(r), abs(r) < 0.5);
-    return root_p(s_x) * expm1(lw / params.p);
+    return ext_sub(root_p(s_ap), root_p(s_x));
 }
 
-// The largest |v_k| so far, how many components reach it and how many are
-// NaN: the p = inf norm (NaN if any component is) and the share of its
-// gradient that each component at the max gets.
+// The largest finite |v_k| so far, how many components reach it, and how
+// many are NaN and how many infinite: the p = inf norm (NaN if any component
+// is, else +inf if any is infinite) and the share of its gradient that each
+// component at the max gets.
 struct MaxAcc {
     m: f32,
     count: f32,
     nans: f32,
+    infs: f32,
 }
 
-fn max_add(s: MaxAcc, v: f32) -> MaxAcc {
-    let a = abs(v);
-    if (is_nan(a)) {
-        return MaxAcc(s.m, s.count, s.nans + 1.0);
-    }
-    if (a > s.m) {
-        return MaxAcc(a, 1.0, s.nans);
-    }
-    if (a == s.m) {
-        return MaxAcc(s.m, s.count + 1.0, s.nans);
-    }
-    return s;
+fn max_new() -> MaxAcc {
+    return MaxAcc(0.0, 0.0, 0.0, 0.0);
 }
 
-// A NaN component makes the norm NaN: the callers carry that as a flag
-// (`max_nan`) to the stores and compute on a finite stand-in instead.
-fn max_nan(s: MaxAcc) -> bool {
-    return s.nans > 0.0;
+fn max_add(s: MaxAcc, v: Ext) -> MaxAcc {
+    let a = abs(v.v);
+    let f = v.k == K_FIN;
+    let above = f && a > s.m;
+    let at = f && a == s.m;
+    return MaxAcc(
+        select(s.m, a, above),
+        select(s.count + select(0.0, 1.0, at), 1.0, above),
+        s.nans + select(0.0, 1.0, v.k == K_NAN),
+        s.infs + select(0.0, 1.0, v.k == K_PINF || v.k == K_NINF),
+    );
 }
 
+// The norm, as its kind where a component was NaN or infinite.
+fn max_norm(s: MaxAcc) -> Ext {
+    return ext_pick(ext_pick(fin(s.m), ext_kind(K_PINF), s.infs > 0.0), ext_kind(K_NAN), s.nans > 0.0);
+}
+
+// How many components share the norm's gradient: those at the max, the
+// infinite ones for an infinite norm, the NaN ones for a NaN norm.
 fn max_count(s: MaxAcc) -> f32 {
-    return select(s.count, s.nans, s.nans > 0.0);
+    return select(select(s.count, s.infs, s.infs > 0.0), s.nans, s.nans > 0.0);
 }
 
-// A MaxAcc in two floats for MERGE_MAX: (largest |v|, its count), or (-1,
-// the NaN count) once a NaN was met.
+// A MaxAcc in two floats for MERGE_MAX: (largest |v|, its count), or a tag
+// and the count of what it names: MAX_NAN once a NaN was met, else MAX_INF
+// once an infinity was. Tags are negative, which no |v| is.
+const MAX_NAN: f32 = -1.0;
+const MAX_INF: f32 = -2.0;
+
 fn max_pack(s: MaxAcc) -> vec2<f32> {
-    return select(vec2(s.m, s.count), vec2(-1.0, s.nans), s.nans > 0.0);
+    let inf = select(vec2(s.m, s.count), vec2(MAX_INF, s.infs), s.infs > 0.0);
+    return select(inf, vec2(MAX_NAN, s.nans), s.nans > 0.0);
 }
 
 fn max_unpack(p: vec2<f32>) -> MaxAcc {
-    if (p.x < 0.0) {
-        return MaxAcc(0.0, 0.0, p.y);
+    if (p.x == MAX_NAN) {
+        return MaxAcc(0.0, 0.0, p.y, 0.0);
     }
-    return MaxAcc(p.x, p.y, 0.0);
+    if (p.x == MAX_INF) {
+        return MaxAcc(0.0, 0.0, 0.0, p.y);
+    }
+    return MaxAcc(p.x, p.y, 0.0, 0.0);
 }
 
-// Two lanes' packed maxima joined: NaN wins (the NaN counts add), else the
-// larger, the counts adding at a tie.
+// Two lanes' packed maxima joined: NaN wins (the NaN counts add), then an
+// infinity (the infinite counts add), else the larger, the counts adding at
+// a tie.
 fn max_merge(p: vec2<f32>, q: vec2<f32>) -> vec2<f32> {
-    if (p.x < 0.0 || q.x < 0.0) {
-        return vec2(-1.0, select(0.0, p.y, p.x < 0.0) + select(0.0, q.y, q.x < 0.0));
+    let pn = p.x == MAX_NAN;
+    let qn = q.x == MAX_NAN;
+    if (pn || qn) {
+        return vec2(MAX_NAN, select(0.0, p.y, pn) + select(0.0, q.y, qn));
+    }
+    let pi = p.x == MAX_INF;
+    let qi = q.x == MAX_INF;
+    if (pi || qi) {
+        return vec2(MAX_INF, select(0.0, p.y, pi) + select(0.0, q.y, qi));
     }
     if (p.x > q.x) {
         return p;
@@ -534,70 +723,112 @@ fn exp_acc(y: f32) -> f32 {
 }
 
 // |v_k| / vmax raised to p, for the scaled sums of the general norm. Only a
-// finite nonzero vmax has its sum used (see triplet_margin): a zero, NaN
-// (stand-in 0) or infinite one gives 0 without computing, and then so does
-// every v_k, which is finite for a finite vmax.
-fn scaled_pow(v: f32, vmax: f32) -> f32 {
-    if (!is_fin(vmax) || is_zero(vmax) || !is_fin(v)) {
+// finite nonzero vmax has its sum used (see triplet_margin): a zero, NaN or
+// infinite one gives 0 without computing, and then so does every v_k, which
+// is finite for a finite vmax.
+fn scaled_pow(v: Ext, vmax: Ext) -> f32 {
+    if (vmax.k != K_FIN || is_zero(vmax.v) || v.k != K_FIN) {
         return 0.0;
     }
-    let r = abs(v) / vmax;
+    let r = abs(v.v) / vmax.v;
     if (r == 0.0) {
         return 0.0;
     }
-    // r in (0, 1] and p > 0: y <= 0, -inf only for an absurd p (e^y = 0).
+    // r in (0, 1] and p > 0: y <= 0, beyond f32 only for an absurd p (e^y =
+    // 0), told from its bits.
     let y = params.p * ln_acc(r);
     return select(exp_acc(select(y, 0.0, !is_fin(y))), 0.0, !is_fin(y));
 }
 
 // d |v|_p / d v_k as torch's norm_backward (see norm_grad in src/cpu/pairs.rs),
-// with its kind: v and d may be infinite or NaN (from the inputs), and are
-// classified from their bits. `d` is the norm, except for the general p:
-// there the largest |v_k| (0 when `norm_nan`: a NaN component), with `aux` =
-// ln sum (|v_k| / d)^p; for p = inf, `aux` components share the gradient
-// (d = -1 for a NaN norm, which no |v_k| equals).
-fn norm_grad(v: f32, d: f32, aux: f32, norm_nan: bool) -> Ext {
-    let ve = ext(v);
+// with its kind, for the component v and the norm's `d` (extended reals: an
+// infinite or NaN component makes the norm infinite or NaN). `d` is the norm,
+// except for the general p: there the largest finite |v_k| (or the kind),
+// with `aux` = ln sum (|v_k| / d)^p; for p = inf, `aux` components share the
+// gradient.
+fn norm_grad(ve: Ext, d: Ext, aux: f32) -> Ext {
     switch params.norm {
         case NORM_INF: {
             // aux >= 1 wherever the term is taken.
-            let at_max = ext_eq(ext_abs(ve), ext(d)) || ve.k == K_NAN;
+            let at_max = ext_eq(ext_abs(ve), d) || ve.k == K_NAN;
             return fin(select(0.0, ext_sign(ve) / max(aux, 1.0), at_max));
         }
         case NORM_1: {
             return fin(ext_sign(ve));
         }
         case NORM_2: {
-            return ext_pick(ext_div(ve, ext(d)), fin(0.0), is_zero(d));
+            return ext_pick(ext_over(ve, d), fin(0.0), d.k == K_FIN && is_zero(d.v));
         }
         default: {
+            let vz = ve.k == K_FIN && is_zero(ve.v);
             // A NaN norm: every nonzero component's term is NaN.
-            if (norm_nan) {
-                return ext_pick(ext_kind(K_NAN), fin(0.0), is_zero(v));
+            if (d.k == K_NAN) {
+                return ext_pick(ext_kind(K_NAN), fin(0.0), vz);
             }
-            if (is_zero(d) || is_zero(v)) {
+            if (vz || (d.k == K_FIN && is_zero(d.v))) {
                 return fin(0.0);
             }
-            // Past here v is finite unless d is infinite: then |v_k| / d is
-            // 0 for a finite v_k (aux = 0), NaN for an infinite one.
+            // An infinite v_k (then so is the norm): inf^(p-1) / inf^(p-1).
             if (ve.k != K_FIN) {
                 return ext_kind(K_NAN);
             }
-            let dinf = kind_of(d) == K_PINF;
-            let ratio = select(abs(v) / select(d, 1.0, dinf), 0.0, dinf);
+            let sign = fin(ext_sign(ve));
+            // A finite v_k under an infinite norm: |v_k|^(p-1) / inf^(p-1), 0
+            // for p > 1, an infinity for p < 1.
+            if (d.k == K_PINF) {
+                return ext_mul(sign, ext_pick(fin(0.0), ext_kind(K_PINF), params.p < 1.0));
+            }
             // |v_k|^(p-1) / |v|_p^(p-1) with |v|_p = vmax S^(1/p): as one
             // exponential of small arguments, so that no power overflows and
-            // a single component gives exactly sign(v_k). The exponent
-            // overflows only from ln's floor at a zero ratio: e^-inf = 0,
-            // e^inf = inf.
+            // a single component gives exactly sign(v_k). A ratio that
+            // underflows to 0 takes its log as a difference of logs. The
+            // exponent is finite; its exponential may overflow (p < 1), told
+            // from its bits.
+            let a = abs(ve.v);
+            let ratio = a / d.v;
+            var lr = 0.0;
+            if (is_zero(ratio)) {
+                lr = ln_acc(a) - ln_acc(d.v);
+            } else {
+                lr = ln_acc(ratio);
+            }
             let q = params.p - 1.0;
-            let y = ext(q * ln_acc(ratio) - q / params.p * aux);
-            var e = ext(exp_acc(y.v));
-            e = ext_pick(e, fin(0.0), y.k == K_NINF);
-            e = ext_pick(e, ext_kind(y.k), y.k == K_PINF || y.k == K_NAN);
-            return ext_mul(fin(ext_sign(ve)), e);
+            return ext_mul(sign, ext(exp_acc(q * lr - q / params.p * aux)));
         }
     }
+}
+
+// a - p + eps, a - n + eps and p - n + eps for one component of each loaded
+// tensor, with IEEE's kinds (inf - inf is NaN; a difference of finite values
+// may overflow), and the kinds of their magnitudes (`kind_flag`).
+struct Diffs {
+    ap: Ext,
+    an: Ext,
+    pn: Ext,
+    kinds: vec3<u32>,
+}
+
+fn diffs(a: f32, p: f32, n: f32) -> Diffs {
+    let eps = params.eps;
+    // The common case, told from the bits: all three below 2^126, where no
+    // difference overflows.
+    let m = max(max(bitcast<u32>(a) & 0x7fffffffu, bitcast<u32>(p) & 0x7fffffffu), bitcast<u32>(n) & 0x7fffffffu);
+    if (m < 0x7e800000u) {
+        return Diffs(fin(a - p + eps), fin(a - n + eps), fin(p - n + eps), vec3(0u));
+    }
+    let ae = ext(a);
+    let pe = ext(p);
+    let ne = ext(n);
+    let e = fin(eps);
+    let ap = ext_add(ext_sub(ae, pe), e);
+    let an = ext_add(ext_sub(ae, ne), e);
+    let pn = ext_add(ext_sub(pe, ne), e);
+    return Diffs(ap, an, pn, vec3(kind_flag(ext_abs(ap).k), kind_flag(ext_abs(an).k), kind_flag(ext_abs(pn).k)));
+}
+
+// max(margin + gap, 0), NaN staying NaN.
+fn hinge(gap: Ext) -> Ext {
+    return ext_clamp_min(ext_add(fin(params.margin), gap), 0.0);
 }
 
 // TripletMarginLoss: max(margin + d(a, p) - d(a, n), 0), d(u, w) = |u - w + eps|_p,
@@ -605,138 +836,127 @@ fn norm_grad(v: f32, d: f32, aux: f32, norm_nan: bool) -> Ext {
 fn triplet_margin(seat: Seat, lid: u32) -> Ext {
     let r = seat.row;
     let base = params.skip + r * params.dim;
-    let eps = params.eps;
     let swap = params.flag != 0u;
-    var l = 0.0;
+    var l = fin(0.0);
     // For GRAD: the norms and their `aux` (see norm_grad), and whether d(p, n)
     // is the negative distance or ties with d(a, n).
-    var d_ap = 0.0;
-    var d_an = 0.0;
-    var d_pn = 0.0;
+    var d_ap = fin(0.0);
+    var d_an = fin(0.0);
+    var d_pn = fin(0.0);
     var aux_ap = 1.0;
     var aux_an = 1.0;
     var aux_pn = 1.0;
     var use_pn = false;
     var tie = false;
-    // Whether a distance is NaN (a NaN component, see max_nan), and so the
-    // loss.
-    var nan_ap = false;
-    var nan_an = false;
-    var nan_pn = false;
-    var l_nan = false;
     if (params.norm == NORM_INF) {
-        var m_ap = MaxAcc(0.0, 0.0, 0.0);
-        var m_an = MaxAcc(0.0, 0.0, 0.0);
-        var m_pn = MaxAcc(0.0, 0.0, 0.0);
+        var m_ap = max_new();
+        var m_an = max_new();
+        var m_pn = max_new();
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = ld_input(base + k);
             let p = ld_second(base + k);
             let n = ld_third(base + k);
-            m_ap = max_add(m_ap, a - p + eps);
-            m_an = max_add(m_an, a - n + eps);
+            let v = diffs(a, p, n);
+            m_ap = max_add(m_ap, v.ap);
+            m_an = max_add(m_an, v.an);
             if (swap) {
-                m_pn = max_add(m_pn, p - n + eps);
+                m_pn = max_add(m_pn, v.pn);
             }
         }
         let m = row_max3(lid, m_ap, m_an, m_pn);
-        m_ap = m.ap;
-        m_an = m.an;
-        m_pn = m.pn;
-        nan_ap = max_nan(m_ap);
-        nan_an = max_nan(m_an);
-        nan_pn = max_nan(m_pn);
-        // A NaN norm's stand-in is -1, which no |v_k| equals: norm_grad then
-        // gives its NaN components 0 / count and the others 0, as for NaN.
-        d_ap = select(m_ap.m, -1.0, nan_ap);
-        d_an = select(m_an.m, -1.0, nan_an);
-        d_pn = select(m_pn.m, -1.0, nan_pn);
-        aux_ap = max_count(m_ap);
-        aux_an = max_count(m_an);
-        aux_pn = max_count(m_pn);
+        d_ap = max_norm(m.ap);
+        d_an = max_norm(m.an);
+        d_pn = max_norm(m.pn);
+        aux_ap = max_count(m.ap);
+        aux_an = max_count(m.an);
+        aux_pn = max_count(m.pn);
         // torch.min(d(a, n), d(p, n)) before the difference: inf - min(inf, x)
         // is inf, where the larger of inf - inf and inf - x would be NaN. A
         // NaN d(p, n) is the minimum; a NaN d(a, n) compares with nothing.
-        use_pn = swap && (nan_pn || (!nan_an && d_pn < d_an));
-        tie = swap && !nan_pn && !nan_an && d_pn == d_an;
-        l = clamp_min(params.margin + (d_ap - select(d_an, d_pn, use_pn)), 0.0);
-        l_nan = nan_ap || select(nan_an, nan_pn, use_pn);
+        use_pn = swap && (d_pn.k == K_NAN || ext_lt(d_pn, d_an));
+        tie = swap && ext_eq(d_pn, d_an);
+        l = hinge(ext_sub(d_ap, ext_pick(d_an, d_pn, use_pn)));
     } else {
-        // (s_ap, s_an, ds_an, ds_pn) and (s_pn, ...).
+        // (s_ap, s_an, ds_an, ds_pn) and (s_pn, ...), of the finite
+        // components; the kinds of the others (ap, an, pn). A power that
+        // overflowed makes its sums infinite and a difference sum maybe NaN
+        // (inf - inf), told from their bits: the gap then takes the plain
+        // difference of the distances.
         var sums = pw_new();
         var sums_pn = pw_new();
+        var kinds = vec3(0u);
         let scaled = GRAD && params.norm == NORM_P;
-        var m_ap = MaxAcc(0.0, 0.0, 0.0);
-        var m_an = MaxAcc(0.0, 0.0, 0.0);
-        var m_pn = MaxAcc(0.0, 0.0, 0.0);
+        var m_ap = max_new();
+        var m_an = max_new();
+        var m_pn = max_new();
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = ld_input(base + k);
             let p = ld_second(base + k);
             let n = ld_third(base + k);
+            let v = diffs(a, p, n);
             if (scaled) {
-                m_ap = max_add(m_ap, a - p + eps);
-                m_an = max_add(m_an, a - n + eps);
-                m_pn = max_add(m_pn, p - n + eps);
+                m_ap = max_add(m_ap, v.ap);
+                m_an = max_add(m_an, v.an);
+                m_pn = max_add(m_pn, v.pn);
             }
-            let t_ap = pow_p(a - p + eps);
-            let t_an = pow_p(a - n + eps);
+            // The finite parts' powers (0 for the others, whose kinds join
+            // `kinds`).
+            let t_ap = pow_p(v.ap.v);
+            let t_an = pow_p(v.an.v);
             var t_pn = 0.0;
             if (swap) {
-                t_pn = pow_p(p - n + eps);
+                t_pn = pow_p(v.pn.v);
                 pw_add(&sums_pn, vec4(t_pn, 0.0, 0.0, 0.0));
             }
+            kinds = kinds | v.kinds;
             pw_add(&sums, vec4(t_ap, t_an, t_ap - t_an, t_ap - t_pn));
         }
         let sum2 = row_merge(lid, MERGE_SUM, Two(pw_total(&sums), pw_total(&sums_pn)));
+        let all = row_kinds(lid, kinds);
         let tot = sum2.a;
-        let sap = tot.x;
-        let san = tot.y;
-        let spn = sum2.b.x;
+        let sap = sum_ext(tot.x, all.x);
+        let san = sum_ext(tot.y, all.y);
+        let spn = sum_ext(sum2.b.x, all.z);
         // torch.min(d(a, n), d(p, n)) first (the p-th powers order as the
         // distances do), then the gap to the smaller one.
-        use_pn = swap && (spn < san || is_nan(spn));
-        tie = swap && spn == san;
+        use_pn = swap && (spn.k == K_NAN || ext_lt(spn, san));
+        tie = swap && ext_eq(spn, san);
         if (use_pn) {
-            l = clamp_min(params.margin + distance_gap(sap, spn, tot.w), 0.0);
+            l = hinge(distance_gap(sap, spn, ext(tot.w)));
         } else {
-            l = clamp_min(params.margin + distance_gap(sap, san, tot.z), 0.0);
+            l = hinge(distance_gap(sap, san, ext(tot.z)));
         }
         if (GRAD && params.norm == NORM_2) {
-            d_ap = sqrt(sap);
-            d_an = sqrt(san);
-            d_pn = sqrt(spn);
+            d_ap = ext_sqrt(sap);
+            d_an = ext_sqrt(san);
+            d_pn = ext_sqrt(spn);
         }
         if (scaled) {
             // The sums of |v_k|^p accurate enough for the gradient: scaled by
-            // the largest |v_k| (one more walk over the row), each power to
-            // about an ulp.
+            // the largest finite |v_k| (one more walk over the row), each
+            // power to about an ulp. A NaN or infinite norm takes its kind
+            // (norm_grad), and its scaled sum goes unused.
             let m = row_max3(lid, m_ap, m_an, m_pn);
-            // A NaN norm makes every nonzero component's gradient NaN
-            // (norm_grad): its scaled sum takes the stand-in scale 0 and goes
-            // unused.
-            nan_ap = max_nan(m.ap);
-            nan_an = max_nan(m.an);
-            nan_pn = max_nan(m.pn);
-            d_ap = select(m.ap.m, 0.0, nan_ap);
-            d_an = select(m.an.m, 0.0, nan_an);
-            d_pn = select(m.pn.m, 0.0, nan_pn);
+            d_ap = max_norm(m.ap);
+            d_an = max_norm(m.an);
+            d_pn = max_norm(m.pn);
             var q = pw_new();
             for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
                 let a = ld_input(base + k);
                 let p = ld_second(base + k);
                 let n = ld_third(base + k);
+                let v = diffs(a, p, n);
                 var q_pn = 0.0;
                 if (swap) {
-                    q_pn = scaled_pow(p - n + eps, d_pn);
+                    q_pn = scaled_pow(v.pn, d_pn);
                 }
-                pw_add(&q, vec4(scaled_pow(a - p + eps, d_ap), scaled_pow(a - n + eps, d_an), q_pn, 0.0));
+                pw_add(&q, vec4(scaled_pow(v.ap, d_ap), scaled_pow(v.an, d_an), q_pn, 0.0));
             }
             let qt = row_sum(lid, pw_total(&q));
-            // An infinite component leaves only 0 and NaN gradients: the
-            // others' ratios are 0 whatever the sum. A zero norm's aux goes
-            // unused too (norm_grad gives 0).
-            aux_ap = select(ln_acc(qt.x), 0.0, kind_of(d_ap) == K_PINF);
-            aux_an = select(ln_acc(qt.y), 0.0, kind_of(d_an) == K_PINF);
-            aux_pn = select(ln_acc(qt.z), 0.0, kind_of(d_pn) == K_PINF);
+            // A zero norm's aux goes unused too (norm_grad gives 0).
+            aux_ap = select(0.0, ln_acc(qt.x), d_ap.k == K_FIN);
+            aux_an = select(0.0, ln_acc(qt.y), d_an.k == K_FIN);
+            aux_pn = select(0.0, ln_acc(qt.z), d_pn.k == K_FIN);
         }
     }
     if (GRAD) {
@@ -753,24 +973,24 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         }
         // No gradient where the hinge is at or below 0 (or NaN); the zero
         // still meets every term, so NaN terms stay NaN, as in autograd.
-        var g = 0.0;
-        if (live(seat)) {
-            g = select(0.0, row_upstream(r), l > 0.0 && !l_nan);
+        var ge = fin(0.0);
+        if (live(seat) && ext_lt(fin(0.0), l)) {
+            ge = row_upstream(r);
         }
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = ld_input(base + k);
             let p = ld_second(base + k);
             let n = ld_third(base + k);
-            let n_ap = norm_grad(a - p + eps, d_ap, aux_ap, nan_ap);
-            let n_an = norm_grad(a - n + eps, d_an, aux_an, nan_an);
+            let v = diffs(a, p, n);
+            let n_ap = norm_grad(v.ap, d_ap, aux_ap);
+            let n_an = norm_grad(v.an, d_an, aux_an);
             var n_pn = fin(0.0);
             if (swap) {
-                n_pn = norm_grad(p - n + eps, d_pn, aux_pn, nan_pn);
+                n_pn = norm_grad(v.pn, d_pn, aux_pn);
             }
             // IEEE on the kinds: a NaN or infinite term reaches every sum it
             // meets, also at weight 0. The weights are 0, 0.5 or 1: their
             // products are exact, whatever fma contraction does.
-            let ge = ext(g);
             let an = ext_mul(fin(w_an), n_an);
             let pn = ext_mul(fin(w_pn), n_pn);
             grad_input[base + k] = ext_f32(ext_mul(ge, ext_sub(n_ap, an)));
@@ -778,7 +998,7 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
             grad_third[base + k] = ext_f32(ext_mul(ge, ext_add(an, pn)));
         }
     }
-    return ext_of(l, select(K_FIN, K_NAN, l_nan));
+    return l;
 }
 
 // The loss of the seat's row, on every lane of it, as the kind the drivers
@@ -786,7 +1006,7 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
 // row if need be): the joins inside may wait for all of them.
 fn item(seat: Seat, lid: u32) -> Ext {
     switch LOSS {
-        case COSINE_EMBEDDING: { return ext(cosine_embedding(seat, lid)); }
+        case COSINE_EMBEDDING: { return cosine_embedding(seat, lid); }
         case TRIPLET_MARGIN: { return triplet_margin(seat, lid); }
         // Unreachable (the host sets LOSS from loss_id): a NaN kind, stored
         // as NaN, if it ever were.

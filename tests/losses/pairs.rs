@@ -1786,3 +1786,165 @@ fn triplet_nonfinite_components_follow_the_twin() {
         check_grad(&what, &loss, Reduction::Sum, &inputs, Upstream::Scalar(1.0));
     }
 }
+
+/// Where `with_values` puts a value: the row, the tensor (0 the anchor or
+/// x1, 1 the positive or x2, 2 the negative), the component (0 the first, 1
+/// the middle, 2 the last of the row) and the value.
+type Put = (usize, usize, usize, f32);
+
+/// Seeded `PairRows` of `rows` x `dim` with the values of `put` in place. The
+/// first, middle and last components of a row fall to different lanes of
+/// every variant that splits a row (for dim 20 and 1030), so that a row's
+/// kinds meet only in the joins across its lanes. The positives and
+/// negatives are drawn apart from the anchors.
+fn with_values(rows: usize, dim: usize, seed: u64, put: &[Put]) -> PairRows {
+    let mut data = PairRows::new(rows, dim, seed, false);
+    let mut r = rng(seed + 1);
+    data.p = uniform(&mut r, rows * dim, -1.0, 1.0);
+    data.n = uniform(&mut r, rows * dim, -1.0, 1.0);
+    for &(row, tensor, at, v) in put {
+        let k = row * dim + [0, dim / 2, dim - 1][at];
+        match tensor {
+            0 => data.a[k] = v,
+            1 => data.p[k] = v,
+            _ => data.n[k] = v,
+        }
+    }
+    data
+}
+
+/// Upstream values per row, NaN and infinities among them.
+fn nonfinite_upstream(rows: usize) -> Vec<f32> {
+    let (nan, inf) = (f32::NAN, f32::INFINITY);
+    let kinds = [1.5, inf, -inf, nan, -0.5];
+    (0..rows).map(|r| kinds[r % kinds.len()]).collect()
+}
+
+/// Rows with +inf and -inf in different components (of one tensor and of
+/// two), inf - inf within a component, and NaN beside an infinity, with the
+/// infinities in different lanes of a row: the twin's value and gradient
+/// kinds for every norm (p < 1 too), with and without swap, on every
+/// variant, also under NaN and infinite upstreams. The kernels carry the
+/// components' kinds beside finite sums and maxima and join them across the
+/// lanes.
+#[test]
+fn triplet_mixed_infinities_follow_the_twin() {
+    let (nan, inf) = (f32::NAN, f32::INFINITY);
+    #[rustfmt::skip]
+    let put: [Put; 16] = [
+        // Row 0 finite.
+        (1, 0, 0, inf), (1, 0, 2, -inf),
+        (2, 1, 0, inf), (2, 2, 2, -inf),
+        (3, 1, 1, inf), (3, 2, 1, inf),
+        (4, 1, 0, -inf), (4, 1, 2, inf),
+        (5, 2, 0, inf), (5, 2, 1, -inf),
+        (6, 0, 1, inf), (6, 2, 2, nan),
+        (7, 1, 2, nan), (7, 2, 0, -inf),
+        (8, 0, 0, -inf), (8, 1, 0, -inf),
+    ];
+    let rows = 9;
+    let up = nonfinite_upstream(rows);
+    let losses: Vec<Loss> = triplets()
+        .into_iter()
+        .chain([triplet(1.0, 0.5, false), triplet(1.0, 0.5, true)])
+        .collect();
+    for dim in [3, 20, 1030] {
+        let data = with_values(rows, dim, 700 + dim as u64, &put);
+        let inputs = data.triplet();
+        // p < 1 only on short rows: on long ones its norm gradients are
+        // hundreds (|v|_p / |v_k| grows with the row), and a gradient of
+        // the anchor, their difference, may cancel to far less than the
+        // f32 rounding of either, beyond the tolerance.
+        let losses = if dim > 20 {
+            &losses[..losses.len() - 2]
+        } else {
+            &losses[..]
+        };
+        for loss in losses {
+            let what = format!("{loss:?} dim={dim} mixed infinities");
+            check(&what, loss, Reduction::None, &inputs);
+            check(&what, loss, Reduction::Mean, &inputs);
+            check_grad(&what, loss, Reduction::Sum, &inputs, Upstream::Scalar(1.0));
+            check_grad(&what, loss, Reduction::None, &inputs, Upstream::Items(&up));
+        }
+    }
+}
+
+/// cosine_embedding rows with infinities (x1 . x2 of +inf and -inf terms,
+/// inf * 0, inf / inf), NaN components, and labels NaN, +inf and -inf (which
+/// equal neither 1 nor -1: a 0 loss, and a gradient 0 times the row's
+/// derivative, NaN where that is), with the infinities in different lanes of
+/// a row: the twin's items, value and gradient kinds on every variant, with
+/// and without labels, also under NaN and infinite upstreams.
+#[test]
+fn cosine_nonfinite_components_and_labels_follow_the_twin() {
+    let (nan, inf) = (f32::NAN, f32::INFINITY);
+    #[rustfmt::skip]
+    let put: [Put; 12] = [
+        // Rows 0, 6 and 7 finite.
+        (1, 0, 0, inf),
+        (2, 0, 0, inf), (2, 1, 0, 0.0),
+        (3, 0, 0, inf), (3, 0, 2, -inf),
+        (4, 1, 1, nan),
+        (5, 0, 1, -inf),
+        (8, 0, 2, inf), (8, 1, 2, inf),
+        (9, 1, 0, -inf), (9, 1, 2, inf),
+        (10, 0, 1, nan),
+    ];
+    let labels = [1.0, -1.0, 1.0, -1.0, -1.0, nan, nan, inf, -inf, 1.0, nan];
+    let rows = labels.len();
+    let up = nonfinite_upstream(rows);
+    for dim in [3, 20, 1030] {
+        let mut data = with_values(rows, dim, 800 + dim as u64, &put);
+        data.y = labels.to_vec();
+        for (loss, labelled) in [
+            (cosine(0.0), false),
+            (cosine(0.0), true),
+            (cosine(0.5), true),
+            (cosine(-0.3), true),
+        ] {
+            let inputs = data.cosine(labelled);
+            let what = format!("{loss:?} dim={dim} labels={labelled} non-finite");
+            check(&what, &loss, Reduction::None, &inputs);
+            check(&what, &loss, Reduction::Sum, &inputs);
+            check_grad(&what, &loss, Reduction::Sum, &inputs, Upstream::Scalar(1.0));
+            check_grad(&what, &loss, Reduction::None, &inputs, Upstream::Items(&up));
+        }
+    }
+}
+
+/// Components near the top of f32 (from 1e38, where the kernels leave their
+/// plain path for IEEE arithmetic on the kinds): differences that stay
+/// finite, and two that overflow where the twin's float64 does not but the
+/// hinge clamps either way, for the norms whose sums stay finite (p = 1,
+/// inf), with and without swap, on every variant. Where f32 rounds a small
+/// component away beside a large one (the twin's float64 keeps it), the rows
+/// are such that no result moves beyond the tolerance: a difference of two
+/// large distances would.
+#[test]
+fn triplet_large_finite_components_follow_the_twin() {
+    #[rustfmt::skip]
+    let put: [Put; 8] = [
+        (0, 0, 0, 1e38), (0, 1, 0, 1e38), (0, 2, 0, -1e38),
+        (1, 0, 1, 3e38), (1, 1, 1, 3e38), (1, 2, 1, -3e38),
+        (2, 0, 2, 1e38), (2, 1, 2, -2e38),
+    ];
+    let up = nonfinite_upstream(3);
+    for dim in [3, 1030] {
+        let data = with_values(3, dim, 900 + dim as u64, &put);
+        let inputs = data.triplet();
+        for (p, swap) in [
+            (1.0, false),
+            (1.0, true),
+            (f32::INFINITY, false),
+            (f32::INFINITY, true),
+        ] {
+            let loss = triplet(1.0, p, swap);
+            let what = format!("{loss:?} dim={dim} large components");
+            check(&what, &loss, Reduction::None, &inputs);
+            check(&what, &loss, Reduction::Mean, &inputs);
+            check_grad(&what, &loss, Reduction::Sum, &inputs, Upstream::Scalar(1.0));
+            check_grad(&what, &loss, Reduction::None, &inputs, Upstream::Items(&up));
+        }
+    }
+}
