@@ -770,12 +770,7 @@ impl Evaluator<'_> {
                 Role::Positive => inputs.positive.map(|t| t.view),
                 Role::Negative => inputs.negative.map(|t| t.view),
                 Role::Var => inputs.var.map(|t| t.view),
-                // A reduced result uses at most 3 values (value, sum,
-                // denominator): a longer view is not bound beyond them.
-                Role::Output => Some(BufferView {
-                    len: output.len.min(self.output_len.max(3)),
-                    ..output
-                }),
+                Role::Output => Some(output),
                 Role::Upstream => upstream,
                 Role::Grad(w) => match f32_grads {
                     Some(buffers) => {
