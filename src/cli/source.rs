@@ -47,7 +47,11 @@ pub fn locate(arg: &Path) -> Located {
         name: Some(text[at + 1..].to_string()),
     };
     let colons: Vec<usize> = text.match_indices(':').map(|(i, _)| i).collect();
-    if let Some(&at) = colons.iter().rev().find(|&&at| Path::new(&text[..at]).is_file()) {
+    if let Some(&at) = colons
+        .iter()
+        .rev()
+        .find(|&&at| Path::new(&text[..at]).is_file())
+    {
         return split(at);
     }
     match colons.last() {
@@ -157,6 +161,15 @@ pub struct Source {
     dtype: String,
 }
 
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("shape", &self.shape)
+            .field("dtype", &self.dtype)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Source {
     /// Opens the tensor `arg` points to (see [`locate`]), read whole or
     /// mapped (`.safetensors` files are always mapped); `classes`: the
@@ -220,11 +233,12 @@ impl Source {
         let index = st::index(path, &map)?;
         let info = index.select(path, at.name.as_deref())?.clone();
         let data = st::view(path, &map, &info)?;
-        let values = decode(info.dtype, data, classes).ok_or_else(|| st::SafetensorsError::Dtype {
-            path: path.to_path_buf(),
-            name: info.name.clone(),
-            dtype: info.dtype,
-        })?;
+        let values =
+            decode(info.dtype, data, classes).ok_or_else(|| st::SafetensorsError::Dtype {
+                path: path.to_path_buf(),
+                name: info.name.clone(),
+                dtype: info.dtype,
+            })?;
         Ok(Source {
             held: Held::Safetensors {
                 map,
@@ -320,16 +334,13 @@ fn in_place<T: bytemuck::Pod>(bytes: &[u8]) -> bool {
 /// place where they can be; `None` for a dtype that is not read.
 fn decode(dtype: Dtype, data: &[u8], classes: bool) -> Option<Values> {
     fn words<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        data.chunks_exact(N)
-            .map(|c| c.try_into().unwrap_or([0; N]))
+        data.chunks_exact(N).map(|c| c.try_into().unwrap_or([0; N]))
     }
     let ints: Vec<i64> = match dtype {
         Dtype::F32 if in_place::<f32>(data) => return Some(Values::InPlace(Elem::F32)),
         Dtype::F16 if in_place::<f16>(data) => return Some(Values::InPlace(Elem::F16)),
         Dtype::BF16 if in_place::<bf16>(data) => return Some(Values::InPlace(Elem::Bf16)),
-        Dtype::I64 if classes && in_place::<i64>(data) => {
-            return Some(Values::InPlace(Elem::I64))
-        }
+        Dtype::I64 if classes && in_place::<i64>(data) => return Some(Values::InPlace(Elem::I64)),
         Dtype::F32 => return Some(Values::F32(words(data).map(f32::from_le_bytes).collect())),
         Dtype::F16 => return Some(Values::F16(words(data).map(f16::from_le_bytes).collect())),
         Dtype::BF16 => return Some(Values::Bf16(words(data).map(bf16::from_le_bytes).collect())),

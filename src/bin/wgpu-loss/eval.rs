@@ -19,9 +19,9 @@ use wgpu_loss::cli::npy;
 use wgpu_loss::cli::Fail;
 use wgpu_loss::{Chunks, Context, Evaluation, Gradients, Loss, Value};
 
-use wgpu_loss::cli::source::Sources;
 use crate::streamed::{Batch, Outs, Progress};
 use crate::{say, split};
+use wgpu_loss::cli::source::Sources;
 
 /// What one evaluation gives, checked against the reference already.
 pub struct Outcome {

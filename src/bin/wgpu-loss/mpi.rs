@@ -35,8 +35,8 @@ use wgpu_loss::cli::Fail;
 use wgpu_loss::{split, AdapterFilter, Chunks, Context, Loss, Partial};
 
 use crate::eval::{finish, num, Outcome, Writes};
-use wgpu_loss::cli::source::Sources;
 use crate::streamed::{Backward, Batch, Forward, Outs, Progress};
+use wgpu_loss::cli::source::Sources;
 
 /// Whether this process was started by `mpirun` (Open MPI, MPICH, or a
 /// PMI-speaking launcher such as Slurm's).

@@ -14,8 +14,8 @@ use wgpu_loss::cli::Fail;
 use wgpu_loss::{split, AdapterFilter, Chunks, Context};
 
 use crate::eval::{num, Outcome, Writes};
-use wgpu_loss::cli::source::Sources;
 use crate::streamed::{Backward, Batch, Forward, Outs, Progress};
+use wgpu_loss::cli::source::Sources;
 
 /// Input values in the probe each adapter is timed on.
 const PROBE_VALUES: usize = 1 << 18;

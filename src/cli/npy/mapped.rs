@@ -109,7 +109,12 @@ impl Mapped {
     /// only its last chunk.
     pub fn release(&self, done: std::ops::Range<usize>, total: usize) {
         let start = self.header.offset;
-        release(&self.map, start..start + self.header.bytes as usize, done, total);
+        release(
+            &self.map,
+            start..start + self.header.bytes as usize,
+            done,
+            total,
+        );
     }
 }
 
@@ -126,7 +131,8 @@ pub fn release(
         return;
     }
     let bytes = data.end.saturating_sub(data.start);
-    let at = |u: usize| data.start + (bytes as u128 * u.min(total) as u128 / total as u128) as usize;
+    let at =
+        |u: usize| data.start + (bytes as u128 * u.min(total) as u128 / total as u128) as usize;
     let (from, to) = (
         at(done.start).div_ceil(PAGE) * PAGE,
         at(done.end) / PAGE * PAGE,

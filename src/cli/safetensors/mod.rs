@@ -17,8 +17,8 @@ mod tests;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-pub use safetensors::Dtype;
 use safetensors::tensor::TensorInfo;
+pub use safetensors::Dtype;
 use safetensors::SafeTensors;
 use serde_json::Value;
 use thiserror::Error;
@@ -46,7 +46,9 @@ pub enum SafetensorsError {
         declared: u64,
         available: u64,
     },
-    #[error("{path}: the header's length says {declared} bytes, more than the {MAX_HEADER} allowed")]
+    #[error(
+        "{path}: the header's length says {declared} bytes, more than the {MAX_HEADER} allowed"
+    )]
     HeaderTooLarge { path: PathBuf, declared: u64 },
     #[error("{path}: malformed safetensors header: {reason}")]
     Header { path: PathBuf, reason: String },
@@ -103,15 +105,13 @@ impl Index {
     pub fn select(&self, path: &Path, name: Option<&str>) -> Result<&Info, SafetensorsError> {
         let names = || names(self.tensors.iter().map(|t| t.name.as_str()));
         match name {
-            Some(name) => self
-                .tensors
-                .iter()
-                .find(|t| t.name == name)
-                .ok_or_else(|| SafetensorsError::NoSuchTensor {
+            Some(name) => self.tensors.iter().find(|t| t.name == name).ok_or_else(|| {
+                SafetensorsError::NoSuchTensor {
                     path: path.to_path_buf(),
                     name: name.to_string(),
                     names: names(),
-                }),
+                }
+            }),
             None => match self.tensors.as_slice() {
                 [one] => Ok(one),
                 [] => Err(SafetensorsError::Empty {
@@ -234,7 +234,8 @@ pub fn index(path: &Path, bytes: &[u8]) -> Result<Index, SafetensorsError> {
     tensors.sort_by_key(|t| (t.range.start, t.range.end));
     let mut at = data_start;
     for (k, t) in tensors.iter().enumerate() {
-        let offsets = |r: &Range<usize>| format!("[{}, {}]", r.start - data_start, r.end - data_start);
+        let offsets =
+            |r: &Range<usize>| format!("[{}, {}]", r.start - data_start, r.end - data_start);
         if t.range.start != at {
             let reason = match k.checked_sub(1).map(|p| &tensors[p]) {
                 Some(prev) if t.range.start < at => format!(
