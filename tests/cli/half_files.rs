@@ -343,3 +343,62 @@ fn bad_safetensors_files_are_one_line_errors() {
     let o = run(&["eval", "mse", "--input", &format!("{two}:a"), "--target", &format!("{two}:b"), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Every loss of the catalog on a seeded batch, as f16 `.npy` files and as
+/// one bf16 `.safetensors` file (class targets as I64 in it), against the
+/// twin on the values as written.
+#[test]
+fn every_loss_reads_f16_npy_and_bf16_safetensors() {
+    use wgpu_loss::cli::synthetic;
+    use wgpu_loss::Target;
+    let dir = Dir::new("half-every");
+    for (k, name) in Loss::names().enumerate() {
+        let loss = Loss::from_name(name).unwrap();
+        let batch = synthetic::batch(&loss, 96, 40 + k as u64);
+        let inputs = batch.inputs();
+        let mut case = Case {
+            loss: name,
+            floats: vec![],
+            classes: None,
+        };
+        for t in TensorName::ALL {
+            match (t, inputs.target) {
+                (TensorName::Target, Some(Target::Class { data, shape })) => {
+                    case.classes = Some((shape.to_vec(), data.to_vec()))
+                }
+                _ => {
+                    if let Some(x) = inputs.float(t) {
+                        let flag = TENSOR_FLAGS
+                            .iter()
+                            .find(|f| f.replace('-', "_") == t.name())
+                            .unwrap();
+                        case.floats.push(f(flag, x.shape, x.data.to_f32().into_owned()));
+                    }
+                }
+            }
+        }
+        for dtype in [Dtype::F16, Dtype::BF16] {
+            let mut args = files(&dir, &case, dtype);
+            args.push("--json".into());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let j = json(&args);
+            let want = twin(&case, dtype);
+            assert!(
+                close(num(&j["value"]), want) && close(num(&j["cpu_reference"]), want),
+                "{name} {dtype}: {j} vs {want}"
+            );
+        }
+    }
+}
+
+/// The tensor flags, as `&'static str` for [`Float::flag`].
+const TENSOR_FLAGS: [&str; 8] = [
+    "input",
+    "target",
+    "weight",
+    "pos-weight",
+    "labels",
+    "positive",
+    "negative",
+    "var",
+];
