@@ -692,16 +692,34 @@ fn half_files_stream_as_one_call() {
     use safetensors::{tensor::TensorView, Dtype};
     let st = dir.path("batch.safetensors");
     let views = vec![
-        ("logits", TensorView::new(Dtype::BF16, vec![rows, c], &logits).unwrap()),
-        ("classes", TensorView::new(Dtype::I64, vec![rows], &classes).unwrap()),
-        ("weight", TensorView::new(Dtype::BF16, vec![c], &weight).unwrap()),
+        (
+            "logits",
+            TensorView::new(Dtype::BF16, vec![rows, c], &logits).unwrap(),
+        ),
+        (
+            "classes",
+            TensorView::new(Dtype::I64, vec![rows], &classes).unwrap(),
+        ),
+        (
+            "weight",
+            TensorView::new(Dtype::BF16, vec![c], &weight).unwrap(),
+        ),
     ];
     fs::write(&st, safetensors::serialize(views, None).unwrap()).unwrap();
 
     let cases = [
         Case {
             name: "mse none f16",
-            args: strings(&["eval", "mse", "--input", &xf, "--target", &yf, "--reduction", "none"]),
+            args: strings(&[
+                "eval",
+                "mse",
+                "--input",
+                &xf,
+                "--target",
+                &yf,
+                "--reduction",
+                "none",
+            ]),
             outputs: vec![("out", "o.safetensors"), ("grad-out", "g.npy")],
             exact: true,
         },

@@ -139,9 +139,19 @@ fn files(dir: &Dir, case: &Case, dtype: Dtype) -> Vec<String> {
     for t in &case.floats {
         args.push(format!("--{}", t.flag));
         if dtype == Dtype::F16 {
-            args.push(f16_npy(dir, &format!("{}-{}.npy", case.loss, t.flag), &t.shape, &t.values));
+            args.push(f16_npy(
+                dir,
+                &format!("{}-{}.npy", case.loss, t.flag),
+                &t.shape,
+                &t.values,
+            ));
         } else {
-            tensors.push((t.flag.to_string(), dtype, t.shape.clone(), half_bytes(&t.values, dtype)));
+            tensors.push((
+                t.flag.to_string(),
+                dtype,
+                t.shape.clone(),
+                half_bytes(&t.values, dtype),
+            ));
             args.push(format!("{}:{}", st.display(), t.flag));
         }
     }
@@ -164,7 +174,11 @@ fn files(dir: &Dir, case: &Case, dtype: Dtype) -> Vec<String> {
 /// The library's twin on the values as the files hold them, upcast.
 fn twin(case: &Case, dtype: Dtype) -> f64 {
     let loss = Loss::from_name(case.loss).unwrap();
-    let rounded: Vec<Vec<f32>> = case.floats.iter().map(|t| round(&t.values, dtype)).collect();
+    let rounded: Vec<Vec<f32>> = case
+        .floats
+        .iter()
+        .map(|t| round(&t.values, dtype))
+        .collect();
     let mut inputs = Inputs::default();
     for (t, v) in case.floats.iter().zip(&rounded) {
         let name = TensorName::ALL
@@ -176,7 +190,9 @@ fn twin(case: &Case, dtype: Dtype) -> f64 {
     if let Some((shape, classes)) = &case.classes {
         inputs = inputs.classes(classes, shape);
     }
-    cpu::evaluate(&loss, Reduction::Mean, &inputs).unwrap().value
+    cpu::evaluate(&loss, Reduction::Mean, &inputs)
+        .unwrap()
+        .value
 }
 
 #[test]
@@ -232,7 +248,12 @@ fn half_gradients_are_the_f32_ones_rounded_once() {
             json(&args)
         };
         let p = |f: &str| dir.path(f).to_str().unwrap().to_string();
-        let (g32, gh, gst, g32st) = (p("g32.npy"), p("gh.npy"), p("g.safetensors"), p("g32.safetensors"));
+        let (g32, gh, gst, g32st) = (
+            p("g32.npy"),
+            p("gh.npy"),
+            p("g.safetensors"),
+            p("g32.safetensors"),
+        );
         with(&["--grad-out", &g32, "--grad-dtype", "f32"]);
         with(&["--grad-out", &gh]);
         with(&["--grad-out", &gst]);
@@ -244,10 +265,19 @@ fn half_gradients_are_the_f32_ones_rounded_once() {
         assert!(want.iter().any(|&v| v != 0.0));
         let h = npy::read(&gh).unwrap();
         let (st_dtype, name, st_shape, st_bytes) = read_tensor(Path::new(&gst));
-        assert_eq!((name.as_str(), st_shape.as_slice()), ("grad_input", shape.as_slice()));
+        assert_eq!(
+            (name.as_str(), st_shape.as_slice()),
+            ("grad_input", shape.as_slice())
+        );
         if dtype == Dtype::F16 {
-            assert_eq!(h.dtype, "<f2", "{}: an f16 input's .npy gradient", case.loss);
-            let npy::Data::F16(got) = h.data else { panic!("f16") };
+            assert_eq!(
+                h.dtype, "<f2",
+                "{}: an f16 input's .npy gradient",
+                case.loss
+            );
+            let npy::Data::F16(got) = h.data else {
+                panic!("f16")
+            };
             let rounded: Vec<f16> = want.iter().map(|&v| f16::from_f32(v)).collect();
             assert_eq!(got, rounded);
             assert_eq!(st_dtype, Dtype::F16);
@@ -290,15 +320,34 @@ fn bad_safetensors_files_are_one_line_errors() {
     };
     let eight = [0u8; 8];
     let mut cases: Vec<(String, &str)> = vec![
-        (write("past.safetensors", &tensor("F32", "[4]", 0, 16), &eight), "run past the end"),
-        (write("shape.safetensors", &tensor("F32", "[3]", 0, 8), &eight), "needs 12 bytes"),
         (
-            write("huge.safetensors", &tensor("F32", "[1099511627776]", 0, 4398046511104), &eight),
+            write("past.safetensors", &tensor("F32", "[4]", 0, 16), &eight),
             "run past the end",
         ),
-        (write("json.safetensors", "{\"t\": ", &eight), "not a JSON object"),
-        (write("dtype.safetensors", &tensor("C64", "[1]", 0, 8), &eight), "is C64, which is not read"),
-        (write("tail.safetensors", &tensor("F32", "[1]", 0, 4), &eight), "4 bytes after the last"),
+        (
+            write("shape.safetensors", &tensor("F32", "[3]", 0, 8), &eight),
+            "needs 12 bytes",
+        ),
+        (
+            write(
+                "huge.safetensors",
+                &tensor("F32", "[1099511627776]", 0, 4398046511104),
+                &eight,
+            ),
+            "run past the end",
+        ),
+        (
+            write("json.safetensors", "{\"t\": ", &eight),
+            "not a JSON object",
+        ),
+        (
+            write("dtype.safetensors", &tensor("C64", "[1]", 0, 8), &eight),
+            "is C64, which is not read",
+        ),
+        (
+            write("tail.safetensors", &tensor("F32", "[1]", 0, 4), &eight),
+            "4 bytes after the last",
+        ),
         (
             write(
                 "overlap.safetensors",
@@ -315,11 +364,17 @@ fn bad_safetensors_files_are_one_line_errors() {
     let mut bytes = 1_000_000u64.to_le_bytes().to_vec();
     bytes.extend_from_slice(b"{}");
     std::fs::write(&big, bytes).unwrap();
-    cases.push((big.to_str().unwrap().to_string(), "more than the 2 the file holds"));
+    cases.push((
+        big.to_str().unwrap().to_string(),
+        "more than the 2 the file holds",
+    ));
     for (file, key) in &cases {
         rejects(&["eval", "mse", "--input", &x, "--target", file], key);
         rejects(&["eval", "mse", "--input", &x, "--target", file], file);
-        rejects(&["eval", "mse", "--input", &x, "--target", file], "--target: ");
+        rejects(
+            &["eval", "mse", "--input", &x, "--target", file],
+            "--target: ",
+        );
     }
     // Names: one needed, one missing, one on a .npy file; nothing written.
     let two = dir.path("two.safetensors");
@@ -333,14 +388,46 @@ fn bad_safetensors_files_are_one_line_errors() {
     let two = two.to_str().unwrap();
     let g = dir.path("g.safetensors");
     let g = g.to_str().unwrap();
-    rejects(&["eval", "mse", "--input", &x, "--target", two, "--grad-out", g], "holds 2 tensors, pick one");
     rejects(
-        &["eval", "mse", "--input", &x, "--target", &format!("{two}:c"), "--grad-out", g],
+        &[
+            "eval",
+            "mse",
+            "--input",
+            &x,
+            "--target",
+            two,
+            "--grad-out",
+            g,
+        ],
+        "holds 2 tensors, pick one",
+    );
+    rejects(
+        &[
+            "eval",
+            "mse",
+            "--input",
+            &x,
+            "--target",
+            &format!("{two}:c"),
+            "--grad-out",
+            g,
+        ],
         "no tensor `c` (the file has `a`, `b`)",
     );
-    rejects(&["eval", "mse", "--input", &format!("{x}:a"), "--target", &x], "only in a .safetensors file");
+    rejects(
+        &["eval", "mse", "--input", &format!("{x}:a"), "--target", &x],
+        "only in a .safetensors file",
+    );
     assert!(!Path::new(g).exists());
-    let o = run(&["eval", "mse", "--input", &format!("{two}:a"), "--target", &format!("{two}:b"), "--json"]);
+    let o = run(&[
+        "eval",
+        "mse",
+        "--input",
+        &format!("{two}:a"),
+        "--target",
+        &format!("{two}:b"),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -372,7 +459,8 @@ fn every_loss_reads_f16_npy_and_bf16_safetensors() {
                             .iter()
                             .find(|f| f.replace('-', "_") == t.name())
                             .unwrap();
-                        case.floats.push(f(flag, x.shape, x.data.to_f32().into_owned()));
+                        case.floats
+                            .push(f(flag, x.shape, x.data.to_f32().into_owned()));
                     }
                 }
             }
