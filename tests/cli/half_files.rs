@@ -211,6 +211,9 @@ fn half_files_evaluate_every_family() {
                 "{} {dtype}: {j} vs {want}",
                 case.loss
             );
+            // Handed to the library as it was stored, not upcast.
+            let name = if dtype == Dtype::F16 { "f16" } else { "bf16" };
+            assert_eq!(j["dtype"], name, "{}: {j}", case.loss);
         }
     }
 }
@@ -475,6 +478,8 @@ fn every_loss_reads_f16_npy_and_bf16_safetensors() {
                 close(num(&j["value"]), want) && close(num(&j["cpu_reference"]), want),
                 "{name} {dtype}: {j} vs {want}"
             );
+            let stored = if dtype == Dtype::F16 { "f16" } else { "bf16" };
+            assert_eq!(j["dtype"], stored, "{name}: {j}");
         }
     }
 }

@@ -48,6 +48,8 @@ pub struct Outcome {
     pub skipped: Option<JsonValue>,
     pub ranks: Option<usize>,
     pub writes: Writes,
+    /// The dtype the input was handed to the library in.
+    pub dtype: wgpu_loss::DType,
 }
 
 /// What a successful evaluation writes.
@@ -186,6 +188,7 @@ fn whole(ctx: &OnceCell<Context>, r: &Request) -> Result<Outcome, Fail> {
         shares: None,
         skipped: None,
         ranks: None,
+        dtype: loaded.dtype(wgpu_loss::TensorName::Input),
         writes: Writes::Whole {
             items: r
                 .out
@@ -249,6 +252,7 @@ fn streamed(ctx: &OnceCell<Context>, r: &Request) -> Result<Outcome, Fail> {
         shares: None,
         skipped: None,
         ranks: None,
+        dtype: sources.dtype(wgpu_loss::TensorName::Input),
         writes: Writes::Mapped(outs),
     })
 }
@@ -346,6 +350,7 @@ pub fn finish(a: &EvalArgs, r: &Request, o: Outcome) -> Result<ExitCode, Fail> {
             "params": params(loss),
             "gpu_ms": o.gpu_ms,
             "streamed": o.chunks.is_some(),
+            "dtype": o.dtype.name(),
         });
         match &o.shares {
             Some(shares) => {

@@ -438,6 +438,7 @@ fn run(ranks: &Ranks<'_>, a: &EvalArgs) -> Result<ExitCode, Fail> {
         shares: Some(JsonValue::Array(shares)),
         skipped: None,
         ranks: Some(size),
+        dtype: sources.dtype(wgpu_loss::TensorName::Input),
         writes: Writes::Done,
     };
     finish(a, &r, o)

@@ -159,6 +159,7 @@ pub fn run(r: &Request, every: bool) -> Result<Outcome, Fail> {
         shares: Some(shares),
         skipped: Some(skipped),
         ranks: None,
+        dtype: sources.dtype(wgpu_loss::TensorName::Input),
         writes: Writes::Mapped(outs),
     })
 }
