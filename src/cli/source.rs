@@ -289,6 +289,11 @@ impl Source {
         &self.shape
     }
 
+    /// Whether the values are the file's own bytes, not a converted copy.
+    pub fn in_place(&self) -> bool {
+        matches!(self.values, Values::InPlace(_))
+    }
+
     /// The file's dtype, as it names it (`<f2`, `BF16`, ..).
     pub fn file_dtype(&self) -> &str {
         &self.dtype

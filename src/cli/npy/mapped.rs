@@ -8,7 +8,7 @@ use super::read::{convert, open_header};
 
 /// A `.npy` file mapped into memory instead of read: its header is checked
 /// as [`read`](super::read()) checks it (the declared data must fill the file exactly), and
-/// little-endian float32 and int64 data are used in place, so a file larger
+/// little-endian float32, float16 and int64 data are used in place, so a file larger
 /// than RAM costs only the pages being read. Other dtypes are converted
 /// whole by [`Mapped::to_array`].
 ///

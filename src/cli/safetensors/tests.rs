@@ -160,11 +160,22 @@ fn every_dtype_is_read_as_its_role_takes_it() {
             let got: Vec<f64> = s.floats().iter().map(f64::from).collect();
             assert_eq!(got, want, "{dtype} pad {pad} as floats");
             assert!(s.classes().is_none());
+            let native = matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16);
+            assert_eq!(
+                s.in_place(),
+                native && pad == 0,
+                "{dtype} pad {pad}: in place only where aligned"
+            );
             // As a class target: integers stay integers, floats stay floats.
             let c = Source::open(&arg, true, false).unwrap();
             match c.classes() {
                 Some(v) => {
                     assert!(is_int, "{dtype}");
+                    assert_eq!(
+                        c.in_place(),
+                        dtype == Dtype::I64 && pad == 0,
+                        "{dtype} {pad}"
+                    );
                     let v: Vec<f64> = v.iter().map(|&x| x as f64).collect();
                     assert_eq!(v, want, "{dtype} pad {pad} as classes");
                 }
