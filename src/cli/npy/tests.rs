@@ -61,6 +61,24 @@ fn converts_types_and_byte_orders() {
         parse("x", &npy(">f8", false, "(2,)", &f8)).unwrap().data,
         Data::F32(vec![1.5, -2.0])
     );
+    // float16 either way round stays float16.
+    let halves = [1.5f32, -65504.0, 6.0e-8].map(half::f16::from_f32);
+    for (descr, bytes) in [
+        (
+            "<f2",
+            halves
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ),
+        (">f2", halves.iter().flat_map(|v| v.to_be_bytes()).collect()),
+    ] {
+        assert_eq!(
+            parse("x", &npy(descr, false, "(3,)", &bytes)).unwrap().data,
+            Data::F16(halves.to_vec()),
+            "{descr}"
+        );
+    }
     let i2: Vec<u8> = [-5i16, 300].iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(
         parse("x", &npy("<i2", false, "(2,)", &i2)).unwrap().data,
