@@ -130,7 +130,8 @@ impl Request {
     /// Checks everything in the flags: the loss, its parameters and the
     /// reduction; `--out` and the gradient flags against the loss and the
     /// file system; `--budget-mb`, `--adapters` and `--reference`. Reads no
-    /// file.
+    /// file but the header of a `.safetensors` one, whose chosen tensor's
+    /// bytes count towards the budget.
     pub fn new(a: &EvalArgs) -> Result<Request, Fail> {
         let (loss, reduction) = loss_and_reduction(a)?;
         if let Some(out) = &a.out {
