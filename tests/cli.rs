@@ -1,5 +1,5 @@
-//! The `wgpu-loss` binary end to end: .npy files in, a JSON line or an .npy
-//! file out, and one-line errors with the right exit code for bad input.
+//! The `wgpu-loss` binary end to end: .npy (and .safetensors, `half_files`) files
+//! in, a JSON line or a file out, and one-line errors with the right exit code for bad input.
 
 // The binary and `wgpu_loss::cli` exist only with the `cli` feature.
 #![cfg(feature = "cli")]
@@ -15,6 +15,10 @@ use wgpu_loss::cli::npy::{self, Data};
 use wgpu_loss::{cpu, Inputs, Loss, Reduction, Tensor};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wgpu-loss");
+
+/// f16 and bf16 files, `.safetensors` in and out.
+#[path = "cli/half_files.rs"]
+mod half_files;
 
 /// A fresh directory per test, removed when dropped.
 struct Dir(PathBuf);

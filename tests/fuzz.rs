@@ -1,10 +1,12 @@
-//! A bounded fuzzer on stable Rust for the `.npy` reader and the CLI's
-//! argument handling (cargo-fuzz needs a nightly toolchain).
+//! A bounded fuzzer on stable Rust for the `.npy` and `.safetensors`
+//! readers and the CLI's argument handling (cargo-fuzz needs a nightly
+//! toolchain).
 //!
 //! A seeded mutator rewrites the committed corpus (fuzz/corpus/npy/*.npy,
-//! fuzz/corpus/cli/*.txt: one argument per line) with bit flips, truncation,
-//! byte insertion, header edits (huge or negative shapes, lying lengths,
-//! swapped dtypes, Fortran order, versions) and argument shuffles, drops and
+//! fuzz/corpus/safetensors/*.safetensors, fuzz/corpus/cli/*.txt: one
+//! argument per line) with bit flips, truncation, byte insertion, header
+//! edits (huge or negative shapes, lying lengths and offsets, swapped
+//! dtypes, Fortran order, versions) and argument shuffles, drops and
 //! garbage. Every input must give Ok or a clear error: a panic fails the test
 //! (each call runs under catch_unwind), and so does any single allocation over
 //! 64 MiB (a counting global allocator), which only a header trusted before
@@ -22,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use wgpu_loss::cli::{check_args, npy};
+use wgpu_loss::cli::source::Source;
+use wgpu_loss::cli::{check_args, npy, safetensors};
 
 /// The largest single allocation since the last reset.
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
@@ -361,15 +364,26 @@ fn cli_arguments_never_panic() {
                 .collect()
         })
         .collect();
-    let npys: Vec<String> = corpus("npy", "npy")
+    let relative = |p: &Path| {
+        p.strip_prefix(root())
+            .unwrap_or(Path::new(""))
+            .display()
+            .to_string()
+    };
+    let mut npys: Vec<String> = corpus("npy", "npy")
         .into_iter()
-        .map(|(p, _)| {
-            p.strip_prefix(root())
-                .unwrap_or(Path::new(""))
-                .display()
-                .to_string()
-        })
+        .map(|(p, _)| relative(&p))
         .collect();
+    // Safetensors files alone, with a name they hold, and with one they do not.
+    for (p, _) in corpus("safetensors", "safetensors") {
+        let p = relative(&p);
+        npys.extend([
+            p.clone(),
+            format!("{p}:logits"),
+            format!("{p}:x"),
+            format!("{p}:nope"),
+        ]);
+    }
     // Every eval list of the corpus is a valid call.
     for args in &lists {
         if args[1] == "eval" {
@@ -393,4 +407,182 @@ fn cli_arguments_never_panic() {
         errors += failed as usize;
     }
     println!("cli: {runs} mutated argument lists, {errors} rejected");
+}
+
+/// Header texts a mutation may splice in for a tensor's shape, offsets or dtype.
+const ST_SHAPES: [&str; 6] = [
+    "[1099511627776,0]",
+    "[4294967296,4294967296]",
+    "[18446744073709551615]",
+    "[-1]",
+    "[3",
+    "[100000000000]",
+];
+const ST_OFFSETS: [&str; 6] = [
+    "[0,18446744073709551615]",
+    "[8,0]",
+    "[0,4398046511104]",
+    "[1,3]",
+    "[0]",
+    "[0,8,16]",
+];
+const ST_DTYPES: [&str; 8] = [
+    "\"F64\"",
+    "\"C64\"",
+    "\"U64\"",
+    "\"F8_E4M3\"",
+    "\"F4\"",
+    "\"BOOL\"",
+    "\"F128\"",
+    "3",
+];
+
+fn mutate_safetensors(rng: &mut Rng, good: &[u8]) -> Vec<u8> {
+    let mut b = good.to_vec();
+    for _ in 0..1 + rng.below(3) {
+        match rng.below(9) {
+            0 if !b.is_empty() => {
+                let at = rng.below(b.len());
+                b[at] ^= 1 << rng.below(8);
+            }
+            1 => b.truncate(rng.below(b.len() + 1)),
+            2 => {
+                let at = rng.below(b.len() + 1);
+                let n = rng.below(32);
+                let byte = *rng.pick(&[0u8, 0xff, b'{', b'"', b' ', b',', b'9']);
+                b.splice(at..at, std::iter::repeat_n(byte, n));
+            }
+            3 => {
+                b = splice(
+                    &b,
+                    "\"shape\":",
+                    ",\"data",
+                    &format!("\"shape\":{}", rng.pick(&ST_SHAPES)),
+                )
+            }
+            4 => {
+                b = splice(
+                    &b,
+                    "\"data_offsets\":",
+                    "}",
+                    &format!("\"data_offsets\":{}", rng.pick(&ST_OFFSETS)),
+                )
+            }
+            5 => {
+                b = splice(
+                    &b,
+                    "\"dtype\":",
+                    ",",
+                    &format!("\"dtype\":{}", rng.pick(&ST_DTYPES)),
+                )
+            }
+            // The header length field: lies in both directions.
+            6 if b.len() >= 8 => {
+                let len = u64::from_le_bytes(b[..8].try_into().unwrap());
+                let v = [
+                    0,
+                    1,
+                    len.wrapping_add(1),
+                    len.wrapping_sub(1),
+                    u64::MAX,
+                    100_000_000,
+                    100_000_001,
+                ];
+                b[..8].copy_from_slice(&rng.pick(&v).to_le_bytes());
+            }
+            7 => {
+                let extra = rng.below(24);
+                b.extend((0..extra).map(|_| rng.next() as u8));
+            }
+            _ if !b.is_empty() => {
+                let at = rng.below(b.len());
+                b[at] = rng.next() as u8;
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+#[test]
+fn safetensors_reader_never_panics_nor_trusts_a_header() {
+    let files = corpus("safetensors", "safetensors");
+    // The corpus itself reads back, but for the files named reject_*, and
+    // the crate agrees.
+    for (path, bytes) in &files {
+        let reject = path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("reject_");
+        assert_eq!(
+            safetensors::parse(path, bytes).is_err(),
+            reject,
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            ::safetensors::SafeTensors::deserialize(bytes).is_err(),
+            reject,
+            "{}",
+            path.display()
+        );
+    }
+    let mut rng = Rng(seed(3));
+    let start = Instant::now();
+    let (mut runs, mut errors) = (0usize, 0usize);
+    let dir = std::env::temp_dir().join(format!("wgpu-loss-fuzz-st-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let on_disk = dir.join("m.safetensors");
+    while start.elapsed() < budget() || runs < 200 {
+        let (path, good) = rng.pick(&files);
+        let bytes = mutate_safetensors(&mut rng, good);
+        let mut failed = false;
+        let what = format!("{} mutated to {} bytes", path.display(), bytes.len());
+        let r = guarded(&what, || {
+            let parsed = safetensors::parse(Path::new("m.safetensors"), &bytes);
+            let one_line = |text: String| {
+                assert!(
+                    text.contains("m.safetensors") && !text.contains('\n'),
+                    "{text}"
+                );
+            };
+            if let Err(e) = &parsed {
+                one_line(e.to_string());
+                failed = true;
+            }
+            // What the reader accepts, the crate accepts.
+            if parsed.is_ok() {
+                assert!(::safetensors::SafeTensors::deserialize(&bytes).is_ok());
+            }
+            // Through the file: each tensor, as floats and as classes,
+            // read whole and mapped.
+            std::fs::write(&on_disk, &bytes).unwrap();
+            let names: Vec<String> = match &parsed {
+                Ok(t) => t.iter().map(|(info, _)| info.name.clone()).collect(),
+                Err(_) => vec![],
+            };
+            let args = std::iter::once(on_disk.clone()).chain(
+                names
+                    .iter()
+                    .map(|n| PathBuf::from(format!("{}:{n}", on_disk.display()))),
+            );
+            for arg in args {
+                for (classes, mapped) in [(false, false), (true, true)] {
+                    if let Err(e) = Source::open(&arg, classes, mapped) {
+                        one_line(e.message());
+                    }
+                }
+            }
+        });
+        if let Err(e) = r {
+            let _ = std::fs::create_dir_all(root().join("target"));
+            std::fs::write(root().join("target/fuzz-st-crash.safetensors"), &bytes).ok();
+            panic!("{e} (input saved as target/fuzz-st-crash.safetensors)");
+        }
+        runs += 1;
+        errors += failed as usize;
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    println!("safetensors: {runs} mutated files, {errors} rejected");
 }

@@ -1,6 +1,7 @@
 //! `mpirun -n K wgpu-loss eval ..` (feature `mpi`) on 1, 2 and 3 ranks of
 //! this machine against one process: the same value (1e-6 relative) for
-//! every family, byte-identical `none` and gradient files, and a rank that
+//! every family, byte-identical `none` and gradient files (a bf16
+//! `.safetensors` batch among them, its gradient written in bf16), and a rank that
 //! cannot read its file failing every rank, with no rank left waiting.
 //! Needs Open MPI's `mpirun` (Debian: `openmpi-bin libopenmpi-dev`).
 
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use safetensors::{tensor::TensorView, Dtype};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wgpu-loss");
@@ -167,6 +169,36 @@ fn cases(dir: &Dir) -> Vec<Case> {
         dir.f32("q.npy", &[pr, d], &uniform(&mut r, pr * d, -2.0, 2.0)),
     );
 
+    // The same logits as bf16 in one .safetensors file beside the classes
+    // and weights: the ranks map their shares of it and write a bf16
+    // gradient file in place.
+    let st = dir.path("ce.safetensors");
+    let half: Vec<u8> = logits
+        .iter()
+        .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+        .collect();
+    let class_bytes: Vec<u8> = classes.iter().flat_map(|c| c.to_le_bytes()).collect();
+    let w_bytes: Vec<u8> = w
+        .iter()
+        .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+        .collect();
+    let views = vec![
+        (
+            "logits",
+            TensorView::new(Dtype::BF16, vec![rows, c], &half).unwrap(),
+        ),
+        (
+            "classes",
+            TensorView::new(Dtype::I64, vec![rows], &class_bytes).unwrap(),
+        ),
+        (
+            "weight",
+            TensorView::new(Dtype::BF16, vec![c], &w_bytes).unwrap(),
+        ),
+    ];
+    fs::write(&st, safetensors::serialize(views, None).unwrap()).unwrap();
+    let named = |n: &str| format!("{st}:{n}");
+
     let e = "eval";
     vec![
         Case {
@@ -241,6 +273,20 @@ fn cases(dir: &Dir) -> Vec<Case> {
                 ("grad-positive", "p.npy"),
                 ("grad-negative", "n.npy"),
             ],
+        },
+        Case {
+            name: "cross_entropy mean bf16",
+            args: strings(&[
+                e,
+                "cross_entropy",
+                "--input",
+                &named("logits"),
+                "--target",
+                &named("classes"),
+                "--weight",
+                &named("weight"),
+            ]),
+            outputs: vec![("grad-out", "g.safetensors")],
         },
     ]
 }

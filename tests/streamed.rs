@@ -656,3 +656,94 @@ fn a_failing_chunk_leaves_nothing() {
         assert_eq!(dir.names(), names, "{extra:?}: nothing written");
     }
 }
+
+/// f16 `.npy` and bf16 `.safetensors` inputs (one file, the class target
+/// as I64 beside the logits) streamed in many chunks give the bytes one
+/// call gives: the `none` items as `.safetensors`, the gradients in the
+/// input's half dtype.
+#[test]
+fn half_files_stream_as_one_call() {
+    use wgpu_loss::{bf16, DType};
+    let dir = Dir::new("streamed", "half");
+    let mut r = rng(43);
+    let n = 20_001;
+    let (x, y) = (uniform(&mut r, n, -2.0, 2.0), uniform(&mut r, n, -2.0, 2.0));
+    let f16_file = |name: &str, values: &[f32]| {
+        let path = dir.path(name);
+        let layout =
+            npy::Layout::new(std::path::Path::new(&path), &[values.len()], DType::F16, "").unwrap();
+        npy::write_layout(&path, &layout, values).unwrap();
+        path
+    };
+    let (xf, yf) = (f16_file("x16.npy", &x), f16_file("y16.npy", &y));
+
+    let (rows, c) = (3_001, 7);
+    let logits: Vec<u8> = uniform(&mut r, rows * c, -4.0, 4.0)
+        .into_iter()
+        .flat_map(|v| bf16::from_f32(v).to_le_bytes())
+        .collect();
+    let classes: Vec<u8> = (0..rows)
+        .flat_map(|i| (if i % 13 == 0 { -100 } else { (i % c) as i64 }).to_le_bytes())
+        .collect();
+    let weight: Vec<u8> = [1.0f32, 2.0, 1.0, 3.0, 1.0, 2.0, 4.0]
+        .into_iter()
+        .flat_map(|v| bf16::from_f32(v).to_le_bytes())
+        .collect();
+    use safetensors::{tensor::TensorView, Dtype};
+    let st = dir.path("batch.safetensors");
+    let views = vec![
+        (
+            "logits",
+            TensorView::new(Dtype::BF16, vec![rows, c], &logits).unwrap(),
+        ),
+        (
+            "classes",
+            TensorView::new(Dtype::I64, vec![rows], &classes).unwrap(),
+        ),
+        (
+            "weight",
+            TensorView::new(Dtype::BF16, vec![c], &weight).unwrap(),
+        ),
+    ];
+    fs::write(&st, safetensors::serialize(views, None).unwrap()).unwrap();
+
+    let cases = [
+        Case {
+            name: "mse none f16",
+            args: strings(&[
+                "eval",
+                "mse",
+                "--input",
+                &xf,
+                "--target",
+                &yf,
+                "--reduction",
+                "none",
+            ]),
+            outputs: vec![("out", "o.safetensors"), ("grad-out", "g.npy")],
+            exact: true,
+        },
+        Case {
+            name: "cross_entropy mean bf16",
+            args: strings(&[
+                "eval",
+                "cross_entropy",
+                "--input",
+                &format!("{st}:logits"),
+                "--target",
+                &format!("{st}:classes"),
+                "--weight",
+                &format!("{st}:weight"),
+            ]),
+            outputs: vec![("grad-out", "g.safetensors")],
+            exact: true,
+        },
+    ];
+    let inputs = dir.names();
+    for case in &cases {
+        let doc = same_files(&dir, case, &["--budget-mb", "0.02"]);
+        assert_eq!(doc["streamed"], true, "{}: {doc}", case.name);
+        assert!(doc["chunks"].as_u64().unwrap() >= 3, "{}: {doc}", case.name);
+        assert_eq!(dir.names(), inputs, "{}: files left", case.name);
+    }
+}

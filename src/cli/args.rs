@@ -24,7 +24,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Evaluate LOSS on .npy files, on the GPU and on the CPU reference.
+    /// Evaluate LOSS on .npy or .safetensors files, on the GPU and on the CPU reference.
     Eval(Box<EvalArgs>),
     /// Evaluate a few losses on seeded random batches and compare with the CPU reference.
     Demo {
@@ -96,11 +96,17 @@ pub struct EvalArgs {
     pub reduction: String,
     #[command(flatten)]
     pub params: ParamArgs,
-    /// Write the `none` result as a float32 .npy in PyTorch's output shape.
+    /// Write the `none` result as float32 in PyTorch's output shape: a .npy, or a .safetensors
+    /// (tensor `loss`) where the path ends so.
     #[arg(long, value_name = "OUT.npy")]
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub grads: GradArgs,
+    /// The dtype gradient files are written in: `input` (each its tensor's: f16 and bf16 rounded
+    /// to nearest even from the f32 gradient, f32 for other tensors; numpy has no bf16, so a
+    /// .npy of a bf16 tensor's gradient is f32) or `f32`.
+    #[arg(long, value_name = "input|f32", default_value = "input", value_parser = ["input", "f32"])]
+    pub grad_dtype: String,
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -182,7 +188,9 @@ fn tensor_help(name: TensorName) -> (&'static str, &'static str) {
     match name {
         TensorName::Input => (
             "X.npy",
-            "The prediction (the anchor for triplet_margin, x1 for cosine_embedding)",
+            "The prediction (the anchor for triplet_margin, x1 for cosine_embedding). Every \
+             tensor flag takes a .npy file or FILE.safetensors:NAME (FILE.safetensors alone \
+             where it holds one tensor)",
         ),
         TensorName::Target => (
             "Y.npy",
@@ -212,8 +220,9 @@ fn path(m: &clap::ArgMatches, id: &str) -> Option<PathBuf> {
     m.try_get_one::<PathBuf>(id).ok().flatten().cloned()
 }
 
-/// The `.npy` files of one evaluation, by tensor, in [`TensorName::ALL`]'s
-/// order; `--input` is always there.
+/// The files of one evaluation, by tensor, in [`TensorName::ALL`]'s order,
+/// as given (`FILE` or `FILE:NAME`, see [`super::source::locate`]);
+/// `--input` is always there.
 #[derive(Clone, Debug, Default)]
 pub struct Files {
     pub paths: Vec<(TensorName, PathBuf)>,
@@ -227,12 +236,12 @@ impl Files {
             .map(|(_, p)| p.as_path())
     }
 
-    /// Bytes of data in the files, as their sizes say.
+    /// Bytes of data in the files, as their sizes say (a `.safetensors`
+    /// file's header, the tensor's).
     pub fn bytes(&self) -> u64 {
         self.paths
             .iter()
-            .filter_map(|(_, p)| std::fs::metadata(p).ok())
-            .map(|m| m.len())
+            .map(|(_, p)| super::source::data_bytes(p))
             .sum()
     }
 }
@@ -314,8 +323,9 @@ impl Args for GradArgs {
             }
             let help = if owners.len() == CATALOG.len() {
                 format!(
-                    "Write d(loss)/d({}) as a float32 .npy in its shape (for `none`, the gradient \
-                     of the items' sum), from the fused value-and-gradient call",
+                    "Write d(loss)/d({}) in its shape (for `none`, the gradient of the items' \
+                     sum), from the fused value-and-gradient call, as .npy or .safetensors \
+                     (by the extension) in --grad-dtype",
                     t.name()
                 )
             } else {

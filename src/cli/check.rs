@@ -1,15 +1,16 @@
 //! What `wgpu-loss eval` does before it opens a GPU: the loss and its
 //! parameters, the reduction, the output and gradient paths and the budget
-//! ([`Request::new`]), the `.npy` files ([`load`]) and the float64 reference
+//! ([`Request::new`]), the input files ([`load`]) and the float64 reference
 //! ([`reference`]). The binary runs these, and so does [`super::check_args`]
 //! for the fuzzer.
 
 use std::path::{Path, PathBuf};
 
-use super::args::{grad_flag, grad_owners, loss_names, tensor_flag, EvalArgs, Files};
+use super::args::{grad_flag, grad_owners, loss_names, EvalArgs, Files};
 use super::fail::Fail;
-use super::npy::{self, Data};
-use crate::{cpu, Inputs, Loss, Reduction, Tensor, TensorName, Upstream, CATALOG};
+use super::npy::Layout;
+use super::source::Sources;
+use crate::{cpu, DType, Inputs, Loss, Reduction, TensorName, Upstream, CATALOG};
 
 /// How the files go through the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,13 +90,48 @@ pub struct Request {
     /// GPU and in the reference at once.
     pub budget: u64,
     pub check: Check,
+    /// `--grad-dtype f32`: gradients in f32 whatever their tensor's dtype.
+    pub grads_f32: bool,
+}
+
+impl Request {
+    /// How `--out` (at `path`) is laid out for items of `shape`: float32,
+    /// the tensor `loss` of a `.safetensors` file.
+    pub fn out_layout(&self, path: &Path, shape: &[usize]) -> Result<Layout, Fail> {
+        Layout::new(path, shape, DType::F32, "loss").map_err(|e| Fail::Usage(format!("--out: {e}")))
+    }
+
+    /// How the gradient file of `wrt` (at `path`, of `shape`, the tensor
+    /// handed over in `of`) is laid out: in [`grad_dtype`](Self::grad_dtype),
+    /// the tensor `grad_<name>` of a `.safetensors` file.
+    pub fn grad_layout(
+        &self,
+        wrt: TensorName,
+        path: &Path,
+        shape: &[usize],
+        of: DType,
+    ) -> Result<Layout, Fail> {
+        let name = format!("grad_{}", wrt.name());
+        Layout::new(path, shape, self.grad_dtype(of), &name)
+            .map_err(|e| Fail::Usage(format!("--{}: {e}", grad_flag(wrt))))
+    }
+
+    /// The dtype the gradient of a tensor handed over in `of` is written in.
+    pub fn grad_dtype(&self, of: DType) -> DType {
+        if self.grads_f32 {
+            DType::F32
+        } else {
+            of
+        }
+    }
 }
 
 impl Request {
     /// Checks everything in the flags: the loss, its parameters and the
     /// reduction; `--out` and the gradient flags against the loss and the
     /// file system; `--budget-mb`, `--adapters` and `--reference`. Reads no
-    /// file.
+    /// file but the header of a `.safetensors` one, whose chosen tensor's
+    /// bytes count towards the budget.
     pub fn new(a: &EvalArgs) -> Result<Request, Fail> {
         let (loss, reduction) = loss_and_reduction(a)?;
         if let Some(out) = &a.out {
@@ -146,6 +182,7 @@ impl Request {
             route,
             budget,
             check,
+            grads_f32: a.grad_dtype == "f32",
         })
     }
 }
@@ -229,61 +266,13 @@ fn grad_paths(
     Ok(asked.to_vec())
 }
 
-/// One tensor read from its file.
-pub struct Owned {
-    pub values: Values,
-    pub shape: Vec<usize>,
-}
+/// The tensors of one evaluation, read from their files (see [`Sources`]).
+pub type Loaded = Sources;
 
-pub enum Values {
-    F32(Vec<f32>),
-    /// Class indices: the target of a loss that takes classes.
-    Classes(Vec<i64>),
-}
-
-/// The tensors of one evaluation, read from their files, in
-/// [`TensorName::ALL`]'s order.
-pub struct Loaded {
-    pub tensors: Vec<(TensorName, Owned)>,
-}
-
-impl Loaded {
-    pub fn inputs(&self) -> Inputs<'_> {
-        let mut inputs = Inputs::default();
-        for (name, t) in &self.tensors {
-            inputs = match &t.values {
-                Values::F32(data) => inputs.with(*name, Tensor::new(data, &t.shape)),
-                Values::Classes(data) => inputs.classes(data, &t.shape),
-            };
-        }
-        inputs
-    }
-
-    /// The shape of a tensor that was read.
-    pub fn shape(&self, name: TensorName) -> Option<&[usize]> {
-        self.tensors
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| t.shape.as_slice())
-    }
-}
-
-/// Reads every file; messages name the flag and the file.
+/// Reads every file (the `.npy` ones whole); messages name the flag and the
+/// file.
 pub fn load(loss: &Loss, files: &Files) -> Result<Loaded, Fail> {
-    let mut tensors = vec![];
-    for (name, path) in &files.paths {
-        let a =
-            npy::read(path).map_err(|e| Fail::Usage(format!("--{}: {e}", tensor_flag(*name))))?;
-        let shape = a.shape.clone();
-        let values = match a.data {
-            Data::I64(v) if *name == TensorName::Target && loss.takes_classes() => {
-                Values::Classes(v)
-            }
-            _ => Values::F32(a.into_f32()),
-        };
-        tensors.push((*name, Owned { values, shape }));
-    }
-    Ok(Loaded { tensors })
+    Sources::read(loss, files)
 }
 
 /// The float64 reference: the value, and the gradients where `grad` (with

@@ -1,6 +1,7 @@
 //! A failure of the CLI, and the exit code it gives.
 
 use super::npy::NpyError;
+use super::safetensors::SafetensorsError;
 
 /// A failure of the CLI and its exit code: 2 for usage and input errors, 1
 /// for the GPU, 3 for a GPU result that disagrees with the float64 reference.
@@ -42,6 +43,12 @@ impl From<crate::Error> for Fail {
 
 impl From<NpyError> for Fail {
     fn from(e: NpyError) -> Self {
+        Fail::Usage(e.to_string())
+    }
+}
+
+impl From<SafetensorsError> for Fail {
+    fn from(e: SafetensorsError) -> Self {
         Fail::Usage(e.to_string())
     }
 }

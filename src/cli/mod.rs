@@ -1,5 +1,6 @@
 //! What the `wgpu-loss` binary is made of besides the losses: its command
-//! line and the checks `eval` makes before it opens a GPU, `.npy` files,
+//! line and the checks `eval` makes before it opens a GPU, `.npy` and
+//! `.safetensors` files,
 //! seeded synthetic batches, the benchmark. Compiled with the `cli` feature
 //! (on by default) and hidden from the documentation: it is not part of the
 //! library's API and changes with the binary.
@@ -10,6 +11,8 @@ pub mod bench;
 pub mod check;
 mod fail;
 pub mod npy;
+pub mod safetensors;
+pub mod source;
 pub mod synthetic;
 
 use clap::Parser;
@@ -20,7 +23,7 @@ pub use fail::Fail;
 
 /// Everything `wgpu-loss eval` does with `args` (the program name first)
 /// before it opens a GPU: parsing, the checks of [`Request::new`], reading
-/// the `.npy` files whole and the CPU reference. Other commands only parse.
+/// the input files and the CPU reference. Other commands only parse.
 /// The error is the message the CLI would print; tests/fuzz.rs drives this.
 pub fn check_args(args: &[String]) -> Result<(), String> {
     let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;

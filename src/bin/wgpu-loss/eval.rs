@@ -2,7 +2,8 @@
 //! on the GPU, whole, streamed or split across adapters, with the float64
 //! reference computed beside it on another thread and checked against it
 //! (exit 3 on a disagreement, with nothing written); then the `none` result
-//! and the gradients written as `.npy`, and one line of text or JSON printed.
+//! and the gradients written as `.npy` or `.safetensors`, and one line of
+//! text or JSON printed.
 
 use std::cell::OnceCell;
 use std::ops::Range;
@@ -18,9 +19,9 @@ use wgpu_loss::cli::npy;
 use wgpu_loss::cli::Fail;
 use wgpu_loss::{Chunks, Context, Evaluation, Gradients, Loss, Value};
 
-use crate::sources::Sources;
 use crate::streamed::{Batch, Outs, Progress};
 use crate::{say, split};
+use wgpu_loss::cli::source::Sources;
 
 /// What one evaluation gives, checked against the reference already.
 pub struct Outcome {
@@ -47,6 +48,8 @@ pub struct Outcome {
     pub skipped: Option<JsonValue>,
     pub ranks: Option<usize>,
     pub writes: Writes,
+    /// The dtype the input was handed to the library in.
+    pub dtype: wgpu_loss::DType,
 }
 
 /// What a successful evaluation writes.
@@ -54,7 +57,7 @@ pub enum Writes {
     /// Read whole: the items and gradients, written whole.
     Whole {
         items: Option<(Vec<usize>, Vec<f32>)>,
-        grads: Vec<(PathBuf, Vec<usize>, Vec<f32>)>,
+        grads: Vec<(PathBuf, npy::Layout, Vec<f32>)>,
     },
     /// Mapped: the temporary files written a part at a time, to rename.
     Mapped(Outs),
@@ -162,8 +165,9 @@ fn whole(ctx: &OnceCell<Context>, r: &Request) -> Result<Outcome, Fail> {
                 grad_flag(*wrt)
             ))
         })?;
-        let shape = loaded.shape(*wrt).unwrap_or_default().to_vec();
-        writes.push((path.clone(), shape, data.to_vec()));
+        let shape = loaded.shape(*wrt).unwrap_or_default();
+        let layout = r.grad_layout(*wrt, path, shape, loaded.dtype(*wrt))?;
+        writes.push((path.clone(), layout, data.to_vec()));
     }
     let sampled = match r.check {
         Check::Sample { .. } => std::iter::once(0..units).collect(),
@@ -184,6 +188,7 @@ fn whole(ctx: &OnceCell<Context>, r: &Request) -> Result<Outcome, Fail> {
         shares: None,
         skipped: None,
         ranks: None,
+        dtype: loaded.dtype(wgpu_loss::TensorName::Input),
         writes: Writes::Whole {
             items: r
                 .out
@@ -198,11 +203,11 @@ fn whole(ctx: &OnceCell<Context>, r: &Request) -> Result<Outcome, Fail> {
 /// budget, the `none` items and the gradients written into mapped files.
 fn streamed(ctx: &OnceCell<Context>, r: &Request) -> Result<Outcome, Fail> {
     let (loss, reduction) = (&r.loss, r.reduction);
-    let sources = Sources::open(loss, &r.files)?;
+    let sources = Sources::map(loss, &r.files)?;
     let inputs = sources.inputs();
     let whole = Chunks::new(loss, reduction, &inputs, usize::MAX)?;
     let ctx = context(ctx)?;
-    let outs = Outs::create(r.out.as_deref(), whole.items_shape(), &r.grads, &sources)?;
+    let outs = Outs::create(r, whole.items_shape(), &sources)?;
     let grad = !r.grads.is_empty();
     let passes = if grad { 2 } else { 1 };
     let progress = Progress::new(passes * whole.units() as u64);
@@ -247,6 +252,7 @@ fn streamed(ctx: &OnceCell<Context>, r: &Request) -> Result<Outcome, Fail> {
         shares: None,
         skipped: None,
         ranks: None,
+        dtype: sources.dtype(wgpu_loss::TensorName::Input),
         writes: Writes::Mapped(outs),
     })
 }
@@ -303,10 +309,10 @@ pub fn finish(a: &EvalArgs, r: &Request, o: Outcome) -> Result<ExitCode, Fail> {
     match o.writes {
         Writes::Whole { items, grads } => {
             if let (Some(out), Some((shape, items))) = (&r.out, items) {
-                npy::write_f32(out, &shape, &items)?;
+                npy::write_layout(out, &r.out_layout(out, &shape)?, &items)?;
             }
-            for (path, shape, data) in grads {
-                npy::write_f32(path, &shape, &data)?;
+            for (path, layout, data) in grads {
+                npy::write_layout(path, &layout, &data)?;
             }
         }
         Writes::Mapped(outs) => outs.finish()?,
@@ -344,6 +350,7 @@ pub fn finish(a: &EvalArgs, r: &Request, o: Outcome) -> Result<ExitCode, Fail> {
             "params": params(loss),
             "gpu_ms": o.gpu_ms,
             "streamed": o.chunks.is_some(),
+            "dtype": o.dtype.name(),
         });
         match &o.shares {
             Some(shares) => {

@@ -14,7 +14,6 @@ mod demo;
 mod eval;
 #[cfg(feature = "mpi")]
 mod mpi;
-mod sources;
 mod split;
 mod streamed;
 

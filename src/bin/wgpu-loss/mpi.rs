@@ -35,8 +35,8 @@ use wgpu_loss::cli::Fail;
 use wgpu_loss::{split, AdapterFilter, Chunks, Context, Loss, Partial};
 
 use crate::eval::{finish, num, Outcome, Writes};
-use crate::sources::Sources;
 use crate::streamed::{Backward, Batch, Forward, Outs, Progress};
+use wgpu_loss::cli::source::Sources;
 
 /// Whether this process was started by `mpirun` (Open MPI, MPICH, or a
 /// PMI-speaking launcher such as Slurm's).
@@ -279,7 +279,7 @@ fn run(ranks: &Ranks<'_>, a: &EvalArgs) -> Result<ExitCode, Fail> {
         _ => Ok(r),
     }))?;
     let (loss, reduction) = (&r.loss, r.reduction);
-    let sources = ranks.all_ok(Sources::open(loss, &r.files))?;
+    let sources = ranks.all_ok(Sources::map(loss, &r.files))?;
     let inputs = sources.inputs();
     let whole =
         ranks.all_ok(Chunks::new(loss, reduction, &inputs, usize::MAX).map_err(Fail::from))?;
@@ -289,7 +289,7 @@ fn run(ranks: &Ranks<'_>, a: &EvalArgs) -> Result<ExitCode, Fail> {
 
     // The output files: made by rank 0, then joined by the others.
     let made = if rank == 0 {
-        Outs::create(r.out.as_deref(), whole.items_shape(), &r.grads, &sources)
+        Outs::create(&r, whole.items_shape(), &sources)
     } else {
         Ok(Outs::default())
     };
@@ -308,13 +308,7 @@ fn run(ranks: &Ranks<'_>, a: &EvalArgs) -> Result<ExitCode, Fail> {
     let outs = if rank == 0 {
         Ok(made)
     } else {
-        Outs::join(
-            r.out.as_deref(),
-            whole.items_shape(),
-            &r.grads,
-            &sources,
-            &tmps,
-        )
+        Outs::join(&r, whole.items_shape(), &sources, &tmps)
     };
     let outs = ranks.all_ok(outs)?;
 
@@ -444,6 +438,7 @@ fn run(ranks: &Ranks<'_>, a: &EvalArgs) -> Result<ExitCode, Fail> {
         shares: Some(JsonValue::Array(shares)),
         skipped: None,
         ranks: Some(size),
+        dtype: sources.dtype(wgpu_loss::TensorName::Input),
         writes: Writes::Done,
     };
     finish(a, &r, o)

@@ -14,8 +14,8 @@ use wgpu_loss::cli::Fail;
 use wgpu_loss::{split, AdapterFilter, Chunks, Context};
 
 use crate::eval::{num, Outcome, Writes};
-use crate::sources::Sources;
 use crate::streamed::{Backward, Batch, Forward, Outs, Progress};
+use wgpu_loss::cli::source::Sources;
 
 /// Input values in the probe each adapter is timed on.
 const PROBE_VALUES: usize = 1 << 18;
@@ -46,7 +46,7 @@ fn on_each<T: Send>(
 
 pub fn run(r: &Request, every: bool) -> Result<Outcome, Fail> {
     let (loss, reduction) = (&r.loss, r.reduction);
-    let sources = Sources::open(loss, &r.files)?;
+    let sources = Sources::map(loss, &r.files)?;
     let inputs = sources.inputs();
     let whole = Chunks::new(loss, reduction, &inputs, usize::MAX)?;
     let filter = if every {
@@ -80,7 +80,7 @@ pub fn run(r: &Request, every: bool) -> Result<Outcome, Fail> {
     }
     let ranges = split::weighted(&rates, units, q);
 
-    let outs = Outs::create(r.out.as_deref(), whole.items_shape(), &r.grads, &sources)?;
+    let outs = Outs::create(r, whole.items_shape(), &sources)?;
     let grad = !r.grads.is_empty();
     let progress = Progress::new(if grad { 2 } else { 1 } * units as u64);
     let batch = Batch {
@@ -159,6 +159,7 @@ pub fn run(r: &Request, every: bool) -> Result<Outcome, Fail> {
         shares: Some(shares),
         skipped: Some(skipped),
         ranks: None,
+        dtype: sources.dtype(wgpu_loss::TensorName::Input),
         writes: Writes::Mapped(outs),
     })
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wgpu_loss::cli::agree::{self, GradCheck};
 use wgpu_loss::cli::args::grad_flag;
-use wgpu_loss::cli::check::Check;
+use wgpu_loss::cli::check::{Check, Request};
 use wgpu_loss::cli::npy::OutFile;
 use wgpu_loss::cli::Fail;
 use wgpu_loss::{
@@ -28,7 +28,7 @@ use wgpu_loss::{
     TensorName,
 };
 
-use crate::sources::Sources;
+use wgpu_loss::cli::source::Sources;
 
 /// A progress bar on stderr that appears only once a run has taken a second,
 /// and only on a terminal; parts on several threads add to it.
@@ -86,23 +86,30 @@ fn out_err(flag: &str, e: impl std::fmt::Display) -> Fail {
     Fail::Usage(format!("--{flag}: {e}"))
 }
 
+/// The layout of the gradient file of `wrt`, in its tensor's shape and dtype.
+fn grad_layout(
+    r: &Request,
+    wrt: TensorName,
+    path: &Path,
+    sources: &Sources,
+) -> Result<wgpu_loss::cli::npy::Layout, Fail> {
+    let shape = sources.shape(wrt).unwrap_or_default();
+    r.grad_layout(wrt, path, shape, sources.dtype(wrt))
+}
+
 impl Outs {
     /// Makes the temporary files: `--out` of `items_shape`, each gradient of
-    /// its tensor's shape.
-    pub fn create(
-        out: Option<&Path>,
-        items_shape: &[usize],
-        grads: &[(TensorName, PathBuf)],
-        sources: &Sources,
-    ) -> Result<Outs, Fail> {
+    /// its tensor's shape (laid out as the request says).
+    pub fn create(r: &Request, items_shape: &[usize], sources: &Sources) -> Result<Outs, Fail> {
         let mut outs = Outs::default();
-        if let Some(path) = out {
-            let f = OutFile::create(path, items_shape).map_err(|e| out_err("out", e))?;
+        if let Some(path) = &r.out {
+            let layout = r.out_layout(path, items_shape)?;
+            let f = OutFile::create(path, &layout).map_err(|e| out_err("out", e))?;
             outs.items = Some(Mutex::new(f));
         }
-        for (wrt, path) in grads {
-            let shape = sources.shape(*wrt).unwrap_or_default();
-            let f = OutFile::create(path, shape).map_err(|e| out_err(grad_flag(*wrt), e))?;
+        for (wrt, path) in &r.grads {
+            let layout = grad_layout(r, *wrt, path, sources)?;
+            let f = OutFile::create(path, &layout).map_err(|e| out_err(grad_flag(*wrt), e))?;
             outs.grads.push((*wrt, Mutex::new(f)));
         }
         Ok(outs)
@@ -112,9 +119,8 @@ impl Outs {
     /// of [`tmps`](Self::tmps)), to write this process's parts.
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub fn join(
-        out: Option<&Path>,
+        r: &Request,
         items_shape: &[usize],
-        grads: &[(TensorName, PathBuf)],
         sources: &Sources,
         tmps: &[PathBuf],
     ) -> Result<Outs, Fail> {
@@ -124,15 +130,15 @@ impl Outs {
             tmps.next()
                 .ok_or_else(|| Fail::Gpu(format!("--{flag}: no temporary file to join")))
         };
-        if let Some(path) = out {
-            let f =
-                OutFile::join(path, next("out")?, items_shape).map_err(|e| out_err("out", e))?;
+        if let Some(path) = &r.out {
+            let layout = r.out_layout(path, items_shape)?;
+            let f = OutFile::join(path, next("out")?, &layout).map_err(|e| out_err("out", e))?;
             outs.items = Some(Mutex::new(f));
         }
-        for (wrt, path) in grads {
+        for (wrt, path) in &r.grads {
             let flag = grad_flag(*wrt);
-            let shape = sources.shape(*wrt).unwrap_or_default();
-            let f = OutFile::join(path, next(flag)?, shape).map_err(|e| out_err(flag, e))?;
+            let layout = grad_layout(r, *wrt, path, sources)?;
+            let f = OutFile::join(path, next(flag)?, &layout).map_err(|e| out_err(flag, e))?;
             outs.grads.push((*wrt, Mutex::new(f)));
         }
         Ok(outs)

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-/// The elements of an array: floats as `f32`, integers and bools as `i64`.
+/// The elements of an array: float16 as `f16`, other floats as `f32`,
+/// integers and bools as `i64`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
     F32(Vec<f32>),
+    F16(Vec<half::f16>),
     I64(Vec<i64>),
 }
 
@@ -25,6 +27,7 @@ impl Array {
     pub fn len(&self) -> usize {
         match &self.data {
             Data::F32(v) => v.len(),
+            Data::F16(v) => v.len(),
             Data::I64(v) => v.len(),
         }
     }
@@ -37,10 +40,11 @@ impl Array {
         matches!(self.data, Data::I64(_))
     }
 
-    /// The elements as `f32` (integers converted).
+    /// The elements as `f32` (integers and float16 converted).
     pub fn into_f32(self) -> Vec<f32> {
         match self.data {
             Data::F32(v) => v,
+            Data::F16(v) => v.into_iter().map(half::f16::to_f32).collect(),
             Data::I64(v) => v.into_iter().map(|x| x as f32).collect(),
         }
     }
@@ -58,7 +62,7 @@ pub enum NpyError {
     Header { path: PathBuf, reason: String },
     #[error("{path}: Fortran-order arrays are not supported (save with np.ascontiguousarray)")]
     FortranOrder { path: PathBuf },
-    #[error("{path}: unsupported dtype {descr} ({kind}); use float32, float64 or an integer type")]
+    #[error("{path}: unsupported dtype {descr} ({kind}); use float16, float32, float64 or an integer type")]
     Dtype {
         path: PathBuf,
         descr: String,

@@ -192,6 +192,7 @@ fn dtype(descr: &str) -> Result<Dtype, &'static str> {
         _ => return Err("not a simple dtype"),
     };
     let (kind, size) = match code.as_str() {
+        "f2" => (Kind::Float, 2),
         "f4" => (Kind::Float, 4),
         "f8" => (Kind::Float, 8),
         "i1" => (Kind::Int, 1),
@@ -202,7 +203,6 @@ fn dtype(descr: &str) -> Result<Dtype, &'static str> {
         "u2" => (Kind::Uint, 2),
         "u4" => (Kind::Uint, 4),
         "b1" => (Kind::Bool, 1),
-        "f2" => return Err("float16"),
         "u8" => return Err("uint64"),
         _ => {
             return Err(match code.chars().next() {

@@ -8,7 +8,7 @@ use super::read::{convert, open_header};
 
 /// A `.npy` file mapped into memory instead of read: its header is checked
 /// as [`read`](super::read()) checks it (the declared data must fill the file exactly), and
-/// little-endian float32 and int64 data are used in place, so a file larger
+/// little-endian float32, float16 and int64 data are used in place, so a file larger
 /// than RAM costs only the pages being read. Other dtypes are converted
 /// whole by [`Mapped::to_array`].
 ///
@@ -55,7 +55,8 @@ impl Mapped {
         self.header.bytes
     }
 
-    fn body(&self) -> &[u8] {
+    /// The data's bytes, as the file holds them.
+    pub fn body(&self) -> &[u8] {
         &self.map[self.header.offset..]
     }
 
@@ -68,6 +69,14 @@ impl Mapped {
     /// 4-byte aligned (numpy aligns it to 64 bytes).
     pub fn f32(&self) -> Option<&[f32]> {
         if !self.native(Kind::Float, 4) {
+            return None;
+        }
+        bytemuck::try_cast_slice(self.body()).ok()
+    }
+
+    /// The data in place, for native-endian float16 whose data starts 2-byte aligned.
+    pub fn f16(&self) -> Option<&[half::f16]> {
+        if !self.native(Kind::Float, 2) {
             return None;
         }
         bytemuck::try_cast_slice(self.body()).ok()
@@ -99,29 +108,45 @@ impl Mapped {
     /// cache holds it in, so a stream passes all it has read so far, not
     /// only its last chunk.
     pub fn release(&self, done: std::ops::Range<usize>, total: usize) {
-        if total == 0 || done.start >= done.end {
-            return;
-        }
-        let at = |u: usize| {
-            self.header.offset
-                + (self.header.bytes as u128 * u.min(total) as u128 / total as u128) as usize
-        };
-        let (from, to) = (
-            at(done.start).div_ceil(PAGE) * PAGE,
-            at(done.end) / PAGE * PAGE,
+        let start = self.header.offset;
+        release(
+            &self.map,
+            start..start + self.header.bytes as usize,
+            done,
+            total,
         );
-        #[cfg(unix)]
-        if to > from {
-            // SAFETY: the mapping is shared, read-only and file-backed: its
-            // dropped pages read back as the same bytes of the unchanged file.
-            let _ = unsafe {
-                self.map
-                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
-            };
-        }
-        #[cfg(not(unix))]
-        let _ = (from, to);
     }
+}
+
+/// Drops the resident pages of `data` (bytes of `map`) from `done.start /
+/// total` to `done.end / total` of it from this process, as
+/// [`Mapped::release`] does for a `.npy` file's data.
+pub fn release(
+    map: &memmap2::Mmap,
+    data: std::ops::Range<usize>,
+    done: std::ops::Range<usize>,
+    total: usize,
+) {
+    if total == 0 || done.start >= done.end {
+        return;
+    }
+    let bytes = data.end.saturating_sub(data.start);
+    let at =
+        |u: usize| data.start + (bytes as u128 * u.min(total) as u128 / total as u128) as usize;
+    let (from, to) = (
+        at(done.start).div_ceil(PAGE) * PAGE,
+        at(done.end) / PAGE * PAGE,
+    );
+    #[cfg(unix)]
+    if to > from {
+        // SAFETY: the mapping is shared, read-only and file-backed: its
+        // dropped pages read back as the same bytes of the unchanged file.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
+        };
+    }
+    #[cfg(not(unix))]
+    let _ = (map, from, to);
 }
 
 /// Pages released by [`Mapped::release`] start and end on multiples of this.

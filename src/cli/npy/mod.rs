@@ -1,7 +1,7 @@
 //! A small, strict `.npy` reader and an atomic writer.
 //!
-//! Reads C-order arrays of float32/float64 (as `f32`) and of the integer and
-//! bool types (as `i64`), either byte order. Everything in the header is
+//! Reads C-order arrays of float16 (as `f16`), float32/float64 (as `f32`)
+//! and of the integer and bool types (as `i64`), either byte order. Everything in the header is
 //! checked against the file length before anything is allocated, so a
 //! malformed or hostile file gives an [`NpyError`], never a panic or a huge
 //! allocation.
@@ -21,7 +21,7 @@ mod tests;
 mod write;
 
 pub use array::{Array, Data, NpyError};
-pub use mapped::Mapped;
-pub use out::OutFile;
+pub use mapped::{release, Mapped};
+pub use out::{Layout, OutFile};
 pub use read::{parse, read};
-pub use write::{write_f32, write_i64};
+pub use write::{write_f32, write_i64, write_layout};

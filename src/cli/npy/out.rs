@@ -1,19 +1,85 @@
-//! A float32 `.npy` file written in place, a part at a time, through a
-//! memory map: a streamed result larger than RAM never has to be held.
+//! An output file (`.npy` or `.safetensors`) written in place, a part at a
+//! time, through a memory map: a streamed result larger than RAM never has
+//! to be held.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use half::{bf16, f16};
+
 use super::array::NpyError;
 use super::write::{encode_header, temp_beside};
+use crate::cli::safetensors;
+use crate::DType;
 
-/// A float32 `.npy` file of a given shape, made whole (header, then zeroed
+/// How an output file of one array is laid out: a header, then `len`
+/// little-endian elements of `dtype`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    pub header: Vec<u8>,
+    pub dtype: DType,
+    pub len: usize,
+}
+
+impl Layout {
+    /// The layout of the file `path` holding `shape` in `dtype`; its
+    /// extension picks the format: `.safetensors` (one tensor, `name`), else
+    /// `.npy`. numpy has no bfloat16: a `.npy` of bf16 values is float32
+    /// (which holds each of them exactly).
+    pub fn new(path: &Path, shape: &[usize], dtype: DType, name: &str) -> Result<Layout, NpyError> {
+        let len = count(path, shape)?;
+        Ok(if safetensors::is_safetensors(path) {
+            let st = match dtype {
+                DType::F32 => safetensors::Dtype::F32,
+                DType::F16 => safetensors::Dtype::F16,
+                DType::Bf16 => safetensors::Dtype::BF16,
+            };
+            Layout {
+                header: safetensors::encode_header(name, st, shape, len * dtype.size()),
+                dtype,
+                len,
+            }
+        } else {
+            let dtype = match dtype {
+                DType::Bf16 => DType::F32,
+                d => d,
+            };
+            let descr = if dtype == DType::F16 { "<f2" } else { "<f4" };
+            Layout {
+                header: encode_header(descr, shape),
+                dtype,
+                len,
+            }
+        })
+    }
+
+    /// The file's size.
+    pub fn bytes(&self) -> u64 {
+        self.header.len() as u64 + (self.len * self.dtype.size()) as u64
+    }
+
+    /// `values` rounded to the dtype (to nearest, ties to even) into `out`,
+    /// which holds exactly their bytes.
+    pub fn encode(&self, values: &[f32], out: &mut [u8]) {
+        let size = self.dtype.size();
+        for (b, &v) in out.chunks_exact_mut(size).zip(values) {
+            match self.dtype {
+                DType::F32 => b.copy_from_slice(&v.to_le_bytes()),
+                DType::F16 => b.copy_from_slice(&f16::from_f32(v).to_le_bytes()),
+                DType::Bf16 => b.copy_from_slice(&bf16::from_f32(v).to_le_bytes()),
+            }
+        }
+    }
+}
+
+/// An output file of a given [`Layout`], made whole (header, then zeroed
 /// data) under a temporary name beside its path, filled by
 /// [`write`](Self::write) in any order, and renamed over the path by
 /// [`finish`](Self::finish): readers see the old file or the complete new
 /// one, and a run that fails (or drops it) leaves nothing behind. The bytes
-/// are those [`write_f32`](super::write_f32) writes for the same array.
+/// are those [`write_layout`](super::write_layout) writes for the same
+/// array.
 ///
 /// Several processes may fill one file: one [`create`](Self::create)s it,
 /// the others [`join`](Self::join) its temporary path and write their own
@@ -26,6 +92,7 @@ pub struct OutFile {
     /// Bytes before the data.
     offset: usize,
     len: usize,
+    dtype: DType,
     /// Created here (renamed or removed here), not joined.
     owner: bool,
     finished: bool,
@@ -34,23 +101,22 @@ pub struct OutFile {
 }
 
 impl OutFile {
-    /// Makes the temporary file for `path` with room for `shape`'s values.
-    pub fn create(path: impl AsRef<Path>, shape: &[usize]) -> Result<OutFile, NpyError> {
+    /// Makes the temporary file for `path`, laid out as `layout`.
+    pub fn create(path: impl AsRef<Path>, layout: &Layout) -> Result<OutFile, NpyError> {
         let path = path.as_ref();
         let io_err = |source| NpyError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let len = count(path, shape)?;
         let (tmp, _) = temp_beside(path).map_err(io_err)?;
-        let header = encode_header("<f4", shape);
+        let header = &layout.header;
         let made = (|| {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .open(&tmp)?;
-            file.set_len(header.len() as u64 + 4 * len as u64)?;
+            file.set_len(layout.bytes())?;
             map(&file)
         })();
         let mut map = match made {
@@ -60,13 +126,14 @@ impl OutFile {
                 return Err(io_err(e));
             }
         };
-        map[..header.len()].copy_from_slice(&header);
+        map[..header.len()].copy_from_slice(header);
         Ok(OutFile {
             path: path.to_path_buf(),
             tmp,
             offset: header.len(),
             map,
-            len,
+            len: layout.len,
+            dtype: layout.dtype,
             owner: true,
             finished: false,
             recent: vec![],
@@ -74,27 +141,26 @@ impl OutFile {
     }
 
     /// Opens the temporary file another process [`create`](Self::create)d
-    /// for `path` and `shape`, to write a part of it; its size must be that
-    /// of the array.
-    pub fn join(path: impl AsRef<Path>, tmp: &Path, shape: &[usize]) -> Result<OutFile, NpyError> {
+    /// for `path` and `layout`, to write a part of it; its size must be
+    /// that of the layout.
+    pub fn join(path: impl AsRef<Path>, tmp: &Path, layout: &Layout) -> Result<OutFile, NpyError> {
         let path = path.as_ref();
         let io_err = |source| NpyError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let len = count(path, shape)?;
-        let offset = encode_header("<f4", shape).len();
+        let offset = layout.header.len();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(tmp)
             .map_err(io_err)?;
         let size = file.metadata().map_err(io_err)?.len();
-        if size != offset as u64 + 4 * len as u64 {
+        if size != layout.bytes() {
             return Err(io_err(io::Error::other(format!(
                 "{} holds {size} bytes, the array {}",
                 tmp.display(),
-                offset as u64 + 4 * len as u64
+                layout.bytes()
             ))));
         }
         Ok(OutFile {
@@ -102,7 +168,8 @@ impl OutFile {
             tmp: tmp.to_path_buf(),
             map: map(&file).map_err(io_err)?,
             offset,
-            len,
+            len: layout.len,
+            dtype: layout.dtype,
             owner: false,
             finished: false,
             recent: vec![],
@@ -127,7 +194,8 @@ impl OutFile {
         self.len == 0
     }
 
-    /// Writes `values` from element `at` on, then hands the written pages to
+    /// Writes `values` from element `at` on (rounded to the file's dtype),
+    /// then hands the written pages to
     /// the page cache (their write-back starts; they stop counting towards
     /// this process's memory).
     pub fn write(&mut self, at: usize, values: &[f32]) -> Result<(), NpyError> {
@@ -144,16 +212,19 @@ impl OutFile {
                 )),
             });
         }
-        let start = self.offset + 4 * at;
-        let bytes = &mut self.map[start..start + 4 * values.len()];
-        for (b, v) in bytes.chunks_exact_mut(4).zip(values) {
-            b.copy_from_slice(&v.to_le_bytes());
-        }
-        let _ = self.map.flush_async_range(start, 4 * values.len());
+        let size = self.dtype.size();
+        let start = self.offset + size * at;
+        let layout = Layout {
+            header: vec![],
+            dtype: self.dtype,
+            len: values.len(),
+        };
+        layout.encode(values, &mut self.map[start..start + size * values.len()]);
+        let _ = self.map.flush_async_range(start, size * values.len());
         // A fault next to a dropped page may map the whole large folio it
         // shares with the page (ext4 caches files in large folios), bringing
         // dropped pages back: the last few writes are dropped again each time.
-        self.recent.push((start, start + 4 * values.len()));
+        self.recent.push((start, start + size * values.len()));
         if self.recent.len() > RECENT {
             self.recent.remove(0);
         }

@@ -111,6 +111,11 @@ pub(super) fn convert(d: &Dtype, count: usize, raw: &[u8]) -> Data {
         }
     };
     match (d.kind, d.size) {
+        (Kind::Float, 2) => Data::F16(
+            chunks
+                .map(|c| half::f16::from_bits(word(c) as u16))
+                .collect(),
+        ),
         (Kind::Float, 4) => Data::F32(chunks.map(|c| f32::from_bits(word(c) as u32)).collect()),
         (Kind::Float, _) => Data::F32(chunks.map(|c| f64::from_bits(word(c)) as f32).collect()),
         (Kind::Int, size) => {

@@ -1,7 +1,11 @@
 use std::fs;
 
+use std::path::Path;
+
 use super::header::MAGIC;
+use super::write::encode_header;
 use super::*;
+use crate::DType;
 
 fn npy(descr: &str, fortran: bool, shape: &str, body: &[u8]) -> Vec<u8> {
     let dict = format!(
@@ -57,6 +61,24 @@ fn converts_types_and_byte_orders() {
         parse("x", &npy(">f8", false, "(2,)", &f8)).unwrap().data,
         Data::F32(vec![1.5, -2.0])
     );
+    // float16 either way round stays float16.
+    let halves = [1.5f32, -65504.0, 6.0e-8].map(half::f16::from_f32);
+    for (descr, bytes) in [
+        (
+            "<f2",
+            halves
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ),
+        (">f2", halves.iter().flat_map(|v| v.to_be_bytes()).collect()),
+    ] {
+        assert_eq!(
+            parse("x", &npy(descr, false, "(3,)", &bytes)).unwrap().data,
+            Data::F16(halves.to_vec()),
+            "{descr}"
+        );
+    }
     let i2: Vec<u8> = [-5i16, 300].iter().flat_map(|v| v.to_le_bytes()).collect();
     assert_eq!(
         parse("x", &npy("<i2", false, "(2,)", &i2)).unwrap().data,
@@ -183,32 +205,63 @@ fn out_files_match_whole_writes() {
     let shape = [3, 5000];
     let data: Vec<f32> = (0..15_000).map(|i| (i as f32).sin() * 1e3).collect();
     write_f32(dir.join("whole.npy"), &shape, &data).unwrap();
-    let path = dir.join("parts.npy");
-    let mut out = OutFile::create(&path, &shape).unwrap();
-    assert!(!path.exists() && out.tmp().exists());
-    out.write(9_000, &data[9_000..]).unwrap();
-    let mut other = OutFile::join(&path, out.tmp(), &shape).unwrap();
-    other.write(4_001, &data[4_001..9_000]).unwrap();
-    other.flush().unwrap();
-    drop(other);
-    out.write(0, &data[..4_001]).unwrap();
-    assert!(out.write(14_999, &data[..2]).is_err(), "past the end");
-    assert!(
-        OutFile::join(&path, out.tmp(), &[7]).is_err(),
-        "another shape"
-    );
-    out.finish().unwrap();
+    let layout = |name: &str, dtype| Layout::new(Path::new(name), &shape, dtype, "g").unwrap();
     assert_eq!(
-        fs::read(&path).unwrap(),
-        fs::read(dir.join("whole.npy")).unwrap()
+        layout("w.npy", DType::F32).header,
+        encode_header("<f4", &shape)
     );
-    let dropped = OutFile::create(dir.join("dropped.npy"), &[4]).unwrap();
+    // Every layout: in parts, by two writers, the bytes of the whole write.
+    for (name, dtype) in [
+        ("parts.npy", DType::F32),
+        ("parts16.npy", DType::F16),
+        ("parts.safetensors", DType::Bf16),
+        ("parts16.safetensors", DType::F16),
+        ("parts32.safetensors", DType::F32),
+    ] {
+        let l = layout(name, dtype);
+        let whole = dir.join(format!("whole-{name}"));
+        write_layout(&whole, &l, &data).unwrap();
+        let path = dir.join(name);
+        let mut out = OutFile::create(&path, &l).unwrap();
+        assert!(!path.exists() && out.tmp().exists());
+        out.write(9_000, &data[9_000..]).unwrap();
+        let mut other = OutFile::join(&path, out.tmp(), &l).unwrap();
+        other.write(4_001, &data[4_001..9_000]).unwrap();
+        other.flush().unwrap();
+        drop(other);
+        out.write(0, &data[..4_001]).unwrap();
+        assert!(out.write(14_999, &data[..2]).is_err(), "past the end");
+        let seven = Layout::new(Path::new(name), &[7], dtype, "g").unwrap();
+        assert!(
+            OutFile::join(&path, out.tmp(), &seven).is_err(),
+            "another shape"
+        );
+        out.finish().unwrap();
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            fs::read(&whole).unwrap(),
+            "{name}"
+        );
+        fs::remove_file(&whole).unwrap();
+        if name == "parts.npy" {
+            assert_eq!(
+                fs::read(&path).unwrap(),
+                fs::read(dir.join("whole.npy")).unwrap()
+            );
+        }
+        fs::remove_file(&path).unwrap();
+    }
+    let dropped = OutFile::create(
+        dir.join("dropped.npy"),
+        &Layout::new(Path::new("d.npy"), &[4], DType::F32, "g").unwrap(),
+    )
+    .unwrap();
     drop(dropped);
     let mut names: Vec<String> = fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["parts.npy", "whole.npy"]);
+    assert_eq!(names, ["whole.npy"]);
     fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,4 +1,4 @@
-//! Atomic writes of float32 and int64 arrays.
+//! Atomic writes of float32 and int64 arrays, and of any [`Layout`].
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -7,6 +7,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::array::NpyError;
 use super::header::MAGIC;
+use super::out::Layout;
+
+/// Writes `values` as the file `layout` describes (a `.npy` or
+/// `.safetensors` of f32, f16 or bf16), atomically.
+pub fn write_layout(
+    path: impl AsRef<Path>,
+    layout: &Layout,
+    values: &[f32],
+) -> Result<(), NpyError> {
+    let path = path.as_ref();
+    if values.len() != layout.len {
+        return Err(NpyError::Length {
+            path: path.to_path_buf(),
+            shape: vec![layout.len],
+            len: values.len(),
+        });
+    }
+    let mut body = vec![0u8; layout.len * layout.dtype.size()];
+    layout.encode(values, &mut body);
+    write_bytes(path, &layout.header, &body)
+}
 
 /// Writes `data` of `shape` as a little-endian float32 `.npy` file, atomically.
 pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<(), NpyError> {
@@ -92,6 +113,12 @@ fn write(
             len,
         });
     }
+    write_bytes(path, &encode_header(descr, shape), body)
+}
+
+/// Writes `header` and `body` to a temporary file beside `path`, syncs it
+/// and renames it over `path`.
+fn write_bytes(path: &Path, header: &[u8], body: &[u8]) -> Result<(), NpyError> {
     let io_err = |source| NpyError::Io {
         path: path.to_path_buf(),
         source,
@@ -102,7 +129,7 @@ fn write(
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        file.write_all(&encode_header(descr, shape))?;
+        file.write_all(header)?;
         file.write_all(body)?;
         file.sync_all()?;
         fs::rename(&tmp, path)
