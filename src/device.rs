@@ -60,7 +60,7 @@ impl<'a> BufferView<'a> {
         }
         let end = self.offset + words(self.len, size);
         if end > self.buffer.size() {
-            let padded = if (self.len * size) % 4 != 0 {
+            let padded = if !(self.len * size).is_multiple_of(4) {
                 ", rounded up to whole 4-byte words"
             } else {
                 ""

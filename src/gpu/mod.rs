@@ -97,7 +97,7 @@ impl Context {
             usage: usage | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             // Queue writes are whole 4-byte words (an odd count of halves).
             let mut padded = bytes.to_vec();
             padded.resize(bytes.len().next_multiple_of(4), 0);

@@ -394,7 +394,7 @@ impl Slot {
             let padded;
             let bytes: &[u8] = match (chunk.floats(r), chunk.classes()) {
                 // Queue writes are whole 4-byte words (an odd count of halves).
-                (Some(d), _) if d.bytes().len() % 4 != 0 => {
+                (Some(d), _) if !d.bytes().len().is_multiple_of(4) => {
                     padded = [d.bytes(), &[0, 0]].concat();
                     &padded
                 }
