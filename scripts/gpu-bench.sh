@@ -9,11 +9,12 @@
 #      kernel variant of each loss timed, the tuner's choice marked
 #      ("chosen"), its cache kept in $OUT/tune.json; variants.txt lists
 #      which variant the tuner picked for each loss and size;
+#      then the same for f32, f16 and bf16 inputs of a few losses (half.json);
 #   4. benches/torch_peer.py --json: the same losses and sizes with PyTorch
 #      eager and torch.compile, CUDA events, medians;
 #   5. one comparison table (scripts/compare.py).
 # Results go to $OUT (default bench-out/): wgpu.json, wgpu.svg, torch.json,
-# compare.txt, compare.md, adapters.txt, tune.json, variants.txt.
+# compare.txt, compare.md, adapters.txt, tune.json, variants.txt, half.json.
 #
 # Environment: SIZES (e.g. 2^16,2^20,2^24) and LOSSES (e.g. mse,cross_entropy)
 # narrow both runs; MODES=eager skips torch.compile; SKIP_TORCH=1 skips PyTorch.
@@ -61,6 +62,13 @@ for r in records:
     if isinstance(r, dict) and r.get("chosen"):
         print(r.get("loss"), r.get("call"), r.get("shape"), "->", r.get("variant"))
 PY
+
+# 3b. Half precision: the same losses from f16 and bf16 inputs beside f32,
+# bytes counted in each dtype (kept apart from wgpu.json, which compare.py
+# matches against PyTorch's f32 runs).
+HALF_LOSSES=${HALF_LOSSES:-mse,bce_with_logits,cross_entropy,cosine_embedding}
+WGPU_LOSS_CACHE="$OUT/tune.json" "$BIN" bench --json --dtype f32,f16,bf16 \
+    --loss "$HALF_LOSSES" --sizes "${HALF_SIZES:-2^20,2^24}" >"$OUT/half.json"
 
 # 4. PyTorch's.
 if [ -z "${SKIP_TORCH:-}" ]; then

@@ -324,9 +324,9 @@ fn log1p(u: f32) -> f32 {
 }
 
 // ln x for finite x > 0, subnormals included (`ext_ln` classifies the rest).
-// At ±0 it gives -FLT_MAX, a finite floor, not -inf: pairs.wgsl's `ln_acc`
-// reaches it only for a ratio that underflowed, whose power then underflows
-// to 0 (or overflows) from -FLT_MAX as it did from -inf.
+// At ±0 it gives -FLT_MAX, a finite floor, not -inf: a caller that can pass
+// 0 (pairs.wgsl's `ln_acc` for the unused aux value of a zero norm) gets a
+// finite value whose exponential underflows to 0, as it would from -inf.
 fn ln(x: f32) -> f32 {
     if (x >= 0.5 && x <= 2.0) {
         // x - 1 is exact here (Sterbenz).
