@@ -300,7 +300,13 @@ impl<'a> DeviceInputs<'a> {
                 layout: &layout,
                 entries: &[wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: view.buffer.as_entire_binding(),
+                    // Its first word only: a buffer longer than one binding
+                    // is not foreign.
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: view.buffer,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(view.buffer.size().min(4)),
+                    }),
                 }],
             });
             if pollster::block_on(scope.pop()).is_some() {

@@ -161,21 +161,29 @@ fn splice(bytes: &[u8], from: &str, to: &str, with: &str) -> Vec<u8> {
     }
 }
 
+/// One byte-level mutation of `b`: a flipped bit, a truncation, or a run
+/// (shorter than `run`) of one of `fill`'s bytes inserted anywhere.
+fn mutate_bytes(rng: &mut Rng, b: &mut Vec<u8>, fill: &[u8], run: usize) {
+    match rng.below(3) {
+        0 if !b.is_empty() => {
+            let at = rng.below(b.len());
+            b[at] ^= 1 << rng.below(8);
+        }
+        1 => b.truncate(rng.below(b.len() + 1)),
+        _ => {
+            let at = rng.below(b.len() + 1);
+            let n = rng.below(run);
+            let byte = *rng.pick(fill);
+            b.splice(at..at, std::iter::repeat_n(byte, n));
+        }
+    }
+}
+
 fn mutate_npy(rng: &mut Rng, good: &[u8]) -> Vec<u8> {
     let mut b = good.to_vec();
     for _ in 0..1 + rng.below(3) {
         match rng.below(10) {
-            0 if !b.is_empty() => {
-                let at = rng.below(b.len());
-                b[at] ^= 1 << rng.below(8);
-            }
-            1 => b.truncate(rng.below(b.len() + 1)),
-            2 => {
-                let at = rng.below(b.len() + 1);
-                let n = rng.below(64);
-                let byte = *rng.pick(&[0u8, 0xff, b'(', b',', b' ', b'\'', b'9']);
-                b.splice(at..at, std::iter::repeat_n(byte, n));
-            }
+            0..=2 => mutate_bytes(rng, &mut b, &[0u8, 0xff, b'(', b',', b' ', b'\'', b'9'], 64),
             3 => {
                 b = splice(
                     &b,
@@ -441,17 +449,7 @@ fn mutate_safetensors(rng: &mut Rng, good: &[u8]) -> Vec<u8> {
     let mut b = good.to_vec();
     for _ in 0..1 + rng.below(3) {
         match rng.below(9) {
-            0 if !b.is_empty() => {
-                let at = rng.below(b.len());
-                b[at] ^= 1 << rng.below(8);
-            }
-            1 => b.truncate(rng.below(b.len() + 1)),
-            2 => {
-                let at = rng.below(b.len() + 1);
-                let n = rng.below(32);
-                let byte = *rng.pick(&[0u8, 0xff, b'{', b'"', b' ', b',', b'9']);
-                b.splice(at..at, std::iter::repeat_n(byte, n));
-            }
+            0..=2 => mutate_bytes(rng, &mut b, &[0u8, 0xff, b'{', b'"', b' ', b',', b'9'], 32),
             3 => {
                 b = splice(
                     &b,

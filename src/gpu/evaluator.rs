@@ -817,6 +817,12 @@ impl Evaluator<'_> {
                     // One upstream value serves every slice of the items.
                     _ if slice.role == Role::Upstream && len == 1 => (offset, 4),
                     Some(l) => (from, count(l as u64)),
+                    // A reduced call's output view may be longer than a
+                    // binding; what it writes (3 + 3 x C values at most) fits.
+                    None if slice.role == Role::Output => {
+                        let limit = self.ctx.max_binding_elements() as u64;
+                        (from, count((len - slice.offset as u64).min(limit)))
+                    }
                     None => (from, count(len - slice.offset as u64)),
                 };
                 out.push((buffer, start, size));

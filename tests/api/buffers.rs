@@ -390,3 +390,34 @@ fn every_gradient_buffer_misuse_is_a_typed_error() {
         "grad_evaluator",
     );
 }
+
+/// A reduced call's output view may be longer than one storage binding:
+/// the evaluator binds only what fits (it writes 3 values at most here),
+/// rather than failing, or blaming another device.
+#[test]
+fn an_output_view_longer_than_a_binding() {
+    let small = crate::common::device::small_binding_ctx(1024);
+    let n = 3000;
+    let shape = [n];
+    let x: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+    let y: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+    let bx = buffer_with(&small, &x, 0, S);
+    let by = buffer_with(&small, &y, 0, S);
+    let out = buffer_with(
+        &small,
+        &vec![0f32; 5000],
+        0,
+        S | wgpu::BufferUsages::COPY_SRC,
+    );
+    let inputs = DeviceInputs::new(DeviceTensor::new(BufferView::new(&bx, 0, n), &shape))
+        .target(DeviceTensor::new(BufferView::new(&by, 0, n), &shape));
+    let loss = Loss::Pointwise(Pointwise::Mse);
+    let ev = small.evaluator(&loss, Reduction::Mean, &inputs).unwrap();
+    let mut enc = crate::common::device::encoder(&small);
+    ev.encode(&mut enc, &inputs, BufferView::whole(&out))
+        .unwrap();
+    let got = read(&small, enc, &out, 3);
+    let host = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+    let want = cpu::evaluate(&loss, Reduction::Mean, &host).unwrap().value;
+    assert!(close(got[0] as f64, want, 1e-6), "{} vs {want}", got[0]);
+}
