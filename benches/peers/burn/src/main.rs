@@ -10,15 +10,16 @@
 //! per row. Burn's functions: `MseLoss` (mean), `BinaryCrossEntropyLoss` with
 //! `logits: true`, `CrossEntropyLoss` (logits, no weights or padding).
 //!
+//! `--count` prints Burn's sum and mean of n ones for each size instead: how
+//! many elements its full-tensor reductions see on the adapter at hand.
+//!
 //! A call's time is the wall clock from the call to the end of
 //! `Device::sync`, the inputs already on the device; after warm-up calls
 //! (autotune and fusion settle there), the median of the timed calls.
 
 use std::time::Instant;
 
-use burn::nn::loss::{
-    BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction,
-};
+use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData};
 
 const CLASSES: usize = 1000;
@@ -59,18 +60,35 @@ fn batch(loss: &str, n: usize, seed: u64) -> Host {
         "mse" => {
             let x = r.floats(n, -3.0, 3.0);
             let y = r.floats(n, -3.0, 3.0);
-            Host { x, y, classes: vec![], rows: n }
+            Host {
+                x,
+                y,
+                classes: vec![],
+                rows: n,
+            }
         }
         "bce_with_logits" => {
             let x = r.floats(n, -8.0, 8.0);
             let classes = (0..n).map(|_| (r.unit() < 0.3) as i32).collect();
-            Host { x, y: vec![], classes, rows: n }
+            Host {
+                x,
+                y: vec![],
+                classes,
+                rows: n,
+            }
         }
         "cross_entropy" => {
             let rows = n.div_ceil(CLASSES);
             let x = r.floats(rows * CLASSES, -6.0, 6.0);
-            let classes = (0..rows).map(|_| (r.next() % CLASSES as u64) as i32).collect();
-            Host { x, y: vec![], classes, rows }
+            let classes = (0..rows)
+                .map(|_| (r.next() % CLASSES as u64) as i32)
+                .collect();
+            Host {
+                x,
+                y: vec![],
+                classes,
+                rows,
+            }
         }
         other => panic!("unknown loss {other}"),
     }
@@ -79,37 +97,41 @@ fn batch(loss: &str, n: usize, seed: u64) -> Host {
 /// The float64 mean the loss should return.
 fn reference(loss: &str, h: &Host) -> f64 {
     let sum: f64 = match loss {
-        "mse" => h
-            .x
-            .iter()
-            .zip(&h.y)
-            .map(|(&a, &b)| {
-                let d = a as f64 - b as f64;
-                d * d
-            })
-            .sum(),
-        "bce_with_logits" => h
-            .x
-            .iter()
-            .zip(&h.classes)
-            .map(|(&a, &t)| {
-                let a = a as f64;
-                a.max(0.0) - a * t as f64 + (-a.abs()).exp().ln_1p()
-            })
-            .sum(),
-        "cross_entropy" => h
-            .x
-            .chunks(CLASSES)
-            .zip(&h.classes)
-            .map(|(row, &c)| {
-                let m = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
-                let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
-                lse - row[c as usize] as f64
-            })
-            .sum(),
+        "mse" => {
+            h.x.iter()
+                .zip(&h.y)
+                .map(|(&a, &b)| {
+                    let d = a as f64 - b as f64;
+                    d * d
+                })
+                .sum()
+        }
+        "bce_with_logits" => {
+            h.x.iter()
+                .zip(&h.classes)
+                .map(|(&a, &t)| {
+                    let a = a as f64;
+                    a.max(0.0) - a * t as f64 + (-a.abs()).exp().ln_1p()
+                })
+                .sum()
+        }
+        "cross_entropy" => {
+            h.x.chunks(CLASSES)
+                .zip(&h.classes)
+                .map(|(row, &c)| {
+                    let m = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+                    let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+                    lse - row[c as usize] as f64
+                })
+                .sum()
+        }
         _ => unreachable!(),
     };
-    sum / if loss == "cross_entropy" { h.rows } else { h.x.len() } as f64
+    sum / if loss == "cross_entropy" {
+        h.rows
+    } else {
+        h.x.len()
+    } as f64
 }
 
 /// The batch on the device, and the loss as a closure over it.
@@ -126,7 +148,9 @@ fn upload(loss: &str, h: &Host, device: &Device) -> OnDevice {
             let x = Tensor::<1>::from_data(TensorData::new(h.x.clone(), [n]), device);
             let y = Tensor::<1>::from_data(TensorData::new(h.y.clone(), [n]), device);
             OnDevice {
-                call: Box::new(move || MseLoss::new().forward(x.clone(), y.clone(), Reduction::Mean)),
+                call: Box::new(move || {
+                    MseLoss::new().forward(x.clone(), y.clone(), Reduction::Mean)
+                }),
                 bytes: 8 * n + 4,
                 shape: vec![n],
             }
@@ -134,7 +158,9 @@ fn upload(loss: &str, h: &Host, device: &Device) -> OnDevice {
         "bce_with_logits" => {
             let x = Tensor::<1>::from_data(TensorData::new(h.x.clone(), [n]), device);
             let t = Tensor::<1, Int>::from_data(TensorData::new(h.classes.clone(), [n]), device);
-            let f = BinaryCrossEntropyLossConfig::new().with_logits(true).init(device);
+            let f = BinaryCrossEntropyLossConfig::new()
+                .with_logits(true)
+                .init(device);
             OnDevice {
                 call: Box::new(move || f.forward(x.clone(), t.clone())),
                 bytes: 8 * n + 4,
@@ -143,10 +169,8 @@ fn upload(loss: &str, h: &Host, device: &Device) -> OnDevice {
         }
         "cross_entropy" => {
             let x = Tensor::<2>::from_data(TensorData::new(h.x.clone(), [h.rows, CLASSES]), device);
-            let c = Tensor::<1, Int>::from_data(
-                TensorData::new(h.classes.clone(), [h.rows]),
-                device,
-            );
+            let c =
+                Tensor::<1, Int>::from_data(TensorData::new(h.classes.clone(), [h.rows]), device);
             let f = CrossEntropyLossConfig::new().init(device);
             OnDevice {
                 call: Box::new(move || f.forward(x.clone(), c.clone())),
@@ -161,12 +185,20 @@ fn upload(loss: &str, h: &Host, device: &Device) -> OnDevice {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
 }
 
 fn parse_size(s: &str) -> usize {
     match s.split_once('^') {
-        Some((b, e)) => b.trim().parse::<usize>().unwrap().pow(e.trim().parse().unwrap()),
+        Some((b, e)) => b
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+            .pow(e.trim().parse().unwrap()),
         None => s.trim().parse().unwrap(),
     }
 }
@@ -180,11 +212,14 @@ struct Args {
     seconds: f64,
     json: bool,
     vulkan: bool,
+    count: bool,
 }
 
 fn args() -> Args {
     let mut a = Args {
-        losses: ["mse", "bce_with_logits", "cross_entropy"].map(String::from).to_vec(),
+        losses: ["mse", "bce_with_logits", "cross_entropy"]
+            .map(String::from)
+            .to_vec(),
         sizes: vec![1 << 20, 1 << 24],
         warmup: 3,
         min_runs: 5,
@@ -192,6 +227,7 @@ fn args() -> Args {
         seconds: 2.0,
         json: false,
         vulkan: false,
+        count: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -206,6 +242,9 @@ fn args() -> Args {
             "--json" => a.json = true,
             // Device::vulkan (SPIR-V) instead of Device::wgpu (WGSL through wgpu's default API).
             "--vulkan" => a.vulkan = true,
+            // Burn's sum and mean of n ones, for each size: how many elements
+            // its full-tensor reductions see.
+            "--count" => a.count = true,
             "-h" | "--help" => {
                 println!(
                     "burn-peer [--loss mse,bce_with_logits,cross_entropy] [--sizes 2^20,2^24] \
@@ -228,6 +267,19 @@ fn main() {
     };
     let api = if a.vulkan { "vulkan" } else { "wgpu" };
     eprintln!("burn {BURN_VERSION}, Device::{api}(DefaultDevice): {device:?}");
+    if a.count {
+        for &n in &a.sizes {
+            let ones = Tensor::<1>::ones([n], &device);
+            let sum = ones.clone().sum().into_scalar::<f32>();
+            let mean = ones.mean().into_scalar::<f32>();
+            let rec = serde_json::json!({
+                "size": n, "sum_of_ones": sum, "mean_of_ones": mean,
+                "burn": BURN_VERSION, "api": api,
+            });
+            println!("{rec}");
+        }
+        return;
+    }
     if !a.json {
         println!(
             "{:<16} {:>9} {:>10} {:>8} {:>14} {:>14} {:>9} {:>8}",
@@ -317,6 +369,8 @@ fn vulkan_device() -> Device {
 
 #[cfg(not(feature = "vulkan"))]
 fn vulkan_device() -> Device {
-    eprintln!("error: built without the `vulkan` feature (cargo build --release --features vulkan)");
+    eprintln!(
+        "error: built without the `vulkan` feature (cargo build --release --features vulkan)"
+    );
     std::process::exit(2);
 }
