@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Joins `wgpu-loss bench --json` and `benches/torch_peer.py --json` into one table.
 
-    python3 scripts/compare.py wgpu.json torch.json [--markdown]
+    python3 scripts/compare.py wgpu.json torch.json [burn.json] [--markdown]
 
-Both files hold one JSON record per line. Rows are matched on (loss, size).
+Each file holds one JSON record per line. Rows are matched on (loss, size).
+A third file, the output of benches/peers/burn (`burn-peer --json`), adds
+Burn's time, our speedup over it and the relative error of Burn's value
+against the float64 reference the peer computes.
 Speedups are PyTorch's time over ours: above 1, wgpu-loss is faster. Ours is
 the forward call's GPU time (timestamps) with the inputs on the device;
 PyTorch's is the same call timed with CUDA events (or wall clock on a CPU).
@@ -37,6 +40,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("wgpu", help="wgpu-loss bench --json output")
     ap.add_argument("torch", help="benches/torch_peer.py --json output")
+    ap.add_argument("burn", nargs="?", help="benches/peers/burn --json output")
     ap.add_argument("--markdown", action="store_true", help="a Markdown table")
     a = ap.parse_args()
 
@@ -52,27 +56,34 @@ def main():
         torch[(r["loss"], r["size"], r["mode"])] = r
     if not ours:
         sys.exit(f"error: no records in {a.wgpu}")
+    burn = {(r["loss"], r["size"]): r for r in load(a.burn)} if a.burn else None
 
     cols = [
         ("loss", "<16"), ("n", ">9"), ("ours ms", ">9"), ("GB/s", ">8"), ("eff.", ">5"),
         ("disp", ">4"), ("eager ms", ">9"), ("compile ms", ">10"), ("vs eager", ">8"),
         ("vs compile", ">10"), ("rt ours", ">7"), ("rt eager", ">8"),
     ]
+    if burn is not None:
+        cols += [("burn ms", ">9"), ("vs burn", ">7"), ("burn rel err", ">12")]
     # Ours in their order; then what only PyTorch ran (a loss we skipped).
     by_key = {(r["loss"], r["size"]): r for r in ours}
     keys = list(by_key)
     for loss, size, _ in torch:
         if (loss, size) not in by_key and (loss, size) not in keys:
             keys.append((loss, size))
+    for key in burn or {}:
+        if key not in keys:
+            keys.append(key)
     rows = []
     for key in keys:
         r = by_key.get(key)
         e = torch.get(key + ("eager",))
         c = torch.get(key + ("compile",))
+        b = burn.get(key) if burn is not None else None
         ms = r and r["gpu_ms"]
-        rows.append([
+        row = [
             key[0],
-            str((r or e or c)["n"]),
+            str((r or e or c or b)["n"]),
             fmt(ms, ".4f"),
             fmt(r and r["gbps"], ".2f"),
             fmt(r and r["efficiency"], ".2f"),
@@ -83,7 +94,12 @@ def main():
             fmt(c and ms and c["ms"] / ms, ".2f"),
             fmt(r and r["roundtrip_ms"], ".3f"),
             fmt(e and e["roundtrip_ms"], ".3f"),
-        ])
+        ]
+        if burn is not None:
+            # The worse of the first call's value and the last timed call's.
+            err = b and max(b["rel_err"], b.get("rel_err_last", b["rel_err"]))
+            row += [fmt(b and b["ms"], ".4f"), fmt(b and ms and b["ms"] / ms, ".2f"), fmt(err, ".1e")]
+        rows.append(row)
 
     first = ours[0]
     peer = next(iter(torch.values()), None)
@@ -92,6 +108,10 @@ def main():
         print(f"PyTorch {peer['torch']} on {peer['device']}, timing {peer['timing']}")
     else:
         print("PyTorch: no records")
+    if burn:
+        b = next(iter(burn.values()))
+        print(f"Burn {b['burn']} ({b['api']}) on {b['device']}, timing {b['timing']}; "
+              "vs burn: Burn's time over ours; burn rel err: |Burn - float64| / |float64|")
     print("vs eager / vs compile: PyTorch's time over ours (above 1: wgpu-loss is faster); "
           "rt: blocking call on 1000 elements, scalar read back, ms")
     print()
