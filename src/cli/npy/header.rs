@@ -123,7 +123,8 @@ pub(super) fn header(path: &Path, head: &[u8], file_len: u64) -> Result<Header, 
     let shape = shape.ok_or_else(|| NpyError::header(path, "no `shape` key"))?;
     let dtype = dtype(&descr).map_err(|kind| NpyError::Dtype {
         path: path.to_path_buf(),
-        descr: descr.clone(),
+        // Escaped: the message stays one line whatever the file holds.
+        descr: descr.escape_debug().to_string(),
         kind,
     })?;
     // Fortran order is harmless for 0-d and 1-d arrays, and numpy writes it for them.

@@ -265,3 +265,11 @@ fn out_files_match_whole_writes() {
     assert_eq!(names, ["whole.npy"]);
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_unsupported_dtype_with_control_characters_is_one_line() {
+    let bytes = npy("\n<f8\t", false, "(1,)", &[0; 8]);
+    let e = parse("m.npy", &bytes).unwrap_err().to_string();
+    assert!(e.contains("unsupported dtype") && !e.contains('\n'), "{e}");
+    assert!(e.contains("\\n<f8\\t"), "{e}");
+}

@@ -52,7 +52,7 @@ pub enum SafetensorsError {
     HeaderTooLarge { path: PathBuf, declared: u64 },
     #[error("{path}: malformed safetensors header: {reason}")]
     Header { path: PathBuf, reason: String },
-    #[error("{path}: tensor `{name}`: {reason}")]
+    #[error("{path}: tensor `{}`: {reason}", name.escape_debug())]
     Tensor {
         path: PathBuf,
         name: String,
@@ -60,13 +60,13 @@ pub enum SafetensorsError {
     },
     #[error("{path}: {extra} bytes after the last tensor's data")]
     Trailing { path: PathBuf, extra: u64 },
-    #[error("{path}: tensor `{name}` is {dtype}, which is not read (use F32, F64, F16, BF16 or an integer type other than U64)")]
+    #[error("{path}: tensor `{}` is {dtype}, which is not read (use F32, F64, F16, BF16 or an integer type other than U64)", name.escape_debug())]
     Dtype {
         path: PathBuf,
         name: String,
         dtype: Dtype,
     },
-    #[error("{path}: no tensor `{name}` (the file has {names})")]
+    #[error("{path}: no tensor `{}` (the file has {names})", name.escape_debug())]
     NoSuchTensor {
         path: PathBuf,
         name: String,
@@ -130,7 +130,10 @@ impl Index {
 /// `a`, `b` and `c` in file order, cut after [`LISTED`] names.
 fn names<'a>(all: impl ExactSizeIterator<Item = &'a str>) -> String {
     let count = all.len();
-    let mut listed: Vec<String> = all.take(LISTED).map(|n| format!("`{n}`")).collect();
+    let mut listed: Vec<String> = all
+        .take(LISTED)
+        .map(|n| format!("`{}`", n.escape_debug()))
+        .collect();
     if count > LISTED {
         listed.push(format!("{} more", count - LISTED));
     }

@@ -443,3 +443,22 @@ fn written_headers_read_back_through_the_crate() {
     let l = Layout::new(Path::new("g.npy"), &[2], DType::F16, "g").unwrap();
     assert!(String::from_utf8_lossy(&l.header).contains("'descr': '<f2'"));
 }
+
+#[test]
+fn names_with_control_characters_stay_on_one_line() {
+    // A tensor named "a\nb" whose shape does not match its bytes, and the
+    // list of names a missing one prints.
+    let header = r#"{"a\nb":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
+    let text = err(&raw(header, &[0; 8]));
+    assert!(text.contains("a\\nb"), "{text}");
+    let bytes = file(&[("x\ty", Dtype::F32, vec![1], vec![0; 4])]);
+    let index = index(Path::new("m.safetensors"), &bytes).unwrap();
+    let missing = index
+        .select(Path::new("m.safetensors"), Some("z\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !missing.contains('\n') && missing.contains("x\\ty"),
+        "{missing}"
+    );
+}
