@@ -21,6 +21,7 @@
 //! exit code: every rank then exits with that code (rank 0 prints the
 //! message), and no rank is left waiting. A panic aborts the whole job.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -75,9 +76,16 @@ pub fn eval(a: &EvalArgs) -> Result<ExitCode, Fail> {
     };
     match run(&ranks, a) {
         Ok(code) => Ok(code),
-        Err(f) if ranks.rank == 0 => Err(f),
-        // Rank 0 prints the message; the others only exit with its code.
-        Err(f) => Ok(ExitCode::from(f.code())),
+        Err(f) => {
+            // Rank 0 prints the message; the others only exit with its
+            // code, after it has: mpirun ends the job at the first non-zero
+            // exit, which could kill rank 0 before it printed.
+            if ranks.rank == 0 {
+                let _ = writeln!(std::io::stderr(), "error: {}", f.clone().message());
+            }
+            world.barrier();
+            Ok(ExitCode::from(f.code()))
+        }
     }
 }
 
