@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use safetensors::{tensor::TensorView, Dtype};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wgpu-loss");
@@ -172,31 +171,7 @@ fn cases(dir: &Dir) -> Vec<Case> {
     // The same logits as bf16 in one .safetensors file beside the classes
     // and weights: the ranks map their shares of it and write a bf16
     // gradient file in place.
-    let st = dir.path("ce.safetensors");
-    let half: Vec<u8> = logits
-        .iter()
-        .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-        .collect();
-    let class_bytes: Vec<u8> = classes.iter().flat_map(|c| c.to_le_bytes()).collect();
-    let w_bytes: Vec<u8> = w
-        .iter()
-        .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-        .collect();
-    let views = vec![
-        (
-            "logits",
-            TensorView::new(Dtype::BF16, vec![rows, c], &half).unwrap(),
-        ),
-        (
-            "classes",
-            TensorView::new(Dtype::I64, vec![rows], &class_bytes).unwrap(),
-        ),
-        (
-            "weight",
-            TensorView::new(Dtype::BF16, vec![c], &w_bytes).unwrap(),
-        ),
-    ];
-    fs::write(&st, safetensors::serialize(views, None).unwrap()).unwrap();
+    let st = dir.bf16_batch("ce.safetensors", &logits, c, &classes, &w);
     let named = |n: &str| format!("{st}:{n}");
 
     let e = "eval";

@@ -663,7 +663,7 @@ fn a_failing_chunk_leaves_nothing() {
 /// input's half dtype.
 #[test]
 fn half_files_stream_as_one_call() {
-    use wgpu_loss::{bf16, DType};
+    use wgpu_loss::DType;
     let dir = Dir::new("streamed", "half");
     let mut r = rng(43);
     let n = 20_001;
@@ -678,34 +678,12 @@ fn half_files_stream_as_one_call() {
     let (xf, yf) = (f16_file("x16.npy", &x), f16_file("y16.npy", &y));
 
     let (rows, c) = (3_001, 7);
-    let logits: Vec<u8> = uniform(&mut r, rows * c, -4.0, 4.0)
-        .into_iter()
-        .flat_map(|v| bf16::from_f32(v).to_le_bytes())
+    let logits = uniform(&mut r, rows * c, -4.0, 4.0);
+    let classes: Vec<i64> = (0..rows)
+        .map(|i| if i % 13 == 0 { -100 } else { (i % c) as i64 })
         .collect();
-    let classes: Vec<u8> = (0..rows)
-        .flat_map(|i| (if i % 13 == 0 { -100 } else { (i % c) as i64 }).to_le_bytes())
-        .collect();
-    let weight: Vec<u8> = [1.0f32, 2.0, 1.0, 3.0, 1.0, 2.0, 4.0]
-        .into_iter()
-        .flat_map(|v| bf16::from_f32(v).to_le_bytes())
-        .collect();
-    use safetensors::{tensor::TensorView, Dtype};
-    let st = dir.path("batch.safetensors");
-    let views = vec![
-        (
-            "logits",
-            TensorView::new(Dtype::BF16, vec![rows, c], &logits).unwrap(),
-        ),
-        (
-            "classes",
-            TensorView::new(Dtype::I64, vec![rows], &classes).unwrap(),
-        ),
-        (
-            "weight",
-            TensorView::new(Dtype::BF16, vec![c], &weight).unwrap(),
-        ),
-    ];
-    fs::write(&st, safetensors::serialize(views, None).unwrap()).unwrap();
+    let weight = [1.0f32, 2.0, 1.0, 3.0, 1.0, 2.0, 4.0];
+    let st = dir.bf16_batch("batch.safetensors", &logits, c, &classes, &weight);
 
     let cases = [
         Case {

@@ -1,5 +1,5 @@
 //! A fresh temporary directory per test, removed when dropped, with `.npy`
-//! writers: shared by the test binaries that run the CLI on files
+//! and `.safetensors` writers: shared by the test binaries that run the CLI on files
 //! (tests/streamed.rs, tests/mpi.rs include it with `#[path]`).
 
 use std::fs;
@@ -30,6 +30,46 @@ impl Dir {
 
     pub fn i64(&self, file: &str, shape: &[usize], data: &[i64]) -> String {
         npy::write_i64(self.path(file), shape, data).unwrap();
+        self.path(file)
+    }
+
+    /// A `.safetensors` file of bf16 `logits` (rows, c), i64 `classes` and
+    /// a bf16 class `weight`, each rounded from the f32 given; its path.
+    pub fn bf16_batch(
+        &self,
+        file: &str,
+        logits: &[f32],
+        c: usize,
+        classes: &[i64],
+        weight: &[f32],
+    ) -> String {
+        use safetensors::{tensor::TensorView, Dtype};
+        let bf16 = |v: &[f32]| -> Vec<u8> {
+            v.iter()
+                .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+                .collect()
+        };
+        let (l, w) = (bf16(logits), bf16(weight));
+        let k: Vec<u8> = classes.iter().flat_map(|c| c.to_le_bytes()).collect();
+        let views = vec![
+            (
+                "logits",
+                TensorView::new(Dtype::BF16, vec![classes.len(), c], &l).unwrap(),
+            ),
+            (
+                "classes",
+                TensorView::new(Dtype::I64, vec![classes.len()], &k).unwrap(),
+            ),
+            (
+                "weight",
+                TensorView::new(Dtype::BF16, vec![weight.len()], &w).unwrap(),
+            ),
+        ];
+        fs::write(
+            self.path(file),
+            safetensors::serialize(views, None).unwrap(),
+        )
+        .unwrap();
         self.path(file)
     }
 
