@@ -390,6 +390,32 @@ fn pow_gamma(u: f32, gamma: f32) -> f32 {
 }
 
 var<workgroup> red: array<vec4<f32>, WG>;
+var<workgroup> red_lanes: array<vec4<f32>, SUM_LANES>;
+
+// The sum of `red` once every invocation has stored its value there and
+// passed a barrier: SUM_LANES invocations each add WG / SUM_LANES values
+// (neighbouring lanes neighbouring slots, which shared-memory banks serve at
+// once), and every invocation adds their SUM_LANES sums, read at addresses
+// common to all. Two barriers where a halving tree takes log2(WG) = 8: on a
+// CPU adapter (lavapipe) each barrier switches between all of a workgroup's
+// SIMD groups, and the tree cost about 10 us per workgroup there.
+const SUM_LANES: u32 = 16u;
+
+fn sum_red(lid: u32) -> vec4<f32> {
+    if (lid < SUM_LANES) {
+        var t = vec4<f32>(0.0);
+        for (var k = lid; k < WG; k = k + SUM_LANES) {
+            t = t + red[k];
+        }
+        red_lanes[lid] = t;
+    }
+    workgroupBarrier();
+    var r = vec4<f32>(0.0);
+    for (var k = 0u; k < SUM_LANES; k = k + 1u) {
+        r = r + red_lanes[k];
+    }
+    return r;
+}
 
 // The kinds of the non-finite values an invocation met, one bit per kind
 // (1 << K_PINF, ...); `split_pair` puts a second value's 4 bits higher.
@@ -423,20 +449,6 @@ fn split_pair(v: vec2<f32>) -> Split {
     return Split(f, kind_flag(lk) | (kind_flag(dk) << 4u));
 }
 
-var<workgroup> wg_kinds: atomic<u32>;
-
-// Every invocation's kinds or-ed together. Call from uniform control flow,
-// once per dispatch.
-fn reduce_kinds(lid: u32, kinds: u32) -> u32 {
-    if (lid == 0u) {
-        atomicStore(&wg_kinds, 0u);
-    }
-    workgroupBarrier();
-    atomicOr(&wg_kinds, kinds);
-    workgroupBarrier();
-    return atomicLoad(&wg_kinds);
-}
-
 // Two slots for `reduce_wg_kinds`.
 var<workgroup> wg_kind_slots: array<atomic<u32>, 2>;
 
@@ -445,8 +457,9 @@ struct Reduced {
     kinds: u32,
 }
 
-// `reduce_wg` of the finite parts, and every invocation's kinds or-ed, for
-// calls in a loop (n counts them from 0). Call n ors into slot n % 2 after its
+// `reduce_wg` of the finite parts, and every invocation's kinds or-ed, in
+// the same barriers; a single call passes n = 0, calls in a loop count n
+// from 0. Call n ors into slot n % 2 after its
 // first barrier; before that barrier invocation 0 clears the other slot (and,
 // in call 0, this one: workgroup memory is not zeroed). Every invocation read
 // the other slot in call n - 1, before that call's last barrier, and none ors
@@ -462,13 +475,8 @@ fn reduce_wg_kinds(lid: u32, v: vec4<f32>, kinds: u32, n: u32) -> Reduced {
     red[lid] = v;
     workgroupBarrier();
     atomicOr(&wg_kind_slots[slot], kinds);
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = Reduced(red[0], atomicLoad(&wg_kind_slots[slot]));
+    let total = sum_red(lid);
+    let r = Reduced(total, atomicLoad(&wg_kind_slots[slot]));
     workgroupBarrier();
     return r;
 }
@@ -478,18 +486,12 @@ fn pair_value(sum: vec2<f32>, kinds: u32) -> vec2<f32> {
     return vec2(ext_f32(with_kinds(sum.x, kinds & 15u)), ext_f32(with_kinds(sum.y, kinds >> 4u)));
 }
 
-// Tree sum over the workgroup; every invocation gets the total. Call from
+// Sum over the workgroup; every invocation gets the total. Call from
 // uniform control flow.
 fn reduce_wg(lid: u32, v: vec4<f32>) -> vec4<f32> {
     red[lid] = v;
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
+    let r = sum_red(lid);
     workgroupBarrier();
     return r;
 }

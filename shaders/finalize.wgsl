@@ -49,8 +49,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             sum = sum + level[l];
         }
     }
-    let all = reduce_kinds(lid, kinds);
-    let r = reduce_wg(lid, vec4(sum, 0.0, 0.0));
+    let rk = reduce_wg_kinds(lid, vec4(sum, 0.0, 0.0), kinds, 0u);
+    let all = rk.kinds;
+    let r = rk.v;
     if (lid == 0u) {
         let x = with_kinds(r.x, all & 15u);
         let y = with_kinds(r.y, all >> 4u);

@@ -51,8 +51,9 @@ fn main(
         }
     }
     if (params.write_items == 0u) {
-        let all = reduce_kinds(lid, kinds);
-        let total = pair_value(reduce_wg(lid, acc).xy, all);
+        let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
+        let all = rk.kinds;
+        let total = pair_value(rk.v.xy, all);
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
             out[at] = total.x;

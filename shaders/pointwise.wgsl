@@ -57,6 +57,17 @@ struct Params {
 
 override GRAD: bool = false;
 
+// The walk of both entry points: a team of TEAM neighbouring invocations
+// (TEAM4 for vectors) maps a run of elements of its own, its lanes side by
+// side, one 128-byte line of f32 per step. A GPU loads each step as whole
+// lines, as a grid-stride loop would. A CPU adapter (lavapipe) runs each SIMD
+// group of 8 invocations through its whole loop before the next one starts:
+// with a run per team its loads stream through contiguous memory, where a
+// grid-stride loop would jump a whole grid between two loads of one group
+// (3x the time of mse on lavapipe, BENCHMARKS.md "Elementwise variants").
+const TEAM: u32 = 32u;
+const TEAM4: u32 = 8u;
+
 // Loss ids, as `loss_id` in src/gpu/pointwise.rs gives them (checked by the
 // test gpu::contract::loss_ids_match_the_shaders).
 override LOSS: u32 = 0u;

@@ -60,7 +60,6 @@ fn reduced_scale() -> Ext {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
-    let base = group * WG * params.per_thread;
     let items = params.write_items != 0u;
     var s = fin(0.0);
     // A single upstream value serves every element (a reduced call, or a
@@ -76,8 +75,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     var acc = vec4<f32>(0.0);
     var kinds = 0u;
+    let start = params.first + (group * WG + lid) / TEAM * TEAM * params.per_thread + lid % TEAM;
     for (var k = 0u; k < params.per_thread; k = k + 1u) {
-        let i = params.first + base + k * WG + lid;
+        let i = start + k * TEAM;
         if (i < params.n) {
             let e = load(i);
             let v = value(e);
@@ -98,8 +98,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     if (!items) {
-        let all = reduce_kinds(lid, kinds);
-        let r = pair_value(reduce_wg(lid, acc).xy, all);
+        let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
+        let all = rk.kinds;
+        let r = pair_value(rk.v.xy, all);
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
             out[at] = r.x;
@@ -128,8 +129,9 @@ fn weight_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             acc.x = acc.x + w.v;
         }
     }
-    let all = reduce_kinds(lid, kinds);
-    let r = reduce_wg(lid, acc);
+    let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
+    let all = rk.kinds;
+    let r = rk.v;
     if (lid == 0u) {
         out[params.partial_base + group] = ext_f32(with_kinds(r.x, all));
     }
@@ -148,8 +150,9 @@ fn total(@builtin(local_invocation_index) lid: u32) {
         kinds = kinds | kind_flag(v.k);
         acc.x = acc.x + v.v;
     }
-    let all = reduce_kinds(lid, kinds);
-    let r = reduce_wg(lid, acc);
+    let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
+    let all = rk.kinds;
+    let r = rk.v;
     if (lid == 0u) {
         out[params.d_at] = ext_f32(ext_mul(with_kinds(r.x, all), ext(params.repeat)));
     }

@@ -1,9 +1,9 @@
 // `point-vec4`: the elementwise losses (pointwise.wgsl, which precedes this
 // file in the module) with every element-aligned tensor loaded four elements
-// at a time and the results stored as vec4<f32>, in a grid-stride loop so that neighbouring invocations read
-// neighbouring 16-byte vectors. On lavapipe a SIMD group then loads whole
-// vectors where the scalar kernel's loads are gathers; on a GPU each load
-// instruction moves four times the bytes.
+// at a time and the results stored as vec4<f32>, neighbouring invocations
+// reading neighbouring 16-byte vectors. On lavapipe a SIMD group then loads
+// whole vectors where the scalar kernel's loads are gathers; on a GPU each
+// load instruction moves four times the bytes.
 //
 // The host (src/gpu/pointwise.rs) offers it only where the weight and the aux
 // tensor are absent or as long as the input (a broadcast cannot be read as a
@@ -49,11 +49,9 @@ fn reduced_scale() -> Ext {
 @compute @workgroup_size(256)
 fn main_vec4(
     @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let group = wid.x + wid.y * params.groups_x;
-    let stride = groups.x * groups.y * WG;
     let n4 = params.n / 4u;
     let items = params.write_items != 0u;
     var s = fin(0.0);
@@ -68,8 +66,14 @@ fn main_vec4(
     }
     var acc = vec4<f32>(0.0);
     var kinds = 0u;
-    // At most `per_thread` vectors each (src/gpu/pointwise.rs sizes the grid).
-    for (var j = group * WG + lid; j < n4; j = j + stride) {
+    // Each team of TEAM4 neighbouring invocations walks a run of its own,
+    // `per_thread` steps of one vector a lane (see `TEAM` in pointwise.wgsl).
+    let start = (group * WG + lid) / TEAM4 * TEAM4 * params.per_thread + lid % TEAM4;
+    for (var k = 0u; k < params.per_thread; k = k + 1u) {
+        let j = start + k * TEAM4;
+        if (j >= n4) {
+            break;
+        }
         let x = ld4_input(j);
         let y = ld4_target(j);
         var w = vec4<f32>(1.0);
@@ -107,8 +111,9 @@ fn main_vec4(
         }
     }
     if (!items) {
-        let all = reduce_kinds(lid, kinds);
-        let r = pair_value(reduce_wg(lid, acc).xy, all);
+        let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
+        let all = rk.kinds;
+        let r = pair_value(rk.v.xy, all);
         if (lid == 0u) {
             // Partials are pairs at even positions: half a vector each.
             let at = 2u * (params.partial_base + group);
