@@ -73,6 +73,7 @@ fn ld_target(i: u32) -> f32 { return element(targets[word_of(i, DTYPE_1)], i, DT
 // gpu::contract::shared_constants_match_the_shaders and
 // gpu::contract::loss_ids_match_the_shaders).
 const ITEMS: u32 = 8u;
+const TEAM: u32 = 32u;
 const SIGMOID: u32 = 1u;
 const SOFTMAX: u32 = 2u;
 
@@ -143,7 +144,10 @@ fn softmax_p(x: f32, st: Softmax) -> Ext {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
-    let base = group * WG * ITEMS;
+    // A run of TEAM * ITEMS pixels for each team of TEAM neighbouring
+    // invocations, its lanes side by side: one 128-byte line of a class per
+    // step (as pointwise.wgsl walks its elements, and for the same reasons).
+    let start = (group * WG + lid) / TEAM * TEAM * ITEMS + lid % TEAM;
     let classes = params.classes;
     let inner = params.inner;
     // Each of this thread's pixels: the index of its class 0 (one integer
@@ -152,7 +156,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var first: array<u32, ITEMS>;
     var stats: array<Softmax, ITEMS>;
     for (var k = 0u; k < ITEMS; k = k + 1u) {
-        let q = base + k * WG + lid;
+        let q = start + k * TEAM;
         if (q < params.pixels) {
             let n = q / inner;
             first[k] = params.skip + n * classes * inner + (q - n * inner);
@@ -165,7 +169,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var acc = vec4<f32>(0.0);
         var kinds = 0u;
         for (var k = 0u; k < ITEMS; k = k + 1u) {
-            let q = base + k * WG + lid;
+            let q = start + k * TEAM;
             if (q < params.pixels) {
                 let i = first[k] + c * inner;
                 let x = ld_input(i);
