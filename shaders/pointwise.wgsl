@@ -68,6 +68,12 @@ override GRAD: bool = false;
 const TEAM: u32 = 32u;
 const TEAM4: u32 = 8u;
 
+// A thread adds its terms in blocks of BLOCK, and the blocks into its total,
+// so that the host's per_thread (up to 512 on a CPU adapter, where fewer
+// workgroups save their barriers) costs at most BLOCK + 8 roundings of a
+// running sum, not per_thread.
+const BLOCK: u32 = 64u;
+
 // Loss ids, as `loss_id` in src/gpu/pointwise.rs gives them (checked by the
 // test gpu::contract::loss_ids_match_the_shaders).
 override LOSS: u32 = 0u;

@@ -74,6 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     var acc = vec4<f32>(0.0);
+    var part = vec4<f32>(0.0);
     var kinds = 0u;
     let start = params.first + (group * WG + lid) / TEAM * TEAM * params.per_thread + lid % TEAM;
     for (var k = 0u; k < params.per_thread; k = k + 1u) {
@@ -86,7 +87,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             } else {
                 // The sums add finite parts only; kinds join at the store.
                 kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
-                acc = acc + vec4(v.l.v, v.d.v, 0.0, 0.0);
+                part = part + vec4(v.l.v, v.d.v, 0.0, 0.0);
+                if ((k + 1u) % BLOCK == 0u) {
+                    acc = acc + part;
+                    part = vec4<f32>(0.0);
+                }
             }
             if (GRAD) {
                 var si = s;
@@ -98,7 +103,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     if (!items) {
-        let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
+        let rk = reduce_wg_kinds(lid, acc + part, kinds, 0u);
         let all = rk.kinds;
         let r = pair_value(rk.v.xy, all);
         if (lid == 0u) {

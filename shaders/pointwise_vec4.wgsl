@@ -65,6 +65,7 @@ fn main_vec4(
         }
     }
     var acc = vec4<f32>(0.0);
+    var part = vec4<f32>(0.0);
     var kinds = 0u;
     // Each team of TEAM4 neighbouring invocations walks a run of its own,
     // `per_thread` steps of one vector a lane (see `TEAM` in pointwise.wgsl).
@@ -93,7 +94,7 @@ fn main_vec4(
                 l[c] = ext_f32(v.l);
             } else {
                 kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
-                acc = acc + vec4(v.l.v, v.d.v, 0.0, 0.0);
+                part = part + vec4(v.l.v, v.d.v, 0.0, 0.0);
             }
             if (GRAD) {
                 var si = s;
@@ -103,6 +104,10 @@ fn main_vec4(
                 g[c] = ext_f32(slope(e, si));
             }
         }
+        if ((k + 1u) % (BLOCK / 4u) == 0u) {
+            acc = acc + part;
+            part = vec4<f32>(0.0);
+        }
         if (items) {
             out[j] = l;
         }
@@ -111,7 +116,7 @@ fn main_vec4(
         }
     }
     if (!items) {
-        let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
+        let rk = reduce_wg_kinds(lid, acc + part, kinds, 0u);
         let all = rk.kinds;
         let r = pair_value(rk.v.xy, all);
         if (lid == 0u) {

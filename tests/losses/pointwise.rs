@@ -1471,6 +1471,30 @@ fn a_broadcast_leaves_only_the_scalar_variant() {
     assert!(with_forced_variant("point-warp", || ()).is_err());
 }
 
+/// Long enough that a thread of the default context (lavapipe, a CPU adapter
+/// that wants few workgroups) maps 257 elements, more than one block of the
+/// 64 that kernels sum apart before adding them to a thread's total: whole
+/// blocks, a partial one, and a tail of 7 after the vectors.
+#[test]
+fn every_point_variant_where_threads_sum_in_blocks() {
+    let n = (1 << 19) + 7;
+    let mut ran = BTreeSet::new();
+    let w: Vec<f32> = (0..n).map(|i| (i % 5) as f32 * 0.5).collect();
+    let shape = [n];
+    for loss in [
+        Loss::Pointwise(Pointwise::Mse),
+        Loss::Pointwise(Pointwise::BceWithLogits),
+    ] {
+        let points = Points::new(&loss, n, 17);
+        let mut inputs = points.inputs();
+        if matches!(loss, Loss::Pointwise(Pointwise::Mse)) {
+            inputs = inputs.weight(Tensor::new(&w, &shape));
+        }
+        check_point_variants(ctx(), "blocks", &loss, &inputs, &mut ran);
+    }
+    assert_eq!(ran, BTreeSet::from(["point-scalar", "point-vec4"]));
+}
+
 /// Beyond one binding (the small context's 65 536 values): every slice's
 /// whole vectors, the last slice's tail of 3, and a weight, pos_weight and
 /// variance sliced with the input.
