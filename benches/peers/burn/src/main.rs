@@ -391,7 +391,8 @@ fn args() -> Args {
             "--max-runs" => a.max_runs = v().parse().unwrap(),
             "--seconds" => a.seconds = v().parse().unwrap(),
             "--json" => a.json = true,
-            // Device::vulkan (SPIR-V) instead of Device::wgpu (WGSL through wgpu's default API).
+            // Device::vulkan (SPIR-V) instead of Device::wgpu (WGSL in the default build;
+            // a build with the `vulkan` feature compiles SPIR-V for it too).
             "--vulkan" => a.vulkan = true,
             // Burn's sum and mean of n ones, for each size: how many elements
             // its full-tensor reductions see.
