@@ -10,12 +10,25 @@ with the reference functions of docs/semantics.md, reduction
   eager     the function as written;
   compile   the same function through torch.compile.
 
+--calls picks what a timed call is:
+
+  forward   the loss value (the default);
+  fused     the loss value and, through torch.autograd.grad, its gradient
+            with respect to every float input that wgpu-loss's fused call
+            returns a gradient for (the input; also x2 of cosine_embedding,
+            positive and negative of triplet_margin), as `wgpu-loss bench
+            --calls fused` times it (upstream 1). Those inputs are made
+            leaves that require gradients before the clock starts. Its
+            records carry "call": "fused" and count bytes as wgpu-loss
+            counts them for that call (fused_bytes), so that GB/s compare.
+
 On CUDA the time of a call is taken with CUDA events around it, after a warm-up,
 and the median of repeated calls is reported (like `wgpu-loss bench`, which
 reads GPU timestamps). Without CUDA it runs on the CPU and takes wall-clock
 times, and says so in every record ("timing": "wall").
 
     python3 benches/torch_peer.py --loss mse,cross_entropy --sizes 65536 --json
+    python3 benches/torch_peer.py --device cpu --modes eager --calls forward,fused --json
 
 One JSON record per line with --json, else a table. Needs torch only;
 torchvision and segmentation_models_pytorch are used where installed, else
@@ -183,6 +196,51 @@ def loss_fn(name):
     return table[name]
 
 
+def grad_inputs(name):
+    """Indices of the batch's tensors that wgpu-loss's fused call returns a
+    gradient for (src/gradients.rs): the input always; x2 of
+    cosine_embedding; the positive and negative of triplet_margin."""
+    if name == "cosine_embedding":
+        return [0, 1]
+    if name == "triplet_margin":
+        return [0, 1, 2]
+    return [0]
+
+
+def fused_bytes(name, args):
+    """Bytes `wgpu-loss bench` counts for the fused call on this batch
+    (src/cli/bench.rs, fused_as and must_read): every input read once at 4
+    bytes an element (class indices are 32-bit there; nll reads one value
+    and one index per row; cosine_embedding runs without labels), then the
+    value and every gradient written once at 4 bytes an element."""
+    if name == "nll":
+        read = 8 * args[1].numel()
+    else:
+        inputs = args[:2] if name == "cosine_embedding" else args
+        read = sum(4 * t.numel() for t in inputs)
+    written = 1 + sum(args[i].numel() for i in grad_inputs(name))
+    return read + 4 * written
+
+
+def with_grad(name, args):
+    """The batch with the tensors `grad_inputs` names as fresh leaves that
+    require gradients."""
+    wrt = grad_inputs(name)
+    return [t.detach().clone().requires_grad_(True) if i in wrt else t for i, t in enumerate(args)]
+
+
+def fused(fn, name):
+    """The loss and its gradients in one call; returns the value."""
+    wrt = grad_inputs(name)
+
+    def call(*args):
+        value = fn(*args)
+        torch.autograd.grad(value, [args[i] for i in wrt])
+        return value
+
+    return call
+
+
 class Clock:
     """CUDA events on a GPU, perf_counter on the CPU."""
 
@@ -230,6 +288,7 @@ def main():
     ap.add_argument("--loss", default=",".join(NAMES), help="comma-separated losses [all]")
     ap.add_argument("--sizes", default=None, help="comma-separated sizes, numbers or 2^k [2^12..2^26 by 4]")
     ap.add_argument("--modes", default="eager,compile", help="eager, compile or both")
+    ap.add_argument("--calls", default="forward", help="forward, fused or both [forward]")
     ap.add_argument("--device", default=None, help="cuda or cpu [cuda if available]")
     ap.add_argument("--min-runs", type=int, default=3)
     ap.add_argument("--max-runs", type=int, default=20)
@@ -252,6 +311,11 @@ def main():
             sys.exit(f"error: unknown loss `{name}` (one of: {', '.join(NAMES)})")
     sizes = [parse_size(s) for s in a.sizes.split(",")] if a.sizes else default_sizes()
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    calls = [c.strip() for c in a.calls.split(",") if c.strip()]
+    for call in calls:
+        if call not in ("forward", "fused"):
+            sys.exit(f"error: unknown call `{call}` (forward or fused)")
+    call_col = "fused" in calls
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     clock = Clock(device)
     timing = "cuda_events" if clock.cuda else "wall"
@@ -263,7 +327,8 @@ def main():
     )
     gen = torch.Generator().manual_seed(1)
     if not a.json:
-        print(f"{'loss':<16} {'n':>9} {'mode':<8} {'ms':>10} {'GB/s':>9} {'rt ms':>8}")
+        call_head = f" {'call':<7}" if call_col else ""
+        print(f"{'loss':<16} {'n':>9}{call_head} {'mode':<8} {'ms':>10} {'GB/s':>9} {'rt ms':>8}")
     for name in names:
         fn, what = loss_fn(name)
         compiled = None
@@ -276,8 +341,13 @@ def main():
                 note(f"skipped {name} at {size}: {e}")
                 continue
             n = args[0].numel()
-            nbytes = sum(t.numel() * t.element_size() for t in args) + 4
-            for mode in modes:
+            for call, mode in [(c, m) for c in calls for m in modes]:
+                if call == "fused":
+                    nbytes = fused_bytes(name, args)
+                    call_args, call_small = with_grad(name, args), with_grad(name, small)
+                else:
+                    nbytes = sum(t.numel() * t.element_size() for t in args) + 4
+                    call_args, call_small = args, small
                 try:
                     if mode == "compile":
                         if compiled is None:
@@ -285,12 +355,16 @@ def main():
                         f = compiled
                     else:
                         f = fn
+                    if call == "fused":
+                        f = fused(f, name)
                     warmup = 3 if mode == "compile" else 1
-                    ms, runs = median_ms(clock, f, args, warmup, a.min_runs, a.max_runs, a.seconds)
-                    rt = roundtrip_ms(f, small)
+                    ms, runs = median_ms(clock, f, call_args, warmup, a.min_runs, a.max_runs, a.seconds)
+                    rt = roundtrip_ms(f, call_small)
                 except Exception as e:  # a compile failure must not stop the others
-                    note(f"skipped {name} at {size} ({mode}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                    note(f"skipped {name} at {size} ({call}, {mode}): {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                     continue
+                finally:
+                    del call_args
                 rec = {
                     "loss": name,
                     "mode": mode,
@@ -307,10 +381,13 @@ def main():
                     "torch": torch.__version__,
                     "function": what,
                 }
+                if call == "fused":
+                    rec["call"] = "fused"
                 if a.json:
                     print(json.dumps(rec), flush=True)
                 else:
-                    print(f"{name:<16} {n:>9} {mode:<8} {ms:>10.4f} {rec['gbps']:>9.3f} {rt:>8.3f}", flush=True)
+                    call_cell = f" {call:<7}" if call_col else ""
+                    print(f"{name:<16} {n:>9}{call_cell} {mode:<8} {ms:>10.4f} {rec['gbps']:>9.3f} {rt:>8.3f}", flush=True)
             del args
             if clock.cuda:
                 torch.cuda.empty_cache()

@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 """Joins `wgpu-loss bench --json` and `benches/torch_peer.py --json` into one table.
 
-    python3 scripts/compare.py wgpu.json torch.json [burn.json] [--markdown]
+    python3 scripts/compare.py wgpu.json torch.json [burn.json ...] [--markdown]
 
-Each file holds one JSON record per line. Rows are matched on (loss, size).
-A third file, the output of benches/peers/burn (`burn-peer --json`), adds
-Burn's time, our speedup over it and the relative error of Burn's value
-against the float64 reference the peer computes.
-Speedups are PyTorch's time over ours: above 1, wgpu-loss is faster. Ours is
-the forward call's GPU time (timestamps) with the inputs on the device;
+Each file holds one JSON record per line. Rows are matched on (loss, n, call),
+where call is "forward" (the value) or "fused" (the value and the gradients;
+a record without "call" is a forward one). When any file holds fused records
+the table gets a `call` column; with forward records only it is the
+forward table it always was.
+Further files, the output of benches/peers/burn (`burn-peer --json`, one file
+per device: Device::wgpu and Device::vulkan), add for each file Burn's time,
+our speedup over it and the relative error of Burn's value against the
+float64 reference the peer computes (and, for fused calls, of its gradient:
+max |Burn - float64| / max |float64|). With one Burn file its columns are
+named "burn ..."; with several, "burn <api> ..." after the record's api.
+Speedups are the peer's time over ours: above 1, wgpu-loss is faster. Ours is
+the call's GPU time (timestamps) with the inputs on the device;
 PyTorch's is the same call timed with CUDA events (or wall clock on a CPU).
 GB/s count the bytes wgpu-loss counts for the call, for both.
 """
@@ -36,54 +43,71 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def call_of(r):
+    return r.get("call", "forward")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("wgpu", help="wgpu-loss bench --json output")
     ap.add_argument("torch", help="benches/torch_peer.py --json output")
-    ap.add_argument("burn", nargs="?", help="benches/peers/burn --json output")
+    ap.add_argument("burn", nargs="*", help="benches/peers/burn --json output, one file per device")
     ap.add_argument("--markdown", action="store_true", help="a Markdown table")
     a = ap.parse_args()
 
-    # The forward call's records: PyTorch's peer times the forward only. Of
-    # `bench --variants all`, the tuner's choice ("chosen"), which is what a
-    # caller gets.
-    ours = [
-        r for r in load(a.wgpu)
-        if r.get("call", "forward") == "forward" and r.get("chosen", True)
-    ]
-    torch = {}
-    for r in load(a.torch):
-        torch[(r["loss"], r["size"], r["mode"])] = r
+    # Of `bench --variants all`, the tuner's choice ("chosen"), which is what
+    # a caller gets.
+    ours = [r for r in load(a.wgpu) if r.get("chosen", True)]
     if not ours:
         sys.exit(f"error: no records in {a.wgpu}")
-    burn = {(r["loss"], r["size"]): r for r in load(a.burn)} if a.burn else None
+    torch = {}
+    for r in load(a.torch):
+        torch[(r["loss"], r["n"], call_of(r), r["mode"])] = r
+    burns = []
+    for path in a.burn:
+        recs = load(path)
+        if not recs:
+            sys.exit(f"error: no records in {path}")
+        burns.append({(r["loss"], r["n"], call_of(r)): r for r in recs})
+    fused = any(call_of(r) == "fused" for r in ours) or any(k[2] == "fused" for k in torch)
+    fused = fused or any(k[2] == "fused" for b in burns for k in b)
 
-    cols = [
-        ("loss", "<16"), ("n", ">9"), ("ours ms", ">9"), ("GB/s", ">8"), ("eff.", ">5"),
+    cols = [("loss", "<16"), ("n", ">9")]
+    if fused:
+        cols += [("call", "<7")]
+    cols += [
+        ("ours ms", ">9"), ("GB/s", ">8"), ("eff.", ">5"),
         ("disp", ">4"), ("eager ms", ">9"), ("compile ms", ">10"), ("vs eager", ">8"),
         ("vs compile", ">10"), ("rt ours", ">7"), ("rt eager", ">8"),
     ]
-    if burn is not None:
-        cols += [("burn ms", ">9"), ("vs burn", ">7"), ("burn rel err", ">12")]
-    # Ours in their order; then what only PyTorch ran (a loss we skipped).
-    by_key = {(r["loss"], r["size"]): r for r in ours}
+    labels = []
+    for b in burns:
+        api = next(iter(b.values())).get("api", "burn")
+        label = "burn" if len(burns) == 1 else f"burn {api}"
+        labels.append(label)
+        cols += [(f"{label} ms", ">9"), (f"vs {label}", ">7"), (f"{label} rel err", ">12")]
+        if fused:
+            cols += [(f"{label} grad err", ">13")]
+    # Ours in their order; then what only a peer ran (a loss we skipped).
+    by_key = {(r["loss"], r["n"], call_of(r)): r for r in ours}
     keys = list(by_key)
-    for loss, size, _ in torch:
-        if (loss, size) not in by_key and (loss, size) not in keys:
-            keys.append((loss, size))
-    for key in burn or {}:
-        if key not in keys:
-            keys.append(key)
+    for loss, n, call, _ in torch:
+        if (loss, n, call) not in keys:
+            keys.append((loss, n, call))
+    for b in burns:
+        for key in b:
+            if key not in keys:
+                keys.append(key)
     rows = []
     for key in keys:
         r = by_key.get(key)
         e = torch.get(key + ("eager",))
         c = torch.get(key + ("compile",))
-        b = burn.get(key) if burn is not None else None
         ms = r and r["gpu_ms"]
-        row = [
-            key[0],
-            str((r or e or c or b)["n"]),
+        row = [key[0], str(key[1])]
+        if fused:
+            row += [key[2]]
+        row += [
             fmt(ms, ".4f"),
             fmt(r and r["gbps"], ".2f"),
             fmt(r and r["efficiency"], ".2f"),
@@ -95,10 +119,16 @@ def main():
             fmt(r and r["roundtrip_ms"], ".3f"),
             fmt(e and e["roundtrip_ms"], ".3f"),
         ]
-        if burn is not None:
+        for burn in burns:
+            b = burn.get(key)
             # The worse of the first call's value and the last timed call's.
             err = b and max(b["rel_err"], b.get("rel_err_last", b["rel_err"]))
             row += [fmt(b and b["ms"], ".4f"), fmt(b and ms and b["ms"] / ms, ".2f"), fmt(err, ".1e")]
+            if fused:
+                g = b.get("grad_rel_err") if b else None
+                if g is not None:
+                    g = max(g, b.get("grad_rel_err_last", g))
+                row += [fmt(g, ".1e")]
         rows.append(row)
 
     first = ours[0]
@@ -108,10 +138,16 @@ def main():
         print(f"PyTorch {peer['torch']} on {peer['device']}, timing {peer['timing']}")
     else:
         print("PyTorch: no records")
-    if burn:
-        b = next(iter(burn.values()))
+    if len(burns) == 1 and not fused:
+        b = next(iter(burns[0].values()))
         print(f"Burn {b['burn']} ({b['api']}) on {b['device']}, timing {b['timing']}; "
               "vs burn: Burn's time over ours; burn rel err: |Burn - float64| / |float64|")
+    elif burns:
+        for label, burn in zip(labels, burns):
+            b = next(iter(burn.values()))
+            print(f"{label}: Burn {b['burn']} ({b['api']}) on {b['device']}, timing {b['timing']}")
+        print("vs burn: Burn's time over ours; rel err: |Burn - float64| / |float64| of the value"
+              + ("; grad err: max |Burn - float64| / max |float64| of the gradient" if fused else ""))
     print("vs eager / vs compile: PyTorch's time over ours (above 1: wgpu-loss is faster); "
           "rt: blocking call on 1000 elements, scalar read back, ms")
     print()

@@ -10,14 +10,16 @@
 #      ("chosen"), its cache kept in $OUT/tune.json; variants.txt lists
 #      which variant the tuner picked for each loss and size;
 #      then the same for f32, f16 and bf16 inputs of a few losses (half.json);
-#   4. benches/torch_peer.py --json: the same losses and sizes with PyTorch
-#      eager and torch.compile, CUDA events, medians;
+#   4. benches/torch_peer.py --json: the same losses, sizes and calls (the
+#      forward and the fused value-and-gradient call) with PyTorch eager and
+#      torch.compile, CUDA events, medians;
 #   5. one comparison table (scripts/compare.py).
 # Results go to $OUT (default bench-out/): wgpu.json, wgpu.svg, torch.json,
 # compare.txt, compare.md, adapters.txt, tune.json, variants.txt, half.json.
 #
 # Environment: SIZES (e.g. 2^16,2^20,2^24) and LOSSES (e.g. mse,cross_entropy)
-# narrow both runs; MODES=eager skips torch.compile; SKIP_TORCH=1 skips PyTorch.
+# narrow both runs, CALLS (forward, fused or both; default both) picks the
+# calls of both; MODES=eager skips torch.compile; SKIP_TORCH=1 skips PyTorch.
 # Without a GPU the same script runs on lavapipe and PyTorch's CPU path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +54,7 @@ fi
 args=()
 [ -n "${SIZES:-}" ] && args+=(--sizes "$SIZES")
 [ -n "${LOSSES:-}" ] && args+=(--loss "$LOSSES")
+args+=(--calls "${CALLS:-forward,fused}")
 WGPU_LOSS_CACHE="$OUT/tune.json" "$BIN" bench --json --variants all --plot "$OUT/wgpu.svg" \
     "${args[@]}" >"$OUT/wgpu.json"
 python3 - "$OUT/wgpu.json" <<'PY' | tee "$OUT/variants.txt"

@@ -10,6 +10,13 @@
 //! per row. Burn's functions: `MseLoss` (mean), `BinaryCrossEntropyLoss` with
 //! `logits: true`, `CrossEntropyLoss` (logits, no weights or padding).
 //!
+//! `--calls forward,fused` times, besides the loss (`forward`), the value and
+//! the gradient with respect to the input together (`fused`), as
+//! `wgpu-loss bench --calls fused` does: the input is a leaf on Burn's
+//! autodiff device (`Device::autodiff`), and one call is the loss,
+//! `backward()` and `grad()` of the input. The gradient is checked against
+//! the float64 gradient of the mean computed here (upstream 1).
+//!
 //! `--count` prints Burn's sum and mean of n ones for each size instead: how
 //! many elements its full-tensor reductions see on the adapter at hand.
 //!
@@ -134,6 +141,60 @@ fn reference(loss: &str, h: &Host) -> f64 {
     } as f64
 }
 
+/// The float64 gradient of the mean with respect to the input (upstream 1),
+/// in the input's layout.
+fn reference_grad(loss: &str, h: &Host) -> Vec<f64> {
+    match loss {
+        "mse" => {
+            let n = h.x.len() as f64;
+            h.x.iter()
+                .zip(&h.y)
+                .map(|(&a, &b)| 2.0 * (a as f64 - b as f64) / n)
+                .collect()
+        }
+        "bce_with_logits" => {
+            let n = h.x.len() as f64;
+            h.x.iter()
+                .zip(&h.classes)
+                .map(|(&a, &t)| (1.0 / (1.0 + (-(a as f64)).exp()) - t as f64) / n)
+                .collect()
+        }
+        "cross_entropy" => {
+            let rows = h.rows as f64;
+            let mut g = Vec::with_capacity(h.x.len());
+            for (row, &c) in h.x.chunks(CLASSES).zip(&h.classes) {
+                let m = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+                let z: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+                g.extend(row.iter().enumerate().map(|(j, &v)| {
+                    ((v as f64 - m).exp() / z - (j == c as usize) as u8 as f64) / rows
+                }));
+            }
+            g
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// max |got - want| / max |want|: the error of a gradient relative to its
+/// largest entry (entries near zero would make an element-wise ratio
+/// meaningless). A length mismatch or a non-finite entry gives infinity.
+fn grad_error(got: &[f32], want: &[f64]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    let scale = want.iter().fold(0.0f64, |m, w| m.max(w.abs()));
+    let worst = got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| {
+        let d = (g as f64 - w).abs();
+        // NaN never compares greater, so it is caught here.
+        if d.is_finite() {
+            m.max(d)
+        } else {
+            f64::INFINITY
+        }
+    });
+    worst / scale
+}
+
 /// The batch on the device, and the loss as a closure over it.
 struct OnDevice {
     call: Box<dyn Fn() -> Tensor<1>>,
@@ -182,6 +243,87 @@ fn upload(loss: &str, h: &Host, device: &Device) -> OnDevice {
     }
 }
 
+/// The gradient one fused call returns, in the input's rank.
+enum Grad {
+    D1(Tensor<1>),
+    D2(Tensor<2>),
+}
+
+impl Grad {
+    fn into_vec(self) -> Vec<f32> {
+        let data = match self {
+            Grad::D1(t) => t.into_data(),
+            Grad::D2(t) => t.into_data(),
+        };
+        data.try_into_vec::<f32>().expect("an f32 gradient")
+    }
+}
+
+/// The batch on an autodiff device, the input a leaf that keeps its
+/// gradient, and the fused call (value and gradient) as a closure over it.
+struct Fused {
+    call: Box<dyn Fn() -> (Tensor<1>, Grad)>,
+    bytes: usize,
+    shape: Vec<usize>,
+}
+
+/// `upload` for the fused call. Bytes as `wgpu-loss bench` counts them for
+/// it: every input read once, the value and the input's gradient written
+/// once.
+fn upload_fused(loss: &str, h: &Host, device: &Device) -> Fused {
+    let n = h.x.len();
+    match loss {
+        "mse" => {
+            let x =
+                Tensor::<1>::from_data(TensorData::new(h.x.clone(), [n]), device).require_grad();
+            let y = Tensor::<1>::from_data(TensorData::new(h.y.clone(), [n]), device);
+            Fused {
+                call: Box::new(move || {
+                    let v = MseLoss::new().forward(x.clone(), y.clone(), Reduction::Mean);
+                    let g = x.grad(&v.backward()).expect("d/dx of mse");
+                    (v, Grad::D1(g))
+                }),
+                bytes: 8 * n + 4 + 4 * n,
+                shape: vec![n],
+            }
+        }
+        "bce_with_logits" => {
+            let x =
+                Tensor::<1>::from_data(TensorData::new(h.x.clone(), [n]), device).require_grad();
+            let t = Tensor::<1, Int>::from_data(TensorData::new(h.classes.clone(), [n]), device);
+            let f = BinaryCrossEntropyLossConfig::new()
+                .with_logits(true)
+                .init(device);
+            Fused {
+                call: Box::new(move || {
+                    let v = f.forward(x.clone(), t.clone());
+                    let g = x.grad(&v.backward()).expect("d/dx of bce_with_logits");
+                    (v, Grad::D1(g))
+                }),
+                bytes: 8 * n + 4 + 4 * n,
+                shape: vec![n],
+            }
+        }
+        "cross_entropy" => {
+            let x = Tensor::<2>::from_data(TensorData::new(h.x.clone(), [h.rows, CLASSES]), device)
+                .require_grad();
+            let c =
+                Tensor::<1, Int>::from_data(TensorData::new(h.classes.clone(), [h.rows]), device);
+            let f = CrossEntropyLossConfig::new().init(device);
+            Fused {
+                call: Box::new(move || {
+                    let v = f.forward(x.clone(), c.clone());
+                    let g = x.grad(&v.backward()).expect("d/dx of cross_entropy");
+                    (v, Grad::D2(g))
+                }),
+                bytes: 4 * n + 4 * h.rows + 4 + 4 * n,
+                shape: vec![h.rows, CLASSES],
+            }
+        }
+        _ => unreachable!(),
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let m = v.len() / 2;
@@ -206,6 +348,7 @@ fn parse_size(s: &str) -> usize {
 struct Args {
     losses: Vec<String>,
     sizes: Vec<usize>,
+    calls: Vec<String>,
     warmup: usize,
     min_runs: usize,
     max_runs: usize,
@@ -221,6 +364,7 @@ fn args() -> Args {
             .map(String::from)
             .to_vec(),
         sizes: vec![1 << 20, 1 << 24],
+        calls: vec!["forward".into()],
         warmup: 3,
         min_runs: 5,
         max_runs: 20,
@@ -235,12 +379,20 @@ fn args() -> Args {
         match k.as_str() {
             "--loss" => a.losses = v().split(',').map(|s| s.trim().to_string()).collect(),
             "--sizes" => a.sizes = v().split(',').map(parse_size).collect(),
+            "--calls" => {
+                a.calls = v().split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(c) = a.calls.iter().find(|c| *c != "forward" && *c != "fused") {
+                    eprintln!("error: unknown call `{c}` (forward or fused)");
+                    std::process::exit(2);
+                }
+            }
             "--warmup" => a.warmup = v().parse().unwrap(),
             "--min-runs" => a.min_runs = v().parse().unwrap(),
             "--max-runs" => a.max_runs = v().parse().unwrap(),
             "--seconds" => a.seconds = v().parse().unwrap(),
             "--json" => a.json = true,
-            // Device::vulkan (SPIR-V) instead of Device::wgpu (WGSL through wgpu's default API).
+            // Device::vulkan (SPIR-V) instead of Device::wgpu (WGSL in the default build;
+            // a build with the `vulkan` feature compiles SPIR-V for it too).
             "--vulkan" => a.vulkan = true,
             // Burn's sum and mean of n ones, for each size: how many elements
             // its full-tensor reductions see.
@@ -248,7 +400,8 @@ fn args() -> Args {
             "-h" | "--help" => {
                 println!(
                     "burn-peer [--loss mse,bce_with_logits,cross_entropy] [--sizes 2^20,2^24] \
-                     [--warmup 3] [--min-runs 5] [--max-runs 20] [--seconds 2] [--json]"
+                     [--calls forward,fused] [--warmup 3] [--min-runs 5] [--max-runs 20] \
+                     [--seconds 2] [--json] [--vulkan] [--count]"
                 );
                 std::process::exit(0);
             }
@@ -256,6 +409,56 @@ fn args() -> Args {
         }
     }
     a
+}
+
+/// Times `call` after `warmup` calls: each timed call runs to the end of
+/// `Device::sync`, its outputs alive until then. (median ms, runs)
+fn time<T>(a: &Args, device: &Device, call: impl Fn() -> T) -> (f64, usize) {
+    for _ in 0..a.warmup {
+        let out = call();
+        device.sync().unwrap();
+        drop(out);
+    }
+    let mut times = vec![];
+    let start = Instant::now();
+    while times.len() < a.max_runs
+        && (times.len() < a.min_runs || start.elapsed().as_secs_f64() < a.seconds)
+    {
+        let t = Instant::now();
+        let out = call();
+        device.sync().unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        drop(out);
+    }
+    let runs = times.len();
+    (median(times), runs)
+}
+
+/// The median of 20 blocking calls of `call` on a small batch, whose result
+/// is read back: the scalar, and with `fused` the gradient too.
+fn roundtrip(loss: &str, fused: bool, device: &Device) -> f64 {
+    let host = batch(loss, ROUNDTRIP_N, 1);
+    let once: Box<dyn Fn()> = if fused {
+        let f = upload_fused(loss, &host, device);
+        Box::new(move || {
+            let (v, g) = (f.call)();
+            let _ = v.into_scalar::<f32>();
+            let _ = g.into_vec();
+        })
+    } else {
+        let f = upload(loss, &host, device);
+        Box::new(move || {
+            let _ = (f.call)().into_scalar::<f32>();
+        })
+    };
+    once();
+    let mut rts = vec![];
+    for _ in 0..20 {
+        let t = Instant::now();
+        once();
+        rts.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    median(rts)
 }
 
 fn main() {
@@ -280,83 +483,91 @@ fn main() {
         }
         return;
     }
+    // The fused call's tensors live on the same device with autodiff on.
+    let autodiff = device.clone().autodiff();
     if !a.json {
         println!(
-            "{:<16} {:>9} {:>10} {:>8} {:>14} {:>14} {:>9} {:>8}",
-            "loss", "n", "ms", "GB/s", "burn", "reference", "rel err", "rt ms"
+            "{:<16} {:>9} {:<7} {:>10} {:>8} {:>14} {:>14} {:>9} {:>9} {:>8}",
+            "loss", "n", "call", "ms", "GB/s", "burn", "reference", "rel err", "grad err", "rt ms"
         );
     }
     for loss in &a.losses {
-        // A blocking call on a small batch with the scalar read back.
-        let small = upload(loss, &batch(loss, ROUNDTRIP_N, 1), &device);
-        let _ = (small.call)().into_scalar::<f32>();
-        let mut rts = vec![];
-        for _ in 0..20 {
-            let t = Instant::now();
-            let _ = (small.call)().into_scalar::<f32>();
-            rts.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        let rt = median(rts);
-        drop(small);
-        for &size in &a.sizes {
-            let host = batch(loss, size, 1);
-            let want = reference(loss, &host);
-            let dev = upload(loss, &host, &device);
-            device.sync().unwrap();
-            let n = host.x.len();
-            drop(host);
-            let got = (dev.call)().into_scalar::<f32>() as f64;
-            for _ in 1..a.warmup {
-                let _ = (dev.call)();
-                device.sync().unwrap();
-            }
-            let mut times = vec![];
-            let start = Instant::now();
-            while times.len() < a.max_runs
-                && (times.len() < a.min_runs || start.elapsed().as_secs_f64() < a.seconds)
-            {
-                let t = Instant::now();
-                let out = (dev.call)();
-                device.sync().unwrap();
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-                drop(out);
-            }
-            let runs = times.len();
-            let ms = median(times);
-            // The value of the last timed call too: a fused or autotuned kernel
-            // chosen after the first call must be right as well.
-            let last = (dev.call)().into_scalar::<f32>() as f64;
-            let rel = (got - want).abs() / want.abs();
-            let rel_last = (last - want).abs() / want.abs();
-            let gbps = dev.bytes as f64 / (ms * 1e6);
-            let rec = serde_json::json!({
-                "loss": loss,
-                "mode": "burn",
-                "size": size,
-                "n": n,
-                "shape": dev.shape,
-                "bytes": dev.bytes,
-                "ms": ms,
-                "gbps": gbps,
-                "roundtrip_ms": rt,
-                "runs": runs,
-                "timing": "wall",
-                "device": format!("{device:?}"),
-                "api": api,
-                "burn": BURN_VERSION,
-                "value": got,
-                "value_last": last,
-                "reference": want,
-                "rel_err": rel,
-                "rel_err_last": rel_last,
-            });
-            if a.json {
-                println!("{rec}");
-            } else {
-                println!(
-                    "{loss:<16} {n:>9} {ms:>10.3} {gbps:>8.3} {got:>14.8} {want:>14.8} {:>9.2e} {rt:>8.3}",
-                    rel.max(rel_last)
-                );
+        for call in &a.calls {
+            let fused = call == "fused";
+            let rt = roundtrip(loss, fused, if fused { &autodiff } else { &device });
+            for &size in &a.sizes {
+                let host = batch(loss, size, 1);
+                let want = reference(loss, &host);
+                let n = host.x.len();
+                // (value, gradient error) of the first call, of the last
+                // call after the timed ones, the time and the bytes.
+                let (got, last, grad_err, ms, runs, bytes, shape);
+                if fused {
+                    let want_grad = reference_grad(loss, &host);
+                    let dev = upload_fused(loss, &host, &autodiff);
+                    drop(host);
+                    autodiff.sync().unwrap();
+                    let check = || {
+                        let (v, g) = (dev.call)();
+                        let v = v.into_scalar::<f32>() as f64;
+                        (v, grad_error(&g.into_vec(), &want_grad))
+                    };
+                    let (v0, e0) = check();
+                    (ms, runs) = time(&a, &autodiff, &dev.call);
+                    let (v1, e1) = check();
+                    (got, last, grad_err) = (v0, v1, Some((e0, e1)));
+                    (bytes, shape) = (dev.bytes, dev.shape);
+                } else {
+                    let dev = upload(loss, &host, &device);
+                    drop(host);
+                    device.sync().unwrap();
+                    got = (dev.call)().into_scalar::<f32>() as f64;
+                    (ms, runs) = time(&a, &device, &dev.call);
+                    // The value of the last timed call too: a fused or
+                    // autotuned kernel chosen after the first call must be
+                    // right as well.
+                    last = (dev.call)().into_scalar::<f32>() as f64;
+                    grad_err = None;
+                    (bytes, shape) = (dev.bytes, dev.shape);
+                }
+                let rel = (got - want).abs() / want.abs();
+                let rel_last = (last - want).abs() / want.abs();
+                let gbps = bytes as f64 / (ms * 1e6);
+                let mut rec = serde_json::json!({
+                    "loss": loss,
+                    "mode": "burn",
+                    "size": size,
+                    "n": n,
+                    "shape": shape,
+                    "bytes": bytes,
+                    "ms": ms,
+                    "gbps": gbps,
+                    "roundtrip_ms": rt,
+                    "runs": runs,
+                    "timing": "wall",
+                    "device": format!("{device:?}"),
+                    "api": api,
+                    "burn": BURN_VERSION,
+                    "value": got,
+                    "value_last": last,
+                    "reference": want,
+                    "rel_err": rel,
+                    "rel_err_last": rel_last,
+                });
+                if let Some((e0, e1)) = grad_err {
+                    rec["call"] = "fused".into();
+                    rec["grad_rel_err"] = e0.into();
+                    rec["grad_rel_err_last"] = e1.into();
+                }
+                if a.json {
+                    println!("{rec}");
+                } else {
+                    let ge = grad_err.map_or("-".into(), |(e0, e1)| format!("{:.2e}", e0.max(e1)));
+                    println!(
+                        "{loss:<16} {n:>9} {call:<7} {ms:>10.3} {gbps:>8.3} {got:>14.8} {want:>14.8} {:>9.2e} {ge:>9} {rt:>8.3}",
+                        rel.max(rel_last)
+                    );
+                }
             }
         }
     }
