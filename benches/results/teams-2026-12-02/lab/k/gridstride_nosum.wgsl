@@ -1,0 +1,14 @@
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> y: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) ng: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let group = wid.x + wid.y * params.groups_x;
+    let stride = ng.x * ng.y * WG;
+    var acc = vec4<f32>(0.0);
+    for (var j = group * WG + lid; j < params.n / 4u; j = j + stride) {
+        let d = x[j] - y[j];
+        acc = acc + d * d;
+    }
+    out[group * WG + lid] = acc;
+}
