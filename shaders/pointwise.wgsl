@@ -56,6 +56,11 @@ struct Params {
 }
 
 override GRAD: bool = false;
+// Whether a weight tensor is bound (`w_len != 0`). Without one every element's
+// weight is the constant 1, and the compiler folds away its classification
+// and the products by it, which the per-element math otherwise pays for on
+// every element.
+override WEIGHT: bool = false;
 
 // The walk of both entry points: a team of TEAM neighbouring invocations
 // (TEAM4 for vectors) maps a run of elements of its own, its lanes side by

@@ -30,10 +30,12 @@ fn load(i: u32) -> Elem {
     e.y = ld_target(i / params.per_target);
     let g = params.base + i;
     e.w = 1.0;
-    if (params.w_sliced != 0u) {
-        e.w = ld_weight(i);
-    } else if (params.w_len != 0u) {
-        e.w = ld_weight((g / params.w_inner) % params.w_len);
+    if (WEIGHT) {
+        if (params.w_sliced != 0u) {
+            e.w = ld_weight(i);
+        } else {
+            e.w = ld_weight((g / params.w_inner) % params.w_len);
+        }
     }
     e.a = params.p0;
     if (params.a_sliced != 0u) {

@@ -78,7 +78,7 @@ fn main_vec4(
         let x = ld4_input(j);
         let y = ld4_target(j);
         var w = vec4<f32>(1.0);
-        if (params.w_len != 0u) {
+        if (WEIGHT) {
             w = ld4_weight(vec_at(j, params.w_sliced));
         }
         var a = vec4<f32>(params.p0);

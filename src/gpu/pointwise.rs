@@ -339,6 +339,9 @@ pub(super) fn schedule(
     if grad {
         constants.push(("GRAD", 1.0));
     }
+    if plan.weight.is_some() {
+        constants.push(("WEIGHT", 1.0));
+    }
     let mut dispatches = pre;
     dispatches.extend(
         fused
