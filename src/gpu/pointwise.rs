@@ -10,8 +10,8 @@
 //!
 //! | variant | an invocation loads | for |
 //! |---|---|---|
-//! | `point-scalar` | one f32 of each tensor, neighbouring invocations neighbouring elements | every shape: broadcast weights, `pos_weight` or variance, quantile lists |
-//! | `point-vec4` | four elements of each element-aligned tensor (a `vec4<f32>`, or 8 bytes of f16/bf16), in a grid-stride loop | tensors without broadcasts, all f32 or all half: on lavapipe a vector load instead of a gather, on a GPU a quarter of the load instructions |
+//! | `point-scalar` | one f32 of each tensor, a team of 32 neighbouring invocations walking a run of its own | every shape: broadcast weights, `pos_weight` or variance, quantile lists |
+//! | `point-vec4` | four elements of each element-aligned tensor (a `vec4<f32>`, or 8 bytes of f16/bf16), a team of 8 neighbouring invocations walking a run of its own | tensors without broadcasts, all f32 or all half: on lavapipe a vector load instead of a gather, on a GPU a quarter of the load instructions |
 //!
 //! `point-vec4` is eligible where every tensor it reads is as long as the
 //! input (see [`variants`]); the last `n % 4` elements of a slice go to a
