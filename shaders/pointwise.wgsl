@@ -61,6 +61,9 @@ override GRAD: bool = false;
 // and the products by it, which the per-element math otherwise pays for on
 // every element.
 override WEIGHT: bool = false;
+// Whether an aux tensor (quantiles, variance or pos_weight) is bound
+// (`a_len != 0`), for the same reason.
+override AUX: bool = false;
 
 // The walk of both entry points: a team of TEAM neighbouring invocations
 // (TEAM4 for vectors) maps a run of elements of its own, its lanes side by
@@ -310,7 +313,7 @@ struct Elem {
 }
 
 fn pos_weight(e: Elem) -> f32 {
-    if (params.a_len != 0u) {
+    if (AUX) {
         return e.a;
     }
     return 1.0;
@@ -431,7 +434,7 @@ fn bce_with_logits_grad(x: f32, y: f32, pw: f32) -> Ext {
     }
     let s = ext_sigmoid(ext(x));
     let ye = ext(y);
-    if (params.a_len == 0u) {
+    if (!AUX) {
         return ext_sub(s, ye);
     }
     let t = ext_mul(ext(pw), ye);

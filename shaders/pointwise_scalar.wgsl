@@ -38,10 +38,12 @@ fn load(i: u32) -> Elem {
         }
     }
     e.a = params.p0;
-    if (params.a_sliced != 0u) {
-        e.a = ld_aux(i);
-    } else if (params.a_len != 0u) {
-        e.a = ld_aux((g / params.a_inner) % params.a_len);
+    if (AUX) {
+        if (params.a_sliced != 0u) {
+            e.a = ld_aux(i);
+        } else {
+            e.a = ld_aux((g / params.a_inner) % params.a_len);
+        }
     }
     return e;
 }

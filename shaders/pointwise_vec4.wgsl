@@ -82,7 +82,7 @@ fn main_vec4(
             w = ld4_weight(vec_at(j, params.w_sliced));
         }
         var a = vec4<f32>(params.p0);
-        if (params.a_len != 0u) {
+        if (AUX) {
             a = ld4_aux(vec_at(j, params.a_sliced));
         }
         var l = vec4<f32>(0.0);

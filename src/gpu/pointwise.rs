@@ -339,8 +339,13 @@ pub(super) fn schedule(
     if grad {
         constants.push(("GRAD", 1.0));
     }
-    if plan.weight.is_some() {
+    // Whether a weight and an aux tensor are bound, as constants the
+    // shader compiler folds (WEIGHT and AUX in pointwise.wgsl).
+    if common.w_len != 0 {
         constants.push(("WEIGHT", 1.0));
+    }
+    if common.a_len != 0 {
+        constants.push(("AUX", 1.0));
     }
     let mut dispatches = pre;
     dispatches.extend(
