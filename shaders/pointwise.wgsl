@@ -1,6 +1,6 @@
 // Elementwise losses, each fused with its reduction: one pass maps every
 // element and sums (loss, denominator) per workgroup; finalize.wgsl combines
-// the partials. With `write_items` set it writes the per-element losses instead.
+// the partials. With `WRITE_ITEMS` set it writes the per-element losses instead.
 // A dispatch covers one slice of the input (inputs may be longer than one
 // binding): `base` is the slice's first element in the whole tensor.
 //
@@ -26,6 +26,7 @@ struct Params {
     // Broadcast aux (pos_weight, or the quantile list), same scheme.
     a_inner: u32,
     a_len: u32,
+    // The kernels read the WRITE_ITEMS override, which the host sets alike.
     write_items: u32,
     groups_x: u32,
     base: u32,
@@ -64,6 +65,10 @@ override WEIGHT: bool = false;
 // Whether an aux tensor (quantiles, variance or pos_weight) is bound
 // (`a_len != 0`), for the same reason.
 override AUX: bool = false;
+// Whether the call writes each element's loss (reduction `none`) instead of
+// partial sums: a constant, so that a reduced call carries no masked-off
+// stores of items or loads of a per-element upstream.
+override WRITE_ITEMS: bool = false;
 
 // The walk of both entry points: a team of TEAM neighbouring invocations
 // (TEAM4 for vectors) maps a run of elements of its own, its lanes side by

@@ -64,7 +64,7 @@ fn reduced_scale() -> Ext {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
-    let items = params.write_items != 0u;
+    let items = WRITE_ITEMS;
     var s = fin(0.0);
     // A single upstream value serves every element (a reduced call, or a
     // scalar for `none`); otherwise each element has its own.

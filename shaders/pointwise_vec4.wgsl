@@ -53,7 +53,7 @@ fn main_vec4(
 ) {
     let group = wid.x + wid.y * params.groups_x;
     let n4 = params.n / 4u;
-    let items = params.write_items != 0u;
+    let items = WRITE_ITEMS;
     var s = fin(0.0);
     var each = false;
     if (GRAD) {

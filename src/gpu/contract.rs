@@ -591,7 +591,7 @@ fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f
         }
         let values: Vec<f64> = match name.as_str() {
             "LOSS" => loss_values(kernel).into_iter().map(f64::from).collect(),
-            "GRAD" | "WEIGHT" | "AUX" => vec![0.0, 1.0],
+            "GRAD" | "WEIGHT" | "AUX" | "WRITE_ITEMS" => vec![0.0, 1.0],
             _ => panic!(
                 "{} declares override {name}: add the values the host gives it here",
                 file(kernel)

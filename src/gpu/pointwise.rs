@@ -347,6 +347,9 @@ pub(super) fn schedule(
     if common.a_len != 0 {
         constants.push(("AUX", 1.0));
     }
+    if items {
+        constants.push(("WRITE_ITEMS", 1.0));
+    }
     let mut dispatches = pre;
     dispatches.extend(
         fused
