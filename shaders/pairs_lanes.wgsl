@@ -58,8 +58,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     if (params.write_items == 0u) {
         let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
-        let all = rk.kinds;
-        let total = pair_value(rk.v.xy, all);
+        let total = pair_value(rk.v.xy, rk.kinds);
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
             out[at] = total.x;

@@ -52,8 +52,7 @@ fn main(
     }
     if (params.write_items == 0u) {
         let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
-        let all = rk.kinds;
-        let total = pair_value(rk.v.xy, all);
+        let total = pair_value(rk.v.xy, rk.kinds);
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
             out[at] = total.x;

@@ -26,8 +26,6 @@ struct Params {
     // Broadcast aux (pos_weight, or the quantile list), same scheme.
     a_inner: u32,
     a_len: u32,
-    // The kernels read the WRITE_ITEMS override, which the host sets alike.
-    write_items: u32,
     groups_x: u32,
     base: u32,
     // First partial of this slice in the scratch shared by all slices.
@@ -54,6 +52,7 @@ struct Params {
     first: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 override GRAD: bool = false;

@@ -64,13 +64,12 @@ fn reduced_scale() -> Ext {
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
-    let items = WRITE_ITEMS;
     var s = fin(0.0);
     // A single upstream value serves every element (a reduced call, or a
     // scalar for `none`); otherwise each element has its own.
     var each = false;
     if (GRAD) {
-        if (items) {
+        if (WRITE_ITEMS) {
             s = ext(upstream[0]);
             each = arrayLength(&upstream) > 1u;
         } else {
@@ -86,7 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (i < params.n) {
             let e = load(i);
             let v = value(e);
-            if (items) {
+            if (WRITE_ITEMS) {
                 out[i] = ext_f32(v.l);
             } else {
                 // The sums add finite parts only; kinds join at the store.
@@ -106,10 +105,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
         }
     }
-    if (!items) {
+    if (!WRITE_ITEMS) {
         let rk = reduce_wg_kinds(lid, acc + part, kinds, 0u);
-        let all = rk.kinds;
-        let r = pair_value(rk.v.xy, all);
+        let r = pair_value(rk.v.xy, rk.kinds);
         if (lid == 0u) {
             let at = 2u * (params.partial_base + group);
             out[at] = r.x;
@@ -139,10 +137,8 @@ fn weight_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
     }
     let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
-    let all = rk.kinds;
-    let r = rk.v;
     if (lid == 0u) {
-        out[params.partial_base + group] = ext_f32(with_kinds(r.x, all));
+        out[params.partial_base + group] = ext_f32(with_kinds(rk.v.x, rk.kinds));
     }
 }
 
@@ -160,9 +156,7 @@ fn total(@builtin(local_invocation_index) lid: u32) {
         acc.x = acc.x + v.v;
     }
     let rk = reduce_wg_kinds(lid, acc, kinds, 0u);
-    let all = rk.kinds;
-    let r = rk.v;
     if (lid == 0u) {
-        out[params.d_at] = ext_f32(ext_mul(with_kinds(r.x, all), ext(params.repeat)));
+        out[params.d_at] = ext_f32(ext_mul(with_kinds(rk.v.x, rk.kinds), ext(params.repeat)));
     }
 }

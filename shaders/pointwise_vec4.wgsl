@@ -53,11 +53,10 @@ fn main_vec4(
 ) {
     let group = wid.x + wid.y * params.groups_x;
     let n4 = params.n / 4u;
-    let items = WRITE_ITEMS;
     var s = fin(0.0);
     var each = false;
     if (GRAD) {
-        if (items) {
+        if (WRITE_ITEMS) {
             s = ext(upstream[0]);
             each = arrayLength(&upstream) > 1u;
         } else {
@@ -90,7 +89,7 @@ fn main_vec4(
         for (var c = 0u; c < 4u; c = c + 1u) {
             let e = Elem(x[c], y[c], w[c], a[c]);
             let v = value(e);
-            if (items) {
+            if (WRITE_ITEMS) {
                 l[c] = ext_f32(v.l);
             } else {
                 kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
@@ -108,17 +107,16 @@ fn main_vec4(
             acc = acc + part;
             part = vec4<f32>(0.0);
         }
-        if (items) {
+        if (WRITE_ITEMS) {
             out[j] = l;
         }
         if (GRAD) {
             grad[j] = g;
         }
     }
-    if (!items) {
+    if (!WRITE_ITEMS) {
         let rk = reduce_wg_kinds(lid, acc + part, kinds, 0u);
-        let all = rk.kinds;
-        let r = pair_value(rk.v.xy, all);
+        let r = pair_value(rk.v.xy, rk.kinds);
         if (lid == 0u) {
             // Partials are pairs at even positions: half a vector each.
             let at = 2u * (params.partial_base + group);

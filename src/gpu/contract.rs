@@ -284,17 +284,17 @@ fn params_match_the_shaders() {
     #[rustfmt::skip]
     let pairs = [
         (&POINTWISE, rust_struct!(PointParams {
-            n, per_target, w_inner, w_len, a_inner, a_len, write_items, groups_x, base,
+            n, per_target, w_inner, w_len, a_inner, a_len, groups_x, base,
             partial_base, w_sliced, a_sliced, p, scale_mode, d_at, divisor, repeat, per_thread,
             first, _pad,
         })),
         (&POINTWISE_VEC4, rust_struct!(PointParams {
-            n, per_target, w_inner, w_len, a_inner, a_len, write_items, groups_x, base,
+            n, per_target, w_inner, w_len, a_inner, a_len, groups_x, base,
             partial_base, w_sliced, a_sliced, p, scale_mode, d_at, divisor, repeat, per_thread,
             first, _pad,
         })),
         (&POINTWISE_VEC4_HALF, rust_struct!(PointParams {
-            n, per_target, w_inner, w_len, a_inner, a_len, write_items, groups_x, base,
+            n, per_target, w_inner, w_len, a_inner, a_len, groups_x, base,
             partial_base, w_sliced, a_sliced, p, scale_mode, d_at, divisor, repeat, per_thread,
             first, _pad,
         })),

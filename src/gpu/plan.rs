@@ -268,7 +268,6 @@ pub(crate) struct PointParams {
     pub w_len: u32,
     pub a_inner: u32,
     pub a_len: u32,
-    pub write_items: u32,
     pub groups_x: u32,
     pub base: u32,
     pub partial_base: u32,
@@ -281,7 +280,7 @@ pub(crate) struct PointParams {
     pub repeat: f32,
     pub per_thread: u32,
     pub first: u32,
-    pub _pad: [u32; 2],
+    pub _pad: [u32; 3],
 }
 
 /// The pass that sums `count` single-float partials of the scratch from

@@ -211,7 +211,6 @@ pub(super) fn schedule(
         w_len: plan.weight.as_ref().map_or(0, |w| w.len as u32),
         a_inner: plan.aux.as_ref().map_or(1, |a| a.inner as u32),
         a_len: plan.aux.as_ref().map_or(0, |a| a.len as u32),
-        write_items: items as u32,
         w_sliced: w_sliced as u32,
         a_sliced: a_sliced as u32,
         p,
