@@ -47,6 +47,11 @@ struct Params {
     // `finish` reads the upstream and writes the coefficients.
     grad: u32,
     coef_at: u32,
+    // Pixels per invocation of `pixels` and `pixels_gradient`.
+    per_thread: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Input and float targets as words of their dtype (`element`, common.wgsl),
@@ -294,6 +299,175 @@ fn coalesced(
     }
 }
 
+// `dice-pixels`: a run of `per_thread` pixels per invocation, laid out as
+// `main`'s (teams of TEAM, one 128-byte line of a class per step), each
+// pixel's classes loaded once into registers: the softmax, the target and
+// the four sums of every class come from them, and the sums stay per class
+// in registers until one reduction per class ends the workgroup. CLASSES is
+// the class count as a pipeline constant (at most PIXEL_CLASSES), so that
+// the loops over classes unroll and the per-class arrays stay registers.
+override CLASSES: u32 = 1u;
+const PIXEL_CLASSES: u32 = 16u;
+// `params.activation` and `params.class_target` as pipeline constants, so
+// that `dice-pixels` compiles only the path it runs: a CPU adapter runs both
+// sides of a branch it cannot prove uniform.
+override ACTIVATION: u32 = 0u;
+override CLASS_TARGET: bool = false;
+// A softmax against class indices (smp's multiclass from logits): every
+// probability lies in [0, 1] and every target is 0 or 1, unless the pixel is
+// NaN throughout (a poisoned softmax, a bad class index). Its sums then need
+// no extended reals: plain f32 terms and one kind per pixel.
+const BOUNDED_NAN_P: u32 = 0x1108u; // kind_flag(K_NAN) of p, d and both
+const BOUNDED_NAN_T: u32 = 0x1180u; // of t, d and both
+
+// The input index of a pixel's class 0, kept as (entry n, pixel r of the
+// entry) and stepped by TEAM pixels: a division only where a step crosses an
+// entry (every step where inner < TEAM).
+struct Walk {
+    n: u32,
+    r: u32,
+}
+
+fn walk_from(q: u32) -> Walk {
+    let n = q / params.inner;
+    return Walk(n, q - n * params.inner);
+}
+
+fn walk_step(w: Walk) -> Walk {
+    var r = w.r + TEAM;
+    var n = w.n;
+    if (r >= params.inner) {
+        n = n + r / params.inner;
+        r = r % params.inner;
+    }
+    return Walk(n, r);
+}
+
+fn walk_first(w: Walk) -> u32 {
+    return params.skip + w.n * CLASSES * params.inner + w.r;
+}
+
+// The probabilities of a pixel's classes from its values x: plain, sigmoid or
+// softmax (as `softmax_of` and `softmax_p`: NaN for every class after a NaN or
+// +inf logit or with no finite one, 0 for a -inf logit).
+fn pixel_probs(x: array<f32, PIXEL_CLASSES>) -> array<Ext, PIXEL_CLASSES> {
+    var p: array<Ext, PIXEL_CLASSES>;
+    if (ACTIVATION == SOFTMAX) {
+        var m = -FLT_MAX;
+        var bad = false;
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            let k = kind_of(x[c]);
+            bad = bad || k == K_NAN || k == K_PINF;
+            m = select(m, max(m, x[c]), k == K_FIN);
+        }
+        var e: array<f32, PIXEL_CLASSES>;
+        var s = 0.0;
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            let f = is_fin(x[c]);
+            e[c] = select(0.0, exp(select(m, x[c], f) - m), f);
+            s = s + e[c];
+        }
+        bad = bad || s == 0.0;
+        let d = select(s, 1.0, bad);
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            p[c] = ext_pick(fin(e[c] / d), ext_kind(K_NAN), bad);
+        }
+    } else {
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            p[c] = ext(x[c]);
+            if (ACTIVATION == SIGMOID) {
+                p[c] = ext_sigmoid(p[c]);
+            }
+        }
+    }
+    return p;
+}
+
+// e · 0 for a masked-out value (NaN for a non-finite e, as smp's product), e
+// where kept.
+fn keep_or_zero(e: Ext, keep: bool) -> Ext {
+    return ext_pick(ext_pick(fin(0.0), ext_kind(K_NAN), e.k != K_FIN), e, keep);
+}
+
+// A pixel's class target: its index, whether it counts, and NaN for an index
+// out of range that counts (as `main`).
+struct ClassTarget {
+    y: i32,
+    keep: bool,
+    bad: bool,
+}
+
+fn class_target_of(q: u32) -> ClassTarget {
+    let y = bitcast<i32>(targets[params.target_skip + q]);
+    let keep = params.has_ignore == 0u || y != params.ignore_class;
+    return ClassTarget(y, keep, keep && (y < 0 || y >= i32(CLASSES)));
+}
+
+@compute @workgroup_size(256)
+fn pixels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let group = wid.x + wid.y * params.groups_x;
+    let per = params.per_thread;
+    let start = (group * WG + lid) / TEAM * TEAM * per + lid % TEAM;
+    var acc: array<vec4<f32>, PIXEL_CLASSES>;
+    var kinds: array<u32, PIXEL_CLASSES>;
+    var w = walk_from(start);
+    for (var k = 0u; k < per; k = k + 1u) {
+        let q = start + k * TEAM;
+        if (q >= params.pixels) {
+            break;
+        }
+        let first = walk_first(w);
+        w = walk_step(w);
+        var x: array<f32, PIXEL_CLASSES>;
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            x[c] = ld_input(first + c * params.inner);
+        }
+        let probs = pixel_probs(x);
+        var ct = ClassTarget(-1, true, false);
+        if (CLASS_TARGET) {
+            ct = class_target_of(q);
+        }
+        if (CLASS_TARGET && ACTIVATION == SOFTMAX) {
+            let nan_p = probs[0].k == K_NAN;
+            for (var c = 0u; c < CLASSES; c = c + 1u) {
+                let p = select(0.0, probs[c].v, ct.keep);
+                let t = select(0.0, 1.0, ct.keep && ct.y == i32(c));
+                acc[c] = acc[c] + vec4(p, t, abs(p - t), min(p, t));
+                kinds[c] = kinds[c] | select(0u, BOUNDED_NAN_P, nan_p) | select(0u, BOUNDED_NAN_T, ct.bad);
+            }
+            continue;
+        }
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            var t: Ext;
+            var keep = ct.keep;
+            if (CLASS_TARGET) {
+                t = ext_pick(fin(select(0.0, 1.0, ct.y == i32(c))), ext_kind(K_NAN), ct.bad);
+            } else {
+                let raw = ld_target(first + c * params.inner);
+                keep = params.has_ignore == 0u || raw != params.ignore;
+                t = ext(raw);
+            }
+            // As in `main`.
+            let p = keep_or_zero(probs[c], keep);
+            t = keep_or_zero(t, keep);
+            let d = ext_abs(ext_sub(p, t));
+            let both = ext_min(p, t);
+            kinds[c] = kinds[c] | term_kinds(p, t, d, both);
+            acc[c] = acc[c] + vec4(p.v, t.v, d.v, both.v);
+        }
+    }
+    for (var c = 0u; c < CLASSES; c = c + 1u) {
+        let r = sums_of(reduce_wg_kinds(lid, acc[c], kinds[c], c));
+        if (lid == 0u) {
+            let j = 4u * ((params.partial_base + group) * CLASSES + c);
+            scratch[j] = ext_f32(r.sp);
+            scratch[j + 1u] = ext_f32(r.st);
+            scratch[j + 2u] = ext_f32(r.d);
+            scratch[j + 3u] = ext_f32(r.i);
+        }
+    }
+}
+
 // smp's rule: I = (Sp + St − D) / 2, dice = (I + smooth) / clamp_min(Sp/2 +
 // St/2 + smooth, eps); 0 for a class absent from the whole batch (NaN stays NaN).
 // Where the clamp is inactive, 1 − dice = (D / 2) / cardinality exactly,
@@ -506,8 +680,14 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
 // d loss / d probability of class c: p and t masked, sign(0) = 0 (and, as in
 // the twin, 0 for NaN: NaN sums make the coefficients NaN anyway).
 fn grad_prob(c: u32, p: Ext, t: Ext, m: f32) -> Ext {
-    let a = ext(side[params.coef_at + 2u * c]);
-    let b = ext(side[params.coef_at + 2u * c + 1u]);
+    return grad_prob_of(coef_a(c), coef_b(c), p, t, m);
+}
+
+fn coef_a(c: u32) -> Ext { return ext(side[params.coef_at + 2u * c]); }
+fn coef_b(c: u32) -> Ext { return ext(side[params.coef_at + 2u * c + 1u]); }
+
+// `grad_prob` with the class's coefficients (a, b) at hand.
+fn grad_prob_of(a: Ext, b: Ext, p: Ext, t: Ext, m: f32) -> Ext {
     let s = ext_sign(ext_sub(ext_mul(p, fin(m)), t));
     return ext_mul(ext_add(a, ext_mul(b, fin(s))), fin(m));
 }
@@ -606,6 +786,122 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             out[i] = ext_f32(ext_mul(ext_mul(grad_prob(c, p, t, mc), p), ext_sigmoid(ext_neg(x))));
         } else {
             out[i] = ext_f32(grad_prob(c, x, t, mc));
+        }
+    }
+}
+
+// `dice-pixels`' backward: `gradient`'s rule over the pixels of `pixels`,
+// each pixel's classes loaded once, the coefficients once per invocation.
+// A softmax against class indices with coefficients below 2^60 (every dice
+// loss's, unless its sums are not finite or eps is tiny) takes plain f32
+// math, which cannot overflow there; the rest takes extended reals. The two
+// are separate loops whose trip counts the coefficients choose, not two sides
+// of a branch: a CPU adapter runs both sides of a branch it cannot prove
+// uniform for every pixel, and a loop of no trips only once.
+@compute @workgroup_size(256)
+fn pixels_gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let group = wid.x + wid.y * params.groups_x;
+    let per = params.per_thread;
+    let start = (group * WG + lid) / TEAM * TEAM * per + lid % TEAM;
+    let inner = params.inner;
+    var ca: array<Ext, PIXEL_CLASSES>;
+    var cb: array<Ext, PIXEL_CLASSES>;
+    var small = CLASS_TARGET && ACTIVATION == SOFTMAX;
+    for (var c = 0u; c < CLASSES; c = c + 1u) {
+        ca[c] = coef_a(c);
+        cb[c] = coef_b(c);
+        small = small && ca[c].k == K_FIN && cb[c].k == K_FIN && abs(ca[c].v) < 0x1p60 && abs(cb[c].v) < 0x1p60;
+    }
+    let plain = select(0u, per, small);
+    var w = walk_from(start);
+    for (var k = 0u; k < plain; k = k + 1u) {
+        let q = start + k * TEAM;
+        if (q >= params.pixels) {
+            break;
+        }
+        let first = walk_first(w);
+        w = walk_step(w);
+        let ct = class_target_of(q);
+        let m = select(0.0, 1.0, ct.keep);
+        let y = select(-1, ct.y, ct.keep);
+        var x: array<f32, PIXEL_CLASSES>;
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            x[c] = ld_input(first + c * inner);
+        }
+        let p = pixel_probs(x);
+        // NaN for every class after a bad class index or a poisoned softmax,
+        // as in `gradient`.
+        let nan = ct.bad || p[0].k == K_NAN;
+        var g: array<f32, PIXEL_CLASSES>;
+        var dot = 0.0;
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            let d = p[c].v * m - select(0.0, 1.0, i32(c) == y);
+            let s = select(select(1.0, -1.0, sign_bit(d)), 0.0, is_zero(d));
+            g[c] = (ca[c].v + cb[c].v * s) * m;
+            dot = dot + g[c] * p[c].v;
+        }
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            out[first + c * inner] = select(p[c].v * (g[c] - dot), kind_bits(K_NAN), nan);
+        }
+    }
+    for (var k = plain; k < per; k = k + 1u) {
+        let q = start + k * TEAM;
+        if (q >= params.pixels) {
+            break;
+        }
+        let first = walk_first(w);
+        w = walk_step(w);
+        var y = -1;
+        var m = 1.0;
+        var poison = false;
+        if (CLASS_TARGET) {
+            let ct = class_target_of(q);
+            poison = ct.bad;
+            m = select(0.0, 1.0, ct.keep);
+            y = select(-1, ct.y, ct.keep);
+        }
+        var x: array<f32, PIXEL_CLASSES>;
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            x[c] = ld_input(first + c * inner);
+        }
+        let p = pixel_probs(x);
+        if (poison || (ACTIVATION == SOFTMAX && p[0].k == K_NAN)) {
+            for (var c = 0u; c < CLASSES; c = c + 1u) {
+                out[first + c * inner] = kind_bits(K_NAN);
+            }
+            continue;
+        }
+        if (ACTIVATION == SOFTMAX) {
+            var g: array<Ext, PIXEL_CLASSES>;
+            var dot = fin(0.0);
+            for (var c = 0u; c < CLASSES; c = c + 1u) {
+                let t = fin(select(0.0, 1.0, i32(c) == y));
+                g[c] = grad_prob_of(ca[c], cb[c], p[c], t, m);
+                dot = ext_add(dot, ext_mul(g[c], p[c]));
+            }
+            for (var c = 0u; c < CLASSES; c = c + 1u) {
+                out[first + c * inner] = ext_f32(ext_mul(p[c], ext_sub(g[c], dot)));
+            }
+            continue;
+        }
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            let i = first + c * inner;
+            var t: Ext;
+            var mc = m;
+            if (CLASS_TARGET) {
+                t = fin(select(0.0, 1.0, i32(c) == y));
+            } else {
+                let raw = ld_target(i);
+                mc = select(0.0, 1.0, params.has_ignore == 0u || raw != params.ignore);
+                t = ext_mul(ext(raw), fin(mc));
+            }
+            let g = grad_prob_of(ca[c], cb[c], p[c], t, mc);
+            if (ACTIVATION == SIGMOID) {
+                // p = exp(logsigmoid(x)): dp/dx = p σ(−x).
+                out[i] = ext_f32(ext_mul(ext_mul(g, p[c]), ext_sigmoid(ext_neg(ext(x[c])))));
+            } else {
+                out[i] = ext_f32(g);
+            }
         }
     }
 }

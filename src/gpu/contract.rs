@@ -319,7 +319,7 @@ fn params_match_the_shaders() {
         (&DICE, rust_struct!(DiceParams {
             pixels, classes, inner, groups_x, groups, class_target, activation, has_ignore,
             ignore, ignore_class, smoothing, eps, log_loss, mean, write_items, skip, target_skip,
-            partial_base, grad, coef_at,
+            partial_base, grad, coef_at, per_thread, _pad,
         })),
         (&FINALIZE, rust_struct!(FinalizeParams { count, mode, divisor, _pad })),
         (&PACK, rust_struct!(PackParams { n, groups_x, dtype, _pad })),
@@ -490,6 +490,12 @@ fn shared_constants_match_the_shaders() {
             "COALESCED_CLASSES",
             dice::COALESCED_CLASSES,
             "dice::COALESCED_CLASSES",
+        ),
+        (
+            &DICE,
+            "PIXEL_CLASSES",
+            dice::PIXEL_CLASSES,
+            "dice::PIXEL_CLASSES",
         ),
         (&ROWS, "NLL_ROWS", rows::NLL_ROWS, "rows::NLL_ROWS"),
         (&PACK, "ITEMS", PACK_ITEMS, "evaluator::PACK_ITEMS"),

@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | `dice-class-groups` | takes [`ITEMS`] pixels and walks their classes, `inner` values apart | every shape; softmax, which needs all classes of a pixel at once; many classes |
 //! | `dice-coalesced` | takes values in memory order (grid-stride), adding each to its class's sums | sigmoid or probabilities over at most [`COALESCED_CLASSES`] classes: neighbouring invocations read neighbouring values even where `inner` is small |
+//! | `dice-pixels` | takes a run of pixels (as many as the adapter's workgroup count leaves, up to [`MAX_PIXELS`]), loads each pixel's classes once and keeps every class's sums in registers; its backward likewise | at most [`PIXEL_CLASSES`] classes, compiled for the class count: one read of the logits where `dice-class-groups` reads a softmax's three times, one target read per pixel |
 
 use crate::loss::Dice;
 use bytemuck::{Pod, Zeroable};
@@ -37,22 +38,39 @@ pub(crate) const COALESCED_CLASSES: usize = 16;
 /// reductions, few enough for llvmpipe's loop limit.
 const COALESCED_ITEMS: usize = 32;
 
+/// Classes `dice-pixels` compiles for at most: `PIXEL_CLASSES` in
+/// shaders/dice.wgsl (checked by the test
+/// gpu::contract::shared_constants_match_the_shaders).
+pub(crate) const PIXEL_CLASSES: usize = 16;
+
+/// Pixels per invocation of `dice-pixels`, at least (a GPU's share) and at
+/// most: a CPU adapter wants few workgroups, each of which ends in one
+/// reduction per class, and an invocation's sums of up to 64 terms in f32
+/// keep their rounding near that of the other variants.
+const MIN_PIXELS: usize = 8;
+const MAX_PIXELS: usize = 64;
+
 /// How dice's first pass walks the input (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum DiceVariant {
     ClassGroups,
     Coalesced,
+    Pixels,
 }
 
 impl DiceVariant {
-    pub(crate) const ALL: &'static [DiceVariant] =
-        &[DiceVariant::ClassGroups, DiceVariant::Coalesced];
+    pub(crate) const ALL: &'static [DiceVariant] = &[
+        DiceVariant::ClassGroups,
+        DiceVariant::Coalesced,
+        DiceVariant::Pixels,
+    ];
 
     /// user-facing, kebab-case, unique across families
     pub(crate) fn name(self) -> &'static str {
         match self {
             DiceVariant::ClassGroups => "dice-class-groups",
             DiceVariant::Coalesced => "dice-coalesced",
+            DiceVariant::Pixels => "dice-pixels",
         }
     }
 
@@ -61,6 +79,15 @@ impl DiceVariant {
         match self {
             DiceVariant::ClassGroups => "main",
             DiceVariant::Coalesced => "coalesced",
+            DiceVariant::Pixels => "pixels",
+        }
+    }
+
+    /// The backward pass's entry point.
+    fn gradient_entry(self) -> &'static str {
+        match self {
+            DiceVariant::ClassGroups | DiceVariant::Coalesced => "gradient",
+            DiceVariant::Pixels => "pixels_gradient",
         }
     }
 }
@@ -74,11 +101,14 @@ impl DiceVariant {
 /// the autotuner to measure.
 pub(crate) fn variants(plan: &DicePlan, _caps: &Caps) -> Vec<DiceVariant> {
     let softmax = activation_id(plan.loss.from_logits, plan.loss.mode) == 2;
-    if softmax || plan.classes > COALESCED_CLASSES {
-        vec![DiceVariant::ClassGroups]
-    } else {
-        vec![DiceVariant::ClassGroups, DiceVariant::Coalesced]
+    let mut v = vec![DiceVariant::ClassGroups];
+    if !softmax && plan.classes <= COALESCED_CLASSES {
+        v.push(DiceVariant::Coalesced);
     }
+    if plan.classes <= PIXEL_CLASSES {
+        v.push(DiceVariant::Pixels);
+    }
+    v
 }
 
 fn not_eligible(plan: &DicePlan, variant: DiceVariant) -> Error {
@@ -115,6 +145,8 @@ pub(super) struct DiceParams {
     pub(super) partial_base: u32,
     pub(super) grad: u32,
     pub(super) coef_at: u32,
+    pub(super) per_thread: u32,
+    pub(super) _pad: [u32; 3],
 }
 
 /// The shader's `activation`: 0 none (probabilities), 1 `SIGMOID`, 2
@@ -149,6 +181,7 @@ pub(super) fn schedule(
     plan: &DicePlan,
     limit: usize,
     grad: bool,
+    groups_wanted: usize,
     variant: DiceVariant,
 ) -> Result<Schedule> {
     if !variants(plan, &Caps::default()).contains(&variant) {
@@ -196,6 +229,17 @@ pub(super) fn schedule(
         partial_base: 0,
         grad: grad as u32,
         coef_at: 0,
+        per_thread: 0,
+        _pad: [0; 3],
+    };
+    // `dice-pixels` is compiled for the class count.
+    let constants = match variant {
+        DiceVariant::Pixels => vec![
+            ("CLASSES", classes as f64),
+            ("ACTIVATION", activation as f64),
+            ("CLASS_TARGET", class_target as u8 as f64),
+        ],
+        _ => vec![],
     };
     let absent = Slice::whole(Role::Absent);
     let mut dispatches = Vec::new();
@@ -205,9 +249,13 @@ pub(super) fn schedule(
     while first < plan.batch && entry > 0 {
         let entries = step.min(plan.batch - first);
         let pixels = entries * inner;
+        let per_thread = pixels
+            .div_ceil(WG * groups_wanted.max(1))
+            .clamp(MIN_PIXELS, MAX_PIXELS);
         let (groups_x, groups_y) = match variant {
             DiceVariant::ClassGroups => grid(pixels.div_ceil(WG * ITEMS)),
             DiceVariant::Coalesced => grid((pixels * classes).div_ceil(WG * COALESCED_ITEMS)),
+            DiceVariant::Pixels => grid(pixels.div_ceil(WG * per_thread)),
         };
         let (target_start, target_len) = if class_target {
             (first * inner, pixels)
@@ -220,6 +268,7 @@ pub(super) fn schedule(
             skip: (first * entry % OFFSET_ALIGN) as u32,
             target_skip: (target_start % OFFSET_ALIGN) as u32,
             partial_base: groups as u32,
+            per_thread: per_thread as u32,
             ..params
         };
         let x = aligned(Role::Input, first * entry, entries * entry);
@@ -227,14 +276,18 @@ pub(super) fn schedule(
         dispatches.push(Dispatch {
             kernel: &DICE,
             entry: variant.entry(),
-            constants: vec![],
+            constants: constants.clone(),
             params: bytemuck::bytes_of(&p).to_vec(),
             bindings: vec![x, t, absent, absent, Slice::whole(Role::Scratch)],
             groups: (groups_x, groups_y),
         });
         if grad {
-            // Same slice, one pixel per thread; `coef_at` is set below.
-            let (gx, gy) = grid(pixels.div_ceil(WG));
+            // Same slice, one pixel per thread (`per_thread` for
+            // `dice-pixels`); `coef_at` is set below.
+            let (gx, gy) = match variant {
+                DiceVariant::Pixels => (groups_x, groups_y),
+                _ => grid(pixels.div_ceil(WG)),
+            };
             let dx = aligned(Role::Grad(Wrt::Input), first * entry, entries * entry);
             gradients.push((
                 DiceParams { groups_x: gx, ..p },
@@ -274,8 +327,8 @@ pub(super) fn schedule(
         };
         dispatches.push(Dispatch {
             kernel: &DICE,
-            entry: "gradient",
-            constants: vec![],
+            entry: variant.gradient_entry(),
+            constants: constants.clone(),
             params: bytemuck::bytes_of(&p).to_vec(),
             bindings,
             groups,

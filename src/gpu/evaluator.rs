@@ -221,7 +221,8 @@ impl Context {
                 super::pairs::schedule(reduction, p, limit, grad, v, self.subgroup_size())?
             }
             (Geometry::Dice(d), Kind::Dice(v)) => {
-                super::dice::schedule(reduction, d, limit, grad, v)?
+                let groups = self.groups_wanted();
+                super::dice::schedule(reduction, d, limit, grad, groups, v)?
             }
             _ => {
                 return Err(Error::Variant {

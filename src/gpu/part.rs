@@ -112,7 +112,14 @@ fn gradients(input: Vec<f32>) -> Gradients {
 /// class's two coefficients from `coefficients` (an owned buffer) instead of
 /// from what its `finish` pass would compute from these pixels alone.
 fn coefficient_schedule(plan: &DicePlan, limit: usize, coefficients: Vec<f32>) -> Result<Schedule> {
-    let mut schedule = dice_schedule(Reduction::Sum, plan, limit, true, DiceVariant::ClassGroups)?;
+    let mut schedule = dice_schedule(
+        Reduction::Sum,
+        plan,
+        limit,
+        true,
+        1,
+        DiceVariant::ClassGroups,
+    )?;
     schedule.dispatches.retain(|d| d.entry == "gradient");
     for d in &mut schedule.dispatches {
         let mut params: DiceParams = bytemuck::pod_read_unaligned(&d.params);

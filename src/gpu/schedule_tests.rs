@@ -32,7 +32,9 @@ fn schedule(
         Geometry::Pairs(p) => {
             pairs::schedule(reduction, p, limit, grad, pairs::PairsVariant::Thread, 32)
         }
-        Geometry::Dice(d) => dice::schedule(reduction, d, limit, grad, DiceVariant::ClassGroups),
+        Geometry::Dice(d) => {
+            dice::schedule(reduction, d, limit, grad, 64, DiceVariant::ClassGroups)
+        }
     }
     .unwrap()
 }
@@ -657,7 +659,7 @@ fn pair_variants_are_eligible_by_row_length_and_subgroups() {
 
 #[test]
 fn dice_variants_and_their_first_pass() {
-    use DiceVariant::{ClassGroups, Coalesced};
+    use DiceVariant::{ClassGroups, Coalesced, Pixels};
     let plan_of = |mode: &str, logits: bool, shape: &[usize]| {
         let mut loss = Loss::from_name("dice").unwrap();
         let Loss::Dice(d) = &mut loss else {
@@ -680,20 +682,36 @@ fn dice_variants_and_their_first_pass() {
     // Class groups first; coalesced where there is no softmax.
     assert_eq!(
         dice::variants(&plan_of("multilabel", true, &[64, 4, 1]), &none),
-        [ClassGroups, Coalesced]
+        [ClassGroups, Coalesced, Pixels]
     );
     assert_eq!(
         dice::variants(&plan_of("multilabel", true, &[2, 4, 4096]), &none),
-        [ClassGroups, Coalesced]
+        [ClassGroups, Coalesced, Pixels]
     );
-    // More classes than it keeps sums of.
+    // More classes than either keeps sums of.
     assert_eq!(
         dice::variants(&plan_of("multilabel", true, &[2, 17, 8]), &none),
         [ClassGroups]
     );
     let p = plan_of("multilabel", false, &[3, 5, 100]);
-    let s = dice::schedule(Reduction::Mean, &p, 1 << 20, false, Coalesced).unwrap();
+    let s = dice::schedule(Reduction::Mean, &p, 1 << 20, false, 64, Coalesced).unwrap();
     assert_eq!(s.dispatches[0].entry, "coalesced");
     // 1500 values, 32 per invocation: one workgroup.
     assert_eq!(s.dispatches[0].groups, (1, 1));
+
+    // A softmax: class groups or pixels, the latter compiled for its 4
+    // classes, its backward over the same runs of pixels.
+    let p = plan_of("multiclass", true, &[2, 4, 1 << 20]);
+    assert_eq!(dice::variants(&p, &none), [ClassGroups, Pixels]);
+    let few = dice::schedule(Reduction::Mean, &p, 1 << 24, true, 8, Pixels).unwrap();
+    let (first, last) = (&few.dispatches[0], few.dispatches.last().unwrap());
+    assert_eq!((first.entry, last.entry), ("pixels", "pixels_gradient"));
+    assert_eq!(first.constants, [("CLASSES", 4.0)]);
+    assert_eq!(last.constants, [("CLASSES", 4.0)]);
+    // 2^21 pixels for 8 wanted workgroups: the most pixels per invocation
+    // (64), 128 workgroups; for 2048 wanted, the fewest (8).
+    assert_eq!(first.groups, (128, 1));
+    assert_eq!(last.groups, (128, 1));
+    let many = dice::schedule(Reduction::Mean, &p, 1 << 24, false, 2048, Pixels).unwrap();
+    assert_eq!(many.dispatches[0].groups, (1024, 1));
 }
