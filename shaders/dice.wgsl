@@ -321,8 +321,10 @@ const BOUNDED_NAN_P: u32 = 0x1108u; // kind_flag(K_NAN) of p, d and both
 const BOUNDED_NAN_T: u32 = 0x1180u; // of t, d and both
 
 // The input index of a pixel's class 0, kept as (entry n, pixel r of the
-// entry) and stepped by TEAM pixels: a division only where a step crosses an
-// entry (every step where inner < TEAM).
+// entry) and stepped by TEAM pixels without a division: a loop, not a
+// branch, carries r into n, because a CPU adapter runs a branch's body for
+// every step, a loop's only while one of its lanes needs it (once for
+// inner >= TEAM, up to TEAM / inner times below).
 struct Walk {
     n: u32,
     r: u32,
@@ -336,9 +338,9 @@ fn walk_from(q: u32) -> Walk {
 fn walk_step(w: Walk) -> Walk {
     var r = w.r + TEAM;
     var n = w.n;
-    if (r >= params.inner) {
-        n = n + r / params.inner;
-        r = r % params.inner;
+    while (r >= params.inner) {
+        r = r - params.inner;
+        n = n + 1u;
     }
     return Walk(n, r);
 }
@@ -403,6 +405,57 @@ fn class_target_of(q: u32) -> ClassTarget {
     return ClassTarget(y, keep, keep && (y < 0 || y >= i32(CLASSES)));
 }
 
+// Pixels per block of `pixels`: each block's sums are taken apart and then
+// added to the invocation's, so that a run of up to 512 pixels (the host's
+// MAX_PIXELS, on a CPU adapter) rounds as PIXEL_BLOCK + 8 additions.
+const PIXEL_BLOCK: u32 = 64u;
+
+// A pixel's terms added to its classes' sums and kinds.
+fn add_pixel(
+    q: u32,
+    first: u32,
+    acc: ptr<function, array<vec4<f32>, PIXEL_CLASSES>>,
+    kinds: ptr<function, array<u32, PIXEL_CLASSES>>,
+) {
+    var x: array<f32, PIXEL_CLASSES>;
+    for (var c = 0u; c < CLASSES; c = c + 1u) {
+        x[c] = ld_input(first + c * params.inner);
+    }
+    let probs = pixel_probs(x);
+    var ct = ClassTarget(-1, true, false);
+    if (CLASS_TARGET) {
+        ct = class_target_of(q);
+    }
+    if (CLASS_TARGET && ACTIVATION == SOFTMAX) {
+        let nan_p = probs[0].k == K_NAN;
+        for (var c = 0u; c < CLASSES; c = c + 1u) {
+            let p = select(0.0, probs[c].v, ct.keep);
+            let t = select(0.0, 1.0, ct.keep && ct.y == i32(c));
+            (*acc)[c] = (*acc)[c] + vec4(p, t, abs(p - t), min(p, t));
+            (*kinds)[c] = (*kinds)[c] | select(0u, BOUNDED_NAN_P, nan_p) | select(0u, BOUNDED_NAN_T, ct.bad);
+        }
+        return;
+    }
+    for (var c = 0u; c < CLASSES; c = c + 1u) {
+        var t: Ext;
+        var keep = ct.keep;
+        if (CLASS_TARGET) {
+            t = ext_pick(fin(select(0.0, 1.0, ct.y == i32(c))), ext_kind(K_NAN), ct.bad);
+        } else {
+            let raw = ld_target(first + c * params.inner);
+            keep = params.has_ignore == 0u || raw != params.ignore;
+            t = ext(raw);
+        }
+        // As in `main`.
+        let p = keep_or_zero(probs[c], keep);
+        t = keep_or_zero(t, keep);
+        let d = ext_abs(ext_sub(p, t));
+        let both = ext_min(p, t);
+        (*kinds)[c] = (*kinds)[c] | term_kinds(p, t, d, both);
+        (*acc)[c] = (*acc)[c] + vec4(p.v, t.v, d.v, both.v);
+    }
+}
+
 @compute @workgroup_size(256)
 fn pixels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let group = wid.x + wid.y * params.groups_x;
@@ -411,53 +464,32 @@ fn pixels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     var acc: array<vec4<f32>, PIXEL_CLASSES>;
     var kinds: array<u32, PIXEL_CLASSES>;
     var w = walk_from(start);
-    for (var k = 0u; k < per; k = k + 1u) {
-        let q = start + k * TEAM;
-        if (q >= params.pixels) {
-            break;
-        }
-        let first = walk_first(w);
-        w = walk_step(w);
-        var x: array<f32, PIXEL_CLASSES>;
-        for (var c = 0u; c < CLASSES; c = c + 1u) {
-            x[c] = ld_input(first + c * params.inner);
-        }
-        let probs = pixel_probs(x);
-        var ct = ClassTarget(-1, true, false);
-        if (CLASS_TARGET) {
-            ct = class_target_of(q);
-        }
-        if (CLASS_TARGET && ACTIVATION == SOFTMAX) {
-            let nan_p = probs[0].k == K_NAN;
-            for (var c = 0u; c < CLASSES; c = c + 1u) {
-                let p = select(0.0, probs[c].v, ct.keep);
-                let t = select(0.0, 1.0, ct.keep && ct.y == i32(c));
-                acc[c] = acc[c] + vec4(p, t, abs(p - t), min(p, t));
-                kinds[c] = kinds[c] | select(0u, BOUNDED_NAN_P, nan_p) | select(0u, BOUNDED_NAN_T, ct.bad);
+    for (var b = 0u; b < per; b = b + PIXEL_BLOCK) {
+        var part: array<vec4<f32>, PIXEL_CLASSES>;
+        let end = min(b + PIXEL_BLOCK, per);
+        for (var k = b; k < end; k = k + 1u) {
+            let q = start + k * TEAM;
+            if (q >= params.pixels) {
+                break;
             }
-            continue;
+            add_pixel(q, walk_first(w), &part, &kinds);
+            w = walk_step(w);
         }
         for (var c = 0u; c < CLASSES; c = c + 1u) {
-            var t: Ext;
-            var keep = ct.keep;
-            if (CLASS_TARGET) {
-                t = ext_pick(fin(select(0.0, 1.0, ct.y == i32(c))), ext_kind(K_NAN), ct.bad);
-            } else {
-                let raw = ld_target(first + c * params.inner);
-                keep = params.has_ignore == 0u || raw != params.ignore;
-                t = ext(raw);
-            }
-            // As in `main`.
-            let p = keep_or_zero(probs[c], keep);
-            t = keep_or_zero(t, keep);
-            let d = ext_abs(ext_sub(p, t));
-            let both = ext_min(p, t);
-            kinds[c] = kinds[c] | term_kinds(p, t, d, both);
-            acc[c] = acc[c] + vec4(p.v, t.v, d.v, both.v);
+            acc[c] = acc[c] + part[c];
         }
     }
     for (var c = 0u; c < CLASSES; c = c + 1u) {
-        let r = sums_of(reduce_wg_kinds(lid, acc[c], kinds[c], c));
+        // acc[c] and kinds[c] through constant indices: a loop with a
+        // barrier in it may stay a loop, and indexing the arrays with its
+        // counter would keep them in memory for the whole kernel.
+        var v = vec4<f32>(0.0);
+        var kc = 0u;
+        for (var j = 0u; j < CLASSES; j = j + 1u) {
+            v = select(v, acc[j], j == c);
+            kc = select(kc, kinds[j], j == c);
+        }
+        let r = sums_of(reduce_wg_kinds(lid, v, kc, c));
         if (lid == 0u) {
             let j = 4u * ((params.partial_base + group) * CLASSES + c);
             scratch[j] = ext_f32(r.sp);

@@ -45,10 +45,12 @@ pub(crate) const PIXEL_CLASSES: usize = 16;
 
 /// Pixels per invocation of `dice-pixels`, at least (a GPU's share) and at
 /// most: a CPU adapter wants few workgroups, each of which ends in one
-/// reduction per class, and an invocation's sums of up to 64 terms in f32
-/// keep their rounding near that of the other variants.
+/// reduction per class (on lavapipe 2^22 pixels of 4 classes took 40–45 ms
+/// forward with up to 512 per invocation, 57–68 ms with up to 64).
+/// The shader sums them in blocks of 64 (`PIXEL_BLOCK`), which bounds the
+/// rounding of an invocation's sums.
 const MIN_PIXELS: usize = 8;
-const MAX_PIXELS: usize = 64;
+const MAX_PIXELS: usize = 512;
 
 /// How dice's first pass walks the input (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,20 +95,23 @@ impl DiceVariant {
 }
 
 /// The variants that can evaluate this shape, the best guess first.
+/// `dice-pixels` compiles for at most [`PIXEL_CLASSES`] classes and is the
+/// best guess there: on lavapipe it took a fifth of `dice-class-groups`'
+/// time forward and of its fused call (BENCHMARKS.md), and on a GPU it reads
+/// each logit once where the other reads a softmax's three times.
 /// `dice-coalesced` needs no softmax (a softmax reads every class of a pixel
-/// together) and at most [`COALESCED_CLASSES`] classes. `dice-class-groups`
-/// stays the best guess everywhere: on lavapipe neither was consistently
-/// faster (BENCHMARKS.md), and where `dice-coalesced` should win on a GPU (a
-/// pixel's classes closer than a warp's width apart, `inner` < 32) is for
-/// the autotuner to measure.
+/// together) and at most [`COALESCED_CLASSES`] classes; where it should win
+/// on a GPU (a pixel's classes closer than a warp's width apart, `inner` <
+/// 32) is for the autotuner to measure.
 pub(crate) fn variants(plan: &DicePlan, _caps: &Caps) -> Vec<DiceVariant> {
     let softmax = activation_id(plan.loss.from_logits, plan.loss.mode) == 2;
-    let mut v = vec![DiceVariant::ClassGroups];
-    if !softmax && plan.classes <= COALESCED_CLASSES {
-        v.push(DiceVariant::Coalesced);
-    }
+    let mut v = Vec::new();
     if plan.classes <= PIXEL_CLASSES {
         v.push(DiceVariant::Pixels);
+    }
+    v.push(DiceVariant::ClassGroups);
+    if !softmax && plan.classes <= COALESCED_CLASSES {
+        v.push(DiceVariant::Coalesced);
     }
     v
 }

@@ -672,21 +672,29 @@ fn dice_variants_and_their_first_pass() {
         d.from_logits = logits;
         let n: usize = shape.iter().product();
         let x = vec![0.25f32; n];
-        let inputs = Inputs::new(Tensor::new(&x, shape)).target(Tensor::new(&x, shape));
+        let y = vec![0i64; n / shape[1]];
+        let ys = [shape[0], shape[2]];
+        let inputs = Inputs::new(Tensor::new(&x, shape));
+        let inputs = if mode == "multiclass" {
+            inputs.classes(&y, &ys)
+        } else {
+            inputs.target(Tensor::new(&x, shape))
+        };
         match plan(&loss, Reduction::Mean, &inputs).unwrap().geometry {
             Geometry::Dice(d) => d,
             _ => unreachable!(),
         }
     };
     let none = Caps::default();
-    // Class groups first; coalesced where there is no softmax.
+    // Pixels first where it compiles for the classes; coalesced where
+    // there is no softmax.
     assert_eq!(
         dice::variants(&plan_of("multilabel", true, &[64, 4, 1]), &none),
-        [ClassGroups, Coalesced, Pixels]
+        [Pixels, ClassGroups, Coalesced]
     );
     assert_eq!(
         dice::variants(&plan_of("multilabel", true, &[2, 4, 4096]), &none),
-        [ClassGroups, Coalesced, Pixels]
+        [Pixels, ClassGroups, Coalesced]
     );
     // More classes than either keeps sums of.
     assert_eq!(
@@ -699,19 +707,21 @@ fn dice_variants_and_their_first_pass() {
     // 1500 values, 32 per invocation: one workgroup.
     assert_eq!(s.dispatches[0].groups, (1, 1));
 
-    // A softmax: class groups or pixels, the latter compiled for its 4
-    // classes, its backward over the same runs of pixels.
+    // A softmax: pixels or class groups, the former compiled for its 4
+    // classes, the softmax and class indices, its backward over the same
+    // runs of pixels.
     let p = plan_of("multiclass", true, &[2, 4, 1 << 20]);
-    assert_eq!(dice::variants(&p, &none), [ClassGroups, Pixels]);
+    assert_eq!(dice::variants(&p, &none), [Pixels, ClassGroups]);
     let few = dice::schedule(Reduction::Mean, &p, 1 << 24, true, 8, Pixels).unwrap();
     let (first, last) = (&few.dispatches[0], few.dispatches.last().unwrap());
     assert_eq!((first.entry, last.entry), ("pixels", "pixels_gradient"));
-    assert_eq!(first.constants, [("CLASSES", 4.0)]);
-    assert_eq!(last.constants, [("CLASSES", 4.0)]);
+    let constants = [("CLASSES", 4.0), ("ACTIVATION", 2.0), ("CLASS_TARGET", 1.0)];
+    assert_eq!(first.constants, constants);
+    assert_eq!(last.constants, constants);
     // 2^21 pixels for 8 wanted workgroups: the most pixels per invocation
-    // (64), 128 workgroups; for 2048 wanted, the fewest (8).
-    assert_eq!(first.groups, (128, 1));
-    assert_eq!(last.groups, (128, 1));
+    // (512), 16 workgroups; for 2048 wanted, the fewest (8).
+    assert_eq!(first.groups, (16, 1));
+    assert_eq!(last.groups, (16, 1));
     let many = dice::schedule(Reduction::Mean, &p, 1 << 24, false, 2048, Pixels).unwrap();
     assert_eq!(many.dispatches[0].groups, (1024, 1));
 }

@@ -1260,7 +1260,7 @@ fn every_dice_variant_at_awkward_shapes() {
     let mut ran = BTreeSet::new();
     // (N, C, inner): a pixel per entry, around the workgroup, the most
     // classes `dice-coalesced` and `dice-pixels` keep and one more, and runs
-    // of more than 8 pixels per invocation (`dice-pixels` on a CPU adapter)
+    // of more than 64 pixels per invocation (`dice-pixels` on a CPU adapter)
     // whose steps cross entries once in a while and several at a time.
     let shapes: [[usize; 3]; 9] = [
         [1, 3, 1],
@@ -1270,7 +1270,7 @@ fn every_dice_variant_at_awkward_shapes() {
         [3, 16, 5],
         [2, 17, 3],
         [1, 2, 4099],
-        [3, 4, 40_000],
+        [2, 2, 300_001],
         [20_000, 2, 3],
     ];
     for (k, shape) in shapes.iter().enumerate() {
