@@ -84,6 +84,10 @@ struct Params {
 @group(0) @binding(7) var<uniform> params: Params;
 
 override GRAD: bool = false;
+// Label smoothing (params.eps > 0) as a pipeline constant: without it the
+// per-logit factors fold away (a CPU adapter would run their loads and
+// arithmetic for every logit, masked off, were it a uniform's test).
+override SMOOTHING: bool = false;
 override DTYPE_0: u32 = DT_F32;
 override DTYPE_1: u32 = DT_F32;
 override DTYPE_2: u32 = DT_F32;
@@ -139,38 +143,32 @@ fn seen(st: State) -> bool {
     return (st.f & SEEN) != 0u;
 }
 
+// One logit x with its factor into the state. Written with selects, not
+// branches: a CPU adapter runs every side of a branch for every logit, and
+// the two sides of the running maximum would each take an exp. exp(-|x - m|)
+// is exp(m - x) for a new maximum and exp(x - m) otherwise, bit for bit.
 fn push(st: State, x: f32, te: Ext) -> State {
-    var o = st;
     let kx = kind_of(x);
-    if (kx == K_NAN || kx == K_PINF || te.k != K_FIN) {
-        o.f = o.f | POISON;
-        return o;
-    }
+    let poison = kx == K_NAN || kx == K_PINF || te.k != K_FIN;
+    let live = kx == K_FIN && !poison;
+    let ninf = kx == K_NINF && !poison;
     let t = te.v;
-    if (kx == K_NINF) {
-        if (t > 0.0) {
-            o.f = o.f | A_PINF;
-        } else if (t < 0.0) {
-            o.f = o.f | A_NINF;
-        } else {
-            o.f = o.f | A_NAN;
-        }
-        o.b = o.b + t;
-        return o;
-    }
-    if (!seen(o)) {
-        o.m = x;
-        o.f = o.f | SEEN;
-    } else if (x > o.m) {
-        // The old maximum joins r; everything seen so far moves away from m.
-        o.r = (o.r + 1.0) * exp(o.m - x);
-        o.a = o.a + o.b * (x - o.m);
-        o.m = x;
-    } else {
-        o.r = o.r + exp(x - o.m);
-    }
-    o.a = o.a + t * (o.m - x);
-    o.b = o.b + t;
+    let s = seen(st);
+    // x where it is a finite logit of a seen state, else m (d = 0): nothing
+    // below meets an infinity or the initial -FLT_MAX.
+    let xf = select(st.m, x, live && s);
+    let d = abs(xf - st.m);
+    let e = exp(-d);
+    let up = xf > st.m;
+    var o = st;
+    o.r = select(st.r, select(st.r + e, (st.r + 1.0) * e, up), live && s);
+    o.a = select(st.a, st.a + select(t * d, st.b * d, up), live);
+    o.m = select(st.m, select(x, max(st.m, xf), s), live);
+    o.b = select(st.b, st.b + t, live || ninf);
+    var f = st.f | select(0u, SEEN, live) | select(0u, POISON, poison);
+    let ninf_flag = select(select(A_NAN, A_NINF, t < 0.0), A_PINF, t > 0.0);
+    f = f | select(0u, ninf_flag, ninf);
+    o.f = f;
     return o;
 }
 
@@ -272,7 +270,7 @@ fn scans(y: i32) -> bool {
 // targets. Otherwise only the target's weight enters, and the weights of the
 // other classes (not finite ones too) must not touch the row.
 fn uses_factors() -> bool {
-    return LOSS == CROSS_ENTROPY_PROB || (LOSS == CROSS_ENTROPY && params.eps > 0.0);
+    return LOSS == CROSS_ENTROPY_PROB || (LOSS == CROSS_ENTROPY && SMOOTHING);
 }
 
 // The factor of class c at logit j in row class y's state: none where the
@@ -526,31 +524,21 @@ fn target_term(gy: Ext, u: Ext) -> Ext {
 
 fn logit_grad(r: u32, c: u32, y: i32, co: Coef) {
     let j = row_base(r) + c * params.inner;
-    if (co.nan) {
-        grad[params.x_skip + j] = kind_bits(K_NAN);
-        return;
-    }
+    // One store, the NaN row's chosen by a select: a CPU adapter would run
+    // the store of a branch for every logit, masked off or not.
     var g = fin(0.0);
     if (LOSS != NLL) {
         // In a row that is not NaN, a logit is finite or -inf (p = 0).
         let x = ld_input(params.x_skip + j);
-        var p = 0.0;
-        if (is_fin(x)) {
-            p = exp((x - co.m) - co.ls);
-        }
-        var cp = co.p;
-        if (i32(c) == y) {
-            cp = co.py;
-        }
-        g = ext_mul(fin(p), cp);
+        let f = is_fin(x);
+        let p = select(0.0, exp((select(co.m, x, f) - co.m) - co.ls), f);
+        g = ext_mul(fin(p), ext_pick(co.p, co.py, i32(c) == y));
         if (uses_factors()) {
             g = ext_add(g, ext_mul(ext_mul(fin(-1.0), co.b), factor(c, j)));
         }
     }
-    if (i32(c) == y) {
-        g = ext_add(g, co.ey);
-    }
-    grad[params.x_skip + j] = ext_f32(g);
+    g = ext_pick(g, ext_add(g, co.ey), i32(c) == y);
+    grad[params.x_skip + j] = select(ext_f32(g), kind_bits(K_NAN), co.nan);
 }
 
 // Ignored rows pass no gradient but NaN where their log-softmax is NaN (`st`

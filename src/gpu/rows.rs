@@ -377,6 +377,9 @@ pub(super) fn schedule(
     if grad {
         constants.push(("GRAD", 1.0));
     }
+    if eps > 0.0 {
+        constants.push(("SMOOTHING", 1.0));
+    }
     let mut slices = Vec::new();
     let mut n0 = 0;
     while n0 < batch {
