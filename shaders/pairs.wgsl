@@ -366,18 +366,31 @@ struct CosTerms {
 }
 
 fn cos_terms(a: f32, b: f32) -> CosTerms {
-    // The common case, told from the bits: both below 2^63, where every
-    // product is finite.
-    let m = max(bitcast<u32>(a) & 0x7fffffffu, bitcast<u32>(b) & 0x7fffffffu);
-    if (m < 0x5f000000u) {
-        return CosTerms(a * b, a * a, b * b, vec3(0u));
-    }
-    let ae = ext(a);
-    let be = ext(b);
-    let d = ext_mul(ae, be);
-    let s1 = ext_mul(ae, ae);
-    let s2 = ext_mul(be, be);
-    return CosTerms(d.v, s1.v, s2.v, vec3(kind_flag(d.k), kind_flag(s1.k), kind_flag(s2.k)));
+    // Products of the finite parts, an overflow told from its bits; the
+    // kinds of a non-finite operand's products as IEEE multiplication gives
+    // them (ext_mul's rules). Selects, not a branch for the rare case: a CPU
+    // adapter runs both sides of a branch for every element.
+    let ka = kind_of(a);
+    let kb = kind_of(b);
+    let a0 = select(0.0, a, ka == K_FIN);
+    let b0 = select(0.0, b, kb == K_FIN);
+    let d = a0 * b0;
+    let s1 = a0 * a0;
+    let s2 = b0 * b0;
+    let nan = ka == K_NAN || kb == K_NAN;
+    let a_inf = ka == K_PINF || ka == K_NINF;
+    let b_inf = kb == K_PINF || kb == K_NINF;
+    let zero = (a_inf && kb == K_FIN && is_zero(b)) || (b_inf && ka == K_FIN && is_zero(a));
+    let inf_d = select(K_PINF, K_NINF, sign_bit(a) != sign_bit(b));
+    let kd = select(select(kind_of(d), inf_d, a_inf || b_inf), K_NAN, nan || zero);
+    let k1 = select(kind_of(s1), select(K_PINF, K_NAN, ka == K_NAN), ka != K_FIN);
+    let k2 = select(kind_of(s2), select(K_PINF, K_NAN, kb == K_NAN), kb != K_FIN);
+    return CosTerms(
+        select(0.0, d, kd == K_FIN),
+        select(0.0, s1, k1 == K_FIN),
+        select(0.0, s2, k2 == K_FIN),
+        vec3(kind_flag(kd), kind_flag(k1), kind_flag(k2)),
+    );
 }
 
 // CosineEmbeddingLoss: cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)).
