@@ -202,6 +202,11 @@ fn bce_with_logits(x: f32, y: f32, pw: f32) -> Ext {
     if (!(is_fin(x) && is_fin(y) && is_fin(pw))) {
         return bce_logits_ref(ext(x), ext(y), ext(pw));
     }
+    return bce_with_logits_fin(x, y, pw);
+}
+
+// `bce_with_logits` of finite arguments.
+fn bce_with_logits_fin(x: f32, y: f32, pw: f32) -> Ext {
     let lw = 1.0 + (pw - 1.0) * y;
     let tail = lw * log1p(exp(-abs(x)));
     if (x >= 0.0) {
@@ -217,7 +222,12 @@ fn sigmoid_focal(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
     if (!(is_fin(x) && is_fin(y))) {
         return focal_ref(ext(x), ext(y), alpha, gamma);
     }
-    let ce = bce_with_logits(x, y, 1.0);
+    return sigmoid_focal_fin(x, y, alpha, gamma);
+}
+
+// `sigmoid_focal` of finite arguments.
+fn sigmoid_focal_fin(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
+    let ce = bce_with_logits_fin(x, y, 1.0);
     let u = y * sigmoid(-x) + (1.0 - y) * sigmoid(x);
     var l = ext_mul(ce, ext_pow(fin(u), gamma));
     if (alpha >= 0.0) {
@@ -434,7 +444,7 @@ fn bce_grad(x: f32, y: f32) -> Ext {
 // without pos_weight the reference's is sigma(x) - y.
 fn bce_with_logits_grad(x: f32, y: f32, pw: f32) -> Ext {
     if (is_fin(x) && is_fin(y) && is_fin(pw)) {
-        return ext((1.0 - y) * sigmoid(x) - pw * y * sigmoid(-x));
+        return bce_with_logits_grad_fin(x, y, pw);
     }
     let s = ext_sigmoid(ext(x));
     let ye = ext(y);
@@ -443,6 +453,10 @@ fn bce_with_logits_grad(x: f32, y: f32, pw: f32) -> Ext {
     }
     let t = ext_mul(ext(pw), ye);
     return ext_sub(ext_mul(ext_sub(ext_add(t, fin(1.0)), ye), s), t);
+}
+
+fn bce_with_logits_grad_fin(x: f32, y: f32, pw: f32) -> Ext {
+    return ext((1.0 - y) * sigmoid(x) - pw * y * sigmoid(-x));
 }
 
 // The chain through torchvision's expression, u = 1 - p_t:
@@ -454,6 +468,11 @@ fn sigmoid_focal_grad(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
     if (!(is_fin(x) && is_fin(y))) {
         return focal_grad_ref(ext(x), ext(y), alpha, gamma);
     }
+    return sigmoid_focal_grad_fin(x, y, alpha, gamma);
+}
+
+// `sigmoid_focal_grad` of finite arguments.
+fn sigmoid_focal_grad_fin(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
     let p = sigmoid(x);
     let r = sigmoid(-x);
     var u = y * r + (1.0 - y) * p;
@@ -477,7 +496,7 @@ fn sigmoid_focal_grad(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
     if (gamma != 0.0) {
         let focal = ext_mul(fin(gamma), ext_pow(fin(u), gamma - 1.0));
         let du = (1.0 - 2.0 * y) * (p * r);
-        g = ext_add(g, ext_mul(ext_mul(bce_with_logits(x, y, 1.0), focal), fin(du)));
+        g = ext_add(g, ext_mul(ext_mul(bce_with_logits_fin(x, y, 1.0), focal), fin(du)));
     }
     return alpha_weight(g, fin(y), alpha);
 }
@@ -540,5 +559,60 @@ fn slope(e: Elem, s: Ext) -> Ext {
         case POISSON_NLL: { return ext_mul(s, poisson_nll_grad(x, y, params.p0 != 0.0, params.p2)); }
         case GAUSSIAN_NLL: { return ext_mul(s, gaussian_nll_grad(d, e.a, params.p1)); }
         default: { return ext_kind(K_NAN); }
+    }
+}
+
+// Rare elements. Where a loss has a faster form for finite arguments, the
+// kernels evaluate every element with it (`value_fin`, `slope_fin`, on
+// finite stand-ins for a rare element) and then the rare elements of each
+// run of RUN with the full expressions (`value`, `slope`), in a loop of their
+// own: a CPU adapter runs both sides of a branch for every element, so the
+// reference expressions behind `value`'s test cost as much as the loss
+// itself when they sit in the same loop; a loop over a run's rare elements
+// runs once (masked off) where there are none. On a GPU the loop runs
+// no iterations.
+const RUN: u32 = 32u;
+
+// Whether LOSS has a fast form (`rare` can be true).
+fn splits() -> bool {
+    return LOSS == BCE_WITH_LOGITS || LOSS == SIGMOID_FOCAL;
+}
+
+// Whether element e needs the full expressions: a non-finite argument of a
+// loss with a fast form.
+fn rare(e: Elem) -> bool {
+    switch LOSS {
+        case BCE_WITH_LOGITS: { return !(is_fin(e.x) && is_fin(e.y) && is_fin(pos_weight(e))); }
+        case SIGMOID_FOCAL: { return !(is_fin(e.x) && is_fin(e.y)); }
+        default: { return false; }
+    }
+}
+
+// e, or finite stand-ins for a rare element (whose fast results are
+// dropped), so that the fast forms never compute with an infinity or NaN.
+fn fin_elem(e: Elem, r: bool) -> Elem {
+    return Elem(select(e.x, 0.0, r), select(e.y, 0.0, r), select(e.w, 1.0, r), select(e.a, 1.0, r));
+}
+
+// `value` of an element that is not rare.
+fn value_fin(e: Elem) -> Item {
+    let one = fin(1.0);
+    switch LOSS {
+        case BCE_WITH_LOGITS: {
+            return Item(ext_mul(ext(e.w), bce_with_logits_fin(e.x, e.y, pos_weight(e))), one);
+        }
+        case SIGMOID_FOCAL: { return Item(sigmoid_focal_fin(e.x, e.y, params.p0, params.p1), one); }
+        default: { return value(e); }
+    }
+}
+
+// `slope` of an element that is not rare.
+fn slope_fin(e: Elem, s: Ext) -> Ext {
+    switch LOSS {
+        case BCE_WITH_LOGITS: {
+            return ext_mul(ext_mul(s, ext(e.w)), bce_with_logits_grad_fin(e.x, e.y, pos_weight(e)));
+        }
+        case SIGMOID_FOCAL: { return ext_mul(s, sigmoid_focal_grad_fin(e.x, e.y, params.p0, params.p1)); }
+        default: { return slope(e, s); }
     }
 }

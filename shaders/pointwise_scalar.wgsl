@@ -80,21 +80,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var part = vec4<f32>(0.0);
     var kinds = 0u;
     let start = params.first + (group * WG + lid) / TEAM * TEAM * params.per_thread + lid % TEAM;
-    for (var k = 0u; k < params.per_thread; k = k + 1u) {
-        let i = start + k * TEAM;
-        if (i < params.n) {
+    for (var k0 = 0u; k0 < params.per_thread; k0 = k0 + RUN) {
+        let end = min(k0 + RUN, params.per_thread);
+        // Bit k - k0: element k is rare (see `rare`).
+        var rares = 0u;
+        for (var k = k0; k < end; k = k + 1u) {
+            let i = start + k * TEAM;
+            if (i < params.n) {
+                let raw = load(i);
+                let r = splits() && rare(raw);
+                rares = rares | select(0u, 1u << (k - k0), r);
+                let e = fin_elem(raw, r);
+                // A rare element's results are stored again below.
+                let v = value_fin(e);
+                if (WRITE_ITEMS) {
+                    out[i] = ext_f32(v.l);
+                } else {
+                    // The sums add finite parts only; kinds join at the store.
+                    kinds = kinds | select(kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u), 0u, r);
+                    part = part + select(vec4(v.l.v, v.d.v, 0.0, 0.0), vec4(0.0), r);
+                    if ((k + 1u) % BLOCK == 0u) {
+                        acc = acc + part;
+                        part = vec4<f32>(0.0);
+                    }
+                }
+                if (GRAD) {
+                    var si = s;
+                    if (each) {
+                        si = ext(upstream[i]);
+                    }
+                    grad[i] = ext_f32(slope_fin(e, si));
+                }
+            }
+        }
+        while (rares != 0u) {
+            let i = start + (k0 + firstTrailingBit(rares)) * TEAM;
+            rares = rares & (rares - 1u);
             let e = load(i);
             let v = value(e);
             if (WRITE_ITEMS) {
                 out[i] = ext_f32(v.l);
             } else {
-                // The sums add finite parts only; kinds join at the store.
                 kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
                 part = part + vec4(v.l.v, v.d.v, 0.0, 0.0);
-                if ((k + 1u) % BLOCK == 0u) {
-                    acc = acc + part;
-                    part = vec4<f32>(0.0);
-                }
             }
             if (GRAD) {
                 var si = s;

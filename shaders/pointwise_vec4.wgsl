@@ -69,28 +69,76 @@ fn main_vec4(
     // Each team of TEAM4 neighbouring invocations walks a run of its own,
     // `per_thread` steps of one vector a lane (see `TEAM` in pointwise.wgsl).
     let start = (group * WG + lid) / TEAM4 * TEAM4 * params.per_thread + lid % TEAM4;
-    for (var k = 0u; k < params.per_thread; k = k + 1u) {
-        let j = start + k * TEAM4;
-        if (j >= n4) {
-            break;
+    // Runs of RUN / 4 vectors, a bit per element for the rare ones (see
+    // `rare` in pointwise.wgsl).
+    let run = RUN / 4u;
+    for (var k0 = 0u; k0 < params.per_thread; k0 = k0 + run) {
+        let end = min(k0 + run, params.per_thread);
+        var rares = 0u;
+        for (var k = k0; k < end; k = k + 1u) {
+            let j = start + k * TEAM4;
+            if (j >= n4) {
+                break;
+            }
+            let x = ld4_input(j);
+            let y = ld4_target(j);
+            var w = vec4<f32>(1.0);
+            if (WEIGHT) {
+                w = ld4_weight(vec_at(j, params.w_sliced));
+            }
+            var a = vec4<f32>(params.p0);
+            if (AUX) {
+                a = ld4_aux(vec_at(j, params.a_sliced));
+            }
+            var l = vec4<f32>(0.0);
+            var g = vec4<f32>(0.0);
+            for (var c = 0u; c < 4u; c = c + 1u) {
+                let raw = Elem(x[c], y[c], w[c], a[c]);
+                let r = splits() && rare(raw);
+                rares = rares | select(0u, 1u << (4u * (k - k0) + c), r);
+                let e = fin_elem(raw, r);
+                // A rare element's results are stored again below.
+                let v = value_fin(e);
+                if (WRITE_ITEMS) {
+                    l[c] = ext_f32(v.l);
+                } else {
+                    kinds = kinds | select(kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u), 0u, r);
+                    part = part + select(vec4(v.l.v, v.d.v, 0.0, 0.0), vec4(0.0), r);
+                }
+                if (GRAD) {
+                    var si = s;
+                    if (each) {
+                        si = ext(upstream[4u * j + c]);
+                    }
+                    g[c] = ext_f32(slope_fin(e, si));
+                }
+            }
+            if ((k + 1u) % (BLOCK / 4u) == 0u) {
+                acc = acc + part;
+                part = vec4<f32>(0.0);
+            }
+            if (WRITE_ITEMS) {
+                out[j] = l;
+            }
+            if (GRAD) {
+                grad[j] = g;
+            }
         }
-        let x = ld4_input(j);
-        let y = ld4_target(j);
-        var w = vec4<f32>(1.0);
-        if (WEIGHT) {
-            w = ld4_weight(vec_at(j, params.w_sliced));
-        }
-        var a = vec4<f32>(params.p0);
-        if (AUX) {
-            a = ld4_aux(vec_at(j, params.a_sliced));
-        }
-        var l = vec4<f32>(0.0);
-        var g = vec4<f32>(0.0);
-        for (var c = 0u; c < 4u; c = c + 1u) {
-            let e = Elem(x[c], y[c], w[c], a[c]);
+        while (rares != 0u) {
+            let b = firstTrailingBit(rares);
+            rares = rares & (rares - 1u);
+            let j = start + (k0 + b / 4u) * TEAM4;
+            let c = b % 4u;
+            var e = Elem(ld4_input(j)[c], ld4_target(j)[c], 1.0, params.p0);
+            if (WEIGHT) {
+                e.w = ld4_weight(vec_at(j, params.w_sliced))[c];
+            }
+            if (AUX) {
+                e.a = ld4_aux(vec_at(j, params.a_sliced))[c];
+            }
             let v = value(e);
             if (WRITE_ITEMS) {
-                l[c] = ext_f32(v.l);
+                out[j][c] = ext_f32(v.l);
             } else {
                 kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
                 part = part + vec4(v.l.v, v.d.v, 0.0, 0.0);
@@ -100,18 +148,8 @@ fn main_vec4(
                 if (each) {
                     si = ext(upstream[4u * j + c]);
                 }
-                g[c] = ext_f32(slope(e, si));
+                grad[j][c] = ext_f32(slope(e, si));
             }
-        }
-        if ((k + 1u) % (BLOCK / 4u) == 0u) {
-            acc = acc + part;
-            part = vec4<f32>(0.0);
-        }
-        if (WRITE_ITEMS) {
-            out[j] = l;
-        }
-        if (GRAD) {
-            grad[j] = g;
         }
     }
     if (!WRITE_ITEMS) {

@@ -1495,6 +1495,46 @@ fn every_point_variant_where_threads_sum_in_blocks() {
     assert_eq!(ran, BTreeSet::from(["point-scalar", "point-vec4"]));
 }
 
+/// Losses with a fast form for finite arguments evaluate their rare elements
+/// (an argument not finite) again in a loop of their own per run of 32
+/// elements: scattered specials in the logits, the targets and pos_weight,
+/// first and last in a run, several in one run and in one vector, over
+/// threads of many runs (257 elements each on lavapipe), each call's items,
+/// values and gradients against the twin.
+#[test]
+fn every_point_variant_with_rare_elements_in_many_runs() {
+    let n = (1 << 19) + 7;
+    let mut ran = BTreeSet::new();
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    let at = |i: usize| i % 977 == 0 || i % 1231 == 31 || (i / 4) % 2003 == 5;
+    for loss in [
+        Loss::Pointwise(Pointwise::BceWithLogits),
+        Loss::Pointwise(Pointwise::SigmoidFocal {
+            alpha: 0.25,
+            gamma: 2.0,
+        }),
+    ] {
+        let points = Points::new(&loss, n, 23);
+        let (mut x, mut y) = (points.x.clone(), points.y.clone());
+        let mut pw: Vec<f32> = (0..n).map(|i| 0.5 + (i % 3) as f32).collect();
+        for i in (0..n).filter(|&i| at(i)) {
+            let v = specials[i % 3];
+            match (i / 3) % 3 {
+                0 => x[i] = v,
+                1 => y[i] = v,
+                _ => pw[i] = v,
+            }
+        }
+        let shape = [n];
+        let mut inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
+        if matches!(loss, Loss::Pointwise(Pointwise::BceWithLogits)) {
+            inputs = inputs.pos_weight(Tensor::new(&pw, &shape));
+        }
+        check_point_variants(ctx(), "rare", &loss, &inputs, &mut ran);
+    }
+    assert_eq!(ran, BTreeSet::from(["point-scalar", "point-vec4"]));
+}
+
 /// Beyond one binding (the small context's 65 536 values): every slice's
 /// whole vectors, the last slice's tail of 3, and a weight, pos_weight and
 /// variance sliced with the input.
