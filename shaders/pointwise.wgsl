@@ -575,17 +575,79 @@ const RUN: u32 = 32u;
 
 // Whether LOSS has a fast form (`rare` can be true).
 fn splits() -> bool {
-    return LOSS == BCE_WITH_LOGITS || LOSS == SIGMOID_FOCAL;
+    return LOSS == BCE_WITH_LOGITS || LOSS == SIGMOID_FOCAL || LOSS == KL_DIV || LOSS == POISSON_NLL
+        || LOSS == GAUSSIAN_NLL;
 }
 
-// Whether element e needs the full expressions: a non-finite argument of a
-// loss with a fast form.
+// |v| below 2^k for a finite v, from the bits (2^k a power of two).
+fn below(v: f32, k: u32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) < ((127u + k) << 23u);
+}
+
+// Whether element e needs the full expressions: an argument the fast form
+// does not take (not finite, or where its steps could overflow).
 fn rare(e: Elem) -> bool {
+    let x = e.x;
+    let y = e.y;
+    let both = is_fin(x) && is_fin(y);
     switch LOSS {
-        case BCE_WITH_LOGITS: { return !(is_fin(e.x) && is_fin(e.y) && is_fin(pos_weight(e))); }
-        case SIGMOID_FOCAL: { return !(is_fin(e.x) && is_fin(e.y)); }
+        case BCE_WITH_LOGITS: { return !(both && is_fin(pos_weight(e))); }
+        case SIGMOID_FOCAL: { return !both; }
+        case KL_DIV: {
+            if (params.p0 != 0.0) {
+                return !(both && below(x, 60u) && below(y, 60u) && y < 80.0);
+            }
+            return !(both && (!sign_bit(y) || is_zero(y)));
+        }
+        case POISSON_NLL: {
+            let ok = both && below(x, 60u) && below(y, 60u);
+            if (params.p0 != 0.0) {
+                return !(ok && x < 80.0);
+            }
+            return !(ok && x + params.p2 > 0.0);
+        }
+        case GAUSSIAN_NLL: {
+            // d^2 / v stays below 2^122 for |x|, |y| < 2^30 and v >= 2^-60.
+            return !(both && is_fin(e.a) && below(x, 30u) && below(y, 30u) && max(e.a, params.p1) >= 0x1p-60);
+        }
         default: { return false; }
     }
+}
+
+// The fast forms of kl_div, poisson_nll and gaussian_nll and their
+// gradients: the same operations as the full expressions, in f32, for the
+// arguments `rare` lets through (a final overflow told from its bits).
+fn kl_div_fin(x: f32, y: f32) -> Ext {
+    if (params.p0 != 0.0) {
+        return ext(exp(y) * (y - x));
+    }
+    let zero = is_zero(y);
+    return ext(select(y * (ln(select(y, 1.0, zero)) - x), -(y * x), zero));
+}
+
+fn poisson_nll_fin(x: f32, y: f32) -> Ext {
+    let log_input = params.p0 != 0.0;
+    var l = select(x - y * ln(select(x + params.p2, 1.0, log_input)), exp(select(0.0, x, log_input)) - y * x, log_input);
+    if (params.p1 != 0.0) {
+        let yy = max(y, 1.0);
+        l = l + select(0.0, (yy * ln(yy) - yy) + 0.5 * ln(6.283185307179586 * yy), y > 1.0);
+    }
+    return ext(l);
+}
+
+fn poisson_nll_grad_fin(x: f32, y: f32) -> Ext {
+    let log_input = params.p0 != 0.0;
+    return ext(select(1.0 - y / select(x + params.p2, 1.0, log_input), exp(select(0.0, x, log_input)) - y, log_input));
+}
+
+fn gaussian_nll_fin(x: f32, y: f32, variance: f32) -> Ext {
+    let v = max(variance, params.p1);
+    let d = x - y;
+    var l = 0.5 * (ln(v) + d * d / v);
+    if (params.p0 != 0.0) {
+        l = l + 0.9189385332046727;
+    }
+    return ext(l);
 }
 
 // e, or finite stand-ins for a rare element (whose fast results are
@@ -602,6 +664,9 @@ fn value_fin(e: Elem) -> Item {
             return Item(ext_mul(ext(e.w), bce_with_logits_fin(e.x, e.y, pos_weight(e))), one);
         }
         case SIGMOID_FOCAL: { return Item(sigmoid_focal_fin(e.x, e.y, params.p0, params.p1), one); }
+        case KL_DIV: { return Item(kl_div_fin(e.x, e.y), one); }
+        case POISSON_NLL: { return Item(poisson_nll_fin(e.x, e.y), one); }
+        case GAUSSIAN_NLL: { return Item(gaussian_nll_fin(e.x, e.y, e.a), one); }
         default: { return value(e); }
     }
 }
@@ -613,6 +678,8 @@ fn slope_fin(e: Elem, s: Ext) -> Ext {
             return ext_mul(ext_mul(s, ext(e.w)), bce_with_logits_grad_fin(e.x, e.y, pos_weight(e)));
         }
         case SIGMOID_FOCAL: { return ext_mul(s, sigmoid_focal_grad_fin(e.x, e.y, params.p0, params.p1)); }
+        case POISSON_NLL: { return ext_mul(s, poisson_nll_grad_fin(e.x, e.y)); }
+        case GAUSSIAN_NLL: { return ext_mul(s, ext((e.x - e.y) / max(e.a, params.p1))); }
         default: { return slope(e, s); }
     }
 }

@@ -1496,8 +1496,9 @@ fn every_point_variant_where_threads_sum_in_blocks() {
 }
 
 /// Losses with a fast form for finite arguments evaluate their rare elements
-/// (an argument not finite) again in a loop of their own per run of 32
-/// elements: scattered specials in the logits, the targets and pos_weight,
+/// (an argument not finite, or past the fast form's range) again in a loop of
+/// their own per run of 32 elements: scattered specials in the inputs, the
+/// targets and pos_weight or the variance,
 /// first and last in a run, several in one run and in one vector, over
 /// threads of many runs (257 elements each on lavapipe), each call's items,
 /// values and gradients against the twin.
@@ -1505,7 +1506,20 @@ fn every_point_variant_where_threads_sum_in_blocks() {
 fn every_point_variant_with_rare_elements_in_many_runs() {
     let n = (1 << 19) + 7;
     let mut ran = BTreeSet::new();
-    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    // Not finite, a zero and a negative target, an exp of 80 or more, and
+    // for kl_div, poisson_nll and gaussian_nll finite values past what their
+    // fast forms take (|v| >= 2^60, |x - y| >= 2^30); none whose loss
+    // overflows f32 where the float64 twin's does not.
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.5,
+        82.0,
+        2e18,
+        2e9,
+    ];
     let at = |i: usize| i % 977 == 0 || i % 1231 == 31 || (i / 4) % 2003 == 5;
     for loss in [
         Loss::Pointwise(Pointwise::BceWithLogits),
@@ -1513,22 +1527,56 @@ fn every_point_variant_with_rare_elements_in_many_runs() {
             alpha: 0.25,
             gamma: 2.0,
         }),
+        Loss::Pointwise(Pointwise::KlDiv { log_target: false }),
+        Loss::Pointwise(Pointwise::KlDiv { log_target: true }),
+        Loss::Pointwise(Pointwise::PoissonNll {
+            log_input: true,
+            full: true,
+            eps: 1e-8,
+        }),
+        Loss::Pointwise(Pointwise::PoissonNll {
+            log_input: false,
+            full: false,
+            eps: 1e-8,
+        }),
+        gaussian(true, 1e-6),
     ] {
         let points = Points::new(&loss, n, 23);
         let (mut x, mut y) = (points.x.clone(), points.y.clone());
-        let mut pw: Vec<f32> = (0..n).map(|i| 0.5 + (i % 3) as f32).collect();
+        // pos_weight or the variance.
+        let mut aux: Vec<f32> = match &points.var {
+            Some(v) => v.clone(),
+            None => (0..n).map(|i| 0.5 + (i % 3) as f32).collect(),
+        };
+        let logits = matches!(
+            loss,
+            Loss::Pointwise(Pointwise::BceWithLogits | Pointwise::SigmoidFocal { .. })
+        );
+        let gaussian_loss = matches!(loss, Loss::Pointwise(Pointwise::GaussianNll { .. }));
+        let specials: Vec<f32> = match (logits, gaussian_loss) {
+            (true, _) => specials[..6].to_vec(),
+            (_, true) => [&specials[..6], &[2e9]].concat(),
+            _ => specials.to_vec(),
+        };
         for i in (0..n).filter(|&i| at(i)) {
-            let v = specials[i % 3];
+            let v = specials[i % specials.len()];
             match (i / 3) % 3 {
                 0 => x[i] = v,
                 1 => y[i] = v,
-                _ => pw[i] = v,
+                // A negative variance is an error, not a value.
+                _ => aux[i] = if v < 0.0 { -v } else { v },
             }
         }
         let shape = [n];
         let mut inputs = Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&y, &shape));
-        if matches!(loss, Loss::Pointwise(Pointwise::BceWithLogits)) {
-            inputs = inputs.pos_weight(Tensor::new(&pw, &shape));
+        match loss {
+            Loss::Pointwise(Pointwise::BceWithLogits) => {
+                inputs = inputs.pos_weight(Tensor::new(&aux, &shape))
+            }
+            Loss::Pointwise(Pointwise::GaussianNll { .. }) => {
+                inputs = inputs.var(Tensor::new(&aux, &shape))
+            }
+            _ => {}
         }
         check_point_variants(ctx(), "rare", &loss, &inputs, &mut ran);
     }
