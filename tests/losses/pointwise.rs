@@ -1520,7 +1520,7 @@ fn every_point_variant_with_rare_elements_in_many_runs() {
         2e18,
         2e9,
     ];
-    let at = |i: usize| i % 977 == 0 || i % 1231 == 31 || (i / 4) % 2003 == 5;
+    let at = |i: usize| i.is_multiple_of(977) || i % 1231 == 31 || (i / 4) % 2003 == 5;
     for loss in [
         Loss::Pointwise(Pointwise::BceWithLogits),
         Loss::Pointwise(Pointwise::SigmoidFocal {
