@@ -576,7 +576,7 @@ const RUN: u32 = 32u;
 // Whether LOSS has a fast form (`rare` can be true).
 fn splits() -> bool {
     return LOSS == BCE_WITH_LOGITS || LOSS == SIGMOID_FOCAL || LOSS == KL_DIV || LOSS == POISSON_NLL
-        || LOSS == GAUSSIAN_NLL;
+        || LOSS == GAUSSIAN_NLL || LOSS == BCE || LOSS == QUANTILE;
 }
 
 // |v| below 2^k for a finite v, from the bits (2^k a power of two).
@@ -593,6 +593,9 @@ fn rare(e: Elem) -> bool {
     switch LOSS {
         case BCE_WITH_LOGITS: { return !(both && is_fin(pos_weight(e))); }
         case SIGMOID_FOCAL: { return !both; }
+        // A probability outside [0, 1] gives NaN in both forms.
+        case BCE: { return !(both && below(x, 60u) && below(y, 60u)); }
+        case QUANTILE: { return !(both && is_fin(e.a) && below(x, 60u) && below(y, 60u) && below(e.a, 60u)); }
         case KL_DIV: {
             if (params.p0 != 0.0) {
                 return !(both && below(x, 60u) && below(y, 60u) && y < 80.0);
@@ -623,6 +626,34 @@ fn kl_div_fin(x: f32, y: f32) -> Ext {
     }
     let zero = is_zero(y);
     return ext(select(y * (ln(select(y, 1.0, zero)) - x), -(y * x), zero));
+}
+
+// The clamped logs of bce from `bce`, and the sum in f32 for a target
+// below 2^60 (the logs are at least -100).
+fn bce_fin(x: f32, y: f32) -> Ext {
+    let bad = !is_fin(x) || (sign_bit(x) && !is_zero(x)) || x > 1.0;
+    let xs = select(x, 0.5, bad);
+    let lx = select(max(ln(xs), -100.0), -100.0, is_zero(xs));
+    let l1x = select(max(log1p(-xs), -100.0), -100.0, xs == 1.0);
+    return ext_pick(ext((y - 1.0) * l1x - y * lx), ext_kind(K_NAN), bad);
+}
+
+// torch.maximum((q - 1) e, q e) of finite arguments below 2^60.
+fn quantile_fin(x: f32, y: f32, q: f32) -> Ext {
+    let e = y - x;
+    return fin(max((q - 1.0) * e, q * e));
+}
+
+// `bce_grad` and `quantile_grad` of arguments `rare` lets through.
+fn bce_grad_fin(x: f32, y: f32) -> Ext {
+    return ext((x - y) / max((1.0 - x) * x, 1e-12));
+}
+
+fn quantile_grad_fin(x: f32, y: f32, q: f32) -> Ext {
+    let e = y - x;
+    let under = (q - 1.0) * e;
+    let over = q * e;
+    return fin(select(select(0.5 - q, -q, under < over), 1.0 - q, over < under));
 }
 
 fn poisson_nll_fin(x: f32, y: f32) -> Ext {
@@ -665,6 +696,8 @@ fn value_fin(e: Elem) -> Item {
         }
         case SIGMOID_FOCAL: { return Item(sigmoid_focal_fin(e.x, e.y, params.p0, params.p1), one); }
         case KL_DIV: { return Item(kl_div_fin(e.x, e.y), one); }
+        case BCE: { return Item(ext_mul(ext(e.w), bce_fin(e.x, e.y)), one); }
+        case QUANTILE: { return Item(quantile_fin(e.x, e.y, e.a), one); }
         case POISSON_NLL: { return Item(poisson_nll_fin(e.x, e.y), one); }
         case GAUSSIAN_NLL: { return Item(gaussian_nll_fin(e.x, e.y, e.a), one); }
         default: { return value(e); }
@@ -679,6 +712,8 @@ fn slope_fin(e: Elem, s: Ext) -> Ext {
         }
         case SIGMOID_FOCAL: { return ext_mul(s, sigmoid_focal_grad_fin(e.x, e.y, params.p0, params.p1)); }
         case POISSON_NLL: { return ext_mul(s, poisson_nll_grad_fin(e.x, e.y)); }
+        case BCE: { return ext_mul(ext_mul(s, ext(e.w)), bce_grad_fin(e.x, e.y)); }
+        case QUANTILE: { return ext_mul(s, quantile_grad_fin(e.x, e.y, e.a)); }
         case GAUSSIAN_NLL: { return ext_mul(s, ext((e.x - e.y) / max(e.a, params.p1))); }
         default: { return slope(e, s); }
     }
