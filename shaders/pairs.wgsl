@@ -43,8 +43,6 @@ struct Params {
     groups_x: u32,
     // cosine_embedding: labels given; triplet_margin: swap.
     flag: u32,
-    // triplet_margin: 0 general p, 1 p = 1, 2 p = 2, 3 p = inf.
-    norm: u32,
     margin: f32,
     p: f32,
     eps: f32,
@@ -63,7 +61,8 @@ struct Params {
     // Invocations per row of pairs_lanes.wgsl, a power of two up to WG
     // (the subgroup driver reads its subgroup's size instead).
     lanes: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 // cosine_embedding: input = x1, second = x2, third = labels (one per row).
@@ -94,6 +93,10 @@ fn ld_third(i: u32) -> f32 { return element(third[word_of(i, DTYPE_2)], i, DTYPE
 // Loss ids and norm selectors, as `loss_id` and `norm_id` in src/gpu/pairs.rs
 // give them (checked by the test gpu::contract::loss_ids_match_the_shaders).
 override LOSS: u32 = 0u;
+// triplet_margin's norm (`NORM_*` below) as a pipeline constant: the other
+// norms' per-value paths then fold away, where a CPU adapter would run them
+// for every value, masked off, were it a uniform's test.
+override NORM: u32 = 2u;
 const COSINE_EMBEDDING: u32 = 0u;
 const TRIPLET_MARGIN: u32 = 1u;
 
@@ -511,10 +514,10 @@ fn cosine_embedding(seat: Seat, lid: u32) -> Ext {
 // are classified from their bits (`sum_ext`, `ext`).
 fn pow_p(v: f32) -> f32 {
     let a = abs(v);
-    if (params.norm == NORM_1) {
+    if (NORM == NORM_1) {
         return a;
     }
-    if (params.norm == NORM_2) {
+    if (NORM == NORM_2) {
         return a * a;
     }
     if (a == 0.0) {
@@ -534,7 +537,7 @@ fn root_p(s: Ext) -> Ext {
 
 // A distance from its sum of p-th powers (not for NORM_INF).
 fn distance(s: Ext) -> Ext {
-    switch params.norm {
+    switch NORM {
         case NORM_1: { return s; }
         case NORM_2: { return ext_sqrt(s); }
         default: { return root_p(s); }
@@ -551,10 +554,10 @@ fn distance_gap(s_ap: Ext, s_x: Ext, ds: Ext) -> Ext {
     if (s_ap.k != K_FIN || s_x.k != K_FIN || ds.k != K_FIN) {
         return ext_sub(distance(s_ap), distance(s_x));
     }
-    if (params.norm == NORM_1) {
+    if (NORM == NORM_1) {
         return ds;
     }
-    if (params.norm == NORM_2) {
+    if (NORM == NORM_2) {
         // d_ap - d_x = (s_ap - s_x) / (d_ap + d_x).
         let d = sqrt(s_ap.v) + sqrt(s_x.v);
         let zero = is_zero(d);
@@ -760,7 +763,7 @@ fn scaled_pow(v: Ext, vmax: Ext) -> f32 {
 // with `aux` = ln sum (|v_k| / d)^p; for p = inf, `aux` components share the
 // gradient.
 fn norm_grad(ve: Ext, d: Ext, aux: f32) -> Ext {
-    switch params.norm {
+    switch NORM {
         case NORM_INF: {
             // aux >= 1 wherever the term is taken.
             let at_max = ext_eq(ext_abs(ve), d) || ve.k == K_NAN;
@@ -861,7 +864,7 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
     var aux_pn = 1.0;
     var use_pn = false;
     var tie = false;
-    if (params.norm == NORM_INF) {
+    if (NORM == NORM_INF) {
         var m_ap = max_new();
         var m_an = max_new();
         var m_pn = max_new();
@@ -898,7 +901,7 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         var sums = pw_new();
         var sums_pn = pw_new();
         var kinds = vec3(0u);
-        let scaled = GRAD && params.norm == NORM_P;
+        let scaled = GRAD && NORM == NORM_P;
         var m_ap = max_new();
         var m_an = max_new();
         var m_pn = max_new();
@@ -939,7 +942,7 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         } else {
             l = hinge(distance_gap(sap, san, ext(tot.z)));
         }
-        if (GRAD && params.norm == NORM_2) {
+        if (GRAD && NORM == NORM_2) {
             d_ap = ext_sqrt(sap);
             d_an = ext_sqrt(san);
             d_pn = ext_sqrt(spn);

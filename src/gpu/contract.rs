@@ -309,11 +309,11 @@ fn params_match_the_shaders() {
             chunks, states_at, _pad,
         })),
         (&PAIRS, rust_struct!(PairsParams {
-            rows, dim, write_items, groups_x, flag, norm, margin, p, eps, skip, row_skip,
+            rows, dim, write_items, groups_x, flag, margin, p, eps, skip, row_skip,
             partial_base, divisor, cos_eps, lanes, _pad,
         })),
         (&PAIRS_SUBGROUP, rust_struct!(PairsParams {
-            rows, dim, write_items, groups_x, flag, norm, margin, p, eps, skip, row_skip,
+            rows, dim, write_items, groups_x, flag, margin, p, eps, skip, row_skip,
             partial_base, divisor, cos_eps, lanes, _pad,
         })),
         (&DICE, rust_struct!(DiceParams {
@@ -603,6 +603,9 @@ fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f
             // dice-pixels: the fewest and the most classes it compiles for,
             // and each activation.
             "CLASSES" => vec![1.0, dice::PIXEL_CLASSES as f64],
+            "NORM" => [3.0, 1.0, 2.0, f32::INFINITY]
+                .map(|p| f64::from(pairs::norm_id(p)))
+                .to_vec(),
             "ACTIVATION" => vec![0.0, 1.0, 2.0],
             _ => panic!(
                 "{} declares override {name}: add the values the host gives it here",

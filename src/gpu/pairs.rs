@@ -24,7 +24,6 @@ pub(super) struct PairsParams {
     pub(super) write_items: u32,
     pub(super) groups_x: u32,
     pub(super) flag: u32,
-    pub(super) norm: u32,
     pub(super) margin: f32,
     pub(super) p: f32,
     pub(super) eps: f32,
@@ -34,7 +33,7 @@ pub(super) struct PairsParams {
     pub(super) divisor: f32,
     pub(super) cos_eps: f32,
     pub(super) lanes: u32,
-    pub(super) _pad: u32,
+    pub(super) _pad: [u32; 2],
 }
 
 /// How the pair kernels spread a row over invocations.
@@ -210,7 +209,7 @@ pub(super) fn schedule(
         Reduction::Mean => plan.rows as f32,
         _ => 1.0,
     };
-    let mut constants = vec![("LOSS", loss_id(loss) as f64)];
+    let mut constants = vec![("LOSS", loss_id(loss) as f64), ("NORM", norm as f64)];
     if grad {
         constants.push(("GRAD", 1.0));
     }
@@ -247,7 +246,6 @@ pub(super) fn schedule(
             write_items: items as u32,
             groups_x,
             flag,
-            norm,
             margin,
             p,
             eps,
@@ -257,7 +255,7 @@ pub(super) fn schedule(
             divisor,
             cos_eps: crate::cpu::pairs::COSINE_EPSILON as f32,
             lanes: lanes as u32,
-            _pad: 0,
+            _pad: [0; 2],
         };
         let data = |role: Role| match role {
             Role::Absent => Slice::whole(role),
