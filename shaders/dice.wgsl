@@ -104,6 +104,20 @@ fn sums_of(r: Reduced) -> Sums {
     );
 }
 
+// Class c's sums of the workgroup from every invocation's `acc` and `kinds`,
+// stored as its partial. Call n of a loop over classes (reduce_wg_kinds's
+// slots), from uniform control flow.
+fn class_partial(lid: u32, group: u32, c: u32, acc: vec4<f32>, kinds: u32) {
+    let r = sums_of(reduce_wg_kinds(lid, acc, kinds, c));
+    if (lid == 0u) {
+        let j = 4u * ((params.partial_base + group) * params.classes + c);
+        scratch[j] = ext_f32(r.sp);
+        scratch[j + 1u] = ext_f32(r.st);
+        scratch[j + 2u] = ext_f32(r.d);
+        scratch[j + 3u] = ext_f32(r.i);
+    }
+}
+
 // A pixel's softmax statistics over the finite logits: the largest and the
 // sum of exp(x_c - max). A NaN or +inf logit makes every probability of the
 // pixel NaN (the reference's max is then inf or NaN, and its sum NaN), and so
@@ -215,14 +229,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 acc = acc + vec4(p.v, t.v, d.v, both.v);
             }
         }
-        let r = sums_of(reduce_wg_kinds(lid, acc, kinds, c));
-        if (lid == 0u) {
-            let j = 4u * ((params.partial_base + group) * classes + c);
-            scratch[j] = ext_f32(r.sp);
-            scratch[j + 1u] = ext_f32(r.st);
-            scratch[j + 2u] = ext_f32(r.d);
-            scratch[j + 3u] = ext_f32(r.i);
-        }
+        class_partial(lid, group, c, acc, kinds);
     }
 }
 
@@ -288,14 +295,7 @@ fn coalesced(
         acc[c] = acc[c] + vec4(p.v, t.v, d.v, both.v);
     }
     for (var c = 0u; c < classes; c = c + 1u) {
-        let r = sums_of(reduce_wg_kinds(lid, acc[c], kinds[c], c));
-        if (lid == 0u) {
-            let j = 4u * ((params.partial_base + group) * classes + c);
-            scratch[j] = ext_f32(r.sp);
-            scratch[j + 1u] = ext_f32(r.st);
-            scratch[j + 2u] = ext_f32(r.d);
-            scratch[j + 3u] = ext_f32(r.i);
-        }
+        class_partial(lid, group, c, acc[c], kinds[c]);
     }
 }
 
@@ -489,14 +489,7 @@ fn pixels(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
             v = select(v, acc[j], j == c);
             kc = select(kc, kinds[j], j == c);
         }
-        let r = sums_of(reduce_wg_kinds(lid, v, kc, c));
-        if (lid == 0u) {
-            let j = 4u * ((params.partial_base + group) * CLASSES + c);
-            scratch[j] = ext_f32(r.sp);
-            scratch[j + 1u] = ext_f32(r.st);
-            scratch[j + 2u] = ext_f32(r.d);
-            scratch[j + 3u] = ext_f32(r.i);
-        }
+        class_partial(lid, group, c, v, kc);
     }
 }
 

@@ -86,6 +86,14 @@ const TEAM4: u32 = 8u;
 // running sum, not per_thread.
 const BLOCK: u32 = 64u;
 
+// The losses' switches as pipeline constants, so that only the chosen side
+// is compiled (a CPU adapter runs both sides of a uniform's test for every
+// element): FLAG0 is kl_div's log_target, poisson_nll's log_input and
+// gaussian_nll's full, FLAG1 poisson_nll's full (`flags` in
+// src/gpu/pointwise.rs).
+override FLAG0: bool = false;
+override FLAG1: bool = false;
+
 // Loss ids, as `loss_id` in src/gpu/pointwise.rs gives them (checked by the
 // test gpu::contract::loss_ids_match_the_shaders).
 override LOSS: u32 = 0u;
@@ -355,12 +363,12 @@ fn value(e: Elem) -> Item {
         case BCE: { return Item(ext_mul(w, bce(x, y)), one); }
         case BCE_WITH_LOGITS: { return Item(ext_mul(w, bce_with_logits(x, y, pos_weight(e))), one); }
         case SIGMOID_FOCAL: { return Item(sigmoid_focal(x, y, params.p0, params.p1), one); }
-        case KL_DIV: { return Item(kl_div(x, y, params.p0 != 0.0), one); }
+        case KL_DIV: { return Item(kl_div(x, y, FLAG0), one); }
         case POISSON_NLL: {
-            return Item(poisson_nll(x, y, params.p0 != 0.0, params.p1 != 0.0, params.p2), one);
+            return Item(poisson_nll(x, y, FLAG0, FLAG1, params.p2), one);
         }
         case GAUSSIAN_NLL: {
-            return Item(gaussian_nll(x, y, e.a, params.p0 != 0.0, params.p1), one);
+            return Item(gaussian_nll(x, y, e.a, FLAG0, params.p1), one);
         }
         default: { return Item(ext_kind(K_NAN), one); }
     }
@@ -555,8 +563,8 @@ fn slope(e: Elem, s: Ext) -> Ext {
         case BCE: { return ext_mul(sw, bce_grad(x, y)); }
         case BCE_WITH_LOGITS: { return ext_mul(sw, bce_with_logits_grad(x, y, pos_weight(e))); }
         case SIGMOID_FOCAL: { return ext_mul(s, sigmoid_focal_grad(x, y, params.p0, params.p1)); }
-        case KL_DIV: { return ext_mul(s, kl_div_grad(y, params.p0 != 0.0)); }
-        case POISSON_NLL: { return ext_mul(s, poisson_nll_grad(x, y, params.p0 != 0.0, params.p2)); }
+        case KL_DIV: { return ext_mul(s, kl_div_grad(y, FLAG0)); }
+        case POISSON_NLL: { return ext_mul(s, poisson_nll_grad(x, y, FLAG0, params.p2)); }
         case GAUSSIAN_NLL: { return ext_mul(s, gaussian_nll_grad(d, e.a, params.p1)); }
         default: { return ext_kind(K_NAN); }
     }
@@ -597,14 +605,14 @@ fn rare(e: Elem) -> bool {
         case BCE: { return !(both && below(x, 60u) && below(y, 60u)); }
         case QUANTILE: { return !(both && is_fin(e.a) && below(x, 60u) && below(y, 60u) && below(e.a, 60u)); }
         case KL_DIV: {
-            if (params.p0 != 0.0) {
+            if (FLAG0) {
                 return !(both && below(x, 60u) && below(y, 60u) && y < 80.0);
             }
             return !(both && (!sign_bit(y) || is_zero(y)));
         }
         case POISSON_NLL: {
             let ok = both && below(x, 60u) && below(y, 60u);
-            if (params.p0 != 0.0) {
+            if (FLAG0) {
                 return !(ok && x < 80.0);
             }
             return !(ok && x + params.p2 > 0.0);
@@ -621,7 +629,7 @@ fn rare(e: Elem) -> bool {
 // gradients: the same operations as the full expressions, in f32, for the
 // arguments `rare` lets through (a final overflow told from its bits).
 fn kl_div_fin(x: f32, y: f32) -> Ext {
-    if (params.p0 != 0.0) {
+    if (FLAG0) {
         return ext(exp(y) * (y - x));
     }
     let zero = is_zero(y);
@@ -657,9 +665,9 @@ fn quantile_grad_fin(x: f32, y: f32, q: f32) -> Ext {
 }
 
 fn poisson_nll_fin(x: f32, y: f32) -> Ext {
-    let log_input = params.p0 != 0.0;
+    let log_input = FLAG0;
     var l = select(x - y * ln(select(x + params.p2, 1.0, log_input)), exp(select(0.0, x, log_input)) - y * x, log_input);
-    if (params.p1 != 0.0) {
+    if (FLAG1) {
         let yy = max(y, 1.0);
         l = l + select(0.0, (yy * ln(yy) - yy) + 0.5 * ln(6.283185307179586 * yy), y > 1.0);
     }
@@ -667,7 +675,7 @@ fn poisson_nll_fin(x: f32, y: f32) -> Ext {
 }
 
 fn poisson_nll_grad_fin(x: f32, y: f32) -> Ext {
-    let log_input = params.p0 != 0.0;
+    let log_input = FLAG0;
     return ext(select(1.0 - y / select(x + params.p2, 1.0, log_input), exp(select(0.0, x, log_input)) - y, log_input));
 }
 
@@ -675,7 +683,7 @@ fn gaussian_nll_fin(x: f32, y: f32, variance: f32) -> Ext {
     let v = max(variance, params.p1);
     let d = x - y;
     var l = 0.5 * (ln(v) + d * d / v);
-    if (params.p0 != 0.0) {
+    if (FLAG0) {
         l = l + 0.9189385332046727;
     }
     return ext(l);
@@ -685,6 +693,14 @@ fn gaussian_nll_fin(x: f32, y: f32, variance: f32) -> Ext {
 // dropped), so that the fast forms never compute with an infinity or NaN.
 fn fin_elem(e: Elem, r: bool) -> Elem {
     return Elem(select(e.x, 0.0, r), select(e.y, 0.0, r), select(e.w, 1.0, r), select(e.a, 1.0, r));
+}
+
+// An element's item into a thread's sums (the finite parts) and kinds,
+// unless `skip` (a rare element's fast results, which the rare loop
+// replaces).
+fn add_item(part: ptr<function, vec4<f32>>, kinds: ptr<function, u32>, v: Item, skip: bool) {
+    *kinds = *kinds | select(kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u), 0u, skip);
+    *part = *part + select(vec4(v.l.v, v.d.v, 0.0, 0.0), vec4(0.0), skip);
 }
 
 // `value` of an element that is not rare.

@@ -97,8 +97,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     out[i] = ext_f32(v.l);
                 } else {
                     // The sums add finite parts only; kinds join at the store.
-                    kinds = kinds | select(kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u), 0u, r);
-                    part = part + select(vec4(v.l.v, v.d.v, 0.0, 0.0), vec4(0.0), r);
+                    add_item(&part, &kinds, v, r);
                     if ((k + 1u) % BLOCK == 0u) {
                         acc = acc + part;
                         part = vec4<f32>(0.0);
@@ -121,8 +120,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (WRITE_ITEMS) {
                 out[i] = ext_f32(v.l);
             } else {
-                kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
-                part = part + vec4(v.l.v, v.d.v, 0.0, 0.0);
+                add_item(&part, &kinds, v, false);
             }
             if (GRAD) {
                 var si = s;

@@ -102,8 +102,7 @@ fn main_vec4(
                 if (WRITE_ITEMS) {
                     l[c] = ext_f32(v.l);
                 } else {
-                    kinds = kinds | select(kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u), 0u, r);
-                    part = part + select(vec4(v.l.v, v.d.v, 0.0, 0.0), vec4(0.0), r);
+                    add_item(&part, &kinds, v, r);
                 }
                 if (GRAD) {
                     var si = s;
@@ -140,8 +139,7 @@ fn main_vec4(
             if (WRITE_ITEMS) {
                 out[j][c] = ext_f32(v.l);
             } else {
-                kinds = kinds | kind_flag(v.l.k) | (kind_flag(v.d.k) << 4u);
-                part = part + vec4(v.l.v, v.d.v, 0.0, 0.0);
+                add_item(&part, &kinds, v, false);
             }
             if (GRAD) {
                 var si = s;

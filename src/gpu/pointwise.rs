@@ -118,6 +118,19 @@ pub(super) fn loss_id(loss: &Pointwise) -> (u32, [f32; 4]) {
     }
 }
 
+/// The shader's FLAG0 and FLAG1 pipeline constants: the switches among a
+/// loss's parameters (the rest stay values in Params).
+pub(super) fn flags(loss: &Pointwise) -> (bool, bool) {
+    match loss {
+        Pointwise::KlDiv { log_target } => (*log_target, false),
+        Pointwise::PoissonNll {
+            log_input, full, ..
+        } => (*log_input, *full),
+        Pointwise::GaussianNll { full, .. } => (*full, false),
+        _ => (false, false),
+    }
+}
+
 /// How a broadcast tensor is bound: whole (indexed by the global element) or,
 /// when it is as long as the input and longer than a binding, sliced with it.
 fn bind_broadcast(
@@ -348,6 +361,13 @@ pub(super) fn schedule(
     }
     if items {
         constants.push(("WRITE_ITEMS", 1.0));
+    }
+    let (flag0, flag1) = flags(&plan.loss);
+    if flag0 {
+        constants.push(("FLAG0", 1.0));
+    }
+    if flag1 {
+        constants.push(("FLAG1", 1.0));
     }
     let mut dispatches = pre;
     dispatches.extend(
