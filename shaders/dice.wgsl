@@ -317,8 +317,10 @@ override CLASS_TARGET: bool = false;
 // probability lies in [0, 1] and every target is 0 or 1, unless the pixel is
 // NaN throughout (a poisoned softmax, a bad class index). Its sums then need
 // no extended reals: plain f32 terms and one kind per pixel.
-const BOUNDED_NAN_P: u32 = 0x1108u; // kind_flag(K_NAN) of p, d and both
-const BOUNDED_NAN_T: u32 = 0x1180u; // of t, d and both
+// The kinds `term_kinds` gives a NaN p (so NaN d and min(p, t)), and a NaN t.
+const NAN_FLAG: u32 = 1u << K_NAN;
+const BOUNDED_NAN_P: u32 = NAN_FLAG | (NAN_FLAG << 8u) | (NAN_FLAG << 12u);
+const BOUNDED_NAN_T: u32 = (NAN_FLAG << 4u) | (NAN_FLAG << 8u) | (NAN_FLAG << 12u);
 
 // The input index of a pixel's class 0, kept as (entry n, pixel r of the
 // entry) and stepped by TEAM pixels without a division: a loop, not a
