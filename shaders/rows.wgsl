@@ -634,9 +634,38 @@ fn row_grads(r: u32, y: i32, st: State, xy: f32, c0: u32, end: u32, step: u32) {
     } else {
         co = coef(st, y, xy, row_scale(r));
     }
-    for (var c = c0; c < end; c = c + step) {
+    grads_of(r, y, co, c0, end, step);
+}
+
+// `logit_grad` of classes c0, c0 + step, ... below `end`: in plain f32 where
+// the row's coefficients are finite and no per-class factor enters (every
+// row of a loss without smoothing or probability targets, unless its
+// upstream or denominator is not finite), through `Ext` otherwise. Two loops
+// whose trip counts the coefficients choose, not a branch per logit: a CPU
+// adapter runs both sides of a branch for every logit, and a loop of no
+// trips once.
+fn grads_of(r: u32, y: i32, co: Coef, c0: u32, end: u32, step: u32) {
+    let plain = !uses_factors() && !co.nan && co.p.k == K_FIN && co.py.k == K_FIN && co.ey.k == K_FIN;
+    for (var c = select(end, c0, plain); c < end; c = c + step) {
+        logit_grad_plain(r, c, y, co);
+    }
+    for (var c = select(c0, end, plain); c < end; c = c + step) {
         logit_grad(r, c, y, co);
     }
+}
+
+// `logit_grad` for finite coefficients without factors: the same products
+// and sum in f32 (p <= 1; an overflow of the sum is stored as IEEE's).
+fn logit_grad_plain(r: u32, c: u32, y: i32, co: Coef) {
+    let j = row_base(r) + c * params.inner;
+    var g = 0.0;
+    if (LOSS != NLL) {
+        let x = ld_input(params.x_skip + j);
+        let f = is_fin(x);
+        let p = select(0.0, exp((select(co.m, x, f) - co.m) - co.ls), f);
+        g = p * select(co.p.v, co.py.v, i32(c) == y);
+    }
+    grad[params.x_skip + j] = select(g, g + co.ey.v, i32(c) == y);
 }
 
 fn add_items(p: Item, q: Item) -> Item {
@@ -675,19 +704,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         } else if (LOSS == NLL) {
             v = nll(r, y);
             if (GRAD) {
-                let co = nll_coef(y, row_scale(r));
-                for (var c = 0u; c < params.classes; c = c + 1u) {
-                    logit_grad(r, c, y, co);
-                }
+                grads_of(r, y, nll_coef(y, row_scale(r)), 0u, params.classes, 1u);
             }
         } else {
             let sc = scan(r, y);
             v = finish(sc.st, y, sc.xy);
             if (GRAD) {
-                let co = coef(sc.st, y, sc.xy, row_scale(r));
-                for (var c = 0u; c < params.classes; c = c + 1u) {
-                    logit_grad(r, c, y, co);
-                }
+                grads_of(r, y, coef(sc.st, y, sc.xy, row_scale(r)), 0u, params.classes, 1u);
             }
         }
         if (params.write_items != 0u) {
