@@ -8,6 +8,19 @@ use wgpu_loss::Context;
 
 use super::ctx;
 
+/// llvmpipe through GL (wgpu's GLES backend, GLSL from the same WGSL), where
+/// the machine has it.
+pub fn gl_ctx() -> Option<&'static Context> {
+    static GL: OnceLock<Option<Context>> = OnceLock::new();
+    GL.get_or_init(|| {
+        let gl = Context::adapters()
+            .into_iter()
+            .find(|a| a.get_info().backend == wgpu::Backend::Gl)?;
+        Some(Context::from_adapter(&gl).expect("a device on the GL adapter"))
+    })
+    .as_ref()
+}
+
 /// Storage bindings of this many bytes in `small_ctx`.
 pub const SMALL_BINDING: u64 = 1 << 18;
 

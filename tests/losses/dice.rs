@@ -1336,6 +1336,40 @@ fn every_dice_variant_in_slices_beyond_one_binding() {
     );
 }
 
+/// Every dice variant through GL (wgpu's GLES backend: GLSL from the same
+/// WGSL), where the machine has it, on every mode, values and gradients.
+#[test]
+fn every_dice_variant_on_the_gl_backend() {
+    let Some(gl) = gl_ctx() else {
+        eprintln!("no GL adapter: the variants ran on Vulkan alone");
+        return;
+    };
+    let mut ran = BTreeSet::new();
+    for (k, shape) in [[2usize, 3, 257], [3, 4, 5000], [7, 2, 1]]
+        .iter()
+        .enumerate()
+    {
+        for mode in DiceMode::ALL {
+            let shape = if mode == DiceMode::Binary {
+                [shape[0], 1, shape[2] * shape[1]]
+            } else {
+                *shape
+            };
+            for (from_logits, smooth, ignore, log_loss) in
+                [(true, 0.0, None, false), (false, 1.0, Some(255), true)]
+            {
+                let loss = dice(mode, from_logits, smooth, ignore, log_loss);
+                let data = DiceData::new(&loss, &shape, 80 + k as u64, false);
+                check_dice_variants(gl, "gl", &loss, &data.inputs(), &shape, &mut ran);
+            }
+        }
+    }
+    assert_eq!(
+        ran,
+        BTreeSet::from(["dice-class-groups", "dice-coalesced", "dice-pixels"])
+    );
+}
+
 /// A softmax needs every class of a pixel at once, and `dice-coalesced`
 /// keeps at most 16 classes: forcing it there is an error, not a wrong
 /// answer.

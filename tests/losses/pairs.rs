@@ -1672,6 +1672,41 @@ fn no_subgroups_ctx() -> Context {
 /// Forcing a variant on a shape or a device it cannot run is an
 /// `Error::Variant` naming the variant and the eligible ones, from every
 /// entry point; a variant of another family leaves the pair losses alone.
+/// Every pair variant through GL (wgpu's GLES backend: GLSL from the same
+/// WGSL), where the machine has it: short and long rows, each norm kind,
+/// values and gradients.
+#[test]
+fn every_variant_on_the_gl_backend() {
+    let Some(gl) = crate::common::device::gl_ctx() else {
+        eprintln!("no GL adapter: the variants ran on Vulkan alone");
+        return;
+    };
+    let mut ran: Vec<Variant> = vec![];
+    for (rows, dim) in [(7usize, 257usize), (300, 3), (2, 4099)] {
+        let data = PairRows::new(rows, dim, 900 + dim as u64, false);
+        let labelled = data.cosine(true);
+        let trip = data.triplet();
+        for (loss, inputs) in [
+            (cosine(0.5), &labelled),
+            (triplet(1.0, 2.0, true), &trip),
+            (triplet(1.0, 1.5, false), &trip),
+            (triplet(1.0, f32::INFINITY, true), &trip),
+        ] {
+            for red in REDUCTIONS {
+                let what = format!("gl {loss:?} rows={rows} dim={dim} {red:?}");
+                ran.extend(check_on(gl, &what, &loss, red, inputs, 1e-6));
+            }
+            for (red, up) in calls(&data.up) {
+                let what = format!("gl {loss:?} rows={rows} dim={dim} gradient {red:?}");
+                check_grad_on(gl, &what, &loss, red, inputs, up);
+            }
+        }
+    }
+    for v in variants_here(gl) {
+        assert!(ran.contains(&v), "{} did not run on GL", v.name());
+    }
+}
+
 #[test]
 fn forcing_a_variant_that_cannot_run_is_an_error() {
     let named = |n: &str| Variant::from_name(n).unwrap();

@@ -1591,6 +1591,45 @@ fn every_point_variant_with_rare_elements_in_many_runs() {
     assert_eq!(ran, BTreeSet::from(["point-scalar", "point-vec4"]));
 }
 
+/// Both elementwise variants through GL (wgpu's GLES backend: GLSL from the
+/// same WGSL), where the machine has it: around the vector width, past one
+/// run of 32 per thread, with rare elements, every reduction and gradient.
+#[test]
+fn every_point_variant_on_the_gl_backend() {
+    let Some(gl) = device::gl_ctx() else {
+        eprintln!("no GL adapter: the variants ran on Vulkan alone");
+        return;
+    };
+    let mut ran = BTreeSet::new();
+    for n in [5usize, 4099, (1 << 17) + 3] {
+        for loss in [
+            Loss::Pointwise(Pointwise::Mse),
+            Loss::Pointwise(Pointwise::BceWithLogits),
+            Loss::Pointwise(Pointwise::KlDiv { log_target: false }),
+            Loss::Pointwise(Pointwise::PoissonNll {
+                log_input: true,
+                full: true,
+                eps: 1e-8,
+            }),
+            gaussian(false, 1e-6),
+        ] {
+            let points = Points::new(&loss, n, 40 + n as u64);
+            let mut x = points.x.clone();
+            for i in (0..n).filter(|i| i % 997 == 3) {
+                x[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][i % 3];
+            }
+            let shape = [n];
+            let mut inputs =
+                Inputs::new(Tensor::new(&x, &shape)).target(Tensor::new(&points.y, &shape));
+            if let Some(v) = &points.var {
+                inputs = inputs.var(Tensor::new(v, &shape));
+            }
+            check_point_variants(gl, "gl", &loss, &inputs, &mut ran);
+        }
+    }
+    assert_eq!(ran, BTreeSet::from(["point-scalar", "point-vec4"]));
+}
+
 /// Beyond one binding (the small context's 65 536 values): every slice's
 /// whole vectors, the last slice's tail of 3, and a weight, pos_weight and
 /// variance sliced with the input.

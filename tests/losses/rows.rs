@@ -14,7 +14,6 @@ use crate::common::upstream::{calls, kind, upstream_items};
 use crate::common::*;
 use rand::Rng;
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 use wgpu_loss::cpu::rows::log_softmax;
 use wgpu_loss::{
     cpu, BufferView, Context, DeviceInputs, DeviceTensor, DeviceUpstream, Error, GradViews, Inputs,
@@ -1726,21 +1725,9 @@ fn a_forced_variant_must_fit_the_shape() {
     assert!(ok.is_ok(), "{ok:?}");
 }
 
-/// llvmpipe through GL (wgpu's GLES backend), where the machine has it.
-fn gl_ctx() -> Option<&'static Context> {
-    static GL: OnceLock<Option<Context>> = OnceLock::new();
-    GL.get_or_init(|| {
-        let gl = Context::adapters()
-            .into_iter()
-            .find(|a| a.get_info().backend == wgpu::Backend::Gl)?;
-        Some(Context::from_adapter(&gl).expect("a device on the GL adapter"))
-    })
-    .as_ref()
-}
-
 #[test]
 fn every_variant_on_the_gl_backend() {
-    let Some(gl) = gl_ctx() else {
+    let Some(gl) = crate::common::device::gl_ctx() else {
         eprintln!("no GL adapter: the variants ran on Vulkan alone");
         return;
     };
