@@ -201,15 +201,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 var t: Ext;
                 var keep: bool;
                 if (params.class_target != 0u) {
-                    let y = bitcast<i32>(targets[params.target_skip + q]);
-                    keep = params.has_ignore == 0u || y != params.ignore_class;
-                    t = fin(select(0.0, 1.0, y == i32(c)));
                     // The host never sends a class out of range; device
                     // buffers may. Its one-hot row is undefined: NaN in every
                     // class, never a plausible loss.
-                    if (keep && (y < 0 || y >= i32(classes))) {
-                        t = ext_kind(K_NAN);
-                    }
+                    let ct = class_target_of(q, classes);
+                    keep = ct.keep;
+                    t = ext_pick(fin(select(0.0, 1.0, ct.y == i32(c))), ext_kind(K_NAN), ct.bad);
                 } else {
                     let raw = ld_target(i);
                     keep = params.has_ignore == 0u || raw != params.ignore;
@@ -274,12 +271,9 @@ fn coalesced(
         var t: Ext;
         var keep: bool;
         if (params.class_target != 0u) {
-            let y = bitcast<i32>(targets[params.target_skip + q]);
-            keep = params.has_ignore == 0u || y != params.ignore_class;
-            t = fin(select(0.0, 1.0, y == i32(c)));
-            if (keep && (y < 0 || y >= i32(classes))) {
-                t = ext_kind(K_NAN);
-            }
+            let ct = class_target_of(q, classes);
+            keep = ct.keep;
+            t = ext_pick(fin(select(0.0, 1.0, ct.y == i32(c))), ext_kind(K_NAN), ct.bad);
         } else {
             let raw = ld_target(i);
             keep = params.has_ignore == 0u || raw != params.ignore;
@@ -393,18 +387,18 @@ fn keep_or_zero(e: Ext, keep: bool) -> Ext {
     return ext_pick(ext_pick(fin(0.0), ext_kind(K_NAN), e.k != K_FIN), e, keep);
 }
 
-// A pixel's class target: its index, whether it counts, and NaN for an index
-// out of range that counts (as `main`).
+// A pixel's class target: its index, whether it counts, and whether it is
+// an index out of [0, classes) that counts (NaN for its pixel).
 struct ClassTarget {
     y: i32,
     keep: bool,
     bad: bool,
 }
 
-fn class_target_of(q: u32) -> ClassTarget {
+fn class_target_of(q: u32, classes: u32) -> ClassTarget {
     let y = bitcast<i32>(targets[params.target_skip + q]);
     let keep = params.has_ignore == 0u || y != params.ignore_class;
-    return ClassTarget(y, keep, keep && (y < 0 || y >= i32(CLASSES)));
+    return ClassTarget(y, keep, keep && (y < 0 || y >= i32(classes)));
 }
 
 // Pixels per block of `pixels`: each block's sums are taken apart and then
@@ -426,7 +420,7 @@ fn add_pixel(
     let probs = pixel_probs(x);
     var ct = ClassTarget(-1, true, false);
     if (CLASS_TARGET) {
-        ct = class_target_of(q);
+        ct = class_target_of(q, CLASSES);
     }
     if (CLASS_TARGET && ACTIVATION == SOFTMAX) {
         let nan_p = probs[0].k == K_NAN;
@@ -732,19 +726,16 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     var y = -1;
     var m = 1.0;
     if (params.class_target != 0u) {
-        y = bitcast<i32>(targets[params.target_skip + q]);
-        let keep = params.has_ignore == 0u || y != params.ignore_class;
-        m = select(0.0, 1.0, keep);
-        if (keep && (y < 0 || y >= i32(classes))) {
+        let ct = class_target_of(q, classes);
+        m = select(0.0, 1.0, ct.keep);
+        if (ct.bad) {
             // As in the forward: a bad class index gives NaN, never a number.
             for (var c = 0u; c < classes; c = c + 1u) {
                 out[first + c * inner] = kind_bits(K_NAN);
             }
             return;
         }
-        if (!keep) {
-            y = -1;
-        }
+        y = select(-1, ct.y, ct.keep);
     }
     if (params.activation == SOFTMAX) {
         // p = softmax(x), as in `main`; d/dx_k = p_k (g_k − Σ_j g_j p_j). The
@@ -848,7 +839,7 @@ fn pixels_gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         }
         let first = walk_first(w);
         w = walk_step(w);
-        let ct = class_target_of(q);
+        let ct = class_target_of(q, CLASSES);
         let m = select(0.0, 1.0, ct.keep);
         let y = select(-1, ct.y, ct.keep);
         var x: array<f32, PIXEL_CLASSES>;
@@ -882,7 +873,7 @@ fn pixels_gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         var m = 1.0;
         var poison = false;
         if (CLASS_TARGET) {
-            let ct = class_target_of(q);
+            let ct = class_target_of(q, CLASSES);
             poison = ct.bad;
             m = select(0.0, 1.0, ct.keep);
             y = select(-1, ct.y, ct.keep);

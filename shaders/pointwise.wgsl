@@ -178,19 +178,19 @@ fn quantile(x: f32, y: f32, q: f32) -> Ext {
 // -inf is formed. A probability outside [0, 1] (only a device buffer can hold
 // one; PyTorch raises) gives NaN, as its log would.
 fn bce(x: f32, y: f32) -> Ext {
-    if (!is_fin(x) || (sign_bit(x) && !is_zero(x)) || x > 1.0) {
-        return ext_kind(K_NAN);
-    }
-    var lx = -100.0;
-    if (!is_zero(x)) {
-        lx = max(ln(x), -100.0);
-    }
-    var l1x = -100.0;
-    if (x != 1.0) {
-        l1x = max(log1p(-x), -100.0);
-    }
+    let l = bce_logs(x);
     let ye = ext(y);
-    return ext_sub(ext_mul(ext_add(ye, fin(-1.0)), fin(l1x)), ext_mul(ye, fin(lx)));
+    return ext_pick(ext_sub(ext_mul(ext_add(ye, fin(-1.0)), fin(l.y)), ext_mul(ye, fin(l.x))), ext_kind(K_NAN), l.z != 0.0);
+}
+
+// The clamped logs (ln x, log1p(-x)) of a probability x, and 1 in z where x
+// is not one (NaN for the loss; the logs are then those of 0.5, unused).
+fn bce_logs(x: f32) -> vec3<f32> {
+    let bad = !is_fin(x) || (sign_bit(x) && !is_zero(x)) || x > 1.0;
+    let xs = select(x, 0.5, bad);
+    let lx = select(max(ln(xs), -100.0), -100.0, is_zero(xs));
+    let l1x = select(max(log1p(-xs), -100.0), -100.0, xs == 1.0);
+    return vec3(lx, l1x, select(0.0, 1.0, bad));
 }
 
 // The reference's (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y. At x =
@@ -639,11 +639,8 @@ fn kl_div_fin(x: f32, y: f32) -> Ext {
 // The clamped logs of bce from `bce`, and the sum in f32 for a target
 // below 2^60 (the logs are at least -100).
 fn bce_fin(x: f32, y: f32) -> Ext {
-    let bad = !is_fin(x) || (sign_bit(x) && !is_zero(x)) || x > 1.0;
-    let xs = select(x, 0.5, bad);
-    let lx = select(max(ln(xs), -100.0), -100.0, is_zero(xs));
-    let l1x = select(max(log1p(-xs), -100.0), -100.0, xs == 1.0);
-    return ext_pick(ext((y - 1.0) * l1x - y * lx), ext_kind(K_NAN), bad);
+    let l = bce_logs(x);
+    return ext_pick(ext((y - 1.0) * l.y - y * l.x), ext_kind(K_NAN), l.z != 0.0);
 }
 
 // torch.maximum((q - 1) e, q e) of finite arguments below 2^60.
@@ -693,6 +690,15 @@ fn gaussian_nll_fin(x: f32, y: f32, variance: f32) -> Ext {
 // dropped), so that the fast forms never compute with an infinity or NaN.
 fn fin_elem(e: Elem, r: bool) -> Elem {
     return Elem(select(e.x, 0.0, r), select(e.y, 0.0, r), select(e.w, 1.0, r), select(e.a, 1.0, r));
+}
+
+// The upstream of element i: `s` for all, or its own where `each` (the
+// kernel files that follow declare the `upstream` binding).
+fn upstream_at(s: Ext, each: bool, i: u32) -> Ext {
+    if (each) {
+        return ext(upstream[i]);
+    }
+    return s;
 }
 
 // An element's item into a thread's sums (the finite parts) and kinds,

@@ -104,11 +104,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     }
                 }
                 if (GRAD) {
-                    var si = s;
-                    if (each) {
-                        si = ext(upstream[i]);
-                    }
-                    grad[i] = ext_f32(slope_fin(e, si));
+                    grad[i] = ext_f32(slope_fin(e, upstream_at(s, each, i)));
                 }
             }
         }
@@ -123,11 +119,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 add_item(&part, &kinds, v, false);
             }
             if (GRAD) {
-                var si = s;
-                if (each) {
-                    si = ext(upstream[i]);
-                }
-                grad[i] = ext_f32(slope(e, si));
+                grad[i] = ext_f32(slope(e, upstream_at(s, each, i)));
             }
         }
     }

@@ -105,11 +105,7 @@ fn main_vec4(
                     add_item(&part, &kinds, v, r);
                 }
                 if (GRAD) {
-                    var si = s;
-                    if (each) {
-                        si = ext(upstream[4u * j + c]);
-                    }
-                    g[c] = ext_f32(slope_fin(e, si));
+                    g[c] = ext_f32(slope_fin(e, upstream_at(s, each, 4u * j + c)));
                 }
             }
             if ((k + 1u) % (BLOCK / 4u) == 0u) {
@@ -142,11 +138,7 @@ fn main_vec4(
                 add_item(&part, &kinds, v, false);
             }
             if (GRAD) {
-                var si = s;
-                if (each) {
-                    si = ext(upstream[4u * j + c]);
-                }
-                grad[j][c] = ext_f32(slope(e, si));
+                grad[j][c] = ext_f32(slope(e, upstream_at(s, each, 4u * j + c)));
             }
         }
     }
