@@ -41,7 +41,7 @@ struct Params {
     dim: u32,
     write_items: u32,
     groups_x: u32,
-    // cosine_embedding: labels given; triplet_margin: swap.
+    // cosine_embedding: labels given (triplet_margin's swap is `SWAP`).
     flag: u32,
     margin: f32,
     p: f32,
@@ -97,6 +97,8 @@ override LOSS: u32 = 0u;
 // norms' per-value paths then fold away, where a CPU adapter would run them
 // for every value, masked off, were it a uniform's test.
 override NORM: u32 = 2u;
+// triplet_margin's swap, for the same reason: d(p, n) is a third sum per value.
+override SWAP: bool = false;
 const COSINE_EMBEDDING: u32 = 0u;
 const TRIPLET_MARGIN: u32 = 1u;
 
@@ -254,8 +256,11 @@ fn acc_total(a: Acc) -> f32 {
 // on; r3 takes what is left (BLOCK^3 terms each). Each term meets at most
 // about 4 BLOCK additions of like-sized sums, whatever order or fma
 // contraction the compiler picks: unlike a compensation term, nothing here is
-// algebraically zero. No loop: llvmpipe runs masked-off loops of a SIMD
-// batch too, and stops an invocation after 65 535 iterations (see rows.wgsl).
+// algebraically zero. The hot loops add BLOCK terms in plain f32 themselves
+// and join the block with `pw_join` (pw_add's tests cost every term on a CPU
+// adapter, which runs both sides of a branch); that inner loop adds a 16th to
+// a walk's iterations, which llvmpipe caps at 65 535 per invocation (see the
+// variants' limits in src/gpu/pairs.rs).
 const BLOCK: u32 = 16u;
 
 struct Pw {
@@ -291,6 +296,25 @@ fn pw_add(p: ptr<function, Pw>, x: vec4<f32>) {
                 (*p).r2 = vec4(0.0);
                 (*p).k2 = 0u;
             }
+        }
+    }
+}
+
+// A sum of BLOCK terms (or fewer, at a row's end) added at once, as pw_add
+// would have after BLOCK terms: the loops that sum blocks in plain f32 and
+// join them here run its tests once per block, not once per term.
+fn pw_join(p: ptr<function, Pw>, x: vec4<f32>) {
+    (*p).r1 = (*p).r1 + x;
+    (*p).k1 = (*p).k1 + 1u;
+    if ((*p).k1 == BLOCK) {
+        (*p).r2 = (*p).r2 + (*p).r1;
+        (*p).r1 = vec4(0.0);
+        (*p).k1 = 0u;
+        (*p).k2 = (*p).k2 + 1u;
+        if ((*p).k2 == BLOCK) {
+            (*p).r3 = (*p).r3 + (*p).r2;
+            (*p).r2 = vec4(0.0);
+            (*p).k2 = 0u;
         }
     }
 }
@@ -814,6 +838,17 @@ fn norm_grad(ve: Ext, d: Ext, aux: f32) -> Ext {
     }
 }
 
+// A norm the f32 gradient loop divides by: finite and nonzero.
+fn norm_usable(d: Ext) -> bool {
+    return d.k == K_FIN && !is_zero(d.v);
+}
+
+// The norm, or 1 where it is not usable (the loop's results are then
+// overwritten): no division meets a zero or an infinity.
+fn norm_or_1(d: Ext) -> f32 {
+    return select(1.0, d.v, norm_usable(d));
+}
+
 // a - p + eps, a - n + eps and p - n + eps for one component of each loaded
 // tensor, with IEEE's kinds (inf - inf is NaN; a difference of finite values
 // may overflow), and the kinds of their magnitudes (`kind_flag`).
@@ -824,12 +859,28 @@ struct Diffs {
     kinds: vec3<u32>,
 }
 
+// The common case, told from the bits: all three below 2^126, where no
+// difference overflows.
+fn common3(a: f32, p: f32, n: f32) -> bool {
+    let m = max(max(bitcast<u32>(a) & 0x7fffffffu, bitcast<u32>(p) & 0x7fffffffu), bitcast<u32>(n) & 0x7fffffffu);
+    return m < 0x7e800000u;
+}
+
+// The three differences of the common case (`diffs`'s), or 0 for the others,
+// computed from zeros: branch-free, so that the loops that take the common
+// case run nothing else per value (a CPU adapter runs both sides of every
+// branch), and never from an infinity.
+fn fast_diffs(a: f32, p: f32, n: f32, usual: bool) -> vec3<f32> {
+    let eps = params.eps;
+    let a0 = select(0.0, a, usual);
+    let p0 = select(0.0, p, usual);
+    let n0 = select(0.0, n, usual);
+    return select(vec3(0.0), vec3(a0 - p0 + eps, a0 - n0 + eps, p0 - n0 + eps), usual);
+}
+
 fn diffs(a: f32, p: f32, n: f32) -> Diffs {
     let eps = params.eps;
-    // The common case, told from the bits: all three below 2^126, where no
-    // difference overflows.
-    let m = max(max(bitcast<u32>(a) & 0x7fffffffu, bitcast<u32>(p) & 0x7fffffffu), bitcast<u32>(n) & 0x7fffffffu);
-    if (m < 0x7e800000u) {
+    if (common3(a, p, n)) {
         return Diffs(fin(a - p + eps), fin(a - n + eps), fin(p - n + eps), vec3(0u));
     }
     let ae = ext(a);
@@ -852,7 +903,7 @@ fn hinge(gap: Ext) -> Ext {
 fn triplet_margin(seat: Seat, lid: u32) -> Ext {
     let r = seat.row;
     let base = params.skip + r * params.dim;
-    let swap = params.flag != 0u;
+    let swap = SWAP;
     var l = fin(0.0);
     // For GRAD: the norms and their `aux` (see norm_grad), and whether d(p, n)
     // is the negative distance or ties with d(a, n).
@@ -905,27 +956,68 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         var m_ap = max_new();
         var m_an = max_new();
         var m_pn = max_new();
-        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
+        // The common values (`common3`) in blocks of BLOCK per lane, each
+        // block's sum joining `sums` once; the others add 0 here, counted in
+        // `rare`, and a loop of their own adds them below.
+        var rare = 0u;
+        var k = seat.lane;
+        while (k < seat.len) {
+            var block = vec4(0.0);
+            var block_pn = 0.0;
+            for (var j = 0u; j < BLOCK && k < seat.len; j = j + 1u) {
+                let a = ld_input(base + k);
+                let p = ld_second(base + k);
+                let n = ld_third(base + k);
+                let usual = common3(a, p, n);
+                rare = rare + select(1u, 0u, usual);
+                let v = fast_diffs(a, p, n, usual);
+                if (scaled) {
+                    // A rare value's 0 here leaves the maximum as it is
+                    // (its count, which the general p does not use, aside).
+                    m_ap = max_add(m_ap, fin(v.x));
+                    m_an = max_add(m_an, fin(v.y));
+                    m_pn = max_add(m_pn, fin(v.z));
+                }
+                let t_ap = pow_p(v.x);
+                let t_an = pow_p(v.y);
+                var t_pn = 0.0;
+                if (SWAP) {
+                    t_pn = pow_p(v.z);
+                    block_pn = block_pn + t_pn;
+                }
+                block = block + vec4(t_ap, t_an, t_ap - t_an, t_ap - t_pn);
+                k = k + seat.lanes;
+            }
+            pw_join(&sums, block);
+            if (SWAP) {
+                pw_join(&sums_pn, vec4(block_pn, 0.0, 0.0, 0.0));
+            }
+        }
+        // The rare values: where a lane met none, one pass of this loop,
+        // masked off.
+        for (var k = seat.lane; rare > 0u && k < seat.len; k = k + seat.lanes) {
             let a = ld_input(base + k);
             let p = ld_second(base + k);
             let n = ld_third(base + k);
-            let v = diffs(a, p, n);
-            if (scaled) {
-                m_ap = max_add(m_ap, v.ap);
-                m_an = max_add(m_an, v.an);
-                m_pn = max_add(m_pn, v.pn);
+            if (!common3(a, p, n)) {
+                let v = diffs(a, p, n);
+                if (scaled) {
+                    m_ap = max_add(m_ap, v.ap);
+                    m_an = max_add(m_an, v.an);
+                    m_pn = max_add(m_pn, v.pn);
+                }
+                // The finite parts' powers (0 for the others, whose kinds
+                // join `kinds`).
+                let t_ap = pow_p(v.ap.v);
+                let t_an = pow_p(v.an.v);
+                var t_pn = 0.0;
+                if (SWAP) {
+                    t_pn = pow_p(v.pn.v);
+                    pw_add(&sums_pn, vec4(t_pn, 0.0, 0.0, 0.0));
+                }
+                kinds = kinds | v.kinds;
+                pw_add(&sums, vec4(t_ap, t_an, t_ap - t_an, t_ap - t_pn));
             }
-            // The finite parts' powers (0 for the others, whose kinds join
-            // `kinds`).
-            let t_ap = pow_p(v.ap.v);
-            let t_an = pow_p(v.an.v);
-            var t_pn = 0.0;
-            if (swap) {
-                t_pn = pow_p(v.pn.v);
-                pw_add(&sums_pn, vec4(t_pn, 0.0, 0.0, 0.0));
-            }
-            kinds = kinds | v.kinds;
-            pw_add(&sums, vec4(t_ap, t_an, t_ap - t_an, t_ap - t_pn));
         }
         let sum2 = row_merge(lid, MERGE_SUM, Two(pw_total(&sums), pw_total(&sums_pn)));
         let all = row_kinds(lid, kinds);
@@ -993,10 +1085,49 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         if (live(seat) && ext_lt(fin(0.0), l)) {
             ge = row_upstream(r);
         }
-        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
+        // NORM_1 and NORM_2 in f32 where the row allows (`fast`): its norms
+        // finite and nonzero, its upstream finite and below 2^64 (a gradient
+        // is the upstream times at most 2: no overflow), and the value
+        // common (`common3`). That loop stores every value's gradient; the
+        // next one stores the others' again, the reference's way: where
+        // none of a lane's values needs it, one pass, masked off.
+        var fast = false;
+        var redo = 1u;
+        if (NORM == NORM_1 || NORM == NORM_2) {
+            fast = ge.k == K_FIN && abs(ge.v) < 0x1p64f && norm_usable(d_ap) && norm_usable(d_an)
+                && (!SWAP || norm_usable(d_pn));
+            redo = select(1u, 0u, fast);
+            let dd = vec3(norm_or_1(d_ap), norm_or_1(d_an), norm_or_1(d_pn));
+            for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
+                let a = ld_input(base + k);
+                let p = ld_second(base + k);
+                let n = ld_third(base + k);
+                let usual = common3(a, p, n);
+                redo = redo + select(1u, 0u, usual);
+                let v = fast_diffs(a, p, n, usual);
+                var g = vec3(0.0);
+                if (NORM == NORM_1) {
+                    g = vec3(ext_sign(fin(v.x)), ext_sign(fin(v.y)), ext_sign(fin(v.z)));
+                } else {
+                    g = v / dd;
+                }
+                let an = w_an * g.y;
+                var pn = 0.0;
+                if (SWAP) {
+                    pn = w_pn * g.z;
+                }
+                grad_input[base + k] = ge.v * (g.x - an);
+                grad_second[base + k] = ge.v * (-g.x - pn);
+                grad_third[base + k] = ge.v * (an + pn);
+            }
+        }
+        for (var k = seat.lane; redo > 0u && k < seat.len; k = k + seat.lanes) {
             let a = ld_input(base + k);
             let p = ld_second(base + k);
             let n = ld_third(base + k);
+            if (fast && common3(a, p, n)) {
+                continue;
+            }
             let v = diffs(a, p, n);
             let n_ap = norm_grad(v.ap, d_ap, aux_ap);
             let n_an = norm_grad(v.an, d_an, aux_an);

@@ -598,7 +598,7 @@ fn override_combinations(kernel: &Kernel, module: &Module) -> Vec<Vec<(String, f
         let values: Vec<f64> = match name.as_str() {
             "LOSS" => loss_values(kernel).into_iter().map(f64::from).collect(),
             "GRAD" | "WEIGHT" | "AUX" | "WRITE_ITEMS" | "CLASS_TARGET" | "SMOOTHING" | "FLAG0"
-            | "FLAG1" => {
+            | "FLAG1" | "SWAP" => {
                 vec![0.0, 1.0]
             }
             // dice-pixels: the fewest and the most classes it compiles for,

@@ -41,10 +41,12 @@ pub(super) struct PairsParams {
 /// Eligibility (`variants`) keeps each variant to the rows it is for, and to
 /// what it runs right: llvmpipe ends an invocation after 65 535 loop
 /// iterations in total, and a fused triplet call with a general p walks its
-/// row three times, so `Thread` and `Subgroup` take rows only while those
-/// walks stay well below that (a quarter). `Workgroup` takes every row of at
-/// least `WORKGROUP_MIN_DIM` values (its threads walk a 256th of the row
-/// each: right on llvmpipe for rows of up to about 5 million values).
+/// row three times, four where the row holds values beyond 2^126 or not
+/// finite (each walk a 16th more for its blocks), so `Thread` and `Subgroup`
+/// take rows only while those walks stay well below that (about a quarter).
+/// `Workgroup` takes every row of at least `WORKGROUP_MIN_DIM` values (its
+/// threads walk a 256th of the row each: right on llvmpipe for rows of up to
+/// about 3.8 million values).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum PairsVariant {
     /// A thread walks a whole row: no reduction, but neighbouring threads
@@ -79,8 +81,8 @@ impl PairsVariant {
     }
 }
 
-/// Rows a thread may walk alone: three walks (a fused triplet with a general
-/// p) of 4096 values stay below a quarter of llvmpipe's 65 535 iterations.
+/// Rows a thread may walk alone: four walks (a fused triplet with a general
+/// p) of 4096 values stay near a quarter of llvmpipe's 65 535 iterations.
 pub(crate) const THREAD_MAX_DIM: usize = 4096;
 /// Rows a subgroup may take: at the smallest subgroup size WebGPU allows
 /// (4), three walks of 16 384 / 4 values stay as far below.
@@ -173,7 +175,7 @@ pub(super) fn schedule(
     let loss = &plan.loss;
     // The third binding holds cosine_embedding's labels (one per row) or
     // triplet_margin's negatives (rows like the others).
-    let (second, third, labels, flag, norm, margin, p, eps) = match loss {
+    let (second, third, labels, flag, swap, norm, margin, p, eps) = match loss {
         Pairs::CosineEmbedding { margin } => {
             let labels = if plan.labels {
                 Role::Labels
@@ -181,7 +183,7 @@ pub(super) fn schedule(
                 Role::Absent
             };
             let flag = plan.labels as u32;
-            (Wrt::Target, None, labels, flag, 0, *margin, 0.0, 0.0)
+            (Wrt::Target, None, labels, flag, false, 0, *margin, 0.0, 0.0)
         }
         Pairs::TripletMargin {
             margin,
@@ -192,7 +194,8 @@ pub(super) fn schedule(
             Wrt::Positive,
             Some(Wrt::Negative),
             Role::Absent,
-            *swap as u32,
+            0,
+            *swap,
             norm_id(*p),
             *margin,
             *p,
@@ -212,6 +215,9 @@ pub(super) fn schedule(
     let mut constants = vec![("LOSS", loss_id(loss) as f64), ("NORM", norm as f64)];
     if grad {
         constants.push(("GRAD", 1.0));
+    }
+    if swap {
+        constants.push(("SWAP", 1.0));
     }
     let dim = plan.dim;
     let step = match units_per_slice(dim, plan.rows, limit) {
