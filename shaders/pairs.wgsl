@@ -420,6 +420,12 @@ fn cos_terms(a: f32, b: f32) -> CosTerms {
     );
 }
 
+// The common pair of components: both below 2^63 in magnitude, so that
+// their product and squares are finite (cos_terms's kinds all finite).
+fn small2(a: f32, b: f32) -> bool {
+    return max(bitcast<u32>(a) & 0x7fffffffu, bitcast<u32>(b) & 0x7fffffffu) < 0x5f000000u;
+}
+
 // CosineEmbeddingLoss: cos = x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)).
 // The norms are multiplied after their square roots, which cannot overflow
 // where the product of the squares would. With GRAD the sums take exact
@@ -439,17 +445,33 @@ fn cosine_embedding(seat: Seat, lid: u32) -> Ext {
         // the compensated sums stay here, with what acc_add assumes, and
         // join across lanes with the same compensation. A term that is not
         // finite adds 0 * 0 instead.
+        // The common pairs (`small2`) in one branch-free loop, the others
+        // (0 there) in their own.
+        var rare = 0u;
         for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
             let a = ld_input(base + k);
             let b = ld_second(base + k);
-            let t = cos_terms(a, b);
-            kinds = kinds | t.kinds;
-            let fd = t.kinds.x == 0u;
-            let f1 = t.kinds.y == 0u;
-            let f2 = t.kinds.z == 0u;
-            dot = acc_mul(dot, select(0.0, a, fd), select(0.0, b, fd));
-            m1 = acc_mul(m1, select(0.0, a, f1), select(0.0, a, f1));
-            m2 = acc_mul(m2, select(0.0, b, f2), select(0.0, b, f2));
+            let usual = small2(a, b);
+            rare = rare + select(1u, 0u, usual);
+            let a0 = select(0.0, a, usual);
+            let b0 = select(0.0, b, usual);
+            dot = acc_mul(dot, a0, b0);
+            m1 = acc_mul(m1, a0, a0);
+            m2 = acc_mul(m2, b0, b0);
+        }
+        for (var k = seat.lane; rare > 0u && k < seat.len; k = k + seat.lanes) {
+            let a = ld_input(base + k);
+            let b = ld_second(base + k);
+            if (!small2(a, b)) {
+                let t = cos_terms(a, b);
+                kinds = kinds | t.kinds;
+                let fd = t.kinds.x == 0u;
+                let f1 = t.kinds.y == 0u;
+                let f2 = t.kinds.z == 0u;
+                dot = acc_mul(dot, select(0.0, a, fd), select(0.0, b, fd));
+                m1 = acc_mul(m1, select(0.0, a, f1), select(0.0, a, f1));
+                m2 = acc_mul(m2, select(0.0, b, f2), select(0.0, b, f2));
+            }
         }
         let t = row_merge(lid, MERGE_ACC, Two(vec4(dot.s, m1.s, m2.s, 0.0), vec4(dot.c, m1.c, m2.c, 0.0)));
         dot = Acc(t.a.x, t.b.x);
@@ -459,13 +481,33 @@ fn cosine_embedding(seat: Seat, lid: u32) -> Ext {
         m2 = acc_add(m2, params.cos_eps);
         sums = vec3(acc_total(dot), acc_total(m1), acc_total(m2));
     } else {
+        // The common pairs (`small2`) in blocks of BLOCK per lane, the others
+        // (0 there) in a loop of their own, as in triplet_margin.
         var pw = pw_new();
-        for (var k = seat.lane; k < seat.len; k = k + seat.lanes) {
+        var rare = 0u;
+        var k = seat.lane;
+        while (k < seat.len) {
+            var block = vec4(0.0);
+            for (var j = 0u; j < BLOCK && k < seat.len; j = j + 1u) {
+                let a = ld_input(base + k);
+                let b = ld_second(base + k);
+                let usual = small2(a, b);
+                rare = rare + select(1u, 0u, usual);
+                let a0 = select(0.0, a, usual);
+                let b0 = select(0.0, b, usual);
+                block = block + vec4(a0 * b0, a0 * a0, b0 * b0, 0.0);
+                k = k + seat.lanes;
+            }
+            pw_join(&pw, block);
+        }
+        for (var k = seat.lane; rare > 0u && k < seat.len; k = k + seat.lanes) {
             let a = ld_input(base + k);
             let b = ld_second(base + k);
-            let t = cos_terms(a, b);
-            kinds = kinds | t.kinds;
-            pw_add(&pw, vec4(t.dot, t.m1, t.m2, 0.0));
+            if (!small2(a, b)) {
+                let t = cos_terms(a, b);
+                kinds = kinds | t.kinds;
+                pw_add(&pw, vec4(t.dot, t.m1, t.m2, 0.0));
+            }
         }
         let t = row_sum(lid, pw_total(&pw));
         sums = vec3(t.x, t.y + params.cos_eps, t.z + params.cos_eps);
