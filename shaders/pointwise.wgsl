@@ -584,7 +584,8 @@ const RUN: u32 = 32u;
 // Whether LOSS has a fast form (`rare` can be true).
 fn splits() -> bool {
     return LOSS == BCE_WITH_LOGITS || LOSS == SIGMOID_FOCAL || LOSS == KL_DIV || LOSS == POISSON_NLL
-        || LOSS == GAUSSIAN_NLL || LOSS == BCE || LOSS == QUANTILE;
+        || LOSS == GAUSSIAN_NLL || LOSS == BCE || LOSS == QUANTILE || LOSS == MSE || LOSS == L1
+        || LOSS == HUBER || LOSS == SMOOTH_L1;
 }
 
 // |v| below 2^k for a finite v, from the bits (2^k a power of two).
@@ -599,6 +600,8 @@ fn rare(e: Elem) -> bool {
     let y = e.y;
     let both = is_fin(x) && is_fin(y);
     switch LOSS {
+        // Below 2^126, x - y cannot overflow (its square may: `ext`).
+        case MSE, L1, HUBER, SMOOTH_L1: { return !(below(x, 126u) && below(y, 126u)); }
         case BCE_WITH_LOGITS: { return !(both && is_fin(pos_weight(e))); }
         case SIGMOID_FOCAL: { return !both; }
         // A probability outside [0, 1] gives NaN in both forms.
@@ -712,7 +715,13 @@ fn add_item(part: ptr<function, vec4<f32>>, kinds: ptr<function, u32>, v: Item, 
 // `value` of an element that is not rare.
 fn value_fin(e: Elem) -> Item {
     let one = fin(1.0);
+    let w = ext(e.w);
+    let d = fin(e.x - e.y);
     switch LOSS {
+        case MSE: { return Item(ext_mul(w, mse(d)), w); }
+        case L1: { return Item(ext_mul(w, l1(d)), w); }
+        case HUBER: { return Item(ext_mul(w, huber(d, params.p0)), one); }
+        case SMOOTH_L1: { return Item(smooth_l1(d, params.p0), one); }
         case BCE_WITH_LOGITS: {
             return Item(ext_mul(ext(e.w), bce_with_logits_fin(e.x, e.y, pos_weight(e))), one);
         }
@@ -728,7 +737,13 @@ fn value_fin(e: Elem) -> Item {
 
 // `slope` of an element that is not rare.
 fn slope_fin(e: Elem, s: Ext) -> Ext {
+    let sw = ext_mul(s, ext(e.w));
+    let d = fin(e.x - e.y);
     switch LOSS {
+        case MSE: { return ext_mul(sw, ext(2.0 * d.v)); }
+        case L1: { return ext_mul(sw, fin(sign_diff(e.x, e.y, d))); }
+        case HUBER: { return ext_mul(sw, huber_grad(d, params.p0)); }
+        case SMOOTH_L1: { return ext_mul(s, smooth_l1_grad(e.x, e.y, d, params.p0)); }
         case BCE_WITH_LOGITS: {
             return ext_mul(ext_mul(s, ext(e.w)), bce_with_logits_grad_fin(e.x, e.y, pos_weight(e)));
         }
