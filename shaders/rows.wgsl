@@ -162,13 +162,17 @@ fn push(st: State, x: f32, te: Ext) -> State {
     let up = xf > st.m;
     var o = st;
     o.r = select(st.r, select(st.r + e, (st.r + 1.0) * e, up), live && s);
-    o.a = select(st.a, st.a + select(t * d, st.b * d, up), live);
     o.m = select(st.m, select(x, max(st.m, xf), s), live);
-    o.b = select(st.b, st.b + t, live || ninf);
-    var f = st.f | select(0u, SEEN, live) | select(0u, POISON, poison);
-    let ninf_flag = select(select(A_NAN, A_NINF, t < 0.0), A_PINF, t > 0.0);
-    f = f | select(0u, ninf_flag, ninf);
-    o.f = f;
+    o.f = st.f | select(0u, SEEN, live) | select(0u, POISON, poison);
+    // a, b and their flags only where a loss reads them (its factors are 0
+    // otherwise): a pipeline constant, so that rows without factors do not
+    // pay for them per logit.
+    if (uses_factors()) {
+        o.a = select(st.a, st.a + select(t * d, st.b * d, up), live);
+        o.b = select(st.b, st.b + t, live || ninf);
+        let ninf_flag = select(select(A_NAN, A_NINF, t < 0.0), A_PINF, t > 0.0);
+        o.f = o.f | select(0u, ninf_flag, ninf);
+    }
     return o;
 }
 
