@@ -80,11 +80,6 @@ override WRITE_ITEMS: bool = false;
 const TEAM: u32 = 32u;
 const TEAM4: u32 = 8u;
 
-// A thread adds its terms in blocks of BLOCK, and the blocks into its total,
-// so that the host's per_thread (up to 512 on a CPU adapter, where fewer
-// workgroups save their barriers) costs at most BLOCK + 8 roundings of a
-// running sum, not per_thread.
-const BLOCK: u32 = 64u;
 
 // The losses' switches as pipeline constants, so that only the chosen side
 // is compiled (a CPU adapter runs both sides of a uniform's test for every
@@ -579,6 +574,11 @@ fn slope(e: Elem, s: Ext) -> Ext {
 // itself when they sit in the same loop; a loop over a run's rare elements
 // runs once (masked off) where there are none. On a GPU the loop runs
 // no iterations.
+//
+// A thread sums each run apart and adds it to its total once the run's rare
+// elements have joined it: the host's per_thread (up to 512 on a CPU adapter,
+// where fewer workgroups save their barriers) then costs at most RUN + 16
+// roundings of a running sum, not per_thread, and no test per element.
 const RUN: u32 = 32u;
 
 // Whether LOSS has a fast form (`rare` can be true).
@@ -600,8 +600,10 @@ fn rare(e: Elem) -> bool {
     let y = e.y;
     let both = is_fin(x) && is_fin(y);
     switch LOSS {
-        // Below 2^126, x - y cannot overflow (its square may: `ext`).
-        case MSE, L1, HUBER, SMOOTH_L1: { return !(below(x, 126u) && below(y, 126u)); }
+        // Below 2^62, the square of x - y is finite too, and mse's fast form
+        // needs no classification; below 2^126 x - y cannot overflow.
+        case MSE: { return !(below(x, 62u) && below(y, 62u)); }
+        case L1, HUBER, SMOOTH_L1: { return !(below(x, 126u) && below(y, 126u)); }
         case BCE_WITH_LOGITS: { return !(both && is_fin(pos_weight(e))); }
         case SIGMOID_FOCAL: { return !both; }
         // A probability outside [0, 1] gives NaN in both forms.
@@ -718,8 +720,21 @@ fn value_fin(e: Elem) -> Item {
     let w = ext(e.w);
     let d = fin(e.x - e.y);
     switch LOSS {
-        case MSE: { return Item(ext_mul(w, mse(d)), w); }
-        case L1: { return Item(ext_mul(w, l1(d)), w); }
+        case MSE: {
+            // Without a weight, no product to classify.
+            let l = fin(d.v * d.v);
+            if (WEIGHT) {
+                return Item(ext_mul(w, l), w);
+            }
+            return Item(l, one);
+        }
+        case L1: {
+            let l = fin(abs(d.v));
+            if (WEIGHT) {
+                return Item(ext_mul(w, l), w);
+            }
+            return Item(l, one);
+        }
         case HUBER: { return Item(ext_mul(w, huber(d, params.p0)), one); }
         case SMOOTH_L1: { return Item(smooth_l1(d, params.p0), one); }
         case BCE_WITH_LOGITS: {
@@ -740,7 +755,7 @@ fn slope_fin(e: Elem, s: Ext) -> Ext {
     let sw = ext_mul(s, ext(e.w));
     let d = fin(e.x - e.y);
     switch LOSS {
-        case MSE: { return ext_mul(sw, ext(2.0 * d.v)); }
+        case MSE: { return ext_mul(sw, fin(2.0 * d.v)); }
         case L1: { return ext_mul(sw, fin(sign_diff(e.x, e.y, d))); }
         case HUBER: { return ext_mul(sw, huber_grad(d, params.p0)); }
         case SMOOTH_L1: { return ext_mul(s, smooth_l1_grad(e.x, e.y, d, params.p0)); }

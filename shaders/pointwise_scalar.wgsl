@@ -98,10 +98,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 } else {
                     // The sums add finite parts only; kinds join at the store.
                     add_item(&part, &kinds, v, r);
-                    if ((k + 1u) % BLOCK == 0u) {
-                        acc = acc + part;
-                        part = vec4<f32>(0.0);
-                    }
                 }
                 if (GRAD) {
                     grad[i] = ext_f32(slope_fin(e, upstream_at(s, each, i)));
@@ -122,6 +118,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 grad[i] = ext_f32(slope(e, upstream_at(s, each, i)));
             }
         }
+        // The run's sum joins the thread's (see `RUN`).
+        acc = acc + part;
+        part = vec4<f32>(0.0);
     }
     if (!WRITE_ITEMS) {
         let rk = reduce_wg_kinds(lid, acc + part, kinds, 0u);

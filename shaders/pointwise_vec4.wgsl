@@ -108,10 +108,6 @@ fn main_vec4(
                     g[c] = ext_f32(slope_fin(e, upstream_at(s, each, 4u * j + c)));
                 }
             }
-            if ((k + 1u) % (BLOCK / 4u) == 0u) {
-                acc = acc + part;
-                part = vec4<f32>(0.0);
-            }
             if (WRITE_ITEMS) {
                 out[j] = l;
             }
@@ -141,6 +137,9 @@ fn main_vec4(
                 grad[j][c] = ext_f32(slope(e, upstream_at(s, each, 4u * j + c)));
             }
         }
+        // The run's sum joins the thread's (see `RUN`).
+        acc = acc + part;
+        part = vec4<f32>(0.0);
     }
     if (!WRITE_ITEMS) {
         let rk = reduce_wg_kinds(lid, acc + part, kinds, 0u);

@@ -79,9 +79,9 @@ pub(super) const ITEMS: usize = 8;
 /// Elements per thread of the map pass, at least: enough to keep the threads
 /// busy between workgroup reductions.
 const MIN_ITEMS: usize = 8;
-/// And at most: each thread sums its items in blocks of 64 (`BLOCK` in
-/// shaders/pointwise.wgsl) and the blocks in a running total, so this bounds
-/// its rounding error (64 + 8 roundings) before the workgroup sum. Only a CPU
+/// And at most: each thread sums its items in runs of 32 (`RUN` in
+/// shaders/pointwise.wgsl) and the runs in a running total, so this bounds
+/// its rounding error (32 + 16 roundings) before the workgroup sum. Only a CPU
 /// adapter, which wants few workgroups (`Context::groups_wanted`), or a GPU
 /// beyond 2^28 elements reaches it.
 const MAX_ITEMS: usize = 512;
