@@ -210,12 +210,30 @@ fn bce_with_logits(x: f32, y: f32, pw: f32) -> Ext {
 
 // `bce_with_logits` of finite arguments.
 fn bce_with_logits_fin(x: f32, y: f32, pw: f32) -> Ext {
-    let lw = 1.0 + (pw - 1.0) * y;
-    let tail = lw * log1p(exp(-abs(x)));
-    if (x >= 0.0) {
-        return ext((1.0 - y) * x + tail);
-    }
-    return ext(-pw * y * x + tail);
+    return bce_logits_of(logistic(x), x, y, pw);
+}
+
+// What the fast forms of bce_with_logits and sigmoid_focal take of a finite
+// logit x, from one exponential e = e^-|x|: sigma(x) and sigma(-x) (1 / (1 +
+// e) and e / (1 + e), by the sign of x) and log1p(e).
+struct Logistic {
+    p: f32,
+    r: f32,
+    tail: f32,
+}
+
+fn logistic(x: f32) -> Logistic {
+    let e = exp(-abs(x));
+    let q = 1.0 / (1.0 + e);
+    let pos = x >= 0.0;
+    return Logistic(select(e * q, q, pos), select(q, e * q, pos), log1p(e));
+}
+
+// bce_with_logits_fin from the logit's `logistic`, a select for the sign of
+// x: a CPU adapter runs both sides of a branch anyway.
+fn bce_logits_of(g: Logistic, x: f32, y: f32, pw: f32) -> Ext {
+    let tail = (1.0 + (pw - 1.0) * y) * g.tail;
+    return ext(select(-pw * y * x, (1.0 - y) * x, x >= 0.0) + tail);
 }
 
 // torchvision's sigmoid focal loss; for finite arguments 1 - p_t is formed
@@ -230,8 +248,9 @@ fn sigmoid_focal(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
 
 // `sigmoid_focal` of finite arguments.
 fn sigmoid_focal_fin(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
-    let ce = bce_with_logits_fin(x, y, 1.0);
-    let u = y * sigmoid(-x) + (1.0 - y) * sigmoid(x);
+    let g = logistic(x);
+    let ce = bce_logits_of(g, x, y, 1.0);
+    let u = y * g.r + (1.0 - y) * g.p;
     var l = ext_mul(ce, ext_pow(fin(u), gamma));
     if (alpha >= 0.0) {
         l = ext_mul(l, fin(alpha * y + (1.0 - alpha) * (1.0 - y)));
@@ -459,7 +478,8 @@ fn bce_with_logits_grad(x: f32, y: f32, pw: f32) -> Ext {
 }
 
 fn bce_with_logits_grad_fin(x: f32, y: f32, pw: f32) -> Ext {
-    return ext((1.0 - y) * sigmoid(x) - pw * y * sigmoid(-x));
+    let g = logistic(x);
+    return ext((1.0 - y) * g.p - pw * y * g.r);
 }
 
 // The chain through torchvision's expression, u = 1 - p_t:
@@ -476,8 +496,9 @@ fn sigmoid_focal_grad(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
 
 // `sigmoid_focal_grad` of finite arguments.
 fn sigmoid_focal_grad_fin(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
-    let p = sigmoid(x);
-    let r = sigmoid(-x);
+    let lg = logistic(x);
+    let p = lg.p;
+    let r = lg.r;
     var u = y * r + (1.0 - y) * p;
     // The float64 reference's p_t rounds to exactly 1 past these logits (u =
     // 0 there), where float32 still resolves u: follow the reference.
@@ -499,7 +520,7 @@ fn sigmoid_focal_grad_fin(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
     if (gamma != 0.0) {
         let focal = ext_mul(fin(gamma), ext_pow(fin(u), gamma - 1.0));
         let du = (1.0 - 2.0 * y) * (p * r);
-        g = ext_add(g, ext_mul(ext_mul(bce_with_logits_fin(x, y, 1.0), focal), fin(du)));
+        g = ext_add(g, ext_mul(ext_mul(bce_logits_of(lg, x, y, 1.0), focal), fin(du)));
     }
     return alpha_weight(g, fin(y), alpha);
 }
