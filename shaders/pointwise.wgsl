@@ -243,19 +243,36 @@ fn sigmoid_focal(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
     if (!(is_fin(x) && is_fin(y))) {
         return focal_ref(ext(x), ext(y), alpha, gamma);
     }
-    return sigmoid_focal_fin(x, y, alpha, gamma);
+    return sigmoid_focal_fin(x, y, alpha, gamma, false);
 }
 
 // `sigmoid_focal` of finite arguments.
-fn sigmoid_focal_fin(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
+fn sigmoid_focal_fin(x: f32, y: f32, alpha: f32, gamma: f32, unit: bool) -> Ext {
     let g = logistic(x);
     let ce = bce_logits_of(g, x, y, 1.0);
     let u = y * g.r + (1.0 - y) * g.p;
-    var l = ext_mul(ce, ext_pow(fin(u), gamma));
+    var l = ext_mul(ce, focal_pow(u, gamma, unit));
     if (alpha >= 0.0) {
         l = ext_mul(l, fin(alpha * y + (1.0 - alpha) * (1.0 - y)));
     }
     return l;
+}
+
+// u^g for a u in [0, 1] (`unit`, a target in [0, 1]: `rare`) and g >= -1,
+// a zero u with g > 0 or g = 0 only: pow_gamma's values as selects, no
+// classification (they are finite), where ext_pow's handling of every other
+// u cost sigmoid_focal a third of its time on a CPU adapter. Otherwise
+// ext_pow. `unit` is a constant at every call: the other side folds away.
+fn focal_pow(u: f32, g: f32, unit: bool) -> Ext {
+    if (!unit) {
+        return ext_pow(fin(u), g);
+    }
+    let zero = u == 0.0;
+    var r = exp2(g * log2(select(u, 1.0, zero)));
+    r = select(r, u * u, g == 2.0);
+    r = select(r, u, g == 1.0);
+    r = select(r, 0.0, zero);
+    return fin(select(r, 1.0, g == 0.0));
 }
 
 // The alpha weight alpha y + (1 - alpha) (1 - y), where alpha >= 0.
@@ -491,11 +508,11 @@ fn sigmoid_focal_grad(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
     if (!(is_fin(x) && is_fin(y))) {
         return focal_grad_ref(ext(x), ext(y), alpha, gamma);
     }
-    return sigmoid_focal_grad_fin(x, y, alpha, gamma);
+    return sigmoid_focal_grad_fin(x, y, alpha, gamma, false);
 }
 
 // `sigmoid_focal_grad` of finite arguments.
-fn sigmoid_focal_grad_fin(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
+fn sigmoid_focal_grad_fin(x: f32, y: f32, alpha: f32, gamma: f32, unit: bool) -> Ext {
     let lg = logistic(x);
     let p = lg.p;
     let r = lg.r;
@@ -516,9 +533,9 @@ fn sigmoid_focal_grad_fin(x: f32, y: f32, alpha: f32, gamma: f32) -> Ext {
     if (u == 0.0 && gamma > 0.0 && gamma < 1.0) {
         return ext_kind(K_NAN);
     }
-    var g = ext_mul(fin((1.0 - y) * p - y * r), ext_pow(fin(u), gamma));
+    var g = ext_mul(fin((1.0 - y) * p - y * r), focal_pow(u, gamma, unit));
     if (gamma != 0.0) {
-        let focal = ext_mul(fin(gamma), ext_pow(fin(u), gamma - 1.0));
+        let focal = ext_mul(fin(gamma), focal_pow(u, gamma - 1.0, unit));
         let du = (1.0 - 2.0 * y) * (p * r);
         g = ext_add(g, ext_mul(ext_mul(bce_logits_of(lg, x, y, 1.0), focal), fin(du)));
     }
@@ -626,7 +643,8 @@ fn rare(e: Elem) -> bool {
         case MSE: { return !(below(x, 62u) && below(y, 62u)); }
         case L1, HUBER, SMOOTH_L1: { return !(below(x, 126u) && below(y, 126u)); }
         case BCE_WITH_LOGITS: { return !(both && is_fin(pos_weight(e))); }
-        case SIGMOID_FOCAL: { return !both; }
+        // focal_pow's fast form takes targets in [0, 1] only.
+        case SIGMOID_FOCAL: { return !(both && y >= 0.0 && y <= 1.0); }
         // A probability outside [0, 1] gives NaN in both forms.
         case BCE: { return !(both && below(x, 60u) && below(y, 60u)); }
         case QUANTILE: { return !(both && is_fin(e.a) && below(x, 60u) && below(y, 60u) && below(e.a, 60u)); }
@@ -761,7 +779,7 @@ fn value_fin(e: Elem) -> Item {
         case BCE_WITH_LOGITS: {
             return Item(ext_mul(ext(e.w), bce_with_logits_fin(e.x, e.y, pos_weight(e))), one);
         }
-        case SIGMOID_FOCAL: { return Item(sigmoid_focal_fin(e.x, e.y, params.p0, params.p1), one); }
+        case SIGMOID_FOCAL: { return Item(sigmoid_focal_fin(e.x, e.y, params.p0, params.p1, true), one); }
         case KL_DIV: { return Item(kl_div_fin(e.x, e.y), one); }
         case BCE: { return Item(ext_mul(ext(e.w), bce_fin(e.x, e.y)), one); }
         case QUANTILE: { return Item(quantile_fin(e.x, e.y, e.a), one); }
@@ -783,7 +801,7 @@ fn slope_fin(e: Elem, s: Ext) -> Ext {
         case BCE_WITH_LOGITS: {
             return ext_mul(ext_mul(s, ext(e.w)), bce_with_logits_grad_fin(e.x, e.y, pos_weight(e)));
         }
-        case SIGMOID_FOCAL: { return ext_mul(s, sigmoid_focal_grad_fin(e.x, e.y, params.p0, params.p1)); }
+        case SIGMOID_FOCAL: { return ext_mul(s, sigmoid_focal_grad_fin(e.x, e.y, params.p0, params.p1, true)); }
         case POISSON_NLL: { return ext_mul(s, poisson_nll_grad_fin(e.x, e.y)); }
         case BCE: { return ext_mul(ext_mul(s, ext(e.w)), bce_grad_fin(e.x, e.y)); }
         case QUANTILE: { return ext_mul(s, quantile_grad_fin(e.x, e.y, e.a)); }
