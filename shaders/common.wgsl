@@ -332,21 +332,15 @@ fn ln(x: f32) -> f32 {
         // x - 1 is exact here (Sterbenz).
         return log1p_series(x - 1.0);
     }
-    let b = bitcast<u32>(x);
-    if (b < 0x00800000u) {
-        if (b == 0u) {
-            return -FLT_MAX;
-        }
-        // A positive subnormal, read from its bits: x = b 2^-149 for the
-        // integer b < 2^23, exact as f32. Hardware that flushes subnormals
-        // would see 0 in any comparison or product of x itself, and some
-        // built-in logs mishandle them.
-        return log(f32(b)) - SUBNORMAL_LN;
-    }
-    if (b == 0x80000000u) {
-        return -FLT_MAX;
-    }
-    return log(x);
+    // A positive subnormal, read from its bits: x = b 2^-149 for the integer
+    // b < 2^23, exact as f32. Hardware that flushes subnormals would see 0 in
+    // any comparison or product of x itself, and some built-in logs
+    // mishandle them. One built-in log for both, chosen by selects: a CPU
+    // adapter runs both sides of a branch.
+    let b = bitcast<u32>(x) & 0x7fffffffu;
+    let sub = b < 0x00800000u;
+    let l = log(select(x, f32(b), sub)) - select(0.0, SUBNORMAL_LN, sub);
+    return select(l, -FLT_MAX, b == 0u);
 }
 
 // exp(x) - 1 without cancellation for small |x|.

@@ -85,7 +85,7 @@ impl PairsVariant {
 /// p) of 4096 values stay near a quarter of llvmpipe's 65 535 iterations.
 pub(crate) const THREAD_MAX_DIM: usize = 4096;
 /// Rows a subgroup may take: at the smallest subgroup size WebGPU allows
-/// (4), three walks of 16 384 / 4 values stay as far below.
+/// (4), four walks of 16 384 / 4 values stay as far below.
 pub(crate) const SUBGROUP_MAX_DIM: usize = 16_384;
 /// Rows `Packed` takes: up to `WG / 4` lanes of 8 values.
 pub(crate) const PACKED_MAX_DIM: usize = 2 * WG;
