@@ -148,16 +148,18 @@ fn log_cosh(d: Ext) -> Ext {
     if (d.k != K_FIN) { return unbounded(d); }
     let e = d.v;
     let a = abs(e);
-    if (a < 0.25) {
-        let e2 = e * e;
-        var p = 31.0 / 14175.0;
-        p = p * e2 - 17.0 / 2520.0;
-        p = p * e2 + 1.0 / 45.0;
-        p = p * e2 - 1.0 / 12.0;
-        p = p * e2 + 0.5;
-        return fin(e2 * p);
-    }
-    return fin(a + log1p(exp(-2.0 * a)) - LN2);
+    // Both forms, chosen by a select (a CPU adapter runs both sides of a
+    // branch anyway); the series of 0 where it is not taken, so that its
+    // square never overflows.
+    let small = a < 0.25;
+    let es = select(0.0, e, small);
+    let e2 = es * es;
+    var p = 31.0 / 14175.0;
+    p = p * e2 - 17.0 / 2520.0;
+    p = p * e2 + 1.0 / 45.0;
+    p = p * e2 - 1.0 / 12.0;
+    p = p * e2 + 0.5;
+    return fin(select(a + log1p(exp(-2.0 * a)) - LN2, e2 * p, small));
 }
 
 // torch.maximum((q - 1) e, q e) for e = y - x: NaN if either is (q = 0 or 1
@@ -623,7 +625,7 @@ const RUN: u32 = 32u;
 fn splits() -> bool {
     return LOSS == BCE_WITH_LOGITS || LOSS == SIGMOID_FOCAL || LOSS == KL_DIV || LOSS == POISSON_NLL
         || LOSS == GAUSSIAN_NLL || LOSS == BCE || LOSS == QUANTILE || LOSS == MSE || LOSS == L1
-        || LOSS == HUBER || LOSS == SMOOTH_L1;
+        || LOSS == HUBER || LOSS == SMOOTH_L1 || LOSS == LOG_COSH;
 }
 
 // |v| below 2^k for a finite v, from the bits (2^k a power of two).
@@ -641,7 +643,7 @@ fn rare(e: Elem) -> bool {
         // Below 2^62, the square of x - y is finite too, and mse's fast form
         // needs no classification; below 2^126 x - y cannot overflow.
         case MSE: { return !(below(x, 62u) && below(y, 62u)); }
-        case L1, HUBER, SMOOTH_L1: { return !(below(x, 126u) && below(y, 126u)); }
+        case L1, HUBER, SMOOTH_L1, LOG_COSH: { return !(below(x, 126u) && below(y, 126u)); }
         case BCE_WITH_LOGITS: { return !(both && is_fin(pos_weight(e))); }
         // focal_pow's fast form takes targets in [0, 1] only.
         case SIGMOID_FOCAL: { return !(both && y >= 0.0 && y <= 1.0); }
@@ -776,6 +778,7 @@ fn value_fin(e: Elem) -> Item {
         }
         case HUBER: { return Item(ext_mul(w, huber(d, params.p0)), one); }
         case SMOOTH_L1: { return Item(smooth_l1(d, params.p0), one); }
+        case LOG_COSH: { return Item(log_cosh(d), one); }
         case BCE_WITH_LOGITS: {
             return Item(ext_mul(ext(e.w), bce_with_logits_fin(e.x, e.y, pos_weight(e))), one);
         }
@@ -798,6 +801,7 @@ fn slope_fin(e: Elem, s: Ext) -> Ext {
         case L1: { return ext_mul(sw, fin(sign_diff(e.x, e.y, d))); }
         case HUBER: { return ext_mul(sw, huber_grad(d, params.p0)); }
         case SMOOTH_L1: { return ext_mul(s, smooth_l1_grad(e.x, e.y, d, params.p0)); }
+        case LOG_COSH: { return ext_mul(s, log_cosh_grad(d)); }
         case BCE_WITH_LOGITS: {
             return ext_mul(ext_mul(s, ext(e.w)), bce_with_logits_grad_fin(e.x, e.y, pos_weight(e)));
         }
