@@ -282,21 +282,10 @@ fn pw_add(p: ptr<function, Pw>, x: vec4<f32>) {
     (*p).r0 = (*p).r0 + x;
     (*p).k0 = (*p).k0 + 1u;
     if ((*p).k0 == BLOCK) {
-        (*p).r1 = (*p).r1 + (*p).r0;
+        let block = (*p).r0;
         (*p).r0 = vec4(0.0);
         (*p).k0 = 0u;
-        (*p).k1 = (*p).k1 + 1u;
-        if ((*p).k1 == BLOCK) {
-            (*p).r2 = (*p).r2 + (*p).r1;
-            (*p).r1 = vec4(0.0);
-            (*p).k1 = 0u;
-            (*p).k2 = (*p).k2 + 1u;
-            if ((*p).k2 == BLOCK) {
-                (*p).r3 = (*p).r3 + (*p).r2;
-                (*p).r2 = vec4(0.0);
-                (*p).k2 = 0u;
-            }
-        }
+        pw_join(p, block);
     }
 }
 
