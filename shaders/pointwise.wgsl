@@ -643,7 +643,10 @@ fn rare(e: Elem) -> bool {
         // Below 2^62, the square of x - y is finite too, and mse's fast form
         // needs no classification; below 2^126 x - y cannot overflow.
         case MSE: { return !(below(x, 62u) && below(y, 62u)); }
-        case L1, HUBER, SMOOTH_L1, LOG_COSH: { return !(below(x, 126u) && below(y, 126u)); }
+        // huber's too, with a delta below 2^62 (its linear side then stays
+        // below 2^125).
+        case HUBER: { return !(below(x, 62u) && below(y, 62u) && below(params.p0, 62u)); }
+        case L1, SMOOTH_L1, LOG_COSH: { return !(below(x, 126u) && below(y, 126u)); }
         case BCE_WITH_LOGITS: { return !(both && is_fin(pos_weight(e))); }
         // focal_pow's fast form takes targets in [0, 1] only.
         case SIGMOID_FOCAL: { return !(both && y >= 0.0 && y <= 1.0); }
@@ -776,7 +779,15 @@ fn value_fin(e: Elem) -> Item {
             }
             return Item(l, one);
         }
-        case HUBER: { return Item(ext_mul(w, huber(d, params.p0)), one); }
+        case HUBER: {
+            let z = abs(d.v);
+            let delta = params.p0;
+            let l = fin(select(delta * (z - 0.5 * delta), 0.5 * z * z, z < delta));
+            if (WEIGHT) {
+                return Item(ext_mul(w, l), one);
+            }
+            return Item(l, one);
+        }
         case SMOOTH_L1: { return Item(smooth_l1(d, params.p0), one); }
         case LOG_COSH: { return Item(log_cosh(d), one); }
         case BCE_WITH_LOGITS: {
