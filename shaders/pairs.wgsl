@@ -934,7 +934,6 @@ fn hinge(gap: Ext) -> Ext {
 fn triplet_margin(seat: Seat, lid: u32) -> Ext {
     let r = seat.row;
     let base = params.skip + r * params.dim;
-    let swap = SWAP;
     var l = fin(0.0);
     // For GRAD: the norms and their `aux` (see norm_grad), and whether d(p, n)
     // is the negative distance or ties with d(a, n).
@@ -957,7 +956,7 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
             let v = diffs(a, p, n);
             m_ap = max_add(m_ap, v.ap);
             m_an = max_add(m_an, v.an);
-            if (swap) {
+            if (SWAP) {
                 m_pn = max_add(m_pn, v.pn);
             }
         }
@@ -971,8 +970,8 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         // torch.min(d(a, n), d(p, n)) before the difference: inf - min(inf, x)
         // is inf, where the larger of inf - inf and inf - x would be NaN. A
         // NaN d(p, n) is the minimum; a NaN d(a, n) compares with nothing.
-        use_pn = swap && (d_pn.k == K_NAN || ext_lt(d_pn, d_an));
-        tie = swap && ext_eq(d_pn, d_an);
+        use_pn = SWAP && (d_pn.k == K_NAN || ext_lt(d_pn, d_an));
+        tie = SWAP && ext_eq(d_pn, d_an);
         l = hinge(ext_sub(d_ap, ext_pick(d_an, d_pn, use_pn)));
     } else {
         // (s_ap, s_an, ds_an, ds_pn) and (s_pn, ...), of the finite
@@ -1058,8 +1057,8 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
         let spn = sum_ext(sum2.b.x, all.z);
         // torch.min(d(a, n), d(p, n)) first (the p-th powers order as the
         // distances do), then the gap to the smaller one.
-        use_pn = swap && (spn.k == K_NAN || ext_lt(spn, san));
-        tie = swap && ext_eq(spn, san);
+        use_pn = SWAP && (spn.k == K_NAN || ext_lt(spn, san));
+        tie = SWAP && ext_eq(spn, san);
         if (use_pn) {
             l = hinge(distance_gap(sap, spn, ext(tot.w)));
         } else {
@@ -1086,7 +1085,7 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
                 let n = ld_third(base + k);
                 let v = diffs(a, p, n);
                 var q_pn = 0.0;
-                if (swap) {
+                if (SWAP) {
                     q_pn = scaled_pow(v.pn, d_pn);
                 }
                 pw_add(&q, vec4(scaled_pow(v.ap, d_ap), scaled_pow(v.an, d_an), q_pn, 0.0));
@@ -1163,7 +1162,7 @@ fn triplet_margin(seat: Seat, lid: u32) -> Ext {
             let n_ap = norm_grad(v.ap, d_ap, aux_ap);
             let n_an = norm_grad(v.an, d_an, aux_an);
             var n_pn = fin(0.0);
-            if (swap) {
+            if (SWAP) {
                 n_pn = norm_grad(v.pn, d_pn, aux_pn);
             }
             // IEEE on the kinds: a NaN or infinite term reaches every sum it

@@ -80,7 +80,6 @@ override WRITE_ITEMS: bool = false;
 const TEAM: u32 = 32u;
 const TEAM4: u32 = 8u;
 
-
 // The losses' switches as pipeline constants, so that only the chosen side
 // is compiled (a CPU adapter runs both sides of a uniform's test for every
 // element): FLAG0 is kl_div's log_target, poisson_nll's log_input and
@@ -131,8 +130,12 @@ fn l1(e: Ext) -> Ext {
 // The quadratic branch is strict (z < delta), as in the reference.
 fn huber(e: Ext, delta: f32) -> Ext {
     if (e.k != K_FIN) { return unbounded(e); }
-    let z = abs(e.v);
-    return ext(select(delta * (z - 0.5 * delta), 0.5 * z * z, z < delta));
+    return ext(huber_of(abs(e.v), delta));
+}
+
+// huber of |e| = z in f32 (an overflow left to the caller).
+fn huber_of(z: f32, delta: f32) -> f32 {
+    return select(delta * (z - 0.5 * delta), 0.5 * z * z, z < delta);
 }
 
 // beta == 0 never takes the quadratic branch, which makes it L1.
@@ -758,36 +761,24 @@ fn add_item(part: ptr<function, vec4<f32>>, kinds: ptr<function, u32>, v: Item, 
     *part = *part + select(vec4(v.l.v, v.d.v, 0.0, 0.0), vec4(0.0), skip);
 }
 
+// l times the weight where there is one: without, no product to classify.
+fn by_weight(l: Ext, w: Ext) -> Ext {
+    if (WEIGHT) {
+        return ext_mul(w, l);
+    }
+    return l;
+}
+
 // `value` of an element that is not rare.
 fn value_fin(e: Elem) -> Item {
     let one = fin(1.0);
     let w = ext(e.w);
     let d = fin(e.x - e.y);
     switch LOSS {
-        case MSE: {
-            // Without a weight, no product to classify.
-            let l = fin(d.v * d.v);
-            if (WEIGHT) {
-                return Item(ext_mul(w, l), w);
-            }
-            return Item(l, one);
-        }
-        case L1: {
-            let l = fin(abs(d.v));
-            if (WEIGHT) {
-                return Item(ext_mul(w, l), w);
-            }
-            return Item(l, one);
-        }
-        case HUBER: {
-            let z = abs(d.v);
-            let delta = params.p0;
-            let l = fin(select(delta * (z - 0.5 * delta), 0.5 * z * z, z < delta));
-            if (WEIGHT) {
-                return Item(ext_mul(w, l), one);
-            }
-            return Item(l, one);
-        }
+        // Finite below the bounds `rare` sets: unclassified.
+        case MSE: { return Item(by_weight(fin(d.v * d.v), w), w); }
+        case L1: { return Item(by_weight(fin(abs(d.v)), w), w); }
+        case HUBER: { return Item(by_weight(fin(huber_of(abs(d.v), params.p0)), w), one); }
         case SMOOTH_L1: { return Item(smooth_l1(d, params.p0), one); }
         case LOG_COSH: { return Item(log_cosh(d), one); }
         case BCE_WITH_LOGITS: {
